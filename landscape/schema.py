@@ -1,0 +1,254 @@
+"""The layout of ``RUN/hidden.h5``: the one module that spells paths inside it.
+
+Everything else reads and writes through these functions, so a change of layout is a change
+here (and a bump of ``SCHEMA_VERSION``)::
+
+    /                                 attrs: schema_version, model, model_hash, model_source,
+                                             dataset, dataset_hash, split_seed, partition,
+                                             representation, versions, created_at
+    /examples/{id,subject,answer,split}   (N,)  one row per example, the row order of every condition
+    /partition/{demos,train}/{id,subject} the rest of the seeded partition (eval = /examples)
+    /conditions/<name>/               attrs: kind (icl|sft), shots, accuracy, complete, settings
+        hidden  (n_layers+1, N, d) float32, chunked (1, rows, d): one layer reads alone
+        logits  (N, 4) float32        logits of the answer-letter tokens " A".." D"
+        logsumexp (N,) float32        log-sum-exp of all vocabulary logits at that token, so
+                                      log p(letter) = logits - logsumexp[:, None] (nats)
+        pred    (N,)   int8           argmax of ``logits``
+        done    (N,)   bool           rows written; a resumed run redoes the others
+
+Example:
+    >>> import h5py, numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "hidden.h5")
+    >>> ex = Examples(ids=np.array([3, 7]), subjects=np.array(["a", "b"]), answers=np.array([0, 2]),
+    ...               splits=np.array(["eval", "eval"]))
+    >>> with h5py.File(path, "w") as f:
+    ...     write_header(f, {"model": "m"}, ex, {})
+    ...     group = create_condition(f, "0shot", n_layers=2, n_rows=2, width=4, attrs={"kind": "icl"})
+    ...     write_rows(group, np.array([0, 1]), np.ones((3, 2, 4)), np.zeros((2, 4)), np.zeros(2))
+    >>> with h5py.File(path, "r") as f:
+    ...     read_layer(f, "0shot", 1).shape
+    (2, 4)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+
+SCHEMA_VERSION = 1
+LETTERS = ("A", "B", "C", "D")
+
+_EXAMPLES = "examples"
+_PARTITION = "partition"
+_CONDITIONS = "conditions"
+_STR = h5py.string_dtype("utf-8")
+# Rows per chunk of `hidden`: a chunk is one layer x this many rows x d floats (~0.6 MB at d=576).
+_CHUNK_ROWS = 256
+
+
+class SchemaError(ValueError):
+    """The file is not a landscape run of this schema version, or lacks what was asked for."""
+
+
+@dataclass(frozen=True)
+class Examples:
+    """The rows of a run: ``ids`` index the MMLU file; all arrays have shape (N,)."""
+
+    ids: np.ndarray
+    subjects: np.ndarray
+    answers: np.ndarray
+    splits: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# ---------------------------------------------------------------- header, examples, partition
+
+
+def write_header(
+    f: h5py.File,
+    attrs: Mapping[str, Any],
+    examples: Examples,
+    partition: Mapping[str, tuple[np.ndarray, np.ndarray]],
+) -> None:
+    """Write the root attrs, ``/examples`` and ``/partition`` of a new file.
+
+    ``partition`` maps a part name (``demos``, ``train``) to its ``(ids, subjects)``. Values of
+    ``attrs`` that are not scalars or strings are stored as JSON.
+    """
+    f.attrs["schema_version"] = SCHEMA_VERSION
+    for key, value in attrs.items():
+        f.attrs[key] = _attr_value(value)
+    group = f.create_group(_EXAMPLES)
+    group.create_dataset("id", data=np.asarray(examples.ids, dtype=np.int64))
+    group.create_dataset("subject", data=np.asarray(examples.subjects, dtype=object), dtype=_STR)
+    group.create_dataset("answer", data=np.asarray(examples.answers, dtype=np.int8))
+    group.create_dataset("split", data=np.asarray(examples.splits, dtype=object), dtype=_STR)
+    parts = f.create_group(_PARTITION)
+    for name, (ids, subjects) in partition.items():
+        part = parts.create_group(name)
+        part.create_dataset("id", data=np.asarray(ids, dtype=np.int64))
+        part.create_dataset("subject", data=np.asarray(subjects, dtype=object), dtype=_STR)
+
+
+def check_version(f: h5py.File) -> None:
+    """Raise SchemaError unless ``f`` is a run file of this schema version."""
+    version = f.attrs.get("schema_version")
+    if version is None or _EXAMPLES not in f:
+        raise SchemaError(f"{f.filename} is not a landscape run file (no schema_version)")
+    if int(version) != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{f.filename} has schema version {int(version)}; this landscape reads version {SCHEMA_VERSION}"
+        )
+
+
+def read_attrs(f: h5py.File) -> dict[str, Any]:
+    """Root attrs, with JSON-encoded values decoded."""
+    return {key: _decode_attr(value) for key, value in f.attrs.items()}
+
+
+def read_examples(f: h5py.File) -> Examples:
+    check_version(f)
+    group = f[_EXAMPLES]
+    return Examples(
+        ids=group["id"][:],
+        subjects=group["subject"].asstr()[:].astype(str),
+        answers=group["answer"][:].astype(np.int64),
+        splits=group["split"].asstr()[:].astype(str),
+    )
+
+
+def read_partition(f: h5py.File) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    check_version(f)
+    return {
+        name: (part["id"][:], part["subject"].asstr()[:].astype(str))
+        for name, part in f[_PARTITION].items()
+    }
+
+
+# ---------------------------------------------------------------- conditions
+
+
+def condition_names(f: h5py.File) -> list[str]:
+    check_version(f)
+    return list(f[_CONDITIONS].keys()) if _CONDITIONS in f else []
+
+
+def create_condition(
+    f: h5py.File, name: str, *, n_layers: int, n_rows: int, width: int, attrs: Mapping[str, Any]
+) -> h5py.Group:
+    """Create ``/conditions/<name>`` with empty datasets; ``n_layers`` counts blocks (layer 0 is extra)."""
+    group = f.require_group(_CONDITIONS).create_group(name)
+    for key, value in attrs.items():
+        group.attrs[key] = _attr_value(value)
+    group.attrs["complete"] = False
+    chunk_rows = max(1, min(n_rows, _CHUNK_ROWS))
+    group.create_dataset(
+        "hidden", shape=(n_layers + 1, n_rows, width), dtype=np.float32, chunks=(1, chunk_rows, width)
+    )
+    group.create_dataset("logits", shape=(n_rows, len(LETTERS)), dtype=np.float32)
+    group.create_dataset("logsumexp", shape=(n_rows,), dtype=np.float32)
+    group.create_dataset("pred", shape=(n_rows,), dtype=np.int8)
+    group.create_dataset("done", shape=(n_rows,), dtype=bool, fillvalue=False)
+    return group
+
+
+def get_condition(f: h5py.File, name: str) -> h5py.Group:
+    check_version(f)
+    if _CONDITIONS not in f or name not in f[_CONDITIONS]:
+        have = ", ".join(condition_names(f)) or "none"
+        raise SchemaError(f"no condition {name!r} in {f.filename} (it has: {have})")
+    return f[_CONDITIONS][name]
+
+
+def delete_condition(f: h5py.File, name: str) -> None:
+    del f[_CONDITIONS][name]
+
+
+def condition_attrs(group: h5py.Group) -> dict[str, Any]:
+    return {key: _decode_attr(value) for key, value in group.attrs.items()}
+
+
+def write_rows(
+    group: h5py.Group,
+    rows: np.ndarray,
+    hidden: np.ndarray,
+    logits: np.ndarray,
+    logsumexp: np.ndarray,
+) -> None:
+    """Write a batch at ``rows`` (B,): ``hidden`` (n_layers+1, B, d), ``logits`` (B, 4), ``logsumexp`` (B,).
+
+    ``pred`` is derived here (argmax of the letter logits), so it can never disagree with them.
+
+    Rows are marked done last, so a write cut short leaves them to be redone.
+    """
+    order = np.argsort(rows)  # h5py wants increasing indices
+    rows = np.asarray(rows)[order]
+    hidden = np.asarray(hidden, dtype=np.float32)[:, order]
+    if np.all(np.diff(rows) == 1):  # contiguous: one hyperslab, much faster than a point list
+        index: slice | np.ndarray = slice(int(rows[0]), int(rows[-1]) + 1)
+    else:
+        index = rows
+    group["hidden"][:, index, :] = hidden
+    logits = np.asarray(logits, dtype=np.float32)[order]
+    group["logits"][index] = logits
+    group["logsumexp"][index] = np.asarray(logsumexp, dtype=np.float32)[order]
+    group["pred"][index] = logits.argmax(axis=1).astype(np.int8)
+    group["done"][index] = True
+
+
+def rows_done(group: h5py.Group) -> np.ndarray:
+    """(N,) bool: which rows hold data."""
+    return group["done"][:]
+
+
+def finish_condition(group: h5py.Group, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        group.attrs[key] = _attr_value(value)
+    group.attrs["complete"] = True
+
+
+def n_layers(f: h5py.File, condition: str) -> int:
+    """Number of stored layers (blocks + 1 for the embeddings)."""
+    return int(get_condition(f, condition)["hidden"].shape[0])
+
+
+def read_layer(f: h5py.File, condition: str, layer: int) -> np.ndarray:
+    """(N, d) float32 hidden states of one layer (0 = embeddings) of one condition."""
+    hidden = get_condition(f, condition)["hidden"]
+    if not -hidden.shape[0] <= layer < hidden.shape[0]:
+        raise SchemaError(f"layer {layer} out of range: {condition!r} has layers 0..{hidden.shape[0] - 1}")
+    return hidden[layer]
+
+
+def read_outputs(f: h5py.File, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 4) letter logits, (N,) full-vocabulary log-sum-exp and (N,) predictions of one condition."""
+    group = get_condition(f, condition)
+    return group["logits"][:], group["logsumexp"][:], group["pred"][:].astype(np.int64)
+
+
+# ---------------------------------------------------------------- attrs helpers
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _decode_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

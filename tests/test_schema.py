@@ -1,0 +1,65 @@
+import h5py
+import numpy as np
+import pytest
+
+from landscape import schema
+
+
+def _examples(n=5):
+    return schema.Examples(
+        ids=np.arange(10, 10 + n), subjects=np.array(["a", "b", "a", "b", "c"][:n]),
+        answers=np.arange(n) % 4, splits=np.array(["eval"] * n),
+    )
+
+
+def _new(path, n=5, layers=2, width=3):
+    with h5py.File(path, "w") as f:
+        schema.write_header(f, {"model": "m", "partition": {"seed": 0}}, _examples(n),
+                            {"demos": (np.array([1, 2]), np.array(["a", "b"]))})
+        schema.create_condition(f, "0shot", n_layers=layers, n_rows=n, width=width, attrs={"kind": "icl", "shots": 0})
+
+
+def test_roundtrip_with_noncontiguous_rows(tmp_path):
+    path = tmp_path / "h.h5"
+    _new(path)
+    rng = np.random.default_rng(0)
+    hidden = rng.normal(size=(3, 5, 3)).astype(np.float32)
+    logits = rng.normal(size=(5, 4)).astype(np.float32)
+    with h5py.File(path, "a") as f:
+        group = schema.get_condition(f, "0shot")
+        schema.write_rows(group, np.array([3, 0, 4]), hidden[:, [3, 0, 4]], logits[[3, 0, 4]], np.zeros(3))
+        assert schema.rows_done(group).tolist() == [True, False, False, True, True]
+        schema.write_rows(group, np.array([1, 2]), hidden[:, 1:3], logits[1:3], np.ones(2))
+    with h5py.File(path, "r") as f:
+        for layer in range(3):
+            np.testing.assert_array_equal(schema.read_layer(f, "0shot", layer), hidden[layer])
+        got_logits, lse, pred = schema.read_outputs(f, "0shot")
+        np.testing.assert_array_equal(got_logits, logits)
+        np.testing.assert_array_equal(pred, logits.argmax(1))
+        np.testing.assert_array_equal(lse, [0, 1, 1, 0, 0])
+        ex = schema.read_examples(f)
+        assert ex.subjects.tolist() == ["a", "b", "a", "b", "c"] and ex.ids.tolist() == [10, 11, 12, 13, 14]
+        assert schema.read_attrs(f)["partition"] == {"seed": 0}
+        assert schema.read_partition(f)["demos"][1].tolist() == ["a", "b"]
+        assert not schema.condition_attrs(schema.get_condition(f, "0shot"))["complete"]
+        assert f["conditions/0shot/hidden"].chunks == (1, 5, 3)  # one layer reads alone
+
+
+def test_wrong_version_and_missing_condition(tmp_path):
+    path = tmp_path / "h.h5"
+    _new(path)
+    with h5py.File(path, "a") as f:
+        with pytest.raises(schema.SchemaError, match="no condition '5shot'.*0shot"):
+            schema.get_condition(f, "5shot")
+        with pytest.raises(schema.SchemaError, match="layer 7 out of range"):
+            schema.read_layer(f, "0shot", 7)
+        f.attrs["schema_version"] = 99
+    with h5py.File(path, "r") as f:
+        with pytest.raises(schema.SchemaError, match="schema version 99"):
+            schema.read_examples(f)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = 1
+    with h5py.File(other, "r") as f:
+        with pytest.raises(schema.SchemaError, match="not a landscape run"):
+            schema.check_version(f)
