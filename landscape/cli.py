@@ -42,6 +42,30 @@ def _shots(text: str) -> tuple[int, ...]:
     return shots
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("empty list")
+    return names
+
+
+def _layer_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad layer list {text!r}: expected integers") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from extract.icl import ExtractConfig
 
@@ -66,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-prefix-cache", action="store_true", help="recompute the shared prefix for every question")
     ex.add_argument("--overwrite", action="store_true", help="replace a run made with other settings")
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    an = sub.add_parser("analyze", help="geometry of every condition x layer (RUN/analysis.h5, RUN/metrics.csv)")
+    an.add_argument("run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)")
+    an.add_argument("--maxk", type=_positive_int, default=100, help="neighbours in each layer's kNN graph")
+    an.add_argument("--density-k", type=_positive_int, default=16, help="neighbours of the kNN density")
+    an.add_argument("--Z", type=_positive_float, default=1.6, help="ADP merging threshold")
+    an.add_argument("--class-fraction", type=_positive_float, default=0.3, help="label overlap: k_i = fraction x class size")
+    an.add_argument("--overlap-k", type=_positive_int, default=30, help="neighbours of the data overlap between conditions")
+    an.add_argument("--conditions", type=_names, default=None, help="comma list (default: all)")
+    an.add_argument("--layers", type=_layer_list, default=None, help="comma list (default: all; negative counts from the end)")
+    an.add_argument("--jobs", type=_positive_int, default=1, help="worker processes, one (condition, layer) each")
+    an.add_argument("--device", default="auto", help="for the kNN graph: auto (cuda if present), cpu, cuda")
+    an.add_argument("--force", action="store_true", help="recompute everything")
+    an.add_argument("--no-progress", action="store_true")
 
     inf = sub.add_parser("info", help="print a run's provenance and conditions")
     inf.add_argument("run", type=Path)
@@ -95,6 +133,26 @@ def _extract(args: argparse.Namespace) -> None:
     print(f"wrote {args.run / 'hidden.h5'}")
 
 
+def _analyze(args: argparse.Namespace) -> None:
+    from analyses.layer import AnalysisConfig
+    from analyses.run import run_analysis
+
+    config = AnalysisConfig(
+        maxk=args.maxk,
+        gride_range=args.maxk,
+        density_k=args.density_k,
+        Z=args.Z,
+        class_fraction=args.class_fraction,
+        overlap_k=args.overlap_k,
+        device=args.device,
+    )
+    metrics = run_analysis(
+        args.run, config, conditions=args.conditions, layers=args.layers, jobs=args.jobs,
+        force=args.force, progress=not args.no_progress,
+    )
+    print(f"wrote {metrics.parent / 'analysis.h5'} and {metrics}")
+
+
 def _info(args: argparse.Namespace) -> None:
     import landscape
 
@@ -104,7 +162,7 @@ def _info(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"extract": _extract, "info": _info}
+    handlers = {"extract": _extract, "analyze": _analyze, "info": _info}
     try:
         handlers[args.command](args)
     except KeyboardInterrupt:

@@ -44,7 +44,8 @@ def hidden_path(run: str | Path) -> Path:
     return path / HIDDEN_FILE if path.is_dir() else path
 
 
-def _open(run: str | Path) -> h5py.File:
+def open_run_file(run: str | Path) -> h5py.File:
+    """hidden.h5 of a run, open read-only, its schema version checked."""
     path = hidden_path(run)
     if not path.is_file():
         raise FileNotFoundError(f"no {HIDDEN_FILE} at {path}: run `landscape extract` first")
@@ -57,13 +58,13 @@ def _open(run: str | Path) -> h5py.File:
 
 
 def conditions(run: str | Path) -> list[str]:
-    with _open(run) as f:
+    with open_run_file(run) as f:
         return schema.condition_names(f)
 
 
 def info(run: str | Path) -> dict:
     """Root attrs plus, per condition, its attrs and layer count."""
-    with _open(run) as f:
+    with open_run_file(run) as f:
         out = schema.read_attrs(f)
         out["conditions"] = {
             name: {**schema.condition_attrs(schema.get_condition(f, name)), "layers": schema.n_layers(f, name)}
@@ -73,13 +74,13 @@ def info(run: str | Path) -> dict:
 
 
 def examples(run: str | Path) -> schema.Examples:
-    with _open(run) as f:
+    with open_run_file(run) as f:
         return schema.read_examples(f)
 
 
 def load_layer(run: str | Path, condition: str, layer: int) -> Layer:
     """Hidden states (N, d) of ``layer`` (0 = embeddings) in ``condition``, with labels."""
-    with _open(run) as f:
+    with open_run_file(run) as f:
         ex = schema.read_examples(f)
         X = schema.read_layer(f, condition, layer)
         _, _, pred = schema.read_outputs(f, condition)

@@ -252,3 +252,73 @@ def _decode_attr(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# ================================================================ RUN/analysis.h5
+#
+#   /                                  attrs: schema_version, settings (JSON), source_hidden
+#   /layers/<condition>/<layer:03d>/   attrs: complete, skipped, <scalar metrics>
+#        cluster, core, log_density, purity_subject, knn, gride_*, centers,
+#        saddle_log_density, tree_clusters, tree_linkage       (per-row arrays have N rows)
+#   /pairs/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters
+#        data_overlap (N,)
+
+_LAYERS = "layers"
+_PAIRS = "pairs"
+
+
+def result_path(condition: str, layer: int, other: str | None = None) -> str:
+    """Group of one layer's results: of a condition, or of the pair (condition, other)."""
+    if other is None:
+        return f"{_LAYERS}/{condition}/{layer:03d}"
+    return f"{_PAIRS}/{condition}~{other}/{layer:03d}"
+
+
+def write_analysis_header(f: h5py.File, settings: Mapping[str, Any], source: str) -> None:
+    f.attrs["schema_version"] = SCHEMA_VERSION
+    f.attrs["settings"] = _attr_value(dict(settings))
+    f.attrs["source_hidden"] = source
+
+
+def analysis_settings(f: h5py.File) -> dict[str, Any]:
+    if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+        raise SchemaError(f"{f.filename} is not an analysis file of schema version {SCHEMA_VERSION}")
+    return _decode_attr(f.attrs["settings"])
+
+
+def result_done(f: h5py.File, path: str) -> bool:
+    return path in f and bool(f[path].attrs.get("complete", False))
+
+
+def write_result(f: h5py.File, path: str, scalars: Mapping[str, float], arrays: Mapping[str, np.ndarray], skipped: str) -> None:
+    """Write one result group; ``complete`` is set last, so a cut-short write is redone."""
+    if path in f:
+        del f[path]
+    group = f.create_group(path)
+    for name, array in arrays.items():
+        group.create_dataset(name, data=np.asarray(array))
+    for key, value in scalars.items():
+        group.attrs[key] = float(value)
+    group.attrs["skipped"] = skipped
+    group.attrs["complete"] = True
+
+
+def read_result(f: h5py.File, path: str) -> tuple[dict[str, float], dict[str, np.ndarray], str]:
+    """(scalars, arrays, skipped) of one result group."""
+    if path not in f:
+        raise SchemaError(f"no result {path} in {f.filename}: run `landscape analyze` first")
+    group = f[path]
+    scalars = {k: float(v) for k, v in group.attrs.items() if k not in ("complete", "skipped")}
+    return scalars, {name: group[name][()] for name in group}, str(group.attrs.get("skipped", ""))
+
+
+def iter_results(f: h5py.File):
+    """Yield (condition, layer, scalars, skipped) for every complete result; pairs as 'a~b'."""
+    for top in (_LAYERS, _PAIRS):
+        if top not in f:
+            continue
+        for condition, group in f[top].items():
+            for layer_name, result in group.items():
+                if result.attrs.get("complete", False):
+                    scalars = {k: float(v) for k, v in result.attrs.items() if k not in ("complete", "skipped")}
+                    yield condition, int(layer_name), scalars, str(result.attrs.get("skipped", ""))

@@ -1,0 +1,1 @@
+"""analyses: per condition x layer geometry of a run, comparisons between conditions, tidy tables."""

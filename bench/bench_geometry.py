@@ -1,0 +1,98 @@
+"""Per-layer analysis benchmark: our kNN-once path against DADApy's own path. Prints one table.
+
+    .venv/bin/python bench/bench_geometry.py [--sizes 5000x576,14000x4096]
+
+For each synthetic layer (a Gaussian mixture on low-dimensional subspaces plus isotropic noise,
+float32, like a hidden-state layer), measured in one run:
+- ours: ``analyze_layer`` (kNN graph once in torch; GRIDE, 2NN, kNN density, ADP with and without
+  halo, ARI x2, label overlap x2, peak tree) against DADApy's own path from coordinates
+  (``Data(coordinates=X)``; ``compute_distances(maxk)`` then the same analyses on that object);
+  target: >= 2x faster;
+- the kNN graph alone against the GEMM bound: the time of the one X @ X.T product it cannot avoid
+  (N^2 d multiply-adds, float32, measured here); target: <= 1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from analyses.layer import AnalysisConfig, analyze_layer
+from landscape.knn import knn_graph
+
+
+def synthetic_layer(n: int, d: int, classes: int = 20, sub: int = 8, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    X = np.empty((n, d), dtype=np.float32)
+    for c in range(classes):
+        rows = labels == c
+        basis = np.linalg.qr(rng.normal(size=(d, sub)))[0]
+        X[rows] = rng.normal(size=d) * 4 + rng.normal(size=(rows.sum(), sub)) @ basis.T * 3
+    X += rng.normal(size=(n, d)).astype(np.float32) * 0.3
+    return X, labels.astype(str), rng.integers(0, 4, n)
+
+
+def dadapy_path(X, subjects, answers, config: AnalysisConfig) -> None:
+    from dadapy import Data
+    from sklearn.metrics import adjusted_rand_score
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = Data(coordinates=X, maxk=config.maxk, verbose=False)
+        data.compute_distances(maxk=config.maxk)
+        ids, _, _ = data.return_id_scaling_gride(range_max=config.gride_range)
+        data.compute_id_2NN()
+        for halo in (False, True):
+            data.set_id(ids[4])
+            data.compute_density_kNN(k=config.density_k)
+            labels = data.compute_clustering_ADP(Z=config.Z, halo=halo)
+        adjusted_rand_score(labels, subjects)
+        adjusted_rand_score(labels, answers)
+        for lab in (np.unique(subjects, return_inverse=True)[1], answers):
+            data.return_label_overlap(lab, class_fraction=config.class_fraction)
+
+
+def gemm_seconds(X: np.ndarray) -> float:
+    t = torch.from_numpy(X)
+    t @ t[:64].T  # warm-up
+    start = time.perf_counter()
+    t @ t.T
+    return time.perf_counter() - start
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="5000x576,14000x4096")
+    args = parser.parse_args()
+    config = AnalysisConfig(class_fraction=0.1)  # classes of ~N/20 points: k_i <= maxk
+    rows = []
+    for size in args.sizes.split(","):
+        n, d = (int(v) for v in size.split("x"))
+        X, subjects, answers = synthetic_layer(n, d)
+        gemm = gemm_seconds(X)
+        knn = timed(knn_graph, X, config.maxk)
+        ours = timed(analyze_layer, X, subjects, answers, config)
+        theirs = timed(dadapy_path, X, subjects, answers, config)
+        rows.append((n, d, ours, theirs, knn, gemm))
+    print(f"\nper-layer analysis benchmark, maxk={config.maxk}, {torch.get_num_threads()} threads\n")
+    print(f"{'N x d':>12s} {'ours s':>8s} {'DADApy s':>9s} {'speed-up':>9s} {'kNN s':>7s} {'GEMM s':>7s} "
+          f"{'GFLOP/s':>8s} {'kNN/GEMM':>9s}")
+    for n, d, ours, theirs, knn, gemm in rows:
+        print(f"{n:>6d} x {d:<4d} {ours:8.2f} {theirs:9.2f} {theirs / ours:8.2f}x {knn:7.2f} {gemm:7.2f} "
+              f"{2 * n * n * d / gemm / 1e9:8.1f} {knn / gemm:8.2f}x")
+    print("targets: speed-up >= 2x; kNN/GEMM <= 1.5x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""`landscape analyze` on a tiny extracted run, and analyze_layer on synthetic layers."""
+
+import csv
+
+import h5py
+import numpy as np
+import pytest
+
+from analyses.layer import AnalysisConfig, analyze_layer, compare_layers
+from analyses.run import AnalysisMismatch, run_analysis
+from extract.icl import ExtractConfig, run_extract
+from landscape import cli, schema
+from tests.test_geometry import mixture
+
+SMALL = AnalysisConfig(maxk=20, gride_range=20, density_k=8, class_fraction=0.3, overlap_k=10, tree_min_size=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
+    folder = tmp_path_factory.mktemp("arun")
+    run_extract(ExtractConfig(model=str(tiny_model_dir), mmlu_path=str(tiny_mmlu), shots=(0, 1), subjects="all",
+                              per_subject=12, demo_pool=2, train_per_subject=0, batch_size=8), folder, progress=False)
+    run_analysis(folder, SMALL, progress=False)
+    return folder
+
+
+def _metrics(folder):
+    with open(folder / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_analysis_covers_every_condition_layer_and_pair(tiny_run):
+    rows = _metrics(tiny_run)
+    assert set(rows[0]) == {"condition", "layer", "metric", "value"}
+    keys = {(r["condition"], int(r["layer"])) for r in rows}
+    # layer 0 is one point repeated: its pair comparison is skipped and has no metrics
+    assert keys == {(c, l) for c in ("0shot", "1shot") for l in range(4)} | {("0shot~1shot", l) for l in (1, 2, 3)}
+    value = {(r["condition"], int(r["layer"]), r["metric"]): float(r["value"]) for r in rows}
+    for c in ("0shot", "1shot"):
+        assert value[(c, 0, "n_distinct")] == 1.0  # the embedding of ':' is the same for every prompt
+        assert (c, 0, "ari_subject") not in value
+        for layer in (1, 2, 3):
+            assert value[(c, layer, "n_distinct")] == 36
+            assert value[(c, layer, "id_2nn")] > 0 and value[(c, layer, "n_clusters")] >= 1
+            assert -1 <= value[(c, layer, "ari_subject")] <= 1
+            assert 0 <= value[(c, layer, "label_overlap_subject")] <= 1
+    for layer in (1, 2, 3):
+        assert 0 <= value[("0shot~1shot", layer, "data_overlap")] <= 1
+    with h5py.File(tiny_run / "analysis.h5", "r") as f:
+        scalars, arrays, skipped = schema.read_result(f, schema.result_path("1shot", 2))
+        assert skipped == "" and arrays["cluster"].shape == (36,) and arrays["knn"].shape == (36, 11)
+        assert arrays["gride_ids"].shape == arrays["gride_scales"].shape == (4,)  # ranks 1, 2, 4, 8
+        assert "1 distinct points" in schema.read_result(f, schema.result_path("0shot", 0))[2]
+
+
+def test_rerun_skips_and_other_settings_are_refused(tiny_run):
+    with h5py.File(tiny_run / "analysis.h5", "a") as f:  # as if killed while writing this layer
+        del f[schema.result_path("1shot", 3)]
+    before = _metrics(tiny_run)
+    run_analysis(tiny_run, SMALL, progress=False)
+    assert _metrics(tiny_run) == before
+    with pytest.raises(AnalysisMismatch, match="maxk=20, not 15"):
+        run_analysis(tiny_run, AnalysisConfig(maxk=15, gride_range=15, density_k=8, overlap_k=10), progress=False)
+
+
+def test_two_workers_give_the_same_numbers(tiny_run, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "hidden.h5").write_bytes((tiny_run / "hidden.h5").read_bytes())
+    run_analysis(copy, SMALL, jobs=2, progress=False)
+    assert _metrics(copy) == _metrics(tiny_run)
+
+
+def test_analyze_layer_on_a_mixture_and_compare():
+    X, labels = mixture(n_per=120, centers=3, seed=7)
+    answers = np.arange(len(labels)) % 4
+    config = AnalysisConfig()
+    a = analyze_layer(X, labels.astype(str), answers, config)
+    assert a.skipped == "" and a.scalars["n_clusters"] == 3 and a.scalars["ari_subject"] == 1.0
+    assert abs(a.scalars["ari_answer"]) < 0.02 and a.scalars["label_overlap_subject"] == 1.0
+    assert a.arrays["tree_linkage"].shape == (2, 4)
+    b = analyze_layer(X[:, ::-1].copy(), labels.astype(str), answers, config)  # same geometry
+    pair = compare_layers(a, b, config)
+    assert pair.scalars == {"data_overlap": 1.0, "ari_clusters": 1.0}
+
+
+def test_cli_analyze_errors(tmp_path, capsys):
+    assert cli.main(["analyze", str(tmp_path)]) == 1
+    assert "no hidden.h5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["analyze", str(tmp_path), "--Z", "nan"])

@@ -1,0 +1,148 @@
+"""The math, pinned on data of known structure and against DADApy run from coordinates."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from landscape import geometry, knn
+from landscape.knn import GeometryError, knn_graph
+
+
+def mixture(n_per=150, centers=4, dim=50, sub=3, spread=8.0, seed=0):
+    """Gaussian clusters, each on its own random `sub`-dimensional subspace of R^dim."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(centers), n_per)
+    X = np.empty((len(labels), dim))
+    for c in range(centers):
+        basis = np.linalg.qr(rng.normal(size=(dim, sub)))[0]
+        X[labels == c] = rng.normal(size=dim) * spread + rng.normal(size=(n_per, sub)) @ basis.T
+    return X, labels
+
+
+def hypercube(n=2000, dim=5, ambient=30, seed=0):
+    rng = np.random.default_rng(seed)
+    rotation = np.linalg.qr(rng.normal(size=(ambient, ambient)))[0][:, :dim]
+    return rng.uniform(size=(n, dim)) @ rotation.T
+
+
+def dadapy_from_coordinates(X, maxk):
+    from dadapy import Data
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = Data(coordinates=X, maxk=maxk, verbose=False)
+        data.compute_distances(maxk=maxk)
+    return data
+
+
+def test_knn_equals_sklearn_exact_neighbours(monkeypatch):
+    X = np.random.default_rng(1).normal(size=(400, 20)) * 30 + 100  # large norms: GEMM cancellation
+    monkeypatch.setattr(knn, "_BLOCK_BYTES", 4 * 400 * 37)  # several blocks of 37 rows
+    g = knn_graph(X, maxk=25)
+    dist, ind = NearestNeighbors(n_neighbors=26).fit(X).kneighbors(X)
+    np.testing.assert_array_equal(g.indices, ind)
+    exact = np.linalg.norm(X[:, None, :] - X[ind], axis=-1)
+    np.testing.assert_allclose(g.distances, exact, rtol=1e-6)  # float32 differences
+    assert g.distances.dtype == np.float64 and g.n_duplicates == 0
+
+
+def test_knn_removes_duplicates_and_maps_back():
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(60, 4))
+    X = np.concatenate([base, base[[3, 3, 10]]])
+    g = knn_graph(X, maxk=5)
+    assert g.n_duplicates == 3 and g.n_points == 60
+    np.testing.assert_array_equal(g.keep, np.arange(60))
+    np.testing.assert_array_equal(g.inverse[60:], [3, 3, 10])
+    np.testing.assert_array_equal(X[g.keep[g.inverse]], X)
+    assert (g.distances[:, 1:] > 0).all()
+
+
+def test_knn_refuses_bad_data():
+    with pytest.raises(GeometryError, match="non-finite"):
+        knn_graph(np.array([[0.0, np.nan], [1.0, 2.0]]), maxk=1)
+    with pytest.raises(GeometryError, match="1 distinct points"):
+        knn_graph(np.ones((50, 3)), maxk=10)
+    with pytest.raises(GeometryError, match="needs at least 11"):
+        knn_graph(np.random.default_rng(0).normal(size=(10, 3)), maxk=10)
+
+
+def test_intrinsic_dimension_of_a_hypercube():
+    g = knn_graph(hypercube(), maxk=100)
+    id_2nn, _ = geometry.intrinsic_dimension_2nn(g)
+    assert id_2nn == pytest.approx(5, abs=0.5)
+    curve = geometry.intrinsic_dimension_gride(g, 100)
+    np.testing.assert_array_equal(curve.scales, [1, 2, 4, 8, 16, 32])
+    assert curve.ids[:3] == pytest.approx([5, 5, 5], abs=0.6)
+    assert curve.at(16) == curve.ids[4] and curve.at(20) == curve.ids[4]
+
+
+def test_density_peaks_recover_the_mixture():
+    X, labels = mixture()
+    g = knn_graph(X, maxk=100)
+    peaks = geometry.density_peaks(g, geometry.intrinsic_dimension_gride(g).at(16))
+    assert peaks.n_clusters == 4
+    assert geometry.ari(peaks.labels, labels) == 1.0
+    assert geometry.label_overlap(g, labels, class_fraction=0.3) == 1.0
+    random_labels = np.random.default_rng(0).integers(0, 4, len(labels))
+    assert abs(geometry.ari(peaks.labels, random_labels)) < 0.02
+    assert geometry.label_overlap(g, random_labels, k=30) == pytest.approx(0.25, abs=0.05)
+    assert 0.3 < peaks.core.mean() <= 1.0
+    np.testing.assert_array_equal(geometry.cluster_purity(peaks.labels, labels), np.ones(len(labels)))
+
+
+def test_every_metric_equals_dadapy_from_coordinates():
+    X, labels = mixture(n_per=100, centers=3, sub=4, spread=3.0, seed=3)
+    maxk = 60
+    ours = knn_graph(X, maxk=maxk)
+    ref = dadapy_from_coordinates(X, maxk)
+    np.testing.assert_array_equal(ours.indices, ref.dist_indices)
+    # DADApy's own distances come from |x|^2 + |y|^2 - 2x.y: ~1e-7 off (its self-distance too)
+    np.testing.assert_allclose(ours.distances, ref.distances, rtol=1e-6, atol=1e-6)
+
+    curve = geometry.intrinsic_dimension_gride(ours, maxk)
+    ids, errs, _ = ref.return_id_scaling_gride(range_max=maxk)
+    np.testing.assert_allclose(curve.ids, ids, rtol=1e-5)
+    np.testing.assert_allclose(curve.errors, errs, rtol=1e-5)
+    assert geometry.intrinsic_dimension_2nn(ours)[0] == pytest.approx(ref.compute_id_2NN()[0], rel=1e-5)
+
+    peaks = geometry.density_peaks(ours, curve.at(16), k=16, Z=1.6)
+    ref.set_id(curve.at(16))
+    ref.compute_density_kNN(k=16)
+    np.testing.assert_array_equal(peaks.labels, ref.compute_clustering_ADP(Z=1.6, halo=False))
+    np.testing.assert_allclose(peaks.log_density, ref.log_den, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(peaks.centers, ref.cluster_centers)
+    np.testing.assert_allclose(peaks.saddle_log_density, ref.log_den_bord, rtol=1e-5, atol=1e-5)
+    assert geometry.label_overlap(ours, labels, class_fraction=0.3) == pytest.approx(
+        ref.return_label_overlap(labels, class_fraction=0.3), rel=1e-12)
+
+    Y = X + np.random.default_rng(4).normal(scale=0.5, size=X.shape)
+    ours_y = knn_graph(Y, maxk=maxk)
+    expected = ref.return_data_overlap(coordinates=Y, k=30, avg=False)
+    np.testing.assert_allclose(geometry.data_overlap(ours.indices, ours_y.indices, k=30), expected)
+
+
+def test_data_overlap_bounds():
+    X, _ = mixture(n_per=50, centers=2)
+    g = knn_graph(X, maxk=30)
+    assert (geometry.data_overlap(g.indices, g.indices, k=30) == 1.0).all()
+    shuffled = g.indices.copy()
+    shuffled[:, 1:] = 1000 + np.argsort(np.random.default_rng(0).random(shuffled[:, 1:].shape), axis=1)
+    assert (geometry.data_overlap(g.indices, shuffled, k=30) == 0.0).all()
+
+
+def test_peak_tree_joins_the_closest_peaks_first():
+    rng = np.random.default_rng(5)
+    centers = np.array([[0.0, 0.0], [3.0, 0.0], [30.0, 0.0]])  # two near peaks, one far
+    labels = np.repeat([0, 1, 2], 200)
+    X = np.concatenate([rng.normal(size=(200, 2)) + c for c in centers])
+    g = knn_graph(X, maxk=100)
+    peaks = geometry.density_peaks(g, 2.0, k=16, Z=1.0)
+    tree = geometry.peak_tree(peaks, min_size=30)
+    assert len(tree.clusters) == 3 and tree.linkage.shape == (2, 4)
+    first = set(tree.linkage[0, :2].astype(int))  # leaves are positions in tree.clusters
+    near = {int(np.flatnonzero(tree.clusters == np.bincount(peaks.labels[labels == i]).argmax())[0]) for i in (0, 1)}
+    assert first == near
+    assert tree.linkage[0, 2] < tree.linkage[1, 2]
