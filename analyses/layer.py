@@ -82,9 +82,14 @@ def analyze_layer(X: np.ndarray, subjects: np.ndarray, answers: np.ndarray, conf
         "ari_subject": geometry.ari(clusters, subjects),
         "ari_answer": geometry.ari(clusters, answers),
         "ari_subject_core": geometry.ari(clusters[peaks.core[graph.inverse]], subjects[peaks.core[graph.inverse]]),
-        "label_overlap_subject": geometry.label_overlap(graph, distinct_subjects, class_fraction=config.class_fraction),
-        "label_overlap_answer": geometry.label_overlap(graph, distinct_answers, class_fraction=config.class_fraction),
     }
+    for name, labels in (("subject", distinct_subjects), ("answer", distinct_answers)):
+        # k_i = fraction x class size may not exceed the graph's maxk: large classes lower the
+        # fraction (recorded), the same for every class of that labeling.
+        largest = np.unique(labels, return_counts=True)[1].max()
+        fraction = min(config.class_fraction, config.maxk / largest)
+        result.scalars[f"label_overlap_{name}"] = geometry.label_overlap(graph, labels, class_fraction=fraction)
+        result.scalars[f"label_overlap_{name}_fraction"] = fraction
     result.arrays = {
         "cluster": clusters.astype(np.int32),
         "core": peaks.core[graph.inverse],

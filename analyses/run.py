@@ -1,10 +1,13 @@
 """``landscape analyze RUN``: every condition x layer of hidden.h5 into analysis.h5 and metrics.csv.
 
-Each (condition, layer) is an independent task (``analyses.layer.analyze_layer``) that reads its
-own layer from hidden.h5, so tasks can run in worker processes (``jobs``); results are written
-by this process as they arrive, each group marked complete last. A re-run skips complete groups
-(unless ``force``), then compares every pair of conditions layer by layer, then rewrites
-metrics.csv from analysis.h5 (tidy: condition, layer, metric, value; pairs as ``a~b``).
+Each (split, condition, layer) is an independent task (``analyses.layer.analyze_layer``) that
+reads its own layer from hidden.h5, so tasks can run in worker processes (``jobs``); results are
+written by this process as they arrive, each group marked complete last. A re-run skips complete
+groups (unless ``force``), then compares every pair of conditions layer by layer, then rewrites
+metrics.csv from analysis.h5 (tidy: split, condition, layer, metric, value; pairs as ``a~b``).
+
+Splits are analysed apart: ``eval`` is the landscape of Doimo et al.; ``train`` (the fine-tuning
+examples, when the run has them) gives the per-example features that EDL is correlated with.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def run_analysis(
     *,
     conditions: list[str] | None = None,
     layers: list[int] | None = None,
+    splits: list[str] | None = None,
     jobs: int = 1,
     force: bool = False,
     progress: bool = True,
@@ -57,29 +61,38 @@ def run_analysis(
         examples = schema.read_examples(f)
     if not conditions:
         raise ValueError(f"{hidden} has no conditions: run `landscape extract` first")
-    if len(examples) < config.maxk + 1:
-        raise ValueError(f"{len(examples)} examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk")
+    present = [split for split in ("eval", "train") if (examples.splits == split).any()]
+    splits = present if splits is None else splits
+    for split in splits:
+        if split not in present:
+            raise ValueError(f"no {split!r} rows in {hidden} (it has: {', '.join(present)})")
+    n_eval = int((examples.splits == "eval").sum())
+    if "eval" in splits and n_eval < config.maxk + 1:
+        raise ValueError(f"{n_eval} eval examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk")
 
     out = hidden.parent / ANALYSIS_FILE
     _prepare(out, config, hidden, force=force)
     tasks = []
     with h5py.File(out, "r") as f:
-        for name in conditions:
-            for layer in layers if layers is not None else range(n_layers[name]):
-                if not -n_layers[name] <= layer < n_layers[name]:
-                    raise ValueError(f"layer {layer} out of range: {name} has layers 0..{n_layers[name] - 1}")
-                layer %= n_layers[name]
-                if not schema.result_done(f, schema.result_path(name, layer)):
-                    tasks.append((name, layer))
+        for split in splits:
+            for name in conditions:
+                for layer in layers if layers is not None else range(n_layers[name]):
+                    if not -n_layers[name] <= layer < n_layers[name]:
+                        raise ValueError(f"layer {layer} out of range: {name} has layers 0..{n_layers[name] - 1}")
+                    layer %= n_layers[name]
+                    if not schema.result_done(f, schema.result_path(name, layer, split=split)):
+                        tasks.append((split, name, layer))
 
     bar = tqdm(total=len(tasks), desc="analyze", unit="layer", disable=not progress)
     with h5py.File(out, "a") as f:
-        for (name, layer), result in _execute(hidden, tasks, config, jobs):
-            schema.write_result(f, schema.result_path(name, layer), result.scalars, result.arrays, result.skipped)
+        for (split, name, layer), result in _execute(hidden, tasks, config, jobs):
+            path = schema.result_path(name, layer, split=split)
+            schema.write_result(f, path, result.scalars, result.arrays, result.skipped)
             f.flush()
             bar.update(1)
         bar.close()
-        _compare_pairs(f, conditions, n_layers, layers, config)
+        for split in splits:
+            _compare_pairs(f, split, conditions, n_layers, layers, config)
     return write_metrics_csv(out)
 
 
@@ -100,11 +113,14 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
     os.replace(tmp, out)
 
 
-def _task(hidden: Path, name: str, layer: int, config: AnalysisConfig) -> LayerResult:
+def _task(hidden: Path, split: str, name: str, layer: int, config: AnalysisConfig) -> LayerResult:
     with h5py.File(hidden, "r") as f:
-        X = schema.read_layer(f, name, layer)
         examples = schema.read_examples(f)
-    return analyze_layer(X, examples.subjects, examples.answers, config)
+        rows = np.flatnonzero(examples.splits == split)
+        X = schema.read_layer(f, name, layer)[rows]
+    result = analyze_layer(X, examples.subjects[rows], examples.answers[rows], config)
+    result.arrays["rows"] = rows  # row of each result row in /examples
+    return result
 
 
 def _init_worker() -> None:
@@ -113,28 +129,28 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one core per worker process
 
 
-def _execute(hidden: Path, tasks: list[tuple[str, int]], config: AnalysisConfig, jobs: int):
-    """Yield ((condition, layer), LayerResult) in completion order."""
+def _execute(hidden: Path, tasks: list[tuple[str, str, int]], config: AnalysisConfig, jobs: int):
+    """Yield ((split, condition, layer), LayerResult) in completion order."""
     if jobs == 1 or len(tasks) <= 1:
-        for name, layer in tasks:
-            yield (name, layer), _task(hidden, name, layer, config)
+        for task in tasks:
+            yield task, _task(hidden, *task, config)
         return
     # spawn, not fork: the parent may hold torch threads and open HDF5 handles.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
-        futures = {pool.submit(_task, hidden, name, layer, config): (name, layer) for name, layer in tasks}
+        futures = {pool.submit(_task, hidden, *task, config): task for task in tasks}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
 
-def _compare_pairs(f: h5py.File, conditions: list[str], n_layers: dict[str, int], layers, config: AnalysisConfig) -> None:
+def _compare_pairs(f: h5py.File, split: str, conditions: list[str], n_layers: dict[str, int], layers, config: AnalysisConfig) -> None:
     for a, b in itertools.combinations(conditions, 2):
         shared = range(min(n_layers[a], n_layers[b])) if layers is None else [l % n_layers[a] for l in layers]
         for layer in shared:
-            path = schema.result_path(a, layer, other=b)
+            path = schema.result_path(a, layer, other=b, split=split)
             if schema.result_done(f, path):
                 continue
-            result_a = _as_result(schema.read_result(f, schema.result_path(a, layer)))
-            result_b = _as_result(schema.read_result(f, schema.result_path(b, layer)))
+            result_a = _as_result(schema.read_result(f, schema.result_path(a, layer, split=split)))
+            result_b = _as_result(schema.read_result(f, schema.result_path(b, layer, split=split)))
             pair = compare_layers(result_a, result_b, config)
             schema.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
 
@@ -145,18 +161,18 @@ def _as_result(stored: tuple[dict, dict, str]) -> LayerResult:
 
 
 def write_metrics_csv(analysis: Path) -> Path:
-    """Rewrite RUN/metrics.csv from analysis.h5 (atomically): condition, layer, metric, value."""
+    """Rewrite RUN/metrics.csv from analysis.h5 (atomically): split, condition, layer, metric, value."""
     rows = []
     with h5py.File(analysis, "r") as f:
-        for condition, layer, scalars, _ in schema.iter_results(f):
-            rows += [(condition, layer, metric, value) for metric, value in scalars.items()]
-    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+        for split, condition, layer, scalars, _ in schema.iter_results(f):
+            rows += [(split, condition, layer, metric, value) for metric, value in scalars.items()]
+    rows.sort(key=lambda r: (r[0], r[1], r[2], r[3]))
     path = analysis.with_name(METRICS_FILE)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["condition", "layer", "metric", "value"])
-        writer.writerows((c, l, m, repr(float(v)) if np.isfinite(v) else "nan") for c, l, m, v in rows)
+        writer.writerow(["split", "condition", "layer", "metric", "value"])
+        writer.writerows((s, c, l, m, repr(float(v)) if np.isfinite(v) else "nan") for s, c, l, m, v in rows)
     os.replace(tmp, path)
     return path
 

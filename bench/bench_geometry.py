@@ -54,7 +54,8 @@ def dadapy_path(X, subjects, answers, config: AnalysisConfig) -> None:
         adjusted_rand_score(labels, subjects)
         adjusted_rand_score(labels, answers)
         for lab in (np.unique(subjects, return_inverse=True)[1], answers):
-            data.return_label_overlap(lab, class_fraction=config.class_fraction)
+            fraction = min(config.class_fraction, config.maxk / np.bincount(lab).max())
+            data.return_label_overlap(lab, class_fraction=fraction)
 
 
 def gemm_seconds(X: np.ndarray) -> float:
@@ -75,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="5000x576,14000x4096")
     args = parser.parse_args()
-    config = AnalysisConfig(class_fraction=0.1)  # classes of ~N/20 points: k_i <= maxk
+    config = AnalysisConfig()
     rows = []
     for size in args.sizes.split(","):
         n, d = (int(v) for v in size.split("x"))

@@ -49,6 +49,36 @@ class LastTokenStates:
     logsumexp: torch.Tensor  # (B,) float32: log-sum-exp of the full-vocabulary logits
 
 
+def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids (B, T), attention_mask (B, T), last real position (B,)) of right-padded sequences."""
+    if not sequences or any(len(s) == 0 for s in sequences):
+        raise ForwardError("empty prompt")
+    lengths = torch.tensor([len(s) for s in sequences], device=device)
+    width = int(lengths.max())
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long, device=device)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = torch.tensor(seq, device=device)
+    mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()
+    return input_ids, mask, lengths - 1
+
+
+def _last_logits(out, last: torch.Tensor) -> torch.Tensor:
+    """(B, V) float32 logits at each row's last real token, from an output made with logits_to_keep."""
+    logits = out.logits.float()
+    if logits.shape[1] != 1:  # a model without per-row logits_to_keep returned every position
+        logits = logits[torch.arange(len(last), device=last.device), last][:, None]
+    return logits[:, 0]
+
+
+def letter_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, letter_ids: Sequence[int], pad_id: int) -> torch.Tensor:
+    """(B, 4) log-probabilities of the answer letters, renormalised over the four, at each prompt's
+    last token; differentiable (used for training and for prequential code lengths)."""
+    device = next(model.parameters()).device
+    input_ids, mask, last = pad_right(sequences, pad_id, device)
+    logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], use_cache=False), last)
+    return torch.log_softmax(logits[:, list(letter_ids)], dim=-1)
+
+
 def letter_token_ids(tokenizer, texts: Sequence[str]) -> list[int]:
     """The single token id of each answer continuation (e.g. ``" A"``); error if one is split."""
     ids = []
@@ -119,15 +149,7 @@ def last_token_states(
         sequences = [list(prefix) + list(q) for q in questions]
     else:
         sequences = [list(q) for q in questions]
-    if any(len(s) == 0 for s in sequences):
-        raise ForwardError("empty prompt")
-    lengths = torch.tensor([len(s) for s in sequences], device=device)
-    width = int(lengths.max())
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long, device=device)
-    for row, seq in enumerate(sequences):
-        input_ids[row, : len(seq)] = torch.tensor(seq, device=device)
-    mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()
-    last = lengths - 1
+    input_ids, mask, last = pad_right(sequences, pad_id, device)
 
     kwargs: dict = {}
     if isinstance(prefix, PrefixCache):
@@ -140,11 +162,7 @@ def last_token_states(
         kwargs = dict(use_cache=False)
 
     with torch.inference_mode(), _record_last_token(model, last) as records:
-        out = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], **kwargs)
-    logits = out.logits.float()
-    if logits.shape[1] != 1:  # a model without per-row logits_to_keep returned every position
-        logits = logits[torch.arange(len(sequences), device=device), last][:, None]
-    logits = logits[:, 0]
+        logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], **kwargs), last)
     hidden = torch.stack(records).cpu()
     if hidden.shape[0] != n_blocks(model) + 1:
         raise ForwardError(f"recorded {hidden.shape[0]} layers, expected {n_blocks(model) + 1}")

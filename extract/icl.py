@@ -46,7 +46,7 @@ class ExtractConfig:
     subjects: str = "largest:12"
     per_subject: int = 100
     demo_pool: int = 20
-    train_per_subject: int = 100
+    train_per_subject: int = 50
     seed: int = 0
     batch_size: int = 8
     device: str = "auto"
@@ -123,12 +123,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     dtype = pick_dtype(config.dtype, device)
     resolved = models.resolve_model(config.model)
 
-    examples = schema.Examples(
-        ids=np.array(partition.eval, dtype=np.int64),
-        subjects=np.array([by_id[i].subject for i in partition.eval]),
-        answers=np.array([by_id[i].answer for i in partition.eval]),
-        splits=np.array(["eval"] * len(partition.eval)),
-    )
+    examples = run_examples(partition, by_id)
     header = {
         "model": config.model,
         "model_hash": resolved.sha256,
@@ -147,9 +142,6 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
 
     model, tokenizer = models.load_model(resolved, device, dtype)
     letter_ids = forward.letter_token_ids(tokenizer, prompts.answer_texts(fmt))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    width = _hidden_width(model)
-    blocks = forward.n_blocks(model)
 
     accuracies = {}
     for k in config.shots:
@@ -164,51 +156,97 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
             "dtype": str(dtype).removeprefix("torch."),
             "letter_token_ids": letter_ids,
         }
-        with h5py.File(path, "a") as f:
-            group = _open_condition(f, name, settings, blocks, len(examples), width, overwrite=overwrite)
-            if group.attrs["complete"]:
-                accuracies[name] = float(group.attrs["accuracy"])
-                print(f"{name}: already complete (accuracy {accuracies[name]:.3f}); skipped", file=sys.stderr)
-                continue
-            done = schema.rows_done(group)
-            started = time.perf_counter()
-            bar = tqdm(total=len(examples), initial=int(done.sum()), desc=name, unit="q", disable=not progress)
-            for subject in partition.subjects:
-                rows = np.flatnonzero((examples.subjects == subject) & ~done)
-                if len(rows) == 0:
-                    continue
-                demos = [by_id[i] for i in partition.demos[subject][:k]]
-                prefix_ids = tokenizer.encode(prompts.render_prefix(fmt, subject, demos), add_special_tokens=True)
-                prefix: forward.PrefixCache | list[int] = (
-                    forward.encode_prefix(model, prefix_ids) if config.prefix_cache else prefix_ids
-                )
-                q_ids = {
-                    r: tokenizer.encode(prompts.render_question(fmt, by_id[int(examples.ids[r])]), add_special_tokens=False)
-                    for r in rows
-                }
-                ordered = sorted(rows, key=lambda r: len(q_ids[r]))
-                for start in range(0, len(ordered), config.batch_size):
-                    batch = ordered[start : start + config.batch_size]
-                    out = forward.last_token_states(
-                        model, [q_ids[r] for r in batch], prefix=prefix, letter_ids=letter_ids, pad_id=pad_id
-                    )
-                    schema.write_rows(group, np.array(batch), out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
-                    f.flush()
-                    bar.update(len(batch))
-            bar.close()
-            _, _, pred = schema.read_outputs(f, name)
-            accuracy = float(np.mean(pred == examples.answers))
-            schema.finish_condition(
-                group,
-                {
-                    "accuracy": accuracy,
-                    "pred_fraction": (np.bincount(pred, minlength=4) / len(pred)).round(4).tolist(),
-                    "seconds": round(time.perf_counter() - started, 3),
-                },
-            )
-            accuracies[name] = accuracy
-        print(f"{name}: accuracy {accuracy:.3f} on {len(examples)} questions", file=sys.stderr)
+        demos = {subject: [by_id[i] for i in partition.demos[subject][:k]] for subject in partition.subjects}
+        accuracies[name] = extract_condition(
+            path, name, settings, model, tokenizer, examples, by_id,
+            prefix_text=lambda subject: prompts.render_prefix(fmt, subject, demos[subject]),
+            fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_size, prefix_cache=config.prefix_cache,
+            overwrite=overwrite, progress=progress,
+        )
     return accuracies
+
+
+def extract_condition(
+    path: Path,
+    name: str,
+    settings: dict,
+    model,
+    tokenizer,
+    examples: schema.Examples,
+    by_id: dict[int, data.Question],
+    *,
+    prefix_text,
+    fmt: prompts.PromptFormat,
+    letter_ids: list[int],
+    batch_size: int,
+    prefix_cache: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> float:
+    """Write condition ``name`` of hidden.h5 (every row of ``examples``); returns its eval accuracy.
+
+    ``prefix_text(subject)`` is the text before each question of that subject (header + demos).
+    A complete condition with the same settings is skipped; rows already done are kept.
+    """
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    with h5py.File(path, "a") as f:
+        group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), _hidden_width(model), overwrite=overwrite)
+        if group.attrs["complete"]:
+            accuracy = float(group.attrs["accuracy"])
+            print(f"{name}: already complete (accuracy {accuracy:.3f}); skipped", file=sys.stderr)
+            return accuracy
+        done = schema.rows_done(group)
+        started = time.perf_counter()
+        bar = tqdm(total=len(examples), initial=int(done.sum()), desc=name, unit="q", disable=not progress)
+        for subject in np.unique(examples.subjects):
+            rows = np.flatnonzero((examples.subjects == subject) & ~done)
+            if len(rows) == 0:
+                continue
+            prefix_ids = tokenizer.encode(prefix_text(subject), add_special_tokens=True)
+            prefix: forward.PrefixCache | list[int] = forward.encode_prefix(model, prefix_ids) if prefix_cache else prefix_ids
+            q_ids = {
+                r: tokenizer.encode(prompts.render_question(fmt, by_id[int(examples.ids[r])]), add_special_tokens=False)
+                for r in rows
+            }
+            ordered = sorted(rows, key=lambda r: len(q_ids[r]))
+            for start in range(0, len(ordered), batch_size):
+                batch = ordered[start : start + batch_size]
+                out = forward.last_token_states(model, [q_ids[r] for r in batch], prefix=prefix, letter_ids=letter_ids, pad_id=pad_id)
+                schema.write_rows(group, np.array(batch), out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
+                f.flush()
+                bar.update(len(batch))
+        bar.close()
+        _, _, pred = schema.read_outputs(f, name)
+        accuracy = split_accuracy(pred, examples, "eval")
+        schema.finish_condition(
+            group,
+            {
+                "accuracy": accuracy,
+                "accuracy_train": split_accuracy(pred, examples, "train"),
+                "pred_fraction": (np.bincount(pred, minlength=4) / len(pred)).round(4).tolist(),
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+    n_eval = int((examples.splits == "eval").sum())
+    print(f"{name}: accuracy {accuracy:.3f} on {n_eval} eval questions", file=sys.stderr)
+    return accuracy
+
+
+def run_examples(partition: data.Partition, by_id: dict[int, data.Question]) -> schema.Examples:
+    """The rows of a run: the eval questions, then the train questions (fine-tuning data)."""
+    ids = list(partition.eval) + list(partition.train)
+    return schema.Examples(
+        ids=np.array(ids, dtype=np.int64),
+        subjects=np.array([by_id[i].subject for i in ids]),
+        answers=np.array([by_id[i].answer for i in ids]),
+        splits=np.array(["eval"] * len(partition.eval) + ["train"] * len(partition.train)),
+    )
+
+
+def split_accuracy(pred: np.ndarray, examples: schema.Examples, split: str) -> float:
+    """Accuracy over the rows of one split (NaN when the split is empty)."""
+    rows = examples.splits == split
+    return float(np.mean(pred[rows] == examples.answers[rows])) if rows.any() else float("nan")
 
 
 def _hidden_width(model) -> int:

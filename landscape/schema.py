@@ -256,22 +256,31 @@ def _decode_attr(value: Any) -> Any:
 
 # ================================================================ RUN/analysis.h5
 #
-#   /                                  attrs: schema_version, settings (JSON), source_hidden
-#   /layers/<condition>/<layer:03d>/   attrs: complete, skipped, <scalar metrics>
-#        cluster, core, log_density, purity_subject, knn, gride_*, centers,
-#        saddle_log_density, tree_clusters, tree_linkage       (per-row arrays have N rows)
-#   /pairs/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters
-#        data_overlap (N,)
+#   /                                          attrs: schema_version, settings (JSON), source_hidden
+#   /layers/<split>/<condition>/<layer:03d>/   attrs: complete, skipped, <scalar metrics>
+#        rows, cluster, core, log_density, purity_subject, knn, gride_*, centers,
+#        saddle_log_density, tree_clusters, tree_linkage   (per-row arrays: the split's rows)
+#   /pairs/<split>/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters
+#        data_overlap (n,)
+#   /correlations/<split>/<target>/<layer:03d>/  attrs: complete, skipped, <feature>_{rho,low,high}
 
 _LAYERS = "layers"
 _PAIRS = "pairs"
 
 
-def result_path(condition: str, layer: int, other: str | None = None) -> str:
-    """Group of one layer's results: of a condition, or of the pair (condition, other)."""
+_CORRELATIONS = "correlations"
+
+
+def result_path(condition: str, layer: int, other: str | None = None, *, split: str = "eval") -> str:
+    """Group of one layer's results on one split: of a condition, or of the pair (condition, other)."""
     if other is None:
-        return f"{_LAYERS}/{condition}/{layer:03d}"
-    return f"{_PAIRS}/{condition}~{other}/{layer:03d}"
+        return f"{_LAYERS}/{split}/{condition}/{layer:03d}"
+    return f"{_PAIRS}/{split}/{condition}~{other}/{layer:03d}"
+
+
+def correlation_path(target: str, layer: int, *, split: str) -> str:
+    """Group of the correlations of a per-example target (e.g. EDL of a condition) with features."""
+    return f"{_CORRELATIONS}/{split}/{target}/{layer:03d}"
 
 
 def write_analysis_header(f: h5py.File, settings: Mapping[str, Any], source: str) -> None:
@@ -313,12 +322,17 @@ def read_result(f: h5py.File, path: str) -> tuple[dict[str, float], dict[str, np
 
 
 def iter_results(f: h5py.File):
-    """Yield (condition, layer, scalars, skipped) for every complete result; pairs as 'a~b'."""
-    for top in (_LAYERS, _PAIRS):
+    """Yield (split, condition, layer, scalars, skipped) for every complete result.
+
+    Pairs of conditions are named 'a~b'; correlations 'corr:<target>'.
+    """
+    for top in (_LAYERS, _PAIRS, _CORRELATIONS):
         if top not in f:
             continue
-        for condition, group in f[top].items():
-            for layer_name, result in group.items():
-                if result.attrs.get("complete", False):
-                    scalars = {k: float(v) for k, v in result.attrs.items() if k not in ("complete", "skipped")}
-                    yield condition, int(layer_name), scalars, str(result.attrs.get("skipped", ""))
+        for split, by_split in f[top].items():
+            for name, group in by_split.items():
+                label = f"corr:{name}" if top == _CORRELATIONS else name
+                for layer_name, result in group.items():
+                    if result.attrs.get("complete", False):
+                        scalars = {k: float(v) for k, v in result.attrs.items() if k not in ("complete", "skipped")}
+                        yield split, label, int(layer_name), scalars, str(result.attrs.get("skipped", ""))

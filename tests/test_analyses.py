@@ -31,7 +31,8 @@ def _metrics(folder):
 
 def test_analysis_covers_every_condition_layer_and_pair(tiny_run):
     rows = _metrics(tiny_run)
-    assert set(rows[0]) == {"condition", "layer", "metric", "value"}
+    assert set(rows[0]) == {"split", "condition", "layer", "metric", "value"}
+    assert {r["split"] for r in rows} == {"eval"}  # this run has no train rows
     keys = {(r["condition"], int(r["layer"])) for r in rows}
     # layer 0 is one point repeated: its pair comparison is skipped and has no metrics
     assert keys == {(c, l) for c in ("0shot", "1shot") for l in range(4)} | {("0shot~1shot", l) for l in (1, 2, 3)}
@@ -49,6 +50,7 @@ def test_analysis_covers_every_condition_layer_and_pair(tiny_run):
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
         scalars, arrays, skipped = schema.read_result(f, schema.result_path("1shot", 2))
         assert skipped == "" and arrays["cluster"].shape == (36,) and arrays["knn"].shape == (36, 11)
+        np.testing.assert_array_equal(arrays["rows"], np.arange(36))
         assert arrays["gride_ids"].shape == arrays["gride_scales"].shape == (4,)  # ranks 1, 2, 4, 8
         assert "1 distinct points" in schema.read_result(f, schema.result_path("0shot", 0))[2]
 

@@ -30,14 +30,16 @@ def test_file_follows_the_contract(run, tiny_mmlu):
     assert info["schema_version"] == schema.SCHEMA_VERSION and info["split_seed"] == 0
     assert info["model_hash"] and info["dataset_hash"] and info["versions"]["torch"]
     ex = landscape.examples(folder)
-    assert len(ex) == 18 and set(ex.splits) == {"eval"}
+    assert len(ex) == 33 and ex.splits.tolist() == ["eval"] * 18 + ["train"] * 15
     for name in ("0shot", "2shot"):
         cond = info["conditions"][name]
         assert cond["complete"] and cond["kind"] == "icl" and cond["layers"] == 4
         layer = landscape.load_layer(folder, name, 2)
-        assert layer.X.shape == (18, 32) and layer.X.dtype == np.float32 and np.isfinite(layer.X).all()
+        assert layer.X.shape == (33, 32) and layer.X.dtype == np.float32 and np.isfinite(layer.X).all()
         assert np.array_equal(layer.ids, ex.ids)
-        assert cond["accuracy"] == pytest.approx(np.mean(layer.pred == ex.answers))
+        eval_rows = ex.splits == "eval"
+        assert cond["accuracy"] == pytest.approx(np.mean(layer.pred[eval_rows] == ex.answers[eval_rows]))
+        assert cond["accuracy_train"] == pytest.approx(np.mean(layer.pred[~eval_rows] == ex.answers[~eval_rows]))
         assert accuracies[name] == pytest.approx(cond["accuracy"])
     assert info["conditions"]["2shot"]["shots"] == 2
     assert all(len(v) == 2 for v in info["conditions"]["2shot"]["demo_ids"].values())
@@ -89,7 +91,7 @@ def test_other_settings_are_refused_unless_overwrite(run, tmp_path, tiny_model_d
     copy.mkdir()
     (copy / "hidden.h5").write_bytes((folder / "hidden.h5").read_bytes())
     run_extract(_config(tiny_model_dir, tiny_mmlu, per_subject=5, shots=(1,)), copy, overwrite=True, progress=False)
-    assert landscape.conditions(copy) == ["1shot"] and len(landscape.examples(copy)) == 15
+    assert landscape.conditions(copy) == ["1shot"] and len(landscape.examples(copy)) == 15 + 15
 
 
 def test_config_errors(tmp_path, tiny_model_dir, tiny_mmlu):
