@@ -26,6 +26,7 @@ class AnalysisConfig:
     class_fraction: float = 0.3  # label overlap: k_i = 0.3 x size of i's class
     overlap_k: int = 30  # data overlap between conditions
     tree_min_size: int = 30  # dendrogram leaves: clusters with more points than this
+    exact_knn: bool = False  # recompute every neighbour distance from differences (see knn_graph)
     device: str = "auto"
 
     def to_dict(self) -> dict:
@@ -57,7 +58,7 @@ def analyze_layer(X: np.ndarray, subjects: np.ndarray, answers: np.ndarray, conf
     """kNN graph -> GRIDE and 2NN IDs -> kNN density + ADP -> ARI, label overlaps, per-point features."""
     result = LayerResult()
     try:
-        graph = knn_graph(X, config.maxk, device=config.device)
+        graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn)
     except GeometryError as error:
         result.skipped = str(error)
         result.scalars = {"n_distinct": float(len(np.unique(X, axis=0)))}

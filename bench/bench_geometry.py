@@ -8,8 +8,8 @@ float32, like a hidden-state layer), measured in one run:
   halo, ARI x2, label overlap x2, peak tree) against DADApy's own path from coordinates
   (``Data(coordinates=X)``; ``compute_distances(maxk)`` then the same analyses on that object);
   target: >= 2x faster;
-- the kNN graph alone against the GEMM bound: the time of the one X @ X.T product it cannot avoid
-  (N^2 d multiply-adds, float32, measured here); target: <= 1.5x.
+- the kNN graph alone against the GEMM bound: N^2 d flops (the symmetric half of X @ X.T, which
+  it cannot avoid) at the float32 matmul rate measured here on the full X @ X.T; target: <= 1.5x.
 """
 
 from __future__ import annotations
@@ -81,17 +81,21 @@ def main() -> None:
     for size in args.sizes.split(","):
         n, d = (int(v) for v in size.split("x"))
         X, subjects, answers = synthetic_layer(n, d)
+        if not rows:  # warm-up: imports (DADApy pulls in jax) and first-call costs
+            analyze_layer(X[:500], subjects[:500], answers[:500], config)
+            dadapy_path(X[:500], subjects[:500], answers[:500], config)
         gemm = gemm_seconds(X)
         knn = timed(knn_graph, X, config.maxk)
         ours = timed(analyze_layer, X, subjects, answers, config)
         theirs = timed(dadapy_path, X, subjects, answers, config)
         rows.append((n, d, ours, theirs, knn, gemm))
     print(f"\nper-layer analysis benchmark, maxk={config.maxk}, {torch.get_num_threads()} threads\n")
-    print(f"{'N x d':>12s} {'ours s':>8s} {'DADApy s':>9s} {'speed-up':>9s} {'kNN s':>7s} {'GEMM s':>7s} "
-          f"{'GFLOP/s':>8s} {'kNN/GEMM':>9s}")
+    print(f"{'N x d':>12s} {'ours s':>8s} {'DADApy s':>9s} {'speed-up':>9s} {'kNN s':>7s} {'bound s':>8s} "
+          f"{'GFLOP/s':>8s} {'kNN/bound':>10s}")
     for n, d, ours, theirs, knn, gemm in rows:
-        print(f"{n:>6d} x {d:<4d} {ours:8.2f} {theirs:9.2f} {theirs / ours:8.2f}x {knn:7.2f} {gemm:7.2f} "
-              f"{2 * n * n * d / gemm / 1e9:8.1f} {knn / gemm:8.2f}x")
+        bound = gemm / 2  # N^2 d flops at the rate of the full 2 N^2 d product
+        print(f"{n:>6d} x {d:<4d} {ours:8.2f} {theirs:9.2f} {theirs / ours:8.2f}x {knn:7.2f} {bound:8.2f} "
+              f"{2 * n * n * d / gemm / 1e9:8.1f} {knn / bound:9.2f}x")
     print("targets: speed-up >= 2x; kNN/GEMM <= 1.5x")
 
 

@@ -52,6 +52,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
+    return value
+
+
 def _names(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
@@ -90,6 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-prefix-cache", action="store_true", help="recompute the shared prefix for every question")
     ex.add_argument("--overwrite", action="store_true", help="replace a run made with other settings")
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ft = sub.add_parser("finetune", help="LoRA fine-tuning on the train rows, prequential code (EDL), states of the tuned model")
+    ft.add_argument("run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)")
+    ft.add_argument("--name", default=None, help="condition to write (default: sft, or sft-random with --labels random)")
+    ft.add_argument("--labels", choices=("true", "random"), default="true", help="random: uniformly random answers (control)")
+    ft.add_argument("--rank", type=_positive_int, default=64)
+    ft.add_argument("--alpha", type=_positive_int, default=16)
+    ft.add_argument("--dropout", type=_fraction, default=0.1)
+    ft.add_argument("--targets", type=_names, default=None, help="LoRA target modules (default: q,k,v,o,gate,up,down projections)")
+    ft.add_argument("--lr", type=_positive_float, default=1e-4)
+    ft.add_argument("--epochs", type=_positive_int, default=2)
+    ft.add_argument("--batch-size", type=_positive_int, default=16)
+    ft.add_argument("--warmup", type=_fraction, default=0.05, help="warm-up steps as a fraction of all steps")
+    ft.add_argument("--seed", type=_nonnegative_int, default=0)
+    ft.add_argument("--checkpoints", type=_layer_list, default=(), help="steps whose adapters are kept and extracted (sft@step<k>)")
+    ft.add_argument("--device", default="auto")
+    ft.add_argument("--dtype", default="auto")
+    ft.add_argument("--mmlu", default=None)
+    ft.add_argument("--overwrite", action="store_true", help="discard an earlier fine-tune of this name")
+    ft.add_argument("--no-progress", action="store_true")
 
     an = sub.add_parser("analyze", help="geometry of every condition x layer (RUN/analysis.h5, RUN/metrics.csv)")
     an.add_argument("run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)")
@@ -133,6 +163,31 @@ def _extract(args: argparse.Namespace) -> None:
     print(f"wrote {args.run / 'hidden.h5'}")
 
 
+def _finetune(args: argparse.Namespace) -> None:
+    from extract.finetune import FinetuneConfig, describe, run_finetune
+
+    defaults = FinetuneConfig()
+    config = FinetuneConfig(
+        name=args.name or ("sft" if args.labels == "true" else "sft-random"),
+        labels=args.labels,
+        rank=args.rank,
+        alpha=args.alpha,
+        dropout=args.dropout,
+        targets=tuple(args.targets) if args.targets else defaults.targets,
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        warmup=args.warmup,
+        seed=args.seed,
+        checkpoints=tuple(sorted(set(args.checkpoints))),
+        device=args.device,
+        dtype=args.dtype,
+        mmlu_path=args.mmlu,
+    )
+    summary = run_finetune(args.run, config, overwrite=args.overwrite, progress=not args.no_progress)
+    print(describe(summary))
+
+
 def _analyze(args: argparse.Namespace) -> None:
     from analyses.layer import AnalysisConfig
     from analyses.run import run_analysis
@@ -162,7 +217,7 @@ def _info(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"extract": _extract, "analyze": _analyze, "info": _info}
+    handlers = {"extract": _extract, "finetune": _finetune, "analyze": _analyze, "info": _info}
     try:
         handlers[args.command](args)
     except KeyboardInterrupt:

@@ -1,10 +1,11 @@
 """The k-nearest-neighbour graph of one layer, computed once and reused by every analysis.
 
 DADApy computes its own neighbours with scikit-learn, in float64, and that dominates its cost
-(N^2 d). Here the graph comes from blocked float32 GEMMs in torch (on the GPU when present) on
-centred data, then each row's few candidates are re-ranked with distances computed from
-coordinate differences, so the distances handed to DADApy are as precise as its own. Memory is O(N k) for
-the result plus one block of rows x N, never N x N.
+(N^2 d). Here the graph comes from tiled float32 GEMMs in torch (on the GPU when present) on
+centred data, computing only the tiles on and above the diagonal of the symmetric distance
+matrix (half the flops) and folding each into a running top-k of its rows and its columns.
+Rows whose neighbours are too close for float32's error bound are recomputed from coordinate
+differences (``exact=True`` does it for every row). Memory is O(N k) plus one tile, never N x N.
 
 Exact duplicate rows are removed first (DADApy's ID and density estimators break on zero
 distances); ``inverse`` maps every original row to its representative, and how many were
@@ -25,9 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-# Bytes allowed for one block of float32 squared distances (rows x N).
-_BLOCK_BYTES = 1 << 28
-# Candidates kept per row beyond maxk+1 before the exact float64 re-ranking.
+# Bytes of one tile of float32 squared distances (tile x tile: 1024 x 1024): small enough that
+# the symmetric half saves GEMM work, large enough for GEMM efficiency.
+_BLOCK_BYTES = 1 << 22
+# Candidates kept per row beyond maxk with exact=True, re-ranked by distances from differences.
 _EXTRA_CANDIDATES = 8
 
 
@@ -78,8 +80,17 @@ def distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[order].astype(np.int64), rank[inverse.reshape(-1)].astype(np.int64)
 
 
-def knn_graph(X: np.ndarray, maxk: int = 100, *, device: str | torch.device | None = None) -> KnnGraph:
-    """Exact k nearest neighbours (Euclidean) of the distinct rows of ``X`` (N, d)."""
+def knn_graph(
+    X: np.ndarray, maxk: int = 100, *, device: str | torch.device | None = None, exact: bool = False
+) -> KnnGraph:
+    """k nearest neighbours (Euclidean) of the distinct rows of ``X`` (N, d).
+
+    ``exact=False`` (default) keeps the GEMM's distances (relative error ~1e-5, as float32
+    allows) and recomputes from coordinate differences only the rows whose nearest neighbour is
+    so close that the GEMM's error bound could matter (near-duplicates); ``exact=True``
+    recomputes every row's candidates, at about the cost of one more pass over the data per
+    neighbour (relative error ~1e-7, ranks as an exact search).
+    """
     X = np.asarray(X)
     if X.ndim != 2:
         raise GeometryError(f"expected an (N, d) array, got shape {X.shape}")
@@ -91,34 +102,71 @@ def knn_graph(X: np.ndarray, maxk: int = 100, *, device: str | torch.device | No
             f"{len(keep)} distinct points ({len(X)} rows) but maxk={maxk} needs at least {maxk + 1}"
         )
     dev = pick_device(device)
-    points = torch.from_numpy(np.ascontiguousarray(X[keep], dtype=np.float64)).to(dev)
-    distances, indices = _blocked_knn(points, maxk)
-    return KnnGraph(distances=distances, indices=indices, keep=keep, inverse=inverse)
-
-
-def _blocked_knn(points64: torch.Tensor, maxk: int) -> tuple[np.ndarray, np.ndarray]:
-    n = points64.shape[0]
+    points64 = torch.from_numpy(np.ascontiguousarray(X[keep], dtype=np.float64)).to(dev)
     # Centred first: distances do not change, and the float32 GEMM loses less to cancellation
     # when the shared offset of hidden states (often larger than their spread) is gone.
     points = (points64 - points64.mean(0)).float()
+    del points64
+    n_cand = min(len(keep) - 1, maxk + (_EXTRA_CANDIDATES if exact else 0))
+    sq_dist, cand = _symmetric_tiled_topk(points, n_cand)
+    refine = torch.ones(len(keep), dtype=torch.bool, device=dev) if exact else _imprecise_rows(points, sq_dist)
+    if refine.any():
+        rows = torch.nonzero(refine).flatten()
+        sq_dist[rows] = _exact_distances(points, rows, cand[rows]).square().float()
+    order = torch.argsort(sq_dist, dim=1)[:, :maxk]
+    dist = torch.sqrt(torch.gather(sq_dist, 1, order).double().clamp_min(0))
+    idx = torch.gather(cand, 1, order)
+    self_col = torch.arange(len(keep), device=dev)[:, None]
+    distances = torch.cat([torch.zeros_like(dist[:, :1]), dist], 1).cpu().numpy()
+    indices = torch.cat([self_col, idx], 1).cpu().numpy().astype(np.int64)
+    return KnnGraph(distances=distances, indices=indices, keep=keep, inverse=inverse)
+
+
+def _symmetric_tiled_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, n_cand) smallest squared distances to other points and their indices, unsorted.
+
+    The distance matrix is symmetric, so only tiles on and above the diagonal are computed
+    (half the N^2 d GEMM); each tile updates the running top-k of its rows and of its columns.
+    """
+    n = points.shape[0]
     sq_norms = (points * points).sum(1)
-    n_cand = min(n, maxk + 1 + _EXTRA_CANDIDATES)
-    block = max(1, min(n, _BLOCK_BYTES // (4 * n)))
-    out_d = np.empty((n, maxk + 1), dtype=np.float64)
-    out_i = np.empty((n, maxk + 1), dtype=np.int64)
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        rows = torch.arange(start, stop, device=points.device)
-        # Squared distances up to a per-row constant: ranking only needs |y|^2 - 2 x.y.
-        scores = torch.addmm(sq_norms[None, :], points[start:stop], points.T, alpha=-2.0)
-        scores[rows - start, rows] = -float("inf")  # the point itself first
-        cand = torch.topk(scores, n_cand, dim=1, largest=False, sorted=False).indices
-        exact = _exact_distances(points, rows, cand)
-        exact[cand == rows[:, None]] = 0.0  # the point itself (distinct rows: all others are > 0)
-        order = torch.argsort(exact, dim=1)[:, : maxk + 1]
-        out_d[start:stop] = torch.gather(exact, 1, order).cpu().numpy()
-        out_i[start:stop] = torch.gather(cand, 1, order).cpu().numpy()
-    return out_d, out_i
+    tile = max(n_cand + 1, min(n, int((_BLOCK_BYTES // 4) ** 0.5)))
+    best_d = torch.full((n, n_cand), float("inf"), device=points.device)
+    best_i = torch.zeros((n, n_cand), dtype=torch.long, device=points.device)
+    starts = list(range(0, n, tile))
+    for a in starts:
+        rows = slice(a, min(n, a + tile))
+        for b in starts[starts.index(a):]:
+            cols = slice(b, min(n, b + tile))
+            d2 = torch.addmm(sq_norms[rows, None] + sq_norms[None, cols], points[rows], points[cols].T, alpha=-2.0)
+            if a == b:
+                d2.fill_diagonal_(float("inf"))  # the point itself is column 0, added later
+            _merge(best_d, best_i, rows, d2, b, n_cand)
+            if a != b:
+                _merge(best_d, best_i, cols, d2.T, a, n_cand)
+    return best_d.clamp_min_(0), best_i
+
+
+def _merge(best_d: torch.Tensor, best_i: torch.Tensor, rows: slice, d2: torch.Tensor, offset: int, k: int) -> None:
+    """Fold a tile's candidates (columns offset..) into the running top-k of ``rows``."""
+    top = torch.topk(d2, min(k, d2.shape[1]), dim=1, largest=False, sorted=False)
+    merged_d = torch.cat([best_d[rows], top.values], 1)
+    merged_i = torch.cat([best_i[rows], top.indices + offset], 1)
+    keep = torch.topk(merged_d, k, dim=1, largest=False, sorted=False).indices
+    best_d[rows] = torch.gather(merged_d, 1, keep)
+    best_i[rows] = torch.gather(merged_i, 1, keep)
+
+
+def _imprecise_rows(points: torch.Tensor, sq_dist: torch.Tensor, tolerance: float = 1e-3) -> torch.Tensor:
+    """Rows whose nearest squared distance may be off by more than ``tolerance`` (relative).
+
+    The GEMM's error on |x|^2 + |y|^2 - 2x.y is ~c eps32 (|x|^2 + |y|^2) with c of order one
+    (blocked accumulation); we take c = 16 and the largest |y|^2, so typical rows (measured error
+    ~1e-5) keep the GEMM's distances and near-duplicate neighbourhoods are recomputed.
+    """
+    sq_norms = (points.double() ** 2).sum(1)
+    bound = 16 * torch.finfo(torch.float32).eps * (sq_norms + sq_norms.max())
+    return sq_dist.min(1).values.double() * tolerance < bound
 
 
 def _exact_distances(points: torch.Tensor, rows: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:

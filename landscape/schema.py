@@ -336,3 +336,43 @@ def iter_results(f: h5py.File):
                     if result.attrs.get("complete", False):
                         scalars = {k: float(v) for k, v in result.attrs.items() if k not in ("complete", "skipped")}
                         yield split, label, int(layer_name), scalars, str(result.attrs.get("skipped", ""))
+
+
+# ================================================================ EDL bookkeeping (in hidden.h5)
+#
+#   /edl/<condition>/   attrs: labels (true|random), mdl_bits, final_bits, edl_bits, base_bits,
+#                              uniform_bits, n_train, n_trainable, edl_per_example,
+#                              edl_per_parameter, settings (JSON)
+#       rows (n,) int64 row in /examples; label (n,) int8 the label trained on;
+#       online_bits, final_bits, base_bits (n,) float64   -log2 p(label | prompt), 4-way
+#       eval_rows (m,), eval_base_bits, eval_final_bits, eval_gain_bits (m,)   (true answers)
+
+_EDL = "edl"
+
+
+def write_edl(f: h5py.File, condition: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
+    """(Re)write the EDL record of a fine-tuned condition; ``complete`` is set last."""
+    path = f"{_EDL}/{condition}"
+    if path in f:
+        del f[path]
+    group = f.create_group(path)
+    for name, array in arrays.items():
+        group.create_dataset(name, data=np.asarray(array))
+    for key, value in attrs.items():
+        group.attrs[key] = _attr_value(value)
+    group.attrs["complete"] = True
+
+
+def edl_names(f: h5py.File) -> list[str]:
+    check_version(f)
+    if _EDL not in f:
+        return []
+    return [name for name, group in f[_EDL].items() if group.attrs.get("complete", False)]
+
+
+def read_edl(f: h5py.File, condition: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, attrs) of the EDL record of a fine-tuned condition."""
+    if condition not in edl_names(f):
+        raise SchemaError(f"no EDL record for {condition!r} in {f.filename}: run `landscape finetune` first")
+    group = f[_EDL][condition]
+    return {name: group[name][()] for name in group}, {k: _decode_attr(v) for k, v in group.attrs.items()}

@@ -39,13 +39,26 @@ def dadapy_from_coordinates(X, maxk):
 
 def test_knn_equals_sklearn_exact_neighbours(monkeypatch):
     X = np.random.default_rng(1).normal(size=(400, 20)) * 30 + 100  # large norms: GEMM cancellation
-    monkeypatch.setattr(knn, "_BLOCK_BYTES", 4 * 400 * 37)  # several blocks of 37 rows
-    g = knn_graph(X, maxk=25)
+    monkeypatch.setattr(knn, "_BLOCK_BYTES", 4 * 100 * 100)  # tiles of 100 x 100: 10 of them
+    g = knn_graph(X, maxk=25, exact=True)
     dist, ind = NearestNeighbors(n_neighbors=26).fit(X).kneighbors(X)
     np.testing.assert_array_equal(g.indices, ind)
     exact = np.linalg.norm(X[:, None, :] - X[ind], axis=-1)
     np.testing.assert_allclose(g.distances, exact, rtol=1e-6)  # float32 differences
     assert g.distances.dtype == np.float64 and g.n_duplicates == 0
+    # the default keeps the GEMM's distances: the same neighbours up to float32 near-ties
+    fast = knn_graph(X, maxk=25)
+    np.testing.assert_allclose(fast.distances, exact, rtol=1e-4)
+    assert (fast.indices != ind).mean() < 0.01
+
+
+def test_near_duplicates_are_recomputed_exactly():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 64)) * 10 + 1000  # large offset and norms
+    X[1] = X[0] + 1e-4  # a near-duplicate: the GEMM alone would give it distance 0 (or garbage)
+    g = knn_graph(X, maxk=10)
+    assert g.indices[0, 1] == 1 and g.indices[1, 1] == 0
+    assert g.distances[0, 1] == pytest.approx(np.linalg.norm(X[1] - X[0]), rel=1e-3)
 
 
 def test_knn_removes_duplicates_and_maps_back():
@@ -96,7 +109,7 @@ def test_density_peaks_recover_the_mixture():
 def test_every_metric_equals_dadapy_from_coordinates():
     X, labels = mixture(n_per=100, centers=3, sub=4, spread=3.0, seed=3)
     maxk = 60
-    ours = knn_graph(X, maxk=maxk)
+    ours = knn_graph(X, maxk=maxk, exact=True)
     ref = dadapy_from_coordinates(X, maxk)
     np.testing.assert_array_equal(ours.indices, ref.dist_indices)
     # DADApy's own distances come from |x|^2 + |y|^2 - 2x.y: ~1e-7 off (its self-distance too)
@@ -119,7 +132,7 @@ def test_every_metric_equals_dadapy_from_coordinates():
         ref.return_label_overlap(labels, class_fraction=0.3), rel=1e-12)
 
     Y = X + np.random.default_rng(4).normal(scale=0.5, size=X.shape)
-    ours_y = knn_graph(Y, maxk=maxk)
+    ours_y = knn_graph(Y, maxk=maxk, exact=True)
     expected = ref.return_data_overlap(coordinates=Y, k=30, avg=False)
     np.testing.assert_allclose(geometry.data_overlap(ours.indices, ours_y.indices, k=30), expected)
 

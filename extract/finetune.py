@@ -1,0 +1,394 @@
+"""Fine-tuning with LoRA (peft), recording the prequential code of the labels on the way (EDL).
+
+Flow: the run's train rows (0-shot prompts, the answer letter as label) -> LoRA training with a
+seeded order -> during the first pass, each example's code length is taken from the very
+forward pass that computes its training loss, *before* the update that uses it (the online,
+prequential code; the first batch is coded by the pretrained model) -> adapter saved -> the
+fine-tuned model's states of every row extracted into condition ``<name>`` of hidden.h5 ->
+final and base code lengths read from the letter logits of ``<name>`` and ``0shot`` ->
+``/edl/<name>``.
+
+Code lengths are in bits, of the 4-way distribution over the answer letters (the letters'
+logits renormalised), so the uniform code is 2 bits a label. Training minimises the same
+quantity (cross-entropy over the four letters at the last prompt token: the loss is on the
+answer only), so the online code is the training loss itself: recording it costs nothing.
+Dropout (LoRA's) is seeded, so the online code is reproducible and therefore decodable.
+
+Resumable: a training state (adapter, optimizer, scheduler, RNG, online code so far) is saved
+every ``save_every`` steps; a re-run continues from it and gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from extract import data, forward, icl, models, prompts
+from landscape import reader, schema
+
+LN2 = math.log(2.0)
+ADAPTERS = "adapters"
+STATE_FILE = "train_state.pt"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Every setting of a fine-tuning run (defaults: Doimo et al. where they fit a CPU)."""
+
+    name: str = "sft"  # the condition written to hidden.h5
+    labels: str = "true"  # "true" or "random" (uniform random letters: the label-noise control)
+    rank: int = 64
+    alpha: int = 16
+    dropout: float = 0.1
+    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lr: float = 1e-4
+    epochs: int = 2  # the paper trains 4; 2 keeps `make all` near half an hour on 2 cores
+    batch_size: int = 16
+    warmup: float = 0.05  # fraction of the steps
+    seed: int = 0
+    checkpoints: tuple[int, ...] = ()  # steps whose adapters are kept and extracted as <name>@step<k>
+    save_every: int = 10  # steps between resume states
+    batch_extract: int = 8
+    device: str = "auto"
+    dtype: str = "auto"
+    mmlu_path: str | None = None
+
+    def validate(self) -> None:
+        if self.labels not in ("true", "random"):
+            raise ValueError(f"labels must be 'true' or 'random', got {self.labels!r}")
+        for name in ("rank", "alpha", "epochs", "batch_size", "save_every", "batch_extract"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
+        if any(k < 1 for k in self.checkpoints):
+            raise ValueError("checkpoint steps must be >= 1")
+        if "@" in self.name or "/" in self.name or not self.name:
+            raise ValueError(f"bad condition name {self.name!r}")
+
+    def training_settings(self) -> dict:
+        """What decides the training numbers (a resume state must match it)."""
+        keep = ("labels", "rank", "alpha", "dropout", "targets", "lr", "epochs", "batch_size", "warmup", "seed")
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k in keep}
+
+
+@dataclass
+class TrainData:
+    """Tokenised train rows, in the run's row order."""
+
+    rows: np.ndarray  # (n,) rows of /examples
+    tokens: list[list[int]]  # prefix + question ids of each
+    labels: np.ndarray  # (n,) the letter trained on
+    weights: np.ndarray  # (n,) 1/(subject frequency), mean 1: subject-balanced loss
+
+
+def bits_from_logits(letter_logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """-log2 p(label) under the 4-way softmax of the letters' logits; (n, 4), (n,) -> (n,)."""
+    logits = np.asarray(letter_logits, dtype=np.float64)
+    shifted = logits - logits.max(1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    return -log_p[np.arange(len(labels)), labels] / LN2
+
+
+def epoch_order(n: int, epoch: int, seed: int) -> np.ndarray:
+    """The seeded order of the train examples in one epoch (epoch 0: the prequential order)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def train_lora(
+    model,
+    train: TrainData,
+    config: FinetuneConfig,
+    *,
+    letter_ids: list[int],
+    pad_id: int,
+    state_path: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train the LoRA parameters of ``model`` (a peft model) in place; returns the training record.
+
+    The record holds ``online_bits`` (n,): each example's code length in the first epoch, taken
+    from the forward pass of its batch before that batch's update, and ``losses`` per step.
+    """
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from transformers import get_cosine_schedule_with_warmup
+
+    n = len(train.labels)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup * total), total)
+    online = np.full(n, np.nan)
+    losses: list[float] = []
+    step = 0
+    torch.manual_seed(config.seed)
+    if state_path is not None and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        if state["settings"] != config.training_settings():
+            raise ValueError(f"{state_path} was made with other training settings: use --overwrite")
+        set_peft_model_state_dict(model, state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        online, losses, step = state["online_bits"], state["losses"], state["step"]
+
+    device = next(model.parameters()).device
+    labels = torch.as_tensor(train.labels, device=device)
+    weights = torch.as_tensor(train.weights, dtype=torch.float32, device=device)
+    model.train()
+    bar = tqdm(total=total, initial=step, desc="finetune", unit="step", disable=not progress)
+    while step < total:
+        epoch, index = divmod(step, steps_per_epoch)
+        batch = epoch_order(n, epoch, config.seed)[index * config.batch_size : (index + 1) * config.batch_size]
+        log_p = forward.letter_log_probs(model, [train.tokens[i] for i in batch], letter_ids=letter_ids, pad_id=pad_id)
+        nats = -log_p[torch.arange(len(batch), device=device), labels[batch]]
+        if epoch == 0:  # the prequential code: this batch is coded by the model before its update
+            online[batch] = nats.detach().double().cpu().numpy() / LN2
+        loss = (weights[batch] * nats).sum() / weights[batch].sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.update(1)
+        if checkpoint_dir is not None and step in config.checkpoints:
+            _save_atomic(lambda tmp: model.save_pretrained(tmp), checkpoint_dir / f"step-{step}")
+        if state_path is not None and (step % config.save_every == 0 or step == total):
+            state = {
+                "settings": config.training_settings(),
+                "adapter": get_peft_model_state_dict(model),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(),
+                "online_bits": online,
+                "losses": losses,
+                "step": step,
+            }
+            _save_atomic(lambda tmp: torch.save(state, tmp), state_path)
+    bar.close()
+    model.eval()
+    return {"online_bits": online, "losses": np.array(losses), "steps": total}
+
+
+def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = False, progress: bool = True) -> dict:
+    """Fine-tune the run's model on its train rows; write condition ``config.name`` and its EDL."""
+    from peft import LoraConfig, get_peft_model
+
+    config.validate()
+    hidden = reader.hidden_path(run_dir)
+    with reader.open_run_file(hidden) as f:
+        header = schema.read_attrs(f)
+        examples = schema.read_examples(f)
+        names = schema.condition_names(f)
+        if "0shot" not in names or not schema.get_condition(f, "0shot").attrs["complete"]:
+            raise ValueError(f"{hidden} has no complete 0shot condition (the base model's code): extract SHOTS=0 first")
+        base_logits, _, _ = schema.read_outputs(f, "0shot")
+        letter_ids = schema.condition_attrs(schema.get_condition(f, "0shot"))["letter_token_ids"]
+    train_rows = np.flatnonzero(examples.splits == "train")
+    if len(train_rows) == 0:
+        raise ValueError(f"{hidden} has no train rows: extract with --train-per-subject > 0")
+
+    mmlu_path = Path(config.mmlu_path) if config.mmlu_path else data.default_mmlu_path()
+    if data.file_sha256(mmlu_path) != header["dataset_hash"]:
+        raise ValueError(f"{mmlu_path} is not the MMLU file this run was made from: pass --mmlu")
+    by_id = {q.id: q for q in data.load_mmlu(mmlu_path)}
+    resolved = models.resolve_model(header["model"])
+    if resolved.sha256 and resolved.sha256 != header["model_hash"]:
+        raise ValueError(f"model {header['model']!r} has changed since the run was extracted (hash differs)")
+    device = icl.pick_device(config.device)
+    dtype = icl.pick_dtype(config.dtype, device)
+    model, tokenizer = models.load_model(resolved, device, dtype)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    fmt = prompts.MMLU
+
+    labels = examples.answers[train_rows].copy()
+    if config.labels == "random":
+        labels = np.random.default_rng([config.seed, 1]).integers(0, 4, len(train_rows))
+    subjects = examples.subjects[train_rows]
+    counts = {s: int((subjects == s).sum()) for s in np.unique(subjects)}
+    weights = np.array([1.0 / counts[s] for s in subjects])
+    header_ids = {s: tokenizer.encode(prompts.render_prefix(fmt, s, []), add_special_tokens=True) for s in counts}
+    train = TrainData(
+        rows=train_rows,
+        tokens=[
+            header_ids[subjects[j]]
+            + tokenizer.encode(prompts.render_question(fmt, by_id[int(examples.ids[r])]), add_special_tokens=False)
+            for j, r in enumerate(train_rows)
+        ],
+        labels=labels,
+        weights=weights / weights.mean(),
+    )
+
+    folder = hidden.parent / ADAPTERS / config.name
+    if overwrite:
+        shutil.rmtree(folder, ignore_errors=True)
+        with h5py.File(hidden, "a") as f:
+            for name in [n for n in schema.condition_names(f) if n == config.name or n.startswith(config.name + "@")]:
+                schema.delete_condition(f, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    settings_file = folder / "settings.json"
+    wanted = config.training_settings()
+    if settings_file.is_file() and json.loads(settings_file.read_text()) != wanted:
+        raise ValueError(f"{folder} holds a fine-tune with other settings: use another --name or --overwrite")
+    settings_file.write_text(json.dumps(wanted, indent=1) + "\n")
+    total_steps = math.ceil(len(train_rows) / config.batch_size) * config.epochs
+    if any(k > total_steps for k in config.checkpoints):
+        raise ValueError(f"checkpoint steps must be <= {total_steps}, the number of training steps")
+    lora = LoraConfig(
+        r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+        target_modules=list(config.targets), task_type="CAUSAL_LM",
+    )
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as error:
+        raise ValueError(f"LoRA targets {','.join(config.targets)} do not fit this model: {models._first_line(error)}") from None
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    final_dir = folder / "final"
+    record_path = folder / "training.npz"
+    started = time.perf_counter()
+    if (final_dir / "adapter_config.json").is_file() and record_path.is_file():
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(final_dir / "adapter_model.safetensors"))
+        record = dict(np.load(record_path))
+        print(f"{config.name}: adapter already trained; reusing {final_dir}", file=sys.stderr)
+    else:
+        record = train_lora(
+            model, train, config, letter_ids=letter_ids, pad_id=pad_id,
+            state_path=folder / STATE_FILE, checkpoint_dir=folder, progress=progress,
+        )
+        _save_atomic(lambda tmp: model.save_pretrained(tmp), final_dir)
+        _save_atomic(lambda tmp: np.savez(tmp, **record), record_path, suffix=".npz")
+    train_seconds = time.perf_counter() - started
+    model.eval()
+
+    settings = {
+        "kind": "sft",
+        "shots": 0,
+        "finetune": {**config.training_settings(), "checkpoints": list(config.checkpoints)},
+        "adapter": str(final_dir.relative_to(hidden.parent)),
+        "prompt_format": fmt.to_dict(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "letter_token_ids": letter_ids,
+    }
+    header_text = lambda subject: prompts.render_prefix(fmt, subject, [])  # noqa: E731
+    accuracy = icl.extract_condition(
+        hidden, config.name, settings, model, tokenizer, examples, by_id, prefix_text=header_text,
+        fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_extract, progress=progress,
+    )
+    for step in config.checkpoints:
+        _extract_checkpoint(model, folder / f"step-{step}", f"{config.name}@step{step}", settings, hidden,
+                            tokenizer, examples, by_id, header_text, fmt, letter_ids, config, progress)
+
+    with h5py.File(hidden, "r") as f:
+        final_logits, _, _ = schema.read_outputs(f, config.name)
+    summary = write_edl_record(hidden, config, train, record, base_logits, final_logits, examples, n_trainable)
+    summary.update(accuracy=accuracy, train_seconds=round(train_seconds, 1), seconds_per_step=round(train_seconds / record["steps"], 3))
+    return summary
+
+
+def write_edl_record(
+    hidden: Path,
+    config: FinetuneConfig,
+    train: TrainData,
+    record: dict,
+    base_logits: np.ndarray,
+    final_logits: np.ndarray,
+    examples: schema.Examples,
+    n_trainable: int,
+) -> dict:
+    """Per-example code lengths and their totals into /edl/<name>; returns the totals."""
+    online = np.asarray(record["online_bits"], dtype=np.float64)
+    if not np.isfinite(online).all():
+        raise ValueError("the online code is incomplete: training did not finish its first epoch")
+    final = bits_from_logits(final_logits[train.rows], train.labels)
+    base = bits_from_logits(base_logits[train.rows], train.labels)
+    eval_rows = np.flatnonzero(examples.splits == "eval")
+    eval_base = bits_from_logits(base_logits[eval_rows], examples.answers[eval_rows])
+    eval_final = bits_from_logits(final_logits[eval_rows], examples.answers[eval_rows])
+    n = len(online)
+    totals = {
+        "labels": config.labels,
+        "n_train": n,
+        "n_trainable": int(n_trainable),
+        "mdl_bits": float(online.sum()),
+        "final_bits": float(final.sum()),
+        "edl_bits": float(online.sum() - final.sum()),
+        "base_bits": float(base.sum()),
+        "uniform_bits": 2.0 * n,
+        "edl_per_example": float((online.sum() - final.sum()) / n),
+        "edl_per_parameter": float((online.sum() - final.sum()) / n_trainable),
+        "eval_gain_bits_mean": float((eval_base - eval_final).mean()) if len(eval_rows) else float("nan"),
+        "online_code": "4-way letter code from each batch's training forward pass, before its update (seeded dropout)",
+        "settings": config.training_settings(),
+    }
+    arrays = {
+        "rows": train.rows,
+        "id": examples.ids[train.rows],
+        "label": train.labels.astype(np.int8),
+        "online_bits": online,
+        "final_bits": final,
+        "base_bits": base,
+        "order": epoch_order(n, 0, config.seed),
+        "losses": np.asarray(record["losses"]),
+        "eval_rows": eval_rows,
+        "eval_base_bits": eval_base,
+        "eval_final_bits": eval_final,
+        "eval_gain_bits": eval_base - eval_final,
+    }
+    with h5py.File(hidden, "a") as f:
+        schema.write_edl(f, config.name, arrays, totals)
+    return {k: v for k, v in totals.items() if k not in ("settings", "online_code")}
+
+
+def _extract_checkpoint(model, adapter_dir: Path, name: str, settings: dict, hidden: Path, tokenizer, examples,
+                        by_id, header_text, fmt, letter_ids, config: FinetuneConfig, progress: bool) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise ValueError(f"checkpoint {adapter_dir} is missing (the run has fewer steps?)")
+    final = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
+    set_peft_model_state_dict(model, load_file(adapter_dir / "adapter_model.safetensors"))
+    icl.extract_condition(
+        hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(hidden.parent))}, model, tokenizer,
+        examples, by_id, prefix_text=header_text, fmt=fmt, letter_ids=letter_ids,
+        batch_size=config.batch_extract, progress=progress,
+    )
+    model.load_state_dict(final, strict=False)
+
+
+def _save_atomic(write, target: Path, suffix: str = "") -> None:
+    """Write ``target`` (file or folder) through ``write(tmp)``, then rename it into place."""
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}{suffix}")
+    if tmp.is_dir():
+        shutil.rmtree(tmp)
+    write(tmp)
+    if target.is_dir():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+def describe(summary: dict) -> str:
+    return json.dumps(summary, indent=1, default=float)
