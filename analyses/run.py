@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from analyses.layer import AnalysisConfig, LayerResult, analyze_layer, compare_layers
 from landscape import reader, schema
+from landscape.stats import spearman_bootstrap
 
 ANALYSIS_FILE = "analysis.h5"
 METRICS_FILE = "metrics.csv"
@@ -59,6 +60,7 @@ def run_analysis(
                 raise ValueError(f"condition {name} of {hidden} is incomplete: finish `landscape extract` first")
         n_layers = {name: schema.n_layers(f, name) for name in conditions}
         examples = schema.read_examples(f)
+        edl_names = schema.edl_names(f)
     if not conditions:
         raise ValueError(f"{hidden} has no conditions: run `landscape extract` first")
     present = [split for split in ("eval", "train") if (examples.splits == split).any()]
@@ -93,6 +95,9 @@ def run_analysis(
         bar.close()
         for split in splits:
             _compare_pairs(f, split, conditions, n_layers, layers, config)
+        for name in edl_names:
+            if name in conditions and "0shot" in conditions:
+                _correlate_edl(f, hidden, name, splits, n_layers[name], layers)
     return write_metrics_csv(out)
 
 
@@ -153,6 +158,47 @@ def _compare_pairs(f: h5py.File, split: str, conditions: list[str], n_layers: di
             result_b = _as_result(schema.read_result(f, schema.result_path(b, layer, split=split)))
             pair = compare_layers(result_a, result_b, config)
             schema.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
+
+
+# Per-example landscape features that EDL (train rows) and the generalisation gain (eval rows)
+# are correlated with, each taken in the base model (0shot) and in the fine-tuned condition.
+EDL_FEATURES = ("log_density", "core", "purity_subject")
+
+
+def _correlate_edl(f: h5py.File, hidden: Path, name: str, splits: list[str], n_layers: int, layers) -> None:
+    """Spearman (bootstrap CI) of per-example EDL / eval gain with landscape features, per layer."""
+    with h5py.File(hidden, "r") as h:
+        edl, _ = schema.read_edl(h, name)
+    targets = {
+        "train": ("edl", edl["rows"], edl["online_bits"] - edl["final_bits"]),
+        "eval": ("gain", edl["eval_rows"], edl["eval_gain_bits"]),
+    }
+    for split in splits:
+        kind, rows, values = targets[split]
+        for layer in range(n_layers) if layers is None else [l % n_layers for l in layers]:
+            path = schema.correlation_path(f"{kind}:{name}", layer, split=split)
+            if schema.result_done(f, path):
+                continue
+            features = {}
+            for condition in ("0shot", name):
+                _, arrays, skipped = schema.read_result(f, schema.result_path(condition, layer, split=split))
+                if not skipped:
+                    positions = np.searchsorted(arrays["rows"], rows)
+                    features.update({f"{condition}:{feat}": arrays[feat][positions] for feat in EDL_FEATURES})
+            _, pair, skipped = schema.read_result(f, schema.result_path("0shot", layer, other=name, split=split))
+            if not skipped:
+                features["data_overlap"] = pair["data_overlap"][np.searchsorted(_split_rows(f, split, layer), rows)]
+            scalars = {}
+            for feature, x in features.items():
+                corr = spearman_bootstrap(values, x.astype(float), n_boot=1000, seed=layer)
+                scalars.update({f"{feature}_rho": corr.rho, f"{feature}_low": corr.low, f"{feature}_high": corr.high})
+            schema.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
+
+
+def _split_rows(f: h5py.File, split: str, layer: int) -> np.ndarray:
+    """Rows of /examples behind the results of a split (the same for every condition)."""
+    _, arrays, _ = schema.read_result(f, schema.result_path("0shot", layer, split=split))
+    return arrays["rows"]
 
 
 def _as_result(stored: tuple[dict, dict, str]) -> LayerResult:

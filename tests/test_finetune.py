@@ -153,3 +153,25 @@ def test_random_labels_and_errors(ft_run, tmp_path, tiny_mmlu, capsys):
     assert "no hidden.h5" in capsys.readouterr().err
     with pytest.raises(ValueError, match="checkpoint steps must be <= 3"):
         run_finetune(folder, FinetuneConfig(name="x", epochs=1, batch_size=8, checkpoints=(9,), mmlu_path=str(tiny_mmlu)), progress=False)
+
+
+def test_analysis_correlates_edl_with_the_landscape(ft_run):
+    from analyses.layer import AnalysisConfig
+    from analyses.run import run_analysis
+
+    folder, _ = ft_run
+    config = AnalysisConfig(maxk=10, gride_range=10, density_k=5, overlap_k=5, tree_min_size=2)
+    metrics = run_analysis(folder, config, progress=False)
+    import csv
+
+    rows = list(csv.DictReader(open(metrics)))
+    assert {r["split"] for r in rows} == {"eval", "train"}
+    corr = [r for r in rows if r["condition"] == "corr:edl:sft" and r["split"] == "train"]
+    assert {int(r["layer"]) for r in corr} == {1, 2, 3}  # layer 0 is one point repeated
+    names = {r["metric"] for r in corr}
+    assert {"sft:log_density_rho", "0shot:core_rho", "data_overlap_rho", "sft:purity_subject_high"} <= names
+    value = {(int(r["layer"]), r["metric"]): float(r["value"]) for r in corr}
+    for layer in (1, 2, 3):
+        rho, low, high = (value[(layer, f"sft:log_density_{k}")] for k in ("rho", "low", "high"))
+        assert -1 <= low <= high <= 1 and -1 <= rho <= 1
+    assert any(r["condition"] == "corr:gain:sft" and r["split"] == "eval" for r in rows)
