@@ -58,6 +58,7 @@ class FinetuneConfig:
     warmup: float = 0.05  # fraction of the steps
     seed: int = 0
     checkpoints: tuple[int, ...] = ()  # steps whose adapters are kept and extracted as <name>@step<k>
+    schedule: str = "online"  # "online" (one pass) or "blockwise" (Voita & Titov 2020: retrain per block)
     save_every: int = 10  # steps between resume states
     batch_extract: int = 8
     device: str = "auto"
@@ -65,6 +66,8 @@ class FinetuneConfig:
     mmlu_path: str | None = None
 
     def validate(self) -> None:
+        if self.schedule not in ("online", "blockwise"):
+            raise ValueError(f"schedule must be 'online' or 'blockwise', got {self.schedule!r}")
         if self.labels not in ("true", "random"):
             raise ValueError(f"labels must be 'true' or 'random', got {self.labels!r}")
         for name in ("rank", "alpha", "epochs", "batch_size", "save_every", "batch_extract"):
@@ -83,7 +86,7 @@ class FinetuneConfig:
 
     def training_settings(self) -> dict:
         """What decides the training numbers (a resume state must match it)."""
-        keep = ("labels", "rank", "alpha", "dropout", "targets", "lr", "epochs", "batch_size", "warmup", "seed")
+        keep = ("labels", "rank", "alpha", "dropout", "targets", "lr", "epochs", "batch_size", "warmup", "seed", "schedule")
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k in keep}
 
 
@@ -189,6 +192,42 @@ def train_lora(
     return {"online_bits": online, "losses": np.array(losses), "steps": total}
 
 
+# Voita & Titov 2020: block boundaries as fractions of the (ordered) training data.
+BLOCK_FRACTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
+
+
+def block_boundaries(n: int, fractions=BLOCK_FRACTIONS) -> list[int]:
+    """Increasing prefix sizes t_1 < ... < t_K = n (duplicates from small n merged)."""
+    return sorted({min(n, max(1, round(f * n))) for f in fractions} | {n})
+
+
+def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, letter_ids: list[int], pad_id: int,
+                    progress: bool = True) -> dict:
+    """Block-wise prequential code: block (t_k, t_k+1] of the seeded order is coded by a model
+    trained from the base on the first t_k examples; the first block by the base model itself.
+    Trains len(blocks) models (a GPU option); ends with the model trained on all n examples."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    initial = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}
+    order = epoch_order(len(train.labels), 0, config.seed)
+    bounds = [0] + block_boundaries(len(order))
+    online = np.full(len(order), np.nan)
+    losses: list[float] = []
+    for k in range(len(bounds) - 1):
+        coded = order[bounds[k] : bounds[k + 1]]
+        model.eval()
+        with torch.no_grad():
+            log_p = forward.letter_log_probs(model, [train.tokens[i] for i in coded], letter_ids=letter_ids, pad_id=pad_id)
+        online[coded] = (-log_p[torch.arange(len(coded)), torch.as_tensor(train.labels[coded])]).double().numpy() / LN2
+        prefix = order[: bounds[k + 1]]  # retrain from the base on everything coded so far
+        set_peft_model_state_dict(model, initial)
+        subset = TrainData(rows=train.rows[prefix], tokens=[train.tokens[i] for i in prefix],
+                           labels=train.labels[prefix], weights=train.weights[prefix])
+        record = train_lora(model, subset, config, letter_ids=letter_ids, pad_id=pad_id, progress=progress)
+        losses += record["losses"].tolist()
+    return {"online_bits": online, "losses": np.array(losses), "steps": len(losses)}
+
+
 def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = False, progress: bool = True) -> dict:
     """Fine-tune the run's model on its train rows; write condition ``config.name`` and its EDL."""
     from peft import LoraConfig, get_peft_model
@@ -251,6 +290,8 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         raise ValueError(f"{folder} holds a fine-tune with other settings: use another --name or --overwrite")
     settings_file.write_text(json.dumps(wanted, indent=1) + "\n")
     total_steps = math.ceil(len(train_rows) / config.batch_size) * config.epochs
+    if config.checkpoints and config.schedule == "blockwise":
+        raise ValueError("checkpoints are steps of one training: use them with the online schedule")
     if any(k > total_steps for k in config.checkpoints):
         raise ValueError(f"checkpoint steps must be <= {total_steps}, the number of training steps")
     lora = LoraConfig(
@@ -274,10 +315,13 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         record = dict(np.load(record_path))
         print(f"{config.name}: adapter already trained; reusing {final_dir}", file=sys.stderr)
     else:
-        record = train_lora(
-            model, train, config, letter_ids=letter_ids, pad_id=pad_id,
-            state_path=folder / STATE_FILE, checkpoint_dir=folder, progress=progress,
-        )
+        if config.schedule == "blockwise":
+            record = train_blockwise(model, train, config, letter_ids=letter_ids, pad_id=pad_id, progress=progress)
+        else:
+            record = train_lora(
+                model, train, config, letter_ids=letter_ids, pad_id=pad_id,
+                state_path=folder / STATE_FILE, checkpoint_dir=folder, progress=progress,
+            )
         _save_atomic(lambda tmp: model.save_pretrained(tmp), final_dir)
         _save_atomic(lambda tmp: np.savez(tmp, **record), record_path, suffix=".npz")
     train_seconds = time.perf_counter() - started
@@ -340,7 +384,11 @@ def write_edl_record(
         "edl_per_example": float((online.sum() - final.sum()) / n),
         "edl_per_parameter": float((online.sum() - final.sum()) / n_trainable),
         "eval_gain_bits_mean": float((eval_base - eval_final).mean()) if len(eval_rows) else float("nan"),
-        "online_code": "4-way letter code from each batch's training forward pass, before its update (seeded dropout)",
+        "online_code": (
+            "4-way letter code from each batch's training forward pass, before its update (seeded dropout)"
+            if config.schedule == "online"
+            else "4-way letter code of each block under a model retrained from the base on all earlier blocks"
+        ),
         "settings": config.training_settings(),
     }
     arrays = {

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--batch-size", type=_positive_int, default=16)
     ft.add_argument("--warmup", type=_fraction, default=0.05, help="warm-up steps as a fraction of all steps")
     ft.add_argument("--seed", type=_nonnegative_int, default=0)
+    ft.add_argument("--schedule", choices=("online", "blockwise"), default="online",
+                    help="prequential code: one online pass, or Voita & Titov's blocks (retrains per block: GPU)")
     ft.add_argument("--checkpoints", type=_layer_list, default=(), help="steps whose adapters are kept and extracted (sft@step<k>)")
     ft.add_argument("--device", default="auto")
     ft.add_argument("--dtype", default="auto")
@@ -180,6 +182,7 @@ def _finetune(args: argparse.Namespace) -> None:
         warmup=args.warmup,
         seed=args.seed,
         checkpoints=tuple(sorted(set(args.checkpoints))),
+        schedule=args.schedule,
         device=args.device,
         dtype=args.dtype,
         mmlu_path=args.mmlu,

@@ -175,3 +175,24 @@ def test_analysis_correlates_edl_with_the_landscape(ft_run):
         rho, low, high = (value[(layer, f"sft:log_density_{k}")] for k in ("rho", "low", "high"))
         assert -1 <= low <= high <= 1 and -1 <= rho <= 1
     assert any(r["condition"] == "corr:gain:sft" and r["split"] == "eval" for r in rows)
+
+
+def test_block_boundaries_follow_voita_and_titov():
+    assert finetune.block_boundaries(1000) == [1, 2, 4, 8, 16, 32, 62, 125, 250, 500, 1000]
+    assert finetune.block_boundaries(10) == [1, 2, 5, 10]
+
+
+def test_blockwise_code_first_block_by_the_base_model(tiny, tiny_model_dir):
+    _, tok = tiny
+    train = _train_data(tok, n=10)
+    letter_ids = forward.letter_token_ids(tok, LETTERS)
+    model = _tiny_peft(tiny_model_dir)
+    with torch.no_grad():
+        base = -forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids, pad_id=0)[torch.arange(10), torch.as_tensor(train.labels)] / math.log(2)
+    config = FinetuneConfig(lr=2e-2, epochs=1, batch_size=4, dropout=0.0, schedule="blockwise")
+    record = finetune.train_blockwise(model, train, config, letter_ids=letter_ids, pad_id=0, progress=False)
+    order = finetune.epoch_order(10, 0, 0)
+    assert np.isfinite(record["online_bits"]).all()
+    assert record["online_bits"][order[0]] == pytest.approx(float(base[order[0]]), rel=1e-5)
+    assert not np.allclose(record["online_bits"][order[5:]], base.numpy()[order[5:]])
+    assert record["steps"] == sum(math.ceil(t / 4) for t in (1, 2, 5, 10))
