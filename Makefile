@@ -64,6 +64,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/bench_extract.py
 	$(BIN)/python bench/bench_geometry.py
+	$(BIN)/python bench/bench_finetune.py
 
 clean-venv:
 	rm -rf $(VENV)
