@@ -20,6 +20,7 @@ every ``save_every`` steps; a re-run continues from it and gives the same number
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -285,7 +286,12 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
                 schema.delete_condition(f, name)
     folder.mkdir(parents=True, exist_ok=True)
     settings_file = folder / "settings.json"
-    wanted = config.training_settings()
+    # The adapter belongs to this model and these train rows too (a re-extracted run may differ).
+    wanted = {
+        **config.training_settings(),
+        "model_hash": header["model_hash"],
+        "train_ids_sha256": hashlib.sha256(examples.ids[train_rows].tobytes()).hexdigest(),
+    }
     if settings_file.is_file() and json.loads(settings_file.read_text()) != wanted:
         raise ValueError(f"{folder} holds a fine-tune with other settings: use another --name or --overwrite")
     settings_file.write_text(json.dumps(wanted, indent=1) + "\n")
