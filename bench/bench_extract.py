@@ -67,11 +67,13 @@ def bare_loop_seconds(config: ExtractConfig, shots: int) -> float:
 
 
 def child_peak_rss(per_subject: int, subjects: str) -> float:
-    """Peak RSS (MiB) of a fresh process extracting 0-shot for ``per_subject`` x subjects."""
+    """Peak RSS (MiB) of a fresh process extracting 0-shot for ``per_subject`` x subjects.
+
+    The lifetime maximum: if extraction grew with N it would pass the model load's peak."""
     code = (
         "import json, resource, sys, tempfile, pathlib\n"
         "from extract.icl import ExtractConfig, run_extract\n"
-        f"run_extract(ExtractConfig(shots=(0,), subjects={subjects!r}, per_subject={per_subject}),"
+        f"run_extract(ExtractConfig(shots=(0,), subjects={subjects!r}, per_subject={per_subject}, train_per_subject=0),"
         " pathlib.Path(tempfile.mkdtemp()), progress=False)\n"
         "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))\n"
     )
@@ -85,10 +87,11 @@ def main() -> None:
     parser.add_argument("--per-subject", type=int, default=24)
     args = parser.parse_args()
 
-    base = ExtractConfig(shots=(0, 5), subjects=args.subjects, per_subject=args.per_subject)
+    base = ExtractConfig(shots=(0, 5), subjects=args.subjects, per_subject=args.per_subject, train_per_subject=0)
     tmp = Path(tempfile.mkdtemp())
     run_extract(base, tmp / "cached", progress=False)
-    run_extract(ExtractConfig(shots=(5,), subjects=args.subjects, per_subject=args.per_subject, prefix_cache=False),
+    run_extract(ExtractConfig(shots=(5,), subjects=args.subjects, per_subject=args.per_subject, train_per_subject=0,
+                              prefix_cache=False),
                 tmp / "full", progress=False)
     with h5py.File(tmp / "cached" / "hidden.h5", "r") as f:
         n = len(schema.read_examples(f))
