@@ -31,7 +31,7 @@ def test_conversion_reproduces_the_gguf_model(smollm):
 
 
 def test_real_extraction_cached_equals_full_prompt(tmp_path):
-    base = dict(shots=(0, 5), subjects="anatomy,astronomy", per_subject=3, batch_size=3)
+    base = dict(shots=(0, 5), subjects="anatomy,astronomy", per_subject=3, train_per_subject=2, batch_size=3)
     cached = run_extract(ExtractConfig(**base), tmp_path / "cached", progress=False)
     full = run_extract(ExtractConfig(**base, prefix_cache=False), tmp_path / "full", progress=False)
     assert set(cached) == {"0shot", "5shot"} and all(0.0 <= a <= 1.0 for a in cached.values())
@@ -40,7 +40,7 @@ def test_real_extraction_cached_equals_full_prompt(tmp_path):
         for layer in (1, 15, 30):
             a = landscape.load_layer(tmp_path / "cached", name, layer).X
             b = landscape.load_layer(tmp_path / "full", name, layer).X
-            assert a.shape == (6, 576)
+            assert a.shape == (10, 576)
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
     zero = landscape.load_layer(tmp_path / "cached", "0shot", 20).X
     five = landscape.load_layer(tmp_path / "cached", "5shot", 20).X
