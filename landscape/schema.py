@@ -299,17 +299,21 @@ def result_done(f: h5py.File, path: str) -> bool:
     return path in f and bool(f[path].attrs.get("complete", False))
 
 
-def write_result(f: h5py.File, path: str, scalars: Mapping[str, float], arrays: Mapping[str, np.ndarray], skipped: str) -> None:
-    """Write one result group; ``complete`` is set last, so a cut-short write is redone."""
+def _write_group(f: h5py.File, path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
+    """(Re)write a group of arrays and attrs; ``complete`` is set last, so a cut-short write is redone."""
     if path in f:
         del f[path]
     group = f.create_group(path)
     for name, array in arrays.items():
         group.create_dataset(name, data=np.asarray(array))
-    for key, value in scalars.items():
-        group.attrs[key] = float(value)
-    group.attrs["skipped"] = skipped
+    for key, value in attrs.items():
+        group.attrs[key] = _attr_value(value)
     group.attrs["complete"] = True
+
+
+def write_result(f: h5py.File, path: str, scalars: Mapping[str, float], arrays: Mapping[str, np.ndarray], skipped: str) -> None:
+    """Write one result group: scalar metrics as attrs, arrays as datasets."""
+    _write_group(f, path, arrays, {**{k: float(v) for k, v in scalars.items()}, "skipped": skipped})
 
 
 def read_result(f: h5py.File, path: str) -> tuple[dict[str, float], dict[str, np.ndarray], str]:
@@ -351,16 +355,8 @@ _EDL = "edl"
 
 
 def write_edl(f: h5py.File, condition: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
-    """(Re)write the EDL record of a fine-tuned condition; ``complete`` is set last."""
-    path = f"{_EDL}/{condition}"
-    if path in f:
-        del f[path]
-    group = f.create_group(path)
-    for name, array in arrays.items():
-        group.create_dataset(name, data=np.asarray(array))
-    for key, value in attrs.items():
-        group.attrs[key] = _attr_value(value)
-    group.attrs["complete"] = True
+    """(Re)write the EDL record of a fine-tuned condition."""
+    _write_group(f, f"{_EDL}/{condition}", arrays, attrs)
 
 
 def edl_names(f: h5py.File) -> list[str]:
