@@ -61,6 +61,7 @@ class FinetuneConfig:
     checkpoints: tuple[int, ...] = ()  # steps whose adapters are kept and extracted as <name>@step<k>
     schedule: str = "online"  # "online" (one pass) or "blockwise" (Voita & Titov 2020: retrain per block)
     save_every: int = 10  # steps between resume states
+    micro_tokens: int = 2048  # padded tokens per micro-batch (gradients accumulated over a batch)
     batch_extract: int = 8
     device: str = "auto"
     dtype: str = "auto"
@@ -71,7 +72,7 @@ class FinetuneConfig:
             raise ValueError(f"schedule must be 'online' or 'blockwise', got {self.schedule!r}")
         if self.labels not in ("true", "random"):
             raise ValueError(f"labels must be 'true' or 'random', got {self.labels!r}")
-        for name in ("rank", "alpha", "epochs", "batch_size", "save_every", "batch_extract"):
+        for name in ("rank", "alpha", "epochs", "batch_size", "save_every", "batch_extract", "micro_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
@@ -87,7 +88,8 @@ class FinetuneConfig:
 
     def training_settings(self) -> dict:
         """What decides the training numbers (a resume state must match it)."""
-        keep = ("labels", "rank", "alpha", "dropout", "targets", "lr", "epochs", "batch_size", "warmup", "seed", "schedule")
+        keep = ("labels", "rank", "alpha", "dropout", "targets", "lr", "epochs", "batch_size", "warmup", "seed",
+                "schedule", "micro_tokens")
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k in keep}
 
 
@@ -112,6 +114,17 @@ def bits_from_logits(letter_logits: np.ndarray, labels: np.ndarray) -> np.ndarra
 def epoch_order(n: int, epoch: int, seed: int) -> np.ndarray:
     """The seeded order of the train examples in one epoch (epoch 0: the prequential order)."""
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def micro_batches(batch: np.ndarray, lengths: list[int], budget: int) -> list[np.ndarray]:
+    """Split a batch into groups of similar length whose padded size (count x longest) fits ``budget``."""
+    order = np.argsort(lengths, kind="stable")
+    groups: list[list[int]] = [[]]
+    for position in order:
+        if groups[-1] and (len(groups[-1]) + 1) * lengths[position] > budget:
+            groups.append([])
+        groups[-1].append(position)
+    return [batch[np.array(g)] for g in groups]
 
 
 def train_lora(
@@ -161,17 +174,23 @@ def train_lora(
     while step < total:
         epoch, index = divmod(step, steps_per_epoch)
         batch = epoch_order(n, epoch, config.seed)[index * config.batch_size : (index + 1) * config.batch_size]
-        log_p = forward.letter_log_probs(model, [train.tokens[i] for i in batch], letter_ids=letter_ids, pad_id=pad_id)
-        nats = -log_p[torch.arange(len(batch), device=device), labels[batch]]
-        if epoch == 0:  # the prequential code: this batch is coded by the model before its update
-            online[batch] = nats.detach().double().cpu().numpy() / LN2
-        loss = (weights[batch] * nats).sum() / weights[batch].sum()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        batch_weight = weights[batch].sum()
+        loss = 0.0
+        # Micro-batches of similar length, gradients accumulated: one step per batch as if it
+        # ran whole, without padding every prompt to the batch's longest (MMLU lengths vary 10x).
+        for micro in micro_batches(batch, [len(train.tokens[i]) for i in batch], config.micro_tokens):
+            log_p = forward.letter_log_probs(model, [train.tokens[i] for i in micro], letter_ids=letter_ids, pad_id=pad_id)
+            nats = -log_p[torch.arange(len(micro), device=device), labels[micro]]
+            if epoch == 0:  # the prequential code: this batch is coded by the model before its update
+                online[micro] = nats.detach().double().cpu().numpy() / LN2
+            micro_loss = (weights[micro] * nats).sum() / batch_weight
+            micro_loss.backward()
+            loss += float(micro_loss.detach())
         optimizer.step()
         scheduler.step()
         step += 1
-        losses.append(float(loss.detach()))
+        losses.append(loss)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         bar.update(1)
         if checkpoint_dir is not None and step in config.checkpoints:

@@ -196,3 +196,14 @@ def test_blockwise_code_first_block_by_the_base_model(tiny, tiny_model_dir):
     assert record["online_bits"][order[0]] == pytest.approx(float(base[order[0]]), rel=1e-5)
     assert not np.allclose(record["online_bits"][order[5:]], base.numpy()[order[5:]])
     assert record["steps"] == sum(math.ceil(t / 4) for t in (1, 2, 5, 10))
+
+
+def test_micro_batches_cover_the_batch_within_budget():
+    batch = np.array([7, 3, 9, 1, 4])
+    lengths = [100, 900, 120, 50, 400]
+    groups = finetune.micro_batches(batch, lengths, budget=1000)
+    assert sorted(np.concatenate(groups).tolist()) == sorted(batch.tolist())
+    length_of = dict(zip(batch.tolist(), lengths))
+    for g in groups:
+        assert len(g) * max(length_of[i] for i in g) <= 1000 or len(g) == 1
+    assert finetune.micro_batches(batch, lengths, budget=10**6)[0].tolist() == [1, 7, 9, 4, 3]
