@@ -52,12 +52,13 @@ def run_analysis(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     hidden = reader.hidden_path(run_dir)
     with reader.open_run_file(hidden) as f:
-        available = schema.condition_names(f)
-        conditions = available if conditions is None else conditions
+        complete = [n for n in schema.condition_names(f) if schema.get_condition(f, n).attrs["complete"]]
+        if conditions is None:  # all complete ones; one still being written is left for a re-run
+            conditions = complete
         for name in conditions:
-            group = schema.get_condition(f, name)
-            if not group.attrs["complete"]:
-                raise ValueError(f"condition {name} of {hidden} is incomplete: finish `landscape extract` first")
+            schema.get_condition(f, name)  # an unknown name is an error naming the known ones
+            if name not in complete:
+                raise ValueError(f"condition {name} of {hidden} is incomplete: finish its extraction first")
         n_layers = {name: schema.n_layers(f, name) for name in conditions}
         examples = schema.read_examples(f)
         edl_names = schema.edl_names(f)

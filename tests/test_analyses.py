@@ -91,3 +91,15 @@ def test_cli_analyze_errors(tmp_path, capsys):
     assert "no hidden.h5" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["analyze", str(tmp_path), "--Z", "nan"])
+
+
+def test_incomplete_conditions_are_left_out_unless_named(tiny_run, tmp_path):
+    copy = tmp_path / "partial"
+    copy.mkdir()
+    (copy / "hidden.h5").write_bytes((tiny_run / "hidden.h5").read_bytes())
+    with h5py.File(copy / "hidden.h5", "a") as f:  # as if 1shot were still being extracted
+        schema.get_condition(f, "1shot").attrs["complete"] = False
+    run_analysis(copy, SMALL, progress=False)
+    assert {r["condition"] for r in _metrics(copy)} == {"0shot"}
+    with pytest.raises(ValueError, match="1shot .* is incomplete"):
+        run_analysis(copy, SMALL, conditions=["1shot"], progress=False)
