@@ -326,7 +326,7 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     try:
         model = get_peft_model(model, lora)
     except ValueError as error:
-        raise ValueError(f"LoRA targets {','.join(config.targets)} do not fit this model: {models._first_line(error)}") from None
+        raise ValueError(f"LoRA targets {','.join(config.targets)} do not fit this model: {models.first_line(error)}") from None
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     final_dir = folder / "final"

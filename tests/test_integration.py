@@ -19,7 +19,7 @@ def smollm():
 def test_conversion_reproduces_the_gguf_model(smollm):
     from transformers import AutoModelForCausalLM
 
-    gguf = models._locate_gguf(models.EMBEDDED["smollm2-135m"])
+    gguf = models.locate_gguf(models.EMBEDDED["smollm2-135m"])
     direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
     converted, tokenizer = models.load_model(smollm, torch.device("cpu"), torch.float32)
     ids = torch.tensor([tokenizer.encode("The following are multiple choice questions (with answers) about anatomy.")])
