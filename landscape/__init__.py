@@ -3,7 +3,7 @@
 Read a run::
 
     import landscape
-    landscape.conditions("runs/default")                 # ['0shot', '5shot']
+    landscape.conditions("runs/default")                 # ['0shot', '5shot', 'sft']
     layer = landscape.load_layer("runs/default", "5shot", 12)
     layer.X, layer.subjects, layer.answers               # (N, d) float32 and (N,) labels
 """

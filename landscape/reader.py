@@ -8,7 +8,7 @@ Example::
     layer = landscape.load_layer("runs/default", "5shot", 12)
     layer.X.shape          # (N, d) float32
     layer.subjects[:3]     # subject of each row
-    landscape.conditions("runs/default")   # ['0shot', '5shot']
+    landscape.conditions("runs/default")   # ['0shot', '5shot', 'sft']
 """
 
 from __future__ import annotations
