@@ -297,6 +297,12 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         weights=weights / weights.mean(),
     )
 
+    total_steps = math.ceil(len(train_rows) / config.batch_size) * config.epochs
+    if config.checkpoints and config.schedule == "blockwise":
+        raise ValueError("checkpoints are steps of one training: use them with the online schedule")
+    if any(k > total_steps for k in config.checkpoints):
+        raise ValueError(f"checkpoint steps must be <= {total_steps}, the number of training steps")
+
     folder = hidden.parent / ADAPTERS / config.name
     if overwrite:
         shutil.rmtree(folder, ignore_errors=True)
@@ -314,11 +320,6 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     if settings_file.is_file() and json.loads(settings_file.read_text()) != wanted:
         raise ValueError(f"{folder} holds a fine-tune with other settings: use another --name or --overwrite")
     settings_file.write_text(json.dumps(wanted, indent=1) + "\n")
-    total_steps = math.ceil(len(train_rows) / config.batch_size) * config.epochs
-    if config.checkpoints and config.schedule == "blockwise":
-        raise ValueError("checkpoints are steps of one training: use them with the online schedule")
-    if any(k > total_steps for k in config.checkpoints):
-        raise ValueError(f"checkpoint steps must be <= {total_steps}, the number of training steps")
     lora = LoraConfig(
         r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=list(config.targets), task_type="CAUSAL_LM",
