@@ -111,6 +111,18 @@ def bits_from_logits(letter_logits: np.ndarray, labels: np.ndarray) -> np.ndarra
     return -log_p[np.arange(len(labels)), labels] / LN2
 
 
+def marginal_prequential_bits(labels: np.ndarray, order: np.ndarray, n_classes: int = 4) -> np.ndarray:
+    """(n,) code lengths of a learner that ignores the prompts and only counts labels (Laplace:
+    p(y) = (count_y + 1) / (seen + n_classes)), in the same prequential order: the baseline an
+    online code must beat to have learnt more than the label marginal."""
+    counts = np.ones(n_classes)
+    bits = np.empty(len(labels))
+    for i in order:
+        bits[i] = -np.log2(counts[labels[i]] / counts.sum())
+        counts[labels[i]] += 1
+    return bits
+
+
 def epoch_order(n: int, epoch: int, seed: int) -> np.ndarray:
     """The seeded order of the train examples in one epoch (epoch 0: the prequential order)."""
     return np.random.default_rng([seed, epoch]).permutation(n)
@@ -399,6 +411,9 @@ def write_edl_record(
     eval_base = bits_from_logits(base_logits[eval_rows], examples.answers[eval_rows])
     eval_final = bits_from_logits(final_logits[eval_rows], examples.answers[eval_rows])
     n = len(online)
+    order = epoch_order(n, 0, config.seed)
+    marginal = marginal_prequential_bits(np.asarray(train.labels), order)
+    frequencies = np.bincount(train.labels, minlength=4) / n
     totals = {
         "labels": config.labels,
         "n_train": n,
@@ -408,6 +423,8 @@ def write_edl_record(
         "edl_bits": float(online.sum() - final.sum()),
         "base_bits": float(base.sum()),
         "uniform_bits": 2.0 * n,
+        "marginal_mdl_bits": float(marginal.sum()),
+        "marginal_entropy_bits": float(-n * np.sum(frequencies[frequencies > 0] * np.log2(frequencies[frequencies > 0]))),
         "edl_per_example": float((online.sum() - final.sum()) / n),
         "edl_per_parameter": float((online.sum() - final.sum()) / n_trainable),
         "eval_gain_bits_mean": float((eval_base - eval_final).mean()) if len(eval_rows) else float("nan"),
@@ -425,7 +442,8 @@ def write_edl_record(
         "online_bits": online,
         "final_bits": final,
         "base_bits": base,
-        "order": epoch_order(n, 0, config.seed),
+        "marginal_online_bits": marginal,
+        "order": order,
         "losses": np.asarray(record["losses"]),
         "eval_rows": eval_rows,
         "eval_base_bits": eval_base,

@@ -58,6 +58,8 @@ def test_edl_record_adds_up_in_bits(ft_run):
     per_example = arrays["online_bits"] - arrays["final_bits"]
     assert per_example.sum() == pytest.approx(attrs["edl_bits"]) == pytest.approx(attrs["mdl_bits"] - attrs["final_bits"])
     assert attrs["edl_per_example"] == pytest.approx(attrs["edl_bits"] / 24)
+    assert attrs["marginal_mdl_bits"] == pytest.approx(arrays["marginal_online_bits"].sum())
+    assert attrs["marginal_entropy_bits"] <= attrs["uniform_bits"] + 1e-9
     assert attrs["edl_per_parameter"] == pytest.approx(attrs["edl_bits"] / attrs["n_trainable"])
     # bits, not nats: -log2 of the renormalised letter probability
     p = torch.softmax(torch.tensor(base_logits[train_rows], dtype=torch.float64), -1)[torch.arange(24), ex.answers[train_rows]]
@@ -175,6 +177,11 @@ def test_analysis_correlates_edl_with_the_landscape(ft_run):
         rho, low, high = (value[(layer, f"sft:log_density_{k}")] for k in ("rho", "low", "high"))
         assert -1 <= low <= high <= 1 and -1 <= rho <= 1
     assert any(r["condition"] == "corr:gain:sft" and r["split"] == "eval" for r in rows)
+
+
+def test_marginal_prequential_code():
+    bits = finetune.marginal_prequential_bits(np.array([0, 0, 3]), np.array([1, 0, 2]))
+    np.testing.assert_allclose(bits, [-np.log2(2 / 5), 2.0, -np.log2(1 / 6)])
 
 
 def test_block_boundaries_follow_voita_and_titov():
