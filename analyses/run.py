@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -25,9 +24,9 @@ from tqdm import tqdm
 
 from analyses.layer import AnalysisConfig, LayerResult, analyze_layer, compare_layers
 from landscape import reader, schema
+from landscape.atomic import replace_atomically
 from landscape.stats import spearman_bootstrap
 
-ANALYSIS_FILE = "analysis.h5"
 METRICS_FILE = "metrics.csv"
 
 
@@ -73,7 +72,7 @@ def run_analysis(
     if "eval" in splits and n_eval < config.maxk + 1:
         raise ValueError(f"{n_eval} eval examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk")
 
-    out = hidden.parent / ANALYSIS_FILE
+    out = hidden.parent / schema.ANALYSIS_FILE
     _prepare(out, config, hidden, force=force)
     tasks = []
     with h5py.File(out, "r") as f:
@@ -96,9 +95,10 @@ def run_analysis(
         bar.close()
         for split in splits:
             _compare_pairs(f, split, conditions, n_layers, layers, config)
+        split_rows = {split: np.flatnonzero(examples.splits == split) for split in splits}
         for name in edl_names:
             if name in conditions and "0shot" in conditions:
-                _correlate_edl(f, hidden, name, splits, n_layers[name], layers)
+                _correlate_edl(f, hidden, name, split_rows, n_layers[name], layers)
     return write_metrics_csv(out)
 
 
@@ -113,10 +113,12 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
             key = differing[0]
             raise AnalysisMismatch(f"{out} was made with {key}={have.get(key)!r}, not {settings[key]!r}: use --force to redo it")
         return
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
-        schema.write_analysis_header(f, settings, str(hidden.name))
-    os.replace(tmp, out)
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            schema.write_analysis_header(f, settings, str(hidden.name))
+
+    replace_atomically(out, write)
 
 
 def _task(hidden: Path, split: str, name: str, layer: int, config: AnalysisConfig) -> LayerResult:
@@ -166,16 +168,19 @@ def _compare_pairs(f: h5py.File, split: str, conditions: list[str], n_layers: di
 EDL_FEATURES = ("log_density", "core", "purity_subject")
 
 
-def _correlate_edl(f: h5py.File, hidden: Path, name: str, splits: list[str], n_layers: int, layers) -> None:
-    """Spearman (bootstrap CI) of per-example EDL / eval gain with landscape features, per layer."""
+def _correlate_edl(f: h5py.File, hidden: Path, name: str, split_rows: dict[str, np.ndarray], n_layers: int, layers) -> None:
+    """Spearman (bootstrap CI) of per-example EDL / eval gain with landscape features, per layer.
+
+    ``split_rows[split]`` are the /examples rows behind every result of that split, in order."""
     with h5py.File(hidden, "r") as h:
         edl, _ = schema.read_edl(h, name)
     targets = {
         "train": ("edl", edl["rows"], edl["online_bits"] - edl["final_bits"]),
         "eval": ("gain", edl["eval_rows"], edl["eval_gain_bits"]),
     }
-    for split in splits:
+    for split, result_rows in split_rows.items():
         kind, rows, values = targets[split]
+        positions = np.searchsorted(result_rows, rows)  # target rows within the split's results
         for layer in range(n_layers) if layers is None else [l % n_layers for l in layers]:
             path = schema.correlation_path(f"{kind}:{name}", layer, split=split)
             if schema.result_done(f, path):
@@ -184,22 +189,15 @@ def _correlate_edl(f: h5py.File, hidden: Path, name: str, splits: list[str], n_l
             for condition in ("0shot", name):
                 _, arrays, skipped = schema.read_result(f, schema.result_path(condition, layer, split=split))
                 if not skipped:
-                    positions = np.searchsorted(arrays["rows"], rows)
                     features.update({f"{condition}:{feat}": arrays[feat][positions] for feat in EDL_FEATURES})
             _, pair, skipped = schema.read_result(f, schema.result_path("0shot", layer, other=name, split=split))
             if not skipped:
-                features["data_overlap"] = pair["data_overlap"][np.searchsorted(_split_rows(f, split, layer), rows)]
+                features["data_overlap"] = pair["data_overlap"][positions]
             scalars = {}
             for feature, x in features.items():
                 corr = spearman_bootstrap(values, x.astype(float), n_boot=1000, seed=layer)
                 scalars.update({f"{feature}_rho": corr.rho, f"{feature}_low": corr.low, f"{feature}_high": corr.high})
             schema.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
-
-
-def _split_rows(f: h5py.File, split: str, layer: int) -> np.ndarray:
-    """Rows of /examples behind the results of a split (the same for every condition)."""
-    _, arrays, _ = schema.read_result(f, schema.result_path("0shot", layer, split=split))
-    return arrays["rows"]
 
 
 def _as_result(stored: tuple[dict, dict, str]) -> LayerResult:
@@ -215,11 +213,13 @@ def write_metrics_csv(analysis: Path) -> Path:
             rows += [(split, condition, layer, metric, value) for metric, value in scalars.items()]
     rows.sort(key=lambda r: (r[0], r[1], r[2], r[3]))
     path = analysis.with_name(METRICS_FILE)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["split", "condition", "layer", "metric", "value"])
-        writer.writerows((s, c, l, m, repr(float(v)) if np.isfinite(v) else "nan") for s, c, l, m, v in rows)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["split", "condition", "layer", "metric", "value"])
+            writer.writerows((s, c, l, m, repr(float(v)) if np.isfinite(v) else "nan") for s, c, l, m, v in rows)
+
+    replace_atomically(path, write)
     return path
 

@@ -44,7 +44,7 @@ def plain_loop(model, train: TrainData, config: FinetuneConfig, letter_ids) -> f
         batch = order[s : s + config.batch_size]
         optimizer.zero_grad(set_to_none=True)
         for micro in micro_batches(batch, [len(train.tokens[i]) for i in batch], config.micro_tokens):
-            log_p = forward.letter_log_probs(model, [train.tokens[i] for i in micro], letter_ids=letter_ids, pad_id=0)
+            log_p = forward.letter_log_probs(model, [train.tokens[i] for i in micro], letter_ids=letter_ids)
             loss = torch.nn.functional.nll_loss(log_p, labels[micro], reduction="sum") / len(batch)
             loss.backward()
         optimizer.step()
@@ -72,13 +72,13 @@ def main() -> None:
     plain = plain_loop(model, train, config, letter_ids)
     model, _ = lora_model(config)
     start = time.perf_counter()
-    train_lora(model, train, config, letter_ids=letter_ids, pad_id=0, progress=False)
+    train_lora(model, train, config, letter_ids=letter_ids, progress=False)
     recorded = time.perf_counter() - start
     model.eval()
     start = time.perf_counter()
     with torch.no_grad():
         for s in range(0, len(tokens), config.batch_size):
-            forward.letter_log_probs(model, tokens[s : s + config.batch_size], letter_ids=letter_ids, pad_id=0)
+            forward.letter_log_probs(model, tokens[s : s + config.batch_size], letter_ids=letter_ids)
     coding = time.perf_counter() - start
 
     n = len(tokens)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -37,6 +36,8 @@ from tqdm import tqdm
 
 from extract import data, forward, icl, models, prompts
 from landscape import reader, schema
+from landscape.atomic import replace_atomically
+from landscape.knn import pick_device
 
 LN2 = math.log(2.0)
 ADAPTERS = "adapters"
@@ -139,13 +140,23 @@ def micro_batches(batch: np.ndarray, lengths: list[int], budget: int) -> list[np
     return [batch[np.array(g)] for g in groups]
 
 
+def label_nats(model, train: TrainData, indices: np.ndarray, letter_ids: list[int]) -> torch.Tensor:
+    """(len(indices),) -ln p(label | prompt) of some train examples, 4-way; differentiable."""
+    log_p = forward.letter_log_probs(model, [train.tokens[i] for i in indices], letter_ids=letter_ids)
+    labels = torch.as_tensor(train.labels[indices], device=log_p.device)
+    return -log_p[torch.arange(len(indices), device=log_p.device), labels]
+
+
+def _by_length(train: TrainData, indices: np.ndarray, budget: int) -> list[np.ndarray]:
+    return micro_batches(indices, [len(train.tokens[i]) for i in indices], budget)
+
+
 def train_lora(
     model,
     train: TrainData,
     config: FinetuneConfig,
     *,
     letter_ids: list[int],
-    pad_id: int,
     state_path: Path | None = None,
     checkpoint_dir: Path | None = None,
     progress: bool = True,
@@ -179,7 +190,6 @@ def train_lora(
         online, losses, step = state["online_bits"], state["losses"], state["step"]
 
     device = next(model.parameters()).device
-    labels = torch.as_tensor(train.labels, device=device)
     weights = torch.as_tensor(train.weights, dtype=torch.float32, device=device)
     model.train()
     bar = tqdm(total=total, initial=step, desc="finetune", unit="step", disable=not progress)
@@ -191,9 +201,8 @@ def train_lora(
         loss = 0.0
         # Micro-batches of similar length, gradients accumulated: one step per batch as if it
         # ran whole, without padding every prompt to the batch's longest (MMLU lengths vary 10x).
-        for micro in micro_batches(batch, [len(train.tokens[i]) for i in batch], config.micro_tokens):
-            log_p = forward.letter_log_probs(model, [train.tokens[i] for i in micro], letter_ids=letter_ids, pad_id=pad_id)
-            nats = -log_p[torch.arange(len(micro), device=device), labels[micro]]
+        for micro in _by_length(train, batch, config.micro_tokens):
+            nats = label_nats(model, train, micro, letter_ids)
             if epoch == 0:  # the prequential code: this batch is coded by the model before its update
                 online[micro] = nats.detach().double().cpu().numpy() / LN2
             micro_loss = (weights[micro] * nats).sum() / batch_weight
@@ -206,7 +215,7 @@ def train_lora(
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         bar.update(1)
         if checkpoint_dir is not None and step in config.checkpoints:
-            _save_atomic(lambda tmp: model.save_pretrained(tmp), checkpoint_dir / f"step-{step}")
+            replace_atomically(checkpoint_dir / f"step-{step}", model.save_pretrained)
         if state_path is not None and (step % config.save_every == 0 or step == total):
             state = {
                 "settings": config.training_settings(),
@@ -218,7 +227,7 @@ def train_lora(
                 "losses": losses,
                 "step": step,
             }
-            _save_atomic(lambda tmp: torch.save(state, tmp), state_path)
+            replace_atomically(state_path, lambda tmp: torch.save(state, tmp))
     bar.close()
     model.eval()
     return {"online_bits": online, "losses": np.array(losses), "steps": total}
@@ -233,8 +242,7 @@ def block_boundaries(n: int, fractions=BLOCK_FRACTIONS) -> list[int]:
     return sorted({min(n, max(1, round(f * n))) for f in fractions} | {n})
 
 
-def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, letter_ids: list[int], pad_id: int,
-                    progress: bool = True) -> dict:
+def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, letter_ids: list[int], progress: bool = True) -> dict:
     """Block-wise prequential code: block (t_k, t_k+1] of the seeded order is coded by a model
     trained from the base on the first t_k examples; the first block by the base model itself.
     Trains len(blocks) models (a GPU option); ends with the model trained on all n examples."""
@@ -249,13 +257,13 @@ def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, letter_i
         coded = order[bounds[k] : bounds[k + 1]]
         model.eval()
         with torch.no_grad():
-            log_p = forward.letter_log_probs(model, [train.tokens[i] for i in coded], letter_ids=letter_ids, pad_id=pad_id)
-        online[coded] = (-log_p[torch.arange(len(coded)), torch.as_tensor(train.labels[coded])]).double().numpy() / LN2
+            for micro in _by_length(train, coded, config.micro_tokens):
+                online[micro] = label_nats(model, train, micro, letter_ids).double().cpu().numpy() / LN2
         prefix = order[: bounds[k + 1]]  # retrain from the base on everything coded so far
         set_peft_model_state_dict(model, initial)
         subset = TrainData(rows=train.rows[prefix], tokens=[train.tokens[i] for i in prefix],
                            labels=train.labels[prefix], weights=train.weights[prefix])
-        record = train_lora(model, subset, config, letter_ids=letter_ids, pad_id=pad_id, progress=progress)
+        record = train_lora(model, subset, config, letter_ids=letter_ids, progress=progress)
         losses += record["losses"].tolist()
     return {"online_bits": online, "losses": np.array(losses), "steps": len(losses)}
 
@@ -285,10 +293,9 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     resolved = models.resolve_model(header["model"])
     if resolved.sha256 and resolved.sha256 != header["model_hash"]:
         raise ValueError(f"model {header['model']!r} has changed since the run was extracted (hash differs)")
-    device = icl.pick_device(config.device)
+    device = pick_device(config.device)
     dtype = icl.pick_dtype(config.dtype, device)
     model, tokenizer = models.load_model(resolved, device, dtype)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     fmt = prompts.MMLU
 
     labels = examples.answers[train_rows].copy()
@@ -344,50 +351,52 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
 
     final_dir = folder / "final"
     record_path = folder / "training.npz"
-    started = time.perf_counter()
     if (final_dir / "adapter_config.json").is_file() and record_path.is_file():
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(model, load_file(final_dir / "adapter_model.safetensors"))
+        _load_adapter(model, final_dir)
         record = dict(np.load(record_path))
         print(f"{config.name}: adapter already trained; reusing {final_dir}", file=sys.stderr)
     else:
+        started = time.perf_counter()
         if config.schedule == "blockwise":
-            record = train_blockwise(model, train, config, letter_ids=letter_ids, pad_id=pad_id, progress=progress)
+            record = train_blockwise(model, train, config, letter_ids=letter_ids, progress=progress)
         else:
             record = train_lora(
-                model, train, config, letter_ids=letter_ids, pad_id=pad_id,
+                model, train, config, letter_ids=letter_ids,
                 state_path=folder / STATE_FILE, checkpoint_dir=folder, progress=progress,
             )
-        _save_atomic(lambda tmp: model.save_pretrained(tmp), final_dir)
-        _save_atomic(lambda tmp: np.savez(tmp, **record), record_path, suffix=".npz")
+        record["seconds"] = time.perf_counter() - started  # of this process (a resumed run: since resuming)
+        replace_atomically(final_dir, model.save_pretrained)
+        replace_atomically(record_path, lambda tmp: np.savez(tmp, **record), suffix=".npz")
         (folder / STATE_FILE).unlink(missing_ok=True)  # ~3x the adapter; the record above replaces it
-    train_seconds = time.perf_counter() - started
     model.eval()
 
     settings = {
         "kind": "sft",
         "shots": 0,
         "finetune": {**config.training_settings(), "checkpoints": list(config.checkpoints)},
-        "adapter": str(final_dir.relative_to(hidden.parent)),
         "prompt_format": fmt.to_dict(),
         "dtype": str(dtype).removeprefix("torch."),
         "letter_token_ids": letter_ids,
     }
-    header_text = lambda subject: prompts.render_prefix(fmt, subject, [])  # noqa: E731
-    accuracy = icl.extract_condition(
-        hidden, config.name, settings, model, tokenizer, examples, by_id, prefix_text=header_text,
-        fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_extract, progress=progress,
-    )
-    for step in config.checkpoints:
-        _extract_checkpoint(model, folder / f"step-{step}", f"{config.name}@step{step}", settings, hidden,
-                            tokenizer, examples, by_id, header_text, fmt, letter_ids, config, progress)
+
+    def extract(name: str, adapter_dir: Path) -> float:
+        """The model's states of every row, 0-shot prompts, as condition ``name``."""
+        return icl.extract_condition(
+            hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(hidden.parent))}, model, tokenizer,
+            examples, by_id, prefix_text=lambda subject: prompts.render_prefix(fmt, subject, []),
+            fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_extract, progress=progress,
+        )
+
+    accuracy = extract(config.name, final_dir)
+    for step in config.checkpoints:  # the model is not used after these: no need to restore it
+        _load_adapter(model, folder / f"step-{step}")
+        extract(f"{config.name}@step{step}", folder / f"step-{step}")
 
     with h5py.File(hidden, "r") as f:
         final_logits, _, _ = schema.read_outputs(f, config.name)
     summary = write_edl_record(hidden, config, train, record, base_logits, final_logits, examples, n_trainable)
-    summary.update(accuracy=accuracy, train_seconds=round(train_seconds, 1), seconds_per_step=round(train_seconds / record["steps"], 3))
+    seconds = float(record.get("seconds", np.nan))
+    summary.update(accuracy=accuracy, train_seconds=round(seconds, 1), seconds_per_step=round(seconds / float(record["steps"]), 3))
     return summary
 
 
@@ -455,32 +464,15 @@ def write_edl_record(
     return {k: v for k, v in totals.items() if k not in ("settings", "online_code")}
 
 
-def _extract_checkpoint(model, adapter_dir: Path, name: str, settings: dict, hidden: Path, tokenizer, examples,
-                        by_id, header_text, fmt, letter_ids, config: FinetuneConfig, progress: bool) -> None:
+def _load_adapter(model, adapter_dir: Path) -> None:
+    """Set the LoRA weights of ``model`` (a peft model) to those saved in ``adapter_dir``."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    if not (adapter_dir / "adapter_model.safetensors").is_file():
-        raise ValueError(f"checkpoint {adapter_dir} is missing (the run has fewer steps?)")
-    final = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
-    set_peft_model_state_dict(model, load_file(adapter_dir / "adapter_model.safetensors"))
-    icl.extract_condition(
-        hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(hidden.parent))}, model, tokenizer,
-        examples, by_id, prefix_text=header_text, fmt=fmt, letter_ids=letter_ids,
-        batch_size=config.batch_extract, progress=progress,
-    )
-    model.load_state_dict(final, strict=False)
-
-
-def _save_atomic(write, target: Path, suffix: str = "") -> None:
-    """Write ``target`` (file or folder) through ``write(tmp)``, then rename it into place."""
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}{suffix}")
-    if tmp.is_dir():
-        shutil.rmtree(tmp)
-    write(tmp)
-    if target.is_dir():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"no adapter at {adapter_dir}")
+    set_peft_model_state_dict(model, load_file(weights))
 
 
 def describe(summary: dict) -> str:

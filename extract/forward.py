@@ -15,7 +15,7 @@ model's final norm (``output_hidden_states`` would give the normed state as its 
 
 Example (a tiny random model, see tests/conftest.py)::
 
-    out = last_token_states(model, [[5, 6, 7], [8, 9]], prefix=None, letter_ids=[1, 2, 3, 4], pad_id=0)
+    out = last_token_states(model, [[5, 6, 7], [8, 9]], prefix=None, letter_ids=[1, 2, 3, 4])
     out.hidden.shape  # (n_layers + 1, 2, d)
 """
 
@@ -49,13 +49,16 @@ class LastTokenStates:
     logsumexp: torch.Tensor  # (B,) float32: log-sum-exp of the full-vocabulary logits
 
 
-def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input_ids (B, T), attention_mask (B, T), last real position (B,)) of right-padded sequences."""
+def pad_right(sequences: Sequence[Sequence[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids (B, T), attention_mask (B, T), last real position (B,)) of right-padded sequences.
+
+    Pads are token 0: they come after every real token, are masked, and no logit is read there,
+    so which id fills them cannot change a result."""
     if not sequences or any(len(s) == 0 for s in sequences):
         raise ForwardError("empty prompt")
     lengths = torch.tensor([len(s) for s in sequences], device=device)
     width = int(lengths.max())
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long, device=device)
+    input_ids = torch.zeros((len(sequences), width), dtype=torch.long, device=device)
     for row, seq in enumerate(sequences):
         input_ids[row, : len(seq)] = torch.tensor(seq, device=device)
     mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()
@@ -70,11 +73,11 @@ def _last_logits(out, last: torch.Tensor) -> torch.Tensor:
     return logits[:, 0]
 
 
-def letter_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, letter_ids: Sequence[int], pad_id: int) -> torch.Tensor:
+def letter_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, letter_ids: Sequence[int]) -> torch.Tensor:
     """(B, 4) log-probabilities of the answer letters, renormalised over the four, at each prompt's
     last token; differentiable (used for training and for prequential code lengths)."""
     device = next(model.parameters()).device
-    input_ids, mask, last = pad_right(sequences, pad_id, device)
+    input_ids, mask, last = pad_right(sequences, device)
     logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], use_cache=False), last)
     return torch.log_softmax(logits[:, list(letter_ids)], dim=-1)
 
@@ -90,10 +93,18 @@ def letter_token_ids(tokenizer, texts: Sequence[str]) -> list[int]:
     return ids
 
 
+def text_config(model: nn.Module):
+    """The config of the language model (the text part of a multimodal config)."""
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
+def hidden_width(model: nn.Module) -> int:
+    return int(text_config(model).hidden_size)
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The model's list of transformer blocks (the ModuleList as long as num_hidden_layers)."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    n_layers = config.num_hidden_layers
+    n_layers = text_config(model).num_hidden_layers
     for module in model.modules():
         if isinstance(module, nn.ModuleList) and len(module) == n_layers:
             return module
@@ -106,7 +117,9 @@ def n_blocks(model: nn.Module) -> int:
 
 @contextmanager
 def _record_last_token(model: nn.Module, positions: torch.Tensor) -> Iterator[list[torch.Tensor]]:
-    """Hooks that append ``output[arange(B), positions]`` of the embedding and of each block."""
+    """Hooks that append ``output[arange(B), positions]`` of the embedding and of each block.
+
+    A module that ran twice (or not at all) would misalign the layers: checked on exit."""
     records: list[torch.Tensor] = []
     rows = torch.arange(len(positions), device=positions.device)
 
@@ -121,6 +134,8 @@ def _record_last_token(model: nn.Module, positions: torch.Tensor) -> Iterator[li
     finally:
         for handle in handles:
             handle.remove()
+    if len(records) != len(modules):
+        raise ForwardError(f"recorded {len(records)} layers, expected {len(modules)}")
 
 
 def encode_prefix(model: nn.Module, prefix_ids: list[int]) -> PrefixCache:
@@ -137,7 +152,6 @@ def last_token_states(
     *,
     prefix: PrefixCache | list[int] | None,
     letter_ids: Sequence[int],
-    pad_id: int,
 ) -> LastTokenStates:
     """States of the last token of ``prefix + question`` for a batch of questions.
 
@@ -149,9 +163,8 @@ def last_token_states(
         sequences = [list(prefix) + list(q) for q in questions]
     else:
         sequences = [list(q) for q in questions]
-    input_ids, mask, last = pad_right(sequences, pad_id, device)
+    input_ids, mask, last = pad_right(sequences, device)
 
-    kwargs: dict = {}
     if isinstance(prefix, PrefixCache):
         cache = copy.deepcopy(prefix.cache)
         cache.batch_repeat_interleave(len(sequences))
@@ -163,11 +176,8 @@ def last_token_states(
 
     with torch.inference_mode(), _record_last_token(model, last) as records:
         logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], **kwargs), last)
-    hidden = torch.stack(records).cpu()
-    if hidden.shape[0] != n_blocks(model) + 1:
-        raise ForwardError(f"recorded {hidden.shape[0]} layers, expected {n_blocks(model) + 1}")
     return LastTokenStates(
-        hidden=hidden,
+        hidden=torch.stack(records).cpu(),
         letter_logits=logits[:, list(letter_ids)].cpu(),
         logsumexp=torch.logsumexp(logits, dim=-1).cpu(),
     )

@@ -10,7 +10,6 @@ resumes; a run folder made with other settings is refused unless ``overwrite``.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import platform
 import sys
 import time
@@ -24,8 +23,9 @@ from tqdm import tqdm
 
 from extract import data, forward, models, prompts
 from landscape import schema
+from landscape.atomic import replace_atomically
+from landscape.knn import pick_device
 
-HIDDEN_FILE = "hidden.h5"
 REPRESENTATION = (
     "last prompt token (the ':' of 'Answer:'); layer 0 = input embeddings, layer l = output of "
     "block l, all before the final norm (un-normalised residual stream)"
@@ -70,12 +70,6 @@ class ExtractConfig:
                 raise ValueError(f"{k} shots asked but the demo pool holds {self.demo_pool} per subject")
         if self.prompt_format not in prompts.FORMATS:
             raise ValueError(f"unknown prompt format {self.prompt_format!r} (known: {', '.join(prompts.FORMATS)})")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -137,7 +131,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
         "prompt_tokens": PROMPT_TOKENS,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / HIDDEN_FILE
+    path = run_dir / schema.HIDDEN_FILE
     _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
 
     model, tokenizer = models.load_model(resolved, device, dtype)
@@ -188,9 +182,8 @@ def extract_condition(
     ``prefix_text(subject)`` is the text before each question of that subject (header + demos).
     A complete condition with the same settings is skipped; rows already done are kept.
     """
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     with h5py.File(path, "a") as f:
-        group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), _hidden_width(model), overwrite=overwrite)
+        group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model), overwrite=overwrite)
         if group.attrs["complete"]:
             accuracy = float(group.attrs["accuracy"])
             print(f"{name}: already complete (accuracy {accuracy:.3f}); skipped", file=sys.stderr)
@@ -211,7 +204,7 @@ def extract_condition(
             ordered = sorted(rows, key=lambda r: len(q_ids[r]))
             for start in range(0, len(ordered), batch_size):
                 batch = ordered[start : start + batch_size]
-                out = forward.last_token_states(model, [q_ids[r] for r in batch], prefix=prefix, letter_ids=letter_ids, pad_id=pad_id)
+                out = forward.last_token_states(model, [q_ids[r] for r in batch], prefix=prefix, letter_ids=letter_ids)
                 schema.write_rows(group, np.array(batch), out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
                 f.flush()
                 bar.update(len(batch))
@@ -249,11 +242,6 @@ def split_accuracy(pred: np.ndarray, examples: schema.Examples, split: str) -> f
     return float(np.mean(pred[rows] == examples.answers[rows])) if rows.any() else float("nan")
 
 
-def _hidden_width(model) -> int:
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return int(config.hidden_size)
-
-
 def _open_or_create(path: Path, header: dict, examples: schema.Examples, partition: data.Partition, by_id, *, overwrite: bool) -> None:
     """Create ``path`` with its header (atomically), or check an existing one matches."""
     if path.exists() and not overwrite:
@@ -277,10 +265,12 @@ def _open_or_create(path: Path, header: dict, examples: schema.Examples, partiti
         "demos": _ids_subjects([i for s in partition.subjects for i in partition.demos[s]], by_id),
         "train": _ids_subjects(partition.train, by_id),
     }
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
-        schema.write_header(f, attrs, examples, parts)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            schema.write_header(f, attrs, examples, parts)
+
+    replace_atomically(path, write)
 
 
 def _ids_subjects(ids: list[int], by_id) -> tuple[np.ndarray, np.ndarray]:

@@ -18,13 +18,13 @@ import hashlib
 import importlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from extract.data import file_sha256, package_file
+from landscape.atomic import replace_atomically
 
 
 class ModelError(ValueError):
@@ -155,15 +155,13 @@ def convert_gguf(gguf: Path, target: Path, *, source_sha256: str) -> None:
     missing = [k for k in missing if k not in _tied_keys(model)]
     if missing or unexpected:
         raise ModelError(f"GGUF {gguf.name} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "landscape-source.json").write_text(
-        json.dumps({"gguf": gguf.name, "sha256": source_sha256}, indent=1) + "\n"
-    )
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "landscape-source.json").write_text(json.dumps({"gguf": gguf.name, "sha256": source_sha256}, indent=1) + "\n")
+
+    replace_atomically(target, write)
 
 
 def _tied_keys(model) -> set[str]:

@@ -7,29 +7,33 @@ one line on stderr and exit code 1; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
+def _number(cast, inside, bounds: str):
+    """An argparse type: ``cast(text)``, finite, for which ``inside(value)`` holds (``bounds`` says how)."""
+    kind = "an integer" if cast is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not math.isfinite(value) or not inside(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {bounds}")
+        return value
+
+    return parse
 
 
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
+_positive_int = _number(int, lambda v: v >= 1, ">= 1")
+_nonnegative_int = _number(int, lambda v: v >= 0, ">= 0")
+_positive_float = _number(float, lambda v: v > 0, "a positive finite number")
+_fraction = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 def _shots(text: str) -> tuple[int, ...]:
@@ -40,26 +44,6 @@ def _shots(text: str) -> tuple[int, ...]:
     if not shots:
         raise argparse.ArgumentTypeError("no shots given")
     return shots
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
-    return value
 
 
 def _names(text: str) -> list[str]:
@@ -77,9 +61,12 @@ def _layer_list(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from analyses.layer import AnalysisConfig
+    from extract.finetune import FinetuneConfig
     from extract.icl import ExtractConfig
 
-    defaults = ExtractConfig()
+    # Defaults come from the config dataclasses, the one place they are set.
+    defaults, ft_defaults, an_defaults = ExtractConfig(), FinetuneConfig(), AnalysisConfig()
     parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,15 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)")
     ft.add_argument("--name", default=None, help="condition to write (default: sft, or sft-random with --labels random)")
     ft.add_argument("--labels", choices=("true", "random"), default="true", help="random: uniformly random answers (control)")
-    ft.add_argument("--rank", type=_positive_int, default=64)
-    ft.add_argument("--alpha", type=_positive_int, default=16)
-    ft.add_argument("--dropout", type=_fraction, default=0.1)
-    ft.add_argument("--targets", type=_names, default=None, help="LoRA target modules (default: q,k,v,o,gate,up,down projections)")
-    ft.add_argument("--lr", type=_positive_float, default=1e-4)
-    ft.add_argument("--epochs", type=_positive_int, default=2)
-    ft.add_argument("--batch-size", type=_positive_int, default=16)
-    ft.add_argument("--warmup", type=_fraction, default=0.05, help="warm-up steps as a fraction of all steps")
-    ft.add_argument("--seed", type=_nonnegative_int, default=0)
+    ft.add_argument("--rank", type=_positive_int, default=ft_defaults.rank)
+    ft.add_argument("--alpha", type=_positive_int, default=ft_defaults.alpha)
+    ft.add_argument("--dropout", type=_fraction, default=ft_defaults.dropout)
+    ft.add_argument("--targets", type=_names, default=list(ft_defaults.targets), help="LoRA target modules (default: q,k,v,o,gate,up,down projections)")
+    ft.add_argument("--lr", type=_positive_float, default=ft_defaults.lr)
+    ft.add_argument("--epochs", type=_positive_int, default=ft_defaults.epochs)
+    ft.add_argument("--batch-size", type=_positive_int, default=ft_defaults.batch_size)
+    ft.add_argument("--warmup", type=_fraction, default=ft_defaults.warmup, help="warm-up steps as a fraction of all steps")
+    ft.add_argument("--seed", type=_nonnegative_int, default=ft_defaults.seed)
     ft.add_argument("--schedule", choices=("online", "blockwise"), default="online",
                     help="prequential code: one online pass, or Voita & Titov's blocks (retrains per block: GPU)")
     ft.add_argument("--checkpoints", type=_layer_list, default=(), help="steps whose adapters are kept and extracted (sft@step<k>)")
@@ -125,11 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="geometry of every condition x layer (RUN/analysis.h5, RUN/metrics.csv)")
     an.add_argument("run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)")
-    an.add_argument("--maxk", type=_positive_int, default=100, help="neighbours in each layer's kNN graph")
-    an.add_argument("--density-k", type=_positive_int, default=16, help="neighbours of the kNN density")
-    an.add_argument("--Z", type=_positive_float, default=1.6, help="ADP merging threshold")
-    an.add_argument("--class-fraction", type=_positive_float, default=0.3, help="label overlap: k_i = fraction x class size")
-    an.add_argument("--overlap-k", type=_positive_int, default=30, help="neighbours of the data overlap between conditions")
+    an.add_argument("--maxk", type=_positive_int, default=an_defaults.maxk, help="neighbours in each layer's kNN graph")
+    an.add_argument("--density-k", type=_positive_int, default=an_defaults.density_k, help="neighbours of the kNN density")
+    an.add_argument("--Z", type=_positive_float, default=an_defaults.Z, help="ADP merging threshold")
+    an.add_argument("--class-fraction", type=_positive_float, default=an_defaults.class_fraction, help="label overlap: k_i = fraction x class size")
+    an.add_argument("--overlap-k", type=_positive_int, default=an_defaults.overlap_k, help="neighbours of the data overlap between conditions")
     an.add_argument("--conditions", type=_names, default=None, help="comma list (default: all)")
     an.add_argument("--layers", type=_layer_list, default=None, help="comma list (default: all; negative counts from the end)")
     an.add_argument("--jobs", type=_positive_int, default=1, help="worker processes, one (condition, layer) each")
@@ -142,23 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config(cls, args: argparse.Namespace, **values):
+    """A config dataclass from the parsed arguments that share its field names, then ``values``."""
+    fields = {field.name for field in dataclasses.fields(cls)}
+    return cls(**{**{k: v for k, v in vars(args).items() if k in fields}, **values})
+
+
 def _extract(args: argparse.Namespace) -> None:
     from extract.icl import ExtractConfig, run_extract
 
-    config = ExtractConfig(
-        model=args.model,
-        shots=args.shots,
-        subjects=args.subjects,
-        per_subject=args.per_subject,
-        demo_pool=args.demo_pool,
-        train_per_subject=args.train_per_subject,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        device=args.device,
-        dtype=args.dtype,
-        prefix_cache=not args.no_prefix_cache,
-        mmlu_path=args.mmlu,
-    )
+    config = _config(ExtractConfig, args, prefix_cache=not args.no_prefix_cache, mmlu_path=args.mmlu)
     accuracies = run_extract(config, args.run, overwrite=args.overwrite, progress=not args.no_progress)
     for name, accuracy in accuracies.items():
         print(f"{name}\taccuracy={accuracy:.4f}")
@@ -168,23 +148,12 @@ def _extract(args: argparse.Namespace) -> None:
 def _finetune(args: argparse.Namespace) -> None:
     from extract.finetune import FinetuneConfig, describe, run_finetune
 
-    defaults = FinetuneConfig()
-    config = FinetuneConfig(
+    config = _config(
+        FinetuneConfig,
+        args,
         name=args.name or ("sft" if args.labels == "true" else "sft-random"),
-        labels=args.labels,
-        rank=args.rank,
-        alpha=args.alpha,
-        dropout=args.dropout,
-        targets=tuple(args.targets) if args.targets else defaults.targets,
-        lr=args.lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        warmup=args.warmup,
-        seed=args.seed,
+        targets=tuple(args.targets),
         checkpoints=tuple(sorted(set(args.checkpoints))),
-        schedule=args.schedule,
-        device=args.device,
-        dtype=args.dtype,
         mmlu_path=args.mmlu,
     )
     summary = run_finetune(args.run, config, overwrite=args.overwrite, progress=not args.no_progress)
@@ -195,15 +164,7 @@ def _analyze(args: argparse.Namespace) -> None:
     from analyses.layer import AnalysisConfig
     from analyses.run import run_analysis
 
-    config = AnalysisConfig(
-        maxk=args.maxk,
-        gride_range=args.maxk,
-        density_k=args.density_k,
-        Z=args.Z,
-        class_fraction=args.class_fraction,
-        overlap_k=args.overlap_k,
-        device=args.device,
-    )
+    config = _config(AnalysisConfig, args, gride_range=args.maxk)
     metrics = run_analysis(
         args.run, config, conditions=args.conditions, layers=args.layers, jobs=args.jobs,
         force=args.force, progress=not args.no_progress,

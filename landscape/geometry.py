@@ -105,14 +105,13 @@ def density_peaks(graph: KnnGraph, intrinsic_dim: float, *, k: int = 16, Z: floa
         raise GeometryError(f"density k={k} needs maxk >= {k}, the graph has {graph.maxk}")
     if not np.isfinite(intrinsic_dim) or intrinsic_dim <= 0:
         raise GeometryError(f"intrinsic dimension {intrinsic_dim} is not a positive number")
-    runs = {}
-    for halo in (False, True):
-        data = _dadapy_data(graph)
-        data.set_id(float(intrinsic_dim))
-        data.compute_density_kNN(k=k)
-        runs[halo] = (data, np.asarray(data.compute_clustering_ADP(Z=Z, halo=halo)).copy())
-    data, labels = runs[False]
-    _, labels_halo = runs[True]
+    data = _dadapy_data(graph)
+    data.set_id(float(intrinsic_dim))
+    data.compute_density_kNN(k=k)
+    # ADP reads the density and leaves it unchanged: the halo run reuses it; the halo=False run
+    # goes last so the attributes read below (centres, saddles) are those of the full clustering.
+    labels_halo = np.asarray(data.compute_clustering_ADP(Z=Z, halo=True)).copy()
+    labels = np.asarray(data.compute_clustering_ADP(Z=Z, halo=False)).copy()
     n_clusters = int(data.N_clusters)
     for name, assignment, low in (("labels", labels, 0), ("halo labels", labels_halo, -1)):
         # DADApy issue #165: assignments can hold garbage in rare cases.

@@ -66,6 +66,7 @@ class KnnGraph:
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``auto`` (or None): cuda when present, else cpu; anything else as torch reads it."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)

@@ -21,9 +21,6 @@ import numpy as np
 
 from landscape import schema
 
-HIDDEN_FILE = "hidden.h5"
-
-
 @dataclass(frozen=True)
 class Layer:
     """One layer of one condition: ``X`` (N, d) and per-row labels (N,)."""
@@ -41,14 +38,14 @@ class Layer:
 def hidden_path(run: str | Path) -> Path:
     """``run`` may be the run folder or the hidden.h5 file itself."""
     path = Path(run)
-    return path / HIDDEN_FILE if path.is_dir() else path
+    return path / schema.HIDDEN_FILE if path.is_dir() else path
 
 
 def open_run_file(run: str | Path) -> h5py.File:
     """hidden.h5 of a run, open read-only, its schema version checked."""
     path = hidden_path(run)
     if not path.is_file():
-        raise FileNotFoundError(f"no {HIDDEN_FILE} at {path}: run `landscape extract` first")
+        raise FileNotFoundError(f"no {schema.HIDDEN_FILE} at {path}: run `landscape extract` first")
     try:
         f = h5py.File(path, "r")
     except OSError as error:

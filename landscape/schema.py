@@ -40,6 +40,8 @@ import h5py
 import numpy as np
 
 SCHEMA_VERSION = 1
+HIDDEN_FILE = "hidden.h5"  # RUN/hidden.h5: states, outputs, EDL records
+ANALYSIS_FILE = "analysis.h5"  # RUN/analysis.h5: per-layer results
 LETTERS = ("A", "B", "C", "D")
 
 _EXAMPLES = "examples"
@@ -109,7 +111,7 @@ def check_version(f: h5py.File) -> None:
 
 def read_attrs(f: h5py.File) -> dict[str, Any]:
     """Root attrs, with JSON-encoded values decoded."""
-    return {key: _decode_attr(value) for key, value in f.attrs.items()}
+    return _decoded_attrs(f)
 
 
 def read_examples(f: h5py.File) -> Examples:
@@ -171,7 +173,7 @@ def delete_condition(f: h5py.File, name: str) -> None:
 
 
 def condition_attrs(group: h5py.Group) -> dict[str, Any]:
-    return {key: _decode_attr(value) for key, value in group.attrs.items()}
+    return _decoded_attrs(group)
 
 
 def write_rows(
@@ -239,6 +241,15 @@ def _attr_value(value: Any) -> Any:
     if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
         return value
     return json.dumps(value, sort_keys=True)
+
+
+def _decoded_attrs(obj: h5py.File | h5py.Group) -> dict[str, Any]:
+    return {key: _decode_attr(value) for key, value in obj.attrs.items()}
+
+
+def _result_scalars(group: h5py.Group) -> dict[str, float]:
+    """The metric attrs of a result group (all but its bookkeeping)."""
+    return {k: float(v) for k, v in group.attrs.items() if k not in ("complete", "skipped")}
 
 
 def _decode_attr(value: Any) -> Any:
@@ -321,7 +332,7 @@ def read_result(f: h5py.File, path: str) -> tuple[dict[str, float], dict[str, np
     if path not in f:
         raise SchemaError(f"no result {path} in {f.filename}: run `landscape analyze` first")
     group = f[path]
-    scalars = {k: float(v) for k, v in group.attrs.items() if k not in ("complete", "skipped")}
+    scalars = _result_scalars(group)
     return scalars, {name: group[name][()] for name in group}, str(group.attrs.get("skipped", ""))
 
 
@@ -338,8 +349,7 @@ def iter_results(f: h5py.File):
                 label = f"corr:{name}" if top == _CORRELATIONS else name
                 for layer_name, result in group.items():
                     if result.attrs.get("complete", False):
-                        scalars = {k: float(v) for k, v in result.attrs.items() if k not in ("complete", "skipped")}
-                        yield split, label, int(layer_name), scalars, str(result.attrs.get("skipped", ""))
+                        yield split, label, int(layer_name), _result_scalars(result), str(result.attrs.get("skipped", ""))
 
 
 # ================================================================ EDL bookkeeping (in hidden.h5)
@@ -371,4 +381,4 @@ def read_edl(f: h5py.File, condition: str) -> tuple[dict[str, np.ndarray], dict[
     if condition not in edl_names(f):
         raise SchemaError(f"no EDL record for {condition!r} in {f.filename}: run `landscape finetune` first")
     group = f[_EDL][condition]
-    return {name: group[name][()] for name in group}, {k: _decode_attr(v) for k, v in group.attrs.items()}
+    return {name: group[name][()] for name in group}, _decoded_attrs(group)

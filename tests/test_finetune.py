@@ -96,7 +96,7 @@ def test_online_code_is_taken_before_the_update(tmp_path, tiny, tiny_model_dir):
     train = _train_data(tok)
     letter_ids = forward.letter_token_ids(tok, LETTERS)
     config = FinetuneConfig(lr=2e-2, epochs=1, batch_size=3, dropout=0.0, checkpoints=(1, 2, 3, 4), warmup=0.0)
-    record = train_lora(model, train, config, letter_ids=letter_ids, pad_id=0, checkpoint_dir=tmp_path, progress=False)
+    record = train_lora(model, train, config, letter_ids=letter_ids, checkpoint_dir=tmp_path, progress=False)
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -107,7 +107,7 @@ def test_online_code_is_taken_before_the_update(tmp_path, tiny, tiny_model_dir):
         def bits_under(step):
             set_peft_model_state_dict(model, load_file(tmp_path / f"step-{step}" / "adapter_model.safetensors"))
             with torch.no_grad():
-                log_p = forward.letter_log_probs(model, [train.tokens[i] for i in batch], letter_ids=letter_ids, pad_id=0)
+                log_p = forward.letter_log_probs(model, [train.tokens[i] for i in batch], letter_ids=letter_ids)
             return (-log_p[torch.arange(3), torch.as_tensor(train.labels[batch])] / math.log(2)).numpy()
 
         np.testing.assert_allclose(record["online_bits"][batch], bits_under(b), rtol=1e-4, atol=1e-6)
@@ -119,7 +119,7 @@ def test_interrupted_training_resumes_to_the_same_numbers(tmp_path, tiny, tiny_m
     train = _train_data(tok)
     letter_ids = forward.letter_token_ids(tok, LETTERS)
     config = FinetuneConfig(lr=1e-2, epochs=2, batch_size=3, dropout=0.1, save_every=2)
-    full = train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, letter_ids=letter_ids, pad_id=0, progress=False)
+    full = train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, letter_ids=letter_ids, progress=False)
 
     calls = {"n": 0}
     real = forward.letter_log_probs
@@ -133,10 +133,10 @@ def test_interrupted_training_resumes_to_the_same_numbers(tmp_path, tiny, tiny_m
     state = tmp_path / "state.pt"
     monkeypatch.setattr(forward, "letter_log_probs", dies_on_the_sixth_batch)
     with pytest.raises(KeyboardInterrupt):
-        train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, letter_ids=letter_ids, pad_id=0, state_path=state, progress=False)
+        train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, letter_ids=letter_ids, state_path=state, progress=False)
     monkeypatch.setattr(forward, "letter_log_probs", real)
     assert torch.load(state, weights_only=False)["step"] == 4
-    resumed = train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, letter_ids=letter_ids, pad_id=0, state_path=state, progress=False)
+    resumed = train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, letter_ids=letter_ids, state_path=state, progress=False)
     np.testing.assert_allclose(resumed["online_bits"], full["online_bits"], rtol=1e-6)
     np.testing.assert_allclose(resumed["losses"], full["losses"], rtol=1e-6)
 
@@ -195,9 +195,9 @@ def test_blockwise_code_first_block_by_the_base_model(tiny, tiny_model_dir):
     letter_ids = forward.letter_token_ids(tok, LETTERS)
     model = _tiny_peft(tiny_model_dir)
     with torch.no_grad():
-        base = -forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids, pad_id=0)[torch.arange(10), torch.as_tensor(train.labels)] / math.log(2)
+        base = -forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids)[torch.arange(10), torch.as_tensor(train.labels)] / math.log(2)
     config = FinetuneConfig(lr=2e-2, epochs=1, batch_size=4, dropout=0.0, schedule="blockwise")
-    record = finetune.train_blockwise(model, train, config, letter_ids=letter_ids, pad_id=0, progress=False)
+    record = finetune.train_blockwise(model, train, config, letter_ids=letter_ids, progress=False)
     order = finetune.epoch_order(10, 0, 0)
     assert np.isfinite(record["online_bits"]).all()
     assert record["online_bits"][order[0]] == pytest.approx(float(base[order[0]]), rel=1e-5)

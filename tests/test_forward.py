@@ -25,7 +25,7 @@ def prompt_parts(tiny):
 
 
 def _run(model, tok, questions, prefix):
-    return forward.last_token_states(model, questions, prefix=prefix, letter_ids=forward.letter_token_ids(tok, LETTERS), pad_id=0)
+    return forward.last_token_states(model, questions, prefix=prefix, letter_ids=forward.letter_token_ids(tok, LETTERS))
 
 
 def test_hooks_equal_output_hidden_states_and_last_layer_is_pre_norm(tiny, prompt_parts):
