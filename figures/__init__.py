@@ -1,0 +1,1 @@
+"""figures: the offline, interactive report of a run (``landscape report RUN``)."""

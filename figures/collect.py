@@ -1,0 +1,151 @@
+"""Everything the report shows, read from a run's files into plain arrays (the only I/O of figures/).
+
+The figure modules are pure functions of these structures, so they can be tested and reused on
+any run without touching HDF5.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from landscape import reader, schema
+
+# A profile: metric -> (layers (L,), values (L,)), for one (split, condition or pair).
+Profile = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class TreeLayer:
+    """The density-peak dendrogram of one layer: scipy linkage over ``leaves`` (cluster ids)."""
+
+    linkage: np.ndarray  # (n_leaves - 1, 4)
+    leaf_labels: list[str]  # "dominant subject 93% (n=97)" per leaf, in ``leaves`` order
+    n_clusters: int
+
+
+@dataclass
+class RunData:
+    """What the report draws. ``eval_rows`` are the /examples rows of the eval split, in order."""
+
+    run: Path
+    info: dict[str, Any]
+    examples: schema.Examples
+    eval_rows: np.ndarray
+    predictions: dict[str, np.ndarray]  # condition -> (N,) predicted letter index
+    profiles: dict[tuple[str, str], Profile] = field(default_factory=dict)
+    analysis_settings: dict[str, Any] = field(default_factory=dict)
+    edl: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def conditions(self) -> list[str]:
+        return [c for c, attrs in self.info["conditions"].items() if attrs.get("complete")]
+
+    def analysed(self, split: str = "eval") -> list[str]:
+        """Conditions with per-layer results on ``split``, in the run's order."""
+        return [c for c in self.conditions if (split, c) in self.profiles]
+
+    def pairs(self, split: str = "eval") -> list[str]:
+        return sorted(name for s, name in self.profiles if s == split and "~" in name)
+
+    def correlation_targets(self, split: str) -> list[str]:
+        return sorted(name[5:] for s, name in self.profiles if s == split and name.startswith("corr:"))
+
+
+def analysis_path(run: Path) -> Path:
+    return reader.hidden_path(run).with_name(schema.ANALYSIS_FILE)
+
+
+def collect(run: Path) -> RunData:
+    """Read hidden.h5 (header, outputs, EDL) and analysis.h5 (every complete result's scalars)."""
+    run = Path(run)
+    info = reader.info(run)
+    with reader.open_run_file(run) as f:
+        examples = schema.read_examples(f)
+        predictions = {name: schema.read_outputs(f, name)[2] for name in info["conditions"] if info["conditions"][name].get("complete")}
+        edl = {name: schema.read_edl(f, name) for name in schema.edl_names(f)}
+    data = RunData(run=run, info=info, examples=examples, eval_rows=np.flatnonzero(examples.splits == "eval"),
+                   predictions=predictions, edl=edl)
+    path = analysis_path(run)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {schema.ANALYSIS_FILE} in {run}: run `landscape analyze {run}` first")
+    series: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    with _open_analysis(path) as f:
+        data.analysis_settings = schema.analysis_settings(f)
+        for split, name, layer, scalars, _ in schema.iter_results(f):
+            for metric, value in scalars.items():
+                series[(split, name)][metric].append((layer, value))
+    for key, metrics in series.items():
+        data.profiles[key] = {}
+        for metric, points in metrics.items():
+            points.sort()
+            data.profiles[key][metric] = (np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=float))
+    if not data.analysed("eval"):
+        raise ValueError(f"{path} holds no eval-split results: run `landscape analyze {run}`")
+    return data
+
+
+def _open_analysis(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise schema.SchemaError(f"{path} is not a readable HDF5 file ({error})") from None
+
+
+def layer_arrays(run: Path, condition: str, layers: list[int], names: tuple[str, ...], *, split: str = "eval") -> dict[int, dict[str, np.ndarray]]:
+    """Per-layer result arrays (e.g. ``cluster``, ``gride_ids``) of one condition; skipped layers are left out."""
+    out = {}
+    with _open_analysis(analysis_path(run)) as f:
+        for layer in layers:
+            path = schema.result_path(condition, layer, split=split)
+            if not schema.result_done(f, path):
+                continue
+            _, arrays, skipped = schema.read_result(f, path)
+            if not skipped:
+                out[layer] = {name: arrays[name] for name in names if name in arrays}
+    return out
+
+
+def trees(run: Path, condition: str, layers: list[int], subjects: np.ndarray) -> dict[int, TreeLayer]:
+    """The peak dendrogram of each layer, leaves named by their dominant subject.
+
+    ``subjects`` (n,) are the labels of the split's rows, in the order of the stored results.
+    """
+    out = {}
+    stored = layer_arrays(run, condition, layers, ("cluster", "tree_clusters", "tree_linkage"))
+    for layer, arrays in stored.items():
+        labels = []
+        for cluster in arrays["tree_clusters"]:
+            members = subjects[arrays["cluster"] == cluster]
+            names, counts = np.unique(members, return_counts=True)
+            top = counts.argmax()
+            labels.append(f"{names[top]} {100 * counts[top] / len(members):.0f}% (n={len(members)})")
+        out[layer] = TreeLayer(linkage=arrays["tree_linkage"], leaf_labels=labels,
+                               n_clusters=int(arrays["cluster"].max()) + 1 if len(arrays["cluster"]) else 0)
+    return out
+
+
+def question_texts(data: RunData, mmlu_path: str | None = None, *, width: int = 160) -> list[str] | None:
+    """The question text of each /examples row (shortened), or None when the dataset is not at hand.
+
+    The run records the dataset's sha256; text is shown only from that very file.
+    """
+    from extract.data import DataError, default_mmlu_path, file_sha256, load_mmlu
+
+    try:
+        path = Path(mmlu_path) if mmlu_path else default_mmlu_path()
+    except DataError:
+        return None
+    if not path.is_file() or file_sha256(path) != data.info.get("dataset_hash"):
+        return None
+    by_id = {q.id: q.question for q in load_mmlu(path)}
+    texts = []
+    for i in data.examples.ids:
+        text = " ".join(by_id.get(int(i), "").split())
+        texts.append(text if len(text) <= width else text[: width - 1] + "…")
+    return texts

@@ -1,0 +1,78 @@
+"""Per-layer profiles: one line per condition (or pair of conditions), one panel per metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from figures.collect import Profile
+from figures.style import base_layout, condition_colours
+
+# (metric in analysis.h5, panel title)
+LAYER_METRICS = (
+    ("id_gride", "intrinsic dimension (GRIDE, density scale)"),
+    ("id_2nn", "intrinsic dimension (2NN)"),
+    ("n_clusters", "density peaks (ADP clusters)"),
+    ("ari_subject", "ARI clusters ~ subject"),
+    ("ari_answer", "ARI clusters ~ answer"),
+    ("ari_subject_core", "ARI ~ subject (core points)"),
+    ("label_overlap_subject", "label overlap: subject"),
+    ("label_overlap_answer", "label overlap: answer"),
+    ("core_fraction", "core-point fraction"),
+)
+PAIR_METRICS = (
+    ("data_overlap", "neighbourhood overlap (same examples, two conditions)"),
+    ("ari_clusters", "ARI between the two clusterings"),
+)
+
+
+def _grid(series: dict[str, Profile], metrics, colours: dict[str, str], title: str, cols: int) -> go.Figure:
+    metrics = [(m, t) for m, t in metrics if any(m in profile for profile in series.values())]
+    rows = -(-len(metrics) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for _, t in metrics], horizontal_spacing=0.07,
+                        vertical_spacing=0.12 if rows > 1 else 0.2)
+    for i, (metric, label) in enumerate(metrics):
+        row, col = divmod(i, cols)
+        for name, profile in series.items():
+            if metric not in profile:
+                continue
+            layers, values = profile[metric]
+            fig.add_trace(
+                go.Scatter(x=layers, y=values, mode="lines+markers", name=name, legendgroup=name,
+                           showlegend=i == 0, line=dict(color=colours[name], width=2), marker=dict(size=4),
+                           hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.3f}}<extra></extra>"),
+                row=row + 1, col=col + 1,
+            )
+        fig.update_xaxes(title_text="layer" if row == rows - 1 else None, row=row + 1, col=col + 1)
+    return base_layout(fig, title, height=300 * rows + 80)
+
+
+def layer_profiles(profiles: dict[str, Profile], *, split: str = "eval") -> go.Figure:
+    """``profiles``: condition -> its per-layer metrics."""
+    colours = condition_colours(list(profiles))
+    return _grid(profiles, LAYER_METRICS, colours, f"Landscape across layers ({split} questions)", cols=3)
+
+
+def pair_profiles(pairs: dict[str, Profile], *, split: str = "eval") -> go.Figure:
+    """``pairs``: 'a~b' -> per-layer overlap between conditions a and b."""
+    colours = condition_colours(list(pairs))
+    return _grid(pairs, PAIR_METRICS, colours, f"How much two conditions agree, layer by layer ({split})", cols=2)
+
+
+def gride_curves(curves: dict[str, dict[int, dict[str, np.ndarray]]], layer: int) -> go.Figure:
+    """Multiscale ID of every condition at ``layer``: ``curves[condition][layer]`` has gride_scales/ids/errors."""
+    colours = condition_colours(list(curves))
+    fig = go.Figure()
+    for name, by_layer in curves.items():
+        if layer not in by_layer:
+            continue
+        arrays = by_layer[layer]
+        fig.add_trace(go.Scatter(
+            x=arrays["gride_scales"], y=arrays["gride_ids"], name=name, mode="lines+markers",
+            line=dict(color=colours[name]), error_y=dict(type="data", array=arrays["gride_errors"], visible=True),
+            hovertemplate=f"{name}<br>scale %{{x}} neighbours<br>ID %{{y:.2f}}<extra></extra>",
+        ))
+    fig.update_xaxes(type="log", title_text="scale (rank of the neighbour, GRIDE)")
+    fig.update_yaxes(title_text="intrinsic dimension")
+    return base_layout(fig, f"Intrinsic dimension across scales, layer {layer}", height=420)

@@ -1,0 +1,303 @@
+"""``landscape report RUN``: RUN/report/index.html, one offline page, and every figure on its own.
+
+    RUN/report/index.html          plotly.js inlined once; opens from disk with no network
+    RUN/report/figures/<name>.html each figure alone (plotly.min.js beside them)
+    RUN/report/figures/<name>.png  the same, where kaleido finds a Chromium
+
+The folder is written beside and renamed into place, so a failed report leaves the old one whole.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import plotly.offline
+from tqdm import tqdm
+
+from figures import edl as edl_figures
+from figures import maps, profiles, tree
+from figures.collect import RunData, collect, layer_arrays, question_texts, trees
+from figures.page import Section, figure_div, map_div, render_page, switcher_div, table
+from landscape import schema
+from landscape.atomic import replace_atomically
+from landscape.schema import LETTERS
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    map_method: str = "umap"  # umap | pca (umap falls back to pca when it is not installed)
+    map_layers: tuple[int, ...] = ()  # () = 8 layers spread over the depth
+    map_neighbors: int = 15
+    seed: int = 0
+    png: str = "auto"  # auto (when kaleido finds a browser) | yes | no
+    mmlu_path: str | None = None
+
+    def validate(self) -> None:
+        if self.map_method not in ("umap", "pca"):
+            raise ValueError(f"unknown map method {self.map_method!r}: use umap or pca")
+        if self.png not in ("auto", "yes", "no"):
+            raise ValueError(f"png must be auto, yes or no, got {self.png!r}")
+        if self.map_neighbors < 2:
+            raise ValueError(f"map_neighbors must be >= 2, got {self.map_neighbors}")
+
+
+@dataclass
+class Report:
+    index: Path
+    figures: list[Path]
+    pngs: list[Path]
+    png_note: str
+
+
+def run_report(run: Path, config: ReportConfig = ReportConfig(), *, progress: bool = True) -> Report:
+    config.validate()
+    run = Path(run)
+    data = collect(run)
+    method = config.map_method if config.map_method == "pca" or maps.umap_available() else "pca"
+    conditions = data.analysed("eval")
+    layers = {c: data.profiles[("eval", c)]["n_distinct"][0].tolist() for c in conditions}
+    all_layers = sorted({layer for ls in layers.values() for layer in ls})
+    subjects_eval = data.examples.subjects[data.eval_rows]
+    min_size = int(data.analysis_settings.get("tree_min_size", 30))
+
+    static: dict[str, object] = {}  # name -> figure drawn statically and saved alone
+    sections = []
+
+    # --- profiles
+    static["profiles"] = profiles.layer_profiles({c: data.profiles[("eval", c)] for c in conditions})
+    parts = [figure_div(static["profiles"], "profiles")]
+    pairs = data.pairs("eval")
+    if pairs:
+        static["pairs"] = profiles.pair_profiles({p: data.profiles[("eval", p)] for p in pairs})
+        parts.append(figure_div(static["pairs"], "pairs"))
+    curves = {c: layer_arrays(run, c, layers[c], ("gride_scales", "gride_ids", "gride_errors")) for c in conditions}
+    gride_figs = {str(layer): profiles.gride_curves(curves, layer) for layer in all_layers}
+    default_layer = str(all_layers[-1])
+    static["gride_curves"] = gride_figs[default_layer]
+    parts.append("<details><summary>Intrinsic dimension across scales (GRIDE), per layer</summary>"
+                 + switcher_div("gride_curves", [_range("layer", "layer", all_layers)], gride_figs, default_layer)
+                 + "</details>")
+    sections.append(Section("profiles", "Profiles across layers",
+                            "One line per condition; hover for values, click a legend entry to hide a condition. "
+                            "Clusters: Advanced Density Peaks (DADApy) at Z = "
+                            f"{data.analysis_settings.get('Z')}; label overlap: share of each point's k_i nearest "
+                            "neighbours with its label. The lower panel compares conditions on the same questions.",
+                            parts))
+
+    # --- dendrograms
+    tree_figs = {}
+    for c in conditions:
+        by_layer = trees(run, c, layers[c], subjects_eval)
+        for layer in layers[c]:
+            tree_figs[f"{c}|{layer}"] = tree.dendrogram_figure(by_layer.get(layer), c, layer, min_size=min_size)
+    default_condition = next((c for c in conditions if c != "0shot"), conditions[0])
+    tree_default = f"{default_condition}|{layers[default_condition][-1]}"
+    static["dendrogram"] = tree_figs[tree_default]
+    sections.append(Section("tree", "Density-peak dendrogram",
+                            f"Clusters with more than {min_size} points, joined at the saddle between their "
+                            "peaks; each leaf is named by its most frequent subject. Pick a condition and a layer.",
+                            [switcher_div("dendrogram", [_select("condition", "condition", conditions, default_condition),
+                                                         _range("layer", "layer", all_layers)],
+                                          tree_figs, tree_default)]))
+
+    # --- 2-D maps
+    map_layers = _map_layers(config, all_layers)
+    keys = [(c, layer) for c in conditions for layer in map_layers if layer in layers[c]]
+    bar = tqdm(total=len(keys), desc=f"maps ({method})", unit="layer", disable=not progress)
+    xy = maps.layer_maps(run, keys, data.eval_rows, method=method, seed=config.seed,
+                         n_neighbors=config.map_neighbors, progress=bar)
+    bar.close()
+    spec, static["map"] = _map_spec(data, run, conditions, map_layers, xy, default_condition,
+                                    question_texts(data, config.mmlu_path), method)
+    sections.append(Section("map", "Map of one layer",
+                            f"{method.upper()} of the eval questions' representations (seed {config.seed}), one "
+                            "layer at a time; hover shows the question. Colour by subject, answer, ADP cluster, "
+                            "correctness or the bits the fine-tune saved on that question.",
+                            [map_div("map", spec)]))
+
+    # --- EDL
+    if data.edl:
+        static["code_length"] = edl_figures.code_length_curves(data.edl)
+        static["edl_distribution"] = edl_figures.edl_distribution(data.edl)
+        parts = [_edl_table(data), figure_div(static["code_length"], "code_length"),
+                 figure_div(static["edl_distribution"], "edl_distribution")]
+        targets = {t: data.profiles[(split, f"corr:{t}")] for split in ("train", "eval")
+                   for t in data.correlation_targets(split)}
+        if targets:
+            static["edl_correlations"] = edl_figures.correlation_profiles(targets)
+            parts.append(figure_div(static["edl_correlations"], "edl_correlations"))
+        sections.append(Section("edl", "Excess description length",
+                                "Prequential (online) code of the training labels while fine-tuning vs the code "
+                                "of the final model; EDL = online - final bits. Control: random labels.", parts))
+
+    header = _header(data)
+    title = f"landscape: {data.info.get('model', '?')} on {run.name}"
+    page = render_page(title, header, sections)
+    out = run / schema.REPORT_DIR
+
+    written: list[Path] = []
+    pngs: list[Path] = []
+    png_note = ""
+
+    def write(tmp: Path) -> None:
+        nonlocal png_note
+        figures_dir = tmp / "figures"
+        figures_dir.mkdir(parents=True)
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+        (figures_dir / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+        for name, fig in static.items():
+            fig.write_html(figures_dir / f"{name}.html", include_plotlyjs="plotly.min.js", config={"displaylogo": False})
+            written.append(out / "figures" / f"{name}.html")
+        for name, fragment in (("map_explorer", map_div("map", spec)),):
+            (figures_dir / f"{name}.html").write_text(
+                render_page(title, "", [Section("map", "Map of one layer", "", [fragment])], plotlyjs="plotly.min.js"),
+                encoding="utf-8")
+            written.append(out / "figures" / f"{name}.html")
+        if config.png != "no":
+            done, png_note = _write_pngs(static, figures_dir, required=config.png == "yes")
+            pngs.extend(out / "figures" / p.name for p in done)
+
+    replace_atomically(out, write)
+    return Report(index=out / "index.html", figures=written, pngs=pngs, png_note=png_note)
+
+
+def _range(name: str, label: str, options: list) -> dict:
+    return {"name": name, "label": label, "type": "range", "options": [str(o) for o in options],
+            "initial": len(options) - 1}
+
+
+def _select(name: str, label: str, options: list, initial, labels: list[str] | None = None) -> dict:
+    control = {"name": name, "label": label, "type": "select", "options": [str(o) for o in options],
+               "initial": [str(o) for o in options].index(str(initial))}
+    if labels:
+        control["labels"] = labels
+    return control
+
+
+def _map_layers(config: ReportConfig, layers: list[int]) -> list[int]:
+    if config.map_layers:
+        missing = [layer for layer in config.map_layers if layer not in layers]
+        if missing:
+            raise ValueError(f"map layer {missing[0]} was not analysed (analysed: {layers[0]}..{layers[-1]})")
+        return sorted(set(config.map_layers))
+    inner = [layer for layer in layers if layer > 0] or layers
+    picks = np.unique(np.round(np.linspace(0, len(inner) - 1, min(8, len(inner)))).astype(int))
+    return [inner[i] for i in picks]
+
+
+def _map_spec(data: RunData, run: Path, conditions: list[str], map_layers: list[int], xy: dict,
+              default_condition: str, texts: list[str] | None, method: str):
+    """The map widget's data, and the static figure of its first view (for the PNG and figures/)."""
+    import plotly.graph_objects as go
+
+    rows = data.eval_rows
+    ex = data.examples
+    subjects = list(data.info.get("subjects") or sorted(set(ex.subjects[rows])))
+    markers: dict[str, dict] = {
+        "subject": maps.marker(maps.Colouring.categories("subject", ex.subjects[rows], subjects)),
+        "answer": maps.marker(maps.Colouring.categories("answer", np.array(LETTERS)[ex.answers[rows]], list(LETTERS))),
+    }
+    markers["cluster"] = {"by": "layer", "values": {}}
+    for c in conditions:
+        stored = layer_arrays(run, c, map_layers, ("cluster",))
+        for layer, arrays in stored.items():
+            clusters = arrays["cluster"]
+            names = [str(i) for i in range(int(clusters.max()) + 1)]
+            markers["cluster"]["values"][f"{c}|{layer}"] = maps.marker(
+                maps.Colouring(f"ADP cluster ({len(names)})", clusters, tuple(names)))
+    markers["correct"] = {"by": "condition", "values": {
+        c: maps.marker(maps.Colouring.categories("answered", np.where(data.predictions[c][rows] == ex.answers[rows], "right", "wrong"), ["wrong", "right"]))
+        for c in conditions}}
+    for name, (arrays, _) in data.edl.items():
+        gain = np.full(len(ex.ids), np.nan)
+        gain[arrays["eval_rows"]] = arrays["eval_gain_bits"]
+        markers[f"gain:{name}"] = maps.marker(maps.Colouring(f"bits saved by {name}", gain[rows]))
+    # Layers missing for a condition (or skipped) fall back to an empty cluster colouring.
+    for key in xy:
+        markers["cluster"]["values"].setdefault(f"{key[0]}|{key[1]}", markers["subject"])
+    letters = np.array(LETTERS)
+    hover = [
+        f"<b>{html.escape(ex.subjects[r])}</b> · id {ex.ids[r]} · answer {letters[ex.answers[r]]}"
+        + (f"<br>{html.escape(texts[r])}" if texts else "")
+        for r in rows
+    ]
+    colour_names = list(markers)
+    colour_labels = [{"subject": "subject", "answer": "correct answer", "cluster": "ADP cluster of this layer",
+                      "correct": "answered right/wrong"}.get(n, n.replace("gain:", "bits saved by ")) for n in colour_names]
+    controls = [_select("condition", "condition", conditions, default_condition),
+                _range("layer", "layer", map_layers),
+                _select("colour", "colour", colour_names, "subject", labels=colour_labels)]
+    trace = {"type": "scattergl" if len(rows) > 5000 else "scatter", "mode": "markers", "text": hover,
+             "hovertemplate": "%{text}<extra></extra>", "showlegend": False}
+    layout = {"template": "plotly_white", "height": 650, "margin": {"l": 40, "r": 20, "t": 60, "b": 40},
+              "xaxis": {"showticklabels": False, "zeroline": False, "title": {"text": f"{method} 1"}},
+              "yaxis": {"showticklabels": False, "zeroline": False, "title": {"text": f"{method} 2"}}, "hovermode": "closest"}
+    spec = {
+        "controls": controls, "markers": markers, "trace": trace, "layout": layout,
+        "title": f"{method.upper()} of layer {{layer}}, {{condition}}",
+        "xy": {f"{c}|{layer}": np.round(points.T, 3).tolist() for (c, layer), points in xy.items()},
+    }
+    first = (default_condition, map_layers[-1])
+    static = go.Figure(go.Scatter(x=xy[first][:, 0], y=xy[first][:, 1], mode="markers", text=hover,
+                                  hovertemplate="%{text}<extra></extra>", marker=markers["subject"]))
+    static.update_layout(**layout, title=f"{method.upper()} of layer {first[1]}, {first[0]}: coloured by subject")
+    return spec, static
+
+
+def _edl_table(data: RunData) -> str:
+    rows = []
+    for name, (_, attrs) in data.edl.items():
+        rows.append([name, attrs.get("labels", "?"), int(attrs["n_train"]), float(attrs["base_bits"]),
+                     float(attrs["mdl_bits"]), float(attrs["final_bits"]), float(attrs["edl_bits"]),
+                     float(attrs.get("marginal_mdl_bits", np.nan)), float(attrs["uniform_bits"]),
+                     float(attrs.get("eval_gain_bits_mean", np.nan))])
+    return table(rows, ["fine-tune", "labels", "n", "base bits", "online (MDL) bits", "final bits", "EDL bits",
+                        "label-count code", "uniform", "eval gain bits/question"])
+
+
+def _header(data: RunData) -> str:
+    info = data.info
+    ex = data.examples
+    rows = [
+        ["model", f"{info.get('model')} — {info.get('model_source', '')}"],
+        ["model sha256", info.get("model_hash", "")],
+        ["dataset", f"{info.get('dataset')} (sha256 {str(info.get('dataset_hash', ''))[:16]}…)"],
+        ["subjects", f"{len(info.get('subjects', []))}: " + ", ".join(info.get("subjects", []))],
+        ["examples", ", ".join(f"{s}: {int((ex.splits == s).sum())}" for s in ("eval", "train") if (ex.splits == s).any())],
+        ["partition", json.dumps(info.get("partition", {}))],
+        ["representation", info.get("representation", "")],
+        ["created", f"{info.get('created_at', '')} by `{info.get('command', '')}`"],
+    ]
+    conditions = []
+    for name, attrs in info["conditions"].items():
+        conditions.append([name, attrs.get("kind", ""), attrs.get("shots", ""), attrs.get("demo_sampling", ""),
+                           float(attrs["accuracy"]) if "accuracy" in attrs else "",
+                           float(attrs["accuracy_train"]) if "accuracy_train" in attrs else "",
+                           attrs.get("layers", ""), "yes" if attrs.get("complete") else "no"])
+    provenance = {"versions": info.get("versions"), "analysis settings": data.analysis_settings,
+                  "report": {"python": sys.version.split()[0]}}
+    return (table(rows, ["run", str(data.run)])
+            + table(conditions, ["condition", "kind", "shots", "demos", "accuracy (eval)", "accuracy (train)",
+                                 "layers", "complete"])
+            + "<details><summary>Provenance</summary><pre>"
+            + html.escape(json.dumps(provenance, indent=1, default=str)) + "</pre></details>")
+
+
+def _write_pngs(figures: dict, folder: Path, *, required: bool) -> tuple[list[Path], str]:
+    """PNG of every static figure through kaleido (which drives a local Chromium), when it can."""
+    try:
+        import plotly.io as pio
+
+        paths = [folder / f"{name}.png" for name in figures]
+        pio.write_images(list(figures.values()), paths, scale=2)
+        return paths, ""
+    except Exception as error:  # kaleido missing, or no Chromium for it to drive
+        note = f"no PNGs: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if required:
+            raise ValueError(note) from None
+        return [], note
