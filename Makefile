@@ -2,6 +2,7 @@
 # Variables (make extract MODEL=gemma3-270m SHOTS=0,1,5 PER_SUBJECT=50 RUN=runs/gemma ...):
 MODEL       ?= smollm2-135m
 SHOTS       ?= 0,5
+DEMOS       ?= fixed
 SUBJECTS    ?= largest:12
 PER_SUBJECT ?= 100
 TRAIN_PER_SUBJECT ?= 50
@@ -56,7 +57,7 @@ chromium:
 		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }
 
 extract: setup
-	$(BIN)/landscape extract --run $(RUN) --model $(MODEL) --shots $(SHOTS) --subjects $(SUBJECTS) \
+	$(BIN)/landscape extract --run $(RUN) --model $(MODEL) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
 		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --batch-size $(BATCH) $(EXTRA)
 
 finetune: extract

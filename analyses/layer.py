@@ -54,8 +54,13 @@ class LayerResult:
     skipped: str = ""  # why the geometry is undefined here (e.g. every point identical)
 
 
-def analyze_layer(X: np.ndarray, subjects: np.ndarray, answers: np.ndarray, config: AnalysisConfig) -> LayerResult:
-    """kNN graph -> GRIDE and 2NN IDs -> kNN density + ADP -> ARI, label overlaps, per-point features."""
+def analyze_layer(X: np.ndarray, subjects: np.ndarray, answers: np.ndarray, config: AnalysisConfig,
+                  demo_sets: np.ndarray | None = None) -> LayerResult:
+    """kNN graph -> GRIDE and 2NN IDs -> kNN density + ADP -> ARI, label overlaps, per-point features.
+
+    ``demo_sets`` (N,), for ICL conditions with demonstrations: which demo set precedes each row;
+    its ARI with the clusters, beside the subject's, tells shared-prefix identity from subject.
+    """
     result = LayerResult()
     try:
         graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn)
@@ -84,6 +89,9 @@ def analyze_layer(X: np.ndarray, subjects: np.ndarray, answers: np.ndarray, conf
         "ari_answer": geometry.ari(clusters, answers),
         "ari_subject_core": geometry.ari(clusters[peaks.core[graph.inverse]], subjects[peaks.core[graph.inverse]]),
     }
+    if demo_sets is not None:
+        result.scalars["ari_demo_set"] = geometry.ari(clusters, demo_sets)
+        result.scalars["n_demo_sets"] = float(len(np.unique(demo_sets)))
     for name, labels in (("subject", distinct_subjects), ("answer", distinct_answers)):
         # k_i = fraction x class size may not exceed the graph's maxk: large classes lower the
         # fraction (recorded), the same for every class of that labeling.

@@ -126,7 +126,9 @@ def _task(hidden: Path, split: str, name: str, layer: int, config: AnalysisConfi
         examples = schema.read_examples(f)
         rows = np.flatnonzero(examples.splits == split)
         X = schema.read_layer(f, name, layer)[rows]
-    result = analyze_layer(X, examples.subjects[rows], examples.answers[rows], config)
+        demo_sets = schema.read_demo_sets(f, name)
+    result = analyze_layer(X, examples.subjects[rows], examples.answers[rows], config,
+                           demo_sets=None if demo_sets is None else demo_sets[rows])
     result.arrays["rows"] = rows  # row of each result row in /examples
     return result
 

@@ -383,7 +383,7 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         """The model's states of every row, 0-shot prompts, as condition ``name``."""
         return icl.extract_condition(
             hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(hidden.parent))}, model, tokenizer,
-            examples, by_id, prefix_text=lambda subject: prompts.render_prefix(fmt, subject, []),
+            examples, by_id, prefix_text=lambda row: prompts.render_prefix(fmt, examples.subjects[row], []),
             fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_extract, progress=progress,
         )
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from extract import data, forward, models, prompts
+from extract import data, demos, forward, models, prompts
 from landscape import schema
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
@@ -43,6 +43,7 @@ class ExtractConfig:
 
     model: str = "smollm2-135m"
     shots: tuple[int, ...] = (0, 5)
+    demos: tuple[str, ...] = ("fixed",)  # demo samplings, one condition each per k (extract.demos)
     subjects: str = "largest:12"
     per_subject: int = 100
     demo_pool: int = 20
@@ -68,6 +69,11 @@ class ExtractConfig:
                 raise ValueError(f"shots must be >= 0, got {k}")
             if k > self.demo_pool:
                 raise ValueError(f"{k} shots asked but the demo pool holds {self.demo_pool} per subject")
+        if not self.demos:
+            raise ValueError("no demo sampling given")
+        for sampling in self.demos:
+            if sampling not in demos.SAMPLINGS:
+                raise ValueError(f"unknown demo sampling {sampling!r} (known: {', '.join(demos.SAMPLINGS)})")
         if self.prompt_format not in prompts.FORMATS:
             raise ValueError(f"unknown prompt format {self.prompt_format!r} (known: {', '.join(prompts.FORMATS)})")
 
@@ -79,10 +85,6 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     if name not in dtypes:
         raise ValueError(f"unknown dtype {name!r} (known: auto, {', '.join(dtypes)})")
     return dtypes[name]
-
-
-def condition_name(shots: int) -> str:
-    return f"{shots}shot"
 
 
 def versions() -> dict[str, str]:
@@ -139,25 +141,37 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
 
     accuracies = {}
     for k in config.shots:
-        name = condition_name(k)
-        settings = {
-            "kind": "icl",
-            "shots": k,
-            "demo_sampling": "fixed",
-            "demo_ids": {s: partition.demos[s][:k] for s in partition.subjects},
-            "prompt_format": fmt.to_dict(),
-            "prefix_cache": config.prefix_cache,
-            "dtype": str(dtype).removeprefix("torch."),
-            "letter_token_ids": letter_ids,
-        }
-        demos = {subject: [by_id[i] for i in partition.demos[subject][:k]] for subject in partition.subjects}
-        accuracies[name] = extract_condition(
-            path, name, settings, model, tokenizer, examples, by_id,
-            prefix_text=lambda subject: prompts.render_prefix(fmt, subject, demos[subject]),
-            fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_size, prefix_cache=config.prefix_cache,
-            overwrite=overwrite, progress=progress,
-        )
+        for sampling in config.demos:
+            if k == 0 and sampling not in demos.ZERO_SHOT_SAMPLINGS:
+                continue  # no demos to sample: the same prompts as 0shot
+            name = demos.condition_name(k, sampling)
+            plan = demos.plan_demos(examples.ids, examples.subjects, partition.demos, k=k, sampling=sampling,
+                                    seed=config.seed)
+            settings = {
+                "kind": "icl",
+                "shots": k,
+                "demo_sampling": sampling,
+                "prompt_format": fmt.to_dict(),
+                "prefix_cache": config.prefix_cache,
+                "dtype": str(dtype).removeprefix("torch."),
+                "letter_token_ids": letter_ids,
+            }
+            if sampling == "fixed":  # one demo list per subject: readable in the attrs
+                settings["demo_ids"] = {s: partition.demos[s][:k] for s in partition.subjects}
+            else:  # per-row demos are in the condition's demo_ids dataset
+                settings["demo_seed"] = config.seed
+            accuracies[name] = extract_condition(
+                path, name, settings, model, tokenizer, examples, by_id,
+                prefix_text=_prefix_texts(fmt, plan, by_id), plan=plan,
+                fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_size, prefix_cache=config.prefix_cache,
+                overwrite=overwrite, progress=progress,
+            )
     return accuracies
+
+
+def _prefix_texts(fmt: prompts.PromptFormat, plan: demos.DemoPlan, by_id: dict[int, data.Question]):
+    """row -> the text before its question: the header (unless none) and the row's demos."""
+    return lambda row: prompts.render_prefix(fmt, plan.headers[row], [by_id[int(i)] for i in plan.demo_ids[row]])
 
 
 def extract_condition(
@@ -170,6 +184,7 @@ def extract_condition(
     by_id: dict[int, data.Question],
     *,
     prefix_text,
+    plan: demos.DemoPlan | None = None,
     fmt: prompts.PromptFormat,
     letter_ids: list[int],
     batch_size: int,
@@ -179,7 +194,9 @@ def extract_condition(
 ) -> float:
     """Write condition ``name`` of hidden.h5 (every row of ``examples``); returns its eval accuracy.
 
-    ``prefix_text(subject)`` is the text before each question of that subject (header + demos).
+    ``prefix_text(row)`` is the text before that row's question (header + demos); ``plan`` the
+    demos behind it, stored beside the states. Rows sharing a prefix run on one key/value cache of
+    it; a prefix of its own (resampled demos) is run with its question, batched with others.
     A complete condition with the same settings is skipped; rows already done are kept.
     """
     with h5py.File(path, "a") as f:
@@ -188,26 +205,40 @@ def extract_condition(
             accuracy = float(group.attrs["accuracy"])
             print(f"{name}: already complete (accuracy {accuracy:.3f}); skipped", file=sys.stderr)
             return accuracy
+        if plan is not None:
+            schema.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
         done = schema.rows_done(group)
         started = time.perf_counter()
         bar = tqdm(total=len(examples), initial=int(done.sum()), desc=name, unit="q", disable=not progress)
-        for subject in np.unique(examples.subjects):
-            rows = np.flatnonzero((examples.subjects == subject) & ~done)
-            if len(rows) == 0:
+        by_prefix: dict[str, list[int]] = {}
+        for row in np.flatnonzero(~done):
+            by_prefix.setdefault(prefix_text(int(row)), []).append(int(row))
+        alone: list[tuple[int, list[int]]] = []  # (row, prefix + question ids) run without a shared cache
+
+        def question_ids(row: int) -> list[int]:
+            return tokenizer.encode(prompts.render_question(fmt, by_id[int(examples.ids[row])]), add_special_tokens=False)
+
+        def run(batch: list[int], sequences: list[list[int]], prefix) -> None:
+            out = forward.last_token_states(model, sequences, prefix=prefix, letter_ids=letter_ids)
+            schema.write_rows(group, np.array(batch), out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
+            f.flush()
+            bar.update(len(batch))
+
+        for text, rows in sorted(by_prefix.items(), key=lambda item: item[1][0]):
+            prefix_ids = tokenizer.encode(text, add_special_tokens=True)
+            if not (prefix_cache and len(rows) > 1 and prefix_ids):
+                alone += [(row, prefix_ids + question_ids(row)) for row in rows]
                 continue
-            prefix_ids = tokenizer.encode(prefix_text(subject), add_special_tokens=True)
-            prefix: forward.PrefixCache | list[int] = forward.encode_prefix(model, prefix_ids) if prefix_cache else prefix_ids
-            q_ids = {
-                r: tokenizer.encode(prompts.render_question(fmt, by_id[int(examples.ids[r])]), add_special_tokens=False)
-                for r in rows
-            }
+            prefix = forward.encode_prefix(model, prefix_ids)
+            q_ids = {row: question_ids(row) for row in rows}
             ordered = sorted(rows, key=lambda r: len(q_ids[r]))
             for start in range(0, len(ordered), batch_size):
                 batch = ordered[start : start + batch_size]
-                out = forward.last_token_states(model, [q_ids[r] for r in batch], prefix=prefix, letter_ids=letter_ids)
-                schema.write_rows(group, np.array(batch), out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
-                f.flush()
-                bar.update(len(batch))
+                run(batch, [q_ids[r] for r in batch], prefix)
+        alone.sort(key=lambda item: len(item[1]))  # length-sorted batches pad little
+        for start in range(0, len(alone), batch_size):
+            chunk = alone[start : start + batch_size]
+            run([row for row, _ in chunk], [ids for _, ids in chunk], None)
         bar.close()
         _, _, pred = schema.read_outputs(f, name)
         accuracy = split_accuracy(pred, examples, "eval")

@@ -65,9 +65,9 @@ def render_question(fmt: PromptFormat, q: Question) -> str:
     return fmt.question.format(question=q.question, choices=choices)
 
 
-def render_prefix(fmt: PromptFormat, subject: str, demos: Sequence[Question]) -> str:
-    """Header plus demonstrations; with no demos, the header alone (0-shot)."""
-    parts = [fmt.header.format(subject=subject)]
+def render_prefix(fmt: PromptFormat, subject: str | None, demos: Sequence[Question]) -> str:
+    """Header plus demonstrations; with no demos, the header alone (0-shot); no header when ``subject`` is empty."""
+    parts = [fmt.header.format(subject=subject)] if subject else []
     for demo in demos:
         parts.append(render_question(fmt, demo) + fmt.demo_answer.format(letter=LETTERS[demo.answer]))
     return "".join(parts)

@@ -17,9 +17,16 @@ LAYER_METRICS = (
     ("ari_subject", "ARI clusters ~ subject"),
     ("ari_answer", "ARI clusters ~ answer"),
     ("ari_subject_core", "ARI ~ subject (core points)"),
+    ("ari_demo_set", "ARI clusters ~ demo set"),
     ("label_overlap_subject", "label overlap: subject"),
     ("label_overlap_answer", "label overlap: answer"),
     ("core_fraction", "core-point fraction"),
+)
+CONTROL_METRICS = (
+    ("ari_subject", "ARI clusters ~ subject"),
+    ("ari_demo_set", "ARI clusters ~ demo set (which demos precede)"),
+    ("label_overlap_subject", "label overlap: subject"),
+    ("n_clusters", "density peaks (ADP clusters)"),
 )
 PAIR_METRICS = (
     ("data_overlap", "neighbourhood overlap (same examples, two conditions)"),
@@ -52,6 +59,13 @@ def layer_profiles(profiles: dict[str, Profile], *, split: str = "eval") -> go.F
     """``profiles``: condition -> its per-layer metrics."""
     colours = condition_colours(list(profiles))
     return _grid(profiles, LAYER_METRICS, colours, f"Landscape across layers ({split} questions)", cols=3)
+
+
+def control_profiles(profiles: dict[str, Profile], *, split: str = "eval") -> go.Figure:
+    """Demo-sampling controls beside the fixed-demo condition: how much subject structure survives."""
+    colours = condition_colours(list(profiles))
+    return _grid(profiles, CONTROL_METRICS, colours,
+                 f"Subject or shared prefix? Fixed demos vs the controls ({split})", cols=2)
 
 
 def pair_profiles(pairs: dict[str, Profile], *, split: str = "eval") -> go.Figure:

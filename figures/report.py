@@ -89,6 +89,21 @@ def run_report(run: Path, config: ReportConfig = ReportConfig(), *, progress: bo
                             "neighbours with its label. The lower panel compares conditions on the same questions.",
                             parts))
 
+    # --- demo-sampling controls (extract --demos)
+    controls = [c for c in conditions if data.info["conditions"][c].get("kind") == "icl"
+                and (data.info["conditions"][c].get("demo_sampling", "fixed") != "fixed"
+                     or any(o.startswith(f"{c}-") for o in conditions))]
+    if any(data.info["conditions"][c].get("demo_sampling", "fixed") != "fixed" for c in controls):
+        static["controls"] = profiles.control_profiles({c: data.profiles[("eval", c)] for c in controls})
+        sections.append(Section(
+            "controls", "Subject or shared prefix?",
+            "With fixed demos every question of a subject shares its prompt prefix. Controls: "
+            "<b>-resampled</b> (each question draws its own demos from its subject's pool), "
+            "<b>-othersubject</b> (demos of another subject, drawn per question; the header still names the "
+            "question's subject), <b>-noheader</b> (no subject line). Subject structure that survives "
+            "resampling is not prefix identity; ARI with the demo set measures the prefix's own pull.",
+            [figure_div(static["controls"], "controls")]))
+
     # --- dendrograms
     tree_figs = {}
     for c in conditions:

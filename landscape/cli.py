@@ -46,6 +46,16 @@ def _shots(text: str) -> tuple[int, ...]:
     return shots
 
 
+def _demo_samplings(text: str) -> tuple[str, ...]:
+    from extract.demos import SAMPLINGS
+
+    names = tuple(dict.fromkeys(_names(text)))
+    for name in names:
+        if name not in SAMPLINGS:
+            raise argparse.ArgumentTypeError(f"unknown demo sampling {name!r} (known: {', '.join(SAMPLINGS)})")
+    return names
+
+
 def _names(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
@@ -75,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--run", type=Path, default=Path("runs/default"), help="output folder (default: runs/default)")
     ex.add_argument("--model", default=defaults.model, help="embedded name (smollm2-135m, gemma3-270m), folder or hub id")
     ex.add_argument("--shots", type=_shots, default=defaults.shots, help="comma list of k, one condition each (default: 0,5)")
+    ex.add_argument("--demos", type=_demo_samplings, default=defaults.demos,
+                    help="demo samplings, one condition each per k: fixed (5shot), resampled (5shot-resampled), "
+                         "other-subject (5shot-othersubject), no-header (5shot-noheader); default: fixed")
     ex.add_argument("--subjects", default=defaults.subjects, help="all | largest:N | comma list (default: largest:12)")
     ex.add_argument("--per-subject", type=_positive_int, default=defaults.per_subject, help="eval questions per subject (at most)")
     ex.add_argument("--demo-pool", type=_positive_int, default=defaults.demo_pool, help="demonstrations set apart per subject")

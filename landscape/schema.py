@@ -15,6 +15,8 @@ here (and a bump of ``SCHEMA_VERSION``)::
                                       log p(letter) = logits - logsumexp[:, None] (nats)
         pred    (N,)   int8           argmax of ``logits``
         done    (N,)   bool           rows written; a resumed run redoes the others
+        demo_ids (N, k) int64         ICL: the MMLU ids of each row's demonstrations, in prompt order
+        demo_set (N,)  int32          ICL: rows with the same demos share a number ("which demo set")
 
 Example:
     >>> import h5py, numpy as np, tempfile, os
@@ -204,6 +206,38 @@ def write_rows(
     group["logsumexp"][index] = np.asarray(logsumexp, dtype=np.float32)[order]
     group["pred"][index] = logits.argmax(axis=1).astype(np.int8)
     group["done"][index] = True
+
+
+def write_demo_plan(group: h5py.Group, demo_ids: np.ndarray, demo_set: np.ndarray) -> None:
+    """Record (once, before any row) which demonstrations precede each row's question."""
+    if "demo_ids" in group:
+        if not np.array_equal(group["demo_ids"][:], demo_ids):
+            raise SchemaError(f"{group.name} was started with other demonstrations: use --overwrite")
+        return
+    group.create_dataset("demo_ids", data=np.asarray(demo_ids, dtype=np.int64))
+    group.create_dataset("demo_set", data=np.asarray(demo_set, dtype=np.int32))
+
+
+def read_demo_sets(f: h5py.File, condition: str) -> np.ndarray | None:
+    """(N,) "which demo set" of an ICL condition with demonstrations, else None.
+
+    Runs written before demo plans were stored hold fixed per-subject demos: the set is the subject.
+    """
+    group = get_condition(f, condition)
+    attrs = condition_attrs(group)
+    if attrs.get("kind") != "icl" or int(attrs.get("shots", 0)) == 0:
+        return None
+    if "demo_set" in group:
+        return group["demo_set"][:]
+    if attrs.get("demo_sampling") == "fixed":
+        return np.unique(read_examples(f).subjects, return_inverse=True)[1].astype(np.int32)
+    return None
+
+
+def read_demo_ids(f: h5py.File, condition: str) -> np.ndarray | None:
+    """(N, k) demonstration ids of each row of an ICL condition, when stored."""
+    group = get_condition(f, condition)
+    return group["demo_ids"][:] if "demo_ids" in group else None
 
 
 def rows_done(group: h5py.Group) -> np.ndarray:

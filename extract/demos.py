@@ -1,0 +1,84 @@
+"""Which demonstrations precede each question: the demo-sampling controls of an ICL condition.
+
+With ``fixed`` demos (Doimo et al.'s recipe) every question of a subject shares one prefix, so a
+"subject" cluster may only mean "these prompts begin with the same text". The other samplings
+take that confound apart:
+
+- ``fixed``: the subject's first k pool demos, after a header naming the subject (condition ``5shot``);
+- ``resampled``: each question draws its own k demos from its subject's pool (``5shot-resampled``);
+- ``other-subject``: each question gets the fixed demos of another subject, drawn at random; the
+  header still names the question's subject (``5shot-othersubject``);
+- ``no-header``: the fixed demos with no header line, and no header at 0 shots (``5shot-noheader``).
+
+Draws are seeded per question by (seed, subject, question id), so adding questions or subjects
+changes no other question's demos. The pool is the partition's ``demos`` part, disjoint from eval
+and train.
+
+Example:
+    >>> import numpy as np
+    >>> pool = {"a": [1, 2, 3], "b": [4, 5, 6]}
+    >>> plan = plan_demos(np.array([10, 11]), np.array(["a", "b"]), pool, k=2, sampling="other-subject", seed=0)
+    >>> plan.demo_ids.tolist(), plan.headers.tolist()
+    ([[4, 5], [1, 2]], ['a', 'b'])
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+# sampling -> suffix of the condition name
+SAMPLINGS = {"fixed": "", "resampled": "-resampled", "other-subject": "-othersubject", "no-header": "-noheader"}
+# Samplings that differ from ``fixed`` at 0 shots (no demos: only the header can change).
+ZERO_SHOT_SAMPLINGS = ("fixed", "no-header")
+
+
+def condition_name(shots: int, sampling: str = "fixed") -> str:
+    return f"{shots}shot{SAMPLINGS[sampling]}"
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Per row: ``headers`` (N,) the subject the header names ('' = no header), ``demo_ids`` (N, k)."""
+
+    headers: np.ndarray
+    demo_ids: np.ndarray
+
+    @property
+    def demo_sets(self) -> np.ndarray:
+        """(N,) int32: rows with the same demos in the same order share a number ("which demo set")."""
+        if self.demo_ids.shape[1] == 0:
+            return np.zeros(len(self.demo_ids), dtype=np.int32)
+        return np.unique(self.demo_ids, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int32)
+
+
+def _rng(seed: int, subject: str, question_id: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(subject.encode()), int(question_id), stream])
+
+
+def plan_demos(ids: np.ndarray, subjects: np.ndarray, pool: dict[str, list[int]], *, k: int, sampling: str,
+               seed: int) -> DemoPlan:
+    """The header and demos of every row (``ids``, ``subjects``: (N,)), drawn from ``pool[subject]``."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown demo sampling {sampling!r} (known: {', '.join(SAMPLINGS)})")
+    for subject in set(subjects):
+        if len(pool[subject]) < k:
+            raise ValueError(f"{k} shots asked but subject {subject!r} has {len(pool[subject])} demos in its pool")
+    others = sorted(pool)
+    if sampling == "other-subject" and len(others) < 2:
+        raise ValueError("other-subject demos need at least two subjects")
+    demo_ids = np.zeros((len(ids), k), dtype=np.int64)
+    for row, (question, subject) in enumerate(zip(ids, subjects)):
+        if sampling in ("fixed", "no-header"):
+            chosen = pool[subject][:k]
+        elif sampling == "resampled":
+            chosen = _rng(seed, subject, question, 0).choice(pool[subject], size=k, replace=False)
+        else:
+            candidates = [s for s in others if s != subject]
+            other = candidates[_rng(seed, subject, question, 1).integers(len(candidates))]
+            chosen = pool[other][:k]
+        demo_ids[row] = chosen
+    headers = np.array(["" if sampling == "no-header" else str(s) for s in subjects], dtype=object)
+    return DemoPlan(headers=headers, demo_ids=demo_ids)
