@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from analyses.layer import AnalysisConfig, LayerResult, analyze_layer, compare_layers
-from landscape import reader, schema
+from landscape import faults, reader, schema
 from landscape.atomic import replace_atomically
 from landscape.stats import spearman_bootstrap
 
@@ -91,6 +91,7 @@ def run_analysis(
             path = schema.result_path(name, layer, split=split)
             schema.write_result(f, path, result.scalars, result.arrays, result.skipped)
             f.flush()
+            faults.reached("analyze.result")
             bar.update(1)
         bar.close()
         for split in splits:

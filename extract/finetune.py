@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from extract import data, forward, icl, models, prompts
-from landscape import reader, schema
+from landscape import faults, reader, schema
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
 
@@ -228,6 +228,7 @@ def train_lora(
                 "step": step,
             }
             replace_atomically(state_path, lambda tmp: torch.save(state, tmp))
+        faults.reached("finetune.step")
     bar.close()
     model.eval()
     return {"online_bits": online, "losses": np.array(losses), "steps": total}
@@ -343,6 +344,7 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=list(config.targets), task_type="CAUSAL_LM",
     )
+    torch.manual_seed(config.seed)  # LoRA's A matrices start random: the seed makes a fine-tune reproducible
     try:
         model = get_peft_model(model, lora)
     except ValueError as error:

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from extract import data, demos, forward, models, prompts
-from landscape import schema
+from landscape import faults, schema
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
 
@@ -210,35 +210,21 @@ def extract_condition(
         done = schema.rows_done(group)
         started = time.perf_counter()
         bar = tqdm(total=len(examples), initial=int(done.sum()), desc=name, unit="q", disable=not progress)
-        by_prefix: dict[str, list[int]] = {}
-        for row in np.flatnonzero(~done):
-            by_prefix.setdefault(prefix_text(int(row)), []).append(int(row))
-        alone: list[tuple[int, list[int]]] = []  # (row, prefix + question ids) run without a shared cache
-
-        def question_ids(row: int) -> list[int]:
-            return tokenizer.encode(prompts.render_question(fmt, by_id[int(examples.ids[row])]), add_special_tokens=False)
-
-        def run(batch: list[int], sequences: list[list[int]], prefix) -> None:
-            out = forward.last_token_states(model, sequences, prefix=prefix, letter_ids=letter_ids)
-            schema.write_rows(group, np.array(batch), out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
-            f.flush()
-            bar.update(len(batch))
-
-        for text, rows in sorted(by_prefix.items(), key=lambda item: item[1][0]):
-            prefix_ids = tokenizer.encode(text, add_special_tokens=True)
-            if not (prefix_cache and len(rows) > 1 and prefix_ids):
-                alone += [(row, prefix_ids + question_ids(row)) for row in rows]
+        # Batches are planned over all rows, done or not, and a batch is redone whole unless every
+        # row of it is done: a resumed run computes each row in the very batch it would have had,
+        # so its states are bit-identical to an uninterrupted run's.
+        for prefix_ids, batches in _plan_batches(examples, tokenizer, fmt, by_id, prefix_text, batch_size, prefix_cache):
+            todo = [batch for batch in batches if not done[[row for row, _ in batch]].all()]
+            if not todo:
                 continue
-            prefix = forward.encode_prefix(model, prefix_ids)
-            q_ids = {row: question_ids(row) for row in rows}
-            ordered = sorted(rows, key=lambda r: len(q_ids[r]))
-            for start in range(0, len(ordered), batch_size):
-                batch = ordered[start : start + batch_size]
-                run(batch, [q_ids[r] for r in batch], prefix)
-        alone.sort(key=lambda item: len(item[1]))  # length-sorted batches pad little
-        for start in range(0, len(alone), batch_size):
-            chunk = alone[start : start + batch_size]
-            run([row for row, _ in chunk], [ids for _, ids in chunk], None)
+            prefix = forward.encode_prefix(model, prefix_ids) if prefix_ids else None
+            for batch in todo:
+                rows = [row for row, _ in batch]
+                out = forward.last_token_states(model, [ids for _, ids in batch], prefix=prefix, letter_ids=letter_ids)
+                schema.write_rows(group, np.array(rows), out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
+                f.flush()
+                faults.reached("extract.batch")
+                bar.update(int((~done[rows]).sum()))
         bar.close()
         _, _, pred = schema.read_outputs(f, name)
         accuracy = split_accuracy(pred, examples, "eval")
@@ -254,6 +240,34 @@ def extract_condition(
     n_eval = int((examples.splits == "eval").sum())
     print(f"{name}: accuracy {accuracy:.3f} on {n_eval} eval questions", file=sys.stderr)
     return accuracy
+
+
+def _plan_batches(examples: schema.Examples, tokenizer, fmt: prompts.PromptFormat, by_id, prefix_text, batch_size: int,
+                  prefix_cache: bool) -> list[tuple[list[int], list[list[tuple[int, list[int]]]]]]:
+    """[(shared prefix ids or [], batches of (row, token ids))]: rows sharing a prefix run on its
+    cache; the others (a prefix of their own, or no cache) run whole, batched across prefixes.
+    Batches are length-sorted (little padding) with ties kept in row order."""
+    by_prefix: dict[str, list[int]] = {}
+    for row in range(len(examples)):
+        by_prefix.setdefault(prefix_text(row), []).append(row)
+
+    def question_ids(row: int) -> list[int]:
+        return tokenizer.encode(prompts.render_question(fmt, by_id[int(examples.ids[row])]), add_special_tokens=False)
+
+    def batched(items: list[tuple[int, list[int]]]) -> list[list[tuple[int, list[int]]]]:
+        items = sorted(items, key=lambda item: len(item[1]))
+        return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+
+    plans, alone = [], []
+    for text, rows in by_prefix.items():
+        prefix_ids = tokenizer.encode(text, add_special_tokens=True)
+        if prefix_cache and len(rows) > 1 and prefix_ids:
+            plans.append((prefix_ids, batched([(row, question_ids(row)) for row in rows])))
+        else:
+            alone += [(row, prefix_ids + question_ids(row)) for row in rows]
+    if alone:
+        plans.append(([], batched(alone)))
+    return plans
 
 
 def run_examples(partition: data.Partition, by_id: dict[int, data.Question]) -> schema.Examples:

@@ -41,6 +41,8 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
+from landscape import faults
+
 SCHEMA_VERSION = 1
 HIDDEN_FILE = "hidden.h5"  # RUN/hidden.h5: states, outputs, EDL records
 ANALYSIS_FILE = "analysis.h5"  # RUN/analysis.h5: per-layer results
@@ -205,6 +207,7 @@ def write_rows(
     group["logits"][index] = logits
     group["logsumexp"][index] = np.asarray(logsumexp, dtype=np.float32)[order]
     group["pred"][index] = logits.argmax(axis=1).astype(np.int8)
+    faults.reached("rows.before_done")
     group["done"][index] = True
 
 
@@ -355,6 +358,7 @@ def _write_group(f: h5py.File, path: str, arrays: Mapping[str, np.ndarray], attr
         group.create_dataset(name, data=np.asarray(array))
     for key, value in attrs.items():
         group.attrs[key] = _attr_value(value)
+    faults.reached("group.before_complete")
     group.attrs["complete"] = True
 
 
