@@ -22,8 +22,10 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from analyses import complexity
+from analyses.identifiability import compare_seeds, seed_families
 from analyses.layer import AnalysisConfig, LayerResult, analyze_layer, compare_layers
-from landscape import faults, reader, schema
+from landscape import faults, provenance, reader, schema
 from landscape.atomic import replace_atomically
 from landscape.stats import spearman_bootstrap
 
@@ -44,8 +46,14 @@ def run_analysis(
     jobs: int = 1,
     force: bool = False,
     progress: bool = True,
+    bits_per_parameter: float = 16.0,
+    target_accuracy: float | None = None,
 ) -> Path:
-    """Analyse a run; returns the path of metrics.csv."""
+    """Analyse a run; returns the path of metrics.csv.
+
+    Also: seed-to-seed comparisons of fine-tune families (``analyses.identifiability``) and the
+    task-complexity points and Pareto front (``analyses.complexity``; LoRA weights cost
+    ``bits_per_parameter``; ``target_accuracy`` defaults to halfway from 0-shot to the best)."""
     config.validate()
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -94,13 +102,30 @@ def run_analysis(
             faults.reached("analyze.result")
             bar.update(1)
         bar.close()
+        big_enough = [s for s in splits if (examples.splits == s).sum() > config.maxk]  # a small train split is just skipped
+        _refuse_degenerate(f, big_enough, conditions, n_layers, layers)
         for split in splits:
             _compare_pairs(f, split, conditions, n_layers, layers, config)
         split_rows = {split: np.flatnonzero(examples.splits == split) for split in splits}
         for name in edl_names:
             if name in conditions and "0shot" in conditions:
                 _correlate_edl(f, hidden, name, split_rows, n_layers[name], layers)
+        info = reader.info(hidden)["conditions"]
+        for base, family in seed_families([n for n in edl_names if n in conditions]).items():
+            _compare_seeds(f, hidden, base, family, info, n_layers[base], layers)
+        _write_complexity(f, hidden, info, bits_per_parameter, target_accuracy)
     return write_metrics_csv(out)
+
+
+def _refuse_degenerate(f: h5py.File, splits, conditions, n_layers: dict[str, int], layers) -> None:
+    """A condition whose every layer has no geometry (e.g. all points identical) is an error, not
+    a table of NaNs. One such layer is normal: layer 0 is the same token's embedding in every row."""
+    for split in splits:
+        for name in conditions:
+            chosen = range(n_layers[name]) if layers is None else sorted({l % n_layers[name] for l in layers})
+            reasons = [schema.read_result(f, schema.result_path(name, l, split=split))[2] for l in chosen]
+            if reasons and all(reasons):
+                raise ValueError(f"no layer of {name} ({split} rows) has a geometry: {reasons[-1]}")
 
 
 def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) -> None:
@@ -117,7 +142,7 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
-            schema.write_analysis_header(f, settings, str(hidden.name))
+            schema.write_analysis_header(f, settings, str(hidden.name), provenance.stamp())
 
     replace_atomically(out, write)
 
@@ -128,6 +153,10 @@ def _task(hidden: Path, split: str, name: str, layer: int, config: AnalysisConfi
         rows = np.flatnonzero(examples.splits == split)
         X = schema.read_layer(f, name, layer)[rows]
         demo_sets = schema.read_demo_sets(f, name)
+    bad = int((~np.isfinite(X).all(axis=1)).sum())
+    if bad:
+        raise ValueError(f"{name} layer {layer} holds NaN or inf in {bad} of {len(X)} {split} rows: the forward pass "
+                         "overflowed (try --dtype float32) or the file is damaged; re-extract it with --overwrite")
     result = analyze_layer(X, examples.subjects[rows], examples.answers[rows], config,
                            demo_sets=None if demo_sets is None else demo_sets[rows])
     result.arrays["rows"] = rows  # row of each result row in /examples
@@ -201,6 +230,49 @@ def _correlate_edl(f: h5py.File, hidden: Path, name: str, split_rows: dict[str, 
                 corr = spearman_bootstrap(values, x.astype(float), n_boot=1000, seed=layer)
                 scalars.update({f"{feature}_rho": corr.rho, f"{feature}_low": corr.low, f"{feature}_high": corr.high})
             schema.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
+
+
+def _compare_seeds(f: h5py.File, hidden: Path, base: str, family: list[str], info: dict, n_layers: int, layers) -> None:
+    """Per layer (eval rows): how far apart the landscapes of one fine-tune's seeds are."""
+    with h5py.File(hidden, "r") as h:
+        eval_bits = {name: float(schema.read_edl(h, name)[0]["eval_final_bits"].mean()) for name in family}
+    accuracy = {name: float(info[name]["accuracy"]) for name in family}
+    for layer in range(n_layers) if layers is None else sorted({l % n_layers for l in layers}):
+        scalars, pairs = {}, {}
+        for name in family:
+            values, _, skipped = schema.read_result(f, schema.result_path(name, layer, split="eval"))
+            scalars[name] = {} if skipped else values
+        for a, b in itertools.permutations(family, 2):
+            path = schema.result_path(a, layer, other=b, split="eval")
+            if path in f and not f[path].attrs.get("skipped"):
+                pairs[(a, b)] = pairs[(b, a)] = schema.read_result(f, path)[0]
+        path = schema.seeds_path(base, layer, split="eval")
+        if not all(scalars.values()):
+            schema.write_result(f, path, {}, {}, "no landscape at this layer for every seed")
+            continue
+        schema.write_result(f, path, compare_seeds(scalars, pairs, eval_bits, accuracy), {}, "")
+
+
+def _write_complexity(f: h5py.File, hidden: Path, info: dict, bits_per_parameter: float, target: float | None) -> None:
+    """Task-complexity points of every strategy the run holds, and their Pareto front."""
+    with h5py.File(hidden, "r") as h:
+        edl = {name: schema.read_edl(h, name) for name in schema.edl_names(h)}
+    done = {name: attrs for name, attrs in info.items() if attrs.get("complete")}
+    points = (complexity.icl_points(done) + complexity.lora_points(done, {n: a for n, (_, a) in edl.items()
+                                                                         if a.get("labels") == "true"}, bits_per_parameter)
+              + complexity.data_points(done, edl))
+    if not points:
+        return
+    baseline = float(done["0shot"]["accuracy"]) if "0shot" in done else float("nan")
+    best = max(p.accuracy for p in points)
+    if target is None:
+        target = baseline + 0.5 * (best - baseline) if np.isfinite(baseline) else best
+    schema.write_complexity(f, {
+        "strategy": np.array([p.strategy for p in points]), "label": np.array([p.label for p in points]),
+        "bits": np.array([p.bits for p in points]), "accuracy": np.array([p.accuracy for p in points]),
+        "on_front": complexity.pareto_front(points),
+    }, {"baseline_accuracy": baseline, "target_accuracy": float(target), "best_accuracy": best,
+        "smallest_bits": complexity.smallest_bits(points, target), "bits_per_parameter": bits_per_parameter})
 
 
 def _as_result(stored: tuple[dict, dict, str]) -> LayerResult:

@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from extract import data, forward, icl, models, prompts
-from landscape import faults, reader, schema
+from landscape import faults, provenance, reader, schema
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
 
@@ -445,6 +445,7 @@ def write_edl_record(
             else "4-way letter code of each block under a model retrained from the base on all earlier blocks"
         ),
         "settings": config.training_settings(),
+        **provenance.stamp(),
     }
     arrays = {
         "rows": train.rows,
@@ -463,7 +464,7 @@ def write_edl_record(
     }
     with h5py.File(hidden, "a") as f:
         schema.write_edl(f, config.name, arrays, totals)
-    return {k: v for k, v in totals.items() if k not in ("settings", "online_code")}
+    return {k: v for k, v in totals.items() if k not in ("settings", "online_code", "command", "created_at", "versions")}
 
 
 def _load_adapter(model, adapter_dir: Path) -> None:

@@ -22,10 +22,12 @@ Example (a tiny random model, see tests/conftest.py)::
 from __future__ import annotations
 
 import copy
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -80,6 +82,26 @@ def letter_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, le
     input_ids, mask, last = pad_right(sequences, device)
     logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], use_cache=False), last)
     return torch.log_softmax(logits[:, list(letter_ids)], dim=-1)
+
+
+def token_bits(model: nn.Module, sequences: Sequence[Sequence[int]], starts: Sequence[int]) -> np.ndarray:
+    """(B,) bits of each sequence's tokens from position ``starts[b]`` on, each coded by the model
+    given every token before it: sum of -log2 p(token_t | tokens_<t), the arithmetic-code length.
+
+    Right padding leaves every real token's context unchanged, so a sequence costs the same bits
+    alone or in any batch. ``starts[b]`` >= 1 (the first token has no prediction).
+    """
+    if any(start < 1 or start > len(seq) for seq, start in zip(sequences, starts)):
+        raise ForwardError("token_bits: each start must be in 1..len(sequence)")
+    device = next(model.parameters()).device
+    input_ids, mask, _ = pad_right(sequences, device)
+    with torch.inference_mode():
+        logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits.float()
+    log_probs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, input_ids[:, 1:, None])[..., 0]  # (B, T-1) nats
+    positions = torch.arange(1, input_ids.shape[1], device=device)[None, :]
+    lengths = mask.sum(dim=1)[:, None]
+    coded = (positions >= torch.tensor(list(starts), device=device)[:, None]) & (positions < lengths)
+    return (-(log_probs * coded).sum(dim=1) / math.log(2)).double().cpu().numpy()
 
 
 def letter_token_ids(tokenizer, texts: Sequence[str]) -> list[int]:

@@ -9,8 +9,6 @@ resumes; a run folder made with other settings is refused unless ``overwrite``.
 
 from __future__ import annotations
 
-import datetime as _dt
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from extract import data, demos, forward, models, prompts
-from landscape import faults, schema
+from landscape import faults, provenance, schema
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
 
@@ -87,18 +85,6 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtypes[name]
 
 
-def versions() -> dict[str, str]:
-    import transformers
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-    }
-
-
 def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True) -> dict[str, float]:
     """Extract every condition of ``config`` into ``run_dir/hidden.h5``; returns accuracy per condition."""
     config.validate()
@@ -134,9 +120,8 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / schema.HIDDEN_FILE
+    model, tokenizer = models.load_model(resolved, device, dtype)  # a model that does not load leaves no file
     _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
-
-    model, tokenizer = models.load_model(resolved, device, dtype)
     letter_ids = forward.letter_token_ids(tokenizer, prompts.answer_texts(fmt))
 
     accuracies = {}
@@ -166,7 +151,34 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
                 fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_size, prefix_cache=config.prefix_cache,
                 overwrite=overwrite, progress=progress,
             )
+            if sampling == "fixed":
+                _record_demo_bits(path, name, model, tokenizer, fmt, partition, by_id, k)
     return accuracies
+
+
+def demo_bits(model, tokenizer, fmt: prompts.PromptFormat, subject: str, demo_questions: list[data.Question]) -> tuple[float, int]:
+    """(bits, tokens) of a subject's demonstrations coded by the model itself, after the header:
+    the length of their arithmetic code, the description length of the ICL "program" (task
+    complexity, arXiv 2602.15829)."""
+    header = tokenizer.encode(prompts.render_prefix(fmt, subject, []), add_special_tokens=True)
+    prefix = tokenizer.encode(prompts.render_prefix(fmt, subject, demo_questions), add_special_tokens=True)
+    start = next((i for i, (a, b) in enumerate(zip(header, prefix)) if a != b), min(len(header), len(prefix)))
+    start = max(start, 1)
+    return float(forward.token_bits(model, [prefix], [start])[0]), len(prefix) - start
+
+
+def _record_demo_bits(path: Path, name: str, model, tokenizer, fmt, partition: data.Partition, by_id, k: int) -> None:
+    """Add the demos' code length to a fixed-demo condition's attrs (once; older runs get it on a re-run)."""
+    with h5py.File(path, "a") as f:
+        group = schema.get_condition(f, name)
+        if "demo_bits_total" in group.attrs:
+            return
+        bits, tokens = {}, {}
+        for subject in partition.subjects:
+            demos_of = [by_id[i] for i in partition.demos[subject][:k]]
+            bits[subject], tokens[subject] = demo_bits(model, tokenizer, fmt, subject, demos_of) if k else (0.0, 0)
+        schema.update_condition_attrs(group, {"demo_bits": bits, "demo_tokens": tokens,
+                                              "demo_bits_total": float(sum(bits.values()))})
 
 
 def _prefix_texts(fmt: prompts.PromptFormat, plan: demos.DemoPlan, by_id: dict[int, data.Question]):
@@ -302,10 +314,7 @@ def _open_or_create(path: Path, header: dict, examples: schema.Examples, partiti
             if not np.array_equal(schema.read_examples(f).ids, examples.ids):
                 raise RunMismatch(f"{path} holds other examples: use another RUN folder or --overwrite")
         return
-    attrs = dict(header)
-    attrs["created_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    attrs["versions"] = versions()
-    attrs["command"] = " ".join(["landscape", *sys.argv[1:]])
+    attrs = {**header, **provenance.stamp()}
     parts = {
         "demos": _ids_subjects([i for s in partition.subjects for i in partition.demos[s]], by_id),
         "train": _ids_subjects(partition.train, by_id),
@@ -336,4 +345,6 @@ def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: 
                 f"condition {name} in {f.filename} was made with other {key}: use another RUN folder or --overwrite"
             )
         schema.delete_condition(f, name)
-    return schema.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width, attrs=settings)
+    # Provenance beside the settings: only the settings are compared when a run resumes.
+    return schema.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width,
+                                   attrs={**settings, **provenance.stamp()})

@@ -41,6 +41,7 @@ class RunData:
     profiles: dict[tuple[str, str], Profile] = field(default_factory=dict)
     analysis_settings: dict[str, Any] = field(default_factory=dict)
     edl: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = field(default_factory=dict)
+    complexity: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None
 
     @property
     def conditions(self) -> list[str]:
@@ -52,6 +53,9 @@ class RunData:
 
     def pairs(self, split: str = "eval") -> list[str]:
         return sorted(name for s, name in self.profiles if s == split and "~" in name)
+
+    def seed_families(self, split: str = "eval") -> list[str]:
+        return sorted(name[6:] for s, name in self.profiles if s == split and name.startswith("seeds:"))
 
     def correlation_targets(self, split: str) -> list[str]:
         return sorted(name[5:] for s, name in self.profiles if s == split and name.startswith("corr:"))
@@ -77,6 +81,7 @@ def collect(run: Path) -> RunData:
     series: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     with _open_analysis(path) as f:
         data.analysis_settings = schema.analysis_settings(f)
+        data.complexity = schema.read_complexity(f)
         for split, name, layer, scalars, _ in schema.iter_results(f):
             for metric, value in scalars.items():
                 series[(split, name)][metric].append((layer, value))

@@ -19,6 +19,7 @@ import numpy as np
 import plotly.offline
 from tqdm import tqdm
 
+from figures import complexity as complexity_figures
 from figures import edl as edl_figures
 from figures import maps, profiles, tree
 from figures.collect import RunData, collect, layer_arrays, question_texts, trees
@@ -149,6 +150,22 @@ def run_report(run: Path, config: ReportConfig = ReportConfig(), *, progress: bo
         sections.append(Section("edl", "Excess description length",
                                 "Prequential (online) code of the training labels while fine-tuning vs the code "
                                 "of the final model; EDL = online - final bits. Control: random labels.", parts))
+
+    # --- task complexity and non-identifiability
+    parts = []
+    if data.complexity is not None:
+        static["complexity"] = complexity_figures.complexity_figure(*data.complexity)
+        parts.append(figure_div(static["complexity"], "complexity"))
+    for base in data.seed_families("eval"):
+        static[f"seeds_{base}"] = complexity_figures.seeds_figure(data.profiles[("eval", f"seeds:{base}")], base)
+        parts.append(figure_div(static[f"seeds_{base}"], f"seeds_{base}"))
+    if parts:
+        sections.append(Section("complexity", "Task complexity and non-identifiability",
+                                "Upper bounds on the description length that reaches each accuracy (ICL demos coded "
+                                "by the model, LoRA weights at "
+                                f"{(data.complexity or ({}, {}))[1].get('bits_per_parameter', 16):g} bits each, the "
+                                "prequential code of the training labels), and how far apart the landscapes of "
+                                "fine-tunes that differ only in their seed are, next to their loss spread.", parts))
 
     header = _header(data)
     title = f"landscape: {data.info.get('model', '?')} on {run.name}"

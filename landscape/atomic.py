@@ -24,9 +24,19 @@ def replace_atomically(target: Path, write: Callable[[Path], object], *, suffix:
     """
     target = Path(target)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}{suffix}")
-    if tmp.is_dir():
-        shutil.rmtree(tmp)
-    write(tmp)
+    _remove(tmp)
+    try:
+        write(tmp)
+    except BaseException:  # a full disk, a bug, Ctrl-C: the target is untouched, the half-written copy goes
+        _remove(tmp)
+        raise
     if target.is_dir():
         shutil.rmtree(target)
     os.replace(tmp, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()

@@ -70,6 +70,13 @@ def _layer_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"bad layer list {text!r}: expected integers") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from analyses.layer import AnalysisConfig
     from extract.finetune import FinetuneConfig
@@ -77,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Defaults come from the config dataclasses, the one place they are set.
     defaults, ft_defaults, an_defaults = ExtractConfig(), FinetuneConfig(), AnalysisConfig()
-    parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="landscape", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -114,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--batch-size", type=_positive_int, default=ft_defaults.batch_size)
     ft.add_argument("--warmup", type=_fraction, default=ft_defaults.warmup, help="warm-up steps as a fraction of all steps")
     ft.add_argument("--seed", type=_nonnegative_int, default=ft_defaults.seed)
+    ft.add_argument("--seeds", type=_layer_list, default=None,
+                    help="several fine-tunes that differ only in their seed: NAME (seed 0), NAME-seed1, ... (non-identifiability)")
     ft.add_argument("--schedule", choices=("online", "blockwise"), default="online",
                     help="prequential code: one online pass, or Voita & Titov's blocks (retrains per block: GPU)")
     ft.add_argument("--checkpoints", type=_layer_list, default=(), help="steps whose adapters are kept and extracted (sft@step<k>)")
@@ -129,12 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--density-k", type=_positive_int, default=an_defaults.density_k, help="neighbours of the kNN density")
     an.add_argument("--Z", type=_positive_float, default=an_defaults.Z, help="ADP merging threshold")
     an.add_argument("--class-fraction", type=_positive_float, default=an_defaults.class_fraction, help="label overlap: k_i = fraction x class size")
+    an.add_argument("--tree-min-size", type=_positive_int, default=an_defaults.tree_min_size, help="dendrogram leaves: clusters with more points")
     an.add_argument("--overlap-k", type=_positive_int, default=an_defaults.overlap_k, help="neighbours of the data overlap between conditions")
     an.add_argument("--conditions", type=_names, default=None, help="comma list (default: all)")
     an.add_argument("--layers", type=_layer_list, default=None, help="comma list (default: all; negative counts from the end)")
+    an.add_argument("--bits-per-parameter", type=_positive_float, default=16.0, help="task complexity: bits to write one LoRA weight")
+    an.add_argument("--target-accuracy", type=_number(float, lambda v: 0 <= v <= 1, "in [0, 1]"), default=None,
+                    help="task complexity: the accuracy whose smallest description is read off (default: halfway from 0-shot to the best)")
     an.add_argument("--jobs", type=_positive_int, default=1, help="worker processes, one (condition, layer) each")
     an.add_argument("--device", default="auto", help="for the kNN graph: auto (cuda if present), cpu, cuda")
-    an.add_argument("--force", action="store_true", help="recompute everything")
+    an.add_argument("--splits", type=_names, default=None, help="comma list of eval, train (default: those the run has)")
+    an.add_argument("--force", "--overwrite", dest="force", action="store_true",
+                    help="recompute everything (a file made with other settings is refused otherwise)")
     an.add_argument("--no-progress", action="store_true")
 
     rep = sub.add_parser("report", help="one offline interactive page of a run (RUN/report/index.html)")
@@ -148,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--check", action="store_true", help="then open the page in headless Chromium: console errors, figures drawn, load time, screenshot")
     rep.add_argument("--no-progress", action="store_true")
 
-    inf = sub.add_parser("info", help="print a run's provenance and conditions")
+    inf = sub.add_parser("info", help="a run's provenance and what each stage has written")
     inf.add_argument("run", type=Path)
+    inf.add_argument("--json", action="store_true", help="everything, as JSON (provenance, settings, stages)")
     return parser
 
 
@@ -172,16 +188,24 @@ def _extract(args: argparse.Namespace) -> None:
 def _finetune(args: argparse.Namespace) -> None:
     from extract.finetune import FinetuneConfig, describe, run_finetune
 
-    config = _config(
-        FinetuneConfig,
-        args,
-        name=args.name or ("sft" if args.labels == "true" else "sft-random"),
-        targets=tuple(args.targets),
-        checkpoints=tuple(sorted(set(args.checkpoints))),
-        mmlu_path=args.mmlu,
-    )
-    summary = run_finetune(args.run, config, overwrite=args.overwrite, progress=not args.no_progress)
-    print(describe(summary))
+    from analyses.identifiability import seed_family_name
+
+    base = args.name or ("sft" if args.labels == "true" else "sft-random")
+    seeds = sorted(set(args.seeds)) if args.seeds else [args.seed]
+    if any(seed < 0 for seed in seeds):
+        raise ValueError(f"seeds must be >= 0, got {seeds}")
+    for seed in seeds:
+        config = _config(
+            FinetuneConfig,
+            args,
+            name=seed_family_name(base, seed) if args.seeds else base,
+            seed=seed,
+            targets=tuple(args.targets),
+            checkpoints=tuple(sorted(set(args.checkpoints))),
+            mmlu_path=args.mmlu,
+        )
+        summary = run_finetune(args.run, config, overwrite=args.overwrite, progress=not args.no_progress)
+        print(describe({"name": config.name, **summary}))
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -190,8 +214,9 @@ def _analyze(args: argparse.Namespace) -> None:
 
     config = _config(AnalysisConfig, args, gride_range=args.maxk)
     metrics = run_analysis(
-        args.run, config, conditions=args.conditions, layers=args.layers, jobs=args.jobs,
-        force=args.force, progress=not args.no_progress,
+        args.run, config, conditions=args.conditions, layers=args.layers, splits=args.splits, jobs=args.jobs,
+        force=args.force, progress=not args.no_progress, bits_per_parameter=args.bits_per_parameter,
+        target_accuracy=args.target_accuracy,
     )
     print(f"wrote {metrics.parent / 'analysis.h5'} and {metrics}")
 
@@ -214,14 +239,22 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    import landscape
+    from landscape import reader
 
-    print(json.dumps(landscape.info(args.run), indent=2, default=str))
+    info, status = reader.info(args.run), reader.status(args.run)
+    if args.json:
+        print(json.dumps({**info, "stages": status}, indent=2, default=str))
+    else:
+        print(reader.describe_status(info, status))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "no_progress", False) and args.command in ("extract", "finetune"):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its weight-loading bars too
     handlers = {"extract": _extract, "finetune": _finetune, "analyze": _analyze, "report": _report, "info": _info}
     try:
         handlers[args.command](args)

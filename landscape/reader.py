@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,13 @@ def open_run_file(run: str | Path) -> h5py.File:
     try:
         f = h5py.File(path, "r")
     except OSError as error:
-        raise schema.SchemaError(f"{path} is not a readable HDF5 file ({error})") from None
+        if "unable to lock file" not in str(error):
+            raise schema.SchemaError(f"{path} is not a readable HDF5 file ({error})") from None
+        # Another process is writing it (an extraction in progress): read what it has flushed.
+        try:
+            f = h5py.File(path, "r", locking=False)
+        except OSError as again:
+            raise schema.SchemaError(f"{path} is being written by another process and cannot be read now ({again})") from None
     schema.check_version(f)
     return f
 
@@ -92,3 +99,74 @@ def load_layer(run: str | Path, condition: str, layer: int) -> Layer:
         pred=pred,
         splits=ex.splits,
     )
+
+
+def status(run: str | Path) -> dict:
+    """What each stage has written so far, for ``landscape info``.
+
+    ``extract``: per condition, rows done of N and whether complete; ``finetune``: the EDL records
+    (totals, settings, provenance); ``analyze``: analysis.h5's provenance and, per split and
+    condition, layers complete of those stored; ``report``: the page's path, if written.
+    """
+    hidden = hidden_path(run)
+    out: dict = {"extract": {}, "finetune": {}, "analyze": None, "report": None}
+    with open_run_file(hidden) as f:
+        for name in schema.condition_names(f):
+            group = schema.get_condition(f, name)
+            done = schema.rows_done(group)
+            out["extract"][name] = {"rows_done": int(done.sum()), "rows": len(done),
+                                    "complete": bool(group.attrs["complete"]), "layers": schema.n_layers(f, name)}
+        for name in schema.edl_names(f):
+            out["finetune"][name] = schema.read_edl(f, name)[1]
+    analysis = hidden.with_name(schema.ANALYSIS_FILE)
+    if analysis.is_file():
+        try:
+            with h5py.File(analysis, "r") as f:
+                counts: dict = {}
+                for split, name, _, _, _ in schema.iter_results(f):
+                    counts.setdefault(split, {}).setdefault(name, 0)
+                    counts[split][name] += 1
+                out["analyze"] = {**schema.analysis_attrs(f), "layers_complete": counts}
+        except OSError as error:
+            out["analyze"] = {"error": f"unreadable: {error}"}
+    page = hidden.parent / schema.REPORT_DIR / "index.html"
+    if page.is_file():
+        out["report"] = str(page)
+    return out
+
+
+def describe_status(info_: dict, status_: dict) -> str:
+    """A few readable lines: provenance, then each stage and what it holds."""
+    lines = [
+        f"model     {info_.get('model')}  sha256 {info_.get('model_hash')}",
+        f"data      {info_.get('dataset')}  sha256 {info_.get('dataset_hash')}",
+        f"partition {json.dumps(info_.get('partition'))}  split seed {info_.get('split_seed')}",
+        f"created   {info_.get('created_at')}  by `{info_.get('command')}`",
+        f"versions  {json.dumps(info_.get('versions'))}",
+        "extract:",
+    ]
+    for name, s in status_["extract"].items():
+        attrs = info_["conditions"][name]
+        state = "complete" if s["complete"] else f"INCOMPLETE ({s['rows_done']}/{s['rows']} rows): re-run the command to resume"
+        accuracy = f"accuracy {attrs['accuracy']:.4f}" if "accuracy" in attrs else ""
+        lines.append(f"  {name:<22} {attrs.get('kind', '')} {attrs.get('shots', '')}-shot {attrs.get('demo_sampling', '')}"
+                     f"  {s['rows']} rows x {s['layers']} layers  {state}  {accuracy}"
+                     + (f"  [{attrs['created_at']} `{attrs['command']}`]" if "command" in attrs else ""))
+    lines.append("finetune:" + ("" if status_["finetune"] else " not run (landscape finetune RUN)"))
+    for name, attrs in status_["finetune"].items():
+        seed = attrs.get("settings", {}).get("seed")
+        lines.append(f"  {name:<22} {attrs.get('labels')} labels, n={attrs.get('n_train')}, EDL {attrs.get('edl_bits', 0):.1f} bits "
+                     f"(online {attrs.get('mdl_bits', 0):.1f}, final {attrs.get('final_bits', 0):.1f}), seed {seed}")
+    analyze = status_["analyze"]
+    if analyze is None:
+        lines.append("analyze: not run (landscape analyze RUN)")
+    elif "error" in analyze:
+        lines.append(f"analyze: {analyze['error']}")
+    else:
+        made = f"{analyze['created_at']} by `{analyze['command']}`  " if "command" in analyze else ""
+        lines.append(f"analyze: {made}settings {json.dumps(analyze.get('settings'))}")
+        for split, by_name in analyze["layers_complete"].items():
+            counts = ", ".join(f"{name} {n}" for name, n in sorted(by_name.items()) if "~" not in name and not name.startswith("corr:"))
+            lines.append(f"  {split}: layers complete: {counts}")
+    lines.append(f"report: {status_['report'] or 'not written (landscape report RUN)'}")
+    return "\n".join(lines)

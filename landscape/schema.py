@@ -248,6 +248,11 @@ def rows_done(group: h5py.Group) -> np.ndarray:
     return group["done"][:]
 
 
+def update_condition_attrs(group: h5py.Group, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        group.attrs[key] = _attr_value(value)
+
+
 def finish_condition(group: h5py.Group, attrs: Mapping[str, Any]) -> None:
     for key, value in attrs.items():
         group.attrs[key] = _attr_value(value)
@@ -313,12 +318,37 @@ def _decode_attr(value: Any) -> Any:
 #   /pairs/<split>/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters
 #        data_overlap (n,)
 #   /correlations/<split>/<target>/<layer:03d>/  attrs: complete, skipped, <feature>_{rho,low,high}
+#   /seeds/<split>/<base>/<layer:03d>/         attrs: how far apart the landscapes of fine-tunes that
+#        differ only in their seed are (overlap, ARI, ID range) next to their loss and accuracy spread
+#   /complexity/                               attrs: baseline_accuracy, target_accuracy, smallest_bits,
+#        bits_per_parameter; strategy, label, bits, accuracy, on_front (P,)   (task complexity)
 
 _LAYERS = "layers"
 _PAIRS = "pairs"
 
 
 _CORRELATIONS = "correlations"
+_SEEDS = "seeds"
+_COMPLEXITY = "complexity"
+
+
+def seeds_path(base: str, layer: int, *, split: str) -> str:
+    """Group of the seed-to-seed comparison of the fine-tunes ``base``, ``base-seed<k>``, ..."""
+    return f"{_SEEDS}/{split}/{base}/{layer:03d}"
+
+
+def write_complexity(f: h5py.File, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
+    _write_group(f, _COMPLEXITY, arrays, attrs)
+
+
+def read_complexity(f: h5py.File) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    if not result_done(f, _COMPLEXITY):
+        return None
+    group = f[_COMPLEXITY]
+    arrays = {name: group[name][()] for name in group}
+    for name in ("strategy", "label"):
+        arrays[name] = group[name].asstr()[()].astype(str)
+    return arrays, _decoded_attrs(group)
 
 
 def result_path(condition: str, layer: int, other: str | None = None, *, split: str = "eval") -> str:
@@ -333,10 +363,16 @@ def correlation_path(target: str, layer: int, *, split: str) -> str:
     return f"{_CORRELATIONS}/{split}/{target}/{layer:03d}"
 
 
-def write_analysis_header(f: h5py.File, settings: Mapping[str, Any], source: str) -> None:
+def write_analysis_header(f: h5py.File, settings: Mapping[str, Any], source: str, stamp: Mapping[str, Any]) -> None:
     f.attrs["schema_version"] = SCHEMA_VERSION
     f.attrs["settings"] = _attr_value(dict(settings))
     f.attrs["source_hidden"] = source
+    for key, value in stamp.items():  # command, created_at, versions
+        f.attrs[key] = _attr_value(value)
+
+
+def analysis_attrs(f: h5py.File) -> dict[str, Any]:
+    return _decoded_attrs(f)
 
 
 def analysis_settings(f: h5py.File) -> dict[str, Any]:
@@ -355,7 +391,11 @@ def _write_group(f: h5py.File, path: str, arrays: Mapping[str, np.ndarray], attr
         del f[path]
     group = f.create_group(path)
     for name, array in arrays.items():
-        group.create_dataset(name, data=np.asarray(array))
+        array = np.asarray(array)
+        if array.dtype.kind in "UO":  # text: stored as UTF-8 strings
+            group.create_dataset(name, data=array.astype(object), dtype=_STR)
+        else:
+            group.create_dataset(name, data=array)
     for key, value in attrs.items():
         group.attrs[key] = _attr_value(value)
     faults.reached("group.before_complete")
@@ -379,14 +419,15 @@ def read_result(f: h5py.File, path: str) -> tuple[dict[str, float], dict[str, np
 def iter_results(f: h5py.File):
     """Yield (split, condition, layer, scalars, skipped) for every complete result.
 
-    Pairs of conditions are named 'a~b'; correlations 'corr:<target>'.
+    Pairs of conditions are named 'a~b'; correlations 'corr:<target>'; seed comparisons 'seeds:<base>'.
     """
-    for top in (_LAYERS, _PAIRS, _CORRELATIONS):
+    prefixes = {_CORRELATIONS: "corr:", _SEEDS: "seeds:"}
+    for top in (_LAYERS, _PAIRS, _CORRELATIONS, _SEEDS):
         if top not in f:
             continue
         for split, by_split in f[top].items():
             for name, group in by_split.items():
-                label = f"corr:{name}" if top == _CORRELATIONS else name
+                label = prefixes.get(top, "") + name
                 for layer_name, result in group.items():
                     if result.attrs.get("complete", False):
                         yield split, label, int(layer_name), _result_scalars(result), str(result.attrs.get("skipped", ""))

@@ -1,0 +1,236 @@
+"""Every bad input gets one line on stderr, a non-zero exit, no traceback, and loses nothing."""
+
+import errno
+import hashlib
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from analyses.run import run_analysis
+from extract.icl import ExtractConfig, run_extract
+from landscape import cli, schema
+from tests.test_analyses import SMALL
+
+
+def fails(argv, capsys, match: str, code: int | None = None) -> str:
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as exit_:  # argparse
+        rc = exit_.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc != 0 and (code is None or rc == code), (rc, err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
+    folder = tmp_path_factory.mktemp("good")
+    run_extract(ExtractConfig(model=str(tiny_model_dir), mmlu_path=str(tiny_mmlu), shots=(0, 1), subjects="all",
+                              per_subject=12, demo_pool=2, train_per_subject=0, batch_size=8), folder, progress=False)
+    run_analysis(folder, SMALL, progress=False)
+    return folder
+
+
+def copy_run(good_run, tmp_path, *, analysis: bool = True):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(good_run / "hidden.h5", run / "hidden.h5")
+    if analysis:
+        shutil.copy(good_run / "analysis.h5", run / "analysis.h5")
+    return run
+
+
+def extract_argv(run, tiny_model_dir, tiny_mmlu, *extra):
+    return ["extract", "--run", run, "--model", tiny_model_dir, "--mmlu", tiny_mmlu, "--subjects", "all",
+            "--shots", "0,1", "--per-subject", 12, "--demo-pool", 2, "--train-per-subject", 0, "--batch-size", 8,
+            "--no-progress", *extra]
+
+
+SMALL_FLAGS = ["--maxk", 20, "--density-k", 8, "--overlap-k", 10, "--tree-min-size", 3, "--no-progress"]
+
+
+def test_unknown_model_and_unreadable_model_folder(tmp_path, capsys, tiny_mmlu):
+    base = ["extract", "--run", tmp_path / "r", "--mmlu", tiny_mmlu, "--subjects", "all", "--no-progress"]
+    fails([*base, "--model", "no-such-model-xyz"], capsys, "unknown model 'no-such-model-xyz'")
+    (tmp_path / "empty").mkdir()
+    fails([*base, "--model", tmp_path / "empty"], capsys, "has no config.json")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ not json")
+    fails([*base, "--model", broken], capsys, "landscape: error:")
+    assert not (tmp_path / "r" / "hidden.h5").exists()
+
+
+def test_truncated_hdf5_is_refused_and_kept(good_run, tmp_path, capsys, tiny_model_dir, tiny_mmlu):
+    run = copy_run(good_run, tmp_path, analysis=False)
+    data = (run / "hidden.h5").read_bytes()
+    (run / "hidden.h5").write_bytes(data[: len(data) // 2])
+    before = digest(run / "hidden.h5")
+    fails(["analyze", run, *SMALL_FLAGS], capsys, "is not a readable HDF5 file")
+    fails(["info", run], capsys, "is not a readable HDF5 file")
+    fails(["report", run], capsys, "is not a readable HDF5 file")
+    fails(extract_argv(run, tiny_model_dir, tiny_mmlu), capsys, "landscape: error:")
+    assert digest(run / "hidden.h5") == before  # nothing replaced the damaged file
+    (run / "hidden.h5").write_bytes(b"not an hdf5 file at all")
+    fails(["analyze", run, *SMALL_FLAGS], capsys, "is not a readable HDF5 file")
+
+
+def test_corrupt_analysis_file_is_refused_and_kept(good_run, tmp_path, capsys):
+    run = copy_run(good_run, tmp_path)
+    (run / "analysis.h5").write_bytes(b"\x89HDF\r\n\x1a\n garbage")
+    fails(["analyze", run, *SMALL_FLAGS], capsys, "landscape: error:")
+    fails(["report", run, "--png", "no"], capsys, "not a readable HDF5 file")
+    assert (run / "analysis.h5").read_bytes() == b"\x89HDF\r\n\x1a\n garbage"
+
+
+def test_file_of_another_schema_version(good_run, tmp_path, capsys):
+    run = copy_run(good_run, tmp_path)
+    with h5py.File(run / "hidden.h5", "a") as f:
+        f.attrs["schema_version"] = 99
+    fails(["analyze", run, *SMALL_FLAGS], capsys, "has schema version 99; this landscape reads version 1")
+    fails(["info", run], capsys, "schema version 99")
+    with h5py.File(run / "hidden.h5", "a") as f:
+        f.attrs["schema_version"] = schema.SCHEMA_VERSION
+    with h5py.File(run / "analysis.h5", "a") as f:
+        f.attrs["schema_version"] = 99
+    fails(["analyze", run, *SMALL_FLAGS], capsys, "is not an analysis file of schema version 1")
+
+
+def test_a_stage_before_the_one_it_needs(good_run, tmp_path, capsys, tiny_mmlu):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for command in (["analyze", empty], ["finetune", empty, "--mmlu", tiny_mmlu], ["report", empty], ["info", empty]):
+        fails(command, capsys, "run `landscape extract` first")
+    run = copy_run(good_run, tmp_path, analysis=False)
+    fails(["report", run, "--png", "no"], capsys, "run `landscape analyze")
+
+
+def test_nan_or_inf_in_hidden_states(good_run, tmp_path, capsys):
+    run = copy_run(good_run, tmp_path, analysis=False)
+    with h5py.File(run / "hidden.h5", "a") as f:
+        hidden = schema.get_condition(f, "1shot")["hidden"]
+        hidden[2, 5, 0] = np.nan
+        hidden[3, 7, 1] = np.inf
+    message = fails(["analyze", run, *SMALL_FLAGS], capsys, "holds NaN or inf")
+    assert "1shot layer" in message
+
+
+def test_too_few_examples_and_identical_points(good_run, tmp_path, capsys):
+    run = copy_run(good_run, tmp_path, analysis=False)
+    fails(["analyze", run, "--maxk", 500, "--no-progress"], capsys, "needs at least 501")
+    with h5py.File(run / "hidden.h5", "a") as f:
+        hidden = schema.get_condition(f, "1shot")["hidden"]
+        hidden[...] = 1.0  # every point of every layer the same
+    fails(["analyze", run, *SMALL_FLAGS, "--conditions", "1shot"], capsys, "no layer of 1shot (eval rows) has a geometry")
+
+
+def test_unknown_subject_split_condition_and_too_many_shots(good_run, tmp_path, capsys, tiny_model_dir, tiny_mmlu):
+    fails(["extract", "--run", tmp_path / "r", "--mmlu", tiny_mmlu, "--subjects", "astrology"], capsys,
+          "unknown subject 'astrology'")
+    fails(["extract", "--run", tmp_path / "r", "--mmlu", tiny_mmlu, "--subjects", "all", "--shots", "3",
+           "--demo-pool", "2"], capsys, "3 shots asked but the demo pool holds 2")
+    run = copy_run(good_run, tmp_path)
+    fails(["analyze", run, *SMALL_FLAGS, "--splits", "test"], capsys, "no 'test' rows")
+    fails(["analyze", run, *SMALL_FLAGS, "--conditions", "7shot"], capsys, "no condition '7shot'")
+    fails(["extract", "--run", tmp_path / "r", "--demos", "shuffled"], capsys, "unknown demo sampling 'shuffled'", code=2)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["extract", "--per-subject", "abc"], "'abc' is not an integer"),
+    (["extract", "--per-subject", "-1"], "'-1' must be >= 1"),
+    (["extract", "--batch-size", "0"], "'0' must be >= 1"),
+    (["extract", "--shots", "0,x"], "bad shots '0,x'"),
+    (["finetune", "--lr=-1e-4"], "must be a positive finite number"),
+    (["finetune", "--dropout", "nan"], "must be in [0, 1)"),
+    (["analyze", "--maxk", "0"], "'0' must be >= 1"),
+    (["analyze", "--Z", "inf"], "must be a positive finite number"),
+    (["report", "--map-neighbors", "many"], "'many' is not an integer"),
+    (["analyze", "--layers", "1,a"], "bad layer list"),
+])
+def test_non_numeric_and_negative_options(argv, match, capsys):
+    line = fails(argv, capsys, match, code=2)
+    assert "--help" in line  # the usage is one command away, not printed
+
+
+def test_unwritable_output_folder(tmp_path, capsys, tiny_model_dir, tiny_mmlu):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    fails(extract_argv(blocker / "run", tiny_model_dir, tiny_mmlu), capsys, "landscape: error:")
+    assert blocker.read_text() == ""
+
+
+def test_a_disk_that_fills_mid_write(good_run, tmp_path, capsys, monkeypatch, tiny_model_dir, tiny_mmlu):
+    """ENOSPC after two batches: one line, the rows written so far are kept, and a re-run with
+    room completes the file exactly as an uninterrupted run."""
+    run = tmp_path / "run"
+    real_write = schema.write_rows
+    calls = {"n": 0}
+
+    def full_disk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(schema, "write_rows", full_disk)
+    fails(extract_argv(run, tiny_model_dir, tiny_mmlu), capsys, "No space left on device")
+    with h5py.File(run / "hidden.h5", "r") as f:
+        done = schema.rows_done(schema.get_condition(f, "0shot"))
+        assert done.sum() == 12  # the first subject's two batches (8 + 4 rows), kept
+    monkeypatch.setattr(schema, "write_rows", real_write)
+    assert cli.main([str(a) for a in extract_argv(run, tiny_model_dir, tiny_mmlu)]) == 0
+    with h5py.File(run / "hidden.h5", "r") as a, h5py.File(good_run / "hidden.h5", "r") as b:
+        for name in ("0shot", "1shot"):
+            np.testing.assert_array_equal(schema.get_condition(a, name)["hidden"][:], schema.get_condition(b, name)["hidden"][:])
+
+
+def test_a_disk_that_fills_while_replacing_a_file_keeps_the_old_one(good_run, tmp_path, capsys, monkeypatch):
+    run = copy_run(good_run, tmp_path)
+    shutil.copy(good_run / "metrics.csv", run / "metrics.csv")
+    before = (run / "metrics.csv").read_text()
+    import analyses.run
+
+    class FullDisk:
+        def __init__(self, handle):
+            pass
+
+        def writerow(self, row):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(analyses.run.csv, "writer", FullDisk)
+    fails(["analyze", run, *SMALL_FLAGS], capsys, "No space left on device")
+    assert (run / "metrics.csv").read_text() == before
+    assert sorted(p.name for p in run.iterdir()) == ["analysis.h5", "hidden.h5", "metrics.csv"]  # no temporary left
+
+
+def test_info_prints_provenance_and_stages(good_run, tmp_path, capsys):
+    assert cli.main(["info", str(good_run)]) == 0
+    out = capsys.readouterr().out
+    for expected in ("model", "sha256", "extract:", "0shot", "complete", "analyze:", "layers complete",
+                     "finetune: not run", "report: not written"):
+        assert expected in out, expected
+    assert cli.main(["info", str(good_run), "--json"]) == 0
+    import json
+
+    info = json.loads(capsys.readouterr().out)
+    condition = info["conditions"]["1shot"]
+    assert {"command", "created_at", "versions"} <= set(condition)  # each output says how it was made
+    assert info["stages"]["analyze"]["command"].startswith("landscape") or info["stages"]["analyze"]["command"] == "landscape"
+    assert info["versions"]["numpy"] == np.__version__
+    run = copy_run(good_run, tmp_path)
+    with h5py.File(run / "hidden.h5", "a") as f:
+        group = schema.get_condition(f, "1shot")
+        group.attrs["complete"] = False
+        group["done"][:5] = False
+    assert cli.main(["info", str(run)]) == 0
+    assert "INCOMPLETE (31/36 rows)" in capsys.readouterr().out
