@@ -67,6 +67,7 @@ analyze: finetune
 	$(BIN)/landscape analyze $(RUN) --jobs $(JOBS) $(ANALYZE_EXTRA)
 
 report: analyze
+	-@$(MAKE) -s chromium  # PNGs of the figures need a Chromium; the page itself does not
 	$(BIN)/landscape report $(RUN) $(REPORT_EXTRA)
 
 test: setup chromium

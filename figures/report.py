@@ -62,110 +62,14 @@ def run_report(run: Path, config: ReportConfig = ReportConfig(), *, progress: bo
     method = config.map_method if config.map_method == "pca" or maps.umap_available() else "pca"
     conditions = data.analysed("eval")
     layers = {c: data.profiles[("eval", c)]["n_distinct"][0].tolist() for c in conditions}
-    all_layers = sorted({layer for ls in layers.values() for layer in ls})
-    subjects_eval = data.examples.subjects[data.eval_rows]
-    min_size = int(data.analysis_settings.get("tree_min_size", 30))
 
-    static: dict[str, object] = {}  # name -> figure drawn statically and saved alone
-    sections = []
-
-    # --- profiles
-    static["profiles"] = profiles.layer_profiles({c: data.profiles[("eval", c)] for c in conditions})
-    parts = [figure_div(static["profiles"], "profiles")]
-    pairs = data.pairs("eval")
-    if pairs:
-        static["pairs"] = profiles.pair_profiles({p: data.profiles[("eval", p)] for p in pairs})
-        parts.append(figure_div(static["pairs"], "pairs"))
-    curves = {c: layer_arrays(run, c, layers[c], ("gride_scales", "gride_ids", "gride_errors")) for c in conditions}
-    gride_figs = {str(layer): profiles.gride_curves(curves, layer) for layer in all_layers}
-    default_layer = str(all_layers[-1])
-    static["gride_curves"] = gride_figs[default_layer]
-    parts.append("<details><summary>Intrinsic dimension across scales (GRIDE), per layer</summary>"
-                 + switcher_div("gride_curves", [_range("layer", "layer", all_layers)], gride_figs, default_layer)
-                 + "</details>")
-    sections.append(Section("profiles", "Profiles across layers",
-                            "One line per condition; hover for values, click a legend entry to hide a condition. "
-                            "Clusters: Advanced Density Peaks (DADApy) at Z = "
-                            f"{data.analysis_settings.get('Z')}; label overlap: share of each point's k_i nearest "
-                            "neighbours with its label. The lower panel compares conditions on the same questions.",
-                            parts))
-
-    # --- demo-sampling controls (extract --demos)
-    controls = [c for c in conditions if data.info["conditions"][c].get("kind") == "icl"
-                and (data.info["conditions"][c].get("demo_sampling", "fixed") != "fixed"
-                     or any(o.startswith(f"{c}-") for o in conditions))]
-    if any(data.info["conditions"][c].get("demo_sampling", "fixed") != "fixed" for c in controls):
-        static["controls"] = profiles.control_profiles({c: data.profiles[("eval", c)] for c in controls})
-        sections.append(Section(
-            "controls", "Subject or shared prefix?",
-            "With fixed demos every question of a subject shares its prompt prefix. Controls: "
-            "<b>-resampled</b> (each question draws its own demos from its subject's pool), "
-            "<b>-othersubject</b> (demos of another subject, drawn per question; the header still names the "
-            "question's subject), <b>-noheader</b> (no subject line). Subject structure that survives "
-            "resampling is not prefix identity; ARI with the demo set measures the prefix's own pull.",
-            [figure_div(static["controls"], "controls")]))
-
-    # --- dendrograms
-    tree_figs = {}
-    for c in conditions:
-        by_layer = trees(run, c, layers[c], subjects_eval)
-        for layer in layers[c]:
-            tree_figs[f"{c}|{layer}"] = tree.dendrogram_figure(by_layer.get(layer), c, layer, min_size=min_size)
-    default_condition = next((c for c in conditions if c != "0shot"), conditions[0])
-    tree_default = f"{default_condition}|{layers[default_condition][-1]}"
-    static["dendrogram"] = tree_figs[tree_default]
-    sections.append(Section("tree", "Density-peak dendrogram",
-                            f"Clusters with more than {min_size} points, joined at the saddle between their "
-                            "peaks; each leaf is named by its most frequent subject. Pick a condition and a layer.",
-                            [switcher_div("dendrogram", [_select("condition", "condition", conditions, default_condition),
-                                                         _range("layer", "layer", all_layers)],
-                                          tree_figs, tree_default)]))
-
-    # --- 2-D maps
-    map_layers = _map_layers(config, all_layers)
-    keys = [(c, layer) for c in conditions for layer in map_layers if layer in layers[c]]
-    bar = tqdm(total=len(keys), desc=f"maps ({method})", unit="layer", disable=not progress)
-    xy = maps.layer_maps(run, keys, data.eval_rows, method=method, seed=config.seed,
-                         n_neighbors=config.map_neighbors, progress=bar)
-    bar.close()
-    spec, static["map"] = _map_spec(data, run, conditions, map_layers, xy, default_condition,
-                                    question_texts(data, config.mmlu_path), method)
-    sections.append(Section("map", "Map of one layer",
-                            f"{method.upper()} of the eval questions' representations (seed {config.seed}), one "
-                            "layer at a time; hover shows the question. Colour by subject, answer, ADP cluster, "
-                            "correctness or the bits the fine-tune saved on that question.",
-                            [map_div("map", spec)]))
-
-    # --- EDL
-    if data.edl:
-        static["code_length"] = edl_figures.code_length_curves(data.edl)
-        static["edl_distribution"] = edl_figures.edl_distribution(data.edl)
-        parts = [_edl_table(data), figure_div(static["code_length"], "code_length"),
-                 figure_div(static["edl_distribution"], "edl_distribution")]
-        targets = {t: data.profiles[(split, f"corr:{t}")] for split in ("train", "eval")
-                   for t in data.correlation_targets(split)}
-        if targets:
-            static["edl_correlations"] = edl_figures.correlation_profiles(targets)
-            parts.append(figure_div(static["edl_correlations"], "edl_correlations"))
-        sections.append(Section("edl", "Excess description length",
-                                "Prequential (online) code of the training labels while fine-tuning vs the code "
-                                "of the final model; EDL = online - final bits. Control: random labels.", parts))
-
-    # --- task complexity and non-identifiability
-    parts = []
-    if data.complexity is not None:
-        static["complexity"] = complexity_figures.complexity_figure(*data.complexity)
-        parts.append(figure_div(static["complexity"], "complexity"))
-    for base in data.seed_families("eval"):
-        static[f"seeds_{base}"] = complexity_figures.seeds_figure(data.profiles[("eval", f"seeds:{base}")], base)
-        parts.append(figure_div(static[f"seeds_{base}"], f"seeds_{base}"))
-    if parts:
-        sections.append(Section("complexity", "Task complexity and non-identifiability",
-                                "Upper bounds on the description length that reaches each accuracy (ICL demos coded "
-                                "by the model, LoRA weights at "
-                                f"{(data.complexity or ({}, {}))[1].get('bits_per_parameter', 16):g} bits each, the "
-                                "prequential code of the training labels), and how far apart the landscapes of "
-                                "fine-tunes that differ only in their seed are, next to their loss spread.", parts))
+    static: dict[str, object] = {}  # name -> figure drawn statically and saved alone (each builder adds its own)
+    sections = [_profiles_section(data, run, conditions, layers, static),
+                _controls_section(data, conditions, static),
+                _tree_section(data, run, conditions, layers, static)]
+    map_section, spec = _map_section(data, run, conditions, layers, config, method, static, progress)
+    sections += [map_section, _edl_section(data, static), _complexity_section(data, static)]
+    sections = [section for section in sections if section is not None]
 
     header = _header(data)
     title = f"landscape: {data.info.get('model', '?')} on {run.name}"
@@ -196,6 +100,124 @@ def run_report(run: Path, config: ReportConfig = ReportConfig(), *, progress: bo
 
     replace_atomically(out, write)
     return Report(index=out / "index.html", figures=written, pngs=pngs, png_note=png_note)
+
+
+def _all_layers(layers: dict[str, list[int]]) -> list[int]:
+    return sorted({layer for ls in layers.values() for layer in ls})
+
+
+def _default_condition(conditions: list[str]) -> str:
+    return next((c for c in conditions if c != "0shot"), conditions[0])
+
+
+def _profiles_section(data: RunData, run: Path, conditions: list[str], layers: dict, static: dict) -> Section:
+    static["profiles"] = profiles.layer_profiles({c: data.profiles[("eval", c)] for c in conditions})
+    parts = [figure_div(static["profiles"], "profiles")]
+    pairs = data.pairs("eval")
+    if pairs:
+        static["pairs"] = profiles.pair_profiles({p: data.profiles[("eval", p)] for p in pairs})
+        parts.append(figure_div(static["pairs"], "pairs"))
+    all_layers = _all_layers(layers)
+    curves = {c: layer_arrays(run, c, layers[c], ("gride_scales", "gride_ids", "gride_errors")) for c in conditions}
+    gride_figs = {str(layer): profiles.gride_curves(curves, layer) for layer in all_layers}
+    default_layer = str(all_layers[-1])
+    static["gride_curves"] = gride_figs[default_layer]
+    parts.append("<details><summary>Intrinsic dimension across scales (GRIDE), per layer</summary>"
+                 + switcher_div("gride_curves", [_range("layer", "layer", all_layers)], gride_figs, default_layer)
+                 + "</details>")
+    return Section("profiles", "Profiles across layers",
+                   "One line per condition; hover for values, click a legend entry to hide a condition. "
+                   "Clusters: Advanced Density Peaks (DADApy) at Z = "
+                   f"{data.analysis_settings.get('Z')}; label overlap: share of each point's k_i nearest "
+                   "neighbours with its label. The lower panel compares conditions on the same questions.", parts)
+
+
+def _controls_section(data: RunData, conditions: list[str], static: dict) -> Section | None:
+    """The demo-sampling controls (extract --demos) beside the fixed-demo conditions they control."""
+    sampling = {c: data.info["conditions"][c].get("demo_sampling", "fixed") for c in conditions
+                if data.info["conditions"][c].get("kind") == "icl"}
+    controls = [c for c in sampling if sampling[c] != "fixed" or any(o.startswith(f"{c}-") for o in conditions)]
+    if not any(sampling[c] != "fixed" for c in controls):
+        return None
+    static["controls"] = profiles.control_profiles({c: data.profiles[("eval", c)] for c in controls})
+    return Section(
+        "controls", "Subject or shared prefix?",
+        "With fixed demos every question of a subject shares its prompt prefix. Controls: "
+        "<b>-resampled</b> (each question draws its own demos from its subject's pool), "
+        "<b>-othersubject</b> (demos of another subject, drawn per question; the header still names the "
+        "question's subject), <b>-noheader</b> (no subject line). Subject structure that survives "
+        "resampling is not prefix identity; ARI with the demo set measures the prefix's own pull.",
+        [figure_div(static["controls"], "controls")])
+
+
+def _tree_section(data: RunData, run: Path, conditions: list[str], layers: dict, static: dict) -> Section:
+    min_size = int(data.analysis_settings.get("tree_min_size", 30))
+    subjects = data.examples.subjects[data.eval_rows]
+    figures = {}
+    for c in conditions:
+        by_layer = trees(run, c, layers[c], subjects)
+        for layer in layers[c]:
+            figures[f"{c}|{layer}"] = tree.dendrogram_figure(by_layer.get(layer), c, layer, min_size=min_size)
+    default_condition = _default_condition(conditions)
+    default = f"{default_condition}|{layers[default_condition][-1]}"
+    static["dendrogram"] = figures[default]
+    controls = [_select("condition", "condition", conditions, default_condition),
+                _range("layer", "layer", _all_layers(layers))]
+    return Section("tree", "Density-peak dendrogram",
+                   f"Clusters with more than {min_size} points, joined at the saddle between their "
+                   "peaks; each leaf is named by its most frequent subject. Pick a condition and a layer.",
+                   [switcher_div("dendrogram", controls, figures, default)])
+
+
+def _map_section(data: RunData, run: Path, conditions: list[str], layers: dict, config: ReportConfig, method: str,
+                 static: dict, progress: bool) -> tuple[Section, dict]:
+    map_layers = _map_layers(config, _all_layers(layers))
+    keys = [(c, layer) for c in conditions for layer in map_layers if layer in layers[c]]
+    bar = tqdm(total=len(keys), desc=f"maps ({method})", unit="layer", disable=not progress)
+    xy = maps.layer_maps(run, keys, data.eval_rows, method=method, seed=config.seed,
+                         n_neighbors=config.map_neighbors, progress=bar)
+    bar.close()
+    spec, static["map"] = _map_spec(data, run, conditions, map_layers, xy, _default_condition(conditions),
+                                    question_texts(data, config.mmlu_path), method)
+    return Section("map", "Map of one layer",
+                   f"{method.upper()} of the eval questions' representations (seed {config.seed}), one "
+                   "layer at a time; hover shows the question. Colour by subject, answer, ADP cluster, "
+                   "correctness or the bits the fine-tune saved on that question.", [map_div("map", spec)]), spec
+
+
+def _edl_section(data: RunData, static: dict) -> Section | None:
+    if not data.edl:
+        return None
+    static["code_length"] = edl_figures.code_length_curves(data.edl)
+    static["edl_distribution"] = edl_figures.edl_distribution(data.edl)
+    parts = [_edl_table(data), figure_div(static["code_length"], "code_length"),
+             figure_div(static["edl_distribution"], "edl_distribution")]
+    targets = {t: data.profiles[(split, f"corr:{t}")] for split in ("train", "eval")
+               for t in data.correlation_targets(split)}
+    if targets:
+        static["edl_correlations"] = edl_figures.correlation_profiles(targets)
+        parts.append(figure_div(static["edl_correlations"], "edl_correlations"))
+    return Section("edl", "Excess description length",
+                   "Prequential (online) code of the training labels while fine-tuning vs the code "
+                   "of the final model; EDL = online - final bits. Control: random labels.", parts)
+
+
+def _complexity_section(data: RunData, static: dict) -> Section | None:
+    parts = []
+    if data.complexity is not None:
+        static["complexity"] = complexity_figures.complexity_figure(*data.complexity)
+        parts.append(figure_div(static["complexity"], "complexity"))
+    for base in data.seed_families("eval"):
+        static[f"seeds_{base}"] = complexity_figures.seeds_figure(data.profiles[("eval", f"seeds:{base}")], base)
+        parts.append(figure_div(static[f"seeds_{base}"], f"seeds_{base}"))
+    if not parts:
+        return None
+    bits = (data.complexity or ({}, {}))[1].get("bits_per_parameter", 16)
+    return Section("complexity", "Task complexity and non-identifiability",
+                   "Upper bounds on the description length that reaches each accuracy (ICL demos coded by the "
+                   f"model, LoRA weights at {bits:g} bits each, the prequential code of the training labels), and "
+                   "how far apart the landscapes of fine-tunes that differ only in their seed are, next to their "
+                   "loss spread.", parts)
 
 
 def _range(name: str, label: str, options: list) -> dict:
