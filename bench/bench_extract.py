@@ -5,6 +5,8 @@
 Measured in one run, as ratios against a baseline of the same run:
 - questions/s for 0-shot, 5-shot with the shared-prefix cache, 5-shot recomputing the full prompt;
   target: 5-shot (cached) >= 0.6 x the 0-shot throughput;
+- the cost of the demo controls: 5-shot with resampled demos (a prefix per question: no cache)
+  and with another subject's demos (a cache per (subject, other subject) pair), vs fixed demos;
 - overhead of ``run_extract`` (tokenising, hooks, HDF5 writes, bookkeeping) over a bare loop of
   the same forward passes on the same batches; target <= 10 %;
 - peak RSS of an extraction of N and of 4N questions, each in its own process;
@@ -93,9 +95,13 @@ def main() -> None:
     run_extract(ExtractConfig(shots=(5,), subjects=args.subjects, per_subject=args.per_subject, train_per_subject=0,
                               prefix_cache=False),
                 tmp / "full", progress=False)
+    run_extract(ExtractConfig(shots=(5,), subjects=args.subjects, per_subject=args.per_subject, train_per_subject=0,
+                              demos=("resampled", "other-subject")),
+                tmp / "controls", progress=False)
     with h5py.File(tmp / "cached" / "hidden.h5", "r") as f:
         n = len(schema.read_examples(f))
     zero, five, five_full = _seconds(tmp / "cached", "0shot"), _seconds(tmp / "cached", "5shot"), _seconds(tmp / "full", "5shot")
+    resampled, other = _seconds(tmp / "controls", "5shot-resampled"), _seconds(tmp / "controls", "5shot-othersubject")
     bare = bare_loop_seconds(base, shots=5)
     rss_n = child_peak_rss(args.per_subject, args.subjects)
     rss_4n = child_peak_rss(4 * args.per_subject, args.subjects)
@@ -105,6 +111,8 @@ def main() -> None:
         ("5-shot, prefix cache", f"{n / five:.2f} q/s", f"{zero / five:.2f} x 0-shot", ">= 0.60"),
         ("5-shot, full prompt", f"{n / five_full:.2f} q/s", f"{zero / five_full:.2f} x 0-shot", ""),
         ("prefix cache speed-up", "", f"{five_full / five:.2f} x", ""),
+        ("5-shot, resampled demos", f"{n / resampled:.2f} q/s", f"{resampled / five:.2f} x fixed time", ""),
+        ("5-shot, other subject's demos", f"{n / other:.2f} q/s", f"{other / five:.2f} x fixed time", ""),
         ("extraction / bare loop (5-shot)", f"{five:.2f} s / {bare:.2f} s", f"{five / bare - 1:+.1%}", "<= +10%"),
         (f"peak RSS N={n}", f"{rss_n:.0f} MiB", "baseline", ""),
         (f"peak RSS 4N={4 * n}", f"{rss_4n:.0f} MiB", f"{rss_4n / rss_n:.3f} x", "<= 1.15"),
@@ -115,6 +123,7 @@ def main() -> None:
     for row in rows:
         print(f"{row[0]:34s} {row[1]:>22s} {row[2]:>16s} {row[3]:>8s}")
     print(json.dumps({"n": n, "zero_s": zero, "five_s": five, "five_full_s": five_full, "bare_s": bare,
+                      "resampled_s": resampled, "other_subject_s": other,
                       "rss_n_mib": rss_n, "rss_4n_mib": rss_4n}))
 
 
