@@ -9,10 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from analyses.run import run_analysis
-from extract.icl import ExtractConfig, run_extract
 from landscape import cli, schema
-from tests.test_analyses import SMALL
+from tests.test_analyses import tiny_run  # noqa: F401  (its tiny extracted + analysed run, reused here)
 
 
 def fails(argv, capsys, match: str, code: int | None = None) -> str:
@@ -32,21 +30,12 @@ def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
-    folder = tmp_path_factory.mktemp("good")
-    run_extract(ExtractConfig(model=str(tiny_model_dir), mmlu_path=str(tiny_mmlu), shots=(0, 1), subjects="all",
-                              per_subject=12, demo_pool=2, train_per_subject=0, batch_size=8), folder, progress=False)
-    run_analysis(folder, SMALL, progress=False)
-    return folder
-
-
-def copy_run(good_run, tmp_path, *, analysis: bool = True):
+def copy_run(tiny_run, tmp_path, *, analysis: bool = True):
     run = tmp_path / "run"
     run.mkdir()
-    shutil.copy(good_run / "hidden.h5", run / "hidden.h5")
+    shutil.copy(tiny_run / "hidden.h5", run / "hidden.h5")
     if analysis:
-        shutil.copy(good_run / "analysis.h5", run / "analysis.h5")
+        shutil.copy(tiny_run / "analysis.h5", run / "analysis.h5")
     return run
 
 
@@ -71,8 +60,8 @@ def test_unknown_model_and_unreadable_model_folder(tmp_path, capsys, tiny_mmlu):
     assert not (tmp_path / "r" / "hidden.h5").exists()
 
 
-def test_truncated_hdf5_is_refused_and_kept(good_run, tmp_path, capsys, tiny_model_dir, tiny_mmlu):
-    run = copy_run(good_run, tmp_path, analysis=False)
+def test_truncated_hdf5_is_refused_and_kept(tiny_run, tmp_path, capsys, tiny_model_dir, tiny_mmlu):
+    run = copy_run(tiny_run, tmp_path, analysis=False)
     data = (run / "hidden.h5").read_bytes()
     (run / "hidden.h5").write_bytes(data[: len(data) // 2])
     before = digest(run / "hidden.h5")
@@ -85,16 +74,16 @@ def test_truncated_hdf5_is_refused_and_kept(good_run, tmp_path, capsys, tiny_mod
     fails(["analyze", run, *SMALL_FLAGS], capsys, "is not a readable HDF5 file")
 
 
-def test_corrupt_analysis_file_is_refused_and_kept(good_run, tmp_path, capsys):
-    run = copy_run(good_run, tmp_path)
+def test_corrupt_analysis_file_is_refused_and_kept(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
     (run / "analysis.h5").write_bytes(b"\x89HDF\r\n\x1a\n garbage")
     fails(["analyze", run, *SMALL_FLAGS], capsys, "landscape: error:")
     fails(["report", run, "--png", "no"], capsys, "not a readable HDF5 file")
     assert (run / "analysis.h5").read_bytes() == b"\x89HDF\r\n\x1a\n garbage"
 
 
-def test_file_of_another_schema_version(good_run, tmp_path, capsys):
-    run = copy_run(good_run, tmp_path)
+def test_file_of_another_schema_version(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
     with h5py.File(run / "hidden.h5", "a") as f:
         f.attrs["schema_version"] = 99
     fails(["analyze", run, *SMALL_FLAGS], capsys, "has schema version 99; this landscape reads version 1")
@@ -106,17 +95,17 @@ def test_file_of_another_schema_version(good_run, tmp_path, capsys):
     fails(["analyze", run, *SMALL_FLAGS], capsys, "is not an analysis file of schema version 1")
 
 
-def test_a_stage_before_the_one_it_needs(good_run, tmp_path, capsys, tiny_mmlu):
+def test_a_stage_before_the_one_it_needs(tiny_run, tmp_path, capsys, tiny_mmlu):
     empty = tmp_path / "empty"
     empty.mkdir()
     for command in (["analyze", empty], ["finetune", empty, "--mmlu", tiny_mmlu], ["report", empty], ["info", empty]):
         fails(command, capsys, "run `landscape extract` first")
-    run = copy_run(good_run, tmp_path, analysis=False)
+    run = copy_run(tiny_run, tmp_path, analysis=False)
     fails(["report", run, "--png", "no"], capsys, "run `landscape analyze")
 
 
-def test_nan_or_inf_in_hidden_states(good_run, tmp_path, capsys):
-    run = copy_run(good_run, tmp_path, analysis=False)
+def test_nan_or_inf_in_hidden_states(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path, analysis=False)
     with h5py.File(run / "hidden.h5", "a") as f:
         hidden = schema.get_condition(f, "1shot")["hidden"]
         hidden[2, 5, 0] = np.nan
@@ -125,8 +114,8 @@ def test_nan_or_inf_in_hidden_states(good_run, tmp_path, capsys):
     assert "1shot layer" in message
 
 
-def test_too_few_examples_and_identical_points(good_run, tmp_path, capsys):
-    run = copy_run(good_run, tmp_path, analysis=False)
+def test_too_few_examples_and_identical_points(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path, analysis=False)
     fails(["analyze", run, "--maxk", 500, "--no-progress"], capsys, "needs at least 501")
     with h5py.File(run / "hidden.h5", "a") as f:
         hidden = schema.get_condition(f, "1shot")["hidden"]
@@ -134,12 +123,12 @@ def test_too_few_examples_and_identical_points(good_run, tmp_path, capsys):
     fails(["analyze", run, *SMALL_FLAGS, "--conditions", "1shot"], capsys, "no layer of 1shot (eval rows) has a geometry")
 
 
-def test_unknown_subject_split_condition_and_too_many_shots(good_run, tmp_path, capsys, tiny_model_dir, tiny_mmlu):
+def test_unknown_subject_split_condition_and_too_many_shots(tiny_run, tmp_path, capsys, tiny_model_dir, tiny_mmlu):
     fails(["extract", "--run", tmp_path / "r", "--mmlu", tiny_mmlu, "--subjects", "astrology"], capsys,
           "unknown subject 'astrology'")
     fails(["extract", "--run", tmp_path / "r", "--mmlu", tiny_mmlu, "--subjects", "all", "--shots", "3",
            "--demo-pool", "2"], capsys, "3 shots asked but the demo pool holds 2")
-    run = copy_run(good_run, tmp_path)
+    run = copy_run(tiny_run, tmp_path)
     fails(["analyze", run, *SMALL_FLAGS, "--splits", "test"], capsys, "no 'test' rows")
     fails(["analyze", run, *SMALL_FLAGS, "--conditions", "7shot"], capsys, "no condition '7shot'")
     fails(["extract", "--run", tmp_path / "r", "--demos", "shuffled"], capsys, "unknown demo sampling 'shuffled'", code=2)
@@ -169,7 +158,7 @@ def test_unwritable_output_folder(tmp_path, capsys, tiny_model_dir, tiny_mmlu):
     assert blocker.read_text() == ""
 
 
-def test_a_disk_that_fills_mid_write(good_run, tmp_path, capsys, monkeypatch, tiny_model_dir, tiny_mmlu):
+def test_a_disk_that_fills_mid_write(tiny_run, tmp_path, capsys, monkeypatch, tiny_model_dir, tiny_mmlu):
     """ENOSPC after two batches: one line, the rows written so far are kept, and a re-run with
     room completes the file exactly as an uninterrupted run."""
     run = tmp_path / "run"
@@ -189,14 +178,14 @@ def test_a_disk_that_fills_mid_write(good_run, tmp_path, capsys, monkeypatch, ti
         assert done.sum() == 12  # the first subject's two batches (8 + 4 rows), kept
     monkeypatch.setattr(schema, "write_rows", real_write)
     assert cli.main([str(a) for a in extract_argv(run, tiny_model_dir, tiny_mmlu)]) == 0
-    with h5py.File(run / "hidden.h5", "r") as a, h5py.File(good_run / "hidden.h5", "r") as b:
+    with h5py.File(run / "hidden.h5", "r") as a, h5py.File(tiny_run / "hidden.h5", "r") as b:
         for name in ("0shot", "1shot"):
             np.testing.assert_array_equal(schema.get_condition(a, name)["hidden"][:], schema.get_condition(b, name)["hidden"][:])
 
 
-def test_a_disk_that_fills_while_replacing_a_file_keeps_the_old_one(good_run, tmp_path, capsys, monkeypatch):
-    run = copy_run(good_run, tmp_path)
-    shutil.copy(good_run / "metrics.csv", run / "metrics.csv")
+def test_a_disk_that_fills_while_replacing_a_file_keeps_the_old_one(tiny_run, tmp_path, capsys, monkeypatch):
+    run = copy_run(tiny_run, tmp_path)
+    shutil.copy(tiny_run / "metrics.csv", run / "metrics.csv")
     before = (run / "metrics.csv").read_text()
     import analyses.run
 
@@ -213,13 +202,13 @@ def test_a_disk_that_fills_while_replacing_a_file_keeps_the_old_one(good_run, tm
     assert sorted(p.name for p in run.iterdir()) == ["analysis.h5", "hidden.h5", "metrics.csv"]  # no temporary left
 
 
-def test_info_prints_provenance_and_stages(good_run, tmp_path, capsys):
-    assert cli.main(["info", str(good_run)]) == 0
+def test_info_prints_provenance_and_stages(tiny_run, tmp_path, capsys):
+    assert cli.main(["info", str(tiny_run)]) == 0
     out = capsys.readouterr().out
     for expected in ("model", "sha256", "extract:", "0shot", "complete", "analyze:", "layers complete",
                      "finetune: not run", "report: not written"):
         assert expected in out, expected
-    assert cli.main(["info", str(good_run), "--json"]) == 0
+    assert cli.main(["info", str(tiny_run), "--json"]) == 0
     import json
 
     info = json.loads(capsys.readouterr().out)
@@ -227,7 +216,7 @@ def test_info_prints_provenance_and_stages(good_run, tmp_path, capsys):
     assert {"command", "created_at", "versions"} <= set(condition)  # each output says how it was made
     assert info["stages"]["analyze"]["command"].startswith("landscape") or info["stages"]["analyze"]["command"] == "landscape"
     assert info["versions"]["numpy"] == np.__version__
-    run = copy_run(good_run, tmp_path)
+    run = copy_run(tiny_run, tmp_path)
     with h5py.File(run / "hidden.h5", "a") as f:
         group = schema.get_condition(f, "1shot")
         group.attrs["complete"] = False
