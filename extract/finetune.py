@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from extract import data, forward, icl, models, prompts
+from extract.ranks import Ranks
 from landscape import faults, provenance, reader, schema
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
@@ -160,11 +161,17 @@ def train_lora(
     state_path: Path | None = None,
     checkpoint_dir: Path | None = None,
     progress: bool = True,
+    ranks: Ranks = Ranks(),
 ) -> dict:
     """Train the LoRA parameters of ``model`` (a peft model) in place; returns the training record.
 
     The record holds ``online_bits`` (n,): each example's code length in the first epoch, taken
     from the forward pass of its batch before that batch's update, and ``losses`` per step.
+
+    Several ``ranks`` (``accelerate launch``) share each step's micro-batches and sum their
+    gradients and code lengths before the update (data parallel): every rank then takes the same
+    step a single process takes, up to the order of float additions. Dropout is seeded per
+    (step, micro-batch), so its masks do not depend on which rank runs a micro-batch.
     """
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from transformers import get_cosine_schedule_with_warmup
@@ -192,31 +199,39 @@ def train_lora(
     device = next(model.parameters()).device
     weights = torch.as_tensor(train.weights, dtype=torch.float32, device=device)
     model.train()
-    bar = tqdm(total=total, initial=step, desc="finetune", unit="step", disable=not progress)
+    bar = tqdm(total=total, initial=step, desc="finetune", unit="step", disable=not progress or not ranks.main)
     while step < total:
         epoch, index = divmod(step, steps_per_epoch)
         batch = epoch_order(n, epoch, config.seed)[index * config.batch_size : (index + 1) * config.batch_size]
         optimizer.zero_grad(set_to_none=True)
         batch_weight = weights[batch].sum()
-        loss = 0.0
         # Micro-batches of similar length, gradients accumulated: one step per batch as if it
         # ran whole, without padding every prompt to the batch's longest (MMLU lengths vary 10x).
-        for micro in _by_length(train, batch, config.micro_tokens):
+        micros = list(enumerate(_by_length(train, batch, config.micro_tokens)))
+        mine = ranks.share(micros, costs=[len(m) * max(len(train.tokens[i]) for i in m) for _, m in micros])
+        # each example's code, at its place in the batch (on the device: NCCL reduces only there)
+        batch_nats = torch.zeros(len(batch), dtype=torch.float64, device=device)
+        place = {int(example): position for position, example in enumerate(batch)}
+        for number, micro in mine:
+            torch.manual_seed(int(np.random.SeedSequence([config.seed, step, number]).generate_state(1)[0]))
             nats = label_nats(model, train, micro, letter_ids)
-            if epoch == 0:  # the prequential code: this batch is coded by the model before its update
-                online[micro] = nats.detach().double().cpu().numpy() / LN2
-            micro_loss = (weights[micro] * nats).sum() / batch_weight
-            micro_loss.backward()
-            loss += float(micro_loss.detach())
+            batch_nats[[place[int(i)] for i in micro]] = nats.detach().double()
+            ((weights[micro] * nats).sum() / batch_weight).backward()
+        if ranks.count > 1:
+            _sum_gradients(params, ranks)
+            ranks.sum_(batch_nats)
+        if epoch == 0:  # the prequential code: this batch is coded by the model before its update
+            online[batch] = batch_nats.cpu().numpy() / LN2
+        loss = float((weights[batch].double() * batch_nats).sum() / batch_weight.double())
         optimizer.step()
         scheduler.step()
         step += 1
         losses.append(loss)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         bar.update(1)
-        if checkpoint_dir is not None and step in config.checkpoints:
+        if checkpoint_dir is not None and step in config.checkpoints and ranks.main:
             replace_atomically(checkpoint_dir / f"step-{step}", model.save_pretrained)
-        if state_path is not None and (step % config.save_every == 0 or step == total):
+        if state_path is not None and ranks.main and (step % config.save_every == 0 or step == total):
             state = {
                 "settings": config.training_settings(),
                 "adapter": get_peft_model_state_dict(model),
@@ -234,6 +249,16 @@ def train_lora(
     return {"online_bits": online, "losses": np.array(losses), "steps": total}
 
 
+def _sum_gradients(params: list[torch.nn.Parameter], ranks: Ranks) -> None:
+    """Sum the gradients of ``params`` over ranks, in one flat buffer (one all-reduce a step)."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = ranks.sum_(torch.cat([g.reshape(-1) for g in grads]))
+    offset = 0
+    for p in params:
+        p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+
+
 # Voita & Titov 2020: block boundaries as fractions of the (ordered) training data.
 BLOCK_FRACTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
 
@@ -243,7 +268,8 @@ def block_boundaries(n: int, fractions=BLOCK_FRACTIONS) -> list[int]:
     return sorted({min(n, max(1, round(f * n))) for f in fractions} | {n})
 
 
-def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, letter_ids: list[int], progress: bool = True) -> dict:
+def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, letter_ids: list[int], progress: bool = True,
+                    ranks: Ranks = Ranks()) -> dict:
     """Block-wise prequential code: block (t_k, t_k+1] of the seeded order is coded by a model
     trained from the base on the first t_k examples; the first block by the base model itself.
     Trains len(blocks) models (a GPU option); ends with the model trained on all n examples."""
@@ -264,13 +290,18 @@ def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, letter_i
         set_peft_model_state_dict(model, initial)
         subset = TrainData(rows=train.rows[prefix], tokens=[train.tokens[i] for i in prefix],
                            labels=train.labels[prefix], weights=train.weights[prefix])
-        record = train_lora(model, subset, config, letter_ids=letter_ids, progress=progress)
+        record = train_lora(model, subset, config, letter_ids=letter_ids, progress=progress, ranks=ranks)
         losses += record["losses"].tolist()
     return {"online_bits": online, "losses": np.array(losses), "steps": len(losses)}
 
 
-def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = False, progress: bool = True) -> dict:
-    """Fine-tune the run's model on its train rows; write condition ``config.name`` and its EDL."""
+def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = False, progress: bool = True,
+                 ranks: Ranks = Ranks()) -> dict:
+    """Fine-tune the run's model on its train rows; write condition ``config.name`` and its EDL.
+
+    Under ``accelerate launch`` every rank calls this: training is data parallel (``train_lora``),
+    the extraction of the fine-tuned states is shared (``icl.extract_condition``), and the main
+    rank alone writes files; the others return an empty summary."""
     from peft import LoraConfig, get_peft_model
 
     config.validate()
@@ -294,7 +325,7 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     resolved = models.resolve_model(header["model"])
     if resolved.sha256 and resolved.sha256 != header["model_hash"]:
         raise ValueError(f"model {header['model']!r} has changed since the run was extracted (hash differs)")
-    device = pick_device(config.device)
+    device = ranks.device if ranks.device is not None and config.device == "auto" else pick_device(config.device)
     dtype = icl.pick_dtype(config.dtype, device)
     model, tokenizer = models.load_model(resolved, device, dtype)
     fmt = prompts.MMLU
@@ -324,12 +355,6 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         raise ValueError(f"checkpoint steps must be <= {total_steps}, the number of training steps")
 
     folder = hidden.parent / ADAPTERS / config.name
-    if overwrite:
-        shutil.rmtree(folder, ignore_errors=True)
-        with h5py.File(hidden, "a") as f:
-            for name in [n for n in schema.condition_names(f) if n == config.name or n.startswith(config.name + "@")]:
-                schema.delete_condition(f, name)
-    folder.mkdir(parents=True, exist_ok=True)
     settings_file = folder / "settings.json"
     # The adapter belongs to this model and these train rows too (a re-extracted run may differ).
     wanted = {
@@ -337,9 +362,18 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         "model_hash": header["model_hash"],
         "train_ids_sha256": hashlib.sha256(examples.ids[train_rows].tobytes()).hexdigest(),
     }
-    if settings_file.is_file() and json.loads(settings_file.read_text()) != wanted:
-        raise ValueError(f"{folder} holds a fine-tune with other settings: use another --name or --overwrite")
-    settings_file.write_text(json.dumps(wanted, indent=1) + "\n")
+    ranks.barrier()  # every rank has read hidden.h5 before the main rank may write to it
+    if ranks.main:
+        if overwrite:
+            shutil.rmtree(folder, ignore_errors=True)
+            with h5py.File(hidden, "a") as f:
+                for name in [n for n in schema.condition_names(f) if n == config.name or n.startswith(config.name + "@")]:
+                    schema.delete_condition(f, name)
+        folder.mkdir(parents=True, exist_ok=True)
+        if settings_file.is_file() and json.loads(settings_file.read_text()) != wanted:
+            raise ValueError(f"{folder} holds a fine-tune with other settings: use another --name or --overwrite")
+        settings_file.write_text(json.dumps(wanted, indent=1) + "\n")
+    ranks.barrier()
     lora = LoraConfig(
         r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=list(config.targets), task_type="CAUSAL_LM",
@@ -356,20 +390,24 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     if (final_dir / "adapter_config.json").is_file() and record_path.is_file():
         _load_adapter(model, final_dir)
         record = dict(np.load(record_path))
-        print(f"{config.name}: adapter already trained; reusing {final_dir}", file=sys.stderr)
+        if ranks.main:
+            print(f"{config.name}: adapter already trained; reusing {final_dir}", file=sys.stderr)
     else:
         started = time.perf_counter()
         if config.schedule == "blockwise":
-            record = train_blockwise(model, train, config, letter_ids=letter_ids, progress=progress)
+            record = train_blockwise(model, train, config, letter_ids=letter_ids, progress=progress, ranks=ranks)
         else:
             record = train_lora(
                 model, train, config, letter_ids=letter_ids,
-                state_path=folder / STATE_FILE, checkpoint_dir=folder, progress=progress,
+                state_path=folder / STATE_FILE, checkpoint_dir=folder, progress=progress, ranks=ranks,
             )
         record["seconds"] = time.perf_counter() - started  # of this process (a resumed run: since resuming)
-        replace_atomically(final_dir, model.save_pretrained)
-        replace_atomically(record_path, lambda tmp: np.savez(tmp, **record), suffix=".npz")
-        (folder / STATE_FILE).unlink(missing_ok=True)  # ~3x the adapter; the record above replaces it
+        record["processes"] = ranks.count
+        if ranks.main:
+            replace_atomically(final_dir, model.save_pretrained)
+            replace_atomically(record_path, lambda tmp: np.savez(tmp, **record), suffix=".npz")
+            (folder / STATE_FILE).unlink(missing_ok=True)  # ~3x the adapter; the record above replaces it
+    ranks.barrier()  # the adapters are on disk before any rank loads a checkpoint
     model.eval()
 
     settings = {
@@ -386,13 +424,15 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         return icl.extract_condition(
             hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(hidden.parent))}, model, tokenizer,
             examples, by_id, prefix_text=lambda row: prompts.render_prefix(fmt, examples.subjects[row], []),
-            fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_extract, progress=progress,
+            fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_extract, progress=progress, ranks=ranks,
         )
 
     accuracy = extract(config.name, final_dir)
     for step in config.checkpoints:  # the model is not used after these: no need to restore it
         _load_adapter(model, folder / f"step-{step}")
         extract(f"{config.name}@step{step}", folder / f"step-{step}")
+    if not ranks.main:
+        return {}
 
     with h5py.File(hidden, "r") as f:
         final_logits, _, _ = schema.read_outputs(f, config.name)

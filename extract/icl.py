@@ -9,6 +9,7 @@ resumes; a run folder made with other settings is refused unless ``overwrite``.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from extract import data, demos, forward, models, prompts
+from extract.ranks import Ranks
 from landscape import faults, provenance, schema
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
@@ -85,8 +87,12 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtypes[name]
 
 
-def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True) -> dict[str, float]:
-    """Extract every condition of ``config`` into ``run_dir/hidden.h5``; returns accuracy per condition."""
+def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True,
+                ranks: Ranks = Ranks()) -> dict[str, float]:
+    """Extract every condition of ``config`` into ``run_dir/hidden.h5``; returns accuracy per condition.
+
+    Under ``accelerate launch`` every rank calls this with its ``ranks`` (``extract.ranks.current()``):
+    each loads the model on its own device and computes a share of every condition's batches."""
     config.validate()
     fmt = prompts.FORMATS[config.prompt_format]
     mmlu_path = Path(config.mmlu_path) if config.mmlu_path else data.default_mmlu_path()
@@ -101,7 +107,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
         train_per_subject=config.train_per_subject,
         seed=config.seed,
     )
-    device = pick_device(config.device)
+    device = ranks.device if ranks.device is not None and config.device == "auto" else pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
     resolved = models.resolve_model(config.model)
 
@@ -121,7 +127,9 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / schema.HIDDEN_FILE
     model, tokenizer = models.load_model(resolved, device, dtype)  # a model that does not load leaves no file
-    _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
+    if ranks.main:
+        _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
+    ranks.barrier()
     letter_ids = forward.letter_token_ids(tokenizer, prompts.answer_texts(fmt))
 
     accuracies = {}
@@ -149,9 +157,9 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
                 path, name, settings, model, tokenizer, examples, by_id,
                 prefix_text=_prefix_texts(fmt, plan, by_id), plan=plan,
                 fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_size, prefix_cache=config.prefix_cache,
-                overwrite=overwrite, progress=progress,
+                overwrite=overwrite, progress=progress, ranks=ranks,
             )
-            if sampling == "fixed":
+            if sampling == "fixed" and ranks.main:
                 _record_demo_bits(path, name, model, tokenizer, fmt, partition, by_id, k)
     return accuracies
 
@@ -203,6 +211,7 @@ def extract_condition(
     prefix_cache: bool = True,
     overwrite: bool = False,
     progress: bool = True,
+    ranks: Ranks = Ranks(),
 ) -> float:
     """Write condition ``name`` of hidden.h5 (every row of ``examples``); returns its eval accuracy.
 
@@ -210,48 +219,114 @@ def extract_condition(
     demos behind it, stored beside the states. Rows sharing a prefix run on one key/value cache of
     it; a prefix of its own (resampled demos) is run with its question, batched with others.
     A complete condition with the same settings is skipped; rows already done are kept.
+
+    Several ``ranks`` (``accelerate launch``) share the batches; each appends its rows to its own
+    shard, which the main rank merges into the condition: the same file as one process writes.
     """
-    with h5py.File(path, "a") as f:
-        group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model), overwrite=overwrite)
-        if group.attrs["complete"]:
-            accuracy = float(group.attrs["accuracy"])
+    if ranks.main:
+        with h5py.File(path, "a") as f:
+            group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model), overwrite=overwrite)
+            if not group.attrs["complete"]:
+                if plan is not None:
+                    schema.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
+                _merge_shards(group, path.parent, name)  # rows of an interrupted multi-process run
+    ranks.barrier()
+    with h5py.File(path, "r") as f:
+        group = schema.get_condition(f, name)
+        complete, done, instance = bool(group.attrs["complete"]), schema.rows_done(group), schema.condition_instance(group)
+        accuracy = float(group.attrs.get("accuracy", np.nan))
+    ranks.barrier()  # every rank has closed the file before the main rank opens it to write
+    if complete:
+        if ranks.main:
             print(f"{name}: already complete (accuracy {accuracy:.3f}); skipped", file=sys.stderr)
-            return accuracy
-        if plan is not None:
-            schema.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
-        done = schema.rows_done(group)
-        started = time.perf_counter()
-        bar = tqdm(total=len(examples), initial=int(done.sum()), desc=name, unit="q", disable=not progress)
-        # Batches are planned over all rows, done or not, and a batch is redone whole unless every
-        # row of it is done: a resumed run computes each row in the very batch it would have had,
-        # so its states are bit-identical to an uninterrupted run's.
-        for prefix_ids, batches in _plan_batches(examples, tokenizer, fmt, by_id, prefix_text, batch_size, prefix_cache):
-            todo = [batch for batch in batches if not done[[row for row, _ in batch]].all()]
-            if not todo:
-                continue
-            prefix = forward.encode_prefix(model, prefix_ids) if prefix_ids else None
-            for batch in todo:
-                rows = [row for row, _ in batch]
-                out = forward.last_token_states(model, [ids for _, ids in batch], prefix=prefix, letter_ids=letter_ids)
-                schema.write_rows(group, np.array(rows), out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
+        return accuracy
+    started = time.perf_counter()
+    # Batches are planned over all rows, done or not, and a batch is redone whole unless every
+    # row of it is done: a resumed run computes each row in the very batch it would have had,
+    # so its states are bit-identical to an uninterrupted run's (and so are several ranks').
+    work = [(prefix_ids, batch)
+            for prefix_ids, batches in _plan_batches(examples, tokenizer, fmt, by_id, prefix_text, batch_size, prefix_cache)
+            for batch in batches if not done[[row for row, _ in batch]].all()]
+    mine = ranks.share(work, costs=[len(batch) * (len(prefix) + max(len(ids) for _, ids in batch)) for prefix, batch in work])
+    bar = tqdm(total=sum(len(batch) for _, batch in mine), desc=name if ranks.count == 1 else f"{name} (rank 0 of {ranks.count})",
+               unit="q", disable=not progress or not ranks.main)
+    if ranks.count == 1:
+        with h5py.File(path, "a") as f:
+            group = schema.get_condition(f, name)
+            for rows, out in _run_batches(model, mine, letter_ids):
+                schema.write_rows(group, rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
                 f.flush()
                 faults.reached("extract.batch")
-                bar.update(int((~done[rows]).sum()))
-        bar.close()
-        _, _, pred = schema.read_outputs(f, name)
-        accuracy = split_accuracy(pred, examples, "eval")
-        schema.finish_condition(
-            group,
-            {
-                "accuracy": accuracy,
-                "accuracy_train": split_accuracy(pred, examples, "train"),
-                "pred_fraction": (np.bincount(pred, minlength=4) / len(pred)).round(4).tolist(),
-                "seconds": round(time.perf_counter() - started, 3),
-            },
-        )
-    n_eval = int((examples.splits == "eval").sum())
-    print(f"{name}: accuracy {accuracy:.3f} on {n_eval} eval questions", file=sys.stderr)
+                bar.update(len(rows))
+    else:
+        shard = schema.shard_path(path.parent, name, ranks.index)
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(shard, "w") as f:
+            schema.create_shard(f, name, instance, n_layers=forward.n_blocks(model), width=forward.hidden_width(model))
+            for rows, out in _run_batches(model, mine, letter_ids):
+                schema.append_shard(f, rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
+                f.flush()
+                faults.reached("extract.batch")
+                bar.update(len(rows))
+        ranks.barrier()
+    bar.close()
+    if ranks.main:
+        with h5py.File(path, "a") as f:
+            group = schema.get_condition(f, name)
+            _merge_shards(group, path.parent, name)
+            if not schema.rows_done(group).all():
+                raise RuntimeError(f"{name}: rows missing after the merge of the ranks' shards")
+            _, _, pred = schema.read_outputs(f, name)
+            schema.finish_condition(
+                group,
+                {
+                    "accuracy": split_accuracy(pred, examples, "eval"),
+                    "accuracy_train": split_accuracy(pred, examples, "train"),
+                    "pred_fraction": (np.bincount(pred, minlength=4) / len(pred)).round(4).tolist(),
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "processes": ranks.count,
+                },
+            )
+    ranks.barrier()
+    with h5py.File(path, "r") as f:
+        accuracy = float(schema.get_condition(f, name).attrs["accuracy"])
+    ranks.barrier()
+    if ranks.main:
+        n_eval = int((examples.splits == "eval").sum())
+        print(f"{name}: accuracy {accuracy:.3f} on {n_eval} eval questions", file=sys.stderr)
     return accuracy
+
+
+def _run_batches(model, work: list[tuple[list[int], list[tuple[int, list[int]]]]], letter_ids: list[int]):
+    """Yield (rows (B,), forward output) of each (shared prefix ids or [], batch); a prefix's
+    key/value cache is computed once for the consecutive batches that share it."""
+    cached_ids, prefix = None, None
+    for prefix_ids, batch in work:
+        if prefix_ids is not cached_ids:
+            cached_ids, prefix = prefix_ids, (forward.encode_prefix(model, prefix_ids) if prefix_ids else None)
+        out = forward.last_token_states(model, [ids for _, ids in batch], prefix=prefix, letter_ids=letter_ids)
+        yield np.array([row for row, _ in batch]), out
+
+
+def _merge_shards(group: h5py.Group, run_dir: Path, name: str) -> None:
+    """Merge every rank's shard of condition ``name`` into ``group``, then delete the shards.
+    A shard a SIGKILL left unreadable is dropped: its rows are simply redone."""
+    folder = schema.shard_path(run_dir, name, 0).parent
+    if not folder.is_dir():
+        return
+    merged, shards = 0, sorted(folder.glob("rank-*.h5"))
+    for shard in shards:
+        try:
+            with h5py.File(shard, "r") as f:
+                merged += schema.merge_shard(group, f)
+        except OSError as error:
+            print(f"{name}: dropped the unreadable shard {shard.name} ({error}); its rows are redone", file=sys.stderr)
+        group.file.flush()
+    if shards:
+        print(f"{name}: merged {merged} rows from {len(shards)} rank shards", file=sys.stderr)
+    shutil.rmtree(folder)
+    if not any(folder.parent.iterdir()):
+        folder.parent.rmdir()
 
 
 def _plan_batches(examples: schema.Examples, tokenizer, fmt: prompts.PromptFormat, by_id, prefix_text, batch_size: int,

@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lr", type=_positive_float, default=ft_defaults.lr)
     ft.add_argument("--epochs", type=_positive_int, default=ft_defaults.epochs)
     ft.add_argument("--batch-size", type=_positive_int, default=ft_defaults.batch_size)
+    ft.add_argument("--micro-tokens", type=_positive_int, default=ft_defaults.micro_tokens,
+                    help="padded tokens per micro-batch (gradients accumulated over a batch; ranks share micro-batches)")
     ft.add_argument("--warmup", type=_fraction, default=ft_defaults.warmup, help="warm-up steps as a fraction of all steps")
     ft.add_argument("--seed", type=_nonnegative_int, default=ft_defaults.seed)
     ft.add_argument("--seeds", type=_layer_list, default=None,
@@ -146,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--target-accuracy", type=_number(float, lambda v: 0 <= v <= 1, "in [0, 1]"), default=None,
                     help="task complexity: the accuracy whose smallest description is read off (default: halfway from 0-shot to the best)")
     an.add_argument("--jobs", type=_positive_int, default=1, help="worker processes, one (condition, layer) each")
+    an.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                    help="run the layer tasks on Ray: alone, a local Ray of --jobs CPUs; with an ADDRESS "
+                         "(auto, ray://host:10001), that cluster")
     an.add_argument("--device", default="auto", help="for the kNN graph: auto (cuda if present), cpu, cuda")
     an.add_argument("--splits", type=_names, default=None, help="comma list of eval, train (default: those the run has)")
     an.add_argument("--force", "--overwrite", dest="force", action="store_true",
@@ -176,16 +181,21 @@ def _config(cls, args: argparse.Namespace, **values):
 
 
 def _extract(args: argparse.Namespace) -> None:
+    from extract import ranks
     from extract.icl import ExtractConfig, run_extract
 
     config = _config(ExtractConfig, args, prefix_cache=not args.no_prefix_cache, mmlu_path=args.mmlu)
-    accuracies = run_extract(config, args.run, overwrite=args.overwrite, progress=not args.no_progress)
+    mine = ranks.current()  # several under `accelerate launch -m landscape extract`
+    accuracies = run_extract(config, args.run, overwrite=args.overwrite, progress=not args.no_progress, ranks=mine)
+    if not mine.main:
+        return
     for name, accuracy in accuracies.items():
         print(f"{name}\taccuracy={accuracy:.4f}")
     print(f"wrote {args.run / 'hidden.h5'}")
 
 
 def _finetune(args: argparse.Namespace) -> None:
+    from extract import ranks
     from extract.finetune import FinetuneConfig, describe, run_finetune
 
     from analyses.identifiability import seed_family_name
@@ -194,6 +204,7 @@ def _finetune(args: argparse.Namespace) -> None:
     seeds = sorted(set(args.seeds)) if args.seeds else [args.seed]
     if any(seed < 0 for seed in seeds):
         raise ValueError(f"seeds must be >= 0, got {seeds}")
+    mine = ranks.current()  # several under `accelerate launch -m landscape finetune`
     for seed in seeds:
         config = _config(
             FinetuneConfig,
@@ -204,8 +215,9 @@ def _finetune(args: argparse.Namespace) -> None:
             checkpoints=tuple(sorted(set(args.checkpoints))),
             mmlu_path=args.mmlu,
         )
-        summary = run_finetune(args.run, config, overwrite=args.overwrite, progress=not args.no_progress)
-        print(describe({"name": config.name, **summary}))
+        summary = run_finetune(args.run, config, overwrite=args.overwrite, progress=not args.no_progress, ranks=mine)
+        if mine.main:
+            print(describe({"name": config.name, **summary}))
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -214,7 +226,7 @@ def _analyze(args: argparse.Namespace) -> None:
 
     config = _config(AnalysisConfig, args, gride_range=args.maxk)
     metrics = run_analysis(
-        args.run, config, conditions=args.conditions, layers=args.layers, splits=args.splits, jobs=args.jobs,
+        args.run, config, conditions=args.conditions, layers=args.layers, splits=args.splits, jobs=args.jobs, ray=args.ray,
         force=args.force, progress=not args.no_progress, bits_per_parameter=args.bits_per_parameter,
         target_accuracy=args.target_accuracy,
     )

@@ -114,7 +114,8 @@ def status(run: str | Path) -> dict:
         for name in schema.condition_names(f):
             group = schema.get_condition(f, name)
             done = schema.rows_done(group)
-            out["extract"][name] = {"rows_done": int(done.sum()), "rows": len(done),
+            shards = sorted(schema.shard_path(hidden.parent, name, 0).parent.glob("rank-*.h5"))
+            out["extract"][name] = {"rows_done": int(done.sum()), "rows": len(done), "shards": len(shards),
                                     "complete": bool(group.attrs["complete"]), "layers": schema.n_layers(f, name)}
         for name in schema.edl_names(f):
             out["finetune"][name] = schema.read_edl(f, name)[1]
@@ -148,6 +149,8 @@ def describe_status(info_: dict, status_: dict) -> str:
     for name, s in status_["extract"].items():
         attrs = info_["conditions"][name]
         state = "complete" if s["complete"] else f"INCOMPLETE ({s['rows_done']}/{s['rows']} rows): re-run the command to resume"
+        if s.get("shards"):
+            state += f" (+ rows in {s['shards']} rank shards, merged on resume)"
         accuracy = f"accuracy {attrs['accuracy']:.4f}" if "accuracy" in attrs else ""
         lines.append(f"  {name:<22} {attrs.get('kind', '')} {attrs.get('shots', '')}-shot {attrs.get('demo_sampling', '')}"
                      f"  {s['rows']} rows x {s['layers']} layers  {state}  {accuracy}"

@@ -16,7 +16,7 @@ from landscape import schema
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 # Timing and provenance attrs that legitimately differ between two runs.
-VOLATILE = {"seconds", "created_at", "command"}
+VOLATILE = {"seconds", "created_at", "command", "instance"}
 
 
 def landscape(*args, fault: str | None = None, check: bool = True) -> subprocess.CompletedProcess:

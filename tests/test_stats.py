@@ -33,3 +33,15 @@ def test_nan_pairs_dropped_and_degenerate_inputs():
     assert np.isnan(spearman_bootstrap(np.ones(10), np.arange(10.0)).rho)
     with pytest.raises(ValueError):
         spearman_bootstrap(np.ones(3), np.ones(4))
+
+
+def test_resample_ranks_are_the_midranks_of_each_resample():
+    from scipy.stats import rankdata
+
+    from landscape.stats import _resample_ranks
+
+    rng = np.random.default_rng(3)
+    for x in (rng.normal(size=50), rng.integers(0, 2, 50).astype(float), np.round(rng.normal(size=50), 1)):
+        samples = rng.integers(0, 50, size=(200, 50))
+        np.testing.assert_array_equal(_resample_ranks(x, samples), rankdata(x[samples], axis=-1))
+    assert _resample_ranks(np.array([5.0, 1.0, 5.0]), np.array([[0, 0, 1]])).tolist() == [[2.5, 2.5, 1.0]]

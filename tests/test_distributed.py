@@ -1,0 +1,121 @@
+"""Beyond one process: `accelerate launch` with 2 CPU ranks gives the run 1 process gives, a killed
+2-rank extraction resumes (in 1 process) to the same file, and the analysis on Ray gives the
+numbers of the local path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from analyses.run import run_analysis
+from extract.ranks import Ranks
+from landscape import schema
+from tests.test_analyses import SMALL, _metrics, tiny_run  # noqa: F401  (fixture)
+from tests.test_interrupt import VOLATILE, extract_args, landscape
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+FINETUNE = ["--rank", 4, "--alpha", 8, "--lr", 0.005, "--epochs", 2, "--batch-size", 8, "--checkpoints", 2,
+            "--micro-tokens", 120, "--no-progress"]  # ~3 micro-batches a step: both ranks get some
+
+
+def launch(n: int, *args, fault: str | None = None) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of ``landscape`` on ``n`` CPU processes (the README's command)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("LANDSCAPE_FAULT", None)
+    if fault:
+        env["LANDSCAPE_FAULT"] = fault
+    command = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", str(n), "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(29500 + os.getpid() % 500),
+               "-m", "landscape", *map(str, args)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def assert_close_groups(a: h5py.Group, b: h5py.Group, path: str = "", atol: float = 0.0) -> None:
+    """Same datasets and attrs (but timing, provenance and the process count); floats within ``atol``."""
+    assert set(a.keys()) == set(b.keys()), path
+    skip = VOLATILE | {"processes"}
+    assert {k for k in a.attrs if k not in skip} == {k for k in b.attrs if k not in skip}, path
+    for name in a:
+        if isinstance(a[name], h5py.Group):
+            assert_close_groups(a[name], b[name], f"{path}/{name}", atol)
+            continue
+        x, y = a[name][()], b[name][()]
+        if atol and x.dtype.kind == "f":
+            np.testing.assert_allclose(x, y, rtol=0, atol=atol, err_msg=f"{path}/{name}")
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=f"{path}/{name}")
+
+
+def test_share_splits_by_cost_and_every_rank_agrees():
+    costs = [10, 1, 1, 1, 9, 2, 3, 3]
+    items = list("abcdefgh")
+    shares = [Ranks(index=r, count=3).share(items, costs) for r in range(3)]
+    assert sorted(sum(shares, [])) == items  # every item once
+    for share in shares:
+        assert share == [i for i in items if i in share]  # in the original order (prefix caches stay shared)
+    loads = [sum(costs[items.index(i)] for i in share) for share in shares]
+    assert max(loads) - min(loads) <= max(costs[1:])  # balanced, not cut by count
+    assert Ranks().share(items, costs) == items
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, tiny_model_dir, tiny_mmlu):
+    run = tmp_path_factory.mktemp("one")
+    landscape(*extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled")
+    landscape("finetune", run, *FINETUNE, "--mmlu", tiny_mmlu)
+    return run
+
+
+def test_two_ranks_extract_and_finetune_as_one_process(one_process, tmp_path, tiny_model_dir, tiny_mmlu):
+    run = tmp_path / "two"
+    done = launch(2, *extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (run / schema.SHARDS_DIR).exists()  # merged and removed
+    with h5py.File(one_process / "hidden.h5", "r") as a, h5py.File(run / "hidden.h5", "r") as b:
+        assert schema.condition_names(b) == ["0shot", "1shot", "1shot-resampled"]
+        for name in schema.condition_names(b):
+            assert schema.get_condition(b, name).attrs["processes"] == 2
+            # each batch is computed as one process computes it: the states are the same numbers
+            assert_close_groups(schema.get_condition(a, name), schema.get_condition(b, name), name)
+    done = launch(2, "finetune", run, *FINETUNE, "--mmlu", tiny_mmlu)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with h5py.File(one_process / "hidden.h5", "r") as a, h5py.File(run / "hidden.h5", "r") as b:
+        # data-parallel training sums the same gradients in another order: equal to float tolerance
+        assert_close_groups(a["edl"], b["edl"], atol=1e-5)
+        assert_close_groups(a["conditions"]["sft@step2"], b["conditions"]["sft@step2"], atol=1e-5)
+        assert_close_groups(a["conditions"]["sft"], b["conditions"]["sft"], atol=1e-5)
+
+
+def test_killed_ranks_leave_shards_that_one_process_merges(one_process, tmp_path, tiny_model_dir, tiny_mmlu):
+    run = tmp_path / "killed"
+    killed = launch(2, *extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled", fault="extract.batch:2")
+    assert killed.returncode != 0
+    shards = sorted((run / schema.SHARDS_DIR / "0shot").glob("rank-*.h5"))
+    assert len(shards) == 2  # each rank had written its first batches
+    with h5py.File(shards[0], "r") as f:
+        assert len(f["rows"]) > 0
+    assert "INCOMPLETE" in landscape("info", run).stdout and "2 rank shards, merged on resume" in landscape("info", run).stdout
+    resumed = landscape(*extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled")  # by 1 process
+    assert "0shot: merged" in resumed.stderr and "from 2 rank shards" in resumed.stderr
+    assert not (run / schema.SHARDS_DIR).exists()
+    with h5py.File(one_process / "hidden.h5", "r") as a, h5py.File(run / "hidden.h5", "r") as b:
+        for name in schema.condition_names(b):
+            assert_close_groups(schema.get_condition(a, name), schema.get_condition(b, name), name)
+
+
+def test_analysis_on_ray_gives_the_local_numbers(tiny_run, tmp_path):  # noqa: F811
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(tiny_run / "hidden.h5", copy / "hidden.h5")
+    run_analysis(copy, SMALL, ray="local", jobs=2, progress=False)  # ray.init(num_cpus=2), one task a layer
+    assert _metrics(copy) == _metrics(tiny_run)
+
