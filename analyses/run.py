@@ -1,10 +1,11 @@
 """``landscape analyze RUN``: every condition x layer of hidden.h5 into analysis.h5 and metrics.csv.
 
 Each (split, condition, layer) is an independent task (``analyses.layer.analyze_layer``) that
-reads its own layer from hidden.h5, so tasks can run in worker processes (``jobs``); results are
-written by this process as they arrive, each group marked complete last. A re-run skips complete
-groups (unless ``force``), then compares every pair of conditions layer by layer, then rewrites
-metrics.csv from analysis.h5 (tidy: split, condition, layer, metric, value; pairs as ``a~b``).
+reads its own layer from hidden.h5; so is each comparison of two conditions at a layer, and each
+layer's EDL correlations. Tasks run here, in worker processes (``jobs``) or on Ray (``ray``:
+``analyses.workers``); results are written by this process as they arrive, each group marked
+complete last. A re-run skips complete groups (unless ``force``), then rewrites metrics.csv from
+analysis.h5 (tidy: split, condition, layer, metric, value; pairs as ``a~b``).
 
 Splits are analysed apart: ``eval`` is the landscape of Doimo et al.; ``train`` (the fine-tuning
 examples, when the run has them) gives the per-example features that EDL is correlated with.
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 import h5py
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from analyses import complexity
 from analyses.identifiability import compare_seeds, seed_families
 from analyses.layer import AnalysisConfig, LayerResult, analyze_layer, compare_layers
+from analyses.workers import Workers
 from landscape import faults, provenance, reader, schema
 from landscape.atomic import replace_atomically
 from landscape.stats import spearman_bootstrap
@@ -52,9 +52,10 @@ def run_analysis(
 ) -> Path:
     """Analyse a run; returns the path of metrics.csv.
 
-    Layer tasks run here (``jobs`` = 1), in ``jobs`` local worker processes, or as Ray tasks
-    (``ray``: ``"local"`` starts a Ray of ``jobs`` CPUs on this machine, any other value is the
-    ``address`` of a running cluster, e.g. ``"auto"`` on a node of it); the numbers are the same.
+    Layer tasks, then pair comparisons, then EDL correlations run here (``jobs`` = 1), in ``jobs``
+    local worker processes, or as Ray tasks (``ray``: ``"local"`` starts a Ray of ``jobs`` CPUs on
+    this machine, any other value is the address of a running cluster, e.g. ``"auto"`` on a node
+    of it); the numbers are the same (``analyses.workers``).
 
     Also: seed-to-seed comparisons of fine-tune families (``analyses.identifiability``) and the
     task-complexity points and Pareto front (``analyses.complexity``; LoRA weights cost
@@ -99,8 +100,10 @@ def run_analysis(
                         tasks.append((split, name, layer))
 
     bar = tqdm(total=len(tasks), desc="analyze", unit="layer", disable=not progress)
-    with h5py.File(out, "a") as f:
-        for (split, name, layer), result in _execute(hidden, tasks, config, jobs, ray):
+    source = str(hidden.resolve())  # Ray workers do not share this process's working directory
+    with Workers(jobs, ray) as workers, h5py.File(out, "a") as f:
+        layer_tasks = (((split, name, layer), _task, (source, split, name, layer, config)) for split, name, layer in tasks)
+        for (split, name, layer), result in workers.map(layer_tasks, gpu=True):
             path = schema.result_path(name, layer, split=split)
             schema.write_result(f, path, result.scalars, result.arrays, result.skipped)
             f.flush()
@@ -109,12 +112,12 @@ def run_analysis(
         bar.close()
         big_enough = [s for s in splits if (examples.splits == s).sum() > config.maxk]  # a small train split is just skipped
         _refuse_degenerate(f, big_enough, conditions, n_layers, layers)
-        for split in splits:
-            _compare_pairs(f, split, conditions, n_layers, layers, config)
+        for path, pair in workers.map(_pair_tasks(f, splits, conditions, n_layers, layers, config)):
+            schema.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
         split_rows = {split: np.flatnonzero(examples.splits == split) for split in splits}
-        for name in edl_names:
-            if name in conditions and "0shot" in conditions:
-                _correlate_edl(f, hidden, name, split_rows, n_layers[name], layers)
+        targets = [name for name in edl_names if name in conditions and "0shot" in conditions]
+        for path, scalars in workers.map(_correlation_tasks(f, hidden, targets, split_rows, n_layers, layers)):
+            schema.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
         info = reader.info(hidden)["conditions"]
         for base, family in seed_families([n for n in edl_names if n in conditions]).items():
             _compare_seeds(f, hidden, base, family, info, n_layers[base], layers)
@@ -152,7 +155,8 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
     replace_atomically(out, write)
 
 
-def _task(hidden: Path, split: str, name: str, layer: int, config: AnalysisConfig) -> LayerResult:
+def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig) -> LayerResult:
+    """One (split, condition, layer): read the layer, measure it (runs in a worker)."""
     with h5py.File(hidden, "r") as f:
         examples = schema.read_examples(f)
         rows = np.flatnonzero(examples.splits == split)
@@ -168,81 +172,22 @@ def _task(hidden: Path, split: str, name: str, layer: int, config: AnalysisConfi
     return result
 
 
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one core per worker process
-
-
-def _execute(hidden: Path, tasks: list[tuple[str, str, int]], config: AnalysisConfig, jobs: int, ray: str | None = None):
-    """Yield ((split, condition, layer), LayerResult) in completion order."""
-    if ray is not None and tasks:
-        yield from _execute_on_ray(hidden, tasks, config, jobs, ray)
-        return
-    if jobs == 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield task, _task(hidden, *task, config)
-        return
-    # spawn, not fork: the parent may hold torch threads and open HDF5 handles.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
-        futures = {pool.submit(_task, hidden, *task, config): task for task in tasks}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+def _pair_tasks(f: h5py.File, splits, conditions: list[str], n_layers: dict[str, int], layers, config: AnalysisConfig):
+    """(path, compare_layers, (a, b, config)) of every pair of conditions and layer not yet done;
+    only the arrays a comparison reads (neighbours, clusters) are read, as the task is submitted."""
+    for split in splits:
+        for a, b in itertools.combinations(conditions, 2):
+            shared = range(min(n_layers[a], n_layers[b])) if layers is None else [l % n_layers[a] for l in layers]
+            for layer in shared:
+                path = schema.result_path(a, layer, other=b, split=split)
+                if not schema.result_done(f, path):
+                    inputs = [_comparable(f, schema.result_path(c, layer, split=split)) for c in (a, b)]
+                    yield path, compare_layers, (*inputs, config)
 
 
-def _ray_task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig) -> LayerResult:
-    import torch
-
-    torch.set_num_threads(1)  # one core per Ray task (num_cpus=1)
-    return _task(Path(hidden), split, name, layer, config)
-
-
-def _execute_on_ray(hidden: Path, tasks: list[tuple[str, str, int]], config: AnalysisConfig, jobs: int, address: str):
-    """The layer tasks as Ray tasks, one CPU each (and one GPU each when the cluster has GPUs: the
-    kNN graph then runs there). Workers read their layer from ``hidden`` themselves, so on a
-    cluster the run folder must be on a filesystem every node mounts (as /scratch on SLURM);
-    only the results travel back, and this process alone writes analysis.h5."""
-    try:
-        import ray
-    except ImportError as error:
-        raise ValueError(f"--ray needs the ray package ({error}): pip install ray") from error
-    started = not ray.is_initialized()
-    if started:
-        if address == "local":
-            ray.init(num_cpus=jobs, include_dashboard=False, configure_logging=False)
-        else:
-            ray.init(address=address, include_dashboard=False, configure_logging=False)
-    try:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(_ray_task)
-        path = str(hidden.resolve())  # workers do not share this process's working directory
-        pending = {remote.remote(path, *task, config): task for task in tasks}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayTaskError as error:  # our one-line errors stay one line
-                    if isinstance(error.cause, ValueError):
-                        raise error.cause from None
-                    raise
-                yield pending.pop(ref), result
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _compare_pairs(f: h5py.File, split: str, conditions: list[str], n_layers: dict[str, int], layers, config: AnalysisConfig) -> None:
-    for a, b in itertools.combinations(conditions, 2):
-        shared = range(min(n_layers[a], n_layers[b])) if layers is None else [l % n_layers[a] for l in layers]
-        for layer in shared:
-            path = schema.result_path(a, layer, other=b, split=split)
-            if schema.result_done(f, path):
-                continue
-            result_a = _as_result(schema.read_result(f, schema.result_path(a, layer, split=split)))
-            result_b = _as_result(schema.read_result(f, schema.result_path(b, layer, split=split)))
-            pair = compare_layers(result_a, result_b, config)
-            schema.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
+def _comparable(f: h5py.File, path: str) -> LayerResult:
+    scalars, arrays, skipped = schema.read_result(f, path, arrays=("knn", "cluster"))
+    return LayerResult(scalars=scalars, arrays=arrays, skipped=skipped)
 
 
 # Per-example landscape features that EDL (train rows) and the generalisation gain (eval rows)
@@ -250,36 +195,43 @@ def _compare_pairs(f: h5py.File, split: str, conditions: list[str], n_layers: di
 EDL_FEATURES = ("log_density", "core", "purity_subject")
 
 
-def _correlate_edl(f: h5py.File, hidden: Path, name: str, split_rows: dict[str, np.ndarray], n_layers: int, layers) -> None:
-    """Spearman (bootstrap CI) of per-example EDL / eval gain with landscape features, per layer.
+def _correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_rows: dict[str, np.ndarray],
+                       n_layers: dict[str, int], layers):
+    """(path, _correlations, (values, features, seed)) per fine-tune, split and layer not yet done:
+    Spearman (bootstrap CI) of per-example EDL / eval gain with landscape features.
 
     ``split_rows[split]`` are the /examples rows behind every result of that split, in order."""
-    with h5py.File(hidden, "r") as h:
-        edl, _ = schema.read_edl(h, name)
-    targets = {
-        "train": ("edl", edl["rows"], edl["online_bits"] - edl["final_bits"]),
-        "eval": ("gain", edl["eval_rows"], edl["eval_gain_bits"]),
-    }
-    for split, result_rows in split_rows.items():
-        kind, rows, values = targets[split]
-        positions = np.searchsorted(result_rows, rows)  # target rows within the split's results
-        for layer in range(n_layers) if layers is None else [l % n_layers for l in layers]:
-            path = schema.correlation_path(f"{kind}:{name}", layer, split=split)
-            if schema.result_done(f, path):
-                continue
-            features = {}
-            for condition in ("0shot", name):
-                _, arrays, skipped = schema.read_result(f, schema.result_path(condition, layer, split=split))
+    for name in targets:
+        with h5py.File(hidden, "r") as h:
+            edl, _ = schema.read_edl(h, name)
+        by_split = {
+            "train": ("edl", edl["rows"], edl["online_bits"] - edl["final_bits"]),
+            "eval": ("gain", edl["eval_rows"], edl["eval_gain_bits"]),
+        }
+        for split, result_rows in split_rows.items():
+            kind, rows, values = by_split[split]
+            positions = np.searchsorted(result_rows, rows)  # target rows within the split's results
+            for layer in range(n_layers[name]) if layers is None else [l % n_layers[name] for l in layers]:
+                path = schema.correlation_path(f"{kind}:{name}", layer, split=split)
+                if schema.result_done(f, path):
+                    continue
+                features = {}
+                for condition in ("0shot", name):
+                    _, arrays, skipped = schema.read_result(f, schema.result_path(condition, layer, split=split), arrays=EDL_FEATURES)
+                    if not skipped:
+                        features.update({f"{condition}:{feat}": arrays[feat][positions] for feat in EDL_FEATURES})
+                _, pair, skipped = schema.read_result(f, schema.result_path("0shot", layer, other=name, split=split))
                 if not skipped:
-                    features.update({f"{condition}:{feat}": arrays[feat][positions] for feat in EDL_FEATURES})
-            _, pair, skipped = schema.read_result(f, schema.result_path("0shot", layer, other=name, split=split))
-            if not skipped:
-                features["data_overlap"] = pair["data_overlap"][positions]
-            scalars = {}
-            for feature, x in features.items():
-                corr = spearman_bootstrap(values, x.astype(float), n_boot=1000, seed=layer)
-                scalars.update({f"{feature}_rho": corr.rho, f"{feature}_low": corr.low, f"{feature}_high": corr.high})
-            schema.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
+                    features["data_overlap"] = pair["data_overlap"][positions]
+                yield path, _correlations, (values, features, layer)
+
+
+def _correlations(values: np.ndarray, features: dict[str, np.ndarray], seed: int) -> dict[str, float]:
+    scalars = {}
+    for feature, x in features.items():
+        corr = spearman_bootstrap(values, x.astype(float), n_boot=1000, seed=seed)
+        scalars.update({f"{feature}_rho": corr.rho, f"{feature}_low": corr.low, f"{feature}_high": corr.high})
+    return scalars
 
 
 def _compare_seeds(f: h5py.File, hidden: Path, base: str, family: list[str], info: dict, n_layers: int, layers) -> None:
@@ -323,11 +275,6 @@ def _write_complexity(f: h5py.File, hidden: Path, info: dict, bits_per_parameter
         "on_front": complexity.pareto_front(points),
     }, {"baseline_accuracy": baseline, "target_accuracy": float(target), "best_accuracy": best,
         "smallest_bits": complexity.smallest_bits(points, target), "bits_per_parameter": bits_per_parameter})
-
-
-def _as_result(stored: tuple[dict, dict, str]) -> LayerResult:
-    scalars, arrays, skipped = stored
-    return LayerResult(scalars=scalars, arrays=arrays, skipped=skipped)
 
 
 def write_metrics_csv(analysis: Path) -> Path:

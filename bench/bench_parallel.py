@@ -57,45 +57,58 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("runs/default"), help="an analysed run: its analysis is redone")
     parser.add_argument("--subjects", default="largest:4")
     parser.add_argument("--per-subject", type=int, default=24)
+    parser.add_argument("--parts", default="extract,analyze", help="comma list of extract (with finetune), analyze")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     landscape = [str(BIN / "landscape")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        extract = ["extract", "--shots", "0,5", "--subjects", args.subjects, "--per-subject", str(args.per_subject),
-                   "--train-per-subject", "16", "--no-progress"]
-        one = timed(landscape + extract + ["--run", str(tmp / "one")])
-        two = timed(LAUNCH + extract + ["--run", str(tmp / "two")])
-        diff = max(max_difference(tmp / "one" / "hidden.h5", tmp / "two" / "hidden.h5", f"conditions/{c}")
-                   for c in ("0shot", "5shot"))
-        rows.append(("extract 0+5-shot", one, two, f"max |state diff| {diff:.1e}"))
-
-        finetune = ["finetune", "--epochs", "1", "--no-progress"]
-        one = timed(landscape + finetune + [str(tmp / "one")])
-        two = timed(LAUNCH + finetune + [str(tmp / "two")])
-        diff = max_difference(tmp / "one" / "hidden.h5", tmp / "two" / "hidden.h5", "edl/sft")
-        rows.append(("finetune (1 epoch) + extract", one, two, f"max |EDL record diff| {diff:.1e} bits"))
-
-        analyses = {}
-        for label, flags in (("jobs 1", ["--jobs", "1"]), ("jobs 2", ["--jobs", "2"]), ("ray 2", ["--jobs", "2", "--ray"])):
-            folder = tmp / label.replace(" ", "-")
-            folder.mkdir()
-            (folder / schema.HIDDEN_FILE).symlink_to((args.run / schema.HIDDEN_FILE).resolve())
-            analyses[label] = timed(landscape + ["analyze", str(folder), "--no-progress", *flags])
-        same = (tmp / "jobs-1" / "metrics.csv").read_bytes() == (tmp / "ray-2" / "metrics.csv").read_bytes() \
-            == (tmp / "jobs-2" / "metrics.csv").read_bytes()
-        with h5py.File(args.run / schema.HIDDEN_FILE, "r") as f:
-            names = schema.condition_names(f)
-            size = f"{len(names)} conditions x {schema.n_layers(f, names[0])} layers, {len(schema.read_examples(f))} rows"
-        rows.append((f"analyze {args.run} ({size})", analyses["jobs 1"], analyses["jobs 2"],
-                     f"ray 2 CPUs {analyses['ray 2']:.1f} s ({analyses['jobs 1'] / analyses['ray 2']:.2f}x); "
-                     f"metrics.csv identical: {same}"))
+        if "extract" in parts:
+            rows += extract_and_finetune(landscape, tmp, args)
+        if "analyze" in parts:
+            rows.append(analyze(landscape, tmp, args.run))
 
     print(f"\ncores: {os.cpu_count()}")
     print(f"| {'task':<58} | 1 worker (s) | 2 workers (s) | speed-up | note")
     print(f"|{'-' * 60}|--------------|---------------|----------|-----")
     for task, one, two, note in rows:
         print(f"| {task:<58} | {one:12.1f} | {two:13.1f} | {one / two:7.2f}x | {note}")
+
+
+def extract_and_finetune(landscape: list[str], tmp: Path, args) -> list[tuple]:
+    rows = []
+    extract = ["extract", "--shots", "0,5", "--subjects", args.subjects, "--per-subject", str(args.per_subject),
+               "--train-per-subject", "16", "--no-progress"]
+    one = timed(landscape + extract + ["--run", str(tmp / "one")])
+    two = timed(LAUNCH + extract + ["--run", str(tmp / "two")])
+    diff = max(max_difference(tmp / "one" / "hidden.h5", tmp / "two" / "hidden.h5", f"conditions/{c}")
+               for c in ("0shot", "5shot"))
+    rows.append(("extract 0+5-shot", one, two, f"max |state diff| {diff:.1e}"))
+
+    finetune = ["finetune", "--epochs", "1", "--no-progress"]
+    one = timed(landscape + finetune + [str(tmp / "one")])
+    two = timed(LAUNCH + finetune + [str(tmp / "two")])
+    diff = max_difference(tmp / "one" / "hidden.h5", tmp / "two" / "hidden.h5", "edl/sft")
+    rows.append(("finetune (1 epoch) + extract", one, two, f"max |EDL record diff| {diff:.1e} bits"))
+    return rows
+
+
+def analyze(landscape: list[str], tmp: Path, run: Path) -> tuple:
+    analyses = {}
+    for label, flags in (("jobs 1", ["--jobs", "1"]), ("jobs 2", ["--jobs", "2"]), ("ray 2", ["--jobs", "2", "--ray"])):
+        folder = tmp / label.replace(" ", "-")
+        folder.mkdir()
+        (folder / schema.HIDDEN_FILE).symlink_to((run / schema.HIDDEN_FILE).resolve())
+        analyses[label] = timed(landscape + ["analyze", str(folder), "--no-progress", *flags])
+    same = (tmp / "jobs-1" / "metrics.csv").read_bytes() == (tmp / "ray-2" / "metrics.csv").read_bytes() \
+        == (tmp / "jobs-2" / "metrics.csv").read_bytes()
+    with h5py.File(run / schema.HIDDEN_FILE, "r") as f:
+        names = schema.condition_names(f)
+        size = f"{len(names)} conditions x {schema.n_layers(f, names[0])} layers, {len(schema.read_examples(f))} rows"
+    return (f"analyze {run} ({size})", analyses["jobs 1"], analyses["jobs 2"],
+            f"ray 2 CPUs {analyses['ray 2']:.1f} s ({analyses['jobs 1'] / analyses['ray 2']:.2f}x); "
+            f"metrics.csv identical: {same}")
 
 
 if __name__ == "__main__":

@@ -479,13 +479,14 @@ def write_result(f: h5py.File, path: str, scalars: Mapping[str, float], arrays: 
     _write_group(f, path, arrays, {**{k: float(v) for k, v in scalars.items()}, "skipped": skipped})
 
 
-def read_result(f: h5py.File, path: str) -> tuple[dict[str, float], dict[str, np.ndarray], str]:
-    """(scalars, arrays, skipped) of one result group."""
+def read_result(f: h5py.File, path: str, arrays: tuple[str, ...] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray], str]:
+    """(scalars, arrays, skipped) of one result group; ``arrays`` names the ones to read (default: all)."""
     if path not in f:
         raise SchemaError(f"no result {path} in {f.filename}: run `landscape analyze` first")
     group = f[path]
     scalars = _result_scalars(group)
-    return scalars, {name: group[name][()] for name in group}, str(group.attrs.get("skipped", ""))
+    names = [name for name in group if arrays is None or name in arrays]
+    return scalars, {name: group[name][()] for name in names}, str(group.attrs.get("skipped", ""))
 
 
 def iter_results(f: h5py.File):
