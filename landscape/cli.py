@@ -147,10 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--bits-per-parameter", type=_positive_float, default=16.0, help="task complexity: bits to write one LoRA weight")
     an.add_argument("--target-accuracy", type=_number(float, lambda v: 0 <= v <= 1, "in [0, 1]"), default=None,
                     help="task complexity: the accuracy whose smallest description is read off (default: halfway from 0-shot to the best)")
-    an.add_argument("--jobs", type=_positive_int, default=1, help="worker processes, one (condition, layer) each")
+    an.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (each task: a condition's layer, a pair of conditions at a layer, a layer's correlations)")
     an.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                    help="run the layer tasks on Ray: alone, a local Ray of --jobs CPUs; with an ADDRESS "
-                         "(auto, ray://host:10001), that cluster")
+                    help="run the tasks (layers, pairs, correlations) on Ray: alone, a local Ray of --jobs CPUs; "
+                         "with an ADDRESS (auto, ray://host:10001), that cluster")
     an.add_argument("--device", default="auto", help="for the kNN graph: auto (cuda if present), cpu, cuda")
     an.add_argument("--splits", type=_names, default=None, help="comma list of eval, train (default: those the run has)")
     an.add_argument("--force", "--overwrite", dest="force", action="store_true",
