@@ -19,7 +19,7 @@ Example:
     C. Skull
     D. Rib
     Answer:
-    >>> render_prefix(MMLU, "anatomy", [q])[-24:]
+    >>> render_prefix(MMLU, "anatomy", [q])[-18:]
     'D. Rib\\nAnswer: A\\n\\n'
 """
 
