@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import sys
 from pathlib import Path
 
 import h5py
@@ -73,6 +74,7 @@ def run_analysis(
             if name not in complete:
                 raise ValueError(f"condition {name} of {hidden} is incomplete: finish its extraction first")
         n_layers = {name: schema.n_layers(f, name) for name in conditions}
+        instances = {name: schema.condition_instance(schema.get_condition(f, name)) for name in conditions}
         examples = schema.read_examples(f)
         edl_names = schema.edl_names(f)
     if not conditions:
@@ -88,6 +90,7 @@ def run_analysis(
 
     out = hidden.parent / schema.ANALYSIS_FILE
     _prepare(out, config, hidden, force=force)
+    _forget_replaced(out, instances)
     tasks = []
     with h5py.File(out, "r") as f:
         for split in splits:
@@ -134,6 +137,18 @@ def _refuse_degenerate(f: h5py.File, splits, conditions, n_layers: dict[str, int
             reasons = [schema.read_result(f, schema.result_path(name, l, split=split))[2] for l in chosen]
             if reasons and all(reasons):
                 raise ValueError(f"no layer of {name} ({split} rows) has a geometry: {reasons[-1]}")
+
+
+def _forget_replaced(out: Path, instances: dict[str, str]) -> None:
+    """Results of a condition that was extracted again since (``--overwrite``, a new fine-tune)
+    describe data that is gone: delete them, so this run recomputes them, and record what it analyses."""
+    with h5py.File(out, "a") as f:
+        analysed = schema.analyzed_instances(f)
+        for name, instance in instances.items():
+            if name in analysed and analysed[name] != instance:
+                removed = schema.delete_results_of(f, name)
+                print(f"{name} was extracted again since it was analysed: its {removed} result groups are redone", file=sys.stderr)
+        schema.record_instances(f, instances)
 
 
 def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) -> None:

@@ -383,7 +383,8 @@ def merge_shard(group: h5py.Group, f: h5py.File, *, block_rows: int = 256) -> in
 
 # ================================================================ RUN/analysis.h5
 #
-#   /                                          attrs: schema_version, settings (JSON), source_hidden
+#   /                                          attrs: schema_version, settings (JSON), source_hidden,
+#                                              instances (JSON: condition -> the instance analysed)
 #   /layers/<split>/<condition>/<layer:03d>/   attrs: complete, skipped, <scalar metrics>
 #        rows, cluster, core, log_density, purity_subject, knn, gride_*, centers,
 #        saddle_log_density, tree_clusters, tree_linkage   (per-row arrays: the split's rows)
@@ -441,6 +442,35 @@ def write_analysis_header(f: h5py.File, settings: Mapping[str, Any], source: str
     f.attrs["source_hidden"] = source
     for key, value in stamp.items():  # command, created_at, versions
         f.attrs[key] = _attr_value(value)
+
+
+def analyzed_instances(f: h5py.File) -> dict[str, str]:
+    """condition -> the ``instance`` of it whose results analysis.h5 holds (root attr ``instances``)."""
+    return dict(_decode_attr(f.attrs["instances"])) if "instances" in f.attrs else {}
+
+
+def record_instances(f: h5py.File, instances: Mapping[str, str]) -> None:
+    f.attrs["instances"] = _attr_value({**analyzed_instances(f), **instances})
+
+
+def delete_results_of(f: h5py.File, condition: str) -> int:
+    """Delete every result computed from ``condition`` (its layers, its pairs, the correlations
+    that read it); returns how many groups went. Seeds and complexity are rewritten by every run."""
+    doomed = []
+    for top in (_LAYERS, _PAIRS, _CORRELATIONS):
+        for split, by_split in f.get(top, {}).items():
+            for name in by_split:
+                uses = {
+                    _LAYERS: name == condition,
+                    _PAIRS: condition in name.split("~"),
+                    # targets are edl:<fine-tune> / gain:<fine-tune>; their features come from 0shot too
+                    _CORRELATIONS: name.split(":", 1)[-1] == condition or condition == "0shot",
+                }[top]
+                if uses:
+                    doomed.append(f"{top}/{split}/{name}")
+    for path in doomed:
+        del f[path]
+    return len(doomed)
 
 
 def analysis_attrs(f: h5py.File) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """`landscape analyze` on a tiny extracted run, and analyze_layer on synthetic layers."""
 
 import csv
+import shutil
 
 import h5py
 import numpy as np
@@ -63,6 +64,24 @@ def test_rerun_skips_and_other_settings_are_refused(tiny_run):
     assert _metrics(tiny_run) == before
     with pytest.raises(AnalysisMismatch, match="maxk=20, not 15"):
         run_analysis(tiny_run, AnalysisConfig(maxk=15, gride_range=15, density_k=8, overlap_k=10), progress=False)
+
+
+def test_a_condition_extracted_again_is_analysed_again(tiny_run, tmp_path):
+    """A re-extracted condition (new instance) has its results, pairs and correlations redone:
+    the re-run equals an analysis of the new file from scratch, not the stale numbers."""
+    copy, fresh = tmp_path / "copy", tmp_path / "fresh"
+    copy.mkdir(), fresh.mkdir()
+    shutil.copy(tiny_run / "hidden.h5", copy / "hidden.h5")
+    shutil.copy(tiny_run / "analysis.h5", copy / "analysis.h5")
+    with h5py.File(copy / "hidden.h5", "a") as f:  # as `extract --overwrite` would leave it: other states
+        group = schema.get_condition(f, "1shot")
+        group["hidden"][...] = group["hidden"][...][:, ::-1]
+        group.attrs["instance"] = "re-extracted"
+    shutil.copy(copy / "hidden.h5", fresh / "hidden.h5")
+    run_analysis(fresh, SMALL, progress=False)
+    run_analysis(copy, SMALL, progress=False)
+    assert _metrics(copy) == _metrics(fresh)
+    assert _metrics(copy) != _metrics(tiny_run)
 
 
 def test_two_workers_give_the_same_numbers(tiny_run, tmp_path):
