@@ -39,8 +39,6 @@ class Workers:
     already initialised by the caller is used as it is."""
 
     def __init__(self, jobs: int = 1, ray: str | None = None):
-        if jobs < 1:
-            raise ValueError(f"jobs must be >= 1, got {jobs}")
         self.jobs, self.ray_address = jobs, ray
         self._pool: ProcessPoolExecutor | None = None
         self._ray = None

@@ -14,7 +14,7 @@ quantity (cross-entropy over the four letters at the last prompt token: the loss
 answer only), so the online code is the training loss itself: recording it costs nothing.
 Dropout (LoRA's) is seeded, so the online code is reproducible and therefore decodable.
 
-Resumable: a training state (adapter, optimizer, scheduler, RNG, online code so far) is saved
+Resumable: a training state (adapter, optimizer, scheduler, online code so far) is saved
 every ``save_every`` steps; a re-run continues from it and gives the same numbers.
 """
 
@@ -184,8 +184,7 @@ def train_lora(
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup * total), total)
     online = np.full(n, np.nan)
     losses: list[float] = []
-    step = 0
-    torch.manual_seed(config.seed)
+    step = 0  # dropout is seeded per (step, micro-batch) below: no generator state to carry
     if state_path is not None and state_path.exists():
         state = torch.load(state_path, weights_only=False)
         if state["settings"] != config.training_settings():
@@ -193,7 +192,6 @@ def train_lora(
         set_peft_model_state_dict(model, state["adapter"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
         online, losses, step = state["online_bits"], state["losses"], state["step"]
 
     device = next(model.parameters()).device
@@ -237,7 +235,6 @@ def train_lora(
                 "adapter": get_peft_model_state_dict(model),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
                 "online_bits": online,
                 "losses": losses,
                 "step": step,

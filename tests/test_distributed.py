@@ -103,7 +103,8 @@ def test_killed_ranks_leave_shards_that_one_process_merges(one_process, tmp_path
     assert len(shards) == 2  # each rank had written its first batches
     with h5py.File(shards[0], "r") as f:
         assert len(f["rows"]) > 0
-    assert "INCOMPLETE" in landscape("info", run).stdout and "2 rank shards, merged on resume" in landscape("info", run).stdout
+    info = landscape("info", run).stdout
+    assert "INCOMPLETE" in info and "2 rank shards, merged on resume" in info
     resumed = landscape(*extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled")  # by 1 process
     assert "0shot: merged" in resumed.stderr and "from 2 rank shards" in resumed.stderr
     assert not (run / schema.SHARDS_DIR).exists()
