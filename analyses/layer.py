@@ -10,8 +10,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from typing import Mapping
+
 from landscape import geometry
 from landscape.knn import GeometryError, knn_graph
+from landscape.names import grouped
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,23 @@ class LayerResult:
     skipped: str = ""  # why the geometry is undefined here (e.g. every point identical)
 
 
-def analyze_layer(X: np.ndarray, subjects: np.ndarray, answers: np.ndarray, config: AnalysisConfig,
+def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: AnalysisConfig,
                   demo_sets: np.ndarray | None = None) -> LayerResult:
     """kNN graph -> GRIDE and 2NN IDs -> kNN density + ADP -> ARI, label overlaps, per-point features.
 
-    ``demo_sets`` (N,), for ICL conditions with demonstrations: which demo set precedes each row;
-    its ARI with the clusters, beside the subject's, tells shared-prefix identity from subject.
+    ``groupings``: name -> (N,) labels, each analysed alike (the task's grouping fields and the
+    answer): ``ari[<name>]``, ``ari_core[<name>]``, ``label_overlap[<name>]`` (and the class fraction
+    it used), and the per-row array ``purity[<name>]``. ``demo_sets`` (N,), for ICL conditions
+    with demonstrations: which demo set precedes each row; its ARI with the clusters, beside a
+    grouping's, tells shared-prefix identity from the grouping.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(0, 1, (60, 5)), rng.normal(20, 1, (60, 5))])
+        >>> labels = np.repeat(["a", "b"], 60)
+        >>> r = analyze_layer(X, {"topic": labels}, AnalysisConfig(maxk=30, gride_range=30, overlap_k=10))
+        >>> round(r.scalars["ari[topic]"], 2), r.arrays["purity[topic]"].shape
+        (1.0, (120,))
     """
     result = LayerResult()
     try:
@@ -68,7 +82,6 @@ def analyze_layer(X: np.ndarray, subjects: np.ndarray, answers: np.ndarray, conf
         result.skipped = str(error)
         result.scalars = {"n_distinct": float(len(np.unique(X, axis=0)))}
         return result
-    distinct_subjects, distinct_answers = subjects[graph.keep], answers[graph.keep]
 
     gride = geometry.intrinsic_dimension_gride(graph, config.gride_range)
     id_2nn, _ = geometry.intrinsic_dimension_2nn(graph)
@@ -76,6 +89,7 @@ def analyze_layer(X: np.ndarray, subjects: np.ndarray, answers: np.ndarray, conf
     peaks = geometry.density_peaks(graph, id_density, k=config.density_k, Z=config.Z)
     tree = geometry.peak_tree(peaks, min_size=config.tree_min_size)
     clusters = peaks.labels[graph.inverse]
+    core = peaks.core[graph.inverse]
 
     result.scalars = {
         "n_distinct": float(graph.n_points),
@@ -84,26 +98,29 @@ def analyze_layer(X: np.ndarray, subjects: np.ndarray, answers: np.ndarray, conf
         "id_gride": id_density,
         **{f"id_gride_{int(s)}": float(v) for s, v in zip(gride.scales, gride.ids)},
         "n_clusters": float(peaks.n_clusters),
-        "core_fraction": float(peaks.core[graph.inverse].mean()),
-        "ari_subject": geometry.ari(clusters, subjects),
-        "ari_answer": geometry.ari(clusters, answers),
-        "ari_subject_core": geometry.ari(clusters[peaks.core[graph.inverse]], subjects[peaks.core[graph.inverse]]),
+        "core_fraction": float(core.mean()),
     }
+    purity = {}
+    for name, labels in groupings.items():
+        labels = np.asarray(labels)
+        result.scalars[grouped("ari", name)] = geometry.ari(clusters, labels)
+        result.scalars[grouped("ari_core", name)] = geometry.ari(clusters[core], labels[core])
+        # k_i = fraction x class size may not exceed the graph's maxk: large classes lower the
+        # fraction (recorded), the same for every class of that labeling.
+        distinct = labels[graph.keep]
+        largest = np.unique(distinct, return_counts=True)[1].max()
+        fraction = min(config.class_fraction, config.maxk / largest)
+        result.scalars[grouped("label_overlap", name)] = geometry.label_overlap(graph, distinct, class_fraction=fraction)
+        result.scalars[grouped("label_overlap_fraction", name)] = fraction
+        purity[grouped("purity", name)] = geometry.cluster_purity(clusters, labels)
     if demo_sets is not None:
         result.scalars["ari_demo_set"] = geometry.ari(clusters, demo_sets)
         result.scalars["n_demo_sets"] = float(len(np.unique(demo_sets)))
-    for name, labels in (("subject", distinct_subjects), ("answer", distinct_answers)):
-        # k_i = fraction x class size may not exceed the graph's maxk: large classes lower the
-        # fraction (recorded), the same for every class of that labeling.
-        largest = np.unique(labels, return_counts=True)[1].max()
-        fraction = min(config.class_fraction, config.maxk / largest)
-        result.scalars[f"label_overlap_{name}"] = geometry.label_overlap(graph, labels, class_fraction=fraction)
-        result.scalars[f"label_overlap_{name}_fraction"] = fraction
     result.arrays = {
         "cluster": clusters.astype(np.int32),
-        "core": peaks.core[graph.inverse],
+        "core": core,
         "log_density": peaks.log_density[graph.inverse],
-        "purity_subject": geometry.cluster_purity(clusters, subjects),
+        **purity,
         "knn": graph.indices[:, : config.overlap_k + 1].astype(np.int32) if graph.n_duplicates == 0 else np.zeros((0, 0), np.int32),
         "gride_scales": gride.scales,
         "gride_ids": gride.ids,

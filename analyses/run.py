@@ -5,7 +5,7 @@ reads its own layer from hidden.h5; so is each comparison of two conditions at a
 layer's EDL correlations. Tasks run here, in worker processes (``jobs``) or on Ray (``ray``:
 ``analyses.workers``); results are written by this process as they arrive, each group marked
 complete last. A re-run skips complete groups (unless ``force``), then rewrites metrics.csv from
-analysis.h5 (tidy: split, condition, layer, metric, value; pairs as ``a~b``).
+analysis.h5 (tidy: split, condition, layer, metric, grouping, value; pairs as ``a~b``).
 
 Splits are analysed apart: ``eval`` is the landscape of Doimo et al.; ``train`` (the fine-tuning
 examples, when the run has them) gives the per-example features that EDL is correlated with.
@@ -27,6 +27,7 @@ from analyses.identifiability import compare_seeds, seed_families
 from analyses.layer import AnalysisConfig, LayerResult, analyze_layer, compare_layers
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, schema
+from landscape.names import ANSWER, grouped, split_grouped
 from landscape.atomic import replace_atomically
 from landscape.stats import spearman_bootstrap
 
@@ -181,8 +182,8 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
     if bad:
         raise ValueError(f"{name} layer {layer} holds NaN or inf in {bad} of {len(X)} {split} rows: the forward pass "
                          "overflowed (try --dtype float32) or the file is damaged; re-extract it with --overwrite")
-    result = analyze_layer(X, examples.subjects[rows], examples.answers[rows], config,
-                           demo_sets=None if demo_sets is None else demo_sets[rows])
+    groupings = {**{g: values[rows] for g, values in examples.groups.items()}, ANSWER: examples.answers[rows]}
+    result = analyze_layer(X, groupings, config, demo_sets=None if demo_sets is None else demo_sets[rows])
     result.arrays["rows"] = rows  # row of each result row in /examples
     return result
 
@@ -207,7 +208,8 @@ def _comparable(f: h5py.File, path: str) -> LayerResult:
 
 # Per-example landscape features that EDL (train rows) and the generalisation gain (eval rows)
 # are correlated with, each taken in the base model (0shot) and in the fine-tuned condition.
-EDL_FEATURES = ("log_density", "core", "purity_subject")
+# Purity is that of the first grouping field (the one demos are drawn by).
+EDL_FEATURES = ("log_density", "core", "purity")
 
 
 def _correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_rows: dict[str, np.ndarray],
@@ -216,6 +218,9 @@ def _correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_row
     Spearman (bootstrap CI) of per-example EDL / eval gain with landscape features.
 
     ``split_rows[split]`` are the /examples rows behind every result of that split, in order."""
+    with h5py.File(hidden, "r") as h:
+        first = schema.read_examples(h).group_names[0]
+    stored = {feat: grouped(feat, first) if feat == "purity" else feat for feat in EDL_FEATURES}
     for name in targets:
         with h5py.File(hidden, "r") as h:
             edl, _ = schema.read_edl(h, name)
@@ -232,9 +237,11 @@ def _correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_row
                     continue
                 features = {}
                 for condition in ("0shot", name):
-                    _, arrays, skipped = schema.read_result(f, schema.result_path(condition, layer, split=split), arrays=EDL_FEATURES)
+                    _, arrays, skipped = schema.read_result(f, schema.result_path(condition, layer, split=split),
+                                                            arrays=tuple(stored.values()))
                     if not skipped:
-                        features.update({f"{condition}:{feat}": arrays[feat][positions] for feat in EDL_FEATURES})
+                        features.update({f"{condition}:{feat}_{first}" if feat == "purity" else f"{condition}:{feat}":
+                                         arrays[stored[feat]][positions] for feat in EDL_FEATURES})
                 _, pair, skipped = schema.read_result(f, schema.result_path("0shot", layer, other=name, split=split))
                 if not skipped:
                     features["data_overlap"] = pair["data_overlap"][positions]
@@ -293,19 +300,20 @@ def _write_complexity(f: h5py.File, hidden: Path, info: dict, bits_per_parameter
 
 
 def write_metrics_csv(analysis: Path) -> Path:
-    """Rewrite RUN/metrics.csv from analysis.h5 (atomically): split, condition, layer, metric, value."""
+    """Rewrite RUN/metrics.csv from analysis.h5 (atomically): split, condition, layer, metric,
+    grouping (the task's field, or answer, that a metric is about; empty for the others), value."""
     rows = []
     with h5py.File(analysis, "r") as f:
         for split, condition, layer, scalars, _ in schema.iter_results(f):
-            rows += [(split, condition, layer, metric, value) for metric, value in scalars.items()]
-    rows.sort(key=lambda r: (r[0], r[1], r[2], r[3]))
+            rows += [(split, condition, layer, *split_grouped(metric), value) for metric, value in scalars.items()]
+    rows.sort(key=lambda r: (r[0], r[1], r[2], r[3], r[4]))
     path = analysis.with_name(METRICS_FILE)
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["split", "condition", "layer", "metric", "value"])
-            writer.writerows((s, c, l, m, repr(float(v)) if np.isfinite(v) else "nan") for s, c, l, m, v in rows)
+            writer.writerow(["split", "condition", "layer", "metric", "grouping", "value"])
+            writer.writerows((s, c, l, m, g, repr(float(v)) if np.isfinite(v) else "nan") for s, c, l, m, g, v in rows)
 
     replace_atomically(path, write)
     return path

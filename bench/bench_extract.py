@@ -27,7 +27,8 @@ from pathlib import Path
 import h5py
 import torch
 
-from extract import data, forward, models, prompts
+from extract import data, forward, models
+from landscape import tasks
 from extract.icl import ExtractConfig, run_extract
 from landscape import schema
 
@@ -39,20 +40,20 @@ def _seconds(run_dir: Path, condition: str) -> float:
 
 def bare_loop_seconds(config: ExtractConfig, shots: int) -> float:
     """The same forward passes as run_extract, nothing else: no hooks, no writes, no bookkeeping."""
-    questions = data.load_mmlu()
-    by_id = {q.id: q for q in questions}
-    subjects = data.select_subjects(questions, config.subjects)
-    part = data.make_partition(questions, subjects, demo_pool=config.demo_pool, per_subject=config.per_subject,
+    task, items = tasks.load_items(tasks.load_task(config.task))
+    by_id = {q.id: q for q in items}
+    values = data.select_values(items, config.subjects)
+    part = data.make_partition(items, values, demo_pool=config.demo_pool, per_subject=config.per_subject,
                                train_per_subject=config.train_per_subject, seed=config.seed)
     model, tok = models.load_model(models.resolve_model(config.model), torch.device("cpu"), torch.float32)
-    fmt = prompts.MMLU
     start = time.perf_counter()
-    for subject in part.subjects:
-        demos = [by_id[i] for i in part.demos[subject][:shots]]
-        cache = forward.encode_prefix(model, tok.encode(prompts.render_prefix(fmt, subject, demos)))
+    for value in part.values:
+        demos = [by_id[i] for i in part.demos[value][:shots]]
+        header_item = by_id[part.demos[value][0]]
+        cache = forward.encode_prefix(model, tok.encode(tasks.render_prefix(task, header_item, demos)))
         q_ids = sorted(
-            (tok.encode(prompts.render_question(fmt, by_id[i]), add_special_tokens=False)
-             for i in part.eval if by_id[i].subject == subject),
+            (tok.encode(tasks.render_question(task, by_id[i]), add_special_tokens=False)
+             for i in part.eval if by_id[i].group == value),
             key=len,
         )
         for s in range(0, len(q_ids), config.batch_size):

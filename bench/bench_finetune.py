@@ -20,7 +20,8 @@ import time
 import numpy as np
 import torch
 
-from extract import data, forward, models, prompts
+from extract import forward, models
+from landscape import tasks
 from extract.finetune import FinetuneConfig, TrainData, epoch_order, micro_batches, train_lora
 
 
@@ -58,13 +59,14 @@ def main() -> None:
     args = parser.parse_args()
     config = FinetuneConfig(epochs=1, batch_size=args.batch_size, warmup=0.0)
 
-    questions = [q for q in data.load_mmlu() if q.subject == "high school psychology"][: args.examples]
+    task, items = tasks.load_items(tasks.load_task("mmlu"))
+    questions = [q for q in items if q.group == "high school psychology"][: args.examples]
     model, tok = lora_model(config)
-    header = tok.encode(prompts.render_prefix(prompts.MMLU, "high school psychology", []))
-    tokens = [header + tok.encode(prompts.render_question(prompts.MMLU, q), add_special_tokens=False) for q in questions]
+    tokens = [tok.encode(tasks.render_prefix(task, q, [])) + tok.encode(tasks.render_question(task, q), add_special_tokens=False)
+              for q in questions]
     train = TrainData(rows=np.arange(len(tokens)), tokens=tokens, labels=np.array([q.answer for q in questions]),
                       weights=np.ones(len(tokens)))
-    letter_ids = forward.letter_token_ids(tok, prompts.answer_texts(prompts.MMLU))
+    letter_ids = forward.letter_token_ids(tok, tasks.continuations(task, questions[0]))
     steps = math.ceil(len(tokens) / config.batch_size)
 
     plain_loop(model, TrainData(train.rows[:4], tokens[:4], train.labels[:4], train.weights[:4]),
@@ -72,7 +74,7 @@ def main() -> None:
     plain = plain_loop(model, train, config, letter_ids)
     model, _ = lora_model(config)
     start = time.perf_counter()
-    train_lora(model, train, config, letter_ids=letter_ids, progress=False)
+    train_lora(model, train, config, scoring=forward.Scoring(letter_ids), progress=False)
     recorded = time.perf_counter() - start
     model.eval()
     start = time.perf_counter()

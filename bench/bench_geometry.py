@@ -82,11 +82,11 @@ def main() -> None:
         n, d = (int(v) for v in size.split("x"))
         X, subjects, answers = synthetic_layer(n, d)
         if not rows:  # warm-up: imports (DADApy pulls in jax) and first-call costs
-            analyze_layer(X[:500], subjects[:500], answers[:500], config)
+            analyze_layer(X[:500], {"subject": subjects[:500], "answer": answers[:500]}, config)
             dadapy_path(X[:500], subjects[:500], answers[:500], config)
         gemm = gemm_seconds(X)
         knn = timed(knn_graph, X, config.maxk)
-        ours = timed(analyze_layer, X, subjects, answers, config)
+        ours = timed(analyze_layer, X, {"subject": subjects, "answer": answers}, config)
         theirs = timed(dadapy_path, X, subjects, answers, config)
         rows.append((n, d, ours, theirs, knn, gemm))
     print(f"\nper-layer analysis benchmark, maxk={config.maxk}, {torch.get_num_threads()} threads\n")

@@ -1,16 +1,17 @@
 """Which demonstrations precede each question: the demo-sampling controls of an ICL condition.
 
-With ``fixed`` demos (Doimo et al.'s recipe) every question of a subject shares one prefix, so a
-"subject" cluster may only mean "these prompts begin with the same text". The other samplings
-take that confound apart:
+Demos are drawn by the task's first grouping field (MMLU: the subject; "value" below). With
+``fixed`` demos (Doimo et al.'s recipe) every question of a value shares one prefix, so a cluster
+of that value may only mean "these prompts begin with the same text". The other samplings take
+that confound apart:
 
-- ``fixed``: the subject's first k pool demos, after a header naming the subject (condition ``5shot``);
-- ``resampled``: each question draws its own k demos from its subject's pool (``5shot-resampled``);
-- ``other-subject``: each question gets the fixed demos of another subject, drawn at random; the
-  header still names the question's subject (``5shot-othersubject``);
+- ``fixed``: the value's first k pool demos, after the question's header (condition ``5shot``);
+- ``resampled``: each question draws its own k demos from its value's pool (``5shot-resampled``);
+- ``other-subject``: each question gets the fixed demos of another value, drawn at random; the
+  header is still the question's own (``5shot-othersubject``);
 - ``no-header``: the fixed demos with no header line, and no header at 0 shots (``5shot-noheader``).
 
-Draws are seeded per question by (seed, subject, question id), so adding questions or subjects
+Draws are seeded per question by (seed, value, question id), so adding questions or values
 changes no other question's demos. The pool is the partition's ``demos`` part, disjoint from eval
 and train.
 
@@ -41,7 +42,7 @@ def condition_name(shots: int, sampling: str = "fixed") -> str:
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Per row: ``headers`` (N,) the subject the header names ('' = no header), ``demo_ids`` (N, k)."""
+    """Per row: ``headers`` (N,) the row's value, or '' for no header; ``demo_ids`` (N, k)."""
 
     headers: np.ndarray
     demo_ids: np.ndarray
@@ -54,31 +55,32 @@ class DemoPlan:
         return np.unique(self.demo_ids, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int32)
 
 
-def _rng(seed: int, subject: str, question_id: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(subject.encode()), int(question_id), stream])
+def _rng(seed: int, value: str, question_id: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(value.encode()), int(question_id), stream])
 
 
-def plan_demos(ids: np.ndarray, subjects: np.ndarray, pool: dict[str, list[int]], *, k: int, sampling: str,
+def plan_demos(ids: np.ndarray, values: np.ndarray, pool: dict[str, list[int]], *, k: int, sampling: str,
                seed: int) -> DemoPlan:
-    """The header and demos of every row (``ids``, ``subjects``: (N,)), drawn from ``pool[subject]``."""
+    """The header and demos of every row (``ids``, ``values``: (N,), the first grouping field),
+    drawn from ``pool[value]``."""
     if sampling not in SAMPLINGS:
         raise ValueError(f"unknown demo sampling {sampling!r} (known: {', '.join(SAMPLINGS)})")
-    for subject in set(subjects):
-        if len(pool[subject]) < k:
-            raise ValueError(f"{k} shots asked but subject {subject!r} has {len(pool[subject])} demos in its pool")
+    for value in set(values):
+        if len(pool[value]) < k:
+            raise ValueError(f"{k} shots asked but {value!r} has {len(pool[value])} demos in its pool")
     others = sorted(pool)
     if sampling == "other-subject" and len(others) < 2:
-        raise ValueError("other-subject demos need at least two subjects")
+        raise ValueError("other-subject demos need at least two values of the first grouping field")
     demo_ids = np.zeros((len(ids), k), dtype=np.int64)
-    for row, (question, subject) in enumerate(zip(ids, subjects)):
+    for row, (question, value) in enumerate(zip(ids, values)):
         if sampling in ("fixed", "no-header"):
-            chosen = pool[subject][:k]
+            chosen = pool[value][:k]
         elif sampling == "resampled":
-            chosen = _rng(seed, subject, question, 0).choice(pool[subject], size=k, replace=False)
+            chosen = _rng(seed, value, question, 0).choice(pool[value], size=k, replace=False)
         else:
-            candidates = [s for s in others if s != subject]
-            other = candidates[_rng(seed, subject, question, 1).integers(len(candidates))]
+            candidates = [s for s in others if s != value]
+            other = candidates[_rng(seed, value, question, 1).integers(len(candidates))]
             chosen = pool[other][:k]
         demo_ids[row] = chosen
-    headers = np.array(["" if sampling == "no-header" else str(s) for s in subjects], dtype=object)
+    headers = np.array(["" if sampling == "no-header" else str(s) for s in values], dtype=object)
     return DemoPlan(headers=headers, demo_ids=demo_ids)

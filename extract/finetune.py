@@ -1,6 +1,6 @@
 """Fine-tuning with LoRA (peft), recording the prequential code of the labels on the way (EDL).
 
-Flow: the run's train rows (0-shot prompts, the answer letter as label) -> LoRA training with a
+Flow: the run's train rows (0-shot prompts, the right choice as label) -> LoRA training with a
 seeded order -> during the first pass, each example's code length is taken from the very
 forward pass that computes its training loss, *before* the update that uses it (the online,
 prequential code; the first batch is coded by the pretrained model) -> adapter saved -> the
@@ -8,10 +8,11 @@ fine-tuned model's states of every row extracted into condition ``<name>`` of hi
 final and base code lengths read from the letter logits of ``<name>`` and ``0shot`` ->
 ``/edl/<name>``.
 
-Code lengths are in bits, of the 4-way distribution over the answer letters (the letters'
-logits renormalised), so the uniform code is 2 bits a label. Training minimises the same
-quantity (cross-entropy over the four letters at the last prompt token: the loss is on the
-answer only), so the online code is the training loss itself: recording it costs nothing.
+Code lengths are in bits, of the K-way distribution over the task's choices (the letters'
+logits, or the choices' text scores, renormalised), so the uniform code is log2 K bits a label.
+Training minimises the same quantity (cross-entropy over the K choices at the end of the prompt:
+the loss is on the answer only), so the online code is the training loss itself: recording it
+costs nothing.
 Dropout (LoRA's) is seeded, so the online code is reproducible and therefore decodable.
 
 Resumable: a training state (adapter, optimizer, scheduler, online code so far) is saved
@@ -34,9 +35,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from extract import data, forward, icl, models, prompts
+from extract import forward, icl, models
 from extract.ranks import Ranks
-from landscape import faults, provenance, reader, schema
+from landscape import faults, provenance, reader, schema, tasks
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
 
@@ -67,7 +68,7 @@ class FinetuneConfig:
     batch_extract: int = 8
     device: str = "auto"
     dtype: str = "auto"
-    mmlu_path: str | None = None
+    task_data: str | None = None  # the task's data file, when not where the run found it
 
     def validate(self) -> None:
         if self.schedule not in ("online", "blockwise"):
@@ -101,12 +102,13 @@ class TrainData:
 
     rows: np.ndarray  # (n,) rows of /examples
     tokens: list[list[int]]  # prefix + question ids of each
-    labels: np.ndarray  # (n,) the letter trained on
-    weights: np.ndarray  # (n,) 1/(subject frequency), mean 1: subject-balanced loss
+    labels: np.ndarray  # (n,) the choice trained on
+    weights: np.ndarray  # (n,) 1/(frequency of its first-group value), mean 1: a balanced loss
+    continuations: list[list[list[int]]] | None = None  # text scoring: each choice's token ids
 
 
 def bits_from_logits(letter_logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """-log2 p(label) under the 4-way softmax of the letters' logits; (n, 4), (n,) -> (n,)."""
+    """-log2 p(label) under the K-way softmax of the choice scores; (n, K), (n,) -> (n,)."""
     logits = np.asarray(letter_logits, dtype=np.float64)
     shifted = logits - logits.max(1, keepdims=True)
     log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
@@ -141,15 +143,20 @@ def micro_batches(batch: np.ndarray, lengths: list[int], budget: int) -> list[np
     return [batch[np.array(g)] for g in groups]
 
 
-def label_nats(model, train: TrainData, indices: np.ndarray, letter_ids: list[int]) -> torch.Tensor:
-    """(len(indices),) -ln p(label | prompt) of some train examples, 4-way; differentiable."""
-    log_p = forward.letter_log_probs(model, [train.tokens[i] for i in indices], letter_ids=letter_ids)
+def label_nats(model, train: TrainData, indices: np.ndarray, scoring: forward.Scoring) -> torch.Tensor:
+    """(len(indices),) -ln p(label | prompt) of some train examples, K-way; differentiable."""
+    log_p = forward.choice_log_probs(
+        model, [train.tokens[i] for i in indices], scoring=scoring,
+        continuations=None if train.continuations is None else [train.continuations[i] for i in indices])
     labels = torch.as_tensor(train.labels[indices], device=log_p.device)
     return -log_p[torch.arange(len(indices), device=log_p.device), labels]
 
 
 def _by_length(train: TrainData, indices: np.ndarray, budget: int) -> list[np.ndarray]:
-    return micro_batches(indices, [len(train.tokens[i]) for i in indices], budget)
+    # text scoring runs every choice's continuation: K sequences an example
+    per = 1 if train.continuations is None else len(train.continuations[0])
+    extra = (lambda i: 0) if train.continuations is None else (lambda i: max(len(c) for c in train.continuations[i]))
+    return micro_batches(indices, [per * (len(train.tokens[i]) + extra(i)) for i in indices], budget)
 
 
 def train_lora(
@@ -157,7 +164,7 @@ def train_lora(
     train: TrainData,
     config: FinetuneConfig,
     *,
-    letter_ids: list[int],
+    scoring: forward.Scoring,
     state_path: Path | None = None,
     checkpoint_dir: Path | None = None,
     progress: bool = True,
@@ -212,7 +219,7 @@ def train_lora(
         place = {int(example): position for position, example in enumerate(batch)}
         for number, micro in mine:
             torch.manual_seed(int(np.random.SeedSequence([config.seed, step, number]).generate_state(1)[0]))
-            nats = label_nats(model, train, micro, letter_ids)
+            nats = label_nats(model, train, micro, scoring)
             batch_nats[[place[int(i)] for i in micro]] = nats.detach().double()
             ((weights[micro] * nats).sum() / batch_weight).backward()
         if ranks.count > 1:
@@ -265,7 +272,7 @@ def block_boundaries(n: int, fractions=BLOCK_FRACTIONS) -> list[int]:
     return sorted({min(n, max(1, round(f * n))) for f in fractions} | {n})
 
 
-def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, letter_ids: list[int], progress: bool = True,
+def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, scoring: forward.Scoring, progress: bool = True,
                     ranks: Ranks = Ranks()) -> dict:
     """Block-wise prequential code: block (t_k, t_k+1] of the seeded order is coded by a model
     trained from the base on the first t_k examples; the first block by the base model itself.
@@ -282,12 +289,12 @@ def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, letter_i
         model.eval()
         with torch.no_grad():
             for micro in _by_length(train, coded, config.micro_tokens):
-                online[micro] = label_nats(model, train, micro, letter_ids).double().cpu().numpy() / LN2
+                online[micro] = label_nats(model, train, micro, scoring).double().cpu().numpy() / LN2
         prefix = order[: bounds[k + 1]]  # retrain from the base on everything coded so far
         set_peft_model_state_dict(model, initial)
         subset = TrainData(rows=train.rows[prefix], tokens=[train.tokens[i] for i in prefix],
                            labels=train.labels[prefix], weights=train.weights[prefix])
-        record = train_lora(model, subset, config, letter_ids=letter_ids, progress=progress, ranks=ranks)
+        record = train_lora(model, subset, config, scoring=scoring, progress=progress, ranks=ranks)
         losses += record["losses"].tolist()
     return {"online_bits": online, "losses": np.array(losses), "steps": len(losses)}
 
@@ -310,40 +317,22 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         if "0shot" not in names or not schema.get_condition(f, "0shot").attrs["complete"]:
             raise ValueError(f"{hidden} has no complete 0shot condition (the base model's code): extract SHOTS=0 first")
         base_logits, _, _ = schema.read_outputs(f, "0shot")
-        letter_ids = schema.condition_attrs(schema.get_condition(f, "0shot"))["letter_token_ids"]
+        letter_ids = schema.condition_attrs(schema.get_condition(f, "0shot")).get("letter_token_ids")
     train_rows = np.flatnonzero(examples.splits == "train")
     if len(train_rows) == 0:
         raise ValueError(f"{hidden} has no train rows: extract with --train-per-subject > 0")
 
-    mmlu_path = Path(config.mmlu_path) if config.mmlu_path else data.default_mmlu_path()
-    if data.file_sha256(mmlu_path) != header["dataset_hash"]:
-        raise ValueError(f"{mmlu_path} is not the MMLU file this run was made from: pass --mmlu")
-    by_id = {q.id: q for q in data.load_mmlu(mmlu_path)}
+    task, items, _ = tasks.from_run(header, config.task_data)
+    by_id = {item.id: item for item in items}
     resolved = models.resolve_model(header["model"])
     if resolved.sha256 and resolved.sha256 != header["model_hash"]:
         raise ValueError(f"model {header['model']!r} has changed since the run was extracted (hash differs)")
     device = ranks.device if ranks.device is not None and config.device == "auto" else pick_device(config.device)
     dtype = icl.pick_dtype(config.dtype, device)
     model, tokenizer = models.load_model(resolved, device, dtype)
-    fmt = prompts.MMLU
-
-    labels = examples.answers[train_rows].copy()
-    if config.labels == "random":
-        labels = np.random.default_rng([config.seed, 1]).integers(0, 4, len(train_rows))
-    subjects = examples.subjects[train_rows]
-    counts = {s: int((subjects == s).sum()) for s in np.unique(subjects)}
-    weights = np.array([1.0 / counts[s] for s in subjects])
-    header_ids = {s: tokenizer.encode(prompts.render_prefix(fmt, s, []), add_special_tokens=True) for s in counts}
-    train = TrainData(
-        rows=train_rows,
-        tokens=[
-            header_ids[subjects[j]]
-            + tokenizer.encode(prompts.render_question(fmt, by_id[int(examples.ids[r])]), add_special_tokens=False)
-            for j, r in enumerate(train_rows)
-        ],
-        labels=labels,
-        weights=weights / weights.mean(),
-    )
+    scoring = forward.Scoring(letter_ids=letter_ids)
+    train = train_data(task, tokenizer, examples, train_rows, by_id, labels=config.labels, seed=config.seed,
+                       text_scoring=letter_ids is None)
 
     total_steps = math.ceil(len(train_rows) / config.batch_size) * config.epochs
     if config.checkpoints and config.schedule == "blockwise":
@@ -392,10 +381,10 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     else:
         started = time.perf_counter()
         if config.schedule == "blockwise":
-            record = train_blockwise(model, train, config, letter_ids=letter_ids, progress=progress, ranks=ranks)
+            record = train_blockwise(model, train, config, scoring=scoring, progress=progress, ranks=ranks)
         else:
             record = train_lora(
-                model, train, config, letter_ids=letter_ids,
+                model, train, config, scoring=scoring,
                 state_path=folder / STATE_FILE, checkpoint_dir=folder, progress=progress, ranks=ranks,
             )
         record["seconds"] = time.perf_counter() - started  # of this process (a resumed run: since resuming)
@@ -411,17 +400,17 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         "kind": "sft",
         "shots": 0,
         "finetune": {**config.training_settings(), "checkpoints": list(config.checkpoints)},
-        "prompt_format": fmt.to_dict(),
+        "prompt_format": task.format_dict(),
         "dtype": str(dtype).removeprefix("torch."),
-        "letter_token_ids": letter_ids,
+        **scoring.settings(),
     }
 
     def extract(name: str, adapter_dir: Path) -> float:
         """The model's states of every row, 0-shot prompts, as condition ``name``."""
         return icl.extract_condition(
             hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(hidden.parent))}, model, tokenizer,
-            examples, by_id, prefix_text=lambda row: prompts.render_prefix(fmt, examples.subjects[row], []),
-            fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_extract, progress=progress, ranks=ranks,
+            examples, by_id, prefix_text=lambda row: tasks.render_prefix(task, by_id[int(examples.ids[row])], []),
+            task=task, scoring=scoring, batch_size=config.batch_extract, progress=progress, ranks=ranks,
         )
 
     accuracy = extract(config.name, final_dir)
@@ -433,7 +422,8 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
 
     with h5py.File(hidden, "r") as f:
         final_logits, _, _ = schema.read_outputs(f, config.name)
-    summary = write_edl_record(hidden, config, train, record, base_logits, final_logits, examples, n_trainable)
+    summary = write_edl_record(hidden, config, train, record, base_logits, final_logits, examples, n_trainable,
+                               n_choices=task.n_choices)
     seconds = float(record.get("seconds", np.nan))
     summary.update(accuracy=accuracy, train_seconds=round(seconds, 1), seconds_per_step=round(seconds / float(record["steps"]), 3))
     return summary
@@ -448,6 +438,8 @@ def write_edl_record(
     final_logits: np.ndarray,
     examples: schema.Examples,
     n_trainable: int,
+    *,
+    n_choices: int,
 ) -> dict:
     """Per-example code lengths and their totals into /edl/<name>; returns the totals."""
     online = np.asarray(record["online_bits"], dtype=np.float64)
@@ -460,8 +452,8 @@ def write_edl_record(
     eval_final = bits_from_logits(final_logits[eval_rows], examples.answers[eval_rows])
     n = len(online)
     order = epoch_order(n, 0, config.seed)
-    marginal = marginal_prequential_bits(np.asarray(train.labels), order)
-    frequencies = np.bincount(train.labels, minlength=4) / n
+    marginal = marginal_prequential_bits(np.asarray(train.labels), order, n_classes=n_choices)
+    frequencies = np.bincount(train.labels, minlength=n_choices) / n
     totals = {
         "labels": config.labels,
         "n_train": n,
@@ -470,16 +462,16 @@ def write_edl_record(
         "final_bits": float(final.sum()),
         "edl_bits": float(online.sum() - final.sum()),
         "base_bits": float(base.sum()),
-        "uniform_bits": 2.0 * n,
+        "uniform_bits": float(n * np.log2(n_choices)),
         "marginal_mdl_bits": float(marginal.sum()),
         "marginal_entropy_bits": float(-n * np.sum(frequencies[frequencies > 0] * np.log2(frequencies[frequencies > 0]))),
         "edl_per_example": float((online.sum() - final.sum()) / n),
         "edl_per_parameter": float((online.sum() - final.sum()) / n_trainable),
         "eval_gain_bits_mean": float((eval_base - eval_final).mean()) if len(eval_rows) else float("nan"),
         "online_code": (
-            "4-way letter code from each batch's training forward pass, before its update (seeded dropout)"
+            f"{n_choices}-way choice code from each batch's training forward pass, before its update (seeded dropout)"
             if config.schedule == "online"
-            else "4-way letter code of each block under a model retrained from the base on all earlier blocks"
+            else f"{n_choices}-way choice code of each block under a model retrained from the base on all earlier blocks"
         ),
         "settings": config.training_settings(),
         **provenance.stamp(),
@@ -502,6 +494,28 @@ def write_edl_record(
     with h5py.File(hidden, "a") as f:
         schema.write_edl(f, config.name, arrays, totals)
     return {k: v for k, v in totals.items() if k not in ("settings", "online_code", "command", "created_at", "versions")}
+
+
+def train_data(task: tasks.Task, tokenizer, examples: schema.Examples, train_rows: np.ndarray, by_id: dict,
+               *, labels: str, seed: int, text_scoring: bool) -> TrainData:
+    """The train rows as 0-shot prompts (each its own header, then its question), their labels
+    (the right choices, or uniformly random ones: the label-noise control) and loss weights."""
+    answers = examples.answers[train_rows].copy()
+    if labels == "random":
+        answers = np.random.default_rng([seed, 1]).integers(0, task.n_choices, len(train_rows))
+    values = examples.first_group[train_rows]
+    counts = {v: int((values == v).sum()) for v in np.unique(values)}
+    weights = np.array([1.0 / counts[v] for v in values])
+    items = [by_id[int(examples.ids[r])] for r in train_rows]
+    return TrainData(
+        rows=train_rows,
+        tokens=[tokenizer.encode(tasks.render_prefix(task, item, []), add_special_tokens=True)
+                + tokenizer.encode(tasks.render_question(task, item), add_special_tokens=False) for item in items],
+        labels=answers,
+        weights=weights / weights.mean(),
+        continuations=[[tokenizer.encode(t, add_special_tokens=False) for t in tasks.continuations(task, item)]
+                       for item in items] if text_scoring else None,
+    )
 
 
 def _load_adapter(model, adapter_dir: Path) -> None:

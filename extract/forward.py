@@ -45,10 +45,24 @@ class PrefixCache:
 
 
 @dataclass(frozen=True)
+class Scoring:
+    """How a task's K choices are scored at the end of a prompt.
+
+    ``letter_ids`` (K single tokens, e.g. " A" .. " D"): the logits of those tokens at the last
+    prompt token. None: text scoring, each choice's own continuation tokens (given per prompt)
+    scored by their summed log-probability (lm-eval's ``acc``)."""
+
+    letter_ids: list[int] | None
+
+    def settings(self) -> dict:
+        return {"letter_token_ids": self.letter_ids} if self.letter_ids is not None else {"choice_scoring": "text"}
+
+
+@dataclass(frozen=True)
 class LastTokenStates:
     hidden: torch.Tensor  # (n_layers + 1, B, d) float32, on CPU
-    letter_logits: torch.Tensor  # (B, 4) float32: logits of the answer-letter tokens
-    logsumexp: torch.Tensor  # (B,) float32: log-sum-exp of the full-vocabulary logits
+    letter_logits: torch.Tensor  # (B, K) float32: choice scores (letter logits, or summed log-probs of texts)
+    logsumexp: torch.Tensor  # (B,) float32: log-sum-exp of the full-vocabulary logits (0 for text scores)
 
 
 def pad_right(sequences: Sequence[Sequence[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -76,12 +90,66 @@ def _last_logits(out, last: torch.Tensor) -> torch.Tensor:
 
 
 def letter_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, letter_ids: Sequence[int]) -> torch.Tensor:
-    """(B, 4) log-probabilities of the answer letters, renormalised over the four, at each prompt's
+    """(B, K) log-probabilities of the answer letters, renormalised over the K, at each prompt's
     last token; differentiable (used for training and for prequential code lengths)."""
     device = next(model.parameters()).device
     input_ids, mask, last = pad_right(sequences, device)
     logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], use_cache=False), last)
     return torch.log_softmax(logits[:, list(letter_ids)], dim=-1)
+
+
+def choice_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, scoring: Scoring,
+                     continuations: Sequence[Sequence[Sequence[int]]] | None = None) -> torch.Tensor:
+    """(B, K) log-probabilities of the K choices, renormalised over them; differentiable.
+
+    Letter scoring: ``letter_log_probs``. Text scoring: each choice's continuation
+    (``continuations[b][j]``, token ids) appended to prompt b, its summed log-probability the
+    choice's score, then a softmax over the K scores."""
+    if scoring.letter_ids is not None:
+        return letter_log_probs(model, sequences, letter_ids=scoring.letter_ids)
+    if continuations is None:
+        raise ForwardError("text scoring needs each prompt's continuations")
+    return torch.log_softmax(continuation_scores(model, sequences, continuations)[1], dim=-1)
+
+
+def continuation_scores(model: nn.Module, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
+                        *, prefix: "PrefixCache | None" = None, record: bool = False):
+    """Summed log-probability (nats) of each continuation after its prompt: (B, K), differentiable.
+
+    Runs the B x K sequences prompt + continuation (on top of ``prefix``'s cache if given); logits
+    are kept only from the earliest prompt end on. With ``record``, also the hidden states at each
+    prompt's last token (the same for every continuation, causal attention): returns
+    (states (n_layers + 1, B, d) or None, scores (B, K))."""
+    device = next(model.parameters()).device
+    k = len(continuations[0])
+    if any(len(c) != k or any(len(t) == 0 for t in c) for c in continuations):
+        raise ForwardError("every prompt needs the same number of non-empty continuations")
+    sequences = [list(p) + list(t) for p, c in zip(prompts, continuations) for t in c]
+    input_ids, mask, _ = pad_right(sequences, device)
+    prompt_last = torch.tensor([len(p) - 1 for p in prompts for _ in range(k)], device=device)
+    keep = input_ids.shape[1] - int(prompt_last.min())  # positions from the earliest prompt end on
+    kwargs: dict = dict(use_cache=False)
+    if prefix is not None:
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_repeat_interleave(len(sequences))
+        past = torch.ones((len(sequences), len(prefix.ids)), dtype=torch.long, device=device)
+        kwargs = dict(past_key_values=cache, use_cache=True)
+        mask = torch.cat([past, mask], dim=1)
+    if record:
+        with _record_last_token(model, prompt_last) as records:
+            logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep, **kwargs).logits
+        states = torch.stack(records)[:, ::k].cpu()
+    else:
+        logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep, **kwargs).logits
+        states = None
+    start = input_ids.shape[1] - keep  # logits[:, j] predicts token start + j + 1
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    scores = []
+    for row, (p, c) in enumerate((p, t) for p, cs in zip(prompts, continuations) for t in cs):
+        targets = torch.tensor(c, device=device)
+        positions = torch.arange(len(p) - 1, len(p) - 1 + len(c), device=device) - start
+        scores.append(log_probs[row, positions, targets].sum())
+    return states, torch.stack(scores).view(len(prompts), k)
 
 
 def token_bits(model: nn.Module, sequences: Sequence[Sequence[int]], starts: Sequence[int]) -> np.ndarray:
@@ -173,9 +241,12 @@ def last_token_states(
     questions: Sequence[Sequence[int]],
     *,
     prefix: PrefixCache | list[int] | None,
-    letter_ids: Sequence[int],
+    letter_ids: Sequence[int] | None,
+    continuations: Sequence[Sequence[Sequence[int]]] | None = None,
 ) -> LastTokenStates:
-    """States of the last token of ``prefix + question`` for a batch of questions.
+    """States of the last token of ``prefix + question`` for a batch of questions, and the scores
+    of the choices: the ``letter_ids``' logits there, or (``letter_ids`` None) the summed
+    log-probability of each row's ``continuations`` (text scoring).
 
     ``prefix`` is a ``PrefixCache`` (run only the questions on top of it), a list of token ids
     (prepended and run in full: the reference path) or None (the questions are whole prompts).
@@ -185,6 +256,11 @@ def last_token_states(
         sequences = [list(prefix) + list(q) for q in questions]
     else:
         sequences = [list(q) for q in questions]
+    if letter_ids is None:
+        with torch.inference_mode():
+            states, scores = continuation_scores(model, sequences, continuations, record=True,
+                                                 prefix=prefix if isinstance(prefix, PrefixCache) else None)
+        return LastTokenStates(hidden=states, letter_logits=scores.float().cpu(), logsumexp=torch.zeros(len(sequences)))
     input_ids, mask, last = pad_right(sequences, device)
 
     if isinstance(prefix, PrefixCache):

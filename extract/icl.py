@@ -1,9 +1,9 @@
 """ICL extraction: k-shot prompts through the model, last-token states of every layer into hidden.h5.
 
-Flow: MMLU rows -> seeded partition -> for each condition (``0shot``, ``5shot``, ...) and subject:
-the subject's prefix (header + its first k demos) runs once into a key/value cache, its eval
-questions run on top of it in length-sorted batches, and each batch is written to its rows at
-once (memory does not grow with N). Rows marked done are skipped on a re-run, so a killed run
+Flow: a task's rows (``landscape.tasks``) -> seeded partition by the first grouping field ->
+for each condition (``0shot``, ``5shot``, ...) and value of that field: its prefix (header + its
+first k demos) runs once into a key/value cache, its questions run on top of it in length-sorted
+batches, and each batch is written to its rows at once (memory does not grow with N). Rows marked done are skipped on a re-run, so a killed run
 resumes; a run folder made with other settings is refused unless ``overwrite``.
 """
 
@@ -20,15 +20,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from extract import data, demos, forward, models, prompts
+from extract import data, demos, forward, models
 from extract.ranks import Ranks
-from landscape import faults, provenance, schema
+from landscape import faults, provenance, schema, tasks
+from landscape.tasks import Item, Task
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
 
 REPRESENTATION = (
-    "last prompt token (the ':' of 'Answer:'); layer 0 = input embeddings, layer l = output of "
-    "block l, all before the final norm (un-normalised residual stream)"
+    "last prompt token (the end of the task's prompt, e.g. the ':' of 'Answer:'); layer 0 = input "
+    "embeddings, layer l = output of block l, all before the final norm (un-normalised residual stream)"
 )
 PROMPT_TOKENS = "prefix and question tokenised apart, then concatenated"
 
@@ -42,6 +43,8 @@ class ExtractConfig:
     """Every setting of an extraction; all of it is recorded in the output."""
 
     model: str = "smollm2-135m"
+    task: str = tasks.DEFAULT_TASK  # a built-in task's name or a task file (landscape.tasks)
+    task_data: str | None = None  # replaces the task's source file
     shots: tuple[int, ...] = (0, 5)
     demos: tuple[str, ...] = ("fixed",)  # demo samplings, one condition each per k (extract.demos)
     subjects: str = "largest:12"
@@ -53,8 +56,6 @@ class ExtractConfig:
     device: str = "auto"
     dtype: str = "auto"
     prefix_cache: bool = True
-    prompt_format: str = "mmlu"
-    mmlu_path: str | None = None
 
     def validate(self) -> None:
         for name in ("per_subject", "demo_pool", "batch_size"):
@@ -68,14 +69,12 @@ class ExtractConfig:
             if k < 0:
                 raise ValueError(f"shots must be >= 0, got {k}")
             if k > self.demo_pool:
-                raise ValueError(f"{k} shots asked but the demo pool holds {self.demo_pool} per subject")
+                raise ValueError(f"{k} shots asked but the demo pool holds {self.demo_pool} per value of the first group")
         if not self.demos:
             raise ValueError("no demo sampling given")
         for sampling in self.demos:
             if sampling not in demos.SAMPLINGS:
                 raise ValueError(f"unknown demo sampling {sampling!r} (known: {', '.join(demos.SAMPLINGS)})")
-        if self.prompt_format not in prompts.FORMATS:
-            raise ValueError(f"unknown prompt format {self.prompt_format!r} (known: {', '.join(prompts.FORMATS)})")
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -94,33 +93,33 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     Under ``accelerate launch`` every rank calls this with its ``ranks`` (``extract.ranks.current()``):
     each loads the model on its own device and computes a share of every condition's batches."""
     config.validate()
-    fmt = prompts.FORMATS[config.prompt_format]
-    mmlu_path = Path(config.mmlu_path) if config.mmlu_path else data.default_mmlu_path()
-    questions = data.load_mmlu(mmlu_path)
-    by_id = {q.id: q for q in questions}
-    subjects = data.select_subjects(questions, config.subjects)
+    task = tasks.load_task(config.task)
+    data_path = tasks.source_path(task, config.task_data)
+    task, items = tasks.load_items(task, data_path)
+    by_id = {item.id: item for item in items}
+    values = data.select_values(items, config.subjects, task.first_group)
     partition = data.make_partition(
-        questions,
-        subjects,
+        items,
+        values,
         demo_pool=config.demo_pool,
         per_subject=config.per_subject,
         train_per_subject=config.train_per_subject,
         seed=config.seed,
+        group=task.first_group,
     )
     device = ranks.device if ranks.device is not None and config.device == "auto" else pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
     resolved = models.resolve_model(config.model)
 
-    examples = run_examples(partition, by_id)
+    examples = run_examples(task, partition, by_id)
     header = {
         "model": config.model,
         "model_hash": resolved.sha256,
         "model_source": resolved.source,
-        "dataset": f"MMLU test split ({mmlu_path.name})",
-        "dataset_hash": data.file_sha256(mmlu_path),
+        **task_header(task, data_path),
         "split_seed": config.seed,
         "partition": partition.settings,
-        "subjects": list(partition.subjects),
+        "group_values": list(partition.values),
         "representation": REPRESENTATION,
         "prompt_tokens": PROMPT_TOKENS,
     }
@@ -130,7 +129,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     if ranks.main:
         _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
     ranks.barrier()
-    letter_ids = forward.letter_token_ids(tokenizer, prompts.answer_texts(fmt))
+    scoring = choice_scoring(task, tokenizer)
 
     accuracies = {}
     for k in config.shots:
@@ -138,60 +137,84 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
             if k == 0 and sampling not in demos.ZERO_SHOT_SAMPLINGS:
                 continue  # no demos to sample: the same prompts as 0shot
             name = demos.condition_name(k, sampling)
-            plan = demos.plan_demos(examples.ids, examples.subjects, partition.demos, k=k, sampling=sampling,
+            plan = demos.plan_demos(examples.ids, examples.first_group, partition.demos, k=k, sampling=sampling,
                                     seed=config.seed)
             settings = {
                 "kind": "icl",
                 "shots": k,
                 "demo_sampling": sampling,
-                "prompt_format": fmt.to_dict(),
+                "prompt_format": task.format_dict(),
                 "prefix_cache": config.prefix_cache,
                 "dtype": str(dtype).removeprefix("torch."),
-                "letter_token_ids": letter_ids,
+                **scoring.settings(),
             }
-            if sampling == "fixed":  # one demo list per subject: readable in the attrs
-                settings["demo_ids"] = {s: partition.demos[s][:k] for s in partition.subjects}
+            if sampling == "fixed":  # one demo list per value of the first group: readable in the attrs
+                settings["demo_ids"] = {s: partition.demos[s][:k] for s in partition.values}
             else:  # per-row demos are in the condition's demo_ids dataset
                 settings["demo_seed"] = config.seed
             accuracies[name] = extract_condition(
                 path, name, settings, model, tokenizer, examples, by_id,
-                prefix_text=_prefix_texts(fmt, plan, by_id), plan=plan,
-                fmt=fmt, letter_ids=letter_ids, batch_size=config.batch_size, prefix_cache=config.prefix_cache,
+                prefix_text=_prefix_texts(task, plan, by_id, examples), plan=plan,
+                task=task, scoring=scoring, batch_size=config.batch_size, prefix_cache=config.prefix_cache,
                 overwrite=overwrite, progress=progress, ranks=ranks,
             )
             if sampling == "fixed" and ranks.main:
-                _record_demo_bits(path, name, model, tokenizer, fmt, partition, by_id, k)
+                _record_demo_bits(path, name, model, tokenizer, task, partition, by_id, k)
     return accuracies
 
 
-def demo_bits(model, tokenizer, fmt: prompts.PromptFormat, subject: str, demo_questions: list[data.Question]) -> tuple[float, int]:
-    """(bits, tokens) of a subject's demonstrations coded by the model itself, after the header:
-    the length of their arithmetic code, the description length of the ICL "program" (task
-    complexity, arXiv 2602.15829)."""
-    header = tokenizer.encode(prompts.render_prefix(fmt, subject, []), add_special_tokens=True)
-    prefix = tokenizer.encode(prompts.render_prefix(fmt, subject, demo_questions), add_special_tokens=True)
+def task_header(task: Task, data_path: Path) -> dict:
+    """The task's provenance in hidden.h5: its file's text and hash, the data file's hash."""
+    return {
+        "task": task.name,
+        "task_file": task.path,
+        "task_text": task.text,
+        "task_hash": task.sha256,
+        "dataset": f"{task.name}: {task.description or task.source} ({data_path.name})",
+        "dataset_path": str(data_path.resolve()),
+        "dataset_hash": tasks.file_sha256(data_path),
+        "choice_labels": list(task.letters),
+        "score": task.score,
+    }
+
+
+def choice_scoring(task: Task, tokenizer) -> forward.Scoring:
+    """How the choices are scored: the letters' single tokens, or each choice's text (per row)."""
+    if task.score == "letter":
+        texts = [tasks.render_answer(task, task.continuation, task.letters, i) for i in range(task.n_choices)]
+        return forward.Scoring(letter_ids=forward.letter_token_ids(tokenizer, texts))
+    return forward.Scoring(letter_ids=None)
+
+
+def demo_bits(model, tokenizer, task: Task, demo_items: list[Item]) -> tuple[float, int]:
+    """(bits, tokens) of one value's demonstrations coded by the model itself, after the header
+    (that of the first demo): the length of their arithmetic code, the description length of the
+    ICL "program" (task complexity, arXiv 2602.15829)."""
+    header = tokenizer.encode(tasks.render_prefix(task, demo_items[0], []), add_special_tokens=True)
+    prefix = tokenizer.encode(tasks.render_prefix(task, demo_items[0], demo_items), add_special_tokens=True)
     start = next((i for i, (a, b) in enumerate(zip(header, prefix)) if a != b), min(len(header), len(prefix)))
     start = max(start, 1)
     return float(forward.token_bits(model, [prefix], [start])[0]), len(prefix) - start
 
 
-def _record_demo_bits(path: Path, name: str, model, tokenizer, fmt, partition: data.Partition, by_id, k: int) -> None:
+def _record_demo_bits(path: Path, name: str, model, tokenizer, task: Task, partition: data.Partition, by_id, k: int) -> None:
     """Add the demos' code length to a fixed-demo condition's attrs (once; older runs get it on a re-run)."""
     with h5py.File(path, "a") as f:
         group = schema.get_condition(f, name)
         if "demo_bits_total" in group.attrs:
             return
         bits, tokens = {}, {}
-        for subject in partition.subjects:
-            demos_of = [by_id[i] for i in partition.demos[subject][:k]]
-            bits[subject], tokens[subject] = demo_bits(model, tokenizer, fmt, subject, demos_of) if k else (0.0, 0)
+        for value in partition.values:
+            demos_of = [by_id[i] for i in partition.demos[value][:k]]
+            bits[value], tokens[value] = demo_bits(model, tokenizer, task, demos_of) if k else (0.0, 0)
         schema.update_condition_attrs(group, {"demo_bits": bits, "demo_tokens": tokens,
                                               "demo_bits_total": float(sum(bits.values()))})
 
 
-def _prefix_texts(fmt: prompts.PromptFormat, plan: demos.DemoPlan, by_id: dict[int, data.Question]):
-    """row -> the text before its question: the header (unless none) and the row's demos."""
-    return lambda row: prompts.render_prefix(fmt, plan.headers[row], [by_id[int(i)] for i in plan.demo_ids[row]])
+def _prefix_texts(task: Task, plan: demos.DemoPlan, by_id: dict[int, Item], examples: schema.Examples):
+    """row -> the text before its question: its own header (unless none) and the row's demos."""
+    return lambda row: tasks.render_prefix(task, by_id[int(examples.ids[row])] if plan.headers[row] else None,
+                                           [by_id[int(i)] for i in plan.demo_ids[row]])
 
 
 def extract_condition(
@@ -201,12 +224,12 @@ def extract_condition(
     model,
     tokenizer,
     examples: schema.Examples,
-    by_id: dict[int, data.Question],
+    by_id: dict[int, Item],
     *,
     prefix_text,
     plan: demos.DemoPlan | None = None,
-    fmt: prompts.PromptFormat,
-    letter_ids: list[int],
+    task: Task,
+    scoring: forward.Scoring,
     batch_size: int,
     prefix_cache: bool = True,
     overwrite: bool = False,
@@ -225,7 +248,8 @@ def extract_condition(
     """
     if ranks.main:
         with h5py.File(path, "a") as f:
-            group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model), overwrite=overwrite)
+            group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model),
+                                    task.n_choices, overwrite=overwrite)
             if not group.attrs["complete"]:
                 if plan is not None:
                     schema.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
@@ -245,7 +269,7 @@ def extract_condition(
     # row of it is done: a resumed run computes each row in the very batch it would have had,
     # so its states are bit-identical to an uninterrupted run's (and so are several ranks').
     work = [(prefix_ids, batch)
-            for prefix_ids, batches in _plan_batches(examples, tokenizer, fmt, by_id, prefix_text, batch_size, prefix_cache)
+            for prefix_ids, batches in _plan_batches(examples, tokenizer, task, by_id, prefix_text, batch_size, prefix_cache)
             for batch in batches if not done[[row for row, _ in batch]].all()]
     mine = ranks.share(work, costs=[len(batch) * (len(prefix) + max(len(ids) for _, ids in batch)) for prefix, batch in work])
     bar = tqdm(total=sum(len(batch) for _, batch in mine), desc=name if ranks.count == 1 else f"{name} (rank 0 of {ranks.count})",
@@ -253,7 +277,7 @@ def extract_condition(
     if ranks.count == 1:
         with h5py.File(path, "a") as f:
             group = schema.get_condition(f, name)
-            for rows, out in _run_batches(model, mine, letter_ids):
+            for rows, out in _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring)):
                 schema.write_rows(group, rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
                 f.flush()
                 faults.reached("extract.batch")
@@ -262,8 +286,9 @@ def extract_condition(
         shard = schema.shard_path(path.parent, name, ranks.index)
         shard.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(shard, "w") as f:
-            schema.create_shard(f, name, instance, n_layers=forward.n_blocks(model), width=forward.hidden_width(model))
-            for rows, out in _run_batches(model, mine, letter_ids):
+            schema.create_shard(f, name, instance, n_layers=forward.n_blocks(model), width=forward.hidden_width(model),
+                                n_choices=task.n_choices)
+            for rows, out in _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring)):
                 schema.append_shard(f, rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
                 f.flush()
                 faults.reached("extract.batch")
@@ -276,13 +301,14 @@ def extract_condition(
             _merge_shards(group, path.parent, name)
             if not schema.rows_done(group).all():
                 raise RuntimeError(f"{name}: rows missing after the merge of the ranks' shards")
-            _, _, pred = schema.read_outputs(f, name)
+            logits, _, pred = schema.read_outputs(f, name)
             schema.finish_condition(
                 group,
                 {
                     "accuracy": split_accuracy(pred, examples, "eval"),
                     "accuracy_train": split_accuracy(pred, examples, "train"),
-                    "pred_fraction": (np.bincount(pred, minlength=4) / len(pred)).round(4).tolist(),
+                    **_normalised_accuracies(task, logits, examples, by_id),
+                    "pred_fraction": (np.bincount(pred, minlength=task.n_choices) / len(pred)).round(4).tolist(),
                     "seconds": round(time.perf_counter() - started, 3),
                     "processes": ranks.count,
                 },
@@ -297,14 +323,17 @@ def extract_condition(
     return accuracy
 
 
-def _run_batches(model, work: list[tuple[list[int], list[tuple[int, list[int]]]]], letter_ids: list[int]):
+def _run_batches(model, work: list[tuple[list[int], list[tuple[int, list[int]]]]], scoring: forward.Scoring, continuations):
     """Yield (rows (B,), forward output) of each (shared prefix ids or [], batch); a prefix's
-    key/value cache is computed once for the consecutive batches that share it."""
+    key/value cache is computed once for the consecutive batches that share it.
+    ``continuations(row)``: the token ids of each choice's text (text scoring), else unused."""
     cached_ids, prefix = None, None
     for prefix_ids, batch in work:
         if prefix_ids is not cached_ids:
             cached_ids, prefix = prefix_ids, (forward.encode_prefix(model, prefix_ids) if prefix_ids else None)
-        out = forward.last_token_states(model, [ids for _, ids in batch], prefix=prefix, letter_ids=letter_ids)
+        out = forward.last_token_states(
+            model, [ids for _, ids in batch], prefix=prefix, letter_ids=scoring.letter_ids,
+            continuations=None if scoring.letter_ids is not None else [continuations(row) for row, _ in batch])
         yield np.array([row for row, _ in batch]), out
 
 
@@ -329,7 +358,26 @@ def _merge_shards(group: h5py.Group, run_dir: Path, name: str) -> None:
         folder.parent.rmdir()
 
 
-def _plan_batches(examples: schema.Examples, tokenizer, fmt: prompts.PromptFormat, by_id, prefix_text, batch_size: int,
+def _continuations(task: Task, tokenizer, examples: schema.Examples, by_id: dict[int, Item], scoring: forward.Scoring):
+    """row -> token ids of each choice's continuation (text scoring; letters need none)."""
+    if scoring.letter_ids is not None:
+        return None
+    return lambda row: [tokenizer.encode(text, add_special_tokens=False)
+                        for text in tasks.continuations(task, by_id[int(examples.ids[row])])]
+
+
+def _normalised_accuracies(task: Task, scores: np.ndarray, examples: schema.Examples, by_id: dict[int, Item]) -> dict:
+    """Text scoring: accuracy of the length-normalised scores too (lm-eval's acc_norm: summed
+    log-probability divided by the continuation's length in bytes)."""
+    if task.score != "text":
+        return {}
+    lengths = np.array([[max(1, len(text.encode())) for text in tasks.continuations(task, by_id[int(i)])]
+                        for i in examples.ids], dtype=np.float64)
+    pred = (scores / lengths).argmax(axis=1)
+    return {"accuracy_norm": split_accuracy(pred, examples, "eval"), "accuracy_norm_train": split_accuracy(pred, examples, "train")}
+
+
+def _plan_batches(examples: schema.Examples, tokenizer, task: Task, by_id, prefix_text, batch_size: int,
                   prefix_cache: bool) -> list[tuple[list[int], list[list[tuple[int, list[int]]]]]]:
     """[(shared prefix ids or [], batches of (row, token ids))]: rows sharing a prefix run on its
     cache; the others (a prefix of their own, or no cache) run whole, batched across prefixes.
@@ -339,7 +387,7 @@ def _plan_batches(examples: schema.Examples, tokenizer, fmt: prompts.PromptForma
         by_prefix.setdefault(prefix_text(row), []).append(row)
 
     def question_ids(row: int) -> list[int]:
-        return tokenizer.encode(prompts.render_question(fmt, by_id[int(examples.ids[row])]), add_special_tokens=False)
+        return tokenizer.encode(tasks.render_question(task, by_id[int(examples.ids[row])]), add_special_tokens=False)
 
     def batched(items: list[tuple[int, list[int]]]) -> list[list[tuple[int, list[int]]]]:
         items = sorted(items, key=lambda item: len(item[1]))
@@ -357,14 +405,14 @@ def _plan_batches(examples: schema.Examples, tokenizer, fmt: prompts.PromptForma
     return plans
 
 
-def run_examples(partition: data.Partition, by_id: dict[int, data.Question]) -> schema.Examples:
+def run_examples(task: Task, partition: data.Partition, by_id: dict[int, Item]) -> schema.Examples:
     """The rows of a run: the eval questions, then the train questions (fine-tuning data)."""
     ids = list(partition.eval) + list(partition.train)
     return schema.Examples(
         ids=np.array(ids, dtype=np.int64),
-        subjects=np.array([by_id[i].subject for i in ids]),
         answers=np.array([by_id[i].answer for i in ids]),
         splits=np.array(["eval"] * len(partition.eval) + ["train"] * len(partition.train)),
+        groups={name: np.array([by_id[i].groups[g] for i in ids]) for g, name in enumerate(task.groups)},
     )
 
 
@@ -380,19 +428,17 @@ def _open_or_create(path: Path, header: dict, examples: schema.Examples, partiti
         with h5py.File(path, "r") as f:
             schema.check_version(f)
             have = schema.read_attrs(f)
-            for key in ("model", "model_hash", "dataset_hash", "split_seed", "partition", "subjects"):
+            for key in ("model", "model_hash", "task_hash", "dataset_hash", "split_seed", "partition", "group_values"):
                 if have.get(key) != header[key]:
-                    raise RunMismatch(
-                        f"{path} was made with {key}={have.get(key)!r}, not {header[key]!r}: "
-                        "use another RUN folder or --overwrite"
-                    )
+                    what = "another task file (its text differs)" if key == "task_hash" else f"{key}={have.get(key)!r}, not {header[key]!r}"
+                    raise RunMismatch(f"{path} was made with {what}: use another RUN folder or --overwrite")
             if not np.array_equal(schema.read_examples(f).ids, examples.ids):
                 raise RunMismatch(f"{path} holds other examples: use another RUN folder or --overwrite")
         return
     attrs = {**header, **provenance.stamp()}
     parts = {
-        "demos": _ids_subjects([i for s in partition.subjects for i in partition.demos[s]], by_id),
-        "train": _ids_subjects(partition.train, by_id),
+        "demos": _ids_values([i for s in partition.values for i in partition.demos[s]], by_id),
+        "train": _ids_values(partition.train, by_id),
     }
 
     def write(tmp: Path) -> None:
@@ -402,11 +448,12 @@ def _open_or_create(path: Path, header: dict, examples: schema.Examples, partiti
     replace_atomically(path, write)
 
 
-def _ids_subjects(ids: list[int], by_id) -> tuple[np.ndarray, np.ndarray]:
-    return np.array(ids, dtype=np.int64), np.array([by_id[i].subject for i in ids])
+def _ids_values(ids: list[int], by_id) -> tuple[np.ndarray, np.ndarray]:
+    return np.array(ids, dtype=np.int64), np.array([by_id[i].group for i in ids])
 
 
-def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: int, width: int, *, overwrite: bool) -> h5py.Group:
+def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: int, width: int, n_choices: int, *,
+                    overwrite: bool) -> h5py.Group:
     """The condition's group: resumed if it exists with the same settings, else (re)created."""
     if name in schema.condition_names(f):
         group = schema.get_condition(f, name)
@@ -421,5 +468,5 @@ def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: 
             )
         schema.delete_condition(f, name)
     # Provenance beside the settings: only the settings are compared when a run resumes.
-    return schema.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width,
+    return schema.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width, n_choices=n_choices,
                                    attrs={**settings, **provenance.stamp()})

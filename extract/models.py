@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from extract.data import file_sha256, package_file
+from landscape.files import file_sha256, package_file
 from landscape.atomic import replace_atomically
 
 

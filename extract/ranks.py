@@ -5,7 +5,7 @@ must not start ``torch.distributed`` at all (the single-process default stays as
 machine without GPUs ``PartialState`` must be told ``cpu=True`` or every rank silently believes
 it is rank 0 of 1; and the extraction needs only a rank, a barrier, a sum and a fair share of a
 list of unequal work items (``share``: ``split_between_processes`` cuts a list by count into
-contiguous slices, which leaves the rank holding long MMLU subjects, up to 10x the tokens,
+contiguous slices, which leaves the rank holding the long groups (up to 10x the tokens of others)
 working alone at the end).
 
 Example:

@@ -14,7 +14,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from landscape import reader, schema
+from landscape import reader, schema, tasks
+from landscape.names import ANSWER
 
 # A profile: metric -> (layers (L,), values (L,)), for one (split, condition or pair).
 Profile = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -25,7 +26,7 @@ class TreeLayer:
     """The density-peak dendrogram of one layer: scipy linkage over ``leaves`` (cluster ids)."""
 
     linkage: np.ndarray  # (n_leaves - 1, 4)
-    leaf_labels: list[str]  # "dominant subject 93% (n=97)" per leaf, in ``leaves`` order
+    leaf_labels: list[str]  # "dominant value 93% (n=97)" per leaf, in ``leaves`` order
     n_clusters: int
 
 
@@ -42,6 +43,19 @@ class RunData:
     analysis_settings: dict[str, Any] = field(default_factory=dict)
     edl: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = field(default_factory=dict)
     complexity: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None
+
+    @property
+    def groupings(self) -> list[str]:
+        """The task's grouping fields, then the answer: every labelling the analysis measured."""
+        return [*self.examples.group_names, ANSWER]
+
+    @property
+    def first_group(self) -> str:
+        return self.examples.group_names[0]
+
+    @property
+    def choice_labels(self) -> list[str]:
+        return list(self.info.get("choice_labels") or [])
 
     @property
     def conditions(self) -> list[str]:
@@ -116,39 +130,35 @@ def layer_arrays(run: Path, condition: str, layers: list[int], names: tuple[str,
     return out
 
 
-def trees(run: Path, condition: str, layers: list[int], subjects: np.ndarray) -> dict[int, TreeLayer]:
-    """The peak dendrogram of each layer, leaves named by their dominant subject.
+def trees(run: Path, condition: str, layers: list[int], labels: np.ndarray) -> dict[int, TreeLayer]:
+    """The peak dendrogram of each layer, leaves named by their dominant label (first grouping field).
 
-    ``subjects`` (n,) are the labels of the split's rows, in the order of the stored results.
+    ``labels`` (n,) are the labels of the split's rows, in the order of the stored results.
     """
     out = {}
     stored = layer_arrays(run, condition, layers, ("cluster", "tree_clusters", "tree_linkage"))
     for layer, arrays in stored.items():
-        labels = []
+        leaf_labels = []
         for cluster in arrays["tree_clusters"]:
-            members = subjects[arrays["cluster"] == cluster]
+            members = labels[arrays["cluster"] == cluster]
             names, counts = np.unique(members, return_counts=True)
             top = counts.argmax()
-            labels.append(f"{names[top]} {100 * counts[top] / len(members):.0f}% (n={len(members)})")
-        out[layer] = TreeLayer(linkage=arrays["tree_linkage"], leaf_labels=labels,
+            leaf_labels.append(f"{names[top]} {100 * counts[top] / len(members):.0f}% (n={len(members)})")
+        out[layer] = TreeLayer(linkage=arrays["tree_linkage"], leaf_labels=leaf_labels,
                                n_clusters=int(arrays["cluster"].max()) + 1 if len(arrays["cluster"]) else 0)
     return out
 
 
-def question_texts(data: RunData, mmlu_path: str | None = None, *, width: int = 160) -> list[str] | None:
+def question_texts(data: RunData, data_path: str | None = None, *, width: int = 160) -> list[str] | None:
     """The question text of each /examples row (shortened), or None when the dataset is not at hand.
 
-    The run records the dataset's sha256; text is shown only from that very file.
+    The run records its task file and the data file's sha256; text is shown only from that very file.
     """
-    from extract.data import DataError, default_mmlu_path, file_sha256, load_mmlu
-
     try:
-        path = Path(mmlu_path) if mmlu_path else default_mmlu_path()
-    except DataError:
+        _, items, _ = tasks.from_run(data.info, data_path)
+    except tasks.TaskError:
         return None
-    if not path.is_file() or file_sha256(path) != data.info.get("dataset_hash"):
-        return None
-    by_id = {q.id: q.question for q in load_mmlu(path)}
+    by_id = {item.id: item.question for item in items}
     texts = []
     for i in data.examples.ids:
         text = " ".join(by_id.get(int(i), "").split())

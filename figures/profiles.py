@@ -8,26 +8,32 @@ from plotly.subplots import make_subplots
 
 from figures.collect import Profile
 from figures.style import base_layout, condition_colours
+from landscape.names import grouped
 
-# (metric in analysis.h5, panel title)
-LAYER_METRICS = (
-    ("id_gride", "intrinsic dimension (GRIDE, density scale)"),
-    ("id_2nn", "intrinsic dimension (2NN)"),
-    ("n_clusters", "density peaks (ADP clusters)"),
-    ("ari_subject", "ARI clusters ~ subject"),
-    ("ari_answer", "ARI clusters ~ answer"),
-    ("ari_subject_core", "ARI ~ subject (core points)"),
-    ("ari_demo_set", "ARI clusters ~ demo set"),
-    ("label_overlap_subject", "label overlap: subject"),
-    ("label_overlap_answer", "label overlap: answer"),
-    ("core_fraction", "core-point fraction"),
-)
-CONTROL_METRICS = (
-    ("ari_subject", "ARI clusters ~ subject"),
-    ("ari_demo_set", "ARI clusters ~ demo set (which demos precede)"),
-    ("label_overlap_subject", "label overlap: subject"),
-    ("n_clusters", "density peaks (ADP clusters)"),
-)
+
+def layer_metrics(groupings: list[str]) -> list[tuple[str, str]]:
+    """(metric in analysis.h5, panel title) of the landscape grid; ``groupings``: the task's
+    grouping fields, then ``answer``: each gets its ARI and label-overlap panels."""
+    return [
+        ("id_gride", "intrinsic dimension (GRIDE, density scale)"),
+        ("id_2nn", "intrinsic dimension (2NN)"),
+        ("n_clusters", "density peaks (ADP clusters)"),
+        *[(grouped("ari", g), f"ARI clusters ~ {g}") for g in groupings],
+        (grouped("ari_core", groupings[0]), f"ARI ~ {groupings[0]} (core points)"),
+        ("ari_demo_set", "ARI clusters ~ demo set"),
+        *[(grouped("label_overlap", g), f"label overlap: {g}") for g in groupings],
+        ("core_fraction", "core-point fraction"),
+    ]
+
+
+def control_metrics(group: str) -> list[tuple[str, str]]:
+    """The demo-sampling controls' panels, about the first grouping field ``group``."""
+    return [
+        (grouped("ari", group), f"ARI clusters ~ {group}"),
+        ("ari_demo_set", "ARI clusters ~ demo set (which demos precede)"),
+        (grouped("label_overlap", group), f"label overlap: {group}"),
+        ("n_clusters", "density peaks (ADP clusters)"),
+    ]
 PAIR_METRICS = (
     ("data_overlap", "neighbourhood overlap (same examples, two conditions)"),
     ("ari_clusters", "ARI between the two clusterings"),
@@ -55,17 +61,18 @@ def _grid(series: dict[str, Profile], metrics, colours: dict[str, str], title: s
     return base_layout(fig, title, height=300 * rows + 80)
 
 
-def layer_profiles(profiles: dict[str, Profile], *, split: str = "eval") -> go.Figure:
-    """``profiles``: condition -> its per-layer metrics."""
+def layer_profiles(profiles: dict[str, Profile], groupings: list[str], *, split: str = "eval") -> go.Figure:
+    """``profiles``: condition -> its per-layer metrics; ``groupings``: the fields analysed."""
     colours = condition_colours(list(profiles))
-    return _grid(profiles, LAYER_METRICS, colours, f"Landscape across layers ({split} questions)", cols=3)
+    return _grid(profiles, layer_metrics(groupings), colours, f"Landscape across layers ({split} questions)", cols=3)
 
 
-def control_profiles(profiles: dict[str, Profile], *, split: str = "eval") -> go.Figure:
-    """Demo-sampling controls beside the fixed-demo condition: how much subject structure survives."""
+def control_profiles(profiles: dict[str, Profile], group: str, *, split: str = "eval") -> go.Figure:
+    """Demo-sampling controls beside the fixed-demo condition: how much of the first grouping's
+    structure survives."""
     colours = condition_colours(list(profiles))
-    return _grid(profiles, CONTROL_METRICS, colours,
-                 f"Subject or shared prefix? Fixed demos vs the controls ({split})", cols=2)
+    return _grid(profiles, control_metrics(group), colours,
+                 f"{group.capitalize()} or shared prefix? Fixed demos vs the controls ({split})", cols=2)
 
 
 def pair_profiles(pairs: dict[str, Profile], *, split: str = "eval") -> go.Figure:

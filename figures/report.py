@@ -26,7 +26,6 @@ from figures.collect import RunData, collect, layer_arrays, question_texts, tree
 from figures.page import Section, figure_div, map_div, render_page, switcher_div, table
 from landscape import schema
 from landscape.atomic import replace_atomically
-from landscape.schema import LETTERS
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class ReportConfig:
     map_neighbors: int = 15
     seed: int = 0
     png: str = "auto"  # auto (when kaleido finds a browser) | yes | no
-    mmlu_path: str | None = None
+    task_data: str | None = None  # the task's data file (question texts), when not where the run found it
 
     def validate(self) -> None:
         if self.map_method not in ("umap", "pca"):
@@ -72,7 +71,7 @@ def run_report(run: Path, config: ReportConfig = ReportConfig(), *, progress: bo
     sections = [section for section in sections if section is not None]
 
     header = _header(data)
-    title = f"landscape: {data.info.get('model', '?')} on {run.name}"
+    title = f"landscape: {data.info.get('model', '?')} on {data.info.get('task', '?')} ({run.name})"
     page = render_page(title, header, sections)
     out = run / schema.REPORT_DIR
 
@@ -111,7 +110,7 @@ def _default_condition(conditions: list[str]) -> str:
 
 
 def _profiles_section(data: RunData, run: Path, conditions: list[str], layers: dict, static: dict) -> Section:
-    static["profiles"] = profiles.layer_profiles({c: data.profiles[("eval", c)] for c in conditions})
+    static["profiles"] = profiles.layer_profiles({c: data.profiles[("eval", c)] for c in conditions}, data.groupings)
     parts = [figure_div(static["profiles"], "profiles")]
     pairs = data.pairs("eval")
     if pairs:
@@ -139,23 +138,24 @@ def _controls_section(data: RunData, conditions: list[str], static: dict) -> Sec
     controls = [c for c in sampling if sampling[c] != "fixed" or any(o.startswith(f"{c}-") for o in conditions)]
     if not any(sampling[c] != "fixed" for c in controls):
         return None
-    static["controls"] = profiles.control_profiles({c: data.profiles[("eval", c)] for c in controls})
+    group = data.first_group
+    static["controls"] = profiles.control_profiles({c: data.profiles[("eval", c)] for c in controls}, group)
     return Section(
-        "controls", "Subject or shared prefix?",
-        "With fixed demos every question of a subject shares its prompt prefix. Controls: "
-        "<b>-resampled</b> (each question draws its own demos from its subject's pool), "
-        "<b>-othersubject</b> (demos of another subject, drawn per question; the header still names the "
-        "question's subject), <b>-noheader</b> (no subject line). Subject structure that survives "
+        "controls", f"{group.capitalize()} or shared prefix?",
+        f"With fixed demos every question of a {group} shares its prompt prefix. Controls: "
+        f"<b>-resampled</b> (each question draws its own demos from its {group}'s pool), "
+        f"<b>-othersubject</b> (demos of another {group}, drawn per question; the header is still the "
+        f"question's own), <b>-noheader</b> (no header line). {group.capitalize()} structure that survives "
         "resampling is not prefix identity; ARI with the demo set measures the prefix's own pull.",
         [figure_div(static["controls"], "controls")])
 
 
 def _tree_section(data: RunData, run: Path, conditions: list[str], layers: dict, static: dict) -> Section:
     min_size = int(data.analysis_settings.get("tree_min_size", 30))
-    subjects = data.examples.subjects[data.eval_rows]
+    labels = data.examples.first_group[data.eval_rows]
     figures = {}
     for c in conditions:
-        by_layer = trees(run, c, layers[c], subjects)
+        by_layer = trees(run, c, layers[c], labels)
         for layer in layers[c]:
             figures[f"{c}|{layer}"] = tree.dendrogram_figure(by_layer.get(layer), c, layer, min_size=min_size)
     default_condition = _default_condition(conditions)
@@ -165,7 +165,7 @@ def _tree_section(data: RunData, run: Path, conditions: list[str], layers: dict,
                 _range("layer", "layer", _all_layers(layers))]
     return Section("tree", "Density-peak dendrogram",
                    f"Clusters with more than {min_size} points, joined at the saddle between their "
-                   "peaks; each leaf is named by its most frequent subject. Pick a condition and a layer.",
+                   f"peaks; each leaf is named by its most frequent {data.first_group}. Pick a condition and a layer.",
                    [switcher_div("dendrogram", controls, figures, default)])
 
 
@@ -178,10 +178,10 @@ def _map_section(data: RunData, run: Path, conditions: list[str], layers: dict, 
                          n_neighbors=config.map_neighbors, progress=bar)
     bar.close()
     spec, static["map"] = _map_spec(data, run, conditions, map_layers, xy, _default_condition(conditions),
-                                    question_texts(data, config.mmlu_path), method)
+                                    question_texts(data, config.task_data), method)
     return Section("map", "Map of one layer",
                    f"{method.upper()} of the eval questions' representations (seed {config.seed}), one "
-                   "layer at a time; hover shows the question. Colour by subject, answer, ADP cluster, "
+                   f"layer at a time; hover shows the question. Colour by {', '.join(data.examples.group_names)}, answer, ADP cluster, "
                    "correctness or the bits the fine-tune saved on that question.", [map_div("map", spec)]), spec
 
 
@@ -251,11 +251,13 @@ def _map_spec(data: RunData, run: Path, conditions: list[str], map_layers: list[
 
     rows = data.eval_rows
     ex = data.examples
-    subjects = list(data.info.get("subjects") or sorted(set(ex.subjects[rows])))
+    letters = np.array(data.choice_labels)
     markers: dict[str, dict] = {
-        "subject": maps.marker(maps.Colouring.categories("subject", ex.subjects[rows], subjects)),
-        "answer": maps.marker(maps.Colouring.categories("answer", np.array(LETTERS)[ex.answers[rows]], list(LETTERS))),
+        f"group:{g}": maps.marker(maps.Colouring.categories(g, values[rows], sorted(set(values[rows]))))
+        for g, values in ex.groups.items()
     }
+    markers["answer"] = maps.marker(maps.Colouring.categories("answer", letters[ex.answers[rows]], list(letters)))
+    first = f"group:{data.first_group}"
     markers["cluster"] = {"by": "layer", "values": {}}
     for c in conditions:
         stored = layer_arrays(run, c, map_layers, ("cluster",))
@@ -273,19 +275,18 @@ def _map_spec(data: RunData, run: Path, conditions: list[str], map_layers: list[
         markers[f"gain:{name}"] = maps.marker(maps.Colouring(f"bits saved by {name}", gain[rows]))
     # Layers missing for a condition (or skipped) fall back to an empty cluster colouring.
     for key in xy:
-        markers["cluster"]["values"].setdefault(f"{key[0]}|{key[1]}", markers["subject"])
-    letters = np.array(LETTERS)
+        markers["cluster"]["values"].setdefault(f"{key[0]}|{key[1]}", markers[first])
     hover = [
-        f"<b>{html.escape(ex.subjects[r])}</b> · id {ex.ids[r]} · answer {letters[ex.answers[r]]}"
+        f"<b>{html.escape(ex.first_group[r])}</b> · id {ex.ids[r]} · answer {letters[ex.answers[r]]}"
         + (f"<br>{html.escape(texts[r])}" if texts else "")
         for r in rows
     ]
     colour_names = list(markers)
-    colour_labels = [{"subject": "subject", "answer": "correct answer", "cluster": "ADP cluster of this layer",
-                      "correct": "answered right/wrong"}.get(n, n.replace("gain:", "bits saved by ")) for n in colour_names]
+    colour_labels = [{"answer": "correct answer", "cluster": "ADP cluster of this layer", "correct": "answered right/wrong"}
+                     .get(n, n.replace("gain:", "bits saved by ").replace("group:", "")) for n in colour_names]
     controls = [_select("condition", "condition", conditions, default_condition),
                 _range("layer", "layer", map_layers),
-                _select("colour", "colour", colour_names, "subject", labels=colour_labels)]
+                _select("colour", "colour", colour_names, first, labels=colour_labels)]
     trace = {"type": "scattergl" if len(rows) > 5000 else "scatter", "mode": "markers", "text": hover,
              "hovertemplate": "%{text}<extra></extra>", "showlegend": False}
     layout = {"template": "plotly_white", "height": 650, "margin": {"l": 40, "r": 20, "t": 60, "b": 40},
@@ -296,10 +297,10 @@ def _map_spec(data: RunData, run: Path, conditions: list[str], map_layers: list[
         "title": f"{method.upper()} of layer {{layer}}, {{condition}}",
         "xy": {f"{c}|{layer}": np.round(points.T, 3).tolist() for (c, layer), points in xy.items()},
     }
-    first = (default_condition, map_layers[-1])
-    static = go.Figure(go.Scatter(x=xy[first][:, 0], y=xy[first][:, 1], mode="markers", text=hover,
-                                  hovertemplate="%{text}<extra></extra>", marker=markers["subject"]))
-    static.update_layout(**layout, title=f"{method.upper()} of layer {first[1]}, {first[0]}: coloured by subject")
+    view = (default_condition, map_layers[-1])
+    static = go.Figure(go.Scatter(x=xy[view][:, 0], y=xy[view][:, 1], mode="markers", text=hover,
+                                  hovertemplate="%{text}<extra></extra>", marker=markers[first]))
+    static.update_layout(**layout, title=f"{method.upper()} of layer {view[1]}, {view[0]}: coloured by {data.first_group}")
     return spec, static
 
 
@@ -320,8 +321,11 @@ def _header(data: RunData) -> str:
     rows = [
         ["model", f"{info.get('model')} — {info.get('model_source', '')}"],
         ["model sha256", info.get("model_hash", "")],
+        ["task", f"{info.get('task')} ({info.get('task_file')}, sha256 {str(info.get('task_hash', ''))[:16]}…): "
+                 f"{len(data.choice_labels)} choices, {info.get('score')} scoring"],
         ["dataset", f"{info.get('dataset')} (sha256 {str(info.get('dataset_hash', ''))[:16]}…)"],
-        ["subjects", f"{len(info.get('subjects', []))}: " + ", ".join(info.get("subjects", []))],
+        ["groupings", ", ".join(data.examples.group_names) + " (and the answer)"],
+        [f"{data.first_group} values", f"{len(info.get('group_values', []))}: " + ", ".join(info.get("group_values", []))],
         ["examples", ", ".join(f"{s}: {int((ex.splits == s).sum())}" for s in ("eval", "train") if (ex.splits == s).any())],
         ["partition", json.dumps(info.get("partition", {}))],
         ["representation", info.get("representation", "")],

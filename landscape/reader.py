@@ -7,7 +7,7 @@ Example::
     import landscape
     layer = landscape.load_layer("runs/default", "5shot", 12)
     layer.X.shape          # (N, d) float32
-    layer.subjects[:3]     # subject of each row
+    layer.groups["subject"][:3]   # each row's value of a grouping field of the task
     landscape.conditions("runs/default")   # ['0shot', '5shot', 'sft']
 """
 
@@ -30,7 +30,7 @@ class Layer:
     layer: int
     X: np.ndarray
     ids: np.ndarray
-    subjects: np.ndarray
+    groups: dict[str, np.ndarray]
     answers: np.ndarray
     pred: np.ndarray
     splits: np.ndarray
@@ -94,7 +94,7 @@ def load_layer(run: str | Path, condition: str, layer: int) -> Layer:
         layer=layer % n,
         X=np.asarray(X, dtype=np.float32),
         ids=ex.ids,
-        subjects=ex.subjects,
+        groups=ex.groups,
         answers=ex.answers,
         pred=pred,
         splits=ex.splits,
@@ -140,6 +140,8 @@ def describe_status(info_: dict, status_: dict) -> str:
     """A few readable lines: provenance, then each stage and what it holds."""
     lines = [
         f"model     {info_.get('model')}  sha256 {info_.get('model_hash')}",
+        f"task      {info_.get('task')} ({info_.get('task_file')})  sha256 {info_.get('task_hash')}  "
+        f"{len(info_.get('choice_labels') or [])} choices, {info_.get('score')} scoring, groups {', '.join(info_.get('groups') or [])}",
         f"data      {info_.get('dataset')}  sha256 {info_.get('dataset_hash')}",
         f"partition {json.dumps(info_.get('partition'))}  split seed {info_.get('split_seed')}",
         f"created   {info_.get('created_at')}  by `{info_.get('command')}`",

@@ -4,29 +4,37 @@ Everything else reads and writes through these functions, so a change of layout 
 here (and a bump of ``SCHEMA_VERSION``)::
 
     /                                 attrs: schema_version, model, model_hash, model_source,
-                                             dataset, dataset_hash, split_seed, partition,
+                                             task, task_file, task_text, task_hash, dataset,
+                                             dataset_hash, groups, choice_labels, score,
+                                             group_values, split_seed, partition,
                                              representation, versions, created_at
-    /examples/{id,subject,answer,split}   (N,)  one row per example, the row order of every condition
-    /partition/{demos,train}/{id,subject} the rest of the seeded partition (eval = /examples)
+    /examples/{id,answer,split}       (N,)  one row per example, the row order of every condition
+    /examples/group/<field>           (N,)  the value of each grouping field of the task (its order
+                                            in the root attr ``groups``; the first draws demos)
+    /partition/{demos,train}/{id,group}   the rest of the seeded partition (eval = /examples);
+                                          ``group``: the first grouping field's value
     /conditions/<name>/               attrs: kind (icl|sft), shots, accuracy, complete, settings,
                                              instance (random id of this creation of it)
         hidden  (n_layers+1, N, d) float32, chunked (1, rows, d): one layer reads alone
-        logits  (N, 4) float32        logits of the answer-letter tokens " A".." D"
-        logsumexp (N,) float32        log-sum-exp of all vocabulary logits at that token, so
-                                      log p(letter) = logits - logsumexp[:, None] (nats)
+        logits  (N, K) float32        score of each of the K choices: letter scoring, the logits
+                                      of the letter tokens " A", " B", ...; text scoring, the
+                                      summed log-probability (nats) of each choice's continuation
+        logsumexp (N,) float32        letter scoring: log-sum-exp of all vocabulary logits at that
+                                      token, so log p(letter) = logits - logsumexp[:, None] (nats);
+                                      text scoring: 0 (the scores are log-probabilities already)
         pred    (N,)   int8           argmax of ``logits``
         done    (N,)   bool           rows written; a resumed run redoes the others
-        demo_ids (N, k) int64         ICL: the MMLU ids of each row's demonstrations, in prompt order
+        demo_ids (N, k) int64         ICL: the task ids of each row's demonstrations, in prompt order
         demo_set (N,)  int32          ICL: rows with the same demos share a number ("which demo set")
 
 Example:
     >>> import h5py, numpy as np, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "hidden.h5")
-    >>> ex = Examples(ids=np.array([3, 7]), subjects=np.array(["a", "b"]), answers=np.array([0, 2]),
-    ...               splits=np.array(["eval", "eval"]))
+    >>> ex = Examples(ids=np.array([3, 7]), answers=np.array([0, 2]), splits=np.array(["eval", "eval"]),
+    ...               groups={"topic": np.array(["a", "b"])})
     >>> with h5py.File(path, "w") as f:
     ...     write_header(f, {"model": "m"}, ex, {})
-    ...     group = create_condition(f, "0shot", n_layers=2, n_rows=2, width=4, attrs={"kind": "icl"})
+    ...     group = create_condition(f, "0shot", n_layers=2, n_rows=2, width=4, n_choices=4, attrs={"kind": "icl"})
     ...     write_rows(group, np.array([0, 1]), np.ones((3, 2, 4)), np.zeros((2, 4)), np.zeros(2))
     >>> with h5py.File(path, "r") as f:
     ...     read_layer(f, "0shot", 1).shape
@@ -46,12 +54,11 @@ import numpy as np
 
 from landscape import faults
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tasks as data (grouping fields, K choices)
 HIDDEN_FILE = "hidden.h5"  # RUN/hidden.h5: states, outputs, EDL records
 ANALYSIS_FILE = "analysis.h5"  # RUN/analysis.h5: per-layer results
 MAPS_FILE = "maps.h5"  # RUN/maps.h5: 2-D maps drawn by the report (a cache)
 REPORT_DIR = "report"  # RUN/report/: index.html and figures/
-LETTERS = ("A", "B", "C", "D")
 
 _EXAMPLES = "examples"
 _PARTITION = "partition"
@@ -67,15 +74,27 @@ class SchemaError(ValueError):
 
 @dataclass(frozen=True)
 class Examples:
-    """The rows of a run: ``ids`` index the MMLU file; all arrays have shape (N,)."""
+    """The rows of a run: ``ids`` are the task's item ids; every array has shape (N,).
+
+    ``groups`` maps each grouping field of the task to its values, in the task's order: the
+    first is the one demonstrations are drawn by and values are selected from."""
 
     ids: np.ndarray
-    subjects: np.ndarray
     answers: np.ndarray
     splits: np.ndarray
+    groups: dict[str, np.ndarray]
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(self.groups)
+
+    @property
+    def first_group(self) -> np.ndarray:
+        """(N,) values of the first grouping field."""
+        return next(iter(self.groups.values()))
 
 
 # ---------------------------------------------------------------- header, examples, partition
@@ -89,22 +108,24 @@ def write_header(
 ) -> None:
     """Write the root attrs, ``/examples`` and ``/partition`` of a new file.
 
-    ``partition`` maps a part name (``demos``, ``train``) to its ``(ids, subjects)``. Values of
-    ``attrs`` that are not scalars or strings are stored as JSON.
+    ``partition`` maps a part name (``demos``, ``train``) to its ``(ids, first-group values)``.
+    Values of ``attrs`` that are not scalars or strings are stored as JSON.
     """
     f.attrs["schema_version"] = SCHEMA_VERSION
     for key, value in attrs.items():
         f.attrs[key] = _attr_value(value)
+    f.attrs["groups"] = _attr_value(list(examples.groups))
     group = f.create_group(_EXAMPLES)
     group.create_dataset("id", data=np.asarray(examples.ids, dtype=np.int64))
-    group.create_dataset("subject", data=np.asarray(examples.subjects, dtype=object), dtype=_STR)
     group.create_dataset("answer", data=np.asarray(examples.answers, dtype=np.int8))
     group.create_dataset("split", data=np.asarray(examples.splits, dtype=object), dtype=_STR)
+    for name, values in examples.groups.items():
+        group.create_dataset(f"group/{name}", data=np.asarray(values, dtype=object), dtype=_STR)
     parts = f.create_group(_PARTITION)
-    for name, (ids, subjects) in partition.items():
+    for name, (ids, values) in partition.items():
         part = parts.create_group(name)
         part.create_dataset("id", data=np.asarray(ids, dtype=np.int64))
-        part.create_dataset("subject", data=np.asarray(subjects, dtype=object), dtype=_STR)
+        part.create_dataset("group", data=np.asarray(values, dtype=object), dtype=_STR)
 
 
 def check_version(f: h5py.File) -> None:
@@ -126,18 +147,19 @@ def read_attrs(f: h5py.File) -> dict[str, Any]:
 def read_examples(f: h5py.File) -> Examples:
     check_version(f)
     group = f[_EXAMPLES]
+    names = _decode_attr(f.attrs["groups"])
     return Examples(
         ids=group["id"][:],
-        subjects=group["subject"].asstr()[:].astype(str),
         answers=group["answer"][:].astype(np.int64),
         splits=group["split"].asstr()[:].astype(str),
+        groups={name: group["group"][name].asstr()[:].astype(str) for name in names},
     )
 
 
 def read_partition(f: h5py.File) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     check_version(f)
     return {
-        name: (part["id"][:], part["subject"].asstr()[:].astype(str))
+        name: (part["id"][:], part["group"].asstr()[:].astype(str))
         for name, part in f[_PARTITION].items()
     }
 
@@ -151,7 +173,7 @@ def condition_names(f: h5py.File) -> list[str]:
 
 
 def create_condition(
-    f: h5py.File, name: str, *, n_layers: int, n_rows: int, width: int, attrs: Mapping[str, Any]
+    f: h5py.File, name: str, *, n_layers: int, n_rows: int, width: int, n_choices: int, attrs: Mapping[str, Any]
 ) -> h5py.Group:
     """Create ``/conditions/<name>`` with empty datasets; ``n_layers`` counts blocks (layer 0 is extra)."""
     group = f.require_group(_CONDITIONS).create_group(name)
@@ -163,7 +185,7 @@ def create_condition(
     group.create_dataset(
         "hidden", shape=(n_layers + 1, n_rows, width), dtype=np.float32, chunks=(1, chunk_rows, width)
     )
-    group.create_dataset("logits", shape=(n_rows, len(LETTERS)), dtype=np.float32)
+    group.create_dataset("logits", shape=(n_rows, n_choices), dtype=np.float32)
     group.create_dataset("logsumexp", shape=(n_rows,), dtype=np.float32)
     group.create_dataset("pred", shape=(n_rows,), dtype=np.int8)
     group.create_dataset("done", shape=(n_rows,), dtype=bool, fillvalue=False)
@@ -193,9 +215,9 @@ def write_rows(
     logits: np.ndarray,
     logsumexp: np.ndarray,
 ) -> None:
-    """Write a batch at ``rows`` (B,): ``hidden`` (n_layers+1, B, d), ``logits`` (B, 4), ``logsumexp`` (B,).
+    """Write a batch at ``rows`` (B,): ``hidden`` (n_layers+1, B, d), ``logits`` (B, K), ``logsumexp`` (B,).
 
-    ``pred`` is derived here (argmax of the letter logits), so it can never disagree with them.
+    ``pred`` is derived here (argmax of the choice scores), so it can never disagree with them.
 
     Rows are marked done last, so a write cut short leaves them to be redone.
     """
@@ -226,19 +248,12 @@ def write_demo_plan(group: h5py.Group, demo_ids: np.ndarray, demo_set: np.ndarra
 
 
 def read_demo_sets(f: h5py.File, condition: str) -> np.ndarray | None:
-    """(N,) "which demo set" of an ICL condition with demonstrations, else None.
-
-    Runs written before demo plans were stored hold fixed per-subject demos: the set is the subject.
-    """
+    """(N,) "which demo set" of an ICL condition with demonstrations, else None."""
     group = get_condition(f, condition)
     attrs = condition_attrs(group)
-    if attrs.get("kind") != "icl" or int(attrs.get("shots", 0)) == 0:
+    if attrs.get("kind") != "icl" or int(attrs.get("shots", 0)) == 0 or "demo_set" not in group:
         return None
-    if "demo_set" in group:
-        return group["demo_set"][:]
-    if attrs.get("demo_sampling") == "fixed":
-        return np.unique(read_examples(f).subjects, return_inverse=True)[1].astype(np.int32)
-    return None
+    return group["demo_set"][:]
 
 
 def read_demo_ids(f: h5py.File, condition: str) -> np.ndarray | None:
@@ -277,7 +292,7 @@ def read_layer(f: h5py.File, condition: str, layer: int) -> np.ndarray:
 
 
 def read_outputs(f: h5py.File, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, 4) letter logits, (N,) full-vocabulary log-sum-exp and (N,) predictions of one condition."""
+    """(N, K) choice scores, (N,) full-vocabulary log-sum-exp and (N,) predictions of one condition."""
     group = get_condition(f, condition)
     return group["logits"][:], group["logsumexp"][:], group["pred"][:].astype(np.int64)
 
@@ -318,7 +333,7 @@ def _decode_attr(value: Any) -> Any:
 #   RUN/shards/<condition>/rank-<r>.h5   attrs: condition, instance (the condition's, below)
 #       rows (n,) int64   rows of /examples written by rank r, in the order it computed them;
 #                         grown last, so n counts only whole rows
-#       hidden (n_layers+1, n, d) float32, logits (n, 4), logsumexp (n,)   as in a condition
+#       hidden (n_layers+1, n, d) float32, logits (n, K), logsumexp (n,)   as in a condition
 #
 # Each rank of ``accelerate launch`` appends to its own shard (HDF5 has no safe concurrent
 # writers); the main rank then merges the shards into the condition and deletes them, so
@@ -333,14 +348,14 @@ def shard_path(run_dir: Path, condition: str, rank: int) -> Path:
     return Path(run_dir) / SHARDS_DIR / condition / f"rank-{rank}.h5"
 
 
-def create_shard(f: h5py.File, condition: str, instance: str, *, n_layers: int, width: int) -> None:
+def create_shard(f: h5py.File, condition: str, instance: str, *, n_layers: int, width: int, n_choices: int) -> None:
     """Lay out an empty shard: datasets that grow along the rows axis."""
     f.attrs["condition"] = condition
     f.attrs["instance"] = instance
     chunk_rows = 64
     f.create_dataset("hidden", shape=(n_layers + 1, 0, width), maxshape=(n_layers + 1, None, width),
                      dtype=np.float32, chunks=(1, chunk_rows, width))
-    f.create_dataset("logits", shape=(0, len(LETTERS)), maxshape=(None, len(LETTERS)), dtype=np.float32)
+    f.create_dataset("logits", shape=(0, n_choices), maxshape=(None, n_choices), dtype=np.float32)
     f.create_dataset("logsumexp", shape=(0,), maxshape=(None,), dtype=np.float32)
     f.create_dataset("rows", shape=(0,), maxshape=(None,), dtype=np.int64)
 
@@ -386,7 +401,7 @@ def merge_shard(group: h5py.Group, f: h5py.File, *, block_rows: int = 256) -> in
 #   /                                          attrs: schema_version, settings (JSON), source_hidden,
 #                                              instances (JSON: condition -> the instance analysed)
 #   /layers/<split>/<condition>/<layer:03d>/   attrs: complete, skipped, <scalar metrics>
-#        rows, cluster, core, log_density, purity_subject, knn, gride_*, centers,
+#        rows, cluster, core, log_density, purity[<grouping>], knn, gride_*, centers,
 #        saddle_log_density, tree_clusters, tree_linkage   (per-row arrays: the split's rows)
 #   /pairs/<split>/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters
 #        data_overlap (n,)
@@ -542,7 +557,7 @@ def iter_results(f: h5py.File):
 #                              uniform_bits, n_train, n_trainable, edl_per_example,
 #                              edl_per_parameter, settings (JSON)
 #       rows (n,) int64 row in /examples; label (n,) int8 the label trained on;
-#       online_bits, final_bits, base_bits (n,) float64   -log2 p(label | prompt), 4-way
+#       online_bits, final_bits, base_bits (n,) float64   -log2 p(label | prompt), K-way
 #       eval_rows (m,), eval_base_bits, eval_final_bits, eval_gain_bits (m,)   (true answers)
 
 _EDL = "edl"

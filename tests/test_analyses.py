@@ -19,7 +19,7 @@ SMALL = AnalysisConfig(maxk=20, gride_range=20, density_k=8, class_fraction=0.3,
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     folder = tmp_path_factory.mktemp("arun")
-    run_extract(ExtractConfig(model=str(tiny_model_dir), mmlu_path=str(tiny_mmlu), shots=(0, 1), subjects="all",
+    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 1), subjects="all",
                               per_subject=12, demo_pool=2, train_per_subject=0, batch_size=8), folder, progress=False)
     run_analysis(folder, SMALL, progress=False)
     return folder
@@ -32,20 +32,21 @@ def _metrics(folder):
 
 def test_analysis_covers_every_condition_layer_and_pair(tiny_run):
     rows = _metrics(tiny_run)
-    assert set(rows[0]) == {"split", "condition", "layer", "metric", "value"}
+    assert set(rows[0]) == {"split", "condition", "layer", "metric", "grouping", "value"}
     assert {r["split"] for r in rows} == {"eval"}  # this run has no train rows
     keys = {(r["condition"], int(r["layer"])) for r in rows}
     # layer 0 is one point repeated: its pair comparison is skipped and has no metrics
     assert keys == {(c, l) for c in ("0shot", "1shot") for l in range(4)} | {("0shot~1shot", l) for l in (1, 2, 3)}
-    value = {(r["condition"], int(r["layer"]), r["metric"]): float(r["value"]) for r in rows}
+    value = {(r["condition"], int(r["layer"]), r["metric"] + (f"[{r['grouping']}]" if r["grouping"] else "")): float(r["value"])
+             for r in rows}
     for c in ("0shot", "1shot"):
         assert value[(c, 0, "n_distinct")] == 1.0  # the embedding of ':' is the same for every prompt
-        assert (c, 0, "ari_subject") not in value
+        assert (c, 0, "ari[subject]") not in value
         for layer in (1, 2, 3):
             assert value[(c, layer, "n_distinct")] == 36
             assert value[(c, layer, "id_2nn")] > 0 and value[(c, layer, "n_clusters")] >= 1
-            assert -1 <= value[(c, layer, "ari_subject")] <= 1
-            assert 0 <= value[(c, layer, "label_overlap_subject")] <= 1
+            assert -1 <= value[(c, layer, "ari[subject]")] <= 1
+            assert 0 <= value[(c, layer, "label_overlap[subject]")] <= 1
     for layer in (1, 2, 3):
         assert 0 <= value[("0shot~1shot", layer, "data_overlap")] <= 1
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
@@ -96,11 +97,11 @@ def test_analyze_layer_on_a_mixture_and_compare():
     X, labels = mixture(n_per=120, centers=3, seed=7)
     answers = np.arange(len(labels)) % 4
     config = AnalysisConfig()
-    a = analyze_layer(X, labels.astype(str), answers, config)
-    assert a.skipped == "" and a.scalars["n_clusters"] == 3 and a.scalars["ari_subject"] == 1.0
-    assert abs(a.scalars["ari_answer"]) < 0.02 and a.scalars["label_overlap_subject"] == 1.0
+    a = analyze_layer(X, {"subject": labels.astype(str), "answer": answers}, config)
+    assert a.skipped == "" and a.scalars["n_clusters"] == 3 and a.scalars["ari[subject]"] == 1.0
+    assert abs(a.scalars["ari[answer]"]) < 0.02 and a.scalars["label_overlap[subject]"] == 1.0
     assert a.arrays["tree_linkage"].shape == (2, 4)
-    b = analyze_layer(X[:, ::-1].copy(), labels.astype(str), answers, config)  # same geometry
+    b = analyze_layer(X[:, ::-1].copy(), {"subject": labels.astype(str), "answer": answers}, config)  # same geometry
     pair = compare_layers(a, b, config)
     assert pair.scalars == {"data_overlap": 1.0, "ari_clusters": 1.0}
 

@@ -40,7 +40,7 @@ def copy_run(tiny_run, tmp_path, *, analysis: bool = True):
 
 
 def extract_argv(run, tiny_model_dir, tiny_mmlu, *extra):
-    return ["extract", "--run", run, "--model", tiny_model_dir, "--mmlu", tiny_mmlu, "--subjects", "all",
+    return ["extract", "--run", run, "--model", tiny_model_dir, "--task-data", tiny_mmlu, "--subjects", "all",
             "--shots", "0,1", "--per-subject", 12, "--demo-pool", 2, "--train-per-subject", 0, "--batch-size", 8,
             "--no-progress", *extra]
 
@@ -49,7 +49,7 @@ SMALL_FLAGS = ["--maxk", 20, "--density-k", 8, "--overlap-k", 10, "--tree-min-si
 
 
 def test_unknown_model_and_unreadable_model_folder(tmp_path, capsys, tiny_mmlu):
-    base = ["extract", "--run", tmp_path / "r", "--mmlu", tiny_mmlu, "--subjects", "all", "--no-progress"]
+    base = ["extract", "--run", tmp_path / "r", "--task-data", tiny_mmlu, "--subjects", "all", "--no-progress"]
     fails([*base, "--model", "no-such-model-xyz"], capsys, "unknown model 'no-such-model-xyz'")
     (tmp_path / "empty").mkdir()
     fails([*base, "--model", tmp_path / "empty"], capsys, "has no config.json")
@@ -86,19 +86,19 @@ def test_file_of_another_schema_version(tiny_run, tmp_path, capsys):
     run = copy_run(tiny_run, tmp_path)
     with h5py.File(run / "hidden.h5", "a") as f:
         f.attrs["schema_version"] = 99
-    fails(["analyze", run, *SMALL_FLAGS], capsys, "has schema version 99; this landscape reads version 1")
+    fails(["analyze", run, *SMALL_FLAGS], capsys, "has schema version 99; this landscape reads version 2")
     fails(["info", run], capsys, "schema version 99")
     with h5py.File(run / "hidden.h5", "a") as f:
         f.attrs["schema_version"] = schema.SCHEMA_VERSION
     with h5py.File(run / "analysis.h5", "a") as f:
         f.attrs["schema_version"] = 99
-    fails(["analyze", run, *SMALL_FLAGS], capsys, "is not an analysis file of schema version 1")
+    fails(["analyze", run, *SMALL_FLAGS], capsys, "is not an analysis file of schema version 2")
 
 
 def test_a_stage_before_the_one_it_needs(tiny_run, tmp_path, capsys, tiny_mmlu):
     empty = tmp_path / "empty"
     empty.mkdir()
-    for command in (["analyze", empty], ["finetune", empty, "--mmlu", tiny_mmlu], ["report", empty], ["info", empty]):
+    for command in (["analyze", empty], ["finetune", empty, "--task-data", tiny_mmlu], ["report", empty], ["info", empty]):
         fails(command, capsys, "run `landscape extract` first")
     run = copy_run(tiny_run, tmp_path, analysis=False)
     fails(["report", run, "--png", "no"], capsys, "run `landscape analyze")
@@ -124,9 +124,9 @@ def test_too_few_examples_and_identical_points(tiny_run, tmp_path, capsys):
 
 
 def test_unknown_subject_split_condition_and_too_many_shots(tiny_run, tmp_path, capsys, tiny_model_dir, tiny_mmlu):
-    fails(["extract", "--run", tmp_path / "r", "--mmlu", tiny_mmlu, "--subjects", "astrology"], capsys,
+    fails(["extract", "--run", tmp_path / "r", "--task-data", tiny_mmlu, "--subjects", "astrology"], capsys,
           "unknown subject 'astrology'")
-    fails(["extract", "--run", tmp_path / "r", "--mmlu", tiny_mmlu, "--subjects", "all", "--shots", "3",
+    fails(["extract", "--run", tmp_path / "r", "--task-data", tiny_mmlu, "--subjects", "all", "--shots", "3",
            "--demo-pool", "2"], capsys, "3 shots asked but the demo pool holds 2")
     run = copy_run(tiny_run, tmp_path)
     fails(["analyze", run, *SMALL_FLAGS, "--splits", "test"], capsys, "no 'test' rows")

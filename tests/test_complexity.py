@@ -11,8 +11,8 @@ import torch
 from analyses.complexity import Point, pareto_front, smallest_bits
 from analyses.identifiability import compare_seeds, seed_families
 from analyses.run import run_analysis
-from extract import forward, prompts
-from extract.data import load_mmlu
+from extract import forward
+from landscape import tasks
 from extract.icl import ExtractConfig, demo_bits, run_extract
 from landscape import cli, schema
 from tests.test_analyses import SMALL
@@ -35,11 +35,11 @@ def test_token_bits_are_bits_and_do_not_depend_on_batching_or_padding(tiny):
 
 def test_k_shot_demo_bits_grow_with_k(tiny, tiny_mmlu):
     model, tok = tiny
-    questions = [q for q in load_mmlu(tiny_mmlu) if q.subject == "anatomy"][:3]
-    bits = [demo_bits(model, tok, prompts.MMLU, "anatomy", questions[:k]) for k in (1, 2, 3)]
+    task, items = tasks.load_items(tasks.load_task("mmlu"), tiny_mmlu)
+    questions = [q for q in items if q.group == "anatomy"][:3]
+    bits = [demo_bits(model, tok, task, questions[:k]) for k in (1, 2, 3)]
     assert 0 < bits[0][0] < bits[1][0] < bits[2][0]
     assert bits[0][1] < bits[1][1] < bits[2][1]  # tokens
-    assert demo_bits(model, tok, prompts.MMLU, "anatomy", [])[0] == 0.0
 
 
 def test_pareto_front_and_smallest_bits():
@@ -63,10 +63,10 @@ def test_seed_families_and_comparison():
 @pytest.fixture(scope="module")
 def seeded_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     folder = tmp_path_factory.mktemp("seeds")
-    run_extract(ExtractConfig(model=str(tiny_model_dir), mmlu_path=str(tiny_mmlu), shots=(0, 1), subjects="all",
+    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 1), subjects="all",
                               per_subject=12, demo_pool=2, train_per_subject=8, batch_size=8), folder, progress=False)
     assert cli.main(["finetune", str(folder), "--seeds", "0,1", "--rank", "4", "--alpha", "8", "--lr", "0.005",
-                     "--epochs", "2", "--batch-size", "4", "--checkpoints", "2,4", "--mmlu", str(tiny_mmlu),
+                     "--epochs", "2", "--batch-size", "4", "--checkpoints", "2,4", "--task-data", str(tiny_mmlu),
                      "--no-progress"]) == 0
     run_analysis(folder, SMALL, progress=False)
     return folder

@@ -1,67 +1,73 @@
 import pytest
 
 from extract import data
+from landscape import tasks
+from landscape.files import MissingFile, package_file
 
 
-def test_load_mmlu_skips_header_rows_and_numbers_by_line(tiny_mmlu):
-    questions = data.load_mmlu(tiny_mmlu)
-    assert len(questions) == 120  # 3 subjects x 40, the header row dropped
-    assert questions[0].id == 1  # line 0 is the header row
-    assert all(0 <= q.answer <= 3 and len(q.choices) == 4 for q in questions)
+def _items(tiny_mmlu):
+    return tasks.load_items(tasks.load_task("mmlu"), tiny_mmlu)[1]
 
 
-def _partition(questions, **kw):
+def test_mmlu_task_skips_header_rows_and_numbers_by_line(tiny_mmlu):
+    items = _items(tiny_mmlu)
+    assert len(items) == 120  # 3 subjects x 40, the header row dropped by the task's filter
+    assert items[0].id == 1  # line 0 is the header row
+    assert all(0 <= q.answer <= 3 and len(q.choices) == 4 for q in items)
+
+
+def _partition(items, **kw):
     args = dict(demo_pool=5, per_subject=10, train_per_subject=12, seed=0)
     args.update(kw)
-    return data.make_partition(questions, ["anatomy", "astronomy"], **args)
+    return data.make_partition(items, ["anatomy", "astronomy"], **args)
 
 
-def test_partition_is_disjoint_per_subject_and_sized(tiny_mmlu):
-    questions = data.load_mmlu(tiny_mmlu)
-    subject_of = {q.id: q.subject for q in questions}
-    p = _partition(questions)
+def test_partition_is_disjoint_per_value_and_sized(tiny_mmlu):
+    items = _items(tiny_mmlu)
+    value_of = {q.id: q.group for q in items}
+    p = _partition(items)
     demos = [i for ids in p.demos.values() for i in ids]
     assert len(set(demos)) == len(demos) == 10
     assert len(p.eval) == 20 and len(p.train) == 24
     assert not (set(demos) & set(p.eval)) and not (set(demos) & set(p.train)) and not (set(p.eval) & set(p.train))
-    for subject, ids in p.demos.items():
-        assert {subject_of[i] for i in ids} == {subject}
-    assert {subject_of[i] for i in p.eval} == {"anatomy", "astronomy"}
+    for value, ids in p.demos.items():
+        assert {value_of[i] for i in ids} == {value}
+    assert {value_of[i] for i in p.eval} == {"anatomy", "astronomy"}
 
 
 def test_partition_is_seeded_and_eval_does_not_depend_on_train_size(tiny_mmlu):
-    questions = data.load_mmlu(tiny_mmlu)
-    a, b = _partition(questions), _partition(questions)
+    items = _items(tiny_mmlu)
+    a, b = _partition(items), _partition(items)
     assert a.eval == b.eval and a.demos == b.demos and a.train == b.train
-    assert _partition(questions, seed=1).eval != a.eval
-    assert _partition(questions, train_per_subject=3).eval == a.eval
-    # adding a subject leaves the others' partitions unchanged
-    wider = data.make_partition(questions, ["anatomy", "astronomy", "world religions"], demo_pool=5,
+    assert _partition(items, seed=1).eval != a.eval
+    assert _partition(items, train_per_subject=3).eval == a.eval
+    # adding a value leaves the others' partitions unchanged
+    wider = data.make_partition(items, ["anatomy", "astronomy", "world religions"], demo_pool=5,
                                 per_subject=10, train_per_subject=12, seed=0)
     assert wider.demos["anatomy"] == a.demos["anatomy"]
 
 
-def test_eval_is_capped_by_what_the_subject_has(tiny_mmlu):
-    p = _partition(data.load_mmlu(tiny_mmlu), per_subject=1000, train_per_subject=5)
+def test_eval_is_capped_by_what_the_value_has(tiny_mmlu):
+    p = _partition(_items(tiny_mmlu), per_subject=1000, train_per_subject=5)
     assert len(p.eval) == 2 * 35 and p.train == []
 
 
-def test_select_subjects(tiny_mmlu):
-    questions = data.load_mmlu(tiny_mmlu)
-    assert data.select_subjects(questions, "all") == ["anatomy", "astronomy", "world religions"]
-    assert len(data.select_subjects(questions, "largest:2")) == 2
-    assert data.select_subjects(questions, "world_religions,anatomy") == ["anatomy", "world religions"]
+def test_select_values(tiny_mmlu):
+    items = _items(tiny_mmlu)
+    assert data.select_values(items, "all") == ["anatomy", "astronomy", "world religions"]
+    assert len(data.select_values(items, "largest:2")) == 2
+    assert data.select_values(items, "world_religions,anatomy") == ["anatomy", "world religions"]
     with pytest.raises(data.DataError, match="unknown subject 'nope'"):
-        data.select_subjects(questions, "anatomy,nope")
+        data.select_values(items, "anatomy,nope", "subject")
     with pytest.raises(data.DataError, match="N must be"):
-        data.select_subjects(questions, "largest:9")
+        data.select_values(items, "largest:9")
 
 
-def test_demo_pool_larger_than_subject_is_an_error(tiny_mmlu):
-    with pytest.raises(data.DataError, match="not more than demo_pool"):
-        _partition(data.load_mmlu(tiny_mmlu), demo_pool=40)
+def test_demo_pool_larger_than_a_value_is_an_error(tiny_mmlu):
+    with pytest.raises(data.DataError, match="not more than the demo pool"):
+        _partition(_items(tiny_mmlu), demo_pool=40)
 
 
 def test_package_file_of_missing_package():
-    with pytest.raises(data.DataError, match="not installed"):
-        data.package_file("no_such_package_xyz", "data/x")
+    with pytest.raises(MissingFile, match="not installed"):
+        package_file("no_such_package_xyz", "data/x")

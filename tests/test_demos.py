@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from analyses.run import run_analysis
-from extract import demos, prompts
-from extract.data import Question
+from extract import demos
 from extract.icl import ExtractConfig, run_extract
 from landscape import schema
 from tests.test_analyses import SMALL
@@ -51,8 +50,6 @@ def test_fixed_and_no_header_share_the_subjects_first_demos():
     bare = demos.plan_demos(IDS, SUBJECTS, POOL, k=2, sampling="no-header", seed=0)
     np.testing.assert_array_equal(fixed.demo_ids, bare.demo_ids)
     assert (bare.headers == "").all() and len(np.unique(fixed.demo_sets)) == 3
-    q = Question(1, "anatomy", "Which bone?", ("a", "b", "c", "d"), 0)
-    assert prompts.render_prefix(prompts.MMLU, "", [q]).startswith("Which bone?")
     assert demos.condition_name(5, "other-subject") == "5shot-othersubject"
     with pytest.raises(ValueError, match="unknown demo sampling"):
         demos.plan_demos(IDS, SUBJECTS, POOL, k=2, sampling="shuffled", seed=0)
@@ -63,7 +60,7 @@ def test_fixed_and_no_header_share_the_subjects_first_demos():
 @pytest.fixture(scope="module")
 def control_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     folder = tmp_path_factory.mktemp("controls")
-    config = ExtractConfig(model=str(tiny_model_dir), mmlu_path=str(tiny_mmlu), shots=(0, 2), subjects="all",
+    config = ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 2), subjects="all",
                            per_subject=12, demo_pool=4, train_per_subject=2, batch_size=4,
                            demos=("fixed", "resampled", "other-subject", "no-header"))
     run_extract(config, folder, progress=False)
@@ -88,10 +85,10 @@ def test_controls_are_extracted_as_named_conditions_with_their_demos(control_run
             assert not set(demo_ids.ravel()) & (set(examples.ids.tolist()) | set(train_ids.tolist()))
             donors = np.vectorize(subject_of.get)(demo_ids)
             if name == "2shot-resampled":
-                assert (donors == examples.subjects[:, None]).all()
+                assert (donors == examples.first_group[:, None]).all()
                 assert len(np.unique(schema.read_demo_sets(f, name))) > 3
             else:
-                assert (donors != examples.subjects[:, None]).all()
+                assert (donors != examples.first_group[:, None]).all()
         assert schema.read_demo_sets(f, "0shot") is None
         fixed_sets = schema.read_demo_sets(f, "2shot")
         assert len(np.unique(fixed_sets)) == 3  # one demo set per subject
@@ -113,12 +110,12 @@ def test_analysis_reports_the_demo_set_ari_beside_the_subject_ari(control_run):
     folder, _ = control_run
     with open(folder / "metrics.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["split"] == "eval"]
-    has = {(r["condition"], r["metric"]) for r in rows}
+    has = {(r["condition"], r["metric"]) for r in rows if r["grouping"] in ("", "subject")}
     for name in ("2shot", "2shot-resampled", "2shot-othersubject", "2shot-noheader"):
-        assert (name, "ari_demo_set") in has and (name, "ari_subject") in has
+        assert (name, "ari_demo_set") in has and (name, "ari") in has
     assert ("0shot", "ari_demo_set") not in has
     fixed = {int(r["layer"]): float(r["value"]) for r in rows if r["condition"] == "2shot" and r["metric"] == "ari_demo_set"}
-    subject = {int(r["layer"]): float(r["value"]) for r in rows if r["condition"] == "2shot" and r["metric"] == "ari_subject"}
+    subject = {int(r["layer"]): float(r["value"]) for r in rows if r["condition"] == "2shot" and r["metric"] == "ari" and r["grouping"] == "subject"}
     assert fixed == subject  # fixed demos: the demo set is the subject
 
 

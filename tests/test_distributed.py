@@ -71,7 +71,7 @@ def test_share_splits_by_cost_and_every_rank_agrees():
 def one_process(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     run = tmp_path_factory.mktemp("one")
     landscape(*extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled")
-    landscape("finetune", run, *FINETUNE, "--mmlu", tiny_mmlu)
+    landscape("finetune", run, *FINETUNE, "--task-data", tiny_mmlu)
     return run
 
 
@@ -86,7 +86,7 @@ def test_two_ranks_extract_and_finetune_as_one_process(one_process, tmp_path, ti
             assert schema.get_condition(b, name).attrs["processes"] == 2
             # each batch is computed as one process computes it: the states are the same numbers
             assert_close_groups(schema.get_condition(a, name), schema.get_condition(b, name), name)
-    done = launch(2, "finetune", run, *FINETUNE, "--mmlu", tiny_mmlu)
+    done = launch(2, "finetune", run, *FINETUNE, "--task-data", tiny_mmlu)
     assert done.returncode == 0, done.stderr[-3000:]
     with h5py.File(one_process / "hidden.h5", "r") as a, h5py.File(run / "hidden.h5", "r") as b:
         # data-parallel training sums the same gradients in another order: equal to float tolerance

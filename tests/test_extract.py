@@ -10,7 +10,7 @@ from landscape import cli, schema
 
 
 def _config(model_dir, mmlu, **kw):
-    args = dict(model=str(model_dir), mmlu_path=str(mmlu), shots=(0, 2), subjects="all", per_subject=6,
+    args = dict(model=str(model_dir), task_data=str(mmlu), shots=(0, 2), subjects="all", per_subject=6,
                 demo_pool=4, train_per_subject=5, batch_size=4)
     args.update(kw)
     return ExtractConfig(**args)

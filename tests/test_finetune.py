@@ -19,9 +19,9 @@ LETTERS = [" A", " B", " C", " D"]
 @pytest.fixture(scope="module")
 def ft_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     folder = tmp_path_factory.mktemp("ftrun")
-    run_extract(ExtractConfig(model=str(tiny_model_dir), mmlu_path=str(tiny_mmlu), shots=(0,), subjects="all",
+    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0,), subjects="all",
                               per_subject=6, demo_pool=2, train_per_subject=8, batch_size=8), folder, progress=False)
-    config = FinetuneConfig(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=2, batch_size=4, mmlu_path=str(tiny_mmlu),
+    config = FinetuneConfig(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=2, batch_size=4, task_data=str(tiny_mmlu),
                             checkpoints=(3,))
     summary = run_finetune(folder, config, progress=False)
     return folder, summary
@@ -96,7 +96,7 @@ def test_online_code_is_taken_before_the_update(tmp_path, tiny, tiny_model_dir):
     train = _train_data(tok)
     letter_ids = forward.letter_token_ids(tok, LETTERS)
     config = FinetuneConfig(lr=2e-2, epochs=1, batch_size=3, dropout=0.0, checkpoints=(1, 2, 3, 4), warmup=0.0)
-    record = train_lora(model, train, config, letter_ids=letter_ids, checkpoint_dir=tmp_path, progress=False)
+    record = train_lora(model, train, config, scoring=forward.Scoring(letter_ids), checkpoint_dir=tmp_path, progress=False)
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -119,7 +119,7 @@ def test_interrupted_training_resumes_to_the_same_numbers(tmp_path, tiny, tiny_m
     train = _train_data(tok)
     letter_ids = forward.letter_token_ids(tok, LETTERS)
     config = FinetuneConfig(lr=1e-2, epochs=2, batch_size=3, dropout=0.1, save_every=2)
-    full = train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, letter_ids=letter_ids, progress=False)
+    full = train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, scoring=forward.Scoring(letter_ids), progress=False)
 
     calls = {"n": 0}
     real = forward.letter_log_probs
@@ -133,28 +133,28 @@ def test_interrupted_training_resumes_to_the_same_numbers(tmp_path, tiny, tiny_m
     state = tmp_path / "state.pt"
     monkeypatch.setattr(forward, "letter_log_probs", dies_on_the_sixth_batch)
     with pytest.raises(KeyboardInterrupt):
-        train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, letter_ids=letter_ids, state_path=state, progress=False)
+        train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, scoring=forward.Scoring(letter_ids), state_path=state, progress=False)
     monkeypatch.setattr(forward, "letter_log_probs", real)
     assert torch.load(state, weights_only=False)["step"] == 4
-    resumed = train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, letter_ids=letter_ids, state_path=state, progress=False)
+    resumed = train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, scoring=forward.Scoring(letter_ids), state_path=state, progress=False)
     np.testing.assert_allclose(resumed["online_bits"], full["online_bits"], rtol=1e-6)
     np.testing.assert_allclose(resumed["losses"], full["losses"], rtol=1e-6)
 
 
 def test_random_labels_and_errors(ft_run, tmp_path, tiny_mmlu, capsys):
     folder, _ = ft_run
-    config = FinetuneConfig(name="sft-random", labels="random", rank=4, alpha=8, epochs=1, batch_size=8, mmlu_path=str(tiny_mmlu))
+    config = FinetuneConfig(name="sft-random", labels="random", rank=4, alpha=8, epochs=1, batch_size=8, task_data=str(tiny_mmlu))
     run_finetune(folder, config, progress=False)
     with h5py.File(folder / "hidden.h5") as f:
         arrays, attrs = schema.read_edl(f, "sft-random")
     ex = landscape.examples(folder)
     assert attrs["labels"] == "random" and (arrays["label"] != ex.answers[arrays["rows"]]).any()
     with pytest.raises(ValueError, match="other settings"):
-        run_finetune(folder, FinetuneConfig(rank=8, mmlu_path=str(tiny_mmlu)), progress=False)
+        run_finetune(folder, FinetuneConfig(rank=8, task_data=str(tiny_mmlu)), progress=False)
     assert cli.main(["finetune", str(tmp_path)]) == 1
     assert "no hidden.h5" in capsys.readouterr().err
     with pytest.raises(ValueError, match="checkpoint steps must be <= 3"):
-        run_finetune(folder, FinetuneConfig(name="x", epochs=1, batch_size=8, checkpoints=(9,), mmlu_path=str(tiny_mmlu)), progress=False)
+        run_finetune(folder, FinetuneConfig(name="x", epochs=1, batch_size=8, checkpoints=(9,), task_data=str(tiny_mmlu)), progress=False)
 
 
 def test_analysis_correlates_edl_with_the_landscape(ft_run):
@@ -197,7 +197,7 @@ def test_blockwise_code_first_block_by_the_base_model(tiny, tiny_model_dir):
     with torch.no_grad():
         base = -forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids)[torch.arange(10), torch.as_tensor(train.labels)] / math.log(2)
     config = FinetuneConfig(lr=2e-2, epochs=1, batch_size=4, dropout=0.0, schedule="blockwise")
-    record = finetune.train_blockwise(model, train, config, letter_ids=letter_ids, progress=False)
+    record = finetune.train_blockwise(model, train, config, scoring=forward.Scoring(letter_ids), progress=False)
     order = finetune.epoch_order(10, 0, 0)
     assert np.isfinite(record["online_bits"]).all()
     assert record["online_bits"][order[0]] == pytest.approx(float(base[order[0]]), rel=1e-5)

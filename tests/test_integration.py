@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import landscape
-from extract import forward, models, prompts
+from extract import icl, models
 from extract.icl import ExtractConfig, run_extract
+from landscape import tasks
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,8 @@ def test_conversion_reproduces_the_gguf_model(smollm):
     with torch.no_grad():
         torch.testing.assert_close(converted(ids).logits, direct(ids).logits, rtol=1e-5, atol=1e-4)
     assert converted.config.num_hidden_layers == 30 and converted.config.hidden_size == 576
-    assert len(set(forward.letter_token_ids(tokenizer, prompts.answer_texts(prompts.MMLU)))) == 4
+    mmlu, _ = tasks.load_items(tasks.load_task("mmlu"))
+    assert len(set(icl.choice_scoring(mmlu, tokenizer).letter_ids)) == 4
     assert models.resolve_model("smollm2-135m") == smollm  # the cache is reused
 
 

@@ -32,7 +32,7 @@ def landscape(*args, fault: str | None = None, check: bool = True) -> subprocess
 
 
 def extract_args(run, tiny_model_dir, tiny_mmlu, shots="0,1"):
-    return ["extract", "--run", run, "--model", tiny_model_dir, "--mmlu", tiny_mmlu, "--shots", shots,
+    return ["extract", "--run", run, "--model", tiny_model_dir, "--task-data", tiny_mmlu, "--shots", shots,
             "--subjects", "all", "--per-subject", 6, "--demo-pool", 2, "--train-per-subject", 8, "--batch-size", 4,
             "--no-progress"]
 
@@ -95,7 +95,7 @@ def test_killed_analysis_resumes_to_the_same_results(reference, tmp_path):
 
 
 def test_killed_finetune_resumes_to_the_same_adapter_and_code(reference, tmp_path, tiny_mmlu):
-    flags = ["--rank", 4, "--alpha", 8, "--dropout", 0.1, "--lr", 0.005, "--epochs", 2, "--batch-size", 4, "--mmlu",
+    flags = ["--rank", 4, "--alpha", 8, "--dropout", 0.1, "--lr", 0.005, "--epochs", 2, "--batch-size", 4, "--task-data",
              tiny_mmlu, "--no-progress"]
     runs = {}
     for label, fault in (("whole", None), ("killed", "finetune.step:12")):  # 24 rows / 4 = 6 steps a epoch

@@ -21,12 +21,12 @@ FAST = ReportConfig(map_method="pca", png="no")
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     folder = tmp_path_factory.mktemp("report-run")
-    run_extract(ExtractConfig(model=str(tiny_model_dir), mmlu_path=str(tiny_mmlu), shots=(0, 1), subjects="all",
+    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 1), subjects="all",
                               per_subject=12, demo_pool=2, train_per_subject=8, batch_size=8), folder, progress=False)
     run_finetune(folder, FinetuneConfig(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=1, batch_size=4,
-                                        mmlu_path=str(tiny_mmlu)), progress=False)
+                                        task_data=str(tiny_mmlu)), progress=False)
     run_analysis(folder, SMALL, progress=False)
-    report = run_report(folder, ReportConfig(map_method="pca", png="no", mmlu_path=str(tiny_mmlu)), progress=False)
+    report = run_report(folder, ReportConfig(map_method="pca", png="no", task_data=str(tiny_mmlu)), progress=False)
     return folder, report
 
 
@@ -79,7 +79,7 @@ def test_code_length_curves_end_at_the_stored_totals(reported):
 def test_dendrogram_leaves_are_named_by_their_dominant_subject(reported):
     folder, _ = reported
     data = collect(folder)
-    subjects = data.examples.subjects[data.eval_rows]
+    subjects = data.examples.first_group[data.eval_rows]
     layers = data.profiles[("eval", "1shot")]["n_distinct"][0].tolist()
     for layer, tree in trees(folder, "1shot", layers, subjects).items():
         assert len(tree.leaf_labels) == len(tree.linkage) + 1 or len(tree.leaf_labels) < 2

@@ -7,7 +7,8 @@ from landscape import schema
 
 def _examples(n=5):
     return schema.Examples(
-        ids=np.arange(10, 10 + n), subjects=np.array(["a", "b", "a", "b", "c"][:n]),
+        ids=np.arange(10, 10 + n), groups={"subject": np.array(["a", "b", "a", "b", "c"][:n]),
+                                           "size": np.array(["s", "l", "l", "s", "s"][:n])},
         answers=np.arange(n) % 4, splits=np.array(["eval"] * n),
     )
 
@@ -16,7 +17,7 @@ def _new(path, n=5, layers=2, width=3):
     with h5py.File(path, "w") as f:
         schema.write_header(f, {"model": "m", "partition": {"seed": 0}}, _examples(n),
                             {"demos": (np.array([1, 2]), np.array(["a", "b"]))})
-        schema.create_condition(f, "0shot", n_layers=layers, n_rows=n, width=width, attrs={"kind": "icl", "shots": 0})
+        schema.create_condition(f, "0shot", n_layers=layers, n_rows=n, width=width, n_choices=4, attrs={"kind": "icl", "shots": 0})
 
 
 def test_roundtrip_with_noncontiguous_rows(tmp_path):
@@ -38,7 +39,8 @@ def test_roundtrip_with_noncontiguous_rows(tmp_path):
         np.testing.assert_array_equal(pred, logits.argmax(1))
         np.testing.assert_array_equal(lse, [0, 1, 1, 0, 0])
         ex = schema.read_examples(f)
-        assert ex.subjects.tolist() == ["a", "b", "a", "b", "c"] and ex.ids.tolist() == [10, 11, 12, 13, 14]
+        assert ex.groups["subject"].tolist() == ["a", "b", "a", "b", "c"] and ex.ids.tolist() == [10, 11, 12, 13, 14]
+        assert ex.group_names == ["subject", "size"] and ex.first_group.tolist() == ex.groups["subject"].tolist()
         assert schema.read_attrs(f)["partition"] == {"seed": 0}
         assert schema.read_partition(f)["demos"][1].tolist() == ["a", "b"]
         assert not schema.condition_attrs(schema.get_condition(f, "0shot"))["complete"]
