@@ -1,6 +1,8 @@
 # landscape: `make all` sets up and runs the pipeline on the embedded default; `make test` tests it.
 # Variables (make extract MODEL=gemma3-270m SHOTS=0,1,5 PER_SUBJECT=50 RUN=runs/gemma ...):
 MODEL       ?= smollm2-135m
+# a built-in task (landscape tasks: mmlu, mmlu-truefalse) or a task file (README: Your own task)
+TASK        ?= mmlu
 SHOTS       ?= 0,5
 DEMOS       ?= fixed
 SUBJECTS    ?= largest:12
@@ -65,7 +67,7 @@ chromium:
 		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }
 
 extract: setup
-	$(LANDSCAPE) extract --run $(RUN) --model $(MODEL) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
+	$(LANDSCAPE) extract --run $(RUN) --model $(MODEL) --task $(TASK) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
 		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --batch-size $(BATCH) $(EXTRA)
 
 finetune: extract

@@ -49,7 +49,7 @@ def build_tiny_model(folder: Path, seed: int = 0, layers: int = 3) -> Path:
     corpus = [
         "The following are multiple choice questions (with answers) about astronomy.\n\n"
         + " ".join(rng.choice(WORDS) for _ in range(30))
-        + "\nA. x\nB. y\nC. z\nD. w\nAnswer: A\n\n Answer: B Answer: C Answer: D"
+        + "\nA. x\nB. y\nC. z\nD. w\nE. v\nAnswer: A\n\n Answer: B Answer: C Answer: D Answer: E"
         for _ in range(200)
     ]
     tok = Tokenizer(models.BPE(unk_token=None))

@@ -47,3 +47,25 @@ def test_real_extraction_cached_equals_full_prompt(tmp_path):
     zero = landscape.load_layer(tmp_path / "cached", "0shot", 20).X
     five = landscape.load_layer(tmp_path / "cached", "5shot", 20).X
     assert not np.allclose(zero, five)  # the demos change the representation
+
+
+@pytest.mark.parametrize("kind", ["arith", "exam"])
+def test_your_own_task_end_to_end_on_smollm2(kind, tmp_path):
+    """A 3-choice, two-group CSV task and a 5-choice list-field, text-answer jsonl task: extract,
+    finetune, analyze, report on the embedded model, both groupings in the report."""
+    from landscape import cli
+    from tests.test_tasks import write_arith, write_exam
+
+    task_file = (write_arith if kind == "arith" else write_exam)(tmp_path / "task")
+    run = tmp_path / "run"
+    assert cli.main(["extract", "--run", str(run), "--task", str(task_file), "--subjects", "all", "--per-subject", "12",
+                     "--demo-pool", "2", "--train-per-subject", "4", "--shots", "0,1", "--no-progress"]) == 0
+    assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "8", "--no-progress"]) == 0
+    assert cli.main(["analyze", str(run), "--maxk", "10", "--density-k", "5", "--overlap-k", "5", "--tree-min-size", "2",
+                     "--no-progress"]) == 0
+    assert cli.main(["report", str(run), "--map-method", "pca", "--png", "no", "--no-progress"]) == 0
+    page = (run / "report" / "index.html").read_text()
+    for grouping in (["op", "size"] if kind == "arith" else ["area"]):
+        assert f"ARI clusters ~ {grouping}" in page
+    info = landscape.info(run)
+    assert info["task"] == ("arith" if kind == "arith" else "exam5") and len(info["choice_labels"]) == (3 if kind == "arith" else 5)

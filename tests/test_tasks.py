@@ -58,3 +58,256 @@ def test_tasks_command_lists_the_builtins(capsys):
     assert cli.main(["tasks"]) == 0
     out = capsys.readouterr().out
     assert "mmlu " in out and "14042" in out and "Your own task" in out
+
+
+# ---------------------------------------------------------------- your own task, end to end
+
+
+ARITH_YAML = """\
+name: arith
+source: questions.csv
+id: qid
+question: "What is {a} {sym} {b}?"
+choices: [c1, c2, c3]
+answer: gold
+answer_as: letter
+groups: [op, size]
+header: "The following are questions about {op}.\\n\\n"
+"""
+
+
+def write_arith(folder: Path, rows_per_op: int = 24, seed: int = 0) -> Path:
+    """A 3-choice task with two grouping fields (op, size) as a CSV and its task file."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for op, sym in (("addition", "+"), ("subtraction", "-")):
+        for _ in range(rows_per_op):
+            a, b = (int(x) for x in rng.integers(1, 60, 2))
+            right = a + b if sym == "+" else a - b
+            options = [right, right + 1, right - 2]
+            rng.shuffle(options)
+            rows.append({"qid": 1000 + len(rows), "a": a, "b": b, "sym": sym, "op": op,
+                         "size": "small" if max(a, b) < 30 else "large",
+                         "c1": options[0], "c2": options[1], "c3": options[2], "gold": "ABC"[options.index(right)]})
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / "questions.csv", index=False)
+    (folder / "arith.yaml").write_text(ARITH_YAML)
+    return folder / "arith.yaml"
+
+
+EXAM_YAML = """\
+name: exam5
+source: exam.jsonl
+question: "{stem}"
+choices: options
+answer: correct
+answer_as: text
+groups: [area]
+"""
+
+
+def write_exam(folder: Path, per_area: int = 24, seed: int = 1) -> Path:
+    """A 5-choice task whose choices are one list field and whose answer is the choice's text."""
+    rng = np.random.default_rng(seed)
+    words = "star bone orbit cell temple light heart planet muscle god".split()
+    lines = []
+    for area in ("astronomy", "anatomy"):
+        for _ in range(per_area):
+            options = [" ".join(rng.choice(words, 2)) + f" {len(lines)}-{j}" for j in range(5)]
+            lines.append(json.dumps({"stem": f"Which {rng.choice(words)} in {area}?", "options": options,
+                                     "correct": options[int(rng.integers(5))], "area": area}))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "exam.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "exam.yaml").write_text(EXAM_YAML)
+    return folder / "exam.yaml"
+
+
+def test_task_file_rows_and_prompts(tmp_path):
+    task, items = tasks.load_items(tasks.load_task(write_arith(tmp_path)))
+    assert task.n_choices == 3 and task.letters == ("A", "B", "C") and task.groups == ("op", "size")
+    first = items[0]
+    assert first.id == 1000 and first.groups[0] == "addition"
+    assert tasks.render_question(task, first).startswith(f"What is {first.fields['a']} + {first.fields['b']}?\nA. ")
+    assert tasks.render_question(task, first).endswith("C. " + first.choices[2] + "\nAnswer:")
+    assert tasks.render_prefix(task, first, []) == "The following are questions about addition.\n\n"
+    exam, rows = tasks.load_items(tasks.load_task(write_exam(tmp_path)))
+    assert exam.n_choices == 5 and all(r.choices[r.answer] == json.loads(
+        (tmp_path / "exam.jsonl").read_text().splitlines()[i])["correct"] for i, r in enumerate(rows))
+
+
+@pytest.mark.parametrize("writer,groups,k", [(write_arith, ["op", "size"], 3), (write_exam, ["area"], 5)])
+def test_your_own_task_end_to_end(writer, groups, k, tmp_path, tiny_model_dir):
+    """extract -> finetune -> analyze -> report on a task file, every grouping through to the report."""
+    import csv
+
+    import h5py
+
+    from landscape import schema
+
+    task_file = writer(tmp_path / "task")
+    run = tmp_path / "run"
+    common = ["--no-progress"]
+    assert cli.main(["extract", "--run", str(run), "--task", str(task_file), "--model", str(tiny_model_dir),
+                     "--subjects", "all", "--per-subject", "12", "--demo-pool", "2", "--train-per-subject", "6",
+                     "--shots", "0,1", "--batch-size", "4", *common]) == 0
+    assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "4", *common]) == 0
+    assert cli.main(["analyze", str(run), "--maxk", "10", "--density-k", "5", "--overlap-k", "5",
+                     "--tree-min-size", "2", *common]) == 0
+    with h5py.File(run / "hidden.h5") as f:
+        attrs = schema.read_attrs(f)
+        assert attrs["task_text"] == task_file.read_text() and attrs["groups"] == groups
+        assert f["conditions/0shot/logits"].shape == (36, k) and schema.read_examples(f).group_names == groups
+        edl = schema.read_edl(f, "sft")[1]
+        assert edl["uniform_bits"] == pytest.approx(6 * len(set(schema.read_examples(f).first_group)) * np.log2(k))
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    for grouping in [*groups, "answer"]:
+        assert any(r["metric"] == "ari" and r["grouping"] == grouping and r["condition"] == "sft" for r in rows)
+    assert cli.main(["report", str(run), "--map-method", "pca", "--png", "no", *common]) == 0
+    page = (run / "report" / "index.html").read_text()
+    for grouping in groups:
+        assert f"ARI clusters ~ {grouping}" in page and f"label overlap: {grouping}" in page
+    # the task is read from the run: a changed task file is refused on re-extraction, not used
+    task_file.write_text(task_file.read_text().replace("question:", "description: changed\nquestion:"))
+    assert cli.main(["extract", "--run", str(run), "--task", str(task_file), "--model", str(tiny_model_dir),
+                     "--subjects", "all", "--per-subject", "12", "--demo-pool", "2", "--train-per-subject", "6",
+                     "--shots", "0,1", "--batch-size", "4", *common]) == 1
+
+
+def test_text_scoring_equals_the_summed_log_probs_of_each_continuation(tiny, tmp_path):
+    """score: text: the stored score of a choice is the sum of its tokens' log-probs after the prompt."""
+    import torch
+
+    from extract import forward
+
+    model, tok = tiny
+    prompts = [tok.encode("the star is a"), tok.encode("which bone of the cell")]
+    conts = [[tok.encode(" planet", add_special_tokens=False), tok.encode(" god temple", add_special_tokens=False)]] * 2
+    out = forward.last_token_states(model, prompts, prefix=None, letter_ids=None, continuations=conts)
+    for b, prompt in enumerate(prompts):
+        for j, cont in enumerate(conts[b]):
+            ids = torch.tensor([prompt + cont])
+            with torch.no_grad():
+                log_p = torch.log_softmax(model(ids).logits.double(), -1)[0]
+            expected = sum(float(log_p[len(prompt) - 1 + t, cont[t]]) for t in range(len(cont)))
+            assert float(out.letter_logits[b, j]) == pytest.approx(expected, rel=1e-4, abs=1e-4)
+        alone = forward.last_token_states(model, [prompt], prefix=None, letter_ids=[5, 6])
+        torch.testing.assert_close(out.hidden[:, b], alone.hidden[:, 0], rtol=1e-5, atol=1e-5)
+    cache = forward.encode_prefix(model, prompts[0][:2])
+    cached = forward.last_token_states(model, [prompts[0][2:]], prefix=cache, letter_ids=None, continuations=conts[:1])
+    torch.testing.assert_close(cached.letter_logits[0], out.letter_logits[0], rtol=1e-4, atol=1e-4)
+
+
+def test_text_scored_task_runs_and_fine_tunes(tmp_path, tiny_model_dir):
+    import h5py
+
+    from landscape import schema
+
+    folder = tmp_path / "task"
+    write_exam(folder)
+    (folder / "exam.yaml").write_text(EXAM_YAML + "score: text\n")
+    run = tmp_path / "run"
+    assert cli.main(["extract", "--run", str(run), "--task", str(folder / "exam.yaml"), "--model", str(tiny_model_dir),
+                     "--subjects", "all", "--per-subject", "12", "--demo-pool", "2", "--train-per-subject", "6",
+                     "--shots", "0,1", "--batch-size", "4", "--no-progress"]) == 0
+    assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "4", "--no-progress"]) == 0
+    with h5py.File(run / "hidden.h5") as f:
+        attrs = schema.condition_attrs(schema.get_condition(f, "0shot"))
+        logits, lse, _ = schema.read_outputs(f, "0shot")
+        assert attrs["choice_scoring"] == "text" and 0 <= attrs["accuracy_norm"] <= 1
+        assert (logits < 0).all() and (lse == 0).all()  # summed log-probabilities
+        assert np.isfinite(schema.read_edl(f, "sft")[0]["online_bits"]).all()
+
+
+# ---------------------------------------------------------------- bad task files
+
+
+def _fails(argv, capsys, *needles):
+    rc = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "Traceback" not in err[0], err
+    for needle in needles:
+        assert needle in err[0], err[0]
+    return err[0]
+
+
+BAD = {
+    "missing key": (lambda y: y.replace("answer: gold\n", ""), ["arith.yaml", "missing key 'answer'"]),
+    "unknown field": (lambda y: y.replace("{sym}", "{symbol}"), ["key 'question'", "'symbol'"]),
+    "yaml syntax": (lambda y: y + "groups: [op\n", ["YAML syntax error"]),
+    "unknown key": (lambda y: y + "colour: red\n", ["unknown key 'colour'"]),
+    "too many choices": (lambda y: y.replace("[c1, c2, c3]", "[" + ", ".join(["c1"] * 27) + "]"), ["2 to 26"]),
+    "one choice": (lambda y: y.replace("[c1, c2, c3]", "[c1]"), ["2 to 26"]),
+    "bad answer_as": (lambda y: y.replace("answer_as: letter", "answer_as: number"), ["answer_as"]),
+    "missing source": (lambda y: y.replace("questions.csv", "nothing.csv"), ["nothing.csv", "does not exist"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_task_file_is_one_line_and_writes_nothing(case, tmp_path, capsys, tiny_model_dir):
+    task_file = write_arith(tmp_path / "task")
+    edit, needles = BAD[case]
+    task_file.write_text(edit(ARITH_YAML))
+    run = tmp_path / "run"
+    _fails(["extract", "--run", run, "--task", task_file, "--model", tiny_model_dir, "--no-progress"], capsys, *needles)
+    assert not (run / "hidden.h5").exists()
+
+
+def _edit_rows(folder: Path, edit) -> None:
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "questions.csv", dtype=str, keep_default_na=False)
+    edit(frame)
+    frame.to_csv(folder / "questions.csv", index=False)
+
+
+BAD_ROWS = {
+    "answer out of range": (lambda f: f.__setitem__("gold", ["D"] + list(f["gold"][1:])), ["row 0", "'D' is not one of the letters A..C"]),
+    "duplicate ids": (lambda f: f.__setitem__("qid", ["1000"] + list(f["qid"][:-1])), ["row 1", "duplicate id 1000"]),
+    "empty group": (lambda f: f.__setitem__("size", [""] * 3 + list(f["size"][3:])), ["row 0", "group field 'size' is empty"]),
+    "non-integer id": (lambda f: f.__setitem__("qid", ["x"] + list(f["qid"][1:])), ["row 0", "not an integer"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ROWS))
+def test_bad_rows_name_the_row(case, tmp_path, capsys, tiny_model_dir):
+    task_file = write_arith(tmp_path / "task")
+    edit, needles = BAD_ROWS[case]
+    _edit_rows(task_file.parent, edit)
+    _fails(["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"],
+           capsys, "questions.csv", *needles)
+    assert not (tmp_path / "run" / "hidden.h5").exists()
+
+
+def test_other_bad_sources(tmp_path, capsys, tiny_model_dir):
+    task_file = write_exam(tmp_path / "task")
+    lines = (tmp_path / "task" / "exam.jsonl").read_text().splitlines()
+    row = json.loads(lines[3])
+    row["options"] = row["options"][:4]  # 4 choices where the others have 5
+    (tmp_path / "task" / "exam.jsonl").write_text("\n".join(lines[:3] + [json.dumps(row)] + lines[4:]) + "\n")
+    argv = ["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"]
+    _fails(argv, capsys, "row 3", "4 choices, but earlier rows have 5")
+    row["options"], row["correct"] = json.loads(lines[3])["options"], "not a choice"
+    (tmp_path / "task" / "exam.jsonl").write_text("\n".join(lines[:3] + [json.dumps(row)] + lines[4:]) + "\n")
+    _fails(argv, capsys, "row 3", "is not one of the choices")
+    (tmp_path / "task" / "exam.jsonl").write_text("")
+    _fails(argv, capsys, "exam.jsonl")
+    (tmp_path / "task" / "exam.jsonl").write_text("\n".join(lines) + "\n")
+    # a value with too few rows for the demos asked
+    _fails([*argv, "--subjects", "all", "--demo-pool", "30", "--shots", "0"], capsys, "not more than the demo pool")
+    _fails(["extract", "--run", tmp_path / "run", "--task", "no-such-task", "--model", tiny_model_dir], capsys,
+           "unknown task 'no-such-task'")
+    assert not (tmp_path / "run" / "hidden.h5").exists()
+
+
+def test_parquet_source_with_a_list_field(tmp_path):
+    import pandas as pd
+
+    folder = tmp_path / "task"
+    write_exam(folder)
+    pd.read_json(folder / "exam.jsonl", lines=True).to_parquet(folder / "exam.parquet")
+    (folder / "exam.yaml").write_text(EXAM_YAML.replace("exam.jsonl", "exam.parquet"))
+    task, items = tasks.load_items(tasks.load_task(folder / "exam.yaml"))
+    _, from_jsonl = tasks.load_items(tasks.load_task(write_exam(tmp_path / "other")))
+    assert task.n_choices == 5 and items == from_jsonl

@@ -17,7 +17,9 @@ user's task is any file with the same keys::
     header: "Questions about {op}.\\n\\n"  # optional; a template over the row's fields
 
 Optional keys: ``description``; ``filter`` (a pandas query keeping rows, e.g. to drop header
-rows); ``rename`` (``{old: new}`` field names, applied first); ``score`` (``letter``: the
+rows); ``rename`` (``{old: new}`` field names, applied first); ``transform`` (a built-in row
+transform of ``landscape.tasks.transforms`` with its parameters, applied after the filter, e.g.
+``{name: one_candidate, ...}``: it adds fields, so one table gives tasks of other shapes); ``score`` (``letter``: the
 letters' logits at the last prompt token, or ``text``: each choice's text scored as a
 continuation); and the prompt format, whose defaults are MMLU's (letter scoring) or lm-eval's
 (text scoring): ``prompt`` (``{question}``, ``{choices}`` and any field), ``choice``
@@ -54,7 +56,7 @@ ALPHABET = string.ascii_uppercase
 ANSWER_FORMS = ("index", "letter", "text")
 SCORES = ("letter", "text")
 REQUIRED = ("name", "source", "question", "choices", "answer", "groups")
-OPTIONAL = ("description", "id", "answer_as", "header", "filter", "rename", "score", "prompt", "choice",
+OPTIONAL = ("description", "id", "answer_as", "header", "filter", "rename", "transform", "score", "prompt", "choice",
             "demo_answer", "continuation")
 # The prompt format: MMLU's (Doimo et al. 2024, lm-eval) for letters; lm-eval's plain
 # "question, then the answer's text" for text scoring, where the choices are not listed.
@@ -106,6 +108,7 @@ class Task:
     description: str = ""
     filter: str | None = None
     rename: Mapping[str, str] = field(default_factory=dict)
+    transform: Mapping[str, Any] | None = None
     score: str = "letter"
     prompt: str = FORMAT_DEFAULTS["letter"]["prompt"]
     choice: str = FORMAT_DEFAULTS["letter"]["choice"]
@@ -185,6 +188,8 @@ def parse_task(text: str, path: str | Path = "<task>") -> Task:
     score = str(spec.get("score", "letter"))
     if score not in SCORES:
         raise TaskError(f"{where}: key 'score' must be one of {', '.join(SCORES)}, got {score!r}")
+    if score == "letter" and "{text}" in str(spec.get("continuation", "")):
+        raise TaskError(f"{where}: key 'continuation' names {{text}}, which letter scoring cannot score: use score: text")
     answer_as = str(spec.get("answer_as", "index"))
     if answer_as not in ANSWER_FORMS:
         raise TaskError(f"{where}: key 'answer_as' must be one of {', '.join(ANSWER_FORMS)}, got {answer_as!r}")
@@ -206,6 +211,12 @@ def parse_task(text: str, path: str | Path = "<task>") -> Task:
     rename = spec.get("rename") or {}
     if not isinstance(rename, dict):
         raise TaskError(f"{where}: key 'rename' is a mapping {{old field: new field}}")
+    transform = spec.get("transform")
+    if transform is not None:
+        from landscape.tasks.transforms import TRANSFORMS
+
+        if not isinstance(transform, dict) or transform.get("name") not in TRANSFORMS:
+            raise TaskError(f"{where}: key 'transform' is a mapping with a name among {', '.join(TRANSFORMS)}")
     strings = {key: spec[key] for key in ("name", "source", "question", "answer", "header", "description", "filter",
                                            "prompt", "choice", "demo_answer", "continuation", "id") if key in spec}
     for key, value in strings.items():
@@ -220,7 +231,7 @@ def parse_task(text: str, path: str | Path = "<task>") -> Task:
         choices=choices, answer=str(spec["answer"]), answer_as=answer_as, groups=groups,
         header=str(spec.get("header") or ""), id=None if spec.get("id") is None else str(spec["id"]),
         description=str(spec.get("description") or ""), filter=spec.get("filter"),
-        rename={str(k): str(v) for k, v in rename.items()}, score=score,
+        rename={str(k): str(v) for k, v in rename.items()}, transform=transform, score=score,
         **{key: str(spec.get(key, defaults[key])) for key in defaults},
     )
 
@@ -330,6 +341,10 @@ def load_items(task: Task, data_path: str | Path | None = None) -> tuple[Task, l
             raise TaskError(f"{where}: key 'filter': {str(error).splitlines()[0]}") from None
         if frame.empty:
             raise TaskError(f"{where}: key 'filter' keeps no row of {path.name}")
+    if task.transform:
+        from landscape.tasks.transforms import apply_transform
+
+        frame = apply_transform(frame, task.transform, where)
     columns = [str(c) for c in frame.columns if c != "__row__"]
     known = set(columns)
 
