@@ -26,6 +26,12 @@ REPORT_EXTRA ?=
 # with an index of their CUDA build, or TORCH= to keep the torch already in the venv.
 TORCH       ?= torch==2.13.0
 PYTHON      ?= python3
+# make control: the positive control (task mmlu-topic: which subject is a question from?) end to end.
+# Its recipe is set before measuring, to fit ~15 minutes on 2 cores: 6 subjects with short questions,
+# 40 eval + 40 train questions each, one epoch at lr 1e-3 (15 steps: 1/18 of the paper's 4 epochs).
+CONTROL_RUN ?= runs/control
+CONTROL_SUBJECTS ?= high_school_psychology,elementary_mathematics,prehistory,nutrition,high_school_biology,philosophy
+CONTROL_FINETUNE ?= --epochs 1 --lr 1e-3
 
 VENV := .venv
 BIN  := $(VENV)/bin
@@ -40,7 +46,7 @@ LANDSCAPE := $(if $(filter-out 1,$(NPROC)),$(BIN)/accelerate launch --multi_gpu 
 # The report test opens the page in Debian's Chromium; apt needs root (sudo when not root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup chromium extract finetune analyze report test test-fast bench clean-venv
+.PHONY: all setup chromium extract finetune analyze report control test test-fast bench clean-venv
 
 all: report
 	@echo "outputs: $(RUN)/hidden.h5 $(RUN)/analysis.h5 $(RUN)/metrics.csv $(RUN)/adapters/  (provenance: $(BIN)/landscape info $(RUN))"
@@ -79,6 +85,16 @@ analyze: finetune
 report: analyze
 	-@$(MAKE) -s chromium  # PNGs of the figures need a Chromium; the page itself does not
 	$(BIN)/landscape report $(RUN) $(REPORT_EXTRA)
+
+control: setup
+	$(LANDSCAPE) extract --run $(CONTROL_RUN) --model $(MODEL) --task mmlu-topic --shots 0,5 --demos fixed,other-subject \
+		--subjects $(CONTROL_SUBJECTS) --per-subject 40 --train-per-subject 40 --batch-size $(BATCH) $(EXTRA)
+	$(LANDSCAPE) finetune $(CONTROL_RUN) --labels true $(CONTROL_FINETUNE)
+	$(LANDSCAPE) finetune $(CONTROL_RUN) --labels random $(CONTROL_FINETUNE)
+	$(BIN)/landscape analyze $(CONTROL_RUN) --jobs $(JOBS) $(ANALYZE_EXTRA)
+	-@$(MAKE) -s chromium
+	$(BIN)/landscape report $(CONTROL_RUN) --map-method pca $(REPORT_EXTRA)
+	@echo "control report: $(abspath $(CONTROL_RUN))/report/index.html"
 
 test: setup chromium
 	LANDSCAPE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q

@@ -37,11 +37,14 @@ from tqdm import tqdm
 
 from extract import forward, icl, models
 from extract.ranks import Ranks
-from landscape import faults, provenance, reader, schema, tasks
+from landscape import edl, faults, provenance, reader, schema, tasks
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
 
 LN2 = math.log(2.0)
+# Linear warm-up that starts above zero, so the first update already moves the model (a step at
+# learning rate 0 would code the second batch with the base model too), then cosine decay to 0.
+LR_SCHEDULE = "warm-up (s + 1) / (W + 1) for steps s < W, then cosine from 1 to 0"
 ADAPTERS = "adapters"
 STATE_FILE = "train_state.pt"
 
@@ -93,7 +96,21 @@ class FinetuneConfig:
         """What decides the training numbers (a resume state must match it)."""
         keep = ("labels", "rank", "alpha", "dropout", "targets", "lr", "epochs", "batch_size", "warmup", "seed",
                 "schedule", "micro_tokens")
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k in keep}
+        settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k in keep}
+        return {**settings, "lr_schedule": LR_SCHEDULE}
+
+
+def lr_multiplier(step: int, warmup_steps: int, total_steps: int) -> float:
+    """The learning rate of ``step`` (0-based) as a fraction of ``lr`` (see ``LR_SCHEDULE``).
+
+    Example:
+        >>> [round(lr_multiplier(s, 3, 10), 3) for s in (0, 1, 2, 3, 9)]
+        [0.25, 0.5, 0.75, 1.0, 0.05]
+    """
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -107,12 +124,7 @@ class TrainData:
     continuations: list[list[list[int]]] | None = None  # text scoring: each choice's token ids
 
 
-def bits_from_logits(letter_logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """-log2 p(label) under the K-way softmax of the choice scores; (n, K), (n,) -> (n,)."""
-    logits = np.asarray(letter_logits, dtype=np.float64)
-    shifted = logits - logits.max(1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
-    return -log_p[np.arange(len(labels)), labels] / LN2
+bits_from_logits = edl.choice_bits  # -log2 p(label) under the K-way softmax of the choice scores
 
 
 def marginal_prequential_bits(labels: np.ndarray, order: np.ndarray, n_classes: int = 4) -> np.ndarray:
@@ -181,14 +193,14 @@ def train_lora(
     (step, micro-batch), so its masks do not depend on which rank runs a micro-batch.
     """
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
-    from transformers import get_cosine_schedule_with_warmup
 
     n = len(train.labels)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup * total), total)
+    warmup_steps = int(config.warmup * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, warmup_steps, total))
     online = np.full(n, np.nan)
     losses: list[float] = []
     step = 0  # dropout is seeded per (step, micro-batch) below: no generator state to carry
@@ -424,6 +436,8 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         final_logits, _, _ = schema.read_outputs(f, config.name)
     summary = write_edl_record(hidden, config, train, record, base_logits, final_logits, examples, n_trainable,
                                n_choices=task.n_choices)
+    if task.control:
+        summary["control_task"] = task.name
     seconds = float(record.get("seconds", np.nan))
     summary.update(accuracy=accuracy, train_seconds=round(seconds, 1), seconds_per_step=round(seconds / float(record["steps"]), 3))
     return summary
@@ -441,38 +455,60 @@ def write_edl_record(
     *,
     n_choices: int,
 ) -> dict:
-    """Per-example code lengths and their totals into /edl/<name>; returns the totals."""
+    """Per-example code lengths and their totals into /edl/<name>; returns the totals.
+
+    EDL as the paper defines it (``landscape.edl``): the held-out residual (eval rows; their true
+    answers for true labels, the expectation under uniform labels for the random-label control),
+    beside the training-row variant, the format-only learner on the same labels, order and
+    batches, and a bootstrap interval for every total."""
     online = np.asarray(record["online_bits"], dtype=np.float64)
     if not np.isfinite(online).all():
         raise ValueError("the online code is incomplete: training did not finish its first epoch")
     final = bits_from_logits(final_logits[train.rows], train.labels)
     base = bits_from_logits(base_logits[train.rows], train.labels)
     eval_rows = np.flatnonzero(examples.splits == "eval")
-    eval_base = bits_from_logits(base_logits[eval_rows], examples.answers[eval_rows])
-    eval_final = bits_from_logits(final_logits[eval_rows], examples.answers[eval_rows])
+    if len(eval_rows) == 0:
+        raise ValueError("the run has no eval rows: the held-out residual of EDL needs them")
+    eval_answers = examples.answers[eval_rows]
+    eval_base = bits_from_logits(base_logits[eval_rows], eval_answers)
+    eval_final = bits_from_logits(final_logits[eval_rows], eval_answers)
     n = len(online)
     order = epoch_order(n, 0, config.seed)
+    bounds = (edl.batch_bounds(n, config.batch_size) if config.schedule == "online" else block_boundaries(n))
+    format_online, format_params = edl.format_only_prequential(base_logits[train.rows], train.labels, order, bounds=bounds)
+    format_scores = edl.recalibrate(base_logits[eval_rows], format_params)
+    if config.labels == "true":
+        heldout_final, heldout_format = eval_final, bits_from_logits(format_scores, eval_answers)
+    else:  # held-out labels drawn as the training labels were: uniform; their expected code
+        heldout_final, heldout_format = edl.expected_uniform_bits(final_logits[eval_rows]), edl.expected_uniform_bits(format_scores)
+    intervals = edl.edl_totals(online, final, heldout_final, format_online, heldout_format, seed=config.seed)
+    base_pred, final_pred = base_logits[eval_rows].argmax(1), final_logits[eval_rows].argmax(1)
+    gain = edl.accuracy_gain(base_pred == eval_answers, final_pred == eval_answers, seed=config.seed)
     marginal = marginal_prequential_bits(np.asarray(train.labels), order, n_classes=n_choices)
     frequencies = np.bincount(train.labels, minlength=n_choices) / n
     totals = {
         "labels": config.labels,
         "n_train": n,
+        "n_heldout": len(eval_rows),
         "n_trainable": int(n_trainable),
-        "mdl_bits": float(online.sum()),
+        **intervals,
         "final_bits": float(final.sum()),
-        "edl_bits": float(online.sum() - final.sum()),
+        "heldout_residual_bits": float(n * heldout_final.mean()),
+        "format_only_heldout_residual_bits": float(n * heldout_format.mean()),
         "base_bits": float(base.sum()),
         "uniform_bits": float(n * np.log2(n_choices)),
         "marginal_mdl_bits": float(marginal.sum()),
         "marginal_entropy_bits": float(-n * np.sum(frequencies[frequencies > 0] * np.log2(frequencies[frequencies > 0]))),
-        "edl_per_example": float((online.sum() - final.sum()) / n),
-        "edl_per_parameter": float((online.sum() - final.sum()) / n_trainable),
-        "eval_gain_bits_mean": float((eval_base - eval_final).mean()) if len(eval_rows) else float("nan"),
+        "edl_per_example": float(intervals["edl_heldout_bits"] / n),
+        "edl_per_parameter": float(intervals["edl_heldout_bits"] / n_trainable),
+        "eval_gain_bits_mean": float((eval_base - eval_final).mean()),
+        "accuracy_gain": gain.value, "accuracy_gain_low": gain.low, "accuracy_gain_high": gain.high,
         "online_code": (
             f"{n_choices}-way choice code from each batch's training forward pass, before its update (seeded dropout)"
             if config.schedule == "online"
             else f"{n_choices}-way choice code of each block under a model retrained from the base on all earlier blocks"
         ),
+        "heldout_labels": "true answers" if config.labels == "true" else "uniform random (expected code)",
         "settings": config.training_settings(),
         **provenance.stamp(),
     }
@@ -484,12 +520,16 @@ def write_edl_record(
         "final_bits": final,
         "base_bits": base,
         "marginal_online_bits": marginal,
+        "format_online_bits": format_online,
+        "format_params": format_params,
         "order": order,
         "losses": np.asarray(record["losses"]),
         "eval_rows": eval_rows,
         "eval_base_bits": eval_base,
         "eval_final_bits": eval_final,
         "eval_gain_bits": eval_base - eval_final,
+        "heldout_final_bits": heldout_final,
+        "heldout_format_bits": heldout_format,
     }
     with h5py.File(hidden, "a") as f:
         schema.write_edl(f, config.name, arrays, totals)

@@ -50,6 +50,14 @@ class RunData:
         return [*self.examples.group_names, ANSWER]
 
     @property
+    def is_control(self) -> bool:
+        """The run's task is a positive control (task file ``control: true``)."""
+        try:
+            return tasks.parse_task(self.info["task_text"], self.info.get("task_file", "<task>")).control
+        except (KeyError, tasks.TaskError):
+            return False
+
+    @property
     def first_group(self) -> str:
         return self.examples.group_names[0]
 

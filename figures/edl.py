@@ -17,13 +17,16 @@ Record = tuple[dict[str, np.ndarray], dict[str, Any]]
 def code_length_curves(records: dict[str, Record]) -> go.Figure:
     """Cumulative bits over the first epoch's stream: online (prequential) vs the final and base models.
 
-    The gap between the online and final curves at the end is the EDL (online - final). Dotted:
-    the label-counting learner (marginal baseline) and the uniform code (2 bits per label).
+    The gap between the online curve at the end and the held-out residual (n x the final model's
+    mean bits on held-out rows, the marker at the end) is the EDL; the final model's code of its
+    own training rows (dashed) gives the training-row variant. Also: the format-only learner
+    (bias + temperature on the base model's scores), the label-counting learner and the uniform code.
     """
     colours = condition_colours(list(records))
     fig = go.Figure()
     styles = (("online_bits", "online (prequential)", "solid"), ("final_bits", "final model", "dash"),
-              ("base_bits", "base model", "dot"), ("marginal_online_bits", "label counts (Laplace)", "dashdot"))
+              ("base_bits", "base model", "dot"), ("marginal_online_bits", "label counts (Laplace)", "dashdot"),
+              ("format_online_bits", "format-only learner (online)", "longdash"))
     for name, (arrays, attrs) in records.items():
         order = arrays["order"]
         seen = np.arange(1, len(order) + 1)
@@ -36,12 +39,18 @@ def code_length_curves(records: dict[str, Record]) -> go.Figure:
                 line=dict(color=colours[name], dash=dash, width=2 if key == "online_bits" else 1.5),
                 hovertemplate=f"{name} {label}<br>%{{x}} examples: %{{y:.1f}} bits<extra></extra>",
             ))
+        if "heldout_residual_bits" in attrs:
+            fig.add_trace(go.Scatter(
+                x=[len(order)], y=[attrs["heldout_residual_bits"]], mode="markers", name=f"{name}: held-out residual",
+                legendgroup=name, marker=dict(color=colours[name], symbol="diamond", size=11),
+                hovertemplate=f"{name}: n x held-out mean bits = %{{y:.1f}}<extra></extra>"))
     n = max(len(a["order"]) for a, _ in records.values())
-    fig.add_trace(go.Scatter(x=[0, n], y=[0, 2 * n], mode="lines", name="uniform (2 bits/label)",
+    per_label = max(float(attrs["uniform_bits"]) / float(attrs["n_train"]) for _, attrs in records.values())
+    fig.add_trace(go.Scatter(x=[0, n], y=[0, per_label * n], mode="lines", name=f"uniform ({per_label:.2f} bits/label)",
                              line=dict(color="#999", dash="dot", width=1)))
     fig.update_xaxes(title_text="training examples seen (first epoch's order)")
     fig.update_yaxes(title_text="cumulative code length (bits)")
-    return base_layout(fig, "Prequential code vs the final model's code: EDL is the gap at the end", height=480)
+    return base_layout(fig, "Prequential code vs the final model's: EDL is the gap to the held-out residual", height=480)
 
 
 def edl_distribution(records: dict[str, Record]) -> go.Figure:

@@ -75,6 +75,14 @@ def control_profiles(profiles: dict[str, Profile], group: str, *, split: str = "
                  f"{group.capitalize()} or shared prefix? Fixed demos vs the controls ({split})", cols=2)
 
 
+def answer_profiles(profiles: dict[str, Profile], *, split: str = "eval") -> go.Figure:
+    """The answer's ARI and label overlap across layers, one line per condition (the control's readout)."""
+    colours = condition_colours(list(profiles))
+    metrics = [(grouped("ari", "answer"), "ARI clusters ~ answer"), (grouped("label_overlap", "answer"), "label overlap: answer"),
+               ("n_clusters", "density peaks (ADP clusters)")]
+    return _grid(profiles, metrics, colours, f"Is the answer in the landscape? ({split})", cols=3)
+
+
 def pair_profiles(pairs: dict[str, Profile], *, split: str = "eval") -> go.Figure:
     """``pairs``: 'a~b' -> per-layer overlap between conditions a and b."""
     colours = condition_colours(list(pairs))

@@ -38,7 +38,7 @@ resampled independently, seeded).
 Example:
     >>> rng = np.random.default_rng(0)
     >>> scores = rng.normal(size=(40, 4)); labels = rng.integers(0, 4, 40)
-    >>> online, params = format_only_prequential(scores, labels, np.arange(40), batch_size=8)
+    >>> online, params = format_only_prequential(scores, labels, np.arange(40), bounds=batch_bounds(40, 8))
     >>> online.shape, params.shape
     ((40,), (5,))
     >>> bool(np.allclose(online[:8], choice_bits(scores[:8], labels[:8])))  # first batch: the base model
@@ -93,18 +93,26 @@ def fit_recalibration(scores: np.ndarray, labels: np.ndarray, *, start: np.ndarr
     return minimize(objective, start, jac=True, method="L-BFGS-B").x
 
 
+def batch_bounds(n: int, batch_size: int) -> list[int]:
+    """Ends of the consecutive batches of ``batch_size`` over n examples (the last may be short)."""
+    return [min(n, end) for end in range(batch_size, n + batch_size, batch_size)]
+
+
 def format_only_prequential(scores: np.ndarray, labels: np.ndarray, order: np.ndarray, *,
-                            batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n,) prequential code of the format-only learner in ``order``, batch by batch, and the
-    parameters fit on all n examples (its final model)."""
+                            bounds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) prequential code of the format-only learner in ``order``, block by block (``bounds``:
+    the end of each block in the order, the last = n), and the parameters fit on all n examples
+    (its final model)."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     bits = np.full(len(labels), np.nan)
     params = np.zeros(scores.shape[1] + 1)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        bits[batch] = choice_bits(recalibrate(scores[batch], params), labels[batch])
-        seen = order[: start + len(batch)]
+    start = 0
+    for end in bounds:
+        block = order[start:end]
+        bits[block] = choice_bits(recalibrate(scores[block], params), labels[block])
+        seen = order[:end]
         params = fit_recalibration(scores[seen], labels[seen], start=params)
+        start = end
     return bits, params
 
 

@@ -160,8 +160,11 @@ def describe_status(info_: dict, status_: dict) -> str:
     lines.append("finetune:" + ("" if status_["finetune"] else " not run (landscape finetune RUN)"))
     for name, attrs in status_["finetune"].items():
         seed = attrs.get("settings", {}).get("seed")
-        lines.append(f"  {name:<22} {attrs.get('labels')} labels, n={attrs.get('n_train')}, EDL {attrs.get('edl_bits', 0):.1f} bits "
-                     f"(online {attrs.get('mdl_bits', 0):.1f}, final {attrs.get('final_bits', 0):.1f}), seed {seed}")
+        lines.append(f"  {name:<22} {attrs.get('labels')} labels, n={attrs.get('n_train')}, EDL (held-out) "
+                     f"{attrs.get('edl_heldout_bits', float('nan')):.1f} bits [{attrs.get('edl_heldout_bits_low', float('nan')):.1f}, "
+                     f"{attrs.get('edl_heldout_bits_high', float('nan')):.1f}], training-row EDL {attrs.get('edl_train_bits', float('nan')):.1f}, "
+                     f"format-only EDL {attrs.get('edl_format_only_bits', float('nan')):.1f}, gain beyond format "
+                     f"{attrs.get('gain_beyond_format_bits', float('nan')):.1f} bits, seed {seed}")
     analyze = status_["analyze"]
     if analyze is None:
         lines.append("analyze: not run (landscape analyze RUN)")

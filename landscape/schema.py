@@ -553,12 +553,18 @@ def iter_results(f: h5py.File):
 
 # ================================================================ EDL bookkeeping (in hidden.h5)
 #
-#   /edl/<condition>/   attrs: labels (true|random), mdl_bits, final_bits, edl_bits, base_bits,
-#                              uniform_bits, n_train, n_trainable, edl_per_example,
-#                              edl_per_parameter, settings (JSON)
-#       rows (n,) int64 row in /examples; label (n,) int8 the label trained on;
-#       online_bits, final_bits, base_bits (n,) float64   -log2 p(label | prompt), K-way
+#   /edl/<condition>/   attrs: labels (true|random), n_train, n_heldout, n_trainable, settings (JSON),
+#                              the totals of landscape.edl, each with <name>_low / <name>_high (95 %
+#                              bootstrap interval): edl_heldout_bits (the headline EDL), edl_train_bits,
+#                              edl_format_only_bits, gain_beyond_format_bits, mdl_bits,
+#                              format_only_mdl_bits; accuracy_gain (+ interval); final_bits,
+#                              heldout_residual_bits, format_only_heldout_residual_bits, base_bits,
+#                              uniform_bits, marginal_mdl_bits, marginal_entropy_bits, heldout_labels
+#       rows (n,) int64 row in /examples; label (n,) int8 the label trained on; order (n,) the
+#       prequential order; online_bits, final_bits, base_bits, marginal_online_bits,
+#       format_online_bits (n,) float64   -log2 p(label | prompt), K-way; format_params (K+1,)
 #       eval_rows (m,), eval_base_bits, eval_final_bits, eval_gain_bits (m,)   (true answers)
+#       heldout_final_bits, heldout_format_bits (m,)   the held-out residuals' per-row bits
 
 _EDL = "edl"
 

@@ -56,11 +56,19 @@ def test_edl_record_adds_up_in_bits(ft_run):
     assert attrs["mdl_bits"] == pytest.approx(arrays["online_bits"].sum())
     assert attrs["final_bits"] == pytest.approx(arrays["final_bits"].sum())
     per_example = arrays["online_bits"] - arrays["final_bits"]
-    assert per_example.sum() == pytest.approx(attrs["edl_bits"]) == pytest.approx(attrs["mdl_bits"] - attrs["final_bits"])
-    assert attrs["edl_per_example"] == pytest.approx(attrs["edl_bits"] / 24)
+    assert per_example.sum() == pytest.approx(attrs["edl_train_bits"]) == pytest.approx(attrs["mdl_bits"] - attrs["final_bits"])
+    # the headline EDL: the residual is n x the final model's mean bits on held-out (eval) rows
+    assert attrs["heldout_residual_bits"] == pytest.approx(24 * arrays["eval_final_bits"].mean())
+    assert attrs["edl_heldout_bits"] == pytest.approx(attrs["mdl_bits"] - attrs["heldout_residual_bits"])
+    assert attrs["edl_per_example"] == pytest.approx(attrs["edl_heldout_bits"] / 24)
+    assert attrs["gain_beyond_format_bits"] == pytest.approx(
+        24 * (arrays["heldout_format_bits"].mean() - arrays["heldout_final_bits"].mean()))
+    assert attrs["edl_format_only_bits"] == pytest.approx(arrays["format_online_bits"].sum() - 24 * arrays["heldout_format_bits"].mean())
+    for name in ("edl_heldout_bits", "edl_train_bits", "edl_format_only_bits", "gain_beyond_format_bits", "accuracy_gain"):
+        assert attrs[f"{name}_low"] <= attrs[name] <= attrs[f"{name}_high"], name
     assert attrs["marginal_mdl_bits"] == pytest.approx(arrays["marginal_online_bits"].sum())
     assert attrs["marginal_entropy_bits"] <= attrs["uniform_bits"] + 1e-9
-    assert attrs["edl_per_parameter"] == pytest.approx(attrs["edl_bits"] / attrs["n_trainable"])
+    assert attrs["edl_per_parameter"] == pytest.approx(attrs["edl_heldout_bits"] / attrs["n_trainable"])
     # bits, not nats: -log2 of the renormalised letter probability
     p = torch.softmax(torch.tensor(base_logits[train_rows], dtype=torch.float64), -1)[torch.arange(24), ex.answers[train_rows]]
     np.testing.assert_allclose(arrays["base_bits"], -torch.log2(p).numpy(), rtol=1e-9)
@@ -70,7 +78,7 @@ def test_edl_record_adds_up_in_bits(ft_run):
     np.testing.assert_allclose(arrays["online_bits"][first], arrays["base_bits"][first], rtol=1e-4)
     # lr 5e-3 on 24 examples twice over: the labels are learnt, so the final code is shorter
     assert attrs["final_bits"] < attrs["base_bits"]
-    assert summary["edl_bits"] == pytest.approx(attrs["edl_bits"])
+    assert summary["edl_heldout_bits"] == pytest.approx(attrs["edl_heldout_bits"])
     eval_rows = np.flatnonzero(ex.splits == "eval")
     np.testing.assert_array_equal(arrays["eval_rows"], eval_rows)
     np.testing.assert_allclose(arrays["eval_gain_bits"], arrays["eval_base_bits"] - arrays["eval_final_bits"])
@@ -214,3 +222,38 @@ def test_micro_batches_cover_the_batch_within_budget():
     for g in groups:
         assert len(g) * max(length_of[i] for i in g) <= 1000 or len(g) == 1
     assert finetune.micro_batches(batch, lengths, budget=10**6)[0].tolist() == [1, 7, 9, 4, 3]
+
+
+def test_warm_up_starts_above_zero_the_second_batch_is_coded_by_an_updated_model(tiny, tiny_model_dir):
+    """With warm-up (the default 5 %: here 2 of 40 steps), the first batch is coded by the base
+    model and the second by the model after one update at a learning rate above 0."""
+    _, tok = tiny
+    model = _tiny_peft(tiny_model_dir)
+    train = _train_data(tok, n=40)
+    letter_ids = forward.letter_token_ids(tok, LETTERS)
+    config = FinetuneConfig(lr=2e-2, epochs=4, batch_size=4, dropout=0.0)
+    assert int(config.warmup * 40) == 2 and finetune.lr_multiplier(0, 2, 40) == pytest.approx(1 / 3)
+    with torch.no_grad():
+        base = (-forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids)[
+            torch.arange(40), torch.as_tensor(train.labels)] / math.log(2)).numpy()
+    record = train_lora(model, train, config, scoring=forward.Scoring(letter_ids), progress=False)
+    order = finetune.epoch_order(40, 0, 0)
+    first, second = order[:4], order[4:8]
+    np.testing.assert_allclose(record["online_bits"][first], base[first], rtol=1e-5)
+    assert np.abs(record["online_bits"][second] - base[second]).max() > 1e-3
+
+
+def test_random_label_fine_tune_has_held_out_edl_near_its_expectation(ft_run, tiny_mmlu):
+    """Random labels: the held-out residual is the expected code of uniform labels, so a fine-tune
+    that memorises them gains nothing on held-out rows."""
+    folder, _ = ft_run
+    config = FinetuneConfig(name="sft-random2", labels="random", rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=2,
+                            batch_size=4, task_data=str(tiny_mmlu))
+    run_finetune(folder, config, progress=False)
+    with h5py.File(folder / "hidden.h5") as f:
+        arrays, attrs = schema.read_edl(f, "sft-random2")
+        logits, _, _ = schema.read_outputs(f, "sft-random2")
+    eval_rows = arrays["eval_rows"]
+    expected = -torch.log_softmax(torch.tensor(logits[eval_rows], dtype=torch.float64), -1).mean(-1) / math.log(2)
+    np.testing.assert_allclose(arrays["heldout_final_bits"], expected.numpy(), rtol=1e-9)
+    assert attrs["heldout_labels"].startswith("uniform") and (arrays["heldout_final_bits"] >= 2.0 - 1e-9).all()

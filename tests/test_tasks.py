@@ -311,3 +311,24 @@ def test_parquet_source_with_a_list_field(tmp_path):
     task, items = tasks.load_items(tasks.load_task(folder / "exam.yaml"))
     _, from_jsonl = tasks.load_items(tasks.load_task(write_exam(tmp_path / "other")))
     assert task.n_choices == 5 and items == from_jsonl
+
+
+def test_a_control_task_gets_its_report_section(tmp_path, tiny_model_dir):
+    """A task file marked `control: true`: the report asks whether the suite sees a real effect,
+    with held-out accuracies and the EDL totals of true and random labels."""
+    task_file = write_arith(tmp_path / "task")
+    task_file.write_text(ARITH_YAML + "control: true\n")
+    run = tmp_path / "run"
+    flags = ["--rank", "4", "--epochs", "1", "--batch-size", "4", "--no-progress"]
+    assert cli.main(["extract", "--run", str(run), "--task", str(task_file), "--model", str(tiny_model_dir),
+                     "--subjects", "all", "--per-subject", "12", "--demo-pool", "2", "--train-per-subject", "6",
+                     "--shots", "0", "--batch-size", "4", "--no-progress"]) == 0
+    assert cli.main(["finetune", str(run), *flags]) == 0
+    assert cli.main(["finetune", str(run), "--labels", "random", *flags]) == 0
+    assert cli.main(["analyze", str(run), "--maxk", "10", "--density-k", "5", "--overlap-k", "5",
+                     "--tree-min-size", "2", "--no-progress"]) == 0
+    assert cli.main(["report", str(run), "--map-method", "pca", "--png", "no", "--no-progress"]) == 0
+    page = (run / "report" / "index.html").read_text()
+    assert "Does the suite detect a real effect?" in page and "gain beyond format" in page
+    assert (run / "report" / "figures" / "control_edl.html").is_file()
+    assert (run / "report" / "figures" / "control_answer.html").is_file()

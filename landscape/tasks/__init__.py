@@ -16,7 +16,8 @@ user's task is any file with the same keys::
     groups: [op, size]                   # label fields; the first one draws demos and is selected
     header: "Questions about {op}.\\n\\n"  # optional; a template over the row's fields
 
-Optional keys: ``description``; ``filter`` (a pandas query keeping rows, e.g. to drop header
+Optional keys: ``description``; ``control`` (true for a positive control: a task whose truth is
+planted and learnable; the report then asks "does the suite detect a real effect?"); ``filter`` (a pandas query keeping rows, e.g. to drop header
 rows); ``rename`` (``{old: new}`` field names, applied first); ``transform`` (a built-in row
 transform of ``landscape.tasks.transforms`` with its parameters, applied after the filter, e.g.
 ``{name: one_candidate, ...}``: it adds fields, so one table gives tasks of other shapes); ``score`` (``letter``: the
@@ -56,7 +57,7 @@ ALPHABET = string.ascii_uppercase
 ANSWER_FORMS = ("index", "letter", "text")
 SCORES = ("letter", "text")
 REQUIRED = ("name", "source", "question", "choices", "answer", "groups")
-OPTIONAL = ("description", "id", "answer_as", "header", "filter", "rename", "transform", "score", "prompt", "choice",
+OPTIONAL = ("description", "control", "id", "answer_as", "header", "filter", "rename", "transform", "score", "prompt", "choice",
             "demo_answer", "continuation")
 # The prompt format: MMLU's (Doimo et al. 2024, lm-eval) for letters; lm-eval's plain
 # "question, then the answer's text" for text scoring, where the choices are not listed.
@@ -106,6 +107,7 @@ class Task:
     header: str = ""
     id: str | None = None
     description: str = ""
+    control: bool = False
     filter: str | None = None
     rename: Mapping[str, str] = field(default_factory=dict)
     transform: Mapping[str, Any] | None = None
@@ -230,7 +232,8 @@ def parse_task(text: str, path: str | Path = "<task>") -> Task:
         name=name, path=where, text=text, source=str(spec["source"]), question=str(spec["question"]),
         choices=choices, answer=str(spec["answer"]), answer_as=answer_as, groups=groups,
         header=str(spec.get("header") or ""), id=None if spec.get("id") is None else str(spec["id"]),
-        description=str(spec.get("description") or ""), filter=spec.get("filter"),
+        description=str(spec.get("description") or ""), control=bool(spec.get("control", False)),
+        filter=spec.get("filter"),
         rename={str(k): str(v) for k, v in rename.items()}, transform=transform, score=score,
         **{key: str(spec.get(key, defaults[key])) for key in defaults},
     )
