@@ -26,12 +26,12 @@ REPORT_EXTRA ?=
 # with an index of their CUDA build, or TORCH= to keep the torch already in the venv.
 TORCH       ?= torch==2.13.0
 PYTHON      ?= python3
-# make control: the positive control (task mmlu-topic: which subject is a question from?) end to end.
-# Its recipe is set before measuring, to fit ~15 minutes on 2 cores: 6 subjects with short questions,
-# 40 eval + 40 train questions each, one epoch at lr 1e-3 (15 steps: 1/18 of the paper's 4 epochs).
+# make control: the positive control (task mmlu-topic: which of 4 subjects is a question from?) end to
+# end in under 20 minutes on 2 cores: 4 pools x (60 eval + 45 train) questions, 0-shot and 5-shot
+# (each pool's demos mix the subjects), LoRA fine-tunes with true and random labels, 4 epochs (the
+# paper's) at lr 1e-3, 10x the paper's: the budget allows 48 steps where the paper took ~270.
 CONTROL_RUN ?= runs/control
-CONTROL_SUBJECTS ?= high_school_psychology,elementary_mathematics,prehistory,nutrition,high_school_biology,philosophy
-CONTROL_FINETUNE ?= --epochs 1 --lr 1e-3
+CONTROL_FINETUNE ?= --epochs 4 --lr 1e-3
 
 VENV := .venv
 BIN  := $(VENV)/bin
@@ -87,8 +87,8 @@ report: analyze
 	$(BIN)/landscape report $(RUN) $(REPORT_EXTRA)
 
 control: setup
-	$(LANDSCAPE) extract --run $(CONTROL_RUN) --model $(MODEL) --task mmlu-topic --shots 0,5 --demos fixed,other-subject \
-		--subjects $(CONTROL_SUBJECTS) --per-subject 40 --train-per-subject 40 --batch-size $(BATCH) $(EXTRA)
+	$(LANDSCAPE) extract --run $(CONTROL_RUN) --model $(MODEL) --task mmlu-topic --shots 0,5 --demos fixed \
+		--subjects all --per-subject 60 --train-per-subject 45 --batch-size $(BATCH) $(EXTRA)
 	$(LANDSCAPE) finetune $(CONTROL_RUN) --labels true $(CONTROL_FINETUNE)
 	$(LANDSCAPE) finetune $(CONTROL_RUN) --labels random $(CONTROL_FINETUNE)
 	$(BIN)/landscape analyze $(CONTROL_RUN) --jobs $(JOBS) $(ANALYZE_EXTRA)

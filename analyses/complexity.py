@@ -4,7 +4,7 @@ The complexity of a task at a target score is the length of the shortest program
 it; each adaptation strategy gives an upper bound, a point (bits, accuracy):
 
 - ICL: the k demonstrations coded by the model itself (their arithmetic-code length), summed over
-  the subjects' prompts, against the k-shot accuracy; 0 shots is the baseline at 0 bits;
+  the groups' prompts, against the k-shot accuracy; 0 shots is the baseline at 0 bits;
 - LoRA: trainable parameters x bits per parameter, against the fine-tuned accuracy;
 - data: the prequential code of the first n training labels (what a receiver needs to retrain
   the model from the data), against the accuracy of the model trained on those n.

@@ -5,7 +5,7 @@ Prompts are ``prefix + question`` token lists (see ``extract.prompts``). A batch
 sliding windows are unchanged), and each row's last real token is gathered. Pads come after it,
 so nothing real attends to them.
 
-With a shared prefix (a subject's header and demos), the prefix runs once into a key/value
+With a shared prefix (a group's header and demos), the prefix runs once into a key/value
 cache, which is copied for each batch; only the question tokens run on top of it.
 
 Hidden states are recorded by forward hooks on the input embedding and on every decoder block,

@@ -3,8 +3,9 @@
 Flow: a task's rows (``landscape.tasks``) -> seeded partition by the first grouping field ->
 for each condition (``0shot``, ``5shot``, ...) and value of that field: its prefix (header + its
 first k demos) runs once into a key/value cache, its questions run on top of it in length-sorted
-batches, and each batch is written to its rows at once (memory does not grow with N). Rows marked done are skipped on a re-run, so a killed run
-resumes; a run folder made with other settings is refused unless ``overwrite``.
+batches, and each batch is written to its rows at once (memory does not grow with N). Rows
+marked done are skipped on a re-run, so a killed run resumes; a run folder made with other
+settings (another task file included) is refused unless ``overwrite``.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def edl_distribution(records: dict[str, Record]) -> go.Figure:
             hovertemplate="EDL %{x} bits: %{y} examples<extra></extra>",
         ))
     fig.update_layout(barmode="overlay")
-    fig.update_xaxes(title_text="per-example EDL: online bits - final bits")
+    fig.update_xaxes(title_text="per-example EDL, training-row residual: online bits - final bits")
     fig.update_yaxes(title_text="examples")
     return base_layout(fig, "Per-example EDL", height=420)
 

@@ -1,4 +1,4 @@
-"""The density-peak dendrogram (Doimo et al. 2024, Fig. 4): which subjects merge first, per layer."""
+"""The density-peak dendrogram (Doimo et al. 2024, Fig. 4): which groups (MMLU: subjects) merge first, per layer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from figures.style import base_layout
 
 
 def dendrogram_figure(tree: TreeLayer | None, condition: str, layer: int, *, min_size: int) -> go.Figure:
-    """Leaves: density peaks with more than ``min_size`` points, named by their dominant subject.
+    """Leaves: density peaks with more than ``min_size`` points, named by their dominant value of the first grouping field.
 
     Height: log density of the highest peak minus the log density at the saddle that joins two
-    branches, so subjects that merge low share a dense path between them.
+    branches, so groups that merge low share a dense path between them.
     """
     fig = go.Figure()
     title = f"Density-peak dendrogram: {condition}, layer {layer}"

@@ -19,8 +19,9 @@ user's task is any file with the same keys::
 Optional keys: ``description``; ``control`` (true for a positive control: a task whose truth is
 planted and learnable; the report then asks "does the suite detect a real effect?"); ``filter`` (a pandas query keeping rows, e.g. to drop header
 rows); ``rename`` (``{old: new}`` field names, applied first); ``transform`` (a built-in row
-transform of ``landscape.tasks.transforms`` with its parameters, applied after the filter, e.g.
-``{name: one_candidate, ...}``: it adds fields, so one table gives tasks of other shapes); ``score`` (``letter``: the
+transform of ``landscape.tasks.transforms`` with its parameters, or a list of them, applied in
+order after the filter, e.g. ``{name: one_candidate, ...}``: they add fields, so one table gives
+tasks of other shapes); ``score`` (``letter``: the
 letters' logits at the last prompt token, or ``text``: each choice's text scored as a
 continuation); and the prompt format, whose defaults are MMLU's (letter scoring) or lm-eval's
 (text scoring): ``prompt`` (``{question}``, ``{choices}`` and any field), ``choice``
@@ -110,7 +111,7 @@ class Task:
     control: bool = False
     filter: str | None = None
     rename: Mapping[str, str] = field(default_factory=dict)
-    transform: Mapping[str, Any] | None = None
+    transform: list[Mapping[str, Any]] | None = None
     score: str = "letter"
     prompt: str = FORMAT_DEFAULTS["letter"]["prompt"]
     choice: str = FORMAT_DEFAULTS["letter"]["choice"]
@@ -217,8 +218,11 @@ def parse_task(text: str, path: str | Path = "<task>") -> Task:
     if transform is not None:
         from landscape.tasks.transforms import TRANSFORMS
 
-        if not isinstance(transform, dict) or transform.get("name") not in TRANSFORMS:
-            raise TaskError(f"{where}: key 'transform' is a mapping with a name among {', '.join(TRANSFORMS)}")
+        transform = transform if isinstance(transform, list) else [transform]
+        for step in transform:
+            if not isinstance(step, dict) or step.get("name") not in TRANSFORMS:
+                raise TaskError(f"{where}: key 'transform' is a mapping (or a list of them) with a name among "
+                                f"{', '.join(TRANSFORMS)}")
     strings = {key: spec[key] for key in ("name", "source", "question", "answer", "header", "description", "filter",
                                            "prompt", "choice", "demo_answer", "continuation", "id") if key in spec}
     for key, value in strings.items():
@@ -347,7 +351,8 @@ def load_items(task: Task, data_path: str | Path | None = None) -> tuple[Task, l
     if task.transform:
         from landscape.tasks.transforms import apply_transform
 
-        frame = apply_transform(frame, task.transform, where)
+        for step in task.transform:
+            frame = apply_transform(frame, step, where)
     columns = [str(c) for c in frame.columns if c != "__row__"]
     known = set(columns)
 

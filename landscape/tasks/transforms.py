@@ -6,11 +6,17 @@ fields added; every draw is seeded per row, so a task file always gives the same
   ``seed``): each row gets one proposed answer, the right one or (half of the rows, seeded by
   row number) one of the wrong ones drawn at random; fields ``candidate`` (its text),
   ``verdict`` ("True" or "False") and ``verdicts`` (the list ["True", "False"]).
-- ``label_choices`` (``field``: a label field, ``k``: choices, ``seed``): the question becomes
-  "which value of ``field`` is this row's?": ``label_choices`` holds k values of the field, the
-  row's own at a position drawn uniformly (so every letter is right equally often) and k - 1
-  others drawn from the field's other values; ``label_answer`` is the position (0-based). A
-  planted, learnable truth: the positive control ``mmlu-topic`` (the subject of an MMLU question).
+- ``label_choices`` (``field``: a label field, ``k``: choices, ``seed``; or ``all: true``): the
+  question becomes "which value of ``field`` is this row's?": ``label_choices`` holds k values of
+  the field, the row's own at a position drawn uniformly (so every letter is right equally often)
+  and k - 1 others drawn from the field's other values; with ``all: true``, every value of the
+  field in sorted order, the same list for every row (so each letter stands for one value: a
+  plain classification). ``label_answer`` is the position (0-based). The positive control
+  ``mmlu-topic`` uses it: the subject of an MMLU question, a planted, learnable truth.
+- ``buckets`` (``field``: a new field's name, ``n``, ``seed``): each row drawn into one of n
+  buckets ``<field>-1`` .. ``<field>-n`` (seeded by row number). As the first group of a task
+  whose answer is another group, the demos of a bucket mix the answers instead of repeating the
+  question's own (which would give the answer away).
 
 Example:
     >>> import pandas as pd
@@ -63,6 +69,13 @@ def label_choices(frame, params: Mapping[str, Any], where: str):
     if name not in frame.columns:
         raise TaskError(f"{where}: transform label_choices names the field {name!r}, which the source does not have")
     values = sorted({str(v).strip() for v in frame[name]})
+    if params.get("all"):
+        if not 2 <= len(values) <= 26:
+            raise TaskError(f"{where}: transform label_choices with all: the field has {len(values)} values, not 2..26")
+        frame = frame.copy()
+        frame["label_choices"] = [list(values)] * len(frame)
+        frame["label_answer"] = [values.index(str(v).strip()) for v in frame[name]]
+        return frame
     if not 2 <= k <= min(26, len(values)):
         raise TaskError(f"{where}: transform label_choices: k={k} needs 2..{min(26, len(values))} (the field has "
                         f"{len(values)} values)")
@@ -81,7 +94,18 @@ def label_choices(frame, params: Mapping[str, Any], where: str):
     return frame
 
 
-TRANSFORMS = {"one_candidate": one_candidate, "label_choices": label_choices}
+def buckets(frame, params: Mapping[str, Any], where: str):
+    from landscape.tasks import TaskError
+
+    name, n, seed = params.get("field"), int(params.get("n", 4)), int(params.get("seed", 0))
+    if not isinstance(name, str) or not name or n < 1:
+        raise TaskError(f"{where}: transform buckets needs field (a new field's name) and n >= 1")
+    frame = frame.copy()
+    frame[name] = [f"{name}-{int(np.random.default_rng([seed, int(row)]).integers(n)) + 1}" for row in frame["__row__"]]
+    return frame
+
+
+TRANSFORMS = {"one_candidate": one_candidate, "label_choices": label_choices, "buckets": buckets}
 
 
 def apply_transform(frame, spec: Mapping[str, Any], where: str):
