@@ -78,8 +78,8 @@ def control_profiles(profiles: dict[str, Profile], group: str, *, split: str = "
 def answer_profiles(profiles: dict[str, Profile], *, split: str = "eval") -> go.Figure:
     """The answer's ARI and label overlap across layers, one line per condition (the control's readout)."""
     colours = condition_colours(list(profiles))
-    metrics = [(grouped("ari", "answer"), "ARI clusters ~ answer"), (grouped("label_overlap", "answer"), "label overlap: answer"),
-               ("n_clusters", "density peaks (ADP clusters)")]
+    metrics = [(grouped("ari", "answer"), "ARI ~ answer"), (grouped("label_overlap", "answer"), "label overlap: answer"),
+               ("n_clusters", "ADP clusters")]
     return _grid(profiles, metrics, colours, f"Is the answer in the landscape? ({split})", cols=3)
 
 

@@ -332,3 +332,23 @@ def test_a_control_task_gets_its_report_section(tmp_path, tiny_model_dir):
     assert "Does the suite detect a real effect?" in page and "gain beyond format" in page
     assert (run / "report" / "figures" / "control_edl.html").is_file()
     assert (run / "report" / "figures" / "control_answer.html").is_file()
+
+
+def test_transforms_plant_the_truth_and_are_seeded():
+    import pandas as pd
+
+    from landscape.tasks.transforms import apply_transform
+
+    frame = pd.DataFrame({"subject": ["a", "b", "c", "a", "d"] * 20, "__row__": range(100)})
+    drawn = apply_transform(frame, {"name": "label_choices", "field": "subject", "k": 3, "seed": 0}, "t")
+    for own, choices, answer in zip(drawn["subject"], drawn["label_choices"], drawn["label_answer"]):
+        assert len(choices) == 3 == len(set(choices)) and choices[answer] == own
+    assert set(drawn["label_answer"]) == {0, 1, 2}  # the right one at every position
+    fixed = apply_transform(frame, {"name": "label_choices", "field": "subject", "all": True}, "t")
+    assert all(c == ["a", "b", "c", "d"] for c in fixed["label_choices"])
+    assert [c[i] for c, i in zip(fixed["label_choices"], fixed["label_answer"])] == list(frame["subject"])
+    pools = apply_transform(frame, {"name": "buckets", "field": "pool", "n": 4, "seed": 0}, "t")
+    again = apply_transform(frame, {"name": "buckets", "field": "pool", "n": 4, "seed": 0}, "t")
+    assert list(pools["pool"]) == list(again["pool"]) and set(pools["pool"]) == {"pool-1", "pool-2", "pool-3", "pool-4"}
+    task, items = tasks.load_items(tasks.load_task("mmlu-topic"))
+    assert task.groups == ("pool", "subject") and all(i.choices[i.answer] == i.groups[1] for i in items)
