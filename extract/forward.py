@@ -1,6 +1,6 @@
 """Forward passes that keep only what the suite stores: the last prompt token of every layer.
 
-Prompts are ``prefix + question`` token lists (see ``extract.prompts``). A batch is padded on the
+Prompts are ``prefix + question`` token lists (see ``landscape.tasks``). A batch is padded on the
 **right**: every real token then sits at the position it has alone (positions, causal mask and
 sliding windows are unchanged), and each row's last real token is gathered. Pads come after it,
 so nothing real attends to them.
