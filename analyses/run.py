@@ -120,7 +120,8 @@ def run_analysis(
             schema.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
         split_rows = {split: np.flatnonzero(examples.splits == split) for split in splits}
         targets = [name for name in edl_names if name in conditions and "0shot" in conditions]
-        for path, scalars in workers.map(_correlation_tasks(f, hidden, targets, split_rows, n_layers, layers)):
+        for path, scalars in workers.map(_correlation_tasks(f, hidden, targets, split_rows, n_layers, layers,
+                                                                   examples.group_names[0])):
             schema.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
         info = reader.info(hidden)["conditions"]
         for base, family in seed_families([n for n in edl_names if n in conditions]).items():
@@ -213,13 +214,12 @@ EDL_FEATURES = ("log_density", "core", "purity")
 
 
 def _correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_rows: dict[str, np.ndarray],
-                       n_layers: dict[str, int], layers):
+                       n_layers: dict[str, int], layers, first: str):
     """(path, _correlations, (values, features, seed)) per fine-tune, split and layer not yet done:
     Spearman (bootstrap CI) of per-example EDL / eval gain with landscape features.
 
-    ``split_rows[split]`` are the /examples rows behind every result of that split, in order."""
-    with h5py.File(hidden, "r") as h:
-        first = schema.read_examples(h).group_names[0]
+    ``split_rows[split]`` are the /examples rows behind every result of that split, in order;
+    ``first`` is the task's first grouping field (whose purity is a feature)."""
     stored = {feat: grouped(feat, first) if feat == "purity" else feat for feat in EDL_FEATURES}
     for name in targets:
         with h5py.File(hidden, "r") as h:

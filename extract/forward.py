@@ -128,13 +128,7 @@ def continuation_scores(model: nn.Module, prompts: Sequence[Sequence[int]], cont
     input_ids, mask, _ = pad_right(sequences, device)
     prompt_last = torch.tensor([len(p) - 1 for p in prompts for _ in range(k)], device=device)
     keep = input_ids.shape[1] - int(prompt_last.min())  # positions from the earliest prompt end on
-    kwargs: dict = dict(use_cache=False)
-    if prefix is not None:
-        cache = copy.deepcopy(prefix.cache)
-        cache.batch_repeat_interleave(len(sequences))
-        past = torch.ones((len(sequences), len(prefix.ids)), dtype=torch.long, device=device)
-        kwargs = dict(past_key_values=cache, use_cache=True)
-        mask = torch.cat([past, mask], dim=1)
+    mask, kwargs = _on_prefix(prefix, mask)
     if record:
         with _record_last_token(model, prompt_last) as records:
             logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep, **kwargs).logits
@@ -228,6 +222,17 @@ def _record_last_token(model: nn.Module, positions: torch.Tensor) -> Iterator[li
         raise ForwardError(f"recorded {len(records)} layers, expected {len(modules)}")
 
 
+def _on_prefix(prefix: PrefixCache | None, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """(attention mask, forward kwargs) to run a batch on top of ``prefix``'s cache (a copy,
+    repeated for each row; the prefix positions prepended to the mask), or alone (None)."""
+    if prefix is None:
+        return mask, dict(use_cache=False)
+    cache = copy.deepcopy(prefix.cache)
+    cache.batch_repeat_interleave(len(mask))
+    past = torch.ones((len(mask), len(prefix.ids)), dtype=torch.long, device=mask.device)
+    return torch.cat([past, mask], dim=1), dict(past_key_values=cache, use_cache=True)
+
+
 def encode_prefix(model: nn.Module, prefix_ids: list[int]) -> PrefixCache:
     """Run a prefix once and keep its key/value cache."""
     device = next(model.parameters()).device
@@ -263,14 +268,7 @@ def last_token_states(
         return LastTokenStates(hidden=states, letter_logits=scores.float().cpu(), logsumexp=torch.zeros(len(sequences)))
     input_ids, mask, last = pad_right(sequences, device)
 
-    if isinstance(prefix, PrefixCache):
-        cache = copy.deepcopy(prefix.cache)
-        cache.batch_repeat_interleave(len(sequences))
-        past = torch.ones((len(sequences), len(prefix.ids)), dtype=torch.long, device=device)
-        kwargs = dict(past_key_values=cache, use_cache=True)
-        mask = torch.cat([past, mask], dim=1)
-    else:
-        kwargs = dict(use_cache=False)
+    mask, kwargs = _on_prefix(prefix if isinstance(prefix, PrefixCache) else None, mask)
 
     with torch.inference_mode(), _record_last_token(model, last) as records:
         logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], **kwargs), last)

@@ -1,5 +1,5 @@
-"""The positive control's readouts: held-out accuracy with its interval, and the EDL totals of the
-true- and random-label fine-tunes side by side with their bootstrap intervals."""
+"""The positive control's readout: the EDL totals of the true- and random-label fine-tunes side by
+side with their bootstrap intervals (held-out accuracies with theirs: ``landscape.stats.mean_interval``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import numpy as np
 import plotly.graph_objects as go
 
 from figures.style import base_layout, condition_colours
-from landscape.edl import Interval, bootstrap
 
 # (attr of /edl/<name>, bar label)
 TOTALS = (
@@ -18,17 +17,6 @@ TOTALS = (
     ("gain_beyond_format_bits", "gain beyond format"),
     ("edl_train_bits", "EDL (training-row residual)"),
 )
-
-
-def accuracy_interval(correct: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> Interval:
-    """Mean of a 0/1 array with its 95 % percentile bootstrap interval.
-
-    Example:
-        >>> accuracy_interval(np.array([1.0, 0, 1, 1])).value
-        0.75
-    """
-    correct = np.asarray(correct, dtype=float)
-    return bootstrap(lambda i, j: correct[j].mean(), 1, len(correct), n_boot=n_boot, seed=seed)
 
 
 def edl_bars(records: dict[str, dict[str, Any]]) -> go.Figure:

@@ -27,6 +27,7 @@ from figures.collect import RunData, collect, layer_arrays, question_texts, tree
 from figures.page import Section, figure_div, map_div, render_page, switcher_div, table
 from landscape import schema
 from landscape.atomic import replace_atomically
+from landscape.stats import mean_interval
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def _control_section(data: RunData, conditions: list[str], static: dict) -> Sect
     accuracy_rows = []
     for c in conditions:
         correct = (data.predictions[c][rows] == answers).astype(float)
-        interval = control.accuracy_interval(correct)
+        interval = mean_interval(correct)
         accuracy_rows.append([c, data.info["conditions"][c].get("kind", ""), f"{interval.value:.3f} [{interval.low:.3f}, {interval.high:.3f}]"])
     static["control_answer"] = profiles.answer_profiles({c: data.profiles[("eval", c)] for c in conditions})
     parts = [table(accuracy_rows, ["condition", "kind", "accuracy on held-out (eval) rows, 95 % CI"]),

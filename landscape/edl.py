@@ -47,11 +47,11 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
+
+from landscape.stats import Interval, bootstrap_interval, mean_interval
 
 LN2 = np.log(2.0)
 
@@ -116,23 +116,6 @@ def format_only_prequential(scores: np.ndarray, labels: np.ndarray, order: np.nd
     return bits, params
 
 
-@dataclass(frozen=True)
-class Interval:
-    value: float
-    low: float
-    high: float
-
-
-def bootstrap(statistic, n_train: int, n_heldout: int, *, n_boot: int = 1000, seed: int = 0) -> Interval:
-    """``statistic(train_index, heldout_index)`` on the data and 95 % percentile interval over
-    ``n_boot`` resamples (train and held-out rows drawn with replacement, independently)."""
-    rng = np.random.default_rng(seed)
-    value = float(statistic(np.arange(n_train), np.arange(n_heldout)))
-    draws = [statistic(rng.integers(0, n_train, n_train), rng.integers(0, n_heldout, n_heldout)) for _ in range(n_boot)]
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return Interval(value, float(low), float(high))
-
-
 def edl_totals(online: np.ndarray, final_train: np.ndarray, final_heldout: np.ndarray,
                format_online: np.ndarray, format_heldout: np.ndarray, *, n_boot: int = 1000,
                seed: int = 0) -> dict[str, float]:
@@ -151,13 +134,11 @@ def edl_totals(online: np.ndarray, final_train: np.ndarray, final_heldout: np.nd
     }
     out = {}
     for offset, (name, statistic) in enumerate(stats.items()):
-        interval = bootstrap(statistic, n, len(final_heldout), n_boot=n_boot, seed=seed + offset)
+        interval = bootstrap_interval(statistic, (n, len(final_heldout)), n_boot=n_boot, seed=seed + offset)
         out.update({name: interval.value, f"{name}_low": interval.low, f"{name}_high": interval.high})
     return out
 
 
 def accuracy_gain(base_correct: np.ndarray, tuned_correct: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> Interval:
     """Held-out accuracy of the fine-tune minus the base model's, paired bootstrap over rows."""
-    base_correct, tuned_correct = np.asarray(base_correct, float), np.asarray(tuned_correct, float)
-    return bootstrap(lambda i, j: tuned_correct[j].mean() - base_correct[j].mean(), 1, len(base_correct),
-                     n_boot=n_boot, seed=seed)
+    return mean_interval(np.asarray(tuned_correct, float) - np.asarray(base_correct, float), n_boot=n_boot, seed=seed)

@@ -43,7 +43,7 @@ import hashlib
 import json
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -422,8 +422,6 @@ def load_items(task: Task, data_path: str | Path | None = None) -> tuple[Task, l
 
 
 def _with_choices(task: Task, n: int) -> Task:
-    from dataclasses import replace
-
     if isinstance(task.choices, tuple) and len(task.choices) != n:
         raise TaskError(f"{task.path}: key 'choices' names {len(task.choices)} fields but rows have {n}")
     return replace(task, n_choices=n)
