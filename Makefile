@@ -1,6 +1,21 @@
 # landscape: `make all` sets up and runs the pipeline on the embedded default; `make test` tests it.
 # Variables (make extract MODEL=gemma3-270m SHOTS=0,1,5 PER_SUBJECT=50 RUN=runs/gemma ...):
 MODEL       ?= smollm2-135m
+# RECIPE=doimo2024: the paper's recipe end to end (README: Which choices matter): all 57 subjects x
+# <= 200 eval questions (5 demos each), 20 training questions a subject, 4 epochs, and
+# `landscape analyze --recipe doimo2024` (normed states, maxk 1000 / 300, ID ranks 8-16, answer
+# overlap fraction 0.1). A variable given on the command line still wins.
+RECIPE      ?= suite
+ifeq ($(RECIPE),doimo2024)
+SUBJECTS    ?= all
+PER_SUBJECT ?= 200
+TRAIN_PER_SUBJECT ?= 20
+DEMO_POOL   ?= 5
+EPOCHS      ?= 4
+RUN         ?= runs/doimo2024
+else ifneq ($(RECIPE),suite)
+$(error RECIPE must be suite or doimo2024, not $(RECIPE))
+endif
 # a built-in task (landscape tasks: mmlu, mmlu-truefalse) or a task file (README: Your own task)
 TASK        ?= mmlu
 SHOTS       ?= 0,5
@@ -8,6 +23,7 @@ DEMOS       ?= fixed
 SUBJECTS    ?= largest:12
 PER_SUBJECT ?= 100
 TRAIN_PER_SUBJECT ?= 50
+DEMO_POOL   ?= 20
 BATCH       ?= 8
 RUN         ?= runs/default
 EXTRA       ?=
@@ -46,7 +62,7 @@ LANDSCAPE := $(if $(filter-out 1,$(NPROC)),$(BIN)/accelerate launch --multi_gpu 
 # The report test opens the page in Debian's Chromium; apt needs root (sudo when not root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup chromium extract finetune analyze report control test test-fast bench clean-venv
+.PHONY: all setup chromium extract finetune analyze report control ablation test test-fast bench clean-venv
 
 all: report
 	@echo "outputs: $(RUN)/hidden.h5 $(RUN)/analysis.h5 $(RUN)/metrics.csv $(RUN)/adapters/  (provenance: $(BIN)/landscape info $(RUN))"
@@ -74,13 +90,13 @@ chromium:
 
 extract: setup
 	$(LANDSCAPE) extract --run $(RUN) --model $(MODEL) --task $(TASK) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
-		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --batch-size $(BATCH) $(EXTRA)
+		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --demo-pool $(DEMO_POOL) --batch-size $(BATCH) $(EXTRA)
 
 finetune: extract
 	$(LANDSCAPE) finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) $(FINETUNE_EXTRA)
 
 analyze: finetune
-	$(BIN)/landscape analyze $(RUN) --jobs $(JOBS) $(if $(RAY),--ray $(RAY)) $(ANALYZE_EXTRA)
+	$(BIN)/landscape analyze $(RUN) --recipe $(RECIPE) --jobs $(JOBS) $(if $(RAY),--ray $(RAY)) $(ANALYZE_EXTRA)
 
 report: analyze
 	-@$(MAKE) -s chromium  # PNGs of the figures need a Chromium; the page itself does not
@@ -96,7 +112,12 @@ control: setup
 	$(BIN)/landscape report $(CONTROL_RUN) --map-method pca $(REPORT_EXTRA)
 	@echo "control report: $(abspath $(CONTROL_RUN))/report/index.html"
 
-test: setup chromium
+# make ablation: which of the paper's choices move the headline numbers, on RUN's 0-shot and 5-shot
+# conditions (landscape ablation; RUN/ablation/table.csv). maxk 1000 needs more than 1000 eval rows.
+ablation: setup
+	$(BIN)/landscape ablation $(RUN) --jobs $(JOBS)
+
+test: setup $(VENV)/.gemma chromium
 	LANDSCAPE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 test-fast: setup

@@ -6,29 +6,37 @@ back from distinct points to all N rows (duplicates take their representative's 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from typing import Mapping
 
 from landscape import geometry
-from landscape.knn import GeometryError, knn_graph
-from landscape.names import grouped
+from landscape.knn import GeometryError, KnnGraph, distinct_rows, knn_graph, truncate
+from landscape.names import ANSWER, grouped
+from landscape.normed import STATES
 
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    """Settings of the per-layer analysis (defaults: Doimo et al. 2024)."""
+    """Settings of the per-layer analysis; ``RECIPES`` holds the named presets (``suite``, the
+    default, and ``doimo2024``, the paper's figure scripts)."""
 
-    maxk: int = 100  # neighbours in the graph
+    recipe: str = "suite"  # the preset these settings started from (recorded; overrides listed apart)
+    states: str = "residual"  # residual stream as stored, or "normed": after the norm that reads it
+    maxk: int = 100  # neighbours in the graph (ID, density, ADP, ARI with labels)
+    cluster_maxk: int | None = None  # neighbours of the clustering compared between conditions and
+    #                                   drawn as dendrograms (None: the same clustering, maxk)
     gride_range: int = 100  # GRIDE up to this rank: scales 1, 2, ..., 32
-    id_scale: int = 16  # the GRIDE scale whose ID feeds the density
+    id_scale: int = 16  # the GRIDE scale whose ID feeds the density: ranks 16 -> 32
     density_k: int = 16
     Z: float = 1.6
-    class_fraction: float = 0.3  # label overlap: k_i = 0.3 x size of i's class
+    class_fraction: float = 0.3  # label overlap of a grouping field: k_i = 0.3 x size of i's class
+    answer_class_fraction: float = 0.3  # the same for the answer
     overlap_k: int = 30  # data overlap between conditions
     tree_min_size: int = 30  # dendrogram leaves: clusters with more points than this
+    tree_max_log_density: float | None = None  # and (when set) no denser peak than this
     exact_knn: bool = False  # recompute every neighbour distance from differences (see knn_graph)
     device: str = "auto"
 
@@ -36,16 +44,44 @@ class AnalysisConfig:
         return asdict(self)
 
     def validate(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; known: {', '.join(RECIPES)}")
+        if self.states not in STATES:
+            raise ValueError(f"unknown states {self.states!r}; known: {', '.join(STATES)}")
         for name in ("maxk", "gride_range", "id_scale", "density_k", "overlap_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("gride_range", "density_k", "overlap_k"):
-            if getattr(self, name) > self.maxk:
-                raise ValueError(f"{name}={getattr(self, name)} exceeds maxk={self.maxk}")
-        if not 0 < self.class_fraction <= 1:
-            raise ValueError(f"class_fraction must be in (0, 1], got {self.class_fraction}")
+        for name in ("gride_range", "density_k", "overlap_k", "cluster_maxk"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= self.maxk:
+                raise ValueError(f"{name}={value} must be in 1..maxk={self.maxk}")
+        if self.cluster_maxk is not None and self.cluster_maxk < self.density_k:
+            raise ValueError(f"cluster_maxk={self.cluster_maxk} must be >= density_k={self.density_k}")
+        for name in ("class_fraction", "answer_class_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.Z <= 0:
             raise ValueError(f"Z must be positive, got {self.Z}")
+
+
+# The paper's choices as its figure scripts made them (GeometricLens; shared/DESIGN.md "Paper A
+# recipe"): normed states, 1000 neighbours (300 for the clustering compared between conditions
+# and drawn as dendrograms), the density's ID at ranks 8 -> 16, label overlap of answers at 0.1
+# and of subjects at 0.3. Pair duplicates are dropped in every recipe (compare_states). The rows
+# (57 subjects x <= 200) are the extraction's: `make ... RECIPE=doimo2024`.
+RECIPES: dict[str, "AnalysisConfig"] = {}
+RECIPES["suite"] = AnalysisConfig()
+RECIPES["doimo2024"] = AnalysisConfig(recipe="doimo2024", states="normed", maxk=1000, cluster_maxk=300, id_scale=8,
+                                      class_fraction=0.3, answer_class_fraction=0.1)
+
+
+def recipe_config(name: str, **overrides) -> AnalysisConfig:
+    """The preset ``name`` with some settings changed (each recorded with the run's settings)."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    config = replace(RECIPES[name], **overrides)
+    config.validate()
+    return config
 
 
 @dataclass
@@ -87,9 +123,14 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
     id_2nn, _ = geometry.intrinsic_dimension_2nn(graph)
     id_density = gride.at(config.id_scale)
     peaks = geometry.density_peaks(graph, id_density, k=config.density_k, Z=config.Z)
-    tree = geometry.peak_tree(peaks, min_size=config.tree_min_size)
     clusters = peaks.labels[graph.inverse]
     core = peaks.core[graph.inverse]
+    # The paper compares conditions' clusterings, and draws dendrograms, from ADP on a shorter
+    # neighbour list (its saddle search scans the whole list): the same density, fewer neighbours.
+    compared = peaks
+    if config.cluster_maxk is not None and config.cluster_maxk != config.maxk:
+        compared = geometry.density_peaks(truncate(graph, config.cluster_maxk), id_density, k=config.density_k, Z=config.Z)
+    tree = geometry.peak_tree(compared, min_size=config.tree_min_size, max_log_density=config.tree_max_log_density)
 
     result.scalars = {
         "n_distinct": float(graph.n_points),
@@ -100,24 +141,29 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
         "n_clusters": float(peaks.n_clusters),
         "core_fraction": float(core.mean()),
     }
+    if compared is not peaks:
+        result.scalars["n_clusters_compared"] = float(compared.n_clusters)
     purity = {}
+    overlap_graph = _label_overlap_graph(X, graph, groupings, config)
     for name, labels in groupings.items():
         labels = np.asarray(labels)
         result.scalars[grouped("ari", name)] = geometry.ari(clusters, labels)
         result.scalars[grouped("ari_core", name)] = geometry.ari(clusters[core], labels[core])
-        # k_i = fraction x class size may not exceed the graph's maxk: large classes lower the
-        # fraction (recorded), the same for every class of that labeling.
+        fraction = _class_fraction(name, config)
         distinct = labels[graph.keep]
-        largest = np.unique(distinct, return_counts=True)[1].max()
-        fraction = min(config.class_fraction, config.maxk / largest)
-        result.scalars[grouped("label_overlap", name)] = geometry.label_overlap(graph, distinct, class_fraction=fraction)
+        needed = _overlap_neighbours(distinct, fraction)
+        # The fraction asked for, always: the graph grows to the neighbours it needs (recorded).
+        overlap = np.nan if needed > overlap_graph.maxk else geometry.label_overlap(overlap_graph, distinct, class_fraction=fraction)
+        result.scalars[grouped("label_overlap", name)] = overlap
         result.scalars[grouped("label_overlap_fraction", name)] = fraction
+        result.scalars[grouped("label_overlap_maxk", name)] = float(overlap_graph.maxk)
         purity[grouped("purity", name)] = geometry.cluster_purity(clusters, labels)
     if demo_sets is not None:
         result.scalars["ari_demo_set"] = geometry.ari(clusters, demo_sets)
         result.scalars["n_demo_sets"] = float(len(np.unique(demo_sets)))
     result.arrays = {
         "cluster": clusters.astype(np.int32),
+        "cluster_compared": compared.labels[graph.inverse].astype(np.int32),
         "core": core,
         "log_density": peaks.log_density[graph.inverse],
         **purity,
@@ -134,20 +180,80 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
     return result
 
 
+def _class_fraction(name: str, config: AnalysisConfig) -> float:
+    return config.answer_class_fraction if name == ANSWER else config.class_fraction
+
+
+def _overlap_neighbours(labels: np.ndarray, fraction: float) -> int:
+    """Neighbours DADApy's label overlap reads: int(fraction x the largest class)."""
+    return int(fraction * np.unique(labels, return_counts=True)[1].max())
+
+
+def _label_overlap_graph(X: np.ndarray, graph: KnnGraph, groupings: Mapping[str, np.ndarray], config: AnalysisConfig) -> KnnGraph:
+    """``graph``, or a longer one when a labeling's class fraction reaches past its maxk
+    (capped at every other distinct point; a fraction needing more gets NaN)."""
+    needed = max((_overlap_neighbours(np.asarray(labels)[graph.keep], _class_fraction(name, config))
+                  for name, labels in groupings.items()), default=0)
+    if needed <= graph.maxk:
+        return graph
+    return knn_graph(X, min(needed, graph.n_points - 1), device=config.device, exact=config.exact_knn)
+
+
 def compare_layers(result_a: LayerResult, result_b: LayerResult, config: AnalysisConfig) -> LayerResult:
-    """Neighbourhood overlap and cluster agreement of the same examples in two conditions."""
+    """Neighbourhood overlap and cluster agreement of the same examples in two conditions, from
+    their stored neighbour lists (layers without duplicate points; see ``compare_states``)."""
     out = LayerResult()
     if result_a.skipped or result_b.skipped:
         out.skipped = result_a.skipped or result_b.skipped
         return out
     knn_a, knn_b = result_a.arrays["knn"], result_b.arrays["knn"]
     if knn_a.size == 0 or knn_b.size == 0:
-        out.skipped = "duplicate points: neighbourhoods are not comparable row by row"
-        return out
+        raise ValueError("duplicate points: compare these layers' states with compare_states")
     overlap = geometry.data_overlap(knn_a, knn_b, k=config.overlap_k)
     out.scalars = {
         "data_overlap": float(overlap.mean()),
-        "ari_clusters": geometry.ari(result_a.arrays["cluster"], result_b.arrays["cluster"]),
+        "ari_clusters": geometry.ari(_compared(result_a), _compared(result_b)),
+        "n_pair_dropped": 0.0,
     }
     out.arrays = {"data_overlap": overlap}
     return out
+
+
+def compare_states(X_a: np.ndarray, X_b: np.ndarray, clusters_a: np.ndarray, clusters_b: np.ndarray,
+                   config: AnalysisConfig) -> LayerResult:
+    """``compare_layers`` for a layer holding duplicate points, as the paper does it: every row
+    duplicated in either condition is dropped (``n_pair_dropped``) and each condition's neighbours
+    are found among the rest. Dropped rows get NaN overlap; ARI is over the kept rows.
+
+    Example:
+        >>> X = np.random.default_rng(0).normal(size=(50, 4)); X[1] = X[0]
+        >>> r = compare_states(X, X * 2, np.zeros(50), np.zeros(50), AnalysisConfig(maxk=30, gride_range=30, overlap_k=10))
+        >>> r.scalars["n_pair_dropped"], r.scalars["data_overlap"]
+        (2.0, 1.0)
+    """
+    out = LayerResult()
+    kept = np.flatnonzero(~(_duplicated(X_a) | _duplicated(X_b)))
+    if len(kept) < config.overlap_k + 1:
+        out.skipped = f"only {len(kept)} of {len(X_a)} rows are not duplicated in either condition; overlap k={config.overlap_k} needs {config.overlap_k + 1}"
+        return out
+    graphs = [knn_graph(X[kept], config.overlap_k, device=config.device, exact=config.exact_knn) for X in (X_a, X_b)]
+    overlap = np.full(len(X_a), np.nan)
+    overlap[kept] = geometry.data_overlap(graphs[0].indices, graphs[1].indices, k=config.overlap_k)
+    out.scalars = {
+        "data_overlap": float(np.nanmean(overlap)),
+        "ari_clusters": geometry.ari(np.asarray(clusters_a)[kept], np.asarray(clusters_b)[kept]),
+        "n_pair_dropped": float(len(X_a) - len(kept)),
+    }
+    out.arrays = {"data_overlap": overlap}
+    return out
+
+
+def _compared(result: LayerResult) -> np.ndarray:
+    """The clustering compared between conditions (analyses made before it was stored: ``cluster``)."""
+    return result.arrays.get("cluster_compared", result.arrays["cluster"])
+
+
+def _duplicated(X: np.ndarray) -> np.ndarray:
+    """(N,) bool: rows whose vector occurs more than once."""
+    _, inverse = distinct_rows(np.asarray(X))
+    return np.bincount(inverse)[inverse] > 1

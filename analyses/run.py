@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from analyses import complexity
 from analyses.identifiability import compare_seeds, seed_families
-from analyses.layer import AnalysisConfig, LayerResult, analyze_layer, compare_layers
+from analyses.layer import RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_states
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, schema
 from landscape.names import ANSWER, grouped, split_grouped
@@ -116,7 +116,7 @@ def run_analysis(
         bar.close()
         big_enough = [s for s in splits if (examples.splits == s).sum() > config.maxk]  # a small train split is just skipped
         _refuse_degenerate(f, big_enough, conditions, n_layers, layers)
-        for path, pair in workers.map(_pair_tasks(f, splits, conditions, n_layers, layers, config)):
+        for path, pair in workers.map(_pair_tasks(f, source, splits, conditions, n_layers, layers, config)):
             schema.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
         split_rows = {split: np.flatnonzero(examples.splits == split) for split in splits}
         targets = [name for name in edl_names if name in conditions and "0shot" in conditions]
@@ -156,6 +156,8 @@ def _forget_replaced(out: Path, instances: dict[str, str]) -> None:
 def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) -> None:
     settings = config.to_dict()
     settings.pop("device")  # where it ran does not change the numbers
+    preset = RECIPES[config.recipe].to_dict()
+    settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k])
     if out.exists() and not force:
         with h5py.File(out, "r") as f:
             have = schema.analysis_settings(f)
@@ -177,7 +179,7 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
     with h5py.File(hidden, "r") as f:
         examples = schema.read_examples(f)
         rows = np.flatnonzero(examples.splits == split)
-        X = schema.read_layer(f, name, layer)[rows]
+        X = schema.read_layer(f, name, layer, config.states)[rows]
         demo_sets = schema.read_demo_sets(f, name)
     bad = int((~np.isfinite(X).all(axis=1)).sum())
     if bad:
@@ -189,22 +191,37 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
     return result
 
 
-def _pair_tasks(f: h5py.File, splits, conditions: list[str], n_layers: dict[str, int], layers, config: AnalysisConfig):
-    """(path, compare_layers, (a, b, config)) of every pair of conditions and layer not yet done;
-    only the arrays a comparison reads (neighbours, clusters) are read, as the task is submitted."""
+def _pair_tasks(f: h5py.File, hidden: str, splits, conditions: list[str], n_layers: dict[str, int], layers, config: AnalysisConfig):
+    """(path, function, args) of every pair of conditions and layer not yet done: compared from the
+    stored neighbour lists and clusters, read as the task is submitted; a layer with duplicate
+    points from its states (``compare_states``: duplicated rows dropped, neighbours recomputed)."""
     for split in splits:
         for a, b in itertools.combinations(conditions, 2):
             shared = range(min(n_layers[a], n_layers[b])) if layers is None else [l % n_layers[a] for l in layers]
             for layer in shared:
                 path = schema.result_path(a, layer, other=b, split=split)
-                if not schema.result_done(f, path):
-                    inputs = [_comparable(f, schema.result_path(c, layer, split=split)) for c in (a, b)]
+                if schema.result_done(f, path):
+                    continue
+                inputs = [_comparable(f, schema.result_path(c, layer, split=split)) for c in (a, b)]
+                if any(r.skipped for r in inputs) or all(r.arrays["knn"].size for r in inputs):
                     yield path, compare_layers, (*inputs, config)
+                else:
+                    clusters = [r.arrays.get("cluster_compared", r.arrays["cluster"]) for r in inputs]
+                    yield path, _compare_states_task, (hidden, split, a, b, layer, *clusters, config)
 
 
 def _comparable(f: h5py.File, path: str) -> LayerResult:
-    scalars, arrays, skipped = schema.read_result(f, path, arrays=("knn", "cluster"))
+    scalars, arrays, skipped = schema.read_result(f, path, arrays=("knn", "cluster", "cluster_compared"))
     return LayerResult(scalars=scalars, arrays=arrays, skipped=skipped)
+
+
+def _compare_states_task(hidden: str, split: str, a: str, b: str, layer: int, clusters_a: np.ndarray,
+                         clusters_b: np.ndarray, config: AnalysisConfig) -> LayerResult:
+    """One pair at a layer with duplicate points: read both conditions' states (runs in a worker)."""
+    with h5py.File(hidden, "r") as f:
+        rows = np.flatnonzero(schema.read_examples(f).splits == split)
+        X_a, X_b = (schema.read_layer(f, c, layer, config.states)[rows] for c in (a, b))
+    return compare_states(X_a, X_b, clusters_a, clusters_b, config)
 
 
 # Per-example landscape features that EDL (train rows) and the generalisation gain (eval rows)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from extract import data, demos, forward, models
+from extract import data, demos, forward, models, norms
 from extract.ranks import Ranks
 from landscape import faults, provenance, schema, tasks
 from landscape.tasks import Item, Task
@@ -251,6 +251,7 @@ def extract_condition(
         with h5py.File(path, "a") as f:
             group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model),
                                     task.n_choices, overwrite=overwrite)
+            schema.write_norms(group, _norms_or_reason(model))  # also added to a run made before they were stored
             if not group.attrs["complete"]:
                 if plan is not None:
                     schema.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
@@ -322,6 +323,14 @@ def extract_condition(
         n_eval = int((examples.splits == "eval").sum())
         print(f"{name}: accuracy {accuracy:.3f} on {n_eval} eval questions", file=sys.stderr)
     return accuracy
+
+
+def _norms_or_reason(model):
+    """The norm parameters behind ``--states normed``, or why this model has none."""
+    try:
+        return norms.norm_parameters(model)
+    except norms.NormError as error:
+        return str(error)
 
 
 def _run_batches(model, work: list[tuple[list[int], list[tuple[int, list[int]]]]], scoring: forward.Scoring, continuations):

@@ -144,16 +144,17 @@ def trees(run: Path, condition: str, layers: list[int], labels: np.ndarray) -> d
     ``labels`` (n,) are the labels of the split's rows, in the order of the stored results.
     """
     out = {}
-    stored = layer_arrays(run, condition, layers, ("cluster", "tree_clusters", "tree_linkage"))
+    stored = layer_arrays(run, condition, layers, ("cluster", "cluster_compared", "tree_clusters", "tree_linkage"))
     for layer, arrays in stored.items():
+        clusters = arrays.get("cluster_compared", arrays["cluster"])  # the clustering the tree was built on
         leaf_labels = []
         for cluster in arrays["tree_clusters"]:
-            members = labels[arrays["cluster"] == cluster]
+            members = labels[clusters == cluster]
             names, counts = np.unique(members, return_counts=True)
             top = counts.argmax()
             leaf_labels.append(f"{names[top]} {100 * counts[top] / len(members):.0f}% (n={len(members)})")
         out[layer] = TreeLayer(linkage=arrays["tree_linkage"], leaf_labels=leaf_labels,
-                               n_clusters=int(arrays["cluster"].max()) + 1 if len(arrays["cluster"]) else 0)
+                               n_clusters=int(clusters.max()) + 1 if len(clusters) else 0)
     return out
 
 

@@ -57,8 +57,9 @@ def umap_available() -> bool:
 
 
 def layer_maps(run: Path, keys: list[tuple[str, int]], rows: np.ndarray, *, method: str, seed: int,
-               n_neighbors: int, progress=None) -> dict[tuple[str, int], np.ndarray]:
-    """Maps of ``rows`` for each (condition, layer), read from RUN/maps.h5 when made the same way."""
+               n_neighbors: int, states: str = "residual", progress=None) -> dict[tuple[str, int], np.ndarray]:
+    """Maps of ``rows`` for each (condition, layer) of the ``states`` the analysis measured, read
+    from RUN/maps.h5 when made the same way."""
     run = Path(run)
     hidden = reader.hidden_path(run)
     cache = hidden.with_name(schema.MAPS_FILE)
@@ -67,12 +68,12 @@ def layer_maps(run: Path, keys: list[tuple[str, int]], rows: np.ndarray, *, meth
     with h5py.File(cache, "a") as f:
         for condition, layer in keys:
             fingerprint = hashlib.sha256(json.dumps(info["conditions"][condition], sort_keys=True, default=str).encode()).hexdigest()
-            key = {"method": method, "seed": seed, "n_neighbors": n_neighbors, "rows": len(rows),
+            key = {"method": method, "seed": seed, "n_neighbors": n_neighbors, "rows": len(rows), "states": states,
                    "condition": fingerprint[:16], "created_at": info.get("created_at", "")}
             path = schema.map_path(condition, layer, split="eval")
             xy = schema.read_map(f, path, key)
             if xy is None:
-                X = landscape_layer(hidden, condition, layer)[rows]
+                X = landscape_layer(hidden, condition, layer, states)[rows]
                 xy = embed_2d(X, method=method, seed=seed, n_neighbors=n_neighbors)
                 schema.write_map(f, path, xy, key)
                 f.flush()
@@ -82,9 +83,9 @@ def layer_maps(run: Path, keys: list[tuple[str, int]], rows: np.ndarray, *, meth
     return out
 
 
-def landscape_layer(hidden: Path, condition: str, layer: int) -> np.ndarray:
+def landscape_layer(hidden: Path, condition: str, layer: int, states: str = "residual") -> np.ndarray:
     with reader.open_run_file(hidden) as f:
-        return schema.read_layer(f, condition, layer)
+        return schema.read_layer(f, condition, layer, states)
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,8 @@ def _profiles_section(data: RunData, run: Path, conditions: list[str], layers: d
                  + "</details>")
     return Section("profiles", "Profiles across layers",
                    "One line per condition; hover for values, click a legend entry to hide a condition. "
+                   f"Recipe {data.analysis_settings.get('recipe', 'suite')}, "
+                   f"{data.analysis_settings.get('states', 'residual')} states. "
                    "Clusters: Advanced Density Peaks (DADApy) at Z = "
                    f"{data.analysis_settings.get('Z')}; label overlap: share of each point's k_i nearest "
                    "neighbours with its label. The lower panel compares conditions on the same questions.", parts)
@@ -178,7 +180,7 @@ def _map_section(data: RunData, run: Path, conditions: list[str], layers: dict, 
     keys = [(c, layer) for c in conditions for layer in map_layers if layer in layers[c]]
     bar = tqdm(total=len(keys), desc=f"maps ({method})", unit="layer", disable=not progress)
     xy = maps.layer_maps(run, keys, data.eval_rows, method=method, seed=config.seed,
-                         n_neighbors=config.map_neighbors, progress=bar)
+                         n_neighbors=config.map_neighbors, states=data.analysis_settings.get("states", "residual"), progress=bar)
     bar.close()
     spec, static["map"] = _map_spec(data, run, conditions, map_layers, xy, _default_condition(conditions),
                                     question_texts(data, config.task_data), method)

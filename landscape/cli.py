@@ -78,7 +78,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analyses.layer import AnalysisConfig
+    from analyses.layer import RECIPES, AnalysisConfig
     from extract.finetune import FinetuneConfig
     from extract.icl import ExtractConfig
 
@@ -138,12 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="geometry of every condition x layer (RUN/analysis.h5, RUN/metrics.csv)")
     an.add_argument("run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)")
-    an.add_argument("--maxk", type=_positive_int, default=an_defaults.maxk, help="neighbours in each layer's kNN graph")
-    an.add_argument("--density-k", type=_positive_int, default=an_defaults.density_k, help="neighbours of the kNN density")
-    an.add_argument("--Z", type=_positive_float, default=an_defaults.Z, help="ADP merging threshold")
-    an.add_argument("--class-fraction", type=_positive_float, default=an_defaults.class_fraction, help="label overlap: k_i = fraction x class size")
-    an.add_argument("--tree-min-size", type=_positive_int, default=an_defaults.tree_min_size, help="dendrogram leaves: clusters with more points")
-    an.add_argument("--overlap-k", type=_positive_int, default=an_defaults.overlap_k, help="neighbours of the data overlap between conditions")
+    an.add_argument("--recipe", choices=list(RECIPES), default="suite",
+                    help="preset of every setting below: suite (default) or doimo2024 (the paper's figure scripts: "
+                         "normed states, maxk 1000 / 300, ID at ranks 8-16, answer overlap fraction 0.1); "
+                         "a flag given beside it overrides that one setting (recorded)")
+    an.add_argument("--states", choices=["residual", "normed"], default=None,
+                    help=f"residual stream as stored, or normed: after the norm that reads each layer (recipe: {an_defaults.states})")
+    an.add_argument("--maxk", type=_positive_int, default=None, help=f"neighbours in each layer's kNN graph (recipe: {an_defaults.maxk})")
+    an.add_argument("--cluster-maxk", type=_positive_int, default=None,
+                    help="neighbours of the clustering compared between conditions and drawn as dendrograms (recipe: maxk)")
+    an.add_argument("--gride-range", type=_positive_int, default=None, help=f"GRIDE up to this neighbour rank (recipe: {an_defaults.gride_range}, at most maxk)")
+    an.add_argument("--id-scale", type=_positive_int, default=None, help=f"the GRIDE scale whose ID feeds the density (recipe: {an_defaults.id_scale}: ranks 16-32)")
+    an.add_argument("--density-k", type=_positive_int, default=None, help=f"neighbours of the kNN density (recipe: {an_defaults.density_k})")
+    an.add_argument("--Z", type=_positive_float, default=None, help=f"ADP merging threshold (recipe: {an_defaults.Z})")
+    an.add_argument("--class-fraction", type=_positive_float, default=None,
+                    help=f"label overlap of grouping fields: k_i = fraction x class size (recipe: {an_defaults.class_fraction})")
+    an.add_argument("--answer-class-fraction", type=_positive_float, default=None,
+                    help=f"the same for the answer (recipe: {an_defaults.answer_class_fraction})")
+    an.add_argument("--tree-min-size", type=_positive_int, default=None, help=f"dendrogram leaves: clusters with more points (recipe: {an_defaults.tree_min_size})")
+    an.add_argument("--tree-max-log-density", type=float, default=None, help="dendrogram leaves: no peak denser than this (default: none)")
+    an.add_argument("--overlap-k", type=_positive_int, default=None, help=f"neighbours of the data overlap between conditions (recipe: {an_defaults.overlap_k})")
     an.add_argument("--conditions", type=_names, default=None, help="comma list (default: all)")
     an.add_argument("--layers", type=_layer_list, default=None, help="comma list (default: all; negative counts from the end)")
     an.add_argument("--bits-per-parameter", type=_positive_float, default=16.0, help="task complexity: bits to write one LoRA weight")
@@ -169,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--task-data", default=None, help="the task's data file for the question texts, when not where the run found it")
     rep.add_argument("--check", action="store_true", help="then open the page in headless Chromium: console errors, figures drawn, load time, screenshot")
     rep.add_argument("--no-progress", action="store_true")
+
+    ab = sub.add_parser("ablation", help="which of the paper's choices change the headline numbers (RUN/ablation/)")
+    ab.add_argument("run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)")
+    ab.add_argument("--conditions", type=_names, default=["0shot", "5shot"], help="the 0-shot and the k-shot condition, or the 0-shot one alone (default: 0shot,5shot)")
+    ab.add_argument("--variants", type=_names, default=None, help="comma list (default: all; see analyses/ablation.py)")
+    ab.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
+    ab.add_argument("--device", default="auto", help="for the kNN graphs: auto (cuda if present), cpu, cuda")
+    ab.add_argument("--no-progress", action="store_true")
 
     tk = sub.add_parser("tasks", help="the built-in tasks, and how to write your own")
     tk.add_argument("--json", action="store_true", help="as JSON")
@@ -225,10 +247,15 @@ def _finetune(args: argparse.Namespace) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> None:
-    from analyses.layer import AnalysisConfig
+    from analyses.layer import RECIPES, AnalysisConfig, recipe_config
     from analyses.run import run_analysis
 
-    config = _config(AnalysisConfig, args, gride_range=args.maxk)
+    overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(AnalysisConfig)
+                 if field.name not in ("recipe", "device") and getattr(args, field.name, None) is not None}
+    recipe = RECIPES[args.recipe]
+    if "maxk" in overrides and "gride_range" not in overrides:  # GRIDE never reaches past the graph
+        overrides["gride_range"] = min(recipe.gride_range, overrides["maxk"])
+    config = recipe_config(args.recipe, device=args.device, **overrides)
     metrics = run_analysis(
         args.run, config, conditions=args.conditions, layers=args.layers, splits=args.splits, jobs=args.jobs, ray=args.ray,
         force=args.force, progress=not args.no_progress, bits_per_parameter=args.bits_per_parameter,
@@ -252,6 +279,17 @@ def _report(args: argparse.Namespace) -> None:
         if not check.ok:
             raise ValueError(f"the page did not render cleanly: {check.problems()}")
     print(f"report: {report.index.resolve()} ({size:.1f} MiB)")
+
+
+def _ablation(args: argparse.Namespace) -> None:
+    from analyses.ablation import markdown, run_ablation
+
+    if len(args.conditions) not in (1, 2):
+        raise ValueError(f"--conditions takes the 0-shot and the k-shot condition (or the 0-shot one), got {len(args.conditions)}")
+    rows = run_ablation(args.run, tuple(args.conditions), jobs=args.jobs, device=args.device, only=args.variants,
+                        progress=not args.no_progress)
+    print(markdown(rows))
+    print(f"wrote {Path(args.run) / 'ablation' / 'table.csv'}")
 
 
 def _tasks(args: argparse.Namespace) -> None:
@@ -293,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()  # its weight-loading bars too
     handlers = {"extract": _extract, "finetune": _finetune, "analyze": _analyze, "report": _report, "tasks": _tasks,
-                "info": _info}
+                "info": _info, "ablation": _ablation}
     try:
         handlers[args.command](args)
     except KeyboardInterrupt:

@@ -204,13 +204,18 @@ class PeakTree:
     linkage: np.ndarray
 
 
-def peak_tree(peaks: DensityPeaks, *, min_size: int = 30) -> PeakTree:
-    """The dendrogram of Doimo et al.: clusters of > ``min_size`` points joined by saddle density."""
+def peak_tree(peaks: DensityPeaks, *, min_size: int = 30, max_log_density: float | None = None) -> PeakTree:
+    """The dendrogram of Doimo et al.: clusters of > ``min_size`` points joined by saddle density;
+    with ``max_log_density``, peaks denser than it are left out too (the paper's figures did so
+    with a threshold chosen per figure, e.g. -10 or -14)."""
     from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
     sizes = np.bincount(peaks.labels, minlength=peaks.n_clusters)
-    chosen = np.flatnonzero(sizes > min_size)
+    dense_enough = sizes > min_size
+    if max_log_density is not None:
+        dense_enough &= peaks.log_density[peaks.centers] <= max_log_density
+    chosen = np.flatnonzero(dense_enough)
     if len(chosen) < 2:
         return PeakTree(clusters=chosen, linkage=np.zeros((0, 4)))
     f_max = peaks.log_density[peaks.centers].max()

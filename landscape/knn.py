@@ -65,6 +65,15 @@ class KnnGraph:
         return len(self.inverse) - len(self.keep)
 
 
+def truncate(graph: KnnGraph, maxk: int) -> KnnGraph:
+    """The same graph with only the ``maxk`` nearest neighbours of each point: the graph that
+    ``knn_graph(X, maxk)`` builds (up to the order of exactly tied neighbours)."""
+    if not 1 <= maxk <= graph.maxk:
+        raise GeometryError(f"cannot truncate a graph of maxk={graph.maxk} to {maxk}")
+    return KnnGraph(distances=graph.distances[:, : maxk + 1], indices=graph.indices[:, : maxk + 1],
+                    keep=graph.keep, inverse=graph.inverse)
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """``auto`` (or None): cuda when present, else cpu; anything else as torch reads it."""
     if device is None or device == "auto":

@@ -82,11 +82,12 @@ def examples(run: str | Path) -> schema.Examples:
         return schema.read_examples(f)
 
 
-def load_layer(run: str | Path, condition: str, layer: int) -> Layer:
-    """Hidden states (N, d) of ``layer`` (0 = embeddings) in ``condition``, with labels."""
+def load_layer(run: str | Path, condition: str, layer: int, states: str = "residual") -> Layer:
+    """States (N, d) of ``layer`` (0 = embeddings) in ``condition``, with labels: the residual
+    stream, or ``states="normed"``, it after the norm that reads it (Doimo et al.'s state)."""
     with open_run_file(run) as f:
         ex = schema.read_examples(f)
-        X = schema.read_layer(f, condition, layer)
+        X = schema.read_layer(f, condition, layer, states)
         _, _, pred = schema.read_outputs(f, condition)
         n = schema.n_layers(f, condition)
     return Layer(
@@ -172,7 +173,12 @@ def describe_status(info_: dict, status_: dict) -> str:
         lines.append(f"analyze: {analyze['error']}")
     else:
         made = f"{analyze['created_at']} by `{analyze['command']}`  " if "command" in analyze else ""
-        lines.append(f"analyze: {made}settings {json.dumps(analyze.get('settings'))}")
+        settings = dict(analyze.get("settings") or {})
+        recipe = settings.pop("recipe", "suite (made before recipes were recorded)")
+        overrides = settings.pop("overrides", [])
+        changed = f" with {', '.join(overrides)} changed" if overrides else ""
+        lines.append(f"analyze: {made}recipe {recipe}{changed}; states {settings.get('states', 'residual')}")
+        lines.append(f"  settings {json.dumps(settings, sort_keys=True)}")
         for split, by_name in analyze["layers_complete"].items():
             counts = ", ".join(f"{name} {n}" for name, n in sorted(by_name.items()) if "~" not in name and not name.startswith("corr:"))
             lines.append(f"  {split}: layers complete: {counts}")

@@ -26,6 +26,9 @@ here (and a bump of ``SCHEMA_VERSION``)::
         done    (N,)   bool           rows written; a resumed run redoes the others
         demo_ids (N, k) int64         ICL: the task ids of each row's demonstrations, in prompt order
         demo_set (N,)  int32          ICL: rows with the same demos share a number ("which demo set")
+        norm/{weight,eps[,bias]}      the norm that reads each layer (row l: block l's input norm,
+                                      row L: the final norm), attr kind (rms|rms_offset|layer) or
+                                      unavailable (why): ``--states normed`` (landscape.normed)
 
 Example:
     >>> import h5py, numpy as np, tempfile, os
@@ -53,6 +56,7 @@ import h5py
 import numpy as np
 
 from landscape import faults
+from landscape.normed import STATES, NormParameters, apply_norm
 
 SCHEMA_VERSION = 2  # 2: tasks as data (grouping fields, K choices)
 HIDDEN_FILE = "hidden.h5"  # RUN/hidden.h5: states, outputs, EDL records
@@ -63,6 +67,7 @@ REPORT_DIR = "report"  # RUN/report/: index.html and figures/
 _EXAMPLES = "examples"
 _PARTITION = "partition"
 _CONDITIONS = "conditions"
+_NORM = "norm"
 _STR = h5py.string_dtype("utf-8")
 # Rows per chunk of `hidden`: a chunk is one layer x this many rows x d floats (~0.6 MB at d=576).
 _CHUNK_ROWS = 256
@@ -262,6 +267,34 @@ def read_demo_ids(f: h5py.File, condition: str) -> np.ndarray | None:
     return group["demo_ids"][:] if "demo_ids" in group else None
 
 
+def write_norms(group: h5py.Group, params: "NormParameters | str") -> None:
+    """Record the norm that reads each layer of a condition (once), or why there is none."""
+    if _NORM in group:
+        return
+    norm = group.create_group(_NORM)
+    if isinstance(params, str):
+        norm.attrs["unavailable"] = params
+        return
+    norm.attrs["kind"] = params.kind
+    norm.create_dataset("weight", data=params.weight.astype(np.float32))
+    norm.create_dataset("eps", data=params.eps.astype(np.float64))
+    if params.bias is not None:
+        norm.create_dataset("bias", data=params.bias.astype(np.float32))
+
+
+def read_norms(f: h5py.File, condition: str) -> NormParameters:
+    """The norm parameters of a condition (``landscape.normed``); SchemaError says why there are none."""
+    group = get_condition(f, condition)
+    if _NORM not in group:
+        raise SchemaError(f"condition {condition!r} of {f.filename} has no norm parameters (extracted before they were "
+                          "stored): run its `landscape extract` / `landscape finetune` again to add them")
+    norm = group[_NORM]
+    if "unavailable" in norm.attrs:
+        raise SchemaError(f"normed states are unavailable for {condition!r}: {_decode_attr(norm.attrs['unavailable'])}")
+    return NormParameters(kind=_decode_attr(norm.attrs["kind"]), weight=norm["weight"][:], eps=norm["eps"][:],
+                          bias=norm["bias"][:] if "bias" in norm else None)
+
+
 def rows_done(group: h5py.Group) -> np.ndarray:
     """(N,) bool: which rows hold data."""
     return group["done"][:]
@@ -283,12 +316,18 @@ def n_layers(f: h5py.File, condition: str) -> int:
     return int(get_condition(f, condition)["hidden"].shape[0])
 
 
-def read_layer(f: h5py.File, condition: str, layer: int) -> np.ndarray:
-    """(N, d) float32 hidden states of one layer (0 = embeddings) of one condition."""
+def read_layer(f: h5py.File, condition: str, layer: int, states: str = "residual") -> np.ndarray:
+    """(N, d) float32 states of one layer (0 = embeddings) of one condition: the stored residual
+    stream, or (``states="normed"``) it after the norm that reads it (``landscape.normed``)."""
+    if states not in STATES:
+        raise SchemaError(f"unknown states {states!r}; known: {', '.join(STATES)}")
     hidden = get_condition(f, condition)["hidden"]
     if not -hidden.shape[0] <= layer < hidden.shape[0]:
         raise SchemaError(f"layer {layer} out of range: {condition!r} has layers 0..{hidden.shape[0] - 1}")
-    return hidden[layer]
+    if states == "residual":
+        return hidden[layer]
+    norms = read_norms(f, condition)
+    return apply_norm(hidden[layer], *norms.layer(layer % hidden.shape[0]), norms.kind)
 
 
 def read_outputs(f: h5py.File, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

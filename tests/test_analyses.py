@@ -103,7 +103,7 @@ def test_analyze_layer_on_a_mixture_and_compare():
     assert a.arrays["tree_linkage"].shape == (2, 4)
     b = analyze_layer(X[:, ::-1].copy(), {"subject": labels.astype(str), "answer": answers}, config)  # same geometry
     pair = compare_layers(a, b, config)
-    assert pair.scalars == {"data_overlap": 1.0, "ari_clusters": 1.0}
+    assert pair.scalars == {"data_overlap": 1.0, "ari_clusters": 1.0, "n_pair_dropped": 0.0}
 
 
 def test_cli_analyze_errors(tmp_path, capsys):

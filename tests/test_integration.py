@@ -69,3 +69,15 @@ def test_your_own_task_end_to_end_on_smollm2(kind, tmp_path):
         assert f"ARI clusters ~ {grouping}" in page
     info = landscape.info(run)
     assert info["task"] == ("arith" if kind == "arith" else "exam5") and len(info["choice_labels"]) == (3 if kind == "arith" else 5)
+
+
+@pytest.mark.parametrize("name,kind", [("smollm2-135m", "rms"), ("gemma3-270m", "rms_offset")])
+def test_normed_states_equal_the_real_models_own_norms(name, kind):
+    """--states normed, computed from the stored residual, is the model's own input_layernorm output
+    (Gemma's gain is 1 + w), at every layer, on a real MMLU prompt."""
+    from tests.test_recipe import assert_normed_equal_own
+
+    model, tokenizer = models.load_model(models.resolve_model(name), torch.device("cpu"), torch.float32)
+    mmlu, items = tasks.load_items(tasks.load_task("mmlu"))
+    ids = tokenizer.encode(tasks.render_prefix(mmlu, items[0], []) + tasks.render_question(mmlu, items[0]), add_special_tokens=False)
+    assert_normed_equal_own(model, ids, kind)

@@ -1,0 +1,102 @@
+"""The parameters of the norm that reads each stored layer, taken from a loaded model.
+
+Layer l < L (the embeddings, block l's output) is read by block l's input norm; layer L by the
+model's final norm. Which formula a norm module computes is not guessed from its class name: each
+candidate of ``landscape.normed`` is run against the module on random input and the one that
+matches is recorded (a module matching none is reported, and ``--states normed`` is then
+unavailable for that run, with the reason).
+
+Example (a tiny random Llama, see tests/conftest.py)::
+
+    params = norm_parameters(model)
+    params.kind, params.weight.shape  # ('rms', (n_layers + 1, d))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from extract.forward import decoder_layers
+from landscape.normed import NORM_KINDS, NormParameters, apply_norm
+
+# Where models keep the norm before attention (the block's "input_layernorm") and the final norm.
+BLOCK_NORM_NAMES = ("input_layernorm", "ln_1", "attention_norm", "ln_attn")
+FINAL_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "final_norm")
+EPS_NAMES = ("variance_epsilon", "eps", "epsilon", "variance_eps")
+
+
+class NormError(ValueError):
+    """The model's norms cannot be reproduced from stored parameters."""
+
+
+def norm_parameters(model: nn.Module) -> NormParameters:
+    """Each stored layer's norm (L blocks' input norms, then the final norm), verified against
+    the modules themselves."""
+    blocks = decoder_layers(model)
+    modules = [_block_norm(block, index) for index, block in enumerate(blocks)] + [_final_norm(model, blocks)]
+    kinds = {_kind_of(module) for module in modules}
+    if len(kinds) != 1:
+        raise NormError(f"the model mixes norm kinds {sorted(kinds)}")
+    kind = kinds.pop()
+    return NormParameters(
+        kind=kind,
+        weight=np.stack([_array(m.weight) for m in modules]),
+        eps=np.array([_eps(m) for m in modules], dtype=np.float64),
+        bias=np.stack([_array(m.bias) for m in modules]) if kind == "layer" else None,
+    )
+
+
+def _block_norm(block: nn.Module, index: int) -> nn.Module:
+    for name in BLOCK_NORM_NAMES:
+        if isinstance(getattr(block, name, None), nn.Module):
+            return getattr(block, name)
+    raise NormError(f"block {index} ({type(block).__name__}) has no input norm named {' or '.join(BLOCK_NORM_NAMES)}")
+
+
+def _final_norm(model: nn.Module, blocks: nn.ModuleList) -> nn.Module:
+    inside = {id(m) for m in blocks.modules()}
+    for qualified, module in model.named_modules():
+        if qualified.rsplit(".", 1)[-1] in FINAL_NORM_NAMES and id(module) not in inside and hasattr(module, "weight"):
+            return module
+    raise NormError(f"{type(model).__name__} has no final norm named {' or '.join(FINAL_NORM_NAMES)}")
+
+
+def _eps(module: nn.Module) -> float:
+    for name in EPS_NAMES:
+        value = getattr(module, name, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    if isinstance(module, nn.LayerNorm):
+        return float(module.eps)
+    raise NormError(f"{type(module).__name__} keeps its epsilon under none of {', '.join(EPS_NAMES)}")
+
+
+def _array(parameter: torch.Tensor | None) -> np.ndarray:
+    if parameter is None:
+        raise NormError("a LayerNorm without a bias is not supported")
+    return parameter.detach().float().cpu().numpy().astype(np.float32)
+
+
+def _kind_of(module: nn.Module) -> str:
+    """The kind whose formula reproduces ``module`` on random input (float64 reference)."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 1:
+        raise NormError(f"{type(module).__name__} has no per-feature weight")
+    eps = _eps(module)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, weight.shape[0], generator=generator) * 3 + 0.5  # a mean and a scale to tell the kinds apart
+    try:
+        with torch.no_grad():
+            expected = module(x.to(device=weight.device, dtype=weight.dtype)).float().cpu().numpy()
+    except Exception as error:  # a module that needs more than a tensor is not a plain norm
+        raise NormError(f"{type(module).__name__} cannot be run alone: {error}") from None
+    bias = getattr(module, "bias", None)
+    for kind in NORM_KINDS:
+        if kind == "layer" and bias is None:
+            continue
+        got = apply_norm(x.numpy(), _array(weight), _array(bias) if kind == "layer" else None, eps, kind)
+        if np.allclose(got, expected, rtol=1e-3, atol=1e-3 * (1 + np.abs(expected).max())):
+            return kind
+    raise NormError(f"{type(module).__name__} computes none of the norms {', '.join(NORM_KINDS)}")
