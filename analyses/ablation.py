@@ -64,14 +64,18 @@ def variants(device: str = "auto") -> list[Variant]:
 
 def run_ablation(run: Path, conditions: tuple[str, ...] = ("0shot", "5shot"), *, jobs: int = 1,
                  device: str = "auto", only: list[str] | None = None, settings: dict | None = None,
-                 progress: bool = True) -> list[dict]:
+                 grouping: str | None = None, progress: bool = True) -> list[dict]:
     """Analyse ``run``'s 0-shot and k-shot ``conditions`` (or the 0-shot one alone) under every
     variant (or those named in ``only``); returns (and writes) one row of headline numbers each. ``settings`` are set on top of every variant (recorded in each
-    analysis.h5), e.g. a smaller maxk for a small run."""
+    analysis.h5), e.g. a smaller maxk for a small run. ``grouping``: the field whose ARI and label
+    overlap head the table (default: the task's first grouping field)."""
     hidden = reader.hidden_path(run).resolve()
     with reader.open_run_file(hidden) as f:
-        first = schema.read_examples(f).group_names[0]
+        names = schema.read_examples(f).group_names
         known = schema.condition_names(f)
+    first = grouping or names[0]
+    if first not in [*names, ANSWER]:
+        raise ValueError(f"no grouping {first!r} in {hidden} (it has: {', '.join([*names, ANSWER])})")
     for name in conditions:
         if name not in known:
             raise ValueError(f"no condition {name!r} in {hidden} (it has: {', '.join(known)})")
@@ -85,7 +89,7 @@ def run_ablation(run: Path, conditions: tuple[str, ...] = ("0shot", "5shot"), *,
         link = folder / schema.HIDDEN_FILE
         if not link.exists():
             os.symlink(os.path.relpath(hidden, folder), link)
-        config = replace(variant.config, **(settings or {}))
+        config = replace(variant.config, readouts=False, **(settings or {}))  # the paper's geometry; readouts are not part of its recipe
         run_analysis(folder, config, conditions=list(conditions), splits=["eval"], jobs=jobs, progress=progress)
         profiles = read_profiles(folder / schema.ANALYSIS_FILE, conditions, first)
         baseline = baseline or profiles

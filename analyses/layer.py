@@ -38,6 +38,8 @@ class AnalysisConfig:
     tree_min_size: int = 30  # dendrogram leaves: clusters with more points than this
     tree_max_log_density: float | None = None  # and (when set) no denser peak than this
     exact_knn: bool = False  # recompute every neighbour distance from differences (see knn_graph)
+    readouts: bool = True  # the logit lens and linear probes beside the geometry (analyses.readouts)
+    probe_fit: str = "auto"  # probes fit on: train rows, eval-halves (cross-fit), auto (train when the run has them)
     device: str = "auto"
 
     def to_dict(self) -> dict:
@@ -62,6 +64,8 @@ class AnalysisConfig:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.Z <= 0:
             raise ValueError(f"Z must be positive, got {self.Z}")
+        if self.probe_fit not in ("auto", "train", "eval-halves"):
+            raise ValueError(f"probe_fit must be auto, train or eval-halves, got {self.probe_fit!r}")
 
 
 # The paper's choices as its figure scripts made them (GeometricLens; shared/DESIGN.md "Paper A

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import itertools
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -24,11 +25,13 @@ from tqdm import tqdm
 
 from analyses import complexity
 from analyses.identifiability import compare_seeds, seed_families
+from analyses.readouts import LensInputs, decisions, layer_readouts
 from analyses.layer import RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_states
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, schema
 from landscape.names import ANSWER, grouped, split_grouped
 from landscape.atomic import replace_atomically
+from landscape.normed import apply_norm
 from landscape.stats import spearman_bootstrap
 
 METRICS_FILE = "metrics.csv"
@@ -85,6 +88,10 @@ def run_analysis(
     for split in splits:
         if split not in present:
             raise ValueError(f"no {split!r} rows in {hidden} (it has: {', '.join(present)})")
+    if config.probe_fit == "auto":  # resolved here, so the settings record what the probes were fit on
+        config = replace(config, probe_fit="train" if "train" in present else "eval-halves")
+    elif config.readouts and config.probe_fit == "train" and "train" not in present:
+        raise ValueError(f"{hidden} has no train rows to fit probes on: use --probe-fit eval-halves")
     n_eval = int((examples.splits == "eval").sum())
     if "eval" in splits and n_eval < config.maxk + 1:
         raise ValueError(f"{n_eval} eval examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk")
@@ -114,6 +121,8 @@ def run_analysis(
             faults.reached("analyze.result")
             bar.update(1)
         bar.close()
+        if config.readouts:
+            _write_decisions(f, splits, conditions, n_layers)
         big_enough = [s for s in splits if (examples.splits == s).sum() > config.maxk]  # a small train split is just skipped
         _refuse_degenerate(f, big_enough, conditions, n_layers, layers)
         for path, pair in workers.map(_pair_tasks(f, source, splits, conditions, n_layers, layers, config)):
@@ -128,6 +137,30 @@ def run_analysis(
             _compare_seeds(f, hidden, base, family, info, n_layers[base], layers)
         _write_complexity(f, hidden, info, bits_per_parameter, target_accuracy)
     return write_metrics_csv(out)
+
+
+def _write_decisions(f: h5py.File, splits, conditions: list[str], n_layers: dict[str, int]) -> None:
+    """Each row's decision layer under the logit lens, for conditions with the lens at every layer."""
+    for split in splits:
+        for name in conditions:
+            last = schema.decision_path(name, n_layers[name] - 1, split=split)
+            if schema.result_done(f, last):
+                continue
+            predictions = []
+            for layer in range(n_layers[name]):
+                path = schema.result_path(name, layer, split=split)
+                if not schema.result_done(f, path):
+                    break
+                _, arrays, _ = schema.read_result(f, path, arrays=("lens_pred",))
+                if "lens_pred" not in arrays:
+                    break
+                predictions.append(arrays["lens_pred"])
+            if len(predictions) != n_layers[name]:
+                continue  # no lens here, or not every layer analysed
+            layers, decided = decisions(np.stack(predictions))
+            for layer in range(n_layers[name]):
+                arrays = {"decision_layer": layers.astype(np.int16)} if layer == n_layers[name] - 1 else {}
+                schema.write_result(f, schema.decision_path(name, layer, split=split), {"lens_decided": float(decided[layer])}, arrays, "")
 
 
 def _refuse_degenerate(f: h5py.File, splits, conditions, n_layers: dict[str, int], layers) -> None:
@@ -157,7 +190,7 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
     settings = config.to_dict()
     settings.pop("device")  # where it ran does not change the numbers
     preset = RECIPES[config.recipe].to_dict()
-    settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k])
+    settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k] and k != "probe_fit")
     if out.exists() and not force:
         with h5py.File(out, "r") as f:
             have = schema.analysis_settings(f)
@@ -178,17 +211,45 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
     """One (split, condition, layer): read the layer, measure it (runs in a worker)."""
     with h5py.File(hidden, "r") as f:
         examples = schema.read_examples(f)
-        rows = np.flatnonzero(examples.splits == split)
-        X = schema.read_layer(f, name, layer, config.states)[rows]
+        residual = schema.read_layer(f, name, layer)  # every row: probes fit on other rows than they score
+        norms = schema.read_norms(f, name) if config.states == "normed" else _optional_norms(f, name)
         demo_sets = schema.read_demo_sets(f, name)
-    bad = int((~np.isfinite(X).all(axis=1)).sum())
+        lens = _lens_inputs(f, name, norms) if config.readouts and norms is not None else None
+    rows = np.flatnonzero(examples.splits == split)
+    bad = int((~np.isfinite(residual[rows]).all(axis=1)).sum())
     if bad:
-        raise ValueError(f"{name} layer {layer} holds NaN or inf in {bad} of {len(X)} {split} rows: the forward pass "
+        raise ValueError(f"{name} layer {layer} holds NaN or inf in {bad} of {len(rows)} {split} rows: the forward pass "
                          "overflowed (try --dtype float32) or the file is damaged; re-extract it with --overwrite")
-    groupings = {**{g: values[rows] for g, values in examples.groups.items()}, ANSWER: examples.answers[rows]}
-    result = analyze_layer(X, groupings, config, demo_sets=None if demo_sets is None else demo_sets[rows])
+    states = residual if config.states == "residual" else apply_norm(residual, *norms.layer(layer), norms.kind)
+    labels = {**examples.groups, ANSWER: examples.answers}
+    result = analyze_layer(states[rows], {g: values[rows] for g, values in labels.items()}, config,
+                           demo_sets=None if demo_sets is None else demo_sets[rows])
     result.arrays["rows"] = rows  # row of each result row in /examples
+    if config.readouts:
+        fit_rows = None
+        if split == "eval":
+            fit_rows = np.flatnonzero(examples.splits == "train") if config.probe_fit == "train" else rows
+        scalars, arrays = layer_readouts(residual[rows], states, examples.answers[rows], labels, lens=lens,
+                                         fit_rows=fit_rows, score_rows=rows, probe_fit=config.probe_fit, seed=layer)
+        result.scalars.update(scalars)
+        result.arrays.update(arrays)
     return result
+
+
+def _optional_norms(f: h5py.File, name: str):
+    try:
+        return schema.read_norms(f, name)
+    except schema.SchemaError:  # a run extracted before norms were stored: no lens, the rest as before
+        return None
+
+
+def _lens_inputs(f: h5py.File, name: str, norms) -> LensInputs | None:
+    """The lens of a condition, or None where it is unavailable (a text-scored task, a head that
+    does more than the final norm and these rows; the reason is in hidden.h5)."""
+    try:
+        return LensInputs(norms=norms, head=schema.read_head(f, name))
+    except schema.SchemaError:
+        return None
 
 
 def _pair_tasks(f: h5py.File, hidden: str, splits, conditions: list[str], n_layers: dict[str, int], layers, config: AnalysisConfig):
@@ -318,20 +379,45 @@ def _write_complexity(f: h5py.File, hidden: Path, info: dict, bits_per_parameter
 
 def write_metrics_csv(analysis: Path) -> Path:
     """Rewrite RUN/metrics.csv from analysis.h5 (atomically): split, condition, layer, metric,
-    grouping (the task's field, or answer, that a metric is about; empty for the others), value."""
+    grouping (the task's field, or answer, that a metric is about; empty for the others), value,
+    low, high (the 95 % interval of a value that has one: ``<m>_low``/``<m>_high`` beside ``<m>``,
+    or beside ``<m>_rho`` for correlations; empty otherwise)."""
     rows = []
     with h5py.File(analysis, "r") as f:
         for split, condition, layer, scalars, _ in schema.iter_results(f):
-            rows += [(split, condition, layer, *split_grouped(metric), value) for metric, value in scalars.items()]
+            folded = set()
+            for metric, value in scalars.items():
+                interval = _interval_names(metric)
+                if interval and all(name in scalars for name in interval):
+                    folded.update(interval)
+            for metric, value in scalars.items():
+                if metric in folded:
+                    continue
+                interval = _interval_names(metric)
+                low, high = (scalars[n] for n in interval) if interval and interval[0] in folded else (np.nan, np.nan)
+                rows.append((split, condition, layer, *split_grouped(metric), value, low, high))
     rows.sort(key=lambda r: (r[0], r[1], r[2], r[3], r[4]))
     path = analysis.with_name(METRICS_FILE)
+
+    def number(v: float) -> str:
+        return repr(float(v)) if np.isfinite(v) else "nan"
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["split", "condition", "layer", "metric", "grouping", "value"])
-            writer.writerows((s, c, l, m, g, repr(float(v)) if np.isfinite(v) else "nan") for s, c, l, m, g, v in rows)
+            writer.writerow(["split", "condition", "layer", "metric", "grouping", "value", "low", "high"])
+            writer.writerows((s, c, l, m, g, number(v), "" if not np.isfinite(lo) else number(lo), "" if not np.isfinite(hi) else number(hi))
+                             for s, c, l, m, g, v, lo, hi in rows)
 
     replace_atomically(path, write)
     return path
 
+
+def _interval_names(metric: str) -> tuple[str, str] | None:
+    """The stored names of a metric's interval bounds (``probe_accuracy[subject]`` ->
+    ``probe_accuracy_low[subject]``, ``..._high[subject]``; ``x_rho`` -> ``x_low``, ``x_high``)."""
+    base, grouping = split_grouped(metric)
+    if base.endswith(("_low", "_high")):
+        return None
+    stem = base[: -len("_rho")] if base.endswith("_rho") else base
+    return tuple(grouped(stem + suffix, grouping) if grouping else stem + suffix for suffix in ("_low", "_high"))

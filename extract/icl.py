@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from extract import data, demos, forward, models, norms
+from extract import data, demos, forward, models, readout
 from extract.ranks import Ranks
 from landscape import faults, provenance, schema, tasks
+from landscape.readouts import lens_logits
 from landscape.tasks import Item, Task
 from landscape.atomic import replace_atomically
 from landscape.knn import pick_device
@@ -251,8 +252,12 @@ def extract_condition(
         with h5py.File(path, "a") as f:
             group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model),
                                     task.n_choices, overwrite=overwrite)
-            schema.write_norms(group, _norms_or_reason(model))  # also added to a run made before they were stored
-            if not group.attrs["complete"]:
+            # Readout parameters; also added to a condition made before they were stored.
+            schema.write_norms(group, _norms_or_reason(model))
+            schema.write_head(group, _head_or_reason(model, scoring))
+            if group.attrs["complete"]:
+                _verify_head(group)
+            else:
                 if plan is not None:
                     schema.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
                 _merge_shards(group, path.parent, name)  # rows of an interrupted multi-process run
@@ -315,6 +320,7 @@ def extract_condition(
                     "processes": ranks.count,
                 },
             )
+            _verify_head(group)
     ranks.barrier()
     with h5py.File(path, "r") as f:
         accuracy = float(schema.get_condition(f, name).attrs["accuracy"])
@@ -325,11 +331,49 @@ def extract_condition(
     return accuracy
 
 
+def _head_or_reason(model, scoring: forward.Scoring):
+    """The choice tokens' head behind the logit lens, or why there is none."""
+    if scoring.letter_ids is None:
+        return "text-scored task: its choices are continuations, not single tokens the head scores"
+    try:
+        return readout.choice_head(model, scoring.letter_ids)
+    except readout.ReadoutError as error:
+        return str(error)
+
+
+# The lens at the last layer must give the model's own choice logits: a head doing more than the
+# final norm and these rows (a logit scale, another cap) is caught here, not in a figure.
+LENS_TOLERANCE = 1e-3  # of the logits' spread
+
+
+def _verify_head(group) -> None:
+    """Check the stored norm and head against the condition's own logits (once); mark the lens
+    unavailable, with the error, when they do not reproduce them."""
+    if schema.head_checked(group):
+        return
+    f = group.file
+    name = group.name.rsplit("/", 1)[-1]
+    try:
+        norms, head = schema.read_norms(f, name), schema.read_head(f, name)
+    except schema.SchemaError as error:
+        schema.mark_head_unavailable(group, str(error))
+        return
+    last = norms.weight.shape[0] - 1
+    states, logits = schema.read_layer(f, name, last), group["logits"][:]
+    lens = lens_logits(states, norms.layer(last), norms.kind, head)
+    error = float(np.abs(lens - logits).max() / max(np.abs(logits).max(), 1e-6))
+    if error > LENS_TOLERANCE:
+        schema.mark_head_unavailable(group, f"the final norm and head rows do not reproduce the model's logits "
+                                            f"(relative error {error:.1e}): its head does more than that")
+    else:
+        schema.set_head_verified(group, error)
+
+
 def _norms_or_reason(model):
     """The norm parameters behind ``--states normed``, or why this model has none."""
     try:
-        return norms.norm_parameters(model)
-    except norms.NormError as error:
+        return readout.norm_parameters(model)
+    except readout.ReadoutError as error:
         return str(error)
 
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from figures import complexity as complexity_figures
 from figures import control
 from figures import edl as edl_figures
-from figures import maps, profiles, tree
+from figures import maps, profiles, readouts, tree
 from figures.collect import RunData, collect, layer_arrays, question_texts, trees
 from figures.page import Section, figure_div, map_div, render_page, switcher_div, table
 from landscape import schema
@@ -66,6 +66,7 @@ def run_report(run: Path, config: ReportConfig = ReportConfig(), *, progress: bo
 
     static: dict[str, object] = {}  # name -> figure drawn statically and saved alone (each builder adds its own)
     sections = [_profiles_section(data, run, conditions, layers, static),
+                _readouts_section(data, conditions, static),
                 _controls_section(data, conditions, static),
                 _tree_section(data, run, conditions, layers, static)]
     map_section, spec = _map_section(data, run, conditions, layers, config, method, static, progress)
@@ -134,6 +135,30 @@ def _profiles_section(data: RunData, run: Path, conditions: list[str], layers: d
                    "Clusters: Advanced Density Peaks (DADApy) at Z = "
                    f"{data.analysis_settings.get('Z')}; label overlap: share of each point's k_i nearest "
                    "neighbours with its label. The lower panel compares conditions on the same questions.", parts)
+
+
+def _readouts_section(data: RunData, conditions: list[str], static: dict) -> Section | None:
+    """Linear probes and the logit lens per layer, each target beside its ARI curve."""
+    by_condition = {c: data.profiles[("eval", c)] for c in conditions}
+    if not readouts.has_readouts(by_condition):
+        return None
+    parts = []
+    for target in data.groupings:
+        name = f"readout_{target}"
+        static[name] = readouts.target_readouts(by_condition, target)
+        parts.append(figure_div(static[name], name))
+    if any("lens_accuracy" in p for p in by_condition.values()):
+        static["lens"] = readouts.lens_profiles(by_condition)
+        parts.append(figure_div(static["lens"], "lens"))
+    fit = data.analysis_settings.get("probe_fit", "train")
+    return Section(
+        "readouts", "What can be read from each layer",
+        "Left: accuracy on the eval questions of a linear probe (logistic regression on standardised states, "
+        f"regularisation chosen by 3-fold cross-validation on the {'train' if fit == 'train' else 'other half of the eval'} "
+        "rows), of the logit lens (the model's final norm and head applied to the layer: answer only), of a probe "
+        "fit on shuffled labels (control) and of the majority label. Right: the ARI of the ADP clusters with the "
+        "same field. A field a probe reads where the clusters do not is present, linearly, without forming "
+        "density peaks.", parts)
 
 
 def _controls_section(data: RunData, conditions: list[str], static: dict) -> Section | None:

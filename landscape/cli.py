@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--tree-min-size", type=_positive_int, default=None, help=f"dendrogram leaves: clusters with more points (recipe: {an_defaults.tree_min_size})")
     an.add_argument("--tree-max-log-density", type=float, default=None, help="dendrogram leaves: no peak denser than this (default: none)")
     an.add_argument("--overlap-k", type=_positive_int, default=None, help=f"neighbours of the data overlap between conditions (recipe: {an_defaults.overlap_k})")
+    an.add_argument("--no-readouts", dest="readouts", action="store_false",
+                    help="skip the logit lens and the linear probes (geometry only)")
+    an.add_argument("--probe-fit", choices=["auto", "train", "eval-halves"], default="auto",
+                    help="fit the probes on the train rows, or cross-fit on two halves of the eval rows (auto: train when the run has them)")
     an.add_argument("--conditions", type=_names, default=None, help="comma list (default: all)")
     an.add_argument("--layers", type=_layer_list, default=None, help="comma list (default: all; negative counts from the end)")
     an.add_argument("--bits-per-parameter", type=_positive_float, default=16.0, help="task complexity: bits to write one LoRA weight")
@@ -188,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)")
     ab.add_argument("--conditions", type=_names, default=["0shot", "5shot"], help="the 0-shot and the k-shot condition, or the 0-shot one alone (default: 0shot,5shot)")
     ab.add_argument("--variants", type=_names, default=None, help="comma list (default: all; see analyses/ablation.py)")
+    ab.add_argument("--grouping", default=None, help="the field whose ARI and label overlap head the table (default: the task's first)")
     ab.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     ab.add_argument("--device", default="auto", help="for the kNN graphs: auto (cuda if present), cpu, cuda")
     ab.add_argument("--no-progress", action="store_true")
@@ -251,11 +256,11 @@ def _analyze(args: argparse.Namespace) -> None:
     from analyses.run import run_analysis
 
     overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(AnalysisConfig)
-                 if field.name not in ("recipe", "device") and getattr(args, field.name, None) is not None}
+                 if field.name not in ("recipe", "device", "readouts", "probe_fit") and getattr(args, field.name, None) is not None}
     recipe = RECIPES[args.recipe]
     if "maxk" in overrides and "gride_range" not in overrides:  # GRIDE never reaches past the graph
         overrides["gride_range"] = min(recipe.gride_range, overrides["maxk"])
-    config = recipe_config(args.recipe, device=args.device, **overrides)
+    config = recipe_config(args.recipe, device=args.device, readouts=args.readouts, probe_fit=args.probe_fit, **overrides)
     metrics = run_analysis(
         args.run, config, conditions=args.conditions, layers=args.layers, splits=args.splits, jobs=args.jobs, ray=args.ray,
         force=args.force, progress=not args.no_progress, bits_per_parameter=args.bits_per_parameter,
@@ -287,7 +292,7 @@ def _ablation(args: argparse.Namespace) -> None:
     if len(args.conditions) not in (1, 2):
         raise ValueError(f"--conditions takes the 0-shot and the k-shot condition (or the 0-shot one), got {len(args.conditions)}")
     rows = run_ablation(args.run, tuple(args.conditions), jobs=args.jobs, device=args.device, only=args.variants,
-                        progress=not args.no_progress)
+                        grouping=args.grouping, progress=not args.no_progress)
     print(markdown(rows))
     print(f"wrote {Path(args.run) / 'ablation' / 'table.csv'}")
 

@@ -29,6 +29,10 @@ here (and a bump of ``SCHEMA_VERSION``)::
         norm/{weight,eps[,bias]}      the norm that reads each layer (row l: block l's input norm,
                                       row L: the final norm), attr kind (rms|rms_offset|layer) or
                                       unavailable (why): ``--states normed`` (landscape.normed)
+        head/{weight[,bias]}          (K, d) the choice tokens' unembedding rows (letter scoring),
+                                      attrs softcap, verified + max_error (the lens at the last
+                                      layer against the stored logits), or unavailable (why):
+                                      the logit lens (landscape.readouts)
 
 Example:
     >>> import h5py, numpy as np, tempfile, os
@@ -57,6 +61,7 @@ import numpy as np
 
 from landscape import faults
 from landscape.normed import STATES, NormParameters, apply_norm
+from landscape.readouts import Unembedding
 
 SCHEMA_VERSION = 2  # 2: tasks as data (grouping fields, K choices)
 HIDDEN_FILE = "hidden.h5"  # RUN/hidden.h5: states, outputs, EDL records
@@ -68,6 +73,7 @@ _EXAMPLES = "examples"
 _PARTITION = "partition"
 _CONDITIONS = "conditions"
 _NORM = "norm"
+_HEAD = "head"
 _STR = h5py.string_dtype("utf-8")
 # Rows per chunk of `hidden`: a chunk is one layer x this many rows x d floats (~0.6 MB at d=576).
 _CHUNK_ROWS = 256
@@ -282,6 +288,51 @@ def write_norms(group: h5py.Group, params: "NormParameters | str") -> None:
         norm.create_dataset("bias", data=params.bias.astype(np.float32))
 
 
+def write_head(group: h5py.Group, head: "Unembedding | str") -> None:
+    """Record (once) the choice tokens' unembedding rows of a condition's model, or why the
+    logit lens is unavailable for it; ``mark_head_unavailable`` replaces them with a reason."""
+    if _HEAD in group:
+        return
+    node = group.create_group(_HEAD)
+    if isinstance(head, str):
+        node.attrs["unavailable"] = head
+        return
+    node.create_dataset("weight", data=head.weight.astype(np.float32))
+    if head.bias is not None:
+        node.create_dataset("bias", data=head.bias.astype(np.float32))
+    if head.softcap is not None:
+        node.attrs["softcap"] = float(head.softcap)
+
+
+def mark_head_unavailable(group: h5py.Group, reason: str) -> None:
+    if _HEAD in group:
+        del group[_HEAD]
+    group.create_group(_HEAD).attrs["unavailable"] = reason
+
+
+def head_checked(group: h5py.Group) -> bool:
+    """Whether the stored head was checked against the model's own logits (``icl``), or is unavailable."""
+    return _HEAD in group and (bool(group[_HEAD].attrs.get("verified", False)) or "unavailable" in group[_HEAD].attrs)
+
+
+def set_head_verified(group: h5py.Group, max_error: float) -> None:
+    group[_HEAD].attrs["verified"] = True
+    group[_HEAD].attrs["max_error"] = float(max_error)
+
+
+def read_head(f: h5py.File, condition: str) -> Unembedding:
+    """The choice tokens' head of a condition (``landscape.readouts``); SchemaError says why there is none."""
+    group = get_condition(f, condition)
+    if _HEAD not in group:
+        raise SchemaError(f"condition {condition!r} of {f.filename} has no head parameters (extracted before they were "
+                          "stored): run its `landscape extract` / `landscape finetune` again to add them")
+    node = group[_HEAD]
+    if "unavailable" in node.attrs:
+        raise SchemaError(f"the logit lens is unavailable for {condition!r}: {_decode_attr(node.attrs['unavailable'])}")
+    return Unembedding(weight=node["weight"][:], bias=node["bias"][:] if "bias" in node else None,
+                       softcap=float(node.attrs["softcap"]) if "softcap" in node.attrs else None)
+
+
 def read_norms(f: h5py.File, condition: str) -> NormParameters:
     """The norm parameters of a condition (``landscape.normed``); SchemaError says why there are none."""
     group = get_condition(f, condition)
@@ -442,6 +493,9 @@ def merge_shard(group: h5py.Group, f: h5py.File, *, block_rows: int = 256) -> in
 #   /layers/<split>/<condition>/<layer:03d>/   attrs: complete, skipped, <scalar metrics>
 #        rows, cluster, core, log_density, purity[<grouping>], knn, gride_*, centers,
 #        saddle_log_density, tree_clusters, tree_linkage   (per-row arrays: the split's rows)
+#        lens_pred (the logit lens's argmax; analyses.readouts)
+#   /decisions/<split>/<condition>/<layer:03d>/  attrs: lens_decided (share of rows whose lens answer
+#        is final from this layer on); the last layer's group: decision_layer (n,)
 #   /pairs/<split>/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters
 #        data_overlap (n,)
 #   /correlations/<split>/<target>/<layer:03d>/  attrs: complete, skipped, <feature>_{rho,low,high}
@@ -455,6 +509,7 @@ _PAIRS = "pairs"
 
 
 _CORRELATIONS = "correlations"
+_DECISIONS = "decisions"
 _SEEDS = "seeds"
 _COMPLEXITY = "complexity"
 
@@ -485,6 +540,11 @@ def result_path(condition: str, layer: int, other: str | None = None, *, split: 
     return f"{_PAIRS}/{split}/{condition}~{other}/{layer:03d}"
 
 
+def decision_path(condition: str, layer: int, *, split: str) -> str:
+    """Group of the logit lens's decisions of a condition up to a layer (``lens_decided``)."""
+    return f"{_DECISIONS}/{split}/{condition}/{layer:03d}"
+
+
 def correlation_path(target: str, layer: int, *, split: str) -> str:
     """Group of the correlations of a per-example target (e.g. EDL of a condition) with features."""
     return f"{_CORRELATIONS}/{split}/{target}/{layer:03d}"
@@ -511,11 +571,12 @@ def delete_results_of(f: h5py.File, condition: str) -> int:
     """Delete every result computed from ``condition`` (its layers, its pairs, the correlations
     that read it); returns how many groups went. Seeds and complexity are rewritten by every run."""
     doomed = []
-    for top in (_LAYERS, _PAIRS, _CORRELATIONS):
+    for top in (_LAYERS, _DECISIONS, _PAIRS, _CORRELATIONS):
         for split, by_split in f.get(top, {}).items():
             for name in by_split:
                 uses = {
                     _LAYERS: name == condition,
+                    _DECISIONS: name == condition,
                     _PAIRS: condition in name.split("~"),
                     # targets are edl:<fine-tune> / gain:<fine-tune>; their features come from 0shot too
                     _CORRELATIONS: name.split(":", 1)[-1] == condition or condition == "0shot",
@@ -579,7 +640,7 @@ def iter_results(f: h5py.File):
     Pairs of conditions are named 'a~b'; correlations 'corr:<target>'; seed comparisons 'seeds:<base>'.
     """
     prefixes = {_CORRELATIONS: "corr:", _SEEDS: "seeds:"}
-    for top in (_LAYERS, _PAIRS, _CORRELATIONS, _SEEDS):
+    for top in (_LAYERS, _DECISIONS, _PAIRS, _CORRELATIONS, _SEEDS):
         if top not in f:
             continue
         for split, by_split in f[top].items():

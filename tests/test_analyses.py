@@ -32,7 +32,7 @@ def _metrics(folder):
 
 def test_analysis_covers_every_condition_layer_and_pair(tiny_run):
     rows = _metrics(tiny_run)
-    assert set(rows[0]) == {"split", "condition", "layer", "metric", "grouping", "value"}
+    assert set(rows[0]) == {"split", "condition", "layer", "metric", "grouping", "value", "low", "high"}
     assert {r["split"] for r in rows} == {"eval"}  # this run has no train rows
     keys = {(r["condition"], int(r["layer"])) for r in rows}
     # layer 0 is one point repeated: its pair comparison is skipped and has no metrics

@@ -179,10 +179,11 @@ def test_analysis_correlates_edl_with_the_landscape(ft_run):
     corr = [r for r in rows if r["condition"] == "corr:edl:sft" and r["split"] == "train"]
     assert {int(r["layer"]) for r in corr} == {1, 2, 3}  # layer 0 is one point repeated
     names = {r["metric"] for r in corr}
-    assert {"sft:log_density_rho", "0shot:core_rho", "data_overlap_rho", "sft:purity_subject_high"} <= names
-    value = {(int(r["layer"]), r["metric"]): float(r["value"]) for r in corr}
+    assert {"sft:log_density_rho", "0shot:core_rho", "data_overlap_rho", "sft:purity_subject_rho"} <= names
+    assert not any(name.endswith(("_low", "_high")) for name in names)  # the interval is in its own columns
+    value = {(int(r["layer"]), r["metric"]): tuple(float(r[k] or "nan") for k in ("value", "low", "high")) for r in corr}
     for layer in (1, 2, 3):
-        rho, low, high = (value[(layer, f"sft:log_density_{k}")] for k in ("rho", "low", "high"))
+        rho, low, high = value[(layer, "sft:log_density_rho")]
         assert -1 <= low <= high <= 1 and -1 <= rho <= 1
     assert any(r["condition"] == "corr:gain:sft" and r["split"] == "eval" for r in rows)
 

@@ -44,6 +44,9 @@ def test_real_extraction_cached_equals_full_prompt(tmp_path):
             b = landscape.load_layer(tmp_path / "full", name, layer).X
             assert a.shape == (10, 576)
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
+    from tests.test_readouts import assert_lens_is_the_models_logits
+
+    assert_lens_is_the_models_logits(tmp_path / "cached")  # the logit lens at layer 30 = SmolLM2's own logits
     zero = landscape.load_layer(tmp_path / "cached", "0shot", 20).X
     five = landscape.load_layer(tmp_path / "cached", "5shot", 20).X
     assert not np.allclose(zero, five)  # the demos change the representation
@@ -81,3 +84,13 @@ def test_normed_states_equal_the_real_models_own_norms(name, kind):
     mmlu, items = tasks.load_items(tasks.load_task("mmlu"))
     ids = tokenizer.encode(tasks.render_prefix(mmlu, items[0], []) + tasks.render_question(mmlu, items[0]), add_special_tokens=False)
     assert_normed_equal_own(model, ids, kind)
+
+
+def test_gemma_extraction_stores_a_lens_that_reproduces_its_logits(tmp_path):
+    """Gemma-3-270M: its norm has the (1 + w) gain and its embedding is scaled; the stored norm and
+    head rows must still give its own choice logits at the last layer."""
+    from tests.test_readouts import assert_lens_is_the_models_logits
+
+    run_extract(ExtractConfig(model="gemma3-270m", shots=(0,), subjects="anatomy,astronomy", per_subject=3,
+                              train_per_subject=0, batch_size=3), tmp_path, progress=False)
+    assert_lens_is_the_models_logits(tmp_path)

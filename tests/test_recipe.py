@@ -12,7 +12,7 @@ import torch
 from analyses.layer import RECIPES, AnalysisConfig, analyze_layer, compare_states, recipe_config
 from analyses.run import run_analysis
 from extract import forward
-from extract.norms import NormError, norm_parameters
+from extract.readout import ReadoutError, norm_parameters
 from landscape import cli, geometry, schema
 from landscape.knn import knn_graph
 from landscape.normed import apply_norm
@@ -93,11 +93,11 @@ class ScaleOnly(torch.nn.Module):
 def test_a_norm_of_unknown_form_is_reported():
     model = _tiny("llama")
     model.model.norm = ScaleOnly(32)
-    with pytest.raises(NormError, match="ScaleOnly computes none of the norms"):
+    with pytest.raises(ReadoutError, match="ScaleOnly computes none of the norms"):
         norm_parameters(model)
     model = _tiny("llama")
     model.model.norm.variance_epsilon = "?"  # no epsilon it could read
-    with pytest.raises(NormError, match="epsilon"):
+    with pytest.raises(ReadoutError, match="epsilon"):
         norm_parameters(model)
 
 

@@ -36,11 +36,12 @@ def test_report_is_one_offline_page_with_every_figure_beside_it(reported):
     assert report.index == folder / "report" / "index.html"
     assert page.count("plotly.js v") == 1  # plotly.js inlined once, no CDN
     assert '<script src="http' not in page  # (the browser test also blocks and counts any request)
-    for section in ("Profiles across layers", "Density-peak dendrogram", "Map of one layer", "Excess description length"):
+    for section in ("Profiles across layers", "What can be read from each layer", "Density-peak dendrogram",
+                    "Map of one layer", "Excess description length"):
         assert section in page
     names = {p.stem for p in report.figures}
     assert {"profiles", "pairs", "gride_curves", "dendrogram", "map", "code_length", "edl_distribution",
-            "edl_correlations", "complexity", "map_explorer"} <= names
+            "edl_correlations", "complexity", "map_explorer", "readout_subject", "readout_answer", "lens"} <= names
     assert all(p.is_file() for p in report.figures)
     assert (folder / "report" / "figures" / "plotly.min.js").is_file()
     for name in ("0shot", "1shot", "sft"):  # every condition's accuracy is in the header
@@ -132,7 +133,8 @@ def test_the_page_renders_in_headless_chromium(reported, tmp_path):
     assert check.external_requests == []
     assert check.missing == [], check.summary()
     assert set(check.drawn) == {"profiles", "pairs", "gride_curves", "dendrogram", "map", "code_length",
-                                "edl_distribution", "edl_correlations", "complexity"}
+                                "edl_distribution", "edl_correlations", "complexity", "readout_subject",
+                                "readout_answer", "lens"}
     assert (tmp_path / "screenshot.png").stat().st_size > 10_000
     standalone = check_page(folder / "report" / "figures" / "map_explorer.html")
     assert standalone.ok, standalone.problems()

@@ -1,4 +1,6 @@
-"""The parameters of the norm that reads each stored layer, taken from a loaded model.
+"""What the analysis needs of a loaded model beyond its states: the parameters of the norm that
+reads each stored layer (``--states normed``) and the head's rows of the choice tokens (the
+logit lens, ``landscape.readouts``).
 
 Layer l < L (the embeddings, block l's output) is read by block l's input norm; layer L by the
 model's final norm. Which formula a norm module computes is not guessed from its class name: each
@@ -18,8 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from extract import forward
 from extract.forward import decoder_layers
 from landscape.normed import NORM_KINDS, NormParameters, apply_norm
+from landscape.readouts import Unembedding
 
 # Where models keep the norm before attention (the block's "input_layernorm") and the final norm.
 BLOCK_NORM_NAMES = ("input_layernorm", "ln_1", "attention_norm", "ln_attn")
@@ -27,8 +31,8 @@ FINAL_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "fina
 EPS_NAMES = ("variance_epsilon", "eps", "epsilon", "variance_eps")
 
 
-class NormError(ValueError):
-    """The model's norms cannot be reproduced from stored parameters."""
+class ReadoutError(ValueError):
+    """The model's norms or head cannot be reproduced from stored parameters."""
 
 
 def norm_parameters(model: nn.Module) -> NormParameters:
@@ -38,7 +42,7 @@ def norm_parameters(model: nn.Module) -> NormParameters:
     modules = [_block_norm(block, index) for index, block in enumerate(blocks)] + [_final_norm(model, blocks)]
     kinds = {_kind_of(module) for module in modules}
     if len(kinds) != 1:
-        raise NormError(f"the model mixes norm kinds {sorted(kinds)}")
+        raise ReadoutError(f"the model mixes norm kinds {sorted(kinds)}")
     kind = kinds.pop()
     return NormParameters(
         kind=kind,
@@ -52,7 +56,7 @@ def _block_norm(block: nn.Module, index: int) -> nn.Module:
     for name in BLOCK_NORM_NAMES:
         if isinstance(getattr(block, name, None), nn.Module):
             return getattr(block, name)
-    raise NormError(f"block {index} ({type(block).__name__}) has no input norm named {' or '.join(BLOCK_NORM_NAMES)}")
+    raise ReadoutError(f"block {index} ({type(block).__name__}) has no input norm named {' or '.join(BLOCK_NORM_NAMES)}")
 
 
 def _final_norm(model: nn.Module, blocks: nn.ModuleList) -> nn.Module:
@@ -60,7 +64,7 @@ def _final_norm(model: nn.Module, blocks: nn.ModuleList) -> nn.Module:
     for qualified, module in model.named_modules():
         if qualified.rsplit(".", 1)[-1] in FINAL_NORM_NAMES and id(module) not in inside and hasattr(module, "weight"):
             return module
-    raise NormError(f"{type(model).__name__} has no final norm named {' or '.join(FINAL_NORM_NAMES)}")
+    raise ReadoutError(f"{type(model).__name__} has no final norm named {' or '.join(FINAL_NORM_NAMES)}")
 
 
 def _eps(module: nn.Module) -> float:
@@ -70,12 +74,12 @@ def _eps(module: nn.Module) -> float:
             return float(value)
     if isinstance(module, nn.LayerNorm):
         return float(module.eps)
-    raise NormError(f"{type(module).__name__} keeps its epsilon under none of {', '.join(EPS_NAMES)}")
+    raise ReadoutError(f"{type(module).__name__} keeps its epsilon under none of {', '.join(EPS_NAMES)}")
 
 
 def _array(parameter: torch.Tensor | None) -> np.ndarray:
     if parameter is None:
-        raise NormError("a LayerNorm without a bias is not supported")
+        raise ReadoutError("a LayerNorm without a bias is not supported")
     return parameter.detach().float().cpu().numpy().astype(np.float32)
 
 
@@ -83,7 +87,7 @@ def _kind_of(module: nn.Module) -> str:
     """The kind whose formula reproduces ``module`` on random input (float64 reference)."""
     weight = getattr(module, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.ndim != 1:
-        raise NormError(f"{type(module).__name__} has no per-feature weight")
+        raise ReadoutError(f"{type(module).__name__} has no per-feature weight")
     eps = _eps(module)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(4, weight.shape[0], generator=generator) * 3 + 0.5  # a mean and a scale to tell the kinds apart
@@ -91,7 +95,7 @@ def _kind_of(module: nn.Module) -> str:
         with torch.no_grad():
             expected = module(x.to(device=weight.device, dtype=weight.dtype)).float().cpu().numpy()
     except Exception as error:  # a module that needs more than a tensor is not a plain norm
-        raise NormError(f"{type(module).__name__} cannot be run alone: {error}") from None
+        raise ReadoutError(f"{type(module).__name__} cannot be run alone: {error}") from None
     bias = getattr(module, "bias", None)
     for kind in NORM_KINDS:
         if kind == "layer" and bias is None:
@@ -99,4 +103,22 @@ def _kind_of(module: nn.Module) -> str:
         got = apply_norm(x.numpy(), _array(weight), _array(bias) if kind == "layer" else None, eps, kind)
         if np.allclose(got, expected, rtol=1e-3, atol=1e-3 * (1 + np.abs(expected).max())):
             return kind
-    raise NormError(f"{type(module).__name__} computes none of the norms {', '.join(NORM_KINDS)}")
+    raise ReadoutError(f"{type(module).__name__} computes none of the norms {', '.join(NORM_KINDS)}")
+
+
+def choice_head(model: nn.Module, token_ids: list[int]) -> Unembedding:
+    """The unembedding rows (and bias) of the choice tokens, and the final logit soft-capping if
+    the model has one. Whether these reproduce the model's logits is checked on its own outputs
+    (``icl``: the lens at the last layer against the stored choice logits)."""
+    head = model.get_output_embeddings()
+    if head is None or not isinstance(getattr(head, "weight", None), torch.Tensor):
+        raise ReadoutError(f"{type(model).__name__} has no output embedding to read")
+    rows = torch.tensor(token_ids, device=head.weight.device)
+    bias = getattr(head, "bias", None)
+    config = forward.text_config(model)
+    softcap = getattr(config, "final_logit_softcapping", None)
+    return Unembedding(
+        weight=head.weight.detach()[rows].float().cpu().numpy(),
+        bias=None if bias is None else bias.detach()[rows].float().cpu().numpy(),
+        softcap=float(softcap) if softcap else None,
+    )
