@@ -82,8 +82,9 @@ def correlation_profiles(targets: dict[str, Profile]) -> go.Figure:
     targets = {name: {m.replace(f"{name.partition(':')[2]}:", "tuned:"): v for m, v in profile.items()}
                for name, profile in targets.items()}
     names = list(targets)
+    # ~100 px between panels, whatever their number: a panel's title clears the tick labels above it
     fig = make_subplots(rows=len(names), cols=1, subplot_titles=[_target_title(n) for n in names],
-                        vertical_spacing=0.12 / max(1, len(names) - 1) if len(names) > 1 else 0.1)
+                        vertical_spacing=100 / (330 * len(names) + 80) if len(names) > 1 else 0.1)
     features = sorted({m[: -len("_rho")] for p in targets.values() for m in p if m.endswith("_rho")})
     colours = condition_colours(features)
     for row, name in enumerate(names, start=1):

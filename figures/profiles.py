@@ -15,28 +15,28 @@ def layer_metrics(groupings: list[str]) -> list[tuple[str, str]]:
     """(metric in analysis.h5, panel title) of the landscape grid; ``groupings``: the task's
     grouping fields, then ``answer``: each gets its ARI and label-overlap panels."""
     return [
-        ("id_gride", "intrinsic dimension (GRIDE, density scale)"),
-        ("id_2nn", "intrinsic dimension (2NN)"),
-        ("n_clusters", "density peaks (ADP clusters)"),
-        *[(grouped("ari", g), f"ARI clusters ~ {g}") for g in groupings],
-        (grouped("ari_core", groupings[0]), f"ARI ~ {groupings[0]} (core points)"),
-        ("ari_demo_set", "ARI clusters ~ demo set"),
+        ("id_gride", "ID (GRIDE, density scale)"),
+        ("id_2nn", "ID (2NN)"),
+        ("n_clusters", "ADP clusters"),
+        *[(grouped("ari", g), f"ARI ~ {g}") for g in groupings],
+        (grouped("ari_core", groupings[0]), f"ARI ~ {groupings[0]} (core)"),
+        ("ari_demo_set", "ARI ~ demo set"),
         *[(grouped("label_overlap", g), f"label overlap: {g}") for g in groupings],
-        ("core_fraction", "core-point fraction"),
+        ("core_fraction", "core fraction"),
     ]
 
 
 def control_metrics(group: str) -> list[tuple[str, str]]:
     """The demo-sampling controls' panels, about the first grouping field ``group``."""
     return [
-        (grouped("ari", group), f"ARI clusters ~ {group}"),
-        ("ari_demo_set", "ARI clusters ~ demo set (which demos precede)"),
+        (grouped("ari", group), f"ARI ~ {group}"),
+        ("ari_demo_set", "ARI ~ demo set (which demos precede)"),
         (grouped("label_overlap", group), f"label overlap: {group}"),
-        ("n_clusters", "density peaks (ADP clusters)"),
+        ("n_clusters", "ADP clusters"),
     ]
 PAIR_METRICS = (
-    ("data_overlap", "neighbourhood overlap (same examples, two conditions)"),
-    ("ari_clusters", "ARI between the two clusterings"),
+    ("data_overlap", "neighbour overlap (same questions)"),
+    ("ari_clusters", "ARI of the two clusterings"),
 )
 
 

@@ -24,26 +24,27 @@ def has_readouts(profiles: dict[str, Profile]) -> bool:
 def target_readouts(profiles: dict[str, Profile], target: str, *, split: str = "eval") -> go.Figure:
     """Probe (and, for the answer, lens) accuracy by layer beside the ARI of the same target."""
     colours = condition_colours(list(profiles))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"read out: {target}", f"clusters ~ {target} (ARI)"),
-                        horizontal_spacing=0.1)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
+                        subplot_titles=(f"read out: {target}", f"ARI clusters ~ {target}"))
     shown = set()
 
     def line(name: str, metric: str, dash: str, label: str, col: int, width: float = 2) -> None:
         if metric not in profiles[name]:
             return
         layers, values = profiles[name][metric]
+        # one legend entry per condition: clicking it hides all of that condition's lines
         fig.add_trace(go.Scatter(
-            x=layers, y=values, mode="lines", name=f"{name} {label}".strip(), legendgroup=f"{name}{label}",
-            showlegend=(name, label) not in shown, line=dict(color=colours[name], width=width, dash=dash),
-            hovertemplate=f"{name}<br>layer %{{x}}<br>{label or 'ARI'}: %{{y:.3f}}<extra></extra>"), row=1, col=col)
-        shown.add((name, label))
+            x=layers, y=values, mode="lines", name=name, legendgroup=name, showlegend=name not in shown,
+            line=dict(color=colours[name], width=width, dash=dash),
+            hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.3f}}<extra></extra>"), row=1, col=col)
+        shown.add(name)
 
     for name in profiles:
         line(name, grouped("probe_accuracy", target), "solid", "probe", 1)
         if target == ANSWER:
             line(name, "lens_accuracy", "dash", "lens", 1)
         line(name, grouped("probe_control", target), "dot", "control", 1, width=1)
-        line(name, grouped("ari", target), "solid", "", 2)
+        line(name, grouped("ari", target), "solid", "ARI", 2)
     majority = next((p[grouped("probe_majority", target)] for p in profiles.values() if grouped("probe_majority", target) in p), None)
     if majority is not None:
         fig.add_trace(go.Scatter(x=majority[0], y=majority[1], mode="lines", name="majority baseline",
@@ -52,13 +53,14 @@ def target_readouts(profiles: dict[str, Profile], target: str, *, split: str = "
     fig.update_yaxes(title_text="accuracy (eval rows)", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="ARI", row=1, col=2)
     fig.update_xaxes(title_text="layer")
-    return base_layout(fig, f"What a linear readout finds vs what the clusters show: {target} ({split})", height=420)
+    return base_layout(fig, f"Readouts vs clusters: {target} ({split}; solid probe, dashed lens, dotted shuffled control)",
+                       height=420)
 
 
 LENS_METRICS = (
-    ("lens_logprob", "log p(right choice), nats"),
-    ("lens_ece", "calibration error (ECE)"),
-    ("lens_decided", "share decided (lens answer final from here)"),
+    ("lens_logprob", "log p(right), nats"),
+    ("lens_ece", "calibration (ECE)"),
+    ("lens_decided", "share decided"),
 )
 
 
@@ -75,4 +77,5 @@ def lens_profiles(profiles: dict[str, Profile], *, split: str = "eval") -> go.Fi
                                          hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.3f}}<extra></extra>"),
                               row=1, col=col)
     fig.update_xaxes(title_text="layer")
-    return base_layout(fig, f"Logit lens: the final norm and head on each layer ({split})", height=380)
+    return base_layout(fig, f"Logit lens, layer by layer ({split}; decided: the lens answer is final from this layer on)",
+                       height=380)

@@ -421,7 +421,9 @@ def _write_pngs(figures: dict, folder: Path, *, required: bool) -> tuple[list[Pa
         import plotly.io as pio
 
         paths = [folder / f"{name}.png" for name in figures]
-        pio.write_images(list(figures.values()), paths, scale=2)
+        # each at the height it has on the page (kaleido's default, 500 px, squeezes tall grids)
+        pio.write_images(list(figures.values()), paths, scale=2, width=[1100] * len(paths),
+                         height=[getattr(f.layout, "height", None) or 500 for f in figures.values()])
         return paths, ""
     except Exception as error:  # kaleido missing, or no Chromium for it to drive
         note = f"no PNGs: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"

@@ -69,7 +69,7 @@ def test_your_own_task_end_to_end_on_smollm2(kind, tmp_path):
     assert cli.main(["report", str(run), "--map-method", "pca", "--png", "no", "--no-progress"]) == 0
     page = (run / "report" / "index.html").read_text()
     for grouping in (["op", "size"] if kind == "arith" else ["area"]):
-        assert f"ARI clusters ~ {grouping}" in page
+        assert f"ARI ~ {grouping}" in page
     info = landscape.info(run)
     assert info["task"] == ("arith" if kind == "arith" else "exam5") and len(info["choice_labels"]) == (3 if kind == "arith" else 5)
 

@@ -167,7 +167,7 @@ def test_your_own_task_end_to_end(writer, groups, k, tmp_path, tiny_model_dir):
     assert cli.main(["report", str(run), "--map-method", "pca", "--png", "no", *common]) == 0
     page = (run / "report" / "index.html").read_text()
     for grouping in groups:
-        assert f"ARI clusters ~ {grouping}" in page and f"label overlap: {grouping}" in page
+        assert f"ARI ~ {grouping}" in page and f"label overlap: {grouping}" in page
     # the task is read from the run: a changed task file is refused on re-extraction, not used
     task_file.write_text(task_file.read_text().replace("question:", "description: changed\nquestion:"))
     assert cli.main(["extract", "--run", str(run), "--task", str(task_file), "--model", str(tiny_model_dir),
