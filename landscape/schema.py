@@ -275,33 +275,37 @@ def read_demo_ids(f: h5py.File, condition: str) -> np.ndarray | None:
 
 def write_norms(group: h5py.Group, params: "NormParameters | str") -> None:
     """Record the norm that reads each layer of a condition (once), or why there is none."""
-    if _NORM in group:
-        return
-    norm = group.create_group(_NORM)
-    if isinstance(params, str):
-        norm.attrs["unavailable"] = params
-        return
-    norm.attrs["kind"] = params.kind
-    norm.create_dataset("weight", data=params.weight.astype(np.float32))
-    norm.create_dataset("eps", data=params.eps.astype(np.float64))
-    if params.bias is not None:
-        norm.create_dataset("bias", data=params.bias.astype(np.float32))
+    node = _new_readout_node(group, _NORM, params)
+    if node is not None:
+        node.attrs["kind"] = params.kind
+        node.create_dataset("weight", data=params.weight.astype(np.float32))
+        node.create_dataset("eps", data=params.eps.astype(np.float64))
+        if params.bias is not None:
+            node.create_dataset("bias", data=params.bias.astype(np.float32))
 
 
 def write_head(group: h5py.Group, head: "Unembedding | str") -> None:
     """Record (once) the choice tokens' unembedding rows of a condition's model, or why the
     logit lens is unavailable for it; ``mark_head_unavailable`` replaces them with a reason."""
-    if _HEAD in group:
-        return
-    node = group.create_group(_HEAD)
-    if isinstance(head, str):
-        node.attrs["unavailable"] = head
-        return
-    node.create_dataset("weight", data=head.weight.astype(np.float32))
-    if head.bias is not None:
-        node.create_dataset("bias", data=head.bias.astype(np.float32))
-    if head.softcap is not None:
-        node.attrs["softcap"] = float(head.softcap)
+    node = _new_readout_node(group, _HEAD, head)
+    if node is not None:
+        node.create_dataset("weight", data=head.weight.astype(np.float32))
+        if head.bias is not None:
+            node.create_dataset("bias", data=head.bias.astype(np.float32))
+        if head.softcap is not None:
+            node.attrs["softcap"] = float(head.softcap)
+
+
+def _new_readout_node(group: h5py.Group, name: str, value) -> h5py.Group | None:
+    """The empty group to fill with ``value``'s arrays; None when it exists already (written
+    once) or when ``value`` is the reason it cannot be (recorded as attr ``unavailable``)."""
+    if name in group:
+        return None
+    node = group.create_group(name)
+    if isinstance(value, str):
+        node.attrs["unavailable"] = value
+        return None
+    return node
 
 
 def mark_head_unavailable(group: h5py.Group, reason: str) -> None:
@@ -322,28 +326,28 @@ def set_head_verified(group: h5py.Group, max_error: float) -> None:
 
 def read_head(f: h5py.File, condition: str) -> Unembedding:
     """The choice tokens' head of a condition (``landscape.readouts``); SchemaError says why there is none."""
-    group = get_condition(f, condition)
-    if _HEAD not in group:
-        raise SchemaError(f"condition {condition!r} of {f.filename} has no head parameters (extracted before they were "
-                          "stored): run its `landscape extract` / `landscape finetune` again to add them")
-    node = group[_HEAD]
-    if "unavailable" in node.attrs:
-        raise SchemaError(f"the logit lens is unavailable for {condition!r}: {_decode_attr(node.attrs['unavailable'])}")
+    node = _readout_node(f, condition, _HEAD, "the logit lens is")
     return Unembedding(weight=node["weight"][:], bias=node["bias"][:] if "bias" in node else None,
                        softcap=float(node.attrs["softcap"]) if "softcap" in node.attrs else None)
 
 
 def read_norms(f: h5py.File, condition: str) -> NormParameters:
     """The norm parameters of a condition (``landscape.normed``); SchemaError says why there are none."""
+    node = _readout_node(f, condition, _NORM, "normed states are")
+    return NormParameters(kind=_decode_attr(node.attrs["kind"]), weight=node["weight"][:], eps=node["eps"][:],
+                          bias=node["bias"][:] if "bias" in node else None)
+
+
+def _readout_node(f: h5py.File, condition: str, name: str, what: str) -> h5py.Group:
+    """A condition's ``norm`` or ``head`` group, or a SchemaError saying why it cannot be used."""
     group = get_condition(f, condition)
-    if _NORM not in group:
-        raise SchemaError(f"condition {condition!r} of {f.filename} has no norm parameters (extracted before they were "
+    if name not in group:
+        raise SchemaError(f"condition {condition!r} of {f.filename} has no {name} parameters (extracted before they were "
                           "stored): run its `landscape extract` / `landscape finetune` again to add them")
-    norm = group[_NORM]
-    if "unavailable" in norm.attrs:
-        raise SchemaError(f"normed states are unavailable for {condition!r}: {_decode_attr(norm.attrs['unavailable'])}")
-    return NormParameters(kind=_decode_attr(norm.attrs["kind"]), weight=norm["weight"][:], eps=norm["eps"][:],
-                          bias=norm["bias"][:] if "bias" in norm else None)
+    node = group[name]
+    if "unavailable" in node.attrs:
+        raise SchemaError(f"{what} unavailable for {condition!r}: {_decode_attr(node.attrs['unavailable'])}")
+    return node
 
 
 def rows_done(group: h5py.Group) -> np.ndarray:
