@@ -190,11 +190,13 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
     settings = config.to_dict()
     settings.pop("device")  # where it ran does not change the numbers
     preset = RECIPES[config.recipe].to_dict()
-    settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k] and k != "probe_fit")
+    # the recipe's own settings that were changed (readouts are not part of a recipe)
+    settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k]
+                                   and k not in ("readouts", "probe_fit"))
     if out.exists() and not force:
         with h5py.File(out, "r") as f:
             have = schema.analysis_settings(f)
-        differing = [k for k in settings if have.get(k) != settings[k]]
+        differing = [k for k in settings if k != "overrides" and have.get(k) != settings[k]]  # overrides: derived
         if differing:
             key = differing[0]
             raise AnalysisMismatch(f"{out} was made with {key}={have.get(key)!r}, not {settings[key]!r}: use --force to redo it")

@@ -124,10 +124,10 @@ def status(run: str | Path) -> dict:
     if analysis.is_file():
         try:
             with h5py.File(analysis, "r") as f:
-                counts: dict = {}
-                for split, name, _, _, _ in schema.iter_results(f):
-                    counts.setdefault(split, {}).setdefault(name, 0)
-                    counts[split][name] += 1
+                layers: dict = {}  # distinct layers: a condition's layer may have several result groups
+                for split, name, layer, _, _ in schema.iter_results(f):
+                    layers.setdefault(split, {}).setdefault(name, set()).add(layer)
+                counts = {split: {name: len(ls) for name, ls in by_name.items()} for split, by_name in layers.items()}
                 out["analyze"] = {**schema.analysis_attrs(f), "layers_complete": counts}
         except OSError as error:
             out["analyze"] = {"error": f"unreadable: {error}"}

@@ -171,6 +171,9 @@ def _fit_probe(X_fit, y_fit, X_score, y_score, *, Cs, folds, seed, max_iter) -> 
     splitter = (StratifiedKFold if counts.min() >= folds else KFold)(folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a weakly regularised fit may stop at max_iter; scored anyway
+        # separable rows at weak regularisation: Newton-CG's line search ends early, the fit stands
+        for message in ("The line search algorithm did not converge", "Line Search failed"):
+            warnings.filterwarnings("ignore", message=message)
         C = float(LogisticRegressionCV(Cs=list(Cs), cv=splitter, max_iter=max_iter, tol=PROBE_CV_TOL, solver=PROBE_SOLVER,
                                        l1_ratios=(0.0,), scoring="accuracy", use_legacy_attributes=False).fit(A, y_fit).C_)
         probe = LogisticRegression(C=C, max_iter=max_iter, tol=PROBE_TOL, solver=PROBE_SOLVER).fit(A, y_fit)
