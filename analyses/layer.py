@@ -12,7 +12,7 @@ import numpy as np
 
 from typing import Mapping
 
-from landscape import geometry
+from landscape import geometry, similarity
 from landscape.knn import GeometryError, KnnGraph, distinct_rows, knn_graph, truncate
 from landscape.names import ANSWER, grouped
 from landscape.normed import STATES
@@ -39,6 +39,8 @@ class AnalysisConfig:
     tree_max_log_density: float | None = None  # and (when set) no denser peak than this
     exact_knn: bool = False  # recompute every neighbour distance from differences (see knn_graph)
     readouts: bool = True  # the logit lens and linear probes beside the geometry (analyses.readouts)
+    similarity: bool = True  # CKA, mutual kNN, information imbalance between conditions (eval rows)
+    similarity_k: int = 10  # neighbours of mutual kNN (Huh et al. 2024's)
     probe_fit: str = "auto"  # probes fit on: train rows, eval-halves (cross-fit), auto (train when the run has them)
     device: str = "auto"
 
@@ -50,7 +52,7 @@ class AnalysisConfig:
             raise ValueError(f"unknown recipe {self.recipe!r}; known: {', '.join(RECIPES)}")
         if self.states not in STATES:
             raise ValueError(f"unknown states {self.states!r}; known: {', '.join(STATES)}")
-        for name in ("maxk", "gride_range", "id_scale", "density_k", "overlap_k"):
+        for name in ("maxk", "gride_range", "id_scale", "density_k", "overlap_k", "similarity_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("gride_range", "density_k", "overlap_k", "cluster_maxk"):
@@ -251,6 +253,32 @@ def compare_states(X_a: np.ndarray, X_b: np.ndarray, clusters_a: np.ndarray, clu
     }
     out.arrays = {"data_overlap": overlap}
     return out
+
+
+def compare_representations(X_a: np.ndarray, X_b: np.ndarray, config: AnalysisConfig) -> dict[str, float]:
+    """The standard similarity measures of two conditions' states of the same rows (``landscape.similarity``):
+    linear CKA and its debiased form, mutual kNN at ``similarity_k``, information
+    imbalance both ways (a -> b: how well a's neighbourhoods predict b's). Rows duplicated in either
+    are dropped first (neighbours are undefined among copies), as in ``compare_states``.
+
+    Example:
+        >>> X = np.random.default_rng(0).normal(size=(60, 4))
+        >>> s = compare_representations(X, 2 * X, AnalysisConfig(maxk=30, gride_range=30, overlap_k=10))
+        >>> round(s["cka"], 6), s["mutual_knn"], round(s["imbalance_a_to_b"], 4)
+        (1.0, 1.0, 0.0333)
+    """
+    kept = np.flatnonzero(~(_duplicated(X_a) | _duplicated(X_b)))
+    A, B = np.asarray(X_a, dtype=np.float64)[kept], np.asarray(X_b, dtype=np.float64)[kept]
+    k = config.similarity_k
+    graphs = [knn_graph(Z, k, device=config.device, exact=config.exact_knn).indices for Z in (A, B)]
+    forward, backward = similarity.information_imbalance(A, B)
+    return {
+        "cka": similarity.linear_cka(A, B),
+        "cka_debiased": similarity.linear_cka(A, B, debiased=True),
+        "mutual_knn": similarity.mutual_knn(*graphs, k),
+        "imbalance_a_to_b": forward,
+        "imbalance_b_to_a": backward,
+    }
 
 
 def _compared(result: LayerResult) -> np.ndarray:

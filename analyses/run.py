@@ -26,7 +26,8 @@ from tqdm import tqdm
 from analyses import complexity
 from analyses.identifiability import compare_seeds, seed_families
 from analyses.readouts import LensInputs, decisions, layer_readouts
-from analyses.layer import RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_states
+from analyses.layer import (RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_representations,
+                             compare_states)
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, schema
 from landscape.names import ANSWER, grouped, split_grouped
@@ -192,7 +193,7 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
     preset = RECIPES[config.recipe].to_dict()
     # the recipe's own settings that were changed (readouts are not part of a recipe)
     settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k]
-                                   and k not in ("readouts", "probe_fit"))
+                                   and k not in ("readouts", "similarity", "probe_fit"))
     if out.exists() and not force:
         with h5py.File(out, "r") as f:
             have = schema.analysis_settings(f)
@@ -255,22 +256,16 @@ def _lens_inputs(f: h5py.File, name: str, norms) -> LensInputs | None:
 
 
 def _pair_tasks(f: h5py.File, hidden: str, splits, conditions: list[str], n_layers: dict[str, int], layers, config: AnalysisConfig):
-    """(path, function, args) of every pair of conditions and layer not yet done: compared from the
-    stored neighbour lists and clusters, read as the task is submitted; a layer with duplicate
-    points from its states (``compare_states``: duplicated rows dropped, neighbours recomputed)."""
+    """(path, _pair_task, args) of every pair of conditions and layer not yet done, with the stored
+    neighbour lists and clusters the comparison reads (read as the task is submitted)."""
     for split in splits:
         for a, b in itertools.combinations(conditions, 2):
             shared = range(min(n_layers[a], n_layers[b])) if layers is None else [l % n_layers[a] for l in layers]
             for layer in shared:
                 path = schema.result_path(a, layer, other=b, split=split)
-                if schema.result_done(f, path):
-                    continue
-                inputs = [_comparable(f, schema.result_path(c, layer, split=split)) for c in (a, b)]
-                if any(r.skipped for r in inputs) or all(r.arrays["knn"].size for r in inputs):
-                    yield path, compare_layers, (*inputs, config)
-                else:
-                    clusters = [r.arrays.get("cluster_compared", r.arrays["cluster"]) for r in inputs]
-                    yield path, _compare_states_task, (hidden, split, a, b, layer, *clusters, config)
+                if not schema.result_done(f, path):
+                    inputs = [_comparable(f, schema.result_path(c, layer, split=split)) for c in (a, b)]
+                    yield path, _pair_task, (hidden, split, a, b, layer, *inputs, config)
 
 
 def _comparable(f: h5py.File, path: str) -> LayerResult:
@@ -278,13 +273,27 @@ def _comparable(f: h5py.File, path: str) -> LayerResult:
     return LayerResult(scalars=scalars, arrays=arrays, skipped=skipped)
 
 
-def _compare_states_task(hidden: str, split: str, a: str, b: str, layer: int, clusters_a: np.ndarray,
-                         clusters_b: np.ndarray, config: AnalysisConfig) -> LayerResult:
-    """One pair at a layer with duplicate points: read both conditions' states (runs in a worker)."""
-    with h5py.File(hidden, "r") as f:
-        rows = np.flatnonzero(schema.read_examples(f).splits == split)
-        X_a, X_b = (schema.read_layer(f, c, layer, config.states)[rows] for c in (a, b))
-    return compare_states(X_a, X_b, clusters_a, clusters_b, config)
+def _pair_task(hidden: str, split: str, a: str, b: str, layer: int, result_a: LayerResult, result_b: LayerResult,
+               config: AnalysisConfig) -> LayerResult:
+    """One pair of conditions at a layer (runs in a worker): neighbourhood overlap and cluster
+    agreement from the stored neighbour lists, or from the states where either holds duplicate
+    points (``compare_states``: duplicated rows dropped); on eval rows, with ``config.similarity``,
+    also CKA, mutual kNN and information imbalance of the two states (``compare_representations``)."""
+    skipped = bool(result_a.skipped or result_b.skipped)
+    duplicates = not skipped and not all(r.arrays["knn"].size for r in (result_a, result_b))
+    similar = not skipped and config.similarity and split == "eval"
+    if duplicates or similar:
+        with h5py.File(hidden, "r") as f:
+            rows = np.flatnonzero(schema.read_examples(f).splits == split)
+            X_a, X_b = (schema.read_layer(f, c, layer, config.states)[rows] for c in (a, b))
+    if duplicates:
+        clusters = [r.arrays.get("cluster_compared", r.arrays["cluster"]) for r in (result_a, result_b)]
+        out = compare_states(X_a, X_b, *clusters, config)
+    else:
+        out = compare_layers(result_a, result_b, config)
+    if similar and not out.skipped:
+        out.scalars.update(compare_representations(X_a, X_b, config))
+    return out
 
 
 # Per-example landscape features that EDL (train rows) and the generalisation gain (eval rows)

@@ -37,6 +37,11 @@ def control_metrics(group: str) -> list[tuple[str, str]]:
 PAIR_METRICS = (
     ("data_overlap", "neighbour overlap (same questions)"),
     ("ari_clusters", "ARI of the two clusterings"),
+    ("cka", "linear CKA"),
+    ("cka_debiased", "linear CKA, debiased"),
+    ("mutual_knn", "mutual kNN"),
+    ("imbalance_a_to_b", "info imbalance a -> b"),
+    ("imbalance_b_to_a", "info imbalance b -> a"),
 )
 
 

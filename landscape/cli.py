@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--overlap-k", type=_positive_int, default=None, help=f"neighbours of the data overlap between conditions (recipe: {an_defaults.overlap_k})")
     an.add_argument("--no-readouts", dest="readouts", action="store_false",
                     help="skip the logit lens and the linear probes (geometry only)")
+    an.add_argument("--no-similarity", dest="similarity", action="store_false",
+                    help="skip CKA, mutual kNN and information imbalance between conditions")
     an.add_argument("--probe-fit", choices=["auto", "train", "eval-halves"], default="auto",
                     help="fit the probes on the train rows, or cross-fit on two halves of the eval rows (auto: train when the run has them)")
     an.add_argument("--conditions", type=_names, default=None, help="comma list (default: all)")
@@ -256,11 +258,13 @@ def _analyze(args: argparse.Namespace) -> None:
     from analyses.run import run_analysis
 
     overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(AnalysisConfig)
-                 if field.name not in ("recipe", "device", "readouts", "probe_fit") and getattr(args, field.name, None) is not None}
+                 if field.name not in ("recipe", "device", "readouts", "similarity", "probe_fit")
+                 and getattr(args, field.name, None) is not None}
     recipe = RECIPES[args.recipe]
     if "maxk" in overrides and "gride_range" not in overrides:  # GRIDE never reaches past the graph
         overrides["gride_range"] = min(recipe.gride_range, overrides["maxk"])
-    config = recipe_config(args.recipe, device=args.device, readouts=args.readouts, probe_fit=args.probe_fit, **overrides)
+    config = recipe_config(args.recipe, device=args.device, readouts=args.readouts, similarity=args.similarity,
+                           probe_fit=args.probe_fit, **overrides)
     metrics = run_analysis(
         args.run, config, conditions=args.conditions, layers=args.layers, splits=args.splits, jobs=args.jobs, ray=args.ray,
         force=args.force, progress=not args.no_progress, bits_per_parameter=args.bits_per_parameter,
