@@ -73,6 +73,7 @@ def run_ablation(run: Path, conditions: tuple[str, ...] = ("0shot", "5shot"), *,
     with reader.open_run_file(hidden) as f:
         names = schema.read_examples(f).group_names
         known = schema.condition_names(f)
+        n_layers = schema.n_layers(f, conditions[0]) if conditions[0] in known else 0
     first = grouping or names[0]
     if first not in [*names, ANSWER]:
         raise ValueError(f"no grouping {first!r} in {hidden} (it has: {', '.join([*names, ANSWER])})")
@@ -91,21 +92,20 @@ def run_ablation(run: Path, conditions: tuple[str, ...] = ("0shot", "5shot"), *,
             os.symlink(os.path.relpath(hidden, folder), link)
         config = replace(variant.config, readouts=False, similarity=False, **(settings or {}))  # the paper's geometry; readouts are not part of its recipe
         run_analysis(folder, config, conditions=list(conditions), splits=["eval"], jobs=jobs, progress=progress)
-        profiles = read_profiles(folder / schema.ANALYSIS_FILE, conditions, first)
+        profiles = read_profiles(folder / schema.ANALYSIS_FILE, conditions, first, n_layers)
         baseline = baseline or profiles
         rows.append({"variant": variant.name, "change": variant.label, **headline(profiles, baseline, conditions, first)})
     _write_table(hidden.parent / ABLATION_DIR / "table.csv", rows)
     return rows
 
 
-def read_profiles(analysis: Path, conditions: tuple[str, ...], first: str) -> dict[str, np.ndarray]:
+def read_profiles(analysis: Path, conditions: tuple[str, ...], first: str, n_layers: int) -> dict[str, np.ndarray]:
     """Per-layer arrays (NaN where a layer has no geometry) of the metrics the headline uses."""
     zero = conditions[0]
     metrics = (grouped("ari", first), grouped("ari", ANSWER), "id_2nn", "id_gride", grouped("label_overlap", first),
-               grouped("label_overlap", ANSWER), "n_duplicates")
+               grouped("label_overlap", ANSWER))
     out: dict[str, np.ndarray] = {}
     with h5py.File(analysis, "r") as f:
-        n_layers = 1 + max(int(name) for name in f[schema.result_path(zero, 0).rsplit("/", 1)[0]])
         for condition in conditions:
             for metric in metrics:
                 out[f"{condition}:{metric}"] = np.array([_scalar(f, schema.result_path(condition, layer), metric)

@@ -76,6 +76,8 @@ class AnalysisConfig:
 # and of subjects at 0.3. Pair duplicates are dropped in every recipe (compare_states). The rows
 # (57 subjects x <= 200) are the extraction's: `make ... RECIPE=doimo2024`.
 RECIPES: dict[str, "AnalysisConfig"] = {}
+# Settings a recipe does not choose: where it runs and what else is measured beside the geometry.
+NOT_RECIPE = ("recipe", "device", "readouts", "similarity", "probe_fit")
 RECIPES["suite"] = AnalysisConfig()
 RECIPES["doimo2024"] = AnalysisConfig(recipe="doimo2024", states="normed", maxk=1000, cluster_maxk=300, id_scale=8,
                                       class_fraction=0.3, answer_class_fraction=0.1)
@@ -255,11 +257,14 @@ def compare_states(X_a: np.ndarray, X_b: np.ndarray, clusters_a: np.ndarray, clu
     return out
 
 
-def compare_representations(X_a: np.ndarray, X_b: np.ndarray, config: AnalysisConfig) -> dict[str, float]:
+def compare_representations(X_a: np.ndarray, X_b: np.ndarray, config: AnalysisConfig,
+                            neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
     """The standard similarity measures of two conditions' states of the same rows (``landscape.similarity``):
     linear CKA and its debiased form, mutual kNN at ``similarity_k``, information
     imbalance both ways (a -> b: how well a's neighbourhoods predict b's). Rows duplicated in either
     are dropped first (neighbours are undefined among copies), as in ``compare_states``.
+    ``neighbours``: the layers' stored kNN index arrays (``analyze_layer``'s ``knn``, rows without
+    duplicates), reused for mutual kNN instead of searching again when they are long enough.
 
     Example:
         >>> X = np.random.default_rng(0).normal(size=(60, 4))
@@ -270,7 +275,10 @@ def compare_representations(X_a: np.ndarray, X_b: np.ndarray, config: AnalysisCo
     kept = np.flatnonzero(~(_duplicated(X_a) | _duplicated(X_b)))
     A, B = np.asarray(X_a, dtype=np.float64)[kept], np.asarray(X_b, dtype=np.float64)[kept]
     k = config.similarity_k
-    graphs = [knn_graph(Z, k, device=config.device, exact=config.exact_knn).indices for Z in (A, B)]
+    if neighbours is not None and len(kept) == len(X_a) and min(n.shape[1] for n in neighbours) > k:
+        graphs = list(neighbours)
+    else:
+        graphs = [knn_graph(Z, k, device=config.device, exact=config.exact_knn).indices for Z in (A, B)]
     forward, backward = similarity.information_imbalance(A, B)
     return {
         "cka": similarity.linear_cka(A, B),

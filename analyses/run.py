@@ -26,7 +26,7 @@ from tqdm import tqdm
 from analyses import complexity
 from analyses.identifiability import compare_seeds, seed_families
 from analyses.readouts import LensInputs, decisions, layer_readouts
-from analyses.layer import (RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_representations,
+from analyses.layer import (NOT_RECIPE, RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_representations,
                              compare_states)
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, schema
@@ -191,9 +191,7 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
     settings = config.to_dict()
     settings.pop("device")  # where it ran does not change the numbers
     preset = RECIPES[config.recipe].to_dict()
-    # the recipe's own settings that were changed (readouts are not part of a recipe)
-    settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k]
-                                   and k not in ("readouts", "similarity", "probe_fit"))
+    settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k] and k not in NOT_RECIPE)
     if out.exists() and not force:
         with h5py.File(out, "r") as f:
             have = schema.analysis_settings(f)
@@ -292,7 +290,8 @@ def _pair_task(hidden: str, split: str, a: str, b: str, layer: int, result_a: La
     else:
         out = compare_layers(result_a, result_b, config)
     if similar and not out.skipped:
-        out.scalars.update(compare_representations(X_a, X_b, config))
+        stored = None if duplicates else (result_a.arrays["knn"], result_b.arrays["knn"])  # no second kNN search
+        out.scalars.update(compare_representations(X_a, X_b, config, neighbours=stored))
     return out
 
 

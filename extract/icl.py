@@ -256,7 +256,7 @@ def extract_condition(
             schema.write_norms(group, _norms_or_reason(model))
             schema.write_head(group, _head_or_reason(model, scoring))
             if group.attrs["complete"]:
-                _verify_head(group)
+                _verify_head(group, name)
             else:
                 if plan is not None:
                     schema.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
@@ -320,7 +320,7 @@ def extract_condition(
                     "processes": ranks.count,
                 },
             )
-            _verify_head(group)
+            _verify_head(group, name)
     ranks.barrier()
     with h5py.File(path, "r") as f:
         accuracy = float(schema.get_condition(f, name).attrs["accuracy"])
@@ -346,13 +346,12 @@ def _head_or_reason(model, scoring: forward.Scoring):
 LENS_TOLERANCE = 1e-3  # of the logits' spread
 
 
-def _verify_head(group) -> None:
-    """Check the stored norm and head against the condition's own logits (once); mark the lens
-    unavailable, with the error, when they do not reproduce them."""
+def _verify_head(group, name: str) -> None:
+    """Check condition ``name``'s stored norm and head against its own logits (once); mark the
+    lens unavailable, with the error, when they do not reproduce them."""
     if schema.head_checked(group):
         return
     f = group.file
-    name = group.name.rsplit("/", 1)[-1]
     try:
         norms, head = schema.read_norms(f, name), schema.read_head(f, name)
     except schema.SchemaError as error:

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from extract import forward
-from extract.forward import decoder_layers
 from landscape.normed import NORM_KINDS, NormParameters, apply_norm
 from landscape.readouts import Unembedding
 
@@ -38,7 +37,7 @@ class ReadoutError(ValueError):
 def norm_parameters(model: nn.Module) -> NormParameters:
     """Each stored layer's norm (L blocks' input norms, then the final norm), verified against
     the modules themselves."""
-    blocks = decoder_layers(model)
+    blocks = forward.decoder_layers(model)
     modules = [_block_norm(block, index) for index, block in enumerate(blocks)] + [_final_norm(model, blocks)]
     kinds = {_kind_of(module) for module in modules}
     if len(kinds) != 1:

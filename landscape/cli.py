@@ -254,12 +254,11 @@ def _finetune(args: argparse.Namespace) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> None:
-    from analyses.layer import RECIPES, AnalysisConfig, recipe_config
+    from analyses.layer import NOT_RECIPE, RECIPES, AnalysisConfig, recipe_config
     from analyses.run import run_analysis
 
     overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(AnalysisConfig)
-                 if field.name not in ("recipe", "device", "readouts", "similarity", "probe_fit")
-                 and getattr(args, field.name, None) is not None}
+                 if field.name not in NOT_RECIPE and getattr(args, field.name, None) is not None}
     recipe = RECIPES[args.recipe]
     if "maxk" in overrides and "gride_range" not in overrides:  # GRIDE never reaches past the graph
         overrides["gride_range"] = min(recipe.gride_range, overrides["maxk"])

@@ -311,7 +311,7 @@ def _new_readout_node(group: h5py.Group, name: str, value) -> h5py.Group | None:
 def mark_head_unavailable(group: h5py.Group, reason: str) -> None:
     if _HEAD in group:
         del group[_HEAD]
-    group.create_group(_HEAD).attrs["unavailable"] = reason
+    _new_readout_node(group, _HEAD, reason)
 
 
 def head_checked(group: h5py.Group) -> bool:

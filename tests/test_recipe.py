@@ -187,7 +187,9 @@ def test_compare_states_drops_duplicates_in_either_condition():
     X_a[3] = X_a[7]
     X_b[10] = X_b[11] = X_b[12]
     config = AnalysisConfig(maxk=20, gride_range=20, overlap_k=10)
-    result = compare_states(X_a, X_b, np.arange(80) % 3, np.arange(80) % 3, config)
+    clusters_b = np.arange(80) % 3
+    clusters_b[[3, 7, 10, 11, 12]] = [2, 0, 2, 0, 1]  # disagree on the dropped rows only
+    result = compare_states(X_a, X_b, np.arange(80) % 3, clusters_b, config)
     assert result.scalars["n_pair_dropped"] == 5 and result.scalars["ari_clusters"] == 1.0
     kept = np.setdiff1d(np.arange(80), [3, 7, 10, 11, 12])
     expected = geometry.data_overlap(knn_graph(X_a[kept], 10).indices, knn_graph(X_b[kept], 10).indices, k=10)
@@ -203,7 +205,15 @@ def test_ablation_analyses_each_variant_through_run_analysis(tiny_run, tmp_path)
     rows = run_ablation(run, ("0shot", "1shot"), only=["suite", "normed", "idscale8", "answer01"], settings=small, progress=False)
     assert [r["variant"] for r in rows] == ["suite", "normed", "idscale8", "answer01"]
     suite, normed, idscale8, answer01 = rows
-    assert suite["largest change of a layer's subject ARI"] == 0.0
+    assert suite["largest change of a layer's subject ARI"] == 0.0  # the baseline against itself
+    # ...and a variant's is the largest per-layer difference of the two analyses' own numbers
+    from analyses.ablation import read_profiles
+
+    profiles = {v: read_profiles(run / "ablation" / v / "analysis.h5", ("0shot", "1shot"), "subject", 4)
+                for v in ("suite", "normed")}
+    expected = max(np.nanmax(np.abs(profiles["normed"][f"{c}:ari[subject]"] - profiles["suite"][f"{c}:ari[subject]"])[1:])
+                   for c in ("0shot", "1shot"))
+    assert normed["largest change of a layer's subject ARI"] == pytest.approx(round(float(expected), 3))
     # the answer's class fraction moves only the answer's label overlap
     same = [k for k in suite if k not in ("variant", "change", "label overlap answer 0shot")]
     assert all(suite[k] == answer01[k] or (suite[k] != suite[k] and answer01[k] != answer01[k]) for k in same)

@@ -71,3 +71,13 @@ def test_the_analysis_compares_conditions_with_every_measure(tiny_run):
     assert 0 <= scalars["cka"] <= 1 + 1e-9 and -1 <= scalars["cka_debiased"] <= 1 + 1e-9
     assert 0 <= scalars["mutual_knn"] <= 1
     assert 0 < scalars["imbalance_a_to_b"] <= 2 and 0 < scalars["imbalance_b_to_a"] <= 2
+
+
+def test_stored_neighbours_give_the_same_mutual_knn_as_a_new_search():
+    from analyses.layer import AnalysisConfig, compare_representations
+
+    rng = np.random.default_rng(6)
+    X, Y = rng.normal(size=(120, 6)), rng.normal(size=(120, 6))
+    config = AnalysisConfig(maxk=30, gride_range=30, overlap_k=30)
+    stored = (knn_graph(X, 30).indices, knn_graph(Y, 30).indices)  # longer lists, as analyze_layer keeps them
+    assert compare_representations(X, Y, config, neighbours=stored) == compare_representations(X, Y, config)
