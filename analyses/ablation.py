@@ -90,7 +90,7 @@ def run_ablation(run: Path, conditions: tuple[str, ...] = ("0shot", "5shot"), *,
         link = folder / schema.HIDDEN_FILE
         if not link.exists():
             os.symlink(os.path.relpath(hidden, folder), link)
-        config = replace(variant.config, readouts=False, similarity=False, **(settings or {}))  # the paper's geometry; readouts are not part of its recipe
+        config = replace(variant.config, readouts=False, similarity=False, id_estimators=False, **(settings or {}))  # the paper's geometry only
         run_analysis(folder, config, conditions=list(conditions), splits=["eval"], jobs=jobs, progress=progress)
         profiles = read_profiles(folder / schema.ANALYSIS_FILE, conditions, first, n_layers)
         baseline = baseline or profiles

@@ -12,7 +12,8 @@ import numpy as np
 
 from typing import Mapping
 
-from landscape import geometry, similarity
+from landscape import geometry
+from landscape.estimators import estimate_ids
 from landscape.knn import GeometryError, KnnGraph, distinct_rows, knn_graph, truncate
 from landscape.names import ANSWER, grouped
 from landscape.normed import STATES
@@ -39,8 +40,10 @@ class AnalysisConfig:
     tree_max_log_density: float | None = None  # and (when set) no denser peak than this
     exact_knn: bool = False  # recompute every neighbour distance from differences (see knn_graph)
     readouts: bool = True  # the logit lens and linear probes beside the geometry (analyses.readouts)
-    similarity: bool = True  # CKA, mutual kNN, information imbalance between conditions (eval rows)
-    similarity_k: int = 10  # neighbours of mutual kNN (Huh et al. 2024's)
+    similarity: bool = True  # CKA, mutual kNN, CKNNA, information imbalance: layer x layer and condition x condition (eval rows)
+    similarity_k: int = 10  # neighbours of mutual kNN and CKNNA (Huh et al. 2024's)
+    id_estimators: bool = True  # MLE, TLE, local PCA and DANCo IDs beside GRIDE / 2NN (eval rows; landscape.estimators)
+    id_k: int = 20  # neighbours of MLE, TLE and local PCA, at most maxk (DANCo: its calibration's 10)
     probe_fit: str = "auto"  # probes fit on: train rows, eval-halves (cross-fit), auto (train when the run has them)
     device: str = "auto"
 
@@ -52,7 +55,7 @@ class AnalysisConfig:
             raise ValueError(f"unknown recipe {self.recipe!r}; known: {', '.join(RECIPES)}")
         if self.states not in STATES:
             raise ValueError(f"unknown states {self.states!r}; known: {', '.join(STATES)}")
-        for name in ("maxk", "gride_range", "id_scale", "density_k", "overlap_k", "similarity_k"):
+        for name in ("maxk", "gride_range", "id_scale", "density_k", "overlap_k", "similarity_k", "id_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("gride_range", "density_k", "overlap_k", "cluster_maxk"):
@@ -77,7 +80,7 @@ class AnalysisConfig:
 # (57 subjects x <= 200) are the extraction's: `make ... RECIPE=doimo2024`.
 RECIPES: dict[str, "AnalysisConfig"] = {}
 # Settings a recipe does not choose: where it runs and what else is measured beside the geometry.
-NOT_RECIPE = ("recipe", "device", "readouts", "similarity", "probe_fit")
+NOT_RECIPE = ("recipe", "device", "readouts", "similarity", "similarity_k", "probe_fit", "id_estimators", "id_k")
 RECIPES["suite"] = AnalysisConfig()
 RECIPES["doimo2024"] = AnalysisConfig(recipe="doimo2024", states="normed", maxk=1000, cluster_maxk=300, id_scale=8,
                                       class_fraction=0.3, answer_class_fraction=0.1)
@@ -102,8 +105,10 @@ class LayerResult:
 
 
 def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: AnalysisConfig,
-                  demo_sets: np.ndarray | None = None) -> LayerResult:
-    """kNN graph -> GRIDE and 2NN IDs -> kNN density + ADP -> ARI, label overlaps, per-point features.
+                  demo_sets: np.ndarray | None = None, *, id_estimators: bool | None = None) -> LayerResult:
+    """kNN graph -> GRIDE and 2NN IDs (and, with ``id_estimators`` (default: the config's), MLE,
+    TLE, local PCA and DANCo: ``landscape.estimators``) -> kNN density + ADP -> ARI, label
+    overlaps, per-point features.
 
     ``groupings``: name -> (N,) labels, each analysed alike (the task's grouping fields and the
     answer): ``ari[<name>]``, ``ari_core[<name>]``, ``label_overlap[<name>]`` (and the class fraction
@@ -147,6 +152,7 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
         "id_2nn": id_2nn,
         "id_gride": id_density,
         **{f"id_gride_{int(s)}": float(v) for s, v in zip(gride.scales, gride.ids)},
+        **(estimate_ids(X, graph, k=min(config.id_k, graph.maxk)) if (config.id_estimators if id_estimators is None else id_estimators) else {}),
         "n_clusters": float(peaks.n_clusters),
         "core_fraction": float(core.mean()),
     }
@@ -255,38 +261,6 @@ def compare_states(X_a: np.ndarray, X_b: np.ndarray, clusters_a: np.ndarray, clu
     }
     out.arrays = {"data_overlap": overlap}
     return out
-
-
-def compare_representations(X_a: np.ndarray, X_b: np.ndarray, config: AnalysisConfig,
-                            neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
-    """The standard similarity measures of two conditions' states of the same rows (``landscape.similarity``):
-    linear CKA and its debiased form, mutual kNN at ``similarity_k``, information
-    imbalance both ways (a -> b: how well a's neighbourhoods predict b's). Rows duplicated in either
-    are dropped first (neighbours are undefined among copies), as in ``compare_states``.
-    ``neighbours``: the layers' stored kNN index arrays (``analyze_layer``'s ``knn``, rows without
-    duplicates), reused for mutual kNN instead of searching again when they are long enough.
-
-    Example:
-        >>> X = np.random.default_rng(0).normal(size=(60, 4))
-        >>> s = compare_representations(X, 2 * X, AnalysisConfig(maxk=30, gride_range=30, overlap_k=10))
-        >>> round(s["cka"], 6), s["mutual_knn"], round(s["imbalance_a_to_b"], 4)
-        (1.0, 1.0, 0.0333)
-    """
-    kept = np.flatnonzero(~(_duplicated(X_a) | _duplicated(X_b)))
-    A, B = np.asarray(X_a, dtype=np.float64)[kept], np.asarray(X_b, dtype=np.float64)[kept]
-    k = config.similarity_k
-    if neighbours is not None and len(kept) == len(X_a) and min(n.shape[1] for n in neighbours) > k:
-        graphs = list(neighbours)
-    else:
-        graphs = [knn_graph(Z, k, device=config.device, exact=config.exact_knn).indices for Z in (A, B)]
-    forward, backward = similarity.information_imbalance(A, B)
-    return {
-        "cka": similarity.linear_cka(A, B),
-        "cka_debiased": similarity.linear_cka(A, B, debiased=True),
-        "mutual_knn": similarity.mutual_knn(*graphs, k),
-        "imbalance_a_to_b": forward,
-        "imbalance_b_to_a": backward,
-    }
 
 
 def _compared(result: LayerResult) -> np.ndarray:

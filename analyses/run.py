@@ -26,8 +26,8 @@ from tqdm import tqdm
 from analyses import complexity
 from analyses.identifiability import compare_seeds, seed_families
 from analyses.readouts import LensInputs, decisions, layer_readouts
-from analyses.layer import (NOT_RECIPE, RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_representations,
-                             compare_states)
+from analyses.layer import NOT_RECIPE, RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_states
+from analyses.similarity import write_similarity
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, schema
 from landscape.names import ANSWER, grouped, split_grouped
@@ -79,6 +79,7 @@ def run_analysis(
             if name not in complete:
                 raise ValueError(f"condition {name} of {hidden} is incomplete: finish its extraction first")
         n_layers = {name: schema.n_layers(f, name) for name in conditions}
+        every_layer = {name: list(range(schema.n_layers(f, name))) for name in complete}
         instances = {name: schema.condition_instance(schema.get_condition(f, name)) for name in conditions}
         examples = schema.read_examples(f)
         edl_names = schema.edl_names(f)
@@ -128,6 +129,9 @@ def run_analysis(
         _refuse_degenerate(f, big_enough, conditions, n_layers, layers)
         for path, pair in workers.map(_pair_tasks(f, source, splits, conditions, n_layers, layers, config)):
             schema.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
+        if config.similarity and "eval" in splits:  # over every analysed layer of every complete condition
+            write_similarity(f, source, "eval", complete, every_layer, states=config.states, k=config.similarity_k,
+                             device=config.device, progress=progress)
         split_rows = {split: np.flatnonzero(examples.splits == split) for split in splits}
         targets = [name for name in edl_names if name in conditions and "0shot" in conditions]
         for path, scalars in workers.map(_correlation_tasks(f, hidden, targets, split_rows, n_layers, layers,
@@ -224,7 +228,8 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
     states = residual if config.states == "residual" else apply_norm(residual, *norms.layer(layer), norms.kind)
     labels = {**examples.groups, ANSWER: examples.answers}
     result = analyze_layer(states[rows], {g: values[rows] for g, values in labels.items()}, config,
-                           demo_sets=None if demo_sets is None else demo_sets[rows])
+                           demo_sets=None if demo_sets is None else demo_sets[rows],
+                           id_estimators=config.id_estimators and split == "eval")  # the landscape's; not EDL's features
     result.arrays["rows"] = rows  # row of each result row in /examples
     if config.readouts:
         fit_rows = None
@@ -275,24 +280,15 @@ def _pair_task(hidden: str, split: str, a: str, b: str, layer: int, result_a: La
                config: AnalysisConfig) -> LayerResult:
     """One pair of conditions at a layer (runs in a worker): neighbourhood overlap and cluster
     agreement from the stored neighbour lists, or from the states where either holds duplicate
-    points (``compare_states``: duplicated rows dropped); on eval rows, with ``config.similarity``,
-    also CKA, mutual kNN and information imbalance of the two states (``compare_representations``)."""
-    skipped = bool(result_a.skipped or result_b.skipped)
-    duplicates = not skipped and not all(r.arrays["knn"].size for r in (result_a, result_b))
-    similar = not skipped and config.similarity and split == "eval"
-    if duplicates or similar:
+    points (``compare_states``: duplicated rows dropped). (CKA and the other similarity measures
+    of the pair: ``analyses.similarity``, for all conditions and layers at once.)"""
+    if not (result_a.skipped or result_b.skipped) and not all(r.arrays["knn"].size for r in (result_a, result_b)):
         with h5py.File(hidden, "r") as f:
             rows = np.flatnonzero(schema.read_examples(f).splits == split)
             X_a, X_b = (schema.read_layer(f, c, layer, config.states)[rows] for c in (a, b))
-    if duplicates:
         clusters = [r.arrays.get("cluster_compared", r.arrays["cluster"]) for r in (result_a, result_b)]
-        out = compare_states(X_a, X_b, *clusters, config)
-    else:
-        out = compare_layers(result_a, result_b, config)
-    if similar and not out.skipped:
-        stored = None if duplicates else (result_a.arrays["knn"], result_b.arrays["knn"])  # no second kNN search
-        out.scalars.update(compare_representations(X_a, X_b, config, neighbours=stored))
-    return out
+        return compare_states(X_a, X_b, *clusters, config)
+    return compare_layers(result_a, result_b, config)
 
 
 # Per-example landscape features that EDL (train rows) and the generalisation gain (eval rows)

@@ -22,6 +22,14 @@ Profile = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
+class LayerSimilarity:
+    """A condition's layer x layer similarity: ``matrices[measure]`` (L, L) over ``layers`` (L,)."""
+
+    layers: np.ndarray
+    matrices: dict[str, np.ndarray]
+
+
+@dataclass
 class TreeLayer:
     """The density-peak dendrogram of one layer: scipy linkage over ``leaves`` (cluster ids)."""
 
@@ -115,6 +123,20 @@ def collect(run: Path) -> RunData:
     if not data.analysed("eval"):
         raise ValueError(f"{path} holds no eval-split results: run `landscape analyze {run}`")
     return data
+
+
+def layer_similarity(run: Path, *, split: str = "eval") -> dict[str, LayerSimilarity]:
+    """condition -> its layer x layer similarity matrices (empty when the analysis has none)."""
+    with _open_analysis(analysis_path(run)) as f:
+        found = schema.read_similarity(f, split)
+    if found is None:
+        return {}
+    conditions, layers, matrices, _ = found
+    out = {}
+    for name in dict.fromkeys(conditions.tolist()):
+        index = np.flatnonzero(conditions == name)
+        out[name] = LayerSimilarity(layers=layers[index], matrices={m: v[np.ix_(index, index)] for m, v in matrices.items()})
+    return out
 
 
 def _open_analysis(path: Path) -> h5py.File:

@@ -40,6 +40,7 @@ PAIR_METRICS = (
     ("cka", "linear CKA"),
     ("cka_debiased", "linear CKA, debiased"),
     ("mutual_knn", "mutual kNN"),
+    ("cknna", "CKNNA"),
     ("imbalance_a_to_b", "info imbalance a -> b"),
     ("imbalance_b_to_a", "info imbalance b -> a"),
 )

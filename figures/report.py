@@ -22,8 +22,8 @@ from tqdm import tqdm
 from figures import complexity as complexity_figures
 from figures import control
 from figures import edl as edl_figures
-from figures import maps, profiles, readouts, tree
-from figures.collect import RunData, collect, layer_arrays, question_texts, trees
+from figures import maps, profiles, readouts, similarity, tree
+from figures.collect import RunData, collect, layer_arrays, layer_similarity, question_texts, trees
 from figures.page import Section, figure_div, map_div, render_page, switcher_div, table
 from landscape import schema
 from landscape.atomic import replace_atomically
@@ -120,6 +120,14 @@ def _profiles_section(data: RunData, run: Path, conditions: list[str], layers: d
     if pairs:
         static["pairs"] = profiles.pair_profiles({p: data.profiles[("eval", p)] for p in pairs})
         parts.append(figure_div(static["pairs"], "pairs"))
+    estimated = {c: data.profiles[("eval", c)] for c in conditions if similarity.has_estimators(data.profiles[("eval", c)])}
+    if estimated:
+        static["id_estimators"] = similarity.id_estimator_profiles(estimated)
+        parts.append(figure_div(static["id_estimators"], "id_estimators"))
+    matrices = {c: m for c, m in layer_similarity(run).items() if c in conditions}
+    if matrices:
+        static["layer_similarity"] = similarity.layer_similarity_heatmaps(matrices)
+        parts.append(figure_div(static["layer_similarity"], "layer_similarity"))
     all_layers = _all_layers(layers)
     curves = {c: layer_arrays(run, c, layers[c], ("gride_scales", "gride_ids", "gride_errors")) for c in conditions}
     gride_figs = {str(layer): profiles.gride_curves(curves, layer) for layer in all_layers}
@@ -134,7 +142,10 @@ def _profiles_section(data: RunData, run: Path, conditions: list[str], layers: d
                    f"{data.analysis_settings.get('states', 'residual')} states. "
                    "Clusters: Advanced Density Peaks (DADApy) at Z = "
                    f"{data.analysis_settings.get('Z')}; label overlap: share of each point's k_i nearest "
-                   "neighbours with its label. The lower panel compares conditions on the same questions.", parts)
+                   "neighbours with its label. The panels below compare conditions on the same questions (CKA, "
+                   "mutual kNN, CKNNA, information imbalance: landscape.similarity), give the intrinsic dimension "
+                   "by six estimators, and compare each condition's layers with each other (pick the measure in the "
+                   "heatmaps' menu).", parts)
 
 
 def _readouts_section(data: RunData, conditions: list[str], static: dict) -> Section | None:

@@ -161,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--no-readouts", dest="readouts", action="store_false",
                     help="skip the logit lens and the linear probes (geometry only)")
     an.add_argument("--no-similarity", dest="similarity", action="store_false",
-                    help="skip CKA, mutual kNN and information imbalance between conditions")
+                    help="skip CKA, mutual kNN, CKNNA and information imbalance (layer x layer, condition x condition)")
+    an.add_argument("--similarity-k", type=_positive_int, default=an_defaults.similarity_k,
+                    help=f"neighbours of mutual kNN and CKNNA (default: {an_defaults.similarity_k}, Huh et al.'s)")
+    an.add_argument("--no-id-estimators", dest="id_estimators", action="store_false",
+                    help="skip the MLE, TLE, local PCA and DANCo IDs (GRIDE and 2NN remain)")
+    an.add_argument("--id-k", type=_positive_int, default=an_defaults.id_k,
+                    help=f"neighbours of the MLE, TLE and local PCA IDs (default: {an_defaults.id_k}, at most maxk)")
     an.add_argument("--probe-fit", choices=["auto", "train", "eval-halves"], default="auto",
                     help="fit the probes on the train rows, or cross-fit on two halves of the eval rows (auto: train when the run has them)")
     an.add_argument("--conditions", type=_names, default=None, help="comma list (default: all)")
@@ -263,6 +269,7 @@ def _analyze(args: argparse.Namespace) -> None:
     if "maxk" in overrides and "gride_range" not in overrides:  # GRIDE never reaches past the graph
         overrides["gride_range"] = min(recipe.gride_range, overrides["maxk"])
     config = recipe_config(args.recipe, device=args.device, readouts=args.readouts, similarity=args.similarity,
+                           similarity_k=args.similarity_k, id_estimators=args.id_estimators, id_k=args.id_k,
                            probe_fit=args.probe_fit, **overrides)
     metrics = run_analysis(
         args.run, config, conditions=args.conditions, layers=args.layers, splits=args.splits, jobs=args.jobs, ray=args.ray,

@@ -60,6 +60,7 @@ import h5py
 import numpy as np
 
 from landscape import faults
+from landscape.names import grouped
 from landscape.normed import STATES, NormParameters, apply_norm
 from landscape.readouts import Unembedding
 
@@ -502,6 +503,12 @@ def merge_shard(group: h5py.Group, f: h5py.File, *, block_rows: int = 256) -> in
 #        is final from this layer on); the last layer's group: decision_layer (n,)
 #   /pairs/<split>/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters
 #        data_overlap (n,)
+#   /similarity/<split>/                       attrs: complete, k, n_rows, n_dropped (rows duplicated
+#        in some representation, left out)   condition (R,) str, layer (R,) int: every analysed
+#        (condition, layer) with a geometry; cka, cka_debiased, mutual_knn, cknna, imbalance (R, R)
+#        float64: each against every other of the same condition or the same layer (NaN elsewhere;
+#        imbalance[i, j] = Delta(i -> j)). Read as rows by iter_results: '<condition>' at layer i
+#        with '<measure>[layer:<j>]', and pairs 'a~b' with cka, ..., imbalance_a_to_b, imbalance_b_to_a
 #   /correlations/<split>/<target>/<layer:03d>/  attrs: complete, skipped, <feature>_{rho,low,high}
 #   /seeds/<split>/<base>/<layer:03d>/         attrs: how far apart the landscapes of fine-tunes that
 #        differ only in their seed are (overlap, ARI, ID range) next to their loss and accuracy spread
@@ -510,6 +517,7 @@ def merge_shard(group: h5py.Group, f: h5py.File, *, block_rows: int = 256) -> in
 
 _LAYERS = "layers"
 _PAIRS = "pairs"
+_SIMILARITY = "similarity"
 
 
 _CORRELATIONS = "correlations"
@@ -541,7 +549,55 @@ def result_path(condition: str, layer: int, other: str | None = None, *, split: 
     """Group of one layer's results on one split: of a condition, or of the pair (condition, other)."""
     if other is None:
         return f"{_LAYERS}/{split}/{condition}/{layer:03d}"
-    return f"{_PAIRS}/{split}/{condition}~{other}/{layer:03d}"
+    return f"{_PAIRS}/{split}/{pair_name(condition, other)}/{layer:03d}"
+
+
+def pair_name(a: str, b: str) -> str:
+    """The name of the pair of conditions (a, b) in analysis.h5 and metrics.csv."""
+    return f"{a}~{b}"
+
+
+def write_similarity(f: h5py.File, split: str, conditions: np.ndarray, layers: np.ndarray,
+                     matrices: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
+    """(Re)write the similarity matrices of a split (``landscape.similarity.similarity_matrices``)."""
+    _write_group(f, f"{_SIMILARITY}/{split}", {"condition": np.asarray(conditions, dtype=str),
+                                               "layer": np.asarray(layers, dtype=np.int64), **matrices}, attrs)
+
+
+def read_similarity(f: h5py.File, split: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, Any]] | None:
+    """(condition (R,), layer (R,), matrices, attrs) of a split's similarity group, or None."""
+    path = f"{_SIMILARITY}/{split}"
+    if not result_done(f, path):
+        return None
+    group = f[path]
+    matrices = {name: group[name][()] for name in group if name not in ("condition", "layer")}
+    return group["condition"].asstr()[()].astype(str), group["layer"][()], matrices, _decoded_attrs(group)
+
+
+def versus_layer(layer: int) -> str:
+    """The grouping of a layer x layer similarity: which layer the row's layer is compared with."""
+    return f"layer:{layer}"
+
+
+def _similarity_rows(f: h5py.File, split: str):
+    """(label, layer, scalars) rows of a split's similarity matrices (see the layout above)."""
+    found = read_similarity(f, split)
+    if found is None:
+        return
+    conditions, layers, matrices, _ = found
+    order = list(dict.fromkeys(conditions))  # the analysed order: pairs are named (earlier, later)
+    for i in range(len(conditions)):
+        for j in range(len(conditions)):
+            if i == j:
+                continue
+            if conditions[i] == conditions[j]:
+                yield conditions[i], int(layers[i]), {
+                    grouped(m if m != "imbalance" else "imbalance_a_to_b", versus_layer(int(layers[j]))): float(matrices[m][i, j])
+                    for m in matrices}
+            elif layers[i] == layers[j] and order.index(conditions[i]) < order.index(conditions[j]):
+                scalars = {m: float(matrices[m][i, j]) for m in matrices if m != "imbalance"}
+                scalars.update(imbalance_a_to_b=float(matrices["imbalance"][i, j]), imbalance_b_to_a=float(matrices["imbalance"][j, i]))
+                yield pair_name(conditions[i], conditions[j]), int(layers[i]), scalars
 
 
 def decision_path(condition: str, layer: int, *, split: str) -> str:
@@ -587,6 +643,9 @@ def delete_results_of(f: h5py.File, condition: str) -> int:
                 }[top]
                 if uses:
                     doomed.append(f"{top}/{split}/{name}")
+    for split, group in f.get(_SIMILARITY, {}).items():  # every (condition, layer) against the others
+        if "condition" not in group or condition in group["condition"].asstr()[()]:
+            doomed.append(f"{_SIMILARITY}/{split}")
     for path in doomed:
         del f[path]
     return len(doomed)
@@ -641,7 +700,8 @@ def read_result(f: h5py.File, path: str, arrays: tuple[str, ...] | None = None) 
 def iter_results(f: h5py.File):
     """Yield (split, condition, layer, scalars, skipped) for every complete result.
 
-    Pairs of conditions are named 'a~b'; correlations 'corr:<target>'; seed comparisons 'seeds:<base>'.
+    Pairs of conditions are named 'a~b'; correlations 'corr:<target>'; seed comparisons 'seeds:<base>';
+    the similarity matrices come as rows of their conditions and pairs (``_similarity_rows``).
     """
     prefixes = {_CORRELATIONS: "corr:", _SEEDS: "seeds:"}
     for top in (_LAYERS, _DECISIONS, _PAIRS, _CORRELATIONS, _SEEDS):
@@ -653,6 +713,9 @@ def iter_results(f: h5py.File):
                 for layer_name, result in group.items():
                     if result.attrs.get("complete", False):
                         yield split, label, int(layer_name), _result_scalars(result), str(result.attrs.get("skipped", ""))
+    for split in f.get(_SIMILARITY, {}):
+        for label, layer, scalars in _similarity_rows(f, split):
+            yield split, label, layer, scalars, ""
 
 
 # ================================================================ EDL bookkeeping (in hidden.h5)

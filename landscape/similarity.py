@@ -6,11 +6,20 @@
 - **Mutual k-nearest-neighbour alignment** (Huh et al. 2024, "platonic representation"): the
   mean share of each example's k nearest neighbours that both representations agree on, the
   same quantity as DADApy's data overlap (``geometry.data_overlap``) on Euclidean neighbours.
+- **CKNNA** (Huh et al. 2024): CKA restricted to the pairs of examples that are among each
+  other's k nearest neighbours in both representations (their ``cknna``, unbiased HSIC), on
+  their features: clamped at the 95th percentile of |value| and L2-normalised, inner-product
+  neighbours.
 - **Information imbalance** (Glielmo et al. 2022, DADApy): Delta(A -> B) = 2/N x the mean rank,
   in B, of each point's nearest neighbour in A; ~0 when A's neighbourhoods predict B's, ~1 when
   they say nothing about them. Asymmetric: report both directions.
 
-``analyses.layer.compare_representations`` applies them to two conditions at a layer.
+The functions of two representations are the definitions (tested against closed forms and
+DADApy); ``similarity_matrices`` computes all of them for R representations at once (every
+layer of a condition, or every condition at a layer) from one pass of blocked Gram matrices:
+each N x N Gram row block serves CKA, the distances of the imbalance and the neighbours of
+mutual kNN, on the GPU when present; memory R x block x N, never R x N x N.
+``analyses.layer.compare_representations`` and ``analyses.similarity`` apply it.
 
 Example:
     >>> import numpy as np
@@ -23,7 +32,19 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Sequence
+
 import numpy as np
+import scipy.sparse as sp
+import torch
+
+from landscape.knn import pick_device
+
+MEASURES = ("cka", "cka_debiased", "mutual_knn", "cknna", "imbalance")
+OUTLIER_QUANTILE = 0.95  # Huh et al.'s feature clamp before CKNNA
+# Bytes of the per-block work arrays (Gram rows of every representation, comparison masks).
+_BLOCK_BYTES = 1 << 27
 
 
 def _centred(X: np.ndarray) -> np.ndarray:
@@ -86,3 +107,149 @@ def information_imbalance(X_a: np.ndarray, X_b: np.ndarray, *, block: int = 1024
         ranks_ab[rows] = 1 + (d_b < d_b[np.arange(len(rows)), nn_a][:, None]).sum(axis=1)
         ranks_ba[rows] = 1 + (d_a < d_a[np.arange(len(rows)), nn_b][:, None]).sum(axis=1)
     return float(2.0 / n * ranks_ab.mean()), float(2.0 / n * ranks_ba.mean())
+
+
+def huh_features(X: np.ndarray, q: float = OUTLIER_QUANTILE) -> np.ndarray:
+    """Huh et al.'s preparation of (N, d) features for CKNNA: values clamped at the mean over rows
+    of each row's ``q`` quantile of |value| (their ``remove_outliers``, here per representation),
+    then each row L2-normalised."""
+    X = torch.as_tensor(np.asarray(X, dtype=np.float64))
+    bound = torch.quantile(X.abs(), q, dim=1).mean()
+    X = X.clamp(-bound, bound)
+    return torch.nn.functional.normalize(X, dim=1).numpy()
+
+
+@dataclass(frozen=True)
+class SimilarityMatrices:
+    """(R, R) matrices of R representations of the same rows; ``imbalance[a, b]`` = Delta(a -> b)
+    and ``cknna[a, b]`` = Huh et al.'s cknna(a, b) (which differs from (b, a) in the last digits);
+    the diagonal holds each one's similarity to itself."""
+
+    cka: np.ndarray
+    cka_debiased: np.ndarray
+    mutual_knn: np.ndarray
+    cknna: np.ndarray
+    imbalance: np.ndarray
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in MEASURES}
+
+
+def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, cknna_k: int = 10,
+                        wanted: np.ndarray | None = None, device: str | None = None) -> SimilarityMatrices:
+    """Every measure between every two of R representations (each (N, d_r), the same N rows,
+    no duplicated rows within any: neighbours among copies are undefined). ``wanted`` (R, R) bool:
+    the pairs whose mutual kNN and CKNNA are needed (NaN elsewhere; they cost a sparse product
+    each; CKA and the imbalance come for every pair at no extra cost).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 8))
+        >>> m = similarity_matrices([X, 2 * X, rng.normal(size=(100, 8))], k=5)
+        >>> m.cka.round(2)[0].tolist(), m.mutual_knn[0, 1], round(m.imbalance[0, 1], 2)
+        ([1.0, 1.0, 0.07], 1.0, 0.02)
+    """
+    n = len(representations[0])
+    if any(len(X) != n for X in representations):
+        raise ValueError("similarity_matrices compares the same rows: representations differ in length")
+    if n < 4 or not 1 <= k < n or not 2 <= cknna_k < n:
+        raise ValueError(f"{n} rows, k={k}, cknna_k={cknna_k}: need n >= 4, 1 <= k < n and 2 <= cknna_k < n")
+    dev = pick_device(device)
+    R = len(representations)
+    wanted = np.ones((R, R), dtype=bool) if wanted is None else np.asarray(wanted, dtype=bool)
+    centred = [torch.as_tensor(_centred(X), device=dev) for X in representations]
+    huh = [torch.as_tensor(huh_features(X), device=dev) for X in representations]
+    sq = torch.stack([(C ** 2).sum(dim=1) for C in centred])  # (R, N): the centred Grams' diagonals
+    inner = torch.zeros(R, R, dtype=torch.float64, device=dev)  # <K_a, K_b> = sum of K_a * K_b
+    knn = torch.empty(R, n, k, dtype=torch.long, device=dev)
+    huh_knn = torch.empty(R, n, cknna_k, dtype=torch.long, device=dev)
+    huh_values = torch.empty(R, n, cknna_k, dtype=torch.float64, device=dev)
+    ranks = torch.zeros(R, R, dtype=torch.float64, device=dev)  # ranks[a, b]: sum over i of rank_b(nn_a(i))
+    block = max(1, min(n, _BLOCK_BYTES // (8 * n * max(R, 2))))
+    for start in range(0, n, block):
+        rows = torch.arange(start, min(n, start + block), device=dev)
+        grams = torch.stack([C[rows] @ C.T for C in centred])  # (R, b, N)
+        flat = grams.reshape(R, -1)
+        inner += flat @ flat.T
+        distances = sq[:, rows, None] + sq[:, None, :] - 2 * grams
+        distances[:, torch.arange(len(rows), device=dev), rows] = torch.inf  # a point is not its own neighbour
+        knn[:, rows] = torch.topk(distances, k, dim=2, largest=False).indices
+        nearest = distances.argmin(dim=2)  # (R, b)
+        for b in range(R):
+            threshold = distances[b].gather(1, nearest.T)  # (b, R): distance in b to each a's nearest neighbour
+            closer = torch.searchsorted(torch.sort(distances[b], dim=1).values, threshold.contiguous())  # strictly closer
+            ranks[:, b] += len(rows) + closer.sum(dim=0)  # rank = 1 + how many are strictly closer
+        for r, H in enumerate(huh):
+            similarities = H[rows] @ H.T
+            similarities[torch.arange(len(rows), device=dev), rows] = -torch.inf
+            values, indices = torch.topk(similarities, cknna_k, dim=1)
+            huh_knn[r, rows], huh_values[r, rows] = indices, values
+    diagonal = sq.T  # (N, R)
+    cka = inner / torch.sqrt(torch.outer(inner.diagonal(), inner.diagonal()))
+    unbiased = _unbiased_hsic_matrix(inner, diagonal, n)
+    cka_debiased = unbiased / torch.sqrt(torch.outer(unbiased.diagonal(), unbiased.diagonal()))
+    return SimilarityMatrices(
+        cka=cka.cpu().numpy(),
+        cka_debiased=cka_debiased.cpu().numpy(),
+        mutual_knn=_mutual_knn_matrix(knn.cpu().numpy(), k, wanted),
+        cknna=_cknna_matrix(huh_knn.cpu().numpy(), huh_values.cpu().numpy(), wanted),
+        imbalance=(2.0 / n * ranks / n).cpu().numpy(),
+    )
+
+
+def _unbiased_hsic_matrix(inner: torch.Tensor, diagonal: torch.Tensor, n: int) -> torch.Tensor:
+    """Song et al.'s unbiased HSIC between every two centred linear Grams, from their Frobenius
+    inner products and diagonals alone: with centred features every row of K sums to 0, so the
+    zero-diagonal K~ has row sums -diag(K) and total -trace(K)."""
+    diag_products = diagonal.T @ diagonal  # sum_i K_ii L_ii
+    traces = diagonal.sum(dim=0)
+    tilde_inner = inner - diag_products  # sum of K~ * L~
+    value = tilde_inner + torch.outer(traces, traces) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * diag_products
+    return value / (n * (n - 3))
+
+
+def _pairs(wanted: np.ndarray):
+    """(a, b) with a < b of the wanted pairs (either order asked for)."""
+    a, b = np.nonzero(np.triu(wanted | wanted.T, 1))
+    return zip(a.tolist(), b.tolist())
+
+
+def _mutual_knn_matrix(knn: np.ndarray, k: int, wanted: np.ndarray) -> np.ndarray:
+    """(R, R) mean share of shared neighbours from (R, N, k) neighbour lists."""
+    R, n, _ = knn.shape
+    rows = np.repeat(np.arange(n), k)
+    masks = [sp.csr_matrix((np.ones(n * k), (rows, knn[r].ravel())), shape=(n, n)) for r in range(R)]
+    out = np.full((R, R), np.nan)
+    np.fill_diagonal(out, 1.0)
+    for a, b in _pairs(wanted):
+        out[a, b] = out[b, a] = masks[a].multiply(masks[b]).sum() / (n * k)
+    return out
+
+
+def _cknna_matrix(knn: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """(R, R) CKNNA (Huh et al.'s ``cknna(a, b)``, unbiased) from each representation's (N, k) inner-
+    product neighbours and their inner products. Their kernels masked by the shared neighbours
+    are sparse (<= k entries a row): every term of the unbiased HSIC is a sparse sum."""
+    R, n, k = knn.shape
+    rows = np.repeat(np.arange(n), k)
+    kernels = [sp.csr_matrix((values[r].ravel(), (rows, knn[r].ravel())), shape=(n, n)) for r in range(R)]
+    masks = [(K != 0).astype(np.float64) for K in kernels]  # (an inner product of exactly 0 drops out either way)
+
+    def hsic(a: int, b: int) -> float:
+        K, L = kernels[a].multiply(masks[b]).tocsr(), kernels[b].multiply(masks[a]).tocsr()
+        value = (K.multiply(L.T).sum() + K.sum() * L.sum() / ((n - 1) * (n - 2))
+                 - 2.0 / (n - 2) * np.asarray(K.sum(axis=0)).ravel() @ np.asarray(L.sum(axis=1)).ravel())
+        return float(value / (n * (n - 3)))
+
+    own = np.array([hsic(r, r) for r in range(R)])
+    out = np.full((R, R), np.nan)
+    np.fill_diagonal(out, 1.0)
+    for a, b in _pairs(wanted):  # their 1e-6; not quite symmetric: the masked kernels are not
+        out[a, b] = hsic(a, b) / (np.sqrt(own[a] * own[b]) + 1e-6)
+        out[b, a] = hsic(b, a) / (np.sqrt(own[a] * own[b]) + 1e-6)
+    return out
+
+
+def cknna(X_a: np.ndarray, X_b: np.ndarray, k: int = 10) -> float:
+    """CKNNA of two representations (``similarity_matrices`` of the pair)."""
+    return float(similarity_matrices([X_a, X_b], k=min(k, len(X_a) - 1), cknna_k=k).cknna[0, 1])

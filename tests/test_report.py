@@ -41,7 +41,8 @@ def test_report_is_one_offline_page_with_every_figure_beside_it(reported):
         assert section in page
     names = {p.stem for p in report.figures}
     assert {"profiles", "pairs", "gride_curves", "dendrogram", "map", "code_length", "edl_distribution",
-            "edl_correlations", "complexity", "map_explorer", "readout_subject", "readout_answer", "lens"} <= names
+            "edl_correlations", "complexity", "map_explorer", "readout_subject", "readout_answer", "lens",
+            "id_estimators", "layer_similarity"} <= names
     assert all(p.is_file() for p in report.figures)
     assert (folder / "report" / "figures" / "plotly.min.js").is_file()
     for name in ("0shot", "1shot", "sft"):  # every condition's accuracy is in the header
@@ -134,7 +135,7 @@ def test_the_page_renders_in_headless_chromium(reported, tmp_path):
     assert check.missing == [], check.summary()
     assert set(check.drawn) == {"profiles", "pairs", "gride_curves", "dendrogram", "map", "code_length",
                                 "edl_distribution", "edl_correlations", "complexity", "readout_subject",
-                                "readout_answer", "lens"}
+                                "readout_answer", "lens", "id_estimators", "layer_similarity"}
     assert (tmp_path / "screenshot.png").stat().st_size > 10_000
     standalone = check_page(folder / "report" / "figures" / "map_explorer.html")
     assert standalone.ok, standalone.problems()

@@ -60,24 +60,88 @@ def test_information_imbalance_matches_dadapy_and_its_limits():
     assert all(0.8 < value < 1.2 for value in independent)
 
 
-def test_the_analysis_compares_conditions_with_every_measure(tiny_run):
+def _huh_cknna(A: np.ndarray, B: np.ndarray, topk: int) -> float:
+    """Huh et al.'s ``cknna`` (platonic-rep metrics.py, unbiased) transcribed densely, on their features."""
+    import torch
+
+    A, B = (torch.as_tensor(similarity.huh_features(X)) for X in (A, B))
+    n = len(A)
+
+    def hsic(K, L):
+        K, L = K.clone().fill_diagonal_(0), L.clone().fill_diagonal_(0)
+        return ((K * L.T).sum() + K.sum() * L.sum() / ((n - 1) * (n - 2)) - 2 * (K @ L).sum() / (n - 2)) / (n * (n - 3))
+
+    def masked(K, L):
+        top = [torch.topk(M.clone().fill_diagonal_(-torch.inf), topk, dim=1).indices for M in (K, L)]
+        masks = [torch.zeros(n, n, dtype=K.dtype).scatter_(1, t, 1) for t in top]
+        mask = masks[0] * masks[1]
+        return hsic(mask * K, mask * L)
+
+    K, L = A @ A.T, B @ B.T
+    return float(masked(K, L) / (torch.sqrt(masked(K, K) * masked(L, L)) + 1e-6))
+
+
+def test_the_matrices_equal_the_pairwise_definitions():
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(150, 12))
+    reps = [base, base @ rng.normal(size=(12, 20)) + 0.5 * rng.normal(size=(150, 20)),
+            np.tanh(base[:, :6]) + rng.normal(size=(150, 6)), rng.normal(size=(150, 9))]
+    m = similarity.similarity_matrices(reps, k=8, cknna_k=8)
+    for a in range(4):
+        assert m.cka[a, a] == pytest.approx(1) and m.imbalance[a, a] < 0.1
+        for b in range(4):
+            if a == b:
+                continue
+            A, B = reps[a], reps[b]
+            assert m.cka[a, b] == pytest.approx(similarity.linear_cka(A, B), rel=1e-9)
+            assert m.cka_debiased[a, b] == pytest.approx(similarity.linear_cka(A, B, debiased=True), rel=1e-9, abs=1e-12)
+            assert m.imbalance[a, b] == pytest.approx(similarity.information_imbalance(A, B)[0], rel=1e-12)
+            assert m.mutual_knn[a, b] == pytest.approx(similarity.mutual_knn(knn_graph(A, 8).indices, knn_graph(B, 8).indices, 8))
+            assert m.cknna[a, b] == pytest.approx(_huh_cknna(A, B, 8), rel=1e-9, abs=1e-12)
+
+
+def test_cknna_is_one_for_the_same_neighbourhoods_and_near_zero_for_independent_sets():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(300, 10))
+    assert similarity.cknna(X, 3 * X) == pytest.approx(1, abs=1e-3)  # not exactly: their +1e-6 in the denominator
+    assert abs(similarity.cknna(X, rng.normal(size=(300, 10)))) < 0.1
+
+
+def test_only_the_wanted_pairs_get_the_sparse_measures():
+    rng = np.random.default_rng(9)
+    reps = [rng.normal(size=(60, 4)) for _ in range(3)]
+    wanted = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)
+    m = similarity.similarity_matrices(reps, k=5, cknna_k=5, wanted=wanted)
+    for measure in (m.mutual_knn, m.cknna):
+        assert np.isfinite(measure[0, 1]) and np.isnan(measure[0, 2]) and np.isnan(measure[2, 1])
+    assert np.isfinite(m.cka).all() and np.isfinite(m.imbalance).all()
+
+
+def test_the_analysis_writes_layer_by_layer_and_condition_by_condition_similarity(tiny_run):
+    import csv
+
     import h5py
 
     from landscape import schema
 
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
-        scalars, _, skipped = schema.read_result(f, schema.result_path("0shot", 2, other="1shot"))
-    assert skipped == ""
-    assert 0 <= scalars["cka"] <= 1 + 1e-9 and -1 <= scalars["cka_debiased"] <= 1 + 1e-9
-    assert 0 <= scalars["mutual_knn"] <= 1
-    assert 0 < scalars["imbalance_a_to_b"] <= 2 and 0 < scalars["imbalance_b_to_a"] <= 2
-
-
-def test_stored_neighbours_give_the_same_mutual_knn_as_a_new_search():
-    from analyses.layer import AnalysisConfig, compare_representations
-
-    rng = np.random.default_rng(6)
-    X, Y = rng.normal(size=(120, 6)), rng.normal(size=(120, 6))
-    config = AnalysisConfig(maxk=30, gride_range=30, overlap_k=30)
-    stored = (knn_graph(X, 30).indices, knn_graph(Y, 30).indices)  # longer lists, as analyze_layer keeps them
-    assert compare_representations(X, Y, config, neighbours=stored) == compare_representations(X, Y, config)
+        conditions, layers, matrices, attrs = schema.read_similarity(f, "eval")
+    with h5py.File(tiny_run / "hidden.h5", "r") as f:
+        rows = np.flatnonzero(schema.read_examples(f).splits == "eval")
+        states = {(c, l): schema.read_layer(f, c, l)[rows] for c in ("0shot", "1shot") for l in (1, 2, 3)}
+    # layer 0 (one point repeated) has no geometry and is left out
+    assert list(zip(conditions.tolist(), layers.tolist())) == list(states)
+    assert attrs["n_rows"] == len(rows) and attrs["n_dropped"] == 0
+    index = {key: i for i, key in enumerate(states)}
+    i, j, other = index[("0shot", 1)], index[("0shot", 3)], index[("1shot", 3)]
+    assert matrices["cka"][i, j] == pytest.approx(similarity.linear_cka(states[("0shot", 1)], states[("0shot", 3)]))
+    assert matrices["imbalance"][j, other] == pytest.approx(
+        similarity.information_imbalance(states[("0shot", 3)], states[("1shot", 3)])[0])
+    assert np.isnan(matrices["cknna"][i, other])  # neither the same condition nor the same layer
+    with open(tiny_run / "metrics.csv", newline="") as handle:
+        metrics = {(r["condition"], r["layer"], r["metric"], r["grouping"]): float(r["value"]) for r in csv.DictReader(handle)}
+    assert metrics[("0shot", "1", "cka", "layer:3")] == pytest.approx(matrices["cka"][i, j])
+    assert metrics[("0shot", "3", "imbalance_a_to_b", "layer:1")] == pytest.approx(matrices["imbalance"][j, i])
+    assert metrics[("0shot~1shot", "3", "imbalance_b_to_a", "")] == pytest.approx(matrices["imbalance"][other, j])
+    for measure in ("cka", "cka_debiased", "mutual_knn", "cknna"):
+        assert ("0shot~1shot", "2", measure, "") in metrics

@@ -1,0 +1,85 @@
+"""How alike the layers of a condition are (layer x layer heatmaps), and what each ID estimator says
+layer by layer: pure functions of ``figures.collect`` structures."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from figures.collect import LayerSimilarity, Profile
+from figures.style import PALETTE, base_layout
+
+ID_ESTIMATORS = (
+    ("id_2nn", "2NN"),
+    ("id_gride", "GRIDE (density scale)"),
+    ("id_mle", "MLE (MacKay-Ghahramani)"),
+    ("id_tle", "TLE"),
+    ("id_lpca", "local PCA"),
+    ("id_danco", "DANCo"),
+)
+# (measure in analysis.h5, title, colour range): the imbalance is low where the row's layer predicts the column's
+SIMILARITY_MEASURES = (
+    ("cka", "linear CKA", (0.0, 1.0)),
+    ("cka_debiased", "linear CKA, debiased", (0.0, 1.0)),
+    ("mutual_knn", "mutual kNN", (0.0, 1.0)),
+    ("cknna", "CKNNA", (0.0, 1.0)),
+    ("imbalance", "information imbalance row -> column", (0.0, 1.0)),
+)
+
+
+def _cols(n: int) -> int:
+    return min(n, 3)
+
+
+def id_estimator_profiles(profiles: dict[str, Profile]) -> go.Figure:
+    """One panel per condition, one line per ID estimator over the layers."""
+    names = list(profiles)
+    cols = _cols(len(names))
+    rows = -(-len(names) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.05,
+                        vertical_spacing=0.12 if rows > 1 else 0.2)
+    for i, name in enumerate(names):
+        row, col = divmod(i, cols)
+        for j, (metric, label) in enumerate(ID_ESTIMATORS):
+            if metric not in profiles[name]:
+                continue
+            layers, values = profiles[name][metric]
+            fig.add_trace(go.Scatter(x=layers, y=values, mode="lines+markers", name=label, legendgroup=metric,
+                                     showlegend=i == 0, line=dict(color=PALETTE[j % len(PALETTE)], width=2), marker=dict(size=4),
+                                     hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.2f}}<extra></extra>"),
+                          row=row + 1, col=col + 1)
+        fig.update_xaxes(title_text="layer" if row == rows - 1 else None, row=row + 1, col=col + 1)
+    fig.update_yaxes(title_text="intrinsic dimension", col=1)
+    return base_layout(fig, "Intrinsic dimension by six estimators (eval questions)", height=320 * rows + 100)
+
+
+def layer_similarity_heatmaps(matrices: dict[str, LayerSimilarity]) -> go.Figure:
+    """Layer x layer similarity, one heatmap per condition; a menu switches the measure."""
+    names = list(matrices)
+    cols = _cols(len(names))
+    rows = -(-len(names) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.06,
+                        vertical_spacing=0.12 if rows > 1 else 0.2)
+    measures = [m for m in SIMILARITY_MEASURES if all(m[0] in s.matrices for s in matrices.values())]
+    first, title, (low, high) = measures[0]
+    for i, name in enumerate(names):
+        row, col = divmod(i, cols)
+        layers = matrices[name].layers
+        fig.add_trace(go.Heatmap(z=matrices[name].matrices[first], x=layers, y=layers, zmin=low, zmax=high,
+                                 colorscale="Viridis", showscale=i == 0, colorbar=dict(len=0.8),
+                                 hovertemplate=f"{name}<br>layer %{{y}} vs %{{x}}<br>%{{z:.3f}}<extra></extra>"),
+                      row=row + 1, col=col + 1)
+        fig.update_xaxes(title_text="layer" if row == rows - 1 else None, row=row + 1, col=col + 1)
+        fig.update_yaxes(title_text="layer" if col == 0 else None, autorange="reversed", row=row + 1, col=col + 1)
+    buttons = [dict(label=label, method="update",
+                    args=[{"z": [matrices[n].matrices[m] for n in names], "zmin": [lo] * len(names), "zmax": [hi] * len(names),
+                           "reversescale": [m == "imbalance"] * len(names)},
+                          {"title.text": f"Layer x layer: {label} (eval questions)"}])
+               for m, label, (lo, hi) in measures]
+    fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.12, yanchor="bottom")])
+    return base_layout(fig, f"Layer x layer: {title} (eval questions)", height=380 * rows + 100)
+
+
+def has_estimators(profile: Profile) -> bool:
+    return any(metric in profile and np.isfinite(profile[metric][1]).any() for metric, _ in ID_ESTIMATORS[2:])
