@@ -27,6 +27,8 @@ DEMO_POOL   ?= 20
 BATCH       ?= 8
 RUN         ?= runs/default
 EXTRA       ?=
+# how hidden.h5 keeps the states: float32, float16 (half the file; README: Beyond one machine), bfloat16
+STORE_DTYPE ?= float32
 EPOCHS      ?= 2
 LABELS      ?= true
 FINETUNE_EXTRA ?=
@@ -90,10 +92,10 @@ chromium:
 
 extract: setup
 	$(LANDSCAPE) extract --run $(RUN) --model $(MODEL) --task $(TASK) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
-		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --demo-pool $(DEMO_POOL) --batch-size $(BATCH) $(EXTRA)
+		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --demo-pool $(DEMO_POOL) --batch-size $(BATCH) --store-dtype $(STORE_DTYPE) $(EXTRA)
 
 finetune: extract
-	$(LANDSCAPE) finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) $(FINETUNE_EXTRA)
+	$(LANDSCAPE) finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) --store-dtype $(STORE_DTYPE) $(FINETUNE_EXTRA)
 
 analyze: finetune
 	$(BIN)/landscape analyze $(RUN) --recipe $(RECIPE) --jobs $(JOBS) $(if $(RAY),--ray $(RAY)) $(ANALYZE_EXTRA)

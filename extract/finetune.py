@@ -70,7 +70,9 @@ class FinetuneConfig:
     micro_tokens: int = 2048  # padded tokens per micro-batch (gradients accumulated over a batch)
     batch_extract: int = 8
     device: str = "auto"
+    device_map: str | None = None  # split the model over GPUs / cpu (models.parse_device_map; no disk)
     dtype: str = "auto"
+    store_dtype: str = "float32"  # how hidden.h5 keeps the fine-tuned states (schema.STORE_DTYPES)
     task_data: str | None = None  # the task's data file, when not where the run found it
 
     def validate(self) -> None:
@@ -89,6 +91,8 @@ class FinetuneConfig:
             raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
         if any(k < 1 for k in self.checkpoints):
             raise ValueError("checkpoint steps must be >= 1")
+        if self.store_dtype not in schema.STORE_DTYPES:
+            raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(schema.STORE_DTYPES)})")
         if "@" in self.name or "/" in self.name or not self.name:
             raise ValueError(f"bad condition name {self.name!r}")
 
@@ -213,7 +217,7 @@ def train_lora(
         scheduler.load_state_dict(state["scheduler"])
         online, losses, step = state["online_bits"], state["losses"], state["step"]
 
-    device = next(model.parameters()).device
+    device = forward.input_device(model)
     weights = torch.as_tensor(train.weights, dtype=torch.float32, device=device)
     model.train()
     bar = tqdm(total=total, initial=step, desc="finetune", unit="step", disable=not progress or not ranks.main)
@@ -339,9 +343,10 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     resolved = models.resolve_model(header["model"])
     if resolved.sha256 and resolved.sha256 != header["model_hash"]:
         raise ValueError(f"model {header['model']!r} has changed since the run was extracted (hash differs)")
+    models.check_device_map(config.device_map, device=config.device, processes=ranks.count, training=True)
     device = ranks.device if ranks.device is not None and config.device == "auto" else pick_device(config.device)
     dtype = icl.pick_dtype(config.dtype, device)
-    model, tokenizer = models.load_model(resolved, device, dtype)
+    model, tokenizer = models.load_model(resolved, device, dtype, device_map=config.device_map)
     scoring = forward.Scoring(letter_ids=letter_ids)
     train = train_data(task, tokenizer, examples, train_rows, by_id, labels=config.labels, seed=config.seed,
                        text_scoring=letter_ids is None)
@@ -414,6 +419,7 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         "finetune": {**config.training_settings(), "checkpoints": list(config.checkpoints)},
         "prompt_format": task.format_dict(),
         "dtype": str(dtype).removeprefix("torch."),
+        "store_dtype": config.store_dtype,
         **scoring.settings(),
     }
 

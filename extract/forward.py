@@ -92,7 +92,7 @@ def _last_logits(out, last: torch.Tensor) -> torch.Tensor:
 def letter_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, letter_ids: Sequence[int]) -> torch.Tensor:
     """(B, K) log-probabilities of the answer letters, renormalised over the K, at each prompt's
     last token; differentiable (used for training and for prequential code lengths)."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     input_ids, mask, last = pad_right(sequences, device)
     logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], use_cache=False), last)
     return torch.log_softmax(logits[:, list(letter_ids)], dim=-1)
@@ -120,7 +120,7 @@ def continuation_scores(model: nn.Module, prompts: Sequence[Sequence[int]], cont
     are kept only from the earliest prompt end on. With ``record``, also the hidden states at each
     prompt's last token (the same for every continuation, causal attention): returns
     (states (n_layers + 1, B, d) or None, scores (B, K))."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     k = len(continuations[0])
     if any(len(c) != k or any(len(t) == 0 for t in c) for c in continuations):
         raise ForwardError("every prompt needs the same number of non-empty continuations")
@@ -155,7 +155,7 @@ def token_bits(model: nn.Module, sequences: Sequence[Sequence[int]], starts: Seq
     """
     if any(start < 1 or start > len(seq) for seq, start in zip(sequences, starts)):
         raise ForwardError("token_bits: each start must be in 1..len(sequence)")
-    device = next(model.parameters()).device
+    device = input_device(model)
     input_ids, mask, _ = pad_right(sequences, device)
     with torch.inference_mode():
         logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits.float()
@@ -199,6 +199,17 @@ def n_blocks(model: nn.Module) -> int:
     return len(decoder_layers(model))
 
 
+def input_device(model: nn.Module) -> torch.device:
+    """Where a batch's inputs go: the input embedding's device. A model split by a device map
+    keeps its embedding where the map put it; an offloaded embedding (on the meta device) runs on
+    its accelerate hook's execution device."""
+    embedding = model.get_input_embeddings()
+    if embedding.weight.device.type != "meta":
+        return embedding.weight.device
+    hook = getattr(embedding, "_hf_hook", None)
+    return torch.device(getattr(hook, "execution_device", None) or "cpu")
+
+
 @contextmanager
 def _record_last_token(model: nn.Module, positions: torch.Tensor) -> Iterator[list[torch.Tensor]]:
     """Hooks that append ``output[arange(B), positions]`` of the embedding and of each block.
@@ -209,7 +220,9 @@ def _record_last_token(model: nn.Module, positions: torch.Tensor) -> Iterator[li
 
     def hook(_module, _inputs, output):
         states = output[0] if isinstance(output, tuple) else output
-        records.append(states[rows, positions].detach().float())
+        # a block of a split model runs on its own device: gather there, keep every layer beside the inputs
+        here = states.device
+        records.append(states[rows.to(here), positions.to(here)].detach().float().to(positions.device))
 
     modules = [model.get_input_embeddings(), *decoder_layers(model)]
     handles = [m.register_forward_hook(hook) for m in modules]
@@ -235,7 +248,7 @@ def _on_prefix(prefix: PrefixCache | None, mask: torch.Tensor) -> tuple[torch.Te
 
 def encode_prefix(model: nn.Module, prefix_ids: list[int]) -> PrefixCache:
     """Run a prefix once and keep its key/value cache."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     with torch.inference_mode():
         out = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True, logits_to_keep=1)
     return PrefixCache(ids=list(prefix_ids), cache=out.past_key_values)
@@ -256,7 +269,7 @@ def last_token_states(
     ``prefix`` is a ``PrefixCache`` (run only the questions on top of it), a list of token ids
     (prepended and run in full: the reference path) or None (the questions are whole prompts).
     """
-    device = next(model.parameters()).device
+    device = input_device(model)
     if isinstance(prefix, list):
         sequences = [list(prefix) + list(q) for q in questions]
     else:

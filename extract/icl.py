@@ -56,7 +56,9 @@ class ExtractConfig:
     seed: int = 0
     batch_size: int = 8
     device: str = "auto"
+    device_map: str | None = None  # split the model over GPUs / cpu / disk (models.parse_device_map)
     dtype: str = "auto"
+    store_dtype: str = "float32"  # how hidden.h5 keeps the states (schema.STORE_DTYPES); read back as float32
     prefix_cache: bool = True
 
     def validate(self) -> None:
@@ -72,6 +74,8 @@ class ExtractConfig:
                 raise ValueError(f"shots must be >= 0, got {k}")
             if k > self.demo_pool:
                 raise ValueError(f"{k} shots asked but the demo pool holds {self.demo_pool} per value of the first group")
+        if self.store_dtype not in schema.STORE_DTYPES:
+            raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(schema.STORE_DTYPES)})")
         if not self.demos:
             raise ValueError("no demo sampling given")
         for sampling in self.demos:
@@ -109,6 +113,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
         seed=config.seed,
         group=task.first_group,
     )
+    models.check_device_map(config.device_map, device=config.device, processes=ranks.count)
     device = ranks.device if ranks.device is not None and config.device == "auto" else pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
     resolved = models.resolve_model(config.model)
@@ -127,7 +132,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / schema.HIDDEN_FILE
-    model, tokenizer = models.load_model(resolved, device, dtype)  # a model that does not load leaves no file
+    model, tokenizer = models.load_model(resolved, device, dtype, device_map=config.device_map)  # a model that does not load leaves no file
     if ranks.main:
         _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
     ranks.barrier()
@@ -148,6 +153,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
                 "prompt_format": task.format_dict(),
                 "prefix_cache": config.prefix_cache,
                 "dtype": str(dtype).removeprefix("torch."),
+                "store_dtype": config.store_dtype,
                 **scoring.settings(),
             }
             if sampling == "fixed":  # one demo list per value of the first group: readable in the attrs
@@ -511,6 +517,7 @@ def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: 
     if name in schema.condition_names(f):
         group = schema.get_condition(f, name)
         have = schema.condition_attrs(group)
+        have.setdefault("store_dtype", "float32")  # conditions written before the choice existed
         differing = [k for k in settings if k != "prefix_cache" and have.get(k) != settings[k]]
         if not differing and group["hidden"].shape == (blocks + 1, rows, width):
             return group
@@ -522,4 +529,4 @@ def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: 
         schema.delete_condition(f, name)
     # Provenance beside the settings: only the settings are compared when a run resumes.
     return schema.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width, n_choices=n_choices,
-                                   attrs={**settings, **provenance.stamp()})
+                                   attrs={**settings, **provenance.stamp()}, store_dtype=settings.get("store_dtype", "float32"))

@@ -90,16 +90,58 @@ def resolve_model(name: str) -> ResolvedModel:
     )
 
 
-def load_model(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype):
-    """(model in eval mode on ``device``, tokenizer) for a resolved model."""
+# accelerate's named placements (``device_map=`` of from_pretrained); anything else is a JSON file
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def parse_device_map(value: str) -> str | dict[str, str | int]:
+    """A ``--device-map``: one of ``DEVICE_MAPS``, or a JSON file mapping module names to a GPU
+    index, ``"cpu"`` or ``"disk"`` (accelerate's format, e.g. ``{"model.layers.0": 0, ...}``)."""
+    if value in DEVICE_MAPS:
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ModelError(f"--device-map {value!r} is neither one of {', '.join(DEVICE_MAPS)} nor a JSON file")
+    try:
+        mapping = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelError(f"--device-map {path}: not JSON ({error})") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, (int, str)) for v in mapping.values()):
+        raise ModelError(f"--device-map {path}: expected an object of module name -> GPU index, \"cpu\" or \"disk\"")
+    return mapping
+
+
+def check_device_map(device_map: str | None, *, device: str, processes: int, training: bool = False) -> None:
+    """Refuse the placements that do not combine: a device map splits one copy of the model over
+    the devices, so neither data parallelism (several processes, each with the whole model on its
+    GPU) nor an explicit ``--device`` goes with it; LoRA cannot train weights offloaded to disk."""
+    if device_map is None:
+        return
+    if processes > 1:
+        raise ModelError(f"--device-map splits one model over the devices, {processes} processes (NPROC) each hold a "
+                         "whole model on their own GPU: use one or the other")
+    if device != "auto":
+        raise ModelError(f"--device {device} and --device-map both place the model: give one")
+    mapping = parse_device_map(device_map)
+    if training and isinstance(mapping, dict) and "disk" in mapping.values():
+        raise ModelError("--device-map for finetune: LoRA cannot train modules offloaded to disk (map them to a GPU or cpu)")
+
+
+def load_model(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, *, device_map: str | None = None):
+    """(model in eval mode, tokenizer) for a resolved model: on ``device``, or split by
+    ``device_map`` (``parse_device_map``) over GPUs, CPU and disk by accelerate's big-model
+    loading (disk parts are offloaded under the cache and brought in layer by layer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    placement = {} if device_map is None else dict(
+        device_map=parse_device_map(device_map),
+        offload_folder=str(cache_root() / "offload" / hashlib.sha256(resolved.path.encode()).hexdigest()[:16]))
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, **placement)
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load model {resolved.name!r} from {resolved.path}: {first_line(error)}") from error
-    return model.to(device).eval(), tokenizer
+    return (model if device_map is not None else model.to(device)).eval(), tokenizer
 
 
 def folder_sha256(folder: Path) -> str:

@@ -13,6 +13,8 @@ import math
 import sys
 from pathlib import Path
 
+from landscape.schema import STORE_DTYPES
+
 
 def _number(cast, inside, bounds: str):
     """An argparse type: ``cast(text)``, finite, for which ``inside(value)`` holds (``bounds`` says how)."""
@@ -105,7 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=_nonnegative_int, default=defaults.seed, help="partition seed")
     ex.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
     ex.add_argument("--device", default=defaults.device, help="auto (cuda if present), cpu, cuda, cuda:1, ...")
+    ex.add_argument("--device-map", default=None, metavar="auto|balanced|FILE",
+                    help="split a model larger than one device over the GPUs, cpu and disk (accelerate): auto, "
+                         "balanced, balanced_low_0, sequential, or a JSON file of module -> GPU index / cpu / disk")
     ex.add_argument("--dtype", default=defaults.dtype, help="auto (bfloat16 on cuda, float32 on cpu), float32, bfloat16, float16")
+    ex.add_argument("--store-dtype", choices=STORE_DTYPES, default=defaults.store_dtype,
+                    help="how hidden.h5 keeps the states, on CPU and GPU alike (default: float32; float16 halves the "
+                         "file: README, Beyond one machine); always read back as float32")
     ex.add_argument("--no-prefix-cache", action="store_true", help="recompute the shared prefix for every question")
     ex.add_argument("--overwrite", action="store_true", help="replace a run made with other settings")
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -131,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="prequential code: one online pass, or Voita & Titov's blocks (retrains per block: GPU)")
     ft.add_argument("--checkpoints", type=_layer_list, default=(), help="steps whose adapters are kept and extracted (sft@step<k>)")
     ft.add_argument("--device", default="auto")
+    ft.add_argument("--device-map", default=None, metavar="auto|balanced|FILE",
+                    help="split the model over the GPUs and cpu for training and extraction (as extract's; no disk)")
     ft.add_argument("--dtype", default="auto")
+    ft.add_argument("--store-dtype", choices=STORE_DTYPES, default=ft_defaults.store_dtype,
+                    help="how hidden.h5 keeps the fine-tuned states (default: float32)")
     ft.add_argument("--task-data", default=None, help="the task's data file, when not where the run found it")
     ft.add_argument("--overwrite", action="store_true", help="discard an earlier fine-tune of this name")
     ft.add_argument("--no-progress", action="store_true")

@@ -15,7 +15,10 @@ here (and a bump of ``SCHEMA_VERSION``)::
                                           ``group``: the first grouping field's value
     /conditions/<name>/               attrs: kind (icl|sft), shots, accuracy, complete, settings,
                                              instance (random id of this creation of it)
-        hidden  (n_layers+1, N, d) float32, chunked (1, rows, d): one layer reads alone
+        hidden  (n_layers+1, N, d) float32, chunked (1, rows, d): one layer reads alone; stored
+                                      as the condition's ``store_dtype`` asks (float16, or
+                                      bfloat16 as its uint16 bits with attr encoding=bfloat16),
+                                      always read back as float32 (``read_layer``)
         logits  (N, K) float32        score of each of the K choices: letter scoring, the logits
                                       of the letter tokens " A", " B", ...; text scoring, the
                                       summed log-probability (nats) of each choice's continuation
@@ -184,19 +187,27 @@ def condition_names(f: h5py.File) -> list[str]:
     return list(f[_CONDITIONS].keys()) if _CONDITIONS in f else []
 
 
+STORE_DTYPES = ("float32", "float16", "bfloat16")
+
+
 def create_condition(
-    f: h5py.File, name: str, *, n_layers: int, n_rows: int, width: int, n_choices: int, attrs: Mapping[str, Any]
+    f: h5py.File, name: str, *, n_layers: int, n_rows: int, width: int, n_choices: int, attrs: Mapping[str, Any],
+    store_dtype: str = "float32",
 ) -> h5py.Group:
-    """Create ``/conditions/<name>`` with empty datasets; ``n_layers`` counts blocks (layer 0 is extra)."""
+    """Create ``/conditions/<name>`` with empty datasets; ``n_layers`` counts blocks (layer 0 is
+    extra); the states are stored as ``store_dtype`` (``STORE_DTYPES``)."""
+    if store_dtype not in STORE_DTYPES:
+        raise SchemaError(f"unknown store dtype {store_dtype!r}; known: {', '.join(STORE_DTYPES)}")
     group = f.require_group(_CONDITIONS).create_group(name)
     for key, value in attrs.items():
         group.attrs[key] = _attr_value(value)
     group.attrs["complete"] = False
     group.attrs["instance"] = uuid.uuid4().hex  # tells this creation's shards from a replaced one's
     chunk_rows = max(1, min(n_rows, _CHUNK_ROWS))
-    group.create_dataset(
-        "hidden", shape=(n_layers + 1, n_rows, width), dtype=np.float32, chunks=(1, chunk_rows, width)
-    )
+    hidden = group.create_dataset(  # HDF5 has no bfloat16: its bits are kept as uint16
+        "hidden", shape=(n_layers + 1, n_rows, width), dtype=np.uint16 if store_dtype == "bfloat16" else store_dtype,
+        chunks=(1, chunk_rows, width))
+    hidden.attrs["encoding"] = store_dtype
     group.create_dataset("logits", shape=(n_rows, n_choices), dtype=np.float32)
     group.create_dataset("logsumexp", shape=(n_rows,), dtype=np.float32)
     group.create_dataset("pred", shape=(n_rows,), dtype=np.int8)
@@ -240,7 +251,7 @@ def write_rows(
         index: slice | np.ndarray = slice(int(rows[0]), int(rows[-1]) + 1)
     else:
         index = rows
-    group["hidden"][:, index, :] = hidden
+    group["hidden"][:, index, :] = _encode_states(hidden, group["hidden"])
     logits = np.asarray(logits, dtype=np.float32)[order]
     group["logits"][index] = logits
     group["logsumexp"][index] = np.asarray(logsumexp, dtype=np.float32)[order]
@@ -380,10 +391,30 @@ def read_layer(f: h5py.File, condition: str, layer: int, states: str = "residual
     hidden = get_condition(f, condition)["hidden"]
     if not -hidden.shape[0] <= layer < hidden.shape[0]:
         raise SchemaError(f"layer {layer} out of range: {condition!r} has layers 0..{hidden.shape[0] - 1}")
+    residual = _decode_states(hidden[layer], hidden)
     if states == "residual":
-        return hidden[layer]
+        return residual
     norms = read_norms(f, condition)
-    return apply_norm(hidden[layer], *norms.layer(layer % hidden.shape[0]), norms.kind)
+    return apply_norm(residual, *norms.layer(layer % hidden.shape[0]), norms.kind)
+
+
+def store_dtype(f: h5py.File, condition: str) -> str:
+    """How a condition's states are stored (``STORE_DTYPES``; files from before the choice: float32)."""
+    return str(get_condition(f, condition)["hidden"].attrs.get("encoding", "float32"))
+
+
+def _encode_states(values: np.ndarray, dataset: h5py.Dataset) -> np.ndarray:
+    if dataset.attrs.get("encoding") == "bfloat16":  # round to nearest even, as torch does
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    return np.asarray(values, dtype=dataset.dtype)
+
+
+def _decode_states(values: np.ndarray, dataset: h5py.Dataset) -> np.ndarray:
+    if dataset.attrs.get("encoding") == "bfloat16":
+        return (values.astype(np.uint32) << 16).view(np.float32)
+    return np.asarray(values, dtype=np.float32)
 
 
 def read_outputs(f: h5py.File, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -112,3 +112,47 @@ def test_cli_bad_input_is_one_line_and_nonzero(capsys, tmp_path, tiny_mmlu):
         cli.main(["extract", "--per-subject", "-3"])
     assert exit_info.value.code == 2
     assert "must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("store_dtype, tolerance", [("float16", 1e-3), ("bfloat16", 8e-3)])
+def test_half_precision_storage_keeps_the_states_to_its_rounding_and_analyses_end_to_end(
+        run, tmp_path, tiny_model_dir, tiny_mmlu, store_dtype, tolerance):
+    from analyses.layer import AnalysisConfig
+    from analyses.run import run_analysis
+
+    folder, _ = run
+    half = tmp_path / store_dtype
+    run_extract(_config(tiny_model_dir, tiny_mmlu, store_dtype=store_dtype), half, progress=False)
+    with h5py.File(folder / "hidden.h5", "r") as full, h5py.File(half / "hidden.h5", "r") as f:
+        assert schema.store_dtype(f, "2shot") == store_dtype and schema.store_dtype(full, "2shot") == "float32"
+        assert f["conditions/2shot/hidden"].dtype.itemsize == 2
+        for layer in range(schema.n_layers(f, "2shot")):
+            exact, stored = schema.read_layer(full, "2shot", layer), schema.read_layer(f, "2shot", layer)
+            assert stored.dtype == np.float32
+            np.testing.assert_allclose(stored, exact, rtol=tolerance, atol=tolerance * np.abs(exact).max())
+    with pytest.raises(RunMismatch, match="store_dtype"):  # a resume never mixes storages
+        run_extract(_config(tiny_model_dir, tiny_mmlu), half, progress=False)
+    run_analysis(half, AnalysisConfig(maxk=10, gride_range=10, density_k=5, overlap_k=5, tree_min_size=2), progress=False)
+    assert (half / "metrics.csv").stat().st_size > 0
+
+
+def test_a_device_map_that_offloads_blocks_to_disk_gives_the_same_states(run, tmp_path, tiny_model_dir, tiny_mmlu):
+    """The big-model path (accelerate) on CPU: half the blocks on disk, brought in one at a time."""
+    import json
+
+    from extract.models import ModelError
+
+    folder, accuracies = run
+    blocks = json.loads((tiny_model_dir / "config.json").read_text())["num_hidden_layers"]
+    placement = {"model.embed_tokens": "cpu", "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu",
+                 **{f"model.layers.{i}": "disk" if i % 2 == 0 else "cpu" for i in range(blocks)}}
+    device_map = tmp_path / "map.json"
+    device_map.write_text(json.dumps(placement))
+    split = tmp_path / "split"
+    assert run_extract(_config(tiny_model_dir, tiny_mmlu, device_map=str(device_map)), split, progress=False) == accuracies
+    with h5py.File(folder / "hidden.h5", "r") as whole, h5py.File(split / "hidden.h5", "r") as f:
+        for name in ("0shot", "2shot"):
+            for layer in range(schema.n_layers(f, name)):
+                np.testing.assert_allclose(schema.read_layer(f, name, layer), schema.read_layer(whole, name, layer), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ModelError, match="both place the model"):
+        run_extract(_config(tiny_model_dir, tiny_mmlu, device_map="auto", device="cpu"), tmp_path / "no", progress=False)

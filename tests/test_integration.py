@@ -94,3 +94,21 @@ def test_gemma_extraction_stores_a_lens_that_reproduces_its_logits(tmp_path):
     run_extract(ExtractConfig(model="gemma3-270m", shots=(0,), subjects="anatomy,astronomy", per_subject=3,
                               train_per_subject=0, batch_size=3), tmp_path, progress=False)
     assert_lens_is_the_models_logits(tmp_path)
+
+
+def test_smollm2_split_over_cpu_and_disk_gives_the_same_states(tmp_path):
+    """--device-map with every other block of SmolLM2 offloaded to disk (accelerate's big-model path)."""
+    import json
+
+    placement = {"model.embed_tokens": "cpu", "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu",
+                 **{f"model.layers.{i}": "disk" if i % 2 == 0 else "cpu" for i in range(30)}}
+    (tmp_path / "map.json").write_text(json.dumps(placement))
+    base = dict(shots=(0, 2), subjects="anatomy", per_subject=3, train_per_subject=0, batch_size=3)
+    whole = run_extract(ExtractConfig(**base), tmp_path / "whole", progress=False)
+    split = run_extract(ExtractConfig(**base, device_map=str(tmp_path / "map.json")), tmp_path / "split", progress=False)
+    assert split == whole
+    for name in ("0shot", "2shot"):
+        for layer in (0, 1, 14, 15, 30):
+            a = landscape.load_layer(tmp_path / "split", name, layer).X
+            b = landscape.load_layer(tmp_path / "whole", name, layer).X
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())

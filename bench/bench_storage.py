@@ -1,0 +1,149 @@
+"""Storage benchmark: how to keep the states (dtype, chunking, compression), and whether float16 is safe.
+
+    .venv/bin/python bench/bench_storage.py [--run runs/default] [--synthetic 10000x4096x5]
+
+Prints two tables, each measured in this one run:
+
+1. Size and time of one condition's states (layers x N x d) written as each storage variant
+   (float32 / float16 / bfloat16 as the suite stores them, chunk = 256 rows x one layer, with no
+   compression, gzip level 4 + shuffle, lzf + shuffle, and blosc-zstd + bit shuffle when
+   hdf5plugin installs): bytes per state, write time, and the time to read one whole layer (what
+   the analysis does), relative to float32 uncompressed. For the run's 0shot condition and for
+   synthetic states of the given N x d x layers (float32 noise around low-rank structure, like a
+   hidden-state layer; per-layer numbers scale to any layer count).
+2. Float16 and bfloat16 against float32 on the run's eval rows, every condition and layer:
+   the share of each point's 30 nearest neighbours that stay the same, and the change in 2NN ID,
+   GRIDE ID, ADP cluster count, the ARI of the two clusterings with each other, and the subject
+   ARI (``analyze_layer``, the suite's defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from analyses.layer import AnalysisConfig, analyze_layer
+from landscape import geometry, reader, schema
+from landscape.schema import _decode_states, _encode_states  # the suite's own encoding, measured as stored
+
+CHUNK_ROWS = 256
+
+
+def _filters() -> dict[str, dict]:
+    filters = {"none": {}, "gzip4+shuffle": dict(compression="gzip", compression_opts=4, shuffle=True),
+               "lzf+shuffle": dict(compression="lzf", shuffle=True)}
+    try:
+        import hdf5plugin
+
+        filters["blosc-zstd+bitshuffle"] = dict(**hdf5plugin.Blosc(cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
+    except ImportError:
+        pass
+    return filters
+
+
+def storage_table(states: np.ndarray, label: str, folder: Path) -> None:
+    """states: (L, N, d) float32."""
+    L, n, d = states.shape
+    print(f"\n{label}: {L} layers x {n} rows x {d} dims ({states.nbytes / 2**20:.0f} MiB as float32)")
+    print(f"{'dtype':9} {'filter':22} {'bytes/value':>11} {'size x':>7} {'write s':>8} {'read layer s':>12} {'read x':>7}")
+    base = None
+    for dtype in schema.STORE_DTYPES:
+        for name, options in _filters().items():
+            path = folder / f"{dtype}-{name}.h5"
+            start = time.perf_counter()
+            with h5py.File(path, "w") as f:
+                ds = f.create_dataset("hidden", shape=states.shape, dtype=np.uint16 if dtype == "bfloat16" else dtype,
+                                      chunks=(1, min(n, CHUNK_ROWS), d), **options)
+                ds.attrs["encoding"] = dtype
+                for layer in range(L):
+                    ds[layer] = _encode_states(states[layer], ds)
+            write = time.perf_counter() - start
+            size = os.path.getsize(path)
+            reads = []
+            for layer in range(L):
+                start = time.perf_counter()
+                with h5py.File(path, "r") as f:
+                    _decode_states(f["hidden"][layer], f["hidden"])
+                reads.append(time.perf_counter() - start)
+            read = float(np.median(reads))
+            base = base or (size, read)
+            print(f"{dtype:9} {name:22} {size / states.size:11.2f} {size / base[0]:7.2f} {write:8.2f} {read:12.4f} {read / base[1]:7.2f}")
+            path.unlink()
+
+
+def synthetic_states(n: int, d: int, layers: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty((layers, n, d), dtype=np.float32)
+    for layer in range(layers):
+        basis = rng.normal(size=(32, d)).astype(np.float32)
+        out[layer] = rng.normal(size=(n, 32)).astype(np.float32) @ basis + rng.normal(size=(n, d)).astype(np.float32)
+        out[layer, :, rng.integers(0, d, 4)] *= 30  # a few massive dimensions, as residual streams have
+    return out
+
+
+def _rounded(X: np.ndarray, dtype: str) -> np.ndarray:
+    with h5py.File(tempfile.mktemp(suffix=".h5"), "w", driver="core", backing_store=False) as f:
+        ds = f.create_dataset("x", shape=X.shape, dtype=np.uint16 if dtype == "bfloat16" else dtype)
+        ds.attrs["encoding"] = dtype
+        ds[...] = _encode_states(X, ds)
+        return _decode_states(ds[...], ds)
+
+
+def precision_table(run: Path) -> None:
+    config = AnalysisConfig(readouts=False, similarity=False, id_estimators=False)
+    with reader.open_run_file(run) as f:
+        examples = schema.read_examples(f)
+        rows = np.flatnonzero(examples.splits == "eval")
+        subjects = examples.groups[examples.group_names[0]][rows]
+        names = [n for n in schema.condition_names(f) if schema.get_condition(f, n).attrs["complete"]]
+        print(f"\nHalf precision vs float32 on {run} ({len(rows)} eval rows; per condition: mean [worst] over layers 1..L)")
+        print(f"{'condition':12} {'dtype':9} {'kNN kept':>14} {'|d id_2nn|':>14} {'|d id_gride|':>14} "
+              f"{'|d clusters|':>12} {'ARI 32 vs 16':>14} {'|d ARI subj|':>14}")
+        for name in names:
+            per_dtype = {dtype: [] for dtype in ("float16", "bfloat16")}
+            for layer in range(1, schema.n_layers(f, name)):
+                X = schema.read_layer(f, name, layer)[rows]
+                full = analyze_layer(X, {"subject": subjects}, config)
+                if full.skipped:
+                    continue
+                for dtype in per_dtype:
+                    half = analyze_layer(_rounded(X, dtype), {"subject": subjects}, config)
+                    kept = geometry.data_overlap(full.arrays["knn"], half.arrays["knn"], k=30).mean() if half.arrays["knn"].size else np.nan
+                    per_dtype[dtype].append((kept,
+                                             abs(half.scalars["id_2nn"] - full.scalars["id_2nn"]),
+                                             abs(half.scalars["id_gride"] - full.scalars["id_gride"]),
+                                             abs(half.scalars["n_clusters"] - full.scalars["n_clusters"]),
+                                             geometry.ari(full.arrays["cluster"], half.arrays["cluster"]),
+                                             abs(half.scalars["ari[subject]"] - full.scalars["ari[subject]"])))
+            for dtype, values in per_dtype.items():
+                v = np.array(values)
+                worst = [v[:, 0].min(), *v[:, 1:4].max(axis=0), v[:, 4].min(), v[:, 5].max()]
+                cells = [f"{m:.4f} [{w:.4f}]" for m, w in zip(v.mean(axis=0), worst)]
+                cells[3] = f"{v[:, 3].mean():.2f} [{worst[3]:.0f}]"
+                print(f"{name:12} {dtype:9} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {cells[3]:>12} {cells[4]:>14} {cells[5]:>14}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/default"))
+    parser.add_argument("--synthetic", default="10000x4096x5", help="N x d x layers of the synthetic states")
+    args = parser.parse_args()
+    n, d, layers = (int(v) for v in args.synthetic.split("x"))
+    with tempfile.TemporaryDirectory(dir=args.run if args.run.is_dir() else None) as tmp:
+        if args.run.is_dir():
+            with reader.open_run_file(args.run) as f:
+                states = np.stack([schema.read_layer(f, "0shot", l) for l in range(schema.n_layers(f, "0shot"))])
+            storage_table(states, f"{args.run} 0shot", Path(tmp))
+        storage_table(synthetic_states(n, d, layers), "synthetic", Path(tmp))
+    if args.run.is_dir():
+        precision_table(args.run)
+
+
+if __name__ == "__main__":
+    main()
