@@ -27,7 +27,7 @@ from analyses import complexity
 from analyses.identifiability import compare_seeds, seed_families
 from analyses.readouts import LensInputs, decisions, layer_readouts
 from analyses.layer import NOT_RECIPE, RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_states
-from analyses.similarity import write_similarity
+from analyses.similarity import similarity_tasks
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, schema
 from landscape.names import ANSWER, grouped, split_grouped
@@ -79,7 +79,7 @@ def run_analysis(
             if name not in complete:
                 raise ValueError(f"condition {name} of {hidden} is incomplete: finish its extraction first")
         n_layers = {name: schema.n_layers(f, name) for name in conditions}
-        every_layer = {name: list(range(schema.n_layers(f, name))) for name in complete}
+        every_layer = {name: schema.n_layers(f, name) for name in complete}
         instances = {name: schema.condition_instance(schema.get_condition(f, name)) for name in conditions}
         examples = schema.read_examples(f)
         edl_names = schema.edl_names(f)
@@ -129,9 +129,11 @@ def run_analysis(
         _refuse_degenerate(f, big_enough, conditions, n_layers, layers)
         for path, pair in workers.map(_pair_tasks(f, source, splits, conditions, n_layers, layers, config)):
             schema.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
-        if config.similarity and "eval" in splits:  # over every analysed layer of every complete condition
-            write_similarity(f, source, "eval", complete, every_layer, states=config.states, k=config.similarity_k,
-                             device=config.device, progress=progress)
+        if config.similarity and "eval" in splits:  # every analysed layer of every complete condition
+            for path, found in workers.map(similarity_tasks(f, source, "eval", complete, every_layer, states=config.states,
+                                                            k=config.similarity_k, device=config.device), gpu=True):
+                if found is not None:
+                    schema.write_similarity(f, path, *found)
         split_rows = {split: np.flatnonzero(examples.splits == split) for split in splits}
         targets = [name for name in edl_names if name in conditions and "0shot" in conditions]
         for path, scalars in workers.map(_correlation_tasks(f, hidden, targets, split_rows, n_layers, layers,

@@ -2,17 +2,16 @@
 layers, and every condition against the others at each layer, by linear CKA (and debiased),
 mutual kNN, CKNNA and information imbalance (``landscape.similarity``).
 
-One pass over all (condition, layer) representations of the split's rows: each N x N Gram row
-block is computed once and serves every measure and both kinds of comparison. Layers without a
-geometry (every point identical, e.g. layer 0) are left out; rows duplicated in any other
-representation are dropped from all (neighbours among copies are undefined; ``n_dropped``).
-The result is one group of analysis.h5 (``schema.write_similarity``), redone when the
-conditions or layers it should cover change.
+One task per condition (its layers) and one per layer (its conditions), each one pass of blocked
+Gram matrices over its representations (``similarity_matrices``): memory is one condition's
+layers, L x N x d x 16 bytes (float64, and Huh et al.'s normalised copy), not the whole run.
+Layers without a geometry (every point identical, e.g. layer 0) are left out; rows duplicated
+in any of a task's representations are dropped from all of them (neighbours among copies are
+undefined; ``n_dropped``). A group is redone when the layers or conditions it should cover, or
+``k``, change.
 """
 
 from __future__ import annotations
-
-import sys
 
 import h5py
 import numpy as np
@@ -22,36 +21,42 @@ from landscape.knn import distinct_rows
 from landscape.similarity import MEASURES, similarity_matrices
 
 
-def write_similarity(f: h5py.File, hidden: str, split: str, conditions: list[str], layers: dict[str, list[int]],
-                     *, states: str, k: int, device: str, progress: bool = False) -> bool:
-    """Compute and write the split's similarity group unless the stored one covers the same
-    (condition, layer) set with the same ``k``; returns whether it computed."""
-    covered = [(c, l) for c in conditions for l in layers[c]
-               if schema.result_done(f, schema.result_path(c, l, split=split))
-               and not schema.read_result(f, schema.result_path(c, l, split=split), arrays=())[2]]
-    stored = schema.read_similarity(f, split)
-    if stored is not None:
-        names, stored_layers, _, attrs = stored
-        if list(zip(names.tolist(), stored_layers.tolist())) == covered and attrs.get("k") == k:
-            return False
-    if len(covered) < 2:
-        return False
-    with h5py.File(hidden, "r") as h:
-        rows = np.flatnonzero(schema.read_examples(h).splits == split)
-        states_by_rep = [schema.read_layer(h, c, l, states)[rows] for c, l in covered]
+def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str], n_layers: dict[str, int], *,
+                     states: str, k: int, device: str):
+    """(group path, similarity_task, args) of every condition's layers and every layer's
+    conditions whose stored group is missing or covers another set; ``f``: analysis.h5."""
+    usable = {c: [l for l in range(n_layers[c]) if _has_geometry(f, c, l, split)] for c in conditions}
+    groups = [(schema.similarity_path(split, condition=c), [(c, l) for l in usable[c]]) for c in conditions]
+    for layer in sorted({l for ls in usable.values() for l in ls}):
+        groups.append((schema.similarity_path(split, layer=layer), [(c, layer) for c in conditions if layer in usable[c]]))
+    for path, representations in groups:
+        if len(representations) < 2:
+            continue
+        stored = schema.read_similarity(f, path)
+        over = [l for _, l in representations] if "/layers/" in path else [c for c, _ in representations]
+        if stored is not None and stored[0].tolist() == over and stored[2].get("k") == k:
+            continue
+        yield path, similarity_task, (hidden, split, representations, over, states, k, device)
+
+
+def similarity_task(hidden: str, split: str, representations: list[tuple[str, int]], over: list, states: str, k: int,
+                    device: str) -> tuple[list, dict[str, np.ndarray], dict] | None:
+    """Read the representations' states of the split's rows and compare every two (runs in a
+    worker); None when too few rows are left after dropping duplicates."""
+    with h5py.File(hidden, "r") as f:
+        rows = np.flatnonzero(schema.read_examples(f).splits == split)
+        layers = [schema.read_layer(f, c, l, states)[rows] for c, l in representations]
     duplicated = np.zeros(len(rows), dtype=bool)
-    for X in states_by_rep:
+    for X in layers:
         _, inverse = distinct_rows(X)
         duplicated |= np.bincount(inverse)[inverse] > 1
     kept = np.flatnonzero(~duplicated)
     if len(kept) <= max(k, 3):
-        return False
-    if progress:
-        print(f"similarity: {len(covered)} (condition, layer) representations of {len(kept)} {split} rows", file=sys.stderr)
-    names = np.array([c for c, _ in covered])
-    numbers = np.array([l for _, l in covered])
-    wanted = (names[:, None] == names[None, :]) | (numbers[:, None] == numbers[None, :])
-    matrices = similarity_matrices([X[kept] for X in states_by_rep], k=k, cknna_k=k, wanted=wanted, device=device)
-    schema.write_similarity(f, split, names, numbers, matrices.as_dict(),
-                            {"k": k, "n_rows": len(kept), "n_dropped": len(rows) - len(kept), "measures": list(MEASURES)})
-    return True
+        return None
+    matrices = similarity_matrices([X[kept] for X in layers], k=k, cknna_k=k, device=device)
+    return over, matrices.as_dict(), {"k": k, "n_rows": len(kept), "n_dropped": len(rows) - len(kept), "measures": list(MEASURES)}
+
+
+def _has_geometry(f: h5py.File, condition: str, layer: int, split: str) -> bool:
+    path = schema.result_path(condition, layer, split=split)
+    return schema.result_done(f, path) and not schema.read_result(f, path, arrays=())[2]

@@ -127,15 +127,12 @@ def collect(run: Path) -> RunData:
 
 def layer_similarity(run: Path, *, split: str = "eval") -> dict[str, LayerSimilarity]:
     """condition -> its layer x layer similarity matrices (empty when the analysis has none)."""
-    with _open_analysis(analysis_path(run)) as f:
-        found = schema.read_similarity(f, split)
-    if found is None:
-        return {}
-    conditions, layers, matrices, _ = found
     out = {}
-    for name in dict.fromkeys(conditions.tolist()):
-        index = np.flatnonzero(conditions == name)
-        out[name] = LayerSimilarity(layers=layers[index], matrices={m: v[np.ix_(index, index)] for m, v in matrices.items()})
+    with _open_analysis(analysis_path(run)) as f:
+        for name in reader.info(run)["conditions"]:
+            found = schema.read_similarity(f, schema.similarity_path(split, condition=name))
+            if found is not None:
+                out[name] = LayerSimilarity(layers=found[0], matrices=found[1])
     return out
 
 

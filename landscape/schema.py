@@ -53,6 +53,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from dataclasses import dataclass
@@ -534,12 +535,12 @@ def merge_shard(group: h5py.Group, f: h5py.File, *, block_rows: int = 256) -> in
 #        is final from this layer on); the last layer's group: decision_layer (n,)
 #   /pairs/<split>/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters
 #        data_overlap (n,)
-#   /similarity/<split>/                       attrs: complete, k, n_rows, n_dropped (rows duplicated
-#        in some representation, left out)   condition (R,) str, layer (R,) int: every analysed
-#        (condition, layer) with a geometry; cka, cka_debiased, mutual_knn, cknna, imbalance (R, R)
-#        float64: each against every other of the same condition or the same layer (NaN elsewhere;
-#        imbalance[i, j] = Delta(i -> j)). Read as rows by iter_results: '<condition>' at layer i
-#        with '<measure>[layer:<j>]', and pairs 'a~b' with cka, ..., imbalance_a_to_b, imbalance_b_to_a
+#   /similarity/<split>/layers/<condition>/     attrs: complete, k, n_rows, n_dropped (rows duplicated
+#        in some layer, left out)   layer (R,) int: the condition's layers with a geometry;
+#        cka, cka_debiased, mutual_knn, cknna, imbalance (R, R) float64, layer i against layer j
+#        (imbalance[i, j] = Delta(i -> j)); metrics.csv rows: '<condition>' at layer i, '<measure>[layer:<j>]'
+#   /similarity/<split>/conditions/<layer:03d>/  the same over condition (R,) str: the conditions at a
+#        layer; metrics.csv rows: pairs 'a~b' with cka, ..., imbalance_a_to_b, imbalance_b_to_a
 #   /correlations/<split>/<target>/<layer:03d>/  attrs: complete, skipped, <feature>_{rho,low,high}
 #   /seeds/<split>/<base>/<layer:03d>/         attrs: how far apart the landscapes of fine-tunes that
 #        differ only in their seed are (overlap, ARI, ID range) next to their loss and accuracy spread
@@ -588,21 +589,28 @@ def pair_name(a: str, b: str) -> str:
     return f"{a}~{b}"
 
 
-def write_similarity(f: h5py.File, split: str, conditions: np.ndarray, layers: np.ndarray,
-                     matrices: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
-    """(Re)write the similarity matrices of a split (``landscape.similarity.similarity_matrices``)."""
-    _write_group(f, f"{_SIMILARITY}/{split}", {"condition": np.asarray(conditions, dtype=str),
-                                               "layer": np.asarray(layers, dtype=np.int64), **matrices}, attrs)
+def similarity_path(split: str, *, condition: str | None = None, layer: int | None = None) -> str:
+    """Group of the similarity of a condition's layers (``condition``) or of the conditions at a ``layer``."""
+    if (condition is None) == (layer is None):
+        raise ValueError("a similarity group is of one condition or of one layer")
+    return f"{_SIMILARITY}/{split}/layers/{condition}" if layer is None else f"{_SIMILARITY}/{split}/conditions/{layer:03d}"
 
 
-def read_similarity(f: h5py.File, split: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, Any]] | None:
-    """(condition (R,), layer (R,), matrices, attrs) of a split's similarity group, or None."""
-    path = f"{_SIMILARITY}/{split}"
+def write_similarity(f: h5py.File, path: str, over: np.ndarray, matrices: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
+    """(Re)write a similarity group: ``over`` (R,) the layers or the conditions compared,
+    ``matrices`` (R, R) each (``landscape.similarity.similarity_matrices``)."""
+    key = "layer" if "/layers/" in path else "condition"
+    _write_group(f, path, {key: np.asarray(over, dtype=np.int64 if key == "layer" else str), **matrices}, attrs)
+
+
+def read_similarity(f: h5py.File, path: str) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]] | None:
+    """(over (R,), matrices, attrs) of a similarity group, or None when it is not complete."""
     if not result_done(f, path):
         return None
     group = f[path]
-    matrices = {name: group[name][()] for name in group if name not in ("condition", "layer")}
-    return group["condition"].asstr()[()].astype(str), group["layer"][()], matrices, _decoded_attrs(group)
+    key = "layer" if "layer" in group else "condition"
+    over = group[key][()] if key == "layer" else group[key].asstr()[()].astype(str)
+    return over, {name: group[name][()] for name in group if name != key}, _decoded_attrs(group)
 
 
 def versus_layer(layer: int) -> str:
@@ -611,24 +619,23 @@ def versus_layer(layer: int) -> str:
 
 
 def _similarity_rows(f: h5py.File, split: str):
-    """(label, layer, scalars) rows of a split's similarity matrices (see the layout above)."""
-    found = read_similarity(f, split)
-    if found is None:
-        return
-    conditions, layers, matrices, _ = found
-    order = list(dict.fromkeys(conditions))  # the analysed order: pairs are named (earlier, later)
-    for i in range(len(conditions)):
-        for j in range(len(conditions)):
-            if i == j:
-                continue
-            if conditions[i] == conditions[j]:
-                yield conditions[i], int(layers[i]), {
-                    grouped(m if m != "imbalance" else "imbalance_a_to_b", versus_layer(int(layers[j]))): float(matrices[m][i, j])
-                    for m in matrices}
-            elif layers[i] == layers[j] and order.index(conditions[i]) < order.index(conditions[j]):
-                scalars = {m: float(matrices[m][i, j]) for m in matrices if m != "imbalance"}
+    """(label, layer, scalars) rows of a split's similarity groups (see the layout above)."""
+    for name in f.get(f"{_SIMILARITY}/{split}/layers", {}):
+        found = read_similarity(f, similarity_path(split, condition=name))
+        if found is not None:
+            layers, matrices, _ = found
+            for i, j in itertools.permutations(range(len(layers)), 2):
+                yield name, int(layers[i]), {
+                    grouped("imbalance_a_to_b" if m == "imbalance" else m, versus_layer(int(layers[j]))): float(v[i, j])
+                    for m, v in matrices.items()}
+    for layer_name in f.get(f"{_SIMILARITY}/{split}/conditions", {}):
+        found = read_similarity(f, similarity_path(split, layer=int(layer_name)))
+        if found is not None:
+            conditions, matrices, _ = found
+            for i, j in itertools.combinations(range(len(conditions)), 2):  # the analysed order: pairs named (earlier, later)
+                scalars = {m: float(v[i, j]) for m, v in matrices.items() if m != "imbalance"}
                 scalars.update(imbalance_a_to_b=float(matrices["imbalance"][i, j]), imbalance_b_to_a=float(matrices["imbalance"][j, i]))
-                yield pair_name(conditions[i], conditions[j]), int(layers[i]), scalars
+                yield pair_name(conditions[i], conditions[j]), int(layer_name), scalars
 
 
 def decision_path(condition: str, layer: int, *, split: str) -> str:
@@ -674,9 +681,12 @@ def delete_results_of(f: h5py.File, condition: str) -> int:
                 }[top]
                 if uses:
                     doomed.append(f"{top}/{split}/{name}")
-    for split, group in f.get(_SIMILARITY, {}).items():  # every (condition, layer) against the others
-        if "condition" not in group or condition in group["condition"].asstr()[()]:
-            doomed.append(f"{_SIMILARITY}/{split}")
+    for split, by_split in f.get(_SIMILARITY, {}).items():
+        if condition in by_split.get("layers", {}):
+            doomed.append(f"{_SIMILARITY}/{split}/layers/{condition}")
+        for layer_name, group in by_split.get("conditions", {}).items():  # every condition at a layer
+            if "condition" not in group or condition in group["condition"].asstr()[()]:
+                doomed.append(f"{_SIMILARITY}/{split}/conditions/{layer_name}")
     for path in doomed:
         del f[path]
     return len(doomed)

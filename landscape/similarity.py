@@ -18,8 +18,8 @@ The functions of two representations are the definitions (tested against closed 
 DADApy); ``similarity_matrices`` computes all of them for R representations at once (every
 layer of a condition, or every condition at a layer) from one pass of blocked Gram matrices:
 each N x N Gram row block serves CKA, the distances of the imbalance and the neighbours of
-mutual kNN, on the GPU when present; memory R x block x N, never R x N x N.
-``analyses.layer.compare_representations`` and ``analyses.similarity`` apply it.
+mutual kNN, on the GPU when present; memory: the R representations (float64, and Huh et al.'s
+normalised copy) plus R x block x N, never R x N x N. ``analyses.similarity`` applies it.
 
 Example:
     >>> import numpy as np
@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -136,11 +137,9 @@ class SimilarityMatrices:
 
 
 def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, cknna_k: int = 10,
-                        wanted: np.ndarray | None = None, device: str | None = None) -> SimilarityMatrices:
+                        device: str | None = None) -> SimilarityMatrices:
     """Every measure between every two of R representations (each (N, d_r), the same N rows,
-    no duplicated rows within any: neighbours among copies are undefined). ``wanted`` (R, R) bool:
-    the pairs whose mutual kNN and CKNNA are needed (NaN elsewhere; they cost a sparse product
-    each; CKA and the imbalance come for every pair at no extra cost).
+    no duplicated rows within any: neighbours among copies are undefined).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -156,7 +155,6 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
         raise ValueError(f"{n} rows, k={k}, cknna_k={cknna_k}: need n >= 4, 1 <= k < n and 2 <= cknna_k < n")
     dev = pick_device(device)
     R = len(representations)
-    wanted = np.ones((R, R), dtype=bool) if wanted is None else np.asarray(wanted, dtype=bool)
     centred = [torch.as_tensor(_centred(X), device=dev) for X in representations]
     huh = [torch.as_tensor(huh_features(X), device=dev) for X in representations]
     sq = torch.stack([(C ** 2).sum(dim=1) for C in centred])  # (R, N): the centred Grams' diagonals
@@ -191,8 +189,8 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
     return SimilarityMatrices(
         cka=cka.cpu().numpy(),
         cka_debiased=cka_debiased.cpu().numpy(),
-        mutual_knn=_mutual_knn_matrix(knn.cpu().numpy(), k, wanted),
-        cknna=_cknna_matrix(huh_knn.cpu().numpy(), huh_values.cpu().numpy(), wanted),
+        mutual_knn=_mutual_knn_matrix(knn.cpu().numpy(), k),
+        cknna=_cknna_matrix(huh_knn.cpu().numpy(), huh_values.cpu().numpy()),
         imbalance=(2.0 / n * ranks / n).cpu().numpy(),
     )
 
@@ -208,25 +206,18 @@ def _unbiased_hsic_matrix(inner: torch.Tensor, diagonal: torch.Tensor, n: int) -
     return value / (n * (n - 3))
 
 
-def _pairs(wanted: np.ndarray):
-    """(a, b) with a < b of the wanted pairs (either order asked for)."""
-    a, b = np.nonzero(np.triu(wanted | wanted.T, 1))
-    return zip(a.tolist(), b.tolist())
-
-
-def _mutual_knn_matrix(knn: np.ndarray, k: int, wanted: np.ndarray) -> np.ndarray:
+def _mutual_knn_matrix(knn: np.ndarray, k: int) -> np.ndarray:
     """(R, R) mean share of shared neighbours from (R, N, k) neighbour lists."""
     R, n, _ = knn.shape
     rows = np.repeat(np.arange(n), k)
     masks = [sp.csr_matrix((np.ones(n * k), (rows, knn[r].ravel())), shape=(n, n)) for r in range(R)]
-    out = np.full((R, R), np.nan)
-    np.fill_diagonal(out, 1.0)
-    for a, b in _pairs(wanted):
+    out = np.eye(R)
+    for a, b in itertools.combinations(range(R), 2):
         out[a, b] = out[b, a] = masks[a].multiply(masks[b]).sum() / (n * k)
     return out
 
 
-def _cknna_matrix(knn: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+def _cknna_matrix(knn: np.ndarray, values: np.ndarray) -> np.ndarray:
     """(R, R) CKNNA (Huh et al.'s ``cknna(a, b)``, unbiased) from each representation's (N, k) inner-
     product neighbours and their inner products. Their kernels masked by the shared neighbours
     are sparse (<= k entries a row): every term of the unbiased HSIC is a sparse sum."""
@@ -242,9 +233,8 @@ def _cknna_matrix(knn: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np
         return float(value / (n * (n - 3)))
 
     own = np.array([hsic(r, r) for r in range(R)])
-    out = np.full((R, R), np.nan)
-    np.fill_diagonal(out, 1.0)
-    for a, b in _pairs(wanted):  # their 1e-6; not quite symmetric: the masked kernels are not
+    out = np.eye(R)
+    for a, b in itertools.combinations(range(R), 2):  # their 1e-6; not quite symmetric: the masked kernels are not
         out[a, b] = hsic(a, b) / (np.sqrt(own[a] * own[b]) + 1e-6)
         out[b, a] = hsic(b, a) / (np.sqrt(own[a] * own[b]) + 1e-6)
     return out

@@ -107,16 +107,6 @@ def test_cknna_is_one_for_the_same_neighbourhoods_and_near_zero_for_independent_
     assert abs(similarity.cknna(X, rng.normal(size=(300, 10)))) < 0.1
 
 
-def test_only_the_wanted_pairs_get_the_sparse_measures():
-    rng = np.random.default_rng(9)
-    reps = [rng.normal(size=(60, 4)) for _ in range(3)]
-    wanted = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)
-    m = similarity.similarity_matrices(reps, k=5, cknna_k=5, wanted=wanted)
-    for measure in (m.mutual_knn, m.cknna):
-        assert np.isfinite(measure[0, 1]) and np.isnan(measure[0, 2]) and np.isnan(measure[2, 1])
-    assert np.isfinite(m.cka).all() and np.isfinite(m.imbalance).all()
-
-
 def test_the_analysis_writes_layer_by_layer_and_condition_by_condition_similarity(tiny_run):
     import csv
 
@@ -125,23 +115,22 @@ def test_the_analysis_writes_layer_by_layer_and_condition_by_condition_similarit
     from landscape import schema
 
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
-        conditions, layers, matrices, attrs = schema.read_similarity(f, "eval")
+        layers, by_layer, attrs = schema.read_similarity(f, schema.similarity_path("eval", condition="0shot"))
+        conditions, at_3, _ = schema.read_similarity(f, schema.similarity_path("eval", layer=3))
+        assert schema.read_similarity(f, schema.similarity_path("eval", layer=0)) is None  # no geometry there
     with h5py.File(tiny_run / "hidden.h5", "r") as f:
         rows = np.flatnonzero(schema.read_examples(f).splits == "eval")
         states = {(c, l): schema.read_layer(f, c, l)[rows] for c in ("0shot", "1shot") for l in (1, 2, 3)}
     # layer 0 (one point repeated) has no geometry and is left out
-    assert list(zip(conditions.tolist(), layers.tolist())) == list(states)
-    assert attrs["n_rows"] == len(rows) and attrs["n_dropped"] == 0
-    index = {key: i for i, key in enumerate(states)}
-    i, j, other = index[("0shot", 1)], index[("0shot", 3)], index[("1shot", 3)]
-    assert matrices["cka"][i, j] == pytest.approx(similarity.linear_cka(states[("0shot", 1)], states[("0shot", 3)]))
-    assert matrices["imbalance"][j, other] == pytest.approx(
-        similarity.information_imbalance(states[("0shot", 3)], states[("1shot", 3)])[0])
-    assert np.isnan(matrices["cknna"][i, other])  # neither the same condition nor the same layer
+    assert layers.tolist() == [1, 2, 3] and conditions.tolist() == ["0shot", "1shot"]
+    assert attrs["n_rows"] == len(rows) and attrs["n_dropped"] == 0 and attrs["k"] == 10
+    assert by_layer["cka"][0, 2] == pytest.approx(similarity.linear_cka(states[("0shot", 1)], states[("0shot", 3)]))
+    assert at_3["imbalance"][0, 1] == pytest.approx(similarity.information_imbalance(states[("0shot", 3)], states[("1shot", 3)])[0])
+    assert by_layer["cknna"][0, 2] == pytest.approx(_huh_cknna(states[("0shot", 1)], states[("0shot", 3)], 10))
     with open(tiny_run / "metrics.csv", newline="") as handle:
         metrics = {(r["condition"], r["layer"], r["metric"], r["grouping"]): float(r["value"]) for r in csv.DictReader(handle)}
-    assert metrics[("0shot", "1", "cka", "layer:3")] == pytest.approx(matrices["cka"][i, j])
-    assert metrics[("0shot", "3", "imbalance_a_to_b", "layer:1")] == pytest.approx(matrices["imbalance"][j, i])
-    assert metrics[("0shot~1shot", "3", "imbalance_b_to_a", "")] == pytest.approx(matrices["imbalance"][other, j])
+    assert metrics[("0shot", "1", "cka", "layer:3")] == pytest.approx(by_layer["cka"][0, 2])
+    assert metrics[("0shot", "3", "imbalance_a_to_b", "layer:1")] == pytest.approx(by_layer["imbalance"][2, 0])
+    assert metrics[("0shot~1shot", "3", "imbalance_b_to_a", "")] == pytest.approx(at_3["imbalance"][1, 0])
     for measure in ("cka", "cka_debiased", "mutual_knn", "cknna"):
         assert ("0shot~1shot", "2", measure, "") in metrics
