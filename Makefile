@@ -129,6 +129,7 @@ bench: setup
 	$(BIN)/python bench/bench_extract.py
 	$(BIN)/python bench/bench_geometry.py
 	$(BIN)/python bench/bench_finetune.py
+	$(BIN)/python bench/bench_storage.py --run $(RUN)
 	$(BIN)/python bench/bench_parallel.py
 
 clean-venv:

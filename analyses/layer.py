@@ -125,6 +125,7 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
         (1.0, (120,))
     """
     result = LayerResult()
+    more_ids = config.id_estimators if id_estimators is None else id_estimators
     try:
         graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn)
     except GeometryError as error:
@@ -152,7 +153,7 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
         "id_2nn": id_2nn,
         "id_gride": id_density,
         **{f"id_gride_{int(s)}": float(v) for s, v in zip(gride.scales, gride.ids)},
-        **(estimate_ids(X, graph, k=min(config.id_k, graph.maxk)) if (config.id_estimators if id_estimators is None else id_estimators) else {}),
+        **(estimate_ids(X, graph, k=min(config.id_k, graph.maxk)) if more_ids else {}),
         "n_clusters": float(peaks.n_clusters),
         "core_fraction": float(core.mean()),
     }

@@ -1,8 +1,9 @@
 """``landscape analyze RUN``: every condition x layer of hidden.h5 into analysis.h5 and metrics.csv.
 
 Each (split, condition, layer) is an independent task (the geometry: ``analyses.layer``; the
-logit lens and linear probes: ``analyses.readouts``) that reads its own layer from hidden.h5; so is each comparison of two conditions at a layer, and each
-layer's EDL correlations. Tasks run here, in worker processes (``jobs``) or on Ray (``ray``:
+logit lens and linear probes: ``analyses.readouts``) that reads its own layer from hidden.h5; so is each comparison of two conditions at a layer, each
+condition's layer x layer and each layer's condition x condition similarity (``analyses.similarity``),
+and each layer's EDL correlations. Tasks run here, in worker processes (``jobs``) or on Ray (``ray``:
 ``analyses.workers``); results are written by this process as they arrive, each group marked
 complete last. A re-run skips complete groups (unless ``force``), then rewrites metrics.csv from
 analysis.h5 (tidy: split, condition, layer, metric, grouping, value; pairs as ``a~b``).

@@ -5,7 +5,7 @@
 Prints two tables, each measured in this one run:
 
 1. Size and time of one condition's states (layers x N x d) written as each storage variant
-   (float32 / float16 / bfloat16 as the suite stores them, chunk = 256 rows x one layer, with no
+   (float32 / float16 / bfloat16 as the suite stores them, chunk = ~256 rows x one layer, with no
    compression, gzip level 4 + shuffle, lzf + shuffle, and blosc-zstd + bit shuffle when
    hdf5plugin installs): bytes per state, write time, and the time to read one whole layer (what
    the analysis does), relative to float32 uncompressed. For the run's 0shot condition and for
@@ -30,10 +30,7 @@ import numpy as np
 
 from analyses.layer import AnalysisConfig, analyze_layer
 from landscape import geometry, reader, schema
-from landscape.schema import _decode_states, _encode_states  # the suite's own encoding, measured as stored
-
-CHUNK_ROWS = 256
-
+from landscape.schema import decode_states, encode_states  # the suite's own encoding, measured as stored
 
 def _filters() -> dict[str, dict]:
     filters = {"none": {}, "gzip4+shuffle": dict(compression="gzip", compression_opts=4, shuffle=True),
@@ -59,17 +56,17 @@ def storage_table(states: np.ndarray, label: str, folder: Path) -> None:
             start = time.perf_counter()
             with h5py.File(path, "w") as f:
                 ds = f.create_dataset("hidden", shape=states.shape, dtype=np.uint16 if dtype == "bfloat16" else dtype,
-                                      chunks=(1, min(n, CHUNK_ROWS), d), **options)
+                                      chunks=(1, schema.chunk_rows(n), d), **options)
                 ds.attrs["encoding"] = dtype
                 for layer in range(L):
-                    ds[layer] = _encode_states(states[layer], ds)
+                    ds[layer] = encode_states(states[layer], ds)
             write = time.perf_counter() - start
             size = os.path.getsize(path)
             reads = []
             for layer in range(L):
                 start = time.perf_counter()
                 with h5py.File(path, "r") as f:
-                    _decode_states(f["hidden"][layer], f["hidden"])
+                    decode_states(f["hidden"][layer], f["hidden"])
                 reads.append(time.perf_counter() - start)
             read = float(np.median(reads))
             base = base or (size, read)
@@ -91,8 +88,8 @@ def _rounded(X: np.ndarray, dtype: str) -> np.ndarray:
     with h5py.File(tempfile.mktemp(suffix=".h5"), "w", driver="core", backing_store=False) as f:
         ds = f.create_dataset("x", shape=X.shape, dtype=np.uint16 if dtype == "bfloat16" else dtype)
         ds.attrs["encoding"] = dtype
-        ds[...] = _encode_states(X, ds)
-        return _decode_states(ds[...], ds)
+        ds[...] = encode_states(X, ds)
+        return decode_states(ds[...], ds)
 
 
 def precision_table(run: Path) -> None:

@@ -39,7 +39,8 @@ def test_batched_tle_and_local_pca_equal_skdims_pointwise_loops():
         warnings.simplefilter("ignore")
         tle = skdim.id.TLE().fit(points, precomputed_knn_arrays=(graph.distances[:, 1:k + 1], graph.indices[:, 1:k + 1]))
         lpca = skdim.id.lPCA().fit_pw(points, precomputed_knn=graph.indices[:, :k + 1])
-    np.testing.assert_allclose(estimators.tight_local_ids(grams, graph.distances[:, 1:k + 1]), tle.dimension_pw_, rtol=1e-8)
+    # the neighbourhood Grams are float32 (relative error ~1e-7); the arithmetic after them is skdim's
+    np.testing.assert_allclose(estimators.tight_local_ids(grams, graph.distances[:, 1:k + 1]), tle.dimension_pw_, rtol=1e-5)
     np.testing.assert_array_equal(estimators.local_pca_ids(grams), lpca.dimension_pw_)
 
 
