@@ -130,7 +130,8 @@ def check_device_map(device_map: str | None, *, device: str, processes: int, tra
 def load_model(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, *, device_map: str | None = None):
     """(model in eval mode, tokenizer) for a resolved model: on ``device``, or split by
     ``device_map`` (``parse_device_map``) over GPUs, CPU and disk by accelerate's big-model
-    loading (disk parts are offloaded under the cache and brought in layer by layer)."""
+    loading (disk parts stay in the safetensors checkpoint, or a copy under the cache's
+    ``offload/``, and are brought in block by block as they run)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     placement = {} if device_map is None else dict(
