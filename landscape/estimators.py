@@ -13,7 +13,8 @@ instead of searching neighbours again:
 - **local PCA** (Fukunaga & Olsen): per point, the eigenvalues of its neighbourhood's (the point
   and its k neighbours) covariance above ``alpha`` x the largest, mean over points; skdim's
   ``lPCA(ver="FO")`` rule on spectra computed for all neighbourhoods at once (skdim fits one
-  sklearn PCA per point: 2.8 s a layer at N=1,200), tested equal to skdim's ``fit_pw``.
+  sklearn PCA per point: 2.8 s a layer at N=1,200), tested equal to skdim's ``fit_pw``. It
+  cannot exceed k (k + 1 points span k dimensions): at k, read "at least k".
 - **DANCo** (Ceruti et al. 2014): ``skdim.id.DANCo(ver="DANCoFit")``, whose calibration is a
   precomputed table (k = 10, dimensions <= 100, 20..5,000 points) instead of simulating random
   balls at every dimension up to d (95 s a layer at d=576). Larger sets are subsampled to 5,000
