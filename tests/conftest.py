@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from analyses.layer import AnalysisConfig
+
 SUBJECTS = ("astronomy", "anatomy", "world religions")
 WORDS = "the of star planet bone muscle god temple orbit cell which what is a an to in light heart".split()
 
@@ -97,3 +99,21 @@ def tiny(tiny_model_dir):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+# The analysis settings of the tiny runs: small graphs for 36 questions.
+SMALL = AnalysisConfig(maxk=20, gride_range=20, density_k=8, class_fraction=0.3, overlap_k=10, tree_min_size=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
+    """A tiny extracted (0- and 1-shot, 3 subjects x 12) and analysed run, one per test module
+    (some tests change it)."""
+    from analyses.run import run_analysis
+    from extract.icl import ExtractConfig, run_extract
+
+    folder = tmp_path_factory.mktemp("arun")
+    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 1), subjects="all",
+                              per_subject=12, demo_pool=2, train_per_subject=0, batch_size=8), folder, progress=False)
+    run_analysis(folder, SMALL, progress=False)
+    return folder

@@ -9,20 +9,9 @@ import pytest
 
 from analyses.layer import AnalysisConfig, analyze_layer, compare_layers
 from analyses.run import AnalysisMismatch, run_analysis
-from extract.icl import ExtractConfig, run_extract
 from landscape import cli, schema
+from tests.conftest import SMALL
 from tests.test_geometry import mixture
-
-SMALL = AnalysisConfig(maxk=20, gride_range=20, density_k=8, class_fraction=0.3, overlap_k=10, tree_min_size=3)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
-    folder = tmp_path_factory.mktemp("arun")
-    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 1), subjects="all",
-                              per_subject=12, demo_pool=2, train_per_subject=0, batch_size=8), folder, progress=False)
-    run_analysis(folder, SMALL, progress=False)
-    return folder
 
 
 def _metrics(folder):

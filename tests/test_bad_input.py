@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from landscape import cli, schema
-from tests.test_analyses import tiny_run  # noqa: F401  (its tiny extracted + analysed run, reused here)
 
 
 def fails(argv, capsys, match: str, code: int | None = None) -> str:

@@ -15,7 +15,7 @@ from extract import forward
 from landscape import tasks
 from extract.icl import ExtractConfig, demo_bits, run_extract
 from landscape import cli, schema
-from tests.test_analyses import SMALL
+from tests.conftest import SMALL
 
 
 def test_token_bits_are_bits_and_do_not_depend_on_batching_or_padding(tiny):

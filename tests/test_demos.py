@@ -10,7 +10,7 @@ from analyses.run import run_analysis
 from extract import demos
 from extract.icl import ExtractConfig, run_extract
 from landscape import schema
-from tests.test_analyses import SMALL
+from tests.conftest import SMALL
 
 POOL = {s: list(range(100 * i, 100 * i + 20)) for i, s in enumerate(["anatomy", "astronomy", "virology"])}
 IDS = np.arange(1000, 1060)

@@ -17,7 +17,8 @@ import pytest
 from analyses.run import run_analysis
 from extract.ranks import Ranks
 from landscape import schema
-from tests.test_analyses import SMALL, _metrics, tiny_run  # noqa: F401  (fixture)
+from tests.conftest import SMALL
+from tests.test_analyses import _metrics
 from tests.test_interrupt import VOLATILE, extract_args, landscape
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -8,7 +8,6 @@ from sklearn.datasets import make_swiss_roll
 
 from landscape import estimators
 from landscape.knn import knn_graph
-from tests.test_analyses import tiny_run  # noqa: F401  (the module's extracted run)
 
 
 def _gaussian_in_100_dims(n: int = 2000, dim: int = 5) -> np.ndarray:

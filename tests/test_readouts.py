@@ -14,7 +14,7 @@ from extract import icl
 from landscape import readouts, schema
 from landscape.normed import NormParameters
 from landscape.readouts import Unembedding, lens_logits, linear_probe, linear_probe_halves
-from tests.test_analyses import SMALL, tiny_run  # noqa: F401  (the module's extracted run)
+from tests.conftest import SMALL
 
 
 def assert_lens_is_the_models_logits(run) -> None:

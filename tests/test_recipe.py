@@ -16,7 +16,7 @@ from extract.readout import ReadoutError, norm_parameters
 from landscape import cli, geometry, schema
 from landscape.knn import knn_graph
 from landscape.normed import apply_norm
-from tests.test_analyses import SMALL, tiny_run  # noqa: F401  (the module's extracted run)
+from tests.conftest import SMALL
 
 
 def own_norm_outputs(model, ids: list[int]) -> list[np.ndarray]:

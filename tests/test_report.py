@@ -13,7 +13,7 @@ from figures.collect import collect, trees
 from figures.edl import code_length_curves
 from figures.report import ReportConfig, run_report
 from landscape import cli
-from tests.test_analyses import SMALL
+from tests.conftest import SMALL
 
 FAST = ReportConfig(map_method="pca", png="no")
 

@@ -7,7 +7,6 @@ import pytest
 
 from landscape import similarity
 from landscape.knn import knn_graph
-from tests.test_analyses import tiny_run  # noqa: F401  (the module's extracted run)
 
 
 def _rotation(d: int, seed: int) -> np.ndarray:
