@@ -79,8 +79,7 @@ def run_analysis(
             schema.get_condition(f, name)  # an unknown name is an error naming the known ones
             if name not in complete:
                 raise ValueError(f"condition {name} of {hidden} is incomplete: finish its extraction first")
-        n_layers = {name: schema.n_layers(f, name) for name in conditions}
-        every_layer = {name: schema.n_layers(f, name) for name in complete}
+        n_layers = {name: schema.n_layers(f, name) for name in complete}  # the analysed conditions are among them
         instances = {name: schema.condition_instance(schema.get_condition(f, name)) for name in conditions}
         examples = schema.read_examples(f)
         edl_names = schema.edl_names(f)
@@ -131,7 +130,7 @@ def run_analysis(
         for path, pair in workers.map(_pair_tasks(f, source, splits, conditions, n_layers, layers, config)):
             schema.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
         if config.similarity and "eval" in splits:  # every analysed layer of every complete condition
-            for path, found in workers.map(similarity_tasks(f, source, "eval", complete, every_layer, states=config.states,
+            for path, found in workers.map(similarity_tasks(f, source, "eval", complete, n_layers, states=config.states,
                                                             k=config.similarity_k, device=config.device), gpu=True):
                 if found is not None:
                     schema.write_similarity(f, path, *found)

@@ -26,23 +26,25 @@ def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str
     """(group path, similarity_task, args) of every condition's layers and every layer's
     conditions whose stored group is missing or covers another set; ``f``: analysis.h5."""
     usable = {c: [l for l in range(n_layers[c]) if _has_geometry(f, c, l, split)] for c in conditions}
-    groups = [(schema.similarity_path(split, condition=c), [(c, l) for l in usable[c]]) for c in conditions]
+    groups = [(schema.similarity_path(split, condition=c), "layer", [(c, l) for l in usable[c]]) for c in conditions]
     for layer in sorted({l for ls in usable.values() for l in ls}):
-        groups.append((schema.similarity_path(split, layer=layer), [(c, layer) for c in conditions if layer in usable[c]]))
-    for path, representations in groups:
+        groups.append((schema.similarity_path(split, layer=layer), "condition",
+                       [(c, layer) for c in conditions if layer in usable[c]]))
+    for path, compared, representations in groups:
         if len(representations) < 2:
             continue
+        over = [l if compared == "layer" else c for c, l in representations]
         stored = schema.read_similarity(f, path)
-        over = [l for _, l in representations] if "/layers/" in path else [c for c, _ in representations]
         if stored is not None and stored[0].tolist() == over and stored[2].get("k") == k:
             continue
-        yield path, similarity_task, (hidden, split, representations, over, states, k, device)
+        yield path, similarity_task, (hidden, split, representations, {compared: np.array(over)}, states, k, device)
 
 
-def similarity_task(hidden: str, split: str, representations: list[tuple[str, int]], over: list, states: str, k: int,
-                    device: str) -> tuple[list, dict[str, np.ndarray], dict] | None:
+def similarity_task(hidden: str, split: str, representations: list[tuple[str, int]], over: dict[str, np.ndarray],
+                    states: str, k: int, device: str) -> tuple[dict[str, np.ndarray], dict] | None:
     """Read the representations' states of the split's rows and compare every two (runs in a
-    worker); None when too few rows are left after dropping duplicates."""
+    worker); ``over``: ``{"layer": ...}`` or ``{"condition": ...}``, what the group is indexed by;
+    None when too few rows are left after dropping duplicates."""
     with h5py.File(hidden, "r") as f:
         rows = np.flatnonzero(schema.read_examples(f).splits == split)
         layers = [schema.read_layer(f, c, l, states)[rows] for c, l in representations]
@@ -54,7 +56,7 @@ def similarity_task(hidden: str, split: str, representations: list[tuple[str, in
     if len(kept) <= max(k, 3):
         return None
     matrices = similarity_matrices([X[kept] for X in layers], k=k, cknna_k=k, device=device)
-    return over, matrices.as_dict(), {"k": k, "n_rows": len(kept), "n_dropped": len(rows) - len(kept), "measures": list(MEASURES)}
+    return {**over, **matrices.as_dict()}, {"k": k, "n_rows": len(kept), "n_dropped": len(rows) - len(kept), "measures": list(MEASURES)}
 
 
 def _has_geometry(f: h5py.File, condition: str, layer: int, split: str) -> bool:

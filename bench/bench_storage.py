@@ -55,18 +55,17 @@ def storage_table(states: np.ndarray, label: str, folder: Path) -> None:
             path = folder / f"{dtype}-{name}.h5"
             start = time.perf_counter()
             with h5py.File(path, "w") as f:
-                ds = f.create_dataset("hidden", shape=states.shape, dtype=np.uint16 if dtype == "bfloat16" else dtype,
+                ds = f.create_dataset("hidden", shape=states.shape, dtype=schema.storage_dtype(dtype),
                                       chunks=(1, schema.chunk_rows(n), d), **options)
-                ds.attrs["encoding"] = dtype
                 for layer in range(L):
-                    ds[layer] = encode_states(states[layer], ds)
+                    ds[layer] = encode_states(states[layer], dtype)
             write = time.perf_counter() - start
             size = os.path.getsize(path)
             reads = []
             for layer in range(L):
                 start = time.perf_counter()
                 with h5py.File(path, "r") as f:
-                    decode_states(f["hidden"][layer], f["hidden"])
+                    decode_states(f["hidden"][layer], dtype)
                 reads.append(time.perf_counter() - start)
             read = float(np.median(reads))
             base = base or (size, read)
@@ -82,14 +81,6 @@ def synthetic_states(n: int, d: int, layers: int, seed: int = 0) -> np.ndarray:
         out[layer] = rng.normal(size=(n, 32)).astype(np.float32) @ basis + rng.normal(size=(n, d)).astype(np.float32)
         out[layer, :, rng.integers(0, d, 4)] *= 30  # a few massive dimensions, as residual streams have
     return out
-
-
-def _rounded(X: np.ndarray, dtype: str) -> np.ndarray:
-    with h5py.File(tempfile.mktemp(suffix=".h5"), "w", driver="core", backing_store=False) as f:
-        ds = f.create_dataset("x", shape=X.shape, dtype=np.uint16 if dtype == "bfloat16" else dtype)
-        ds.attrs["encoding"] = dtype
-        ds[...] = encode_states(X, ds)
-        return decode_states(ds[...], ds)
 
 
 def precision_table(run: Path) -> None:
@@ -110,7 +101,7 @@ def precision_table(run: Path) -> None:
                 if full.skipped:
                     continue
                 for dtype in per_dtype:
-                    half = analyze_layer(_rounded(X, dtype), {"subject": subjects}, config)
+                    half = analyze_layer(decode_states(encode_states(X, dtype), dtype), {"subject": subjects}, config)
                     kept = geometry.data_overlap(full.arrays["knn"], half.arrays["knn"], k=30).mean() if half.arrays["knn"].size else np.nan
                     per_dtype[dtype].append((kept,
                                              abs(half.scalars["id_2nn"] - full.scalars["id_2nn"]),

@@ -205,8 +205,7 @@ def create_condition(
     group.attrs["complete"] = False
     group.attrs["instance"] = uuid.uuid4().hex  # tells this creation's shards from a replaced one's
     hidden = group.create_dataset(  # HDF5 has no bfloat16: its bits are kept as uint16
-        "hidden", shape=(n_layers + 1, n_rows, width), dtype=np.uint16 if store_dtype == "bfloat16" else store_dtype,
-        chunks=(1, chunk_rows(n_rows), width))
+        "hidden", shape=(n_layers + 1, n_rows, width), dtype=storage_dtype(store_dtype), chunks=(1, chunk_rows(n_rows), width))
     hidden.attrs["encoding"] = store_dtype
     group.create_dataset("logits", shape=(n_rows, n_choices), dtype=np.float32)
     group.create_dataset("logsumexp", shape=(n_rows,), dtype=np.float32)
@@ -258,7 +257,7 @@ def write_rows(
         index: slice | np.ndarray = slice(int(rows[0]), int(rows[-1]) + 1)
     else:
         index = rows
-    group["hidden"][:, index, :] = encode_states(hidden, group["hidden"])
+    group["hidden"][:, index, :] = encode_states(hidden, _encoding(group["hidden"]))
     logits = np.asarray(logits, dtype=np.float32)[order]
     group["logits"][index] = logits
     group["logsumexp"][index] = np.asarray(logsumexp, dtype=np.float32)[order]
@@ -398,7 +397,7 @@ def read_layer(f: h5py.File, condition: str, layer: int, states: str = "residual
     hidden = get_condition(f, condition)["hidden"]
     if not -hidden.shape[0] <= layer < hidden.shape[0]:
         raise SchemaError(f"layer {layer} out of range: {condition!r} has layers 0..{hidden.shape[0] - 1}")
-    residual = decode_states(hidden[layer], hidden)
+    residual = decode_states(hidden[layer], _encoding(hidden))
     if states == "residual":
         return residual
     norms = read_norms(f, condition)
@@ -407,21 +406,30 @@ def read_layer(f: h5py.File, condition: str, layer: int, states: str = "residual
 
 def store_dtype(f: h5py.File, condition: str) -> str:
     """How a condition's states are stored (``STORE_DTYPES``; files from before the choice: float32)."""
-    return str(get_condition(f, condition)["hidden"].attrs.get("encoding", "float32"))
+    return _encoding(get_condition(f, condition)["hidden"])
 
 
-def encode_states(values: np.ndarray, dataset: h5py.Dataset) -> np.ndarray:
-    """States as ``dataset`` stores them (its dtype; bfloat16: the uint16 bits)."""
-    if dataset.attrs.get("encoding") == "bfloat16":  # round to nearest even, as torch does
+def _encoding(dataset: h5py.Dataset) -> str:
+    return str(dataset.attrs.get("encoding", "float32"))
+
+
+def storage_dtype(encoding: str) -> np.dtype:
+    """The HDF5 dtype of states stored as ``encoding`` (``STORE_DTYPES``; bfloat16: its uint16 bits)."""
+    return np.dtype(np.uint16 if encoding == "bfloat16" else encoding)
+
+
+def encode_states(values: np.ndarray, encoding: str) -> np.ndarray:
+    """States as ``encoding`` stores them (``storage_dtype``)."""
+    if encoding == "bfloat16":  # round to nearest even, as torch does
         import torch
 
         return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    return np.asarray(values, dtype=dataset.dtype)
+    return np.asarray(values, dtype=storage_dtype(encoding))
 
 
-def decode_states(values: np.ndarray, dataset: h5py.Dataset) -> np.ndarray:
-    """float32 states from values read from ``dataset`` (``encode_states`` undone)."""
-    if dataset.attrs.get("encoding") == "bfloat16":
+def decode_states(values: np.ndarray, encoding: str) -> np.ndarray:
+    """float32 states from stored values (``encode_states`` undone)."""
+    if encoding == "bfloat16":
         return (values.astype(np.uint32) << 16).view(np.float32)
     return np.asarray(values, dtype=np.float32)
 
@@ -604,11 +612,10 @@ def similarity_path(split: str, *, condition: str | None = None, layer: int | No
     return f"{_SIMILARITY}/{split}/layers/{condition}" if layer is None else f"{_SIMILARITY}/{split}/conditions/{layer:03d}"
 
 
-def write_similarity(f: h5py.File, path: str, over: np.ndarray, matrices: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
-    """(Re)write a similarity group: ``over`` (R,) the layers or the conditions compared,
-    ``matrices`` (R, R) each (``landscape.similarity.similarity_matrices``)."""
-    key = "layer" if "/layers/" in path else "condition"
-    _write_group(f, path, {key: np.asarray(over, dtype=np.int64 if key == "layer" else str), **matrices}, attrs)
+def write_similarity(f: h5py.File, path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
+    """(Re)write a similarity group: ``arrays`` holds ``layer`` (R,) int or ``condition`` (R,) str,
+    the representations compared, and each measure's (R, R) matrix (``similarity_matrices``)."""
+    _write_group(f, path, arrays, attrs)
 
 
 def read_similarity(f: h5py.File, path: str) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]] | None:
