@@ -34,9 +34,9 @@ import numpy as np
 
 from analyses.layer import RECIPES, AnalysisConfig
 from analyses.run import run_analysis
-from landscape import reader, schema
+from landscape import reader, store
 from landscape.atomic import replace_atomically
-from landscape.names import ANSWER, grouped
+from landscape.names import ANSWER, ZERO_SHOT, feature_name, grouped, icl_condition
 
 ABLATION_DIR = "ablation"
 
@@ -62,7 +62,10 @@ def variants(device: str = "auto") -> list[Variant]:
     ]
 
 
-def run_ablation(run: Path, conditions: tuple[str, ...] = ("0shot", "5shot"), *, jobs: int = 1,
+DEFAULT_CONDITIONS = (ZERO_SHOT, icl_condition(5))  # the paper's 0-shot and 5-shot
+
+
+def run_ablation(run: Path, conditions: tuple[str, ...] = DEFAULT_CONDITIONS, *, jobs: int = 1,
                  device: str = "auto", only: list[str] | None = None, settings: dict | None = None,
                  grouping: str | None = None, progress: bool = True) -> list[dict]:
     """Analyse ``run``'s 0-shot and k-shot ``conditions`` (or the 0-shot one alone) under every
@@ -71,9 +74,9 @@ def run_ablation(run: Path, conditions: tuple[str, ...] = ("0shot", "5shot"), *,
     overlap head the table (default: the task's first grouping field)."""
     hidden = reader.hidden_path(run).resolve()
     with reader.open_run_file(hidden) as f:
-        names = schema.read_examples(f).group_names
-        known = schema.condition_names(f)
-        n_layers = schema.n_layers(f, conditions[0]) if conditions[0] in known else 0
+        names = store.hidden.read_examples(f).group_names
+        known = store.hidden.condition_names(f)
+        n_layers = store.hidden.n_layers(f, conditions[0]) if conditions[0] in known else 0
     first = grouping or names[0]
     if first not in [*names, ANSWER]:
         raise ValueError(f"no grouping {first!r} in {hidden} (it has: {', '.join([*names, ANSWER])})")
@@ -87,12 +90,12 @@ def run_ablation(run: Path, conditions: tuple[str, ...] = ("0shot", "5shot"), *,
     for variant in chosen:
         folder = hidden.parent / ABLATION_DIR / variant.name
         folder.mkdir(parents=True, exist_ok=True)
-        link = folder / schema.HIDDEN_FILE
+        link = folder / store.HIDDEN_FILE
         if not link.exists():
             os.symlink(os.path.relpath(hidden, folder), link)
         config = replace(variant.config, readouts=False, similarity=False, id_estimators=False, **(settings or {}))  # the paper's geometry only
         run_analysis(folder, config, conditions=list(conditions), splits=["eval"], jobs=jobs, progress=progress)
-        profiles = read_profiles(folder / schema.ANALYSIS_FILE, conditions, first, n_layers)
+        profiles = read_profiles(folder / store.ANALYSIS_FILE, conditions, first, n_layers)
         baseline = baseline or profiles
         rows.append({"variant": variant.name, "change": variant.label, **headline(profiles, baseline, conditions, first)})
     _write_table(hidden.parent / ABLATION_DIR / "table.csv", rows)
@@ -108,16 +111,16 @@ def read_profiles(analysis: Path, conditions: tuple[str, ...], first: str, n_lay
     with h5py.File(analysis, "r") as f:
         for condition in conditions:
             for metric in metrics:
-                out[f"{condition}:{metric}"] = np.array([_scalar(f, schema.result_path(condition, layer), metric)
+                out[feature_name(condition, metric)] = np.array([_scalar(f, store.analysis.result_path(condition, layer), metric)
                                                          for layer in range(n_layers)])
         for metric in ("data_overlap", "n_pair_dropped"):
-            out[metric] = np.array([_scalar(f, schema.result_path(zero, layer, other=conditions[1]), metric) if len(conditions) == 2
+            out[metric] = np.array([_scalar(f, store.analysis.result_path(zero, layer, other=conditions[1]), metric) if len(conditions) == 2
                                     else np.nan for layer in range(n_layers)])
     return out
 
 
 def _scalar(f: h5py.File, path: str, metric: str) -> float:
-    scalars, _, skipped = schema.read_result(f, path, arrays=())
+    scalars, _, skipped = store.analysis.read_result(f, path, arrays=())
     return np.nan if skipped else float(scalars.get(metric, np.nan))
 
 
@@ -129,28 +132,28 @@ def headline(profiles: dict[str, np.ndarray], baseline: dict[str, np.ndarray], c
     inner = slice(1, None)  # layer 0 is the same token's embedding in every prompt
     n_layers = len(profiles[f"{zero}:id_2nn"])
     missing = np.full(n_layers, np.nan)
-    k_ari = profiles.get(f"{shots}:{ari_first}", missing)
+    k_ari = profiles.get(feature_name(shots, ari_first), missing)
     peak = int(np.nanargmax(k_ari[inner])) + 1 if np.isfinite(k_ari[inner]).any() else 0
-    change = max(float(np.nanmax(np.abs(profiles[f"{c}:{ari_first}"] - baseline[f"{c}:{ari_first}"])[inner])) for c in conditions
-                 if f"{c}:{ari_first}" in baseline)
+    change = max(float(np.nanmax(np.abs(profiles[feature_name(c, ari_first)] - baseline[feature_name(c, ari_first)])[inner])) for c in conditions
+                 if feature_name(c, ari_first) in baseline)
     id_2nn = profiles[f"{zero}:id_2nn"]
     id_density = profiles[f"{zero}:id_gride"]
     return {
-        f"{first} ARI {zero}": _mean(profiles[f"{zero}:{ari_first}"][inner]),
+        f"{first} ARI {zero}": _mean(profiles[feature_name(zero, ari_first)][inner]),
         f"{first} ARI {shots}": _mean(k_ari[inner]),
         f"{shots} {first} ARI peak": round(float(k_ari[peak]), 3),
         f"{shots} {first} ARI peak layer": peak if peak else float("nan"),
         f"largest change of a layer's {first} ARI": round(change, 3),
-        f"answer ARI {zero}": _mean(profiles[f"{zero}:{ari_answer}"][inner]),
-        f"answer ARI {shots}": _mean(profiles.get(f"{shots}:{ari_answer}", missing)[inner]),
+        f"answer ARI {zero}": _mean(profiles[feature_name(zero, ari_answer)][inner]),
+        f"answer ARI {shots}": _mean(profiles.get(feature_name(shots, ari_answer), missing)[inner]),
         f"2NN ID peak layer {zero}": int(np.nanargmax(id_2nn[inner])) + 1,
         f"density ID peak {zero}": round(float(np.nanmax(id_density[inner])), 2),
         "transition layer": transition_layer(k_ari),
         f"data overlap {zero}~{shots}": _mean(profiles["data_overlap"][inner]),
         "layers compared": int(np.isfinite(profiles["data_overlap"]).sum()),
         "rows dropped as duplicates (pairs)": int(np.nansum(profiles["n_pair_dropped"])),
-        f"label overlap {first} {shots}": _mean(profiles.get(f"{shots}:{grouped('label_overlap', first)}", missing)[inner]),
-        f"label overlap answer {zero}": _mean(profiles[f"{zero}:{grouped('label_overlap', ANSWER)}"][inner]),
+        f"label overlap {first} {shots}": _mean(profiles.get(feature_name(shots, grouped('label_overlap', first)), missing)[inner]),
+        f"label overlap answer {zero}": _mean(profiles[feature_name(zero, grouped('label_overlap', ANSWER))][inner]),
     }
 
 

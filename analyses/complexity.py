@@ -21,11 +21,14 @@ Example:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from landscape.names import is_checkpoint_of, parse_step
+
+BITS_PER_PARAMETER = 16.0  # a LoRA weight written out as it is trained and stored: bfloat16
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def lora_points(conditions: dict[str, dict[str, Any]], edl: dict[str, dict[str, 
     for name, attrs in edl.items():
         bits = float(attrs["n_trainable"]) * bits_per_parameter
         for condition, cattrs in conditions.items():
-            if (condition == name or condition.startswith(f"{name}@step")) and "accuracy" in cattrs:
+            if is_checkpoint_of(condition, name) and "accuracy" in cattrs:
                 points.append(Point("lora", condition, bits, float(cattrs["accuracy"])))
     return points
 
@@ -68,9 +71,9 @@ def data_points(conditions: dict[str, dict[str, Any]], edl: dict[str, tuple[dict
         online = np.asarray(arrays["online_bits"])[np.asarray(arrays["order"])]
         batch = int(attrs["settings"]["batch_size"])
         for condition, cattrs in conditions.items():
-            match = re.fullmatch(rf"{re.escape(name)}@step(\d+)", condition)
-            if match and "accuracy" in cattrs and int(match[1]) * batch <= len(online):
-                n = int(match[1]) * batch
+            fine_tune, step = parse_step(condition) or ("", 0)
+            if fine_tune == name and "accuracy" in cattrs and step * batch <= len(online):
+                n = step * batch
                 points.append(Point("data", f"{condition} (n={n})", float(online[:n].sum()), float(cattrs["accuracy"])))
         if name in conditions and "accuracy" in conditions[name]:
             points.append(Point("data", f"{name} (n={len(online)})", float(online.sum()), float(conditions[name]["accuracy"])))

@@ -12,24 +12,20 @@ Example:
 
 from __future__ import annotations
 
-import re
 from itertools import combinations
 
 import numpy as np
 
-
-def seed_family_name(base: str, seed: int) -> str:
-    """The condition of a fine-tune of ``base`` with ``seed`` (seed 0 keeps the base name)."""
-    return base if seed == 0 else f"{base}-seed{seed}"
+from landscape.names import parse_seed
 
 
 def seed_families(names: list[str]) -> dict[str, list[str]]:
     """base -> [base, base-seed<k>, ...] for every base with at least one other seed."""
     families: dict[str, list[str]] = {}
     for name in names:
-        match = re.fullmatch(r"(.+)-seed\d+", name)
-        if match and match[1] in names:
-            families.setdefault(match[1], [match[1]]).append(name)
+        base = (parse_seed(name) or ("", 0))[0]
+        if base in names:
+            families.setdefault(base, [base]).append(name)
     return {base: sorted(members, key=lambda n: (n != base, n)) for base, members in families.items()}
 
 

@@ -30,8 +30,8 @@ from analyses.readouts import LensInputs, decisions, layer_readouts
 from analyses.layer import NOT_RECIPE, RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_states
 from analyses.similarity import similarity_tasks
 from analyses.workers import Workers
-from landscape import faults, provenance, reader, schema
-from landscape.names import ANSWER, grouped, split_grouped
+from landscape import faults, provenance, reader, store
+from landscape.names import ANSWER, ZERO_SHOT, correlation_target, feature_name, grouped, split_grouped
 from landscape.atomic import replace_atomically
 from landscape.normed import apply_norm
 from landscape.stats import spearman_bootstrap
@@ -54,7 +54,7 @@ def run_analysis(
     ray: str | None = None,
     force: bool = False,
     progress: bool = True,
-    bits_per_parameter: float = 16.0,
+    bits_per_parameter: float = complexity.BITS_PER_PARAMETER,
     target_accuracy: float | None = None,
 ) -> Path:
     """Analyse a run; returns the path of metrics.csv.
@@ -72,17 +72,17 @@ def run_analysis(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     hidden = reader.hidden_path(run_dir)
     with reader.open_run_file(hidden) as f:
-        complete = [n for n in schema.condition_names(f) if schema.get_condition(f, n).attrs["complete"]]
+        complete = [n for n in store.hidden.condition_names(f) if store.hidden.get_condition(f, n).attrs["complete"]]
         if conditions is None:  # all complete ones; one still being written is left for a re-run
             conditions = complete
         for name in conditions:
-            schema.get_condition(f, name)  # an unknown name is an error naming the known ones
+            store.hidden.get_condition(f, name)  # an unknown name is an error naming the known ones
             if name not in complete:
                 raise ValueError(f"condition {name} of {hidden} is incomplete: finish its extraction first")
-        n_layers = {name: schema.n_layers(f, name) for name in complete}  # the analysed conditions are among them
-        instances = {name: schema.condition_instance(schema.get_condition(f, name)) for name in conditions}
-        examples = schema.read_examples(f)
-        edl_names = schema.edl_names(f)
+        n_layers = {name: store.hidden.n_layers(f, name) for name in complete}  # the analysed conditions are among them
+        instances = {name: store.hidden.condition_instance(store.hidden.get_condition(f, name)) for name in conditions}
+        examples = store.hidden.read_examples(f)
+        edl_names = store.edl.edl_names(f)
     if not conditions:
         raise ValueError(f"{hidden} has no conditions: run `landscape extract` first")
     present = [split for split in ("eval", "train") if (examples.splits == split).any()]
@@ -98,7 +98,7 @@ def run_analysis(
     if "eval" in splits and n_eval < config.maxk + 1:
         raise ValueError(f"{n_eval} eval examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk")
 
-    out = hidden.parent / schema.ANALYSIS_FILE
+    out = hidden.parent / store.ANALYSIS_FILE
     _prepare(out, config, hidden, force=force)
     _forget_replaced(out, instances)
     tasks = []
@@ -109,7 +109,7 @@ def run_analysis(
                     if not -n_layers[name] <= layer < n_layers[name]:
                         raise ValueError(f"layer {layer} out of range: {name} has layers 0..{n_layers[name] - 1}")
                     layer %= n_layers[name]
-                    if not schema.result_done(f, schema.result_path(name, layer, split=split)):
+                    if not store.analysis.result_done(f, store.analysis.result_path(name, layer, split=split)):
                         tasks.append((split, name, layer))
 
     bar = tqdm(total=len(tasks), desc="analyze", unit="layer", disable=not progress)
@@ -117,8 +117,8 @@ def run_analysis(
     with Workers(jobs, ray) as workers, h5py.File(out, "a") as f:
         layer_tasks = (((split, name, layer), _task, (source, split, name, layer, config)) for split, name, layer in tasks)
         for (split, name, layer), result in workers.map(layer_tasks, gpu=True):
-            path = schema.result_path(name, layer, split=split)
-            schema.write_result(f, path, result.scalars, result.arrays, result.skipped)
+            path = store.analysis.result_path(name, layer, split=split)
+            store.analysis.write_result(f, path, result.scalars, result.arrays, result.skipped)
             f.flush()
             faults.reached("analyze.result")
             bar.update(1)
@@ -128,17 +128,17 @@ def run_analysis(
         big_enough = [s for s in splits if (examples.splits == s).sum() > config.maxk]  # a small train split is just skipped
         _refuse_degenerate(f, big_enough, conditions, n_layers, layers)
         for path, pair in workers.map(_pair_tasks(f, source, splits, conditions, n_layers, layers, config)):
-            schema.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
+            store.analysis.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
         if config.similarity and "eval" in splits:  # every analysed layer of every complete condition
             for path, found in workers.map(similarity_tasks(f, source, "eval", complete, n_layers, states=config.states,
                                                             k=config.similarity_k, device=config.device), gpu=True):
                 if found is not None:
-                    schema.write_similarity(f, path, *found)
+                    store.analysis.write_similarity(f, path, *found)
         split_rows = {split: np.flatnonzero(examples.splits == split) for split in splits}
-        targets = [name for name in edl_names if name in conditions and "0shot" in conditions]
+        targets = [name for name in edl_names if name in conditions and ZERO_SHOT in conditions]
         for path, scalars in workers.map(_correlation_tasks(f, hidden, targets, split_rows, n_layers, layers,
                                                                    examples.group_names[0])):
-            schema.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
+            store.analysis.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
         info = reader.info(hidden)["conditions"]
         for base, family in seed_families([n for n in edl_names if n in conditions]).items():
             _compare_seeds(f, hidden, base, family, info, n_layers[base], layers)
@@ -150,15 +150,15 @@ def _write_decisions(f: h5py.File, splits, conditions: list[str], n_layers: dict
     """Each row's decision layer under the logit lens, for conditions with the lens at every layer."""
     for split in splits:
         for name in conditions:
-            last = schema.decision_path(name, n_layers[name] - 1, split=split)
-            if schema.result_done(f, last):
+            last = store.analysis.decision_path(name, n_layers[name] - 1, split=split)
+            if store.analysis.result_done(f, last):
                 continue
             predictions = []
             for layer in range(n_layers[name]):
-                path = schema.result_path(name, layer, split=split)
-                if not schema.result_done(f, path):
+                path = store.analysis.result_path(name, layer, split=split)
+                if not store.analysis.result_done(f, path):
                     break
-                _, arrays, _ = schema.read_result(f, path, arrays=("lens_pred",))
+                _, arrays, _ = store.analysis.read_result(f, path, arrays=("lens_pred",))
                 if "lens_pred" not in arrays:
                     break
                 predictions.append(arrays["lens_pred"])
@@ -167,7 +167,7 @@ def _write_decisions(f: h5py.File, splits, conditions: list[str], n_layers: dict
             layers, decided = decisions(np.stack(predictions))
             for layer in range(n_layers[name]):
                 arrays = {"decision_layer": layers.astype(np.int16)} if layer == n_layers[name] - 1 else {}
-                schema.write_result(f, schema.decision_path(name, layer, split=split), {"lens_decided": float(decided[layer])}, arrays, "")
+                store.analysis.write_result(f, store.analysis.decision_path(name, layer, split=split), {"lens_decided": float(decided[layer])}, arrays, "")
 
 
 def _refuse_degenerate(f: h5py.File, splits, conditions, n_layers: dict[str, int], layers) -> None:
@@ -176,7 +176,7 @@ def _refuse_degenerate(f: h5py.File, splits, conditions, n_layers: dict[str, int
     for split in splits:
         for name in conditions:
             chosen = range(n_layers[name]) if layers is None else sorted({l % n_layers[name] for l in layers})
-            reasons = [schema.read_result(f, schema.result_path(name, l, split=split))[2] for l in chosen]
+            reasons = [store.analysis.read_result(f, store.analysis.result_path(name, l, split=split))[2] for l in chosen]
             if reasons and all(reasons):
                 raise ValueError(f"no layer of {name} ({split} rows) has a geometry: {reasons[-1]}")
 
@@ -185,12 +185,12 @@ def _forget_replaced(out: Path, instances: dict[str, str]) -> None:
     """Results of a condition that was extracted again since (``--overwrite``, a new fine-tune)
     describe data that is gone: delete them, so this run recomputes them, and record what it analyses."""
     with h5py.File(out, "a") as f:
-        analysed = schema.analyzed_instances(f)
+        analysed = store.analysis.analyzed_instances(f)
         for name, instance in instances.items():
             if name in analysed and analysed[name] != instance:
-                removed = schema.delete_results_of(f, name)
+                removed = store.analysis.delete_results_of(f, name)
                 print(f"{name} was extracted again since it was analysed: its {removed} result groups are redone", file=sys.stderr)
-        schema.record_instances(f, instances)
+        store.analysis.record_instances(f, instances)
 
 
 def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) -> None:
@@ -200,7 +200,7 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
     settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k] and k not in NOT_RECIPE)
     if out.exists() and not force:
         with h5py.File(out, "r") as f:
-            have = schema.analysis_settings(f)
+            have = store.analysis.analysis_settings(f)
         differing = [k for k in settings if k != "overrides" and have.get(k) != settings[k]]  # overrides: derived
         if differing:
             key = differing[0]
@@ -209,7 +209,7 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
-            schema.write_analysis_header(f, settings, str(hidden.name), provenance.stamp())
+            store.analysis.write_analysis_header(f, settings, str(hidden.name), provenance.stamp())
 
     replace_atomically(out, write)
 
@@ -217,10 +217,10 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
 def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig) -> LayerResult:
     """One (split, condition, layer): read the layer, measure it (runs in a worker)."""
     with h5py.File(hidden, "r") as f:
-        examples = schema.read_examples(f)
-        residual = schema.read_layer(f, name, layer)  # every row: probes fit on other rows than they score
-        norms = schema.read_norms(f, name) if config.states == "normed" else _optional_norms(f, name)
-        demo_sets = schema.read_demo_sets(f, name)
+        examples = store.hidden.read_examples(f)
+        residual = store.hidden.read_layer(f, name, layer)  # every row: probes fit on other rows than they score
+        norms = store.hidden.read_norms(f, name) if config.states == "normed" else _optional_norms(f, name)
+        demo_sets = store.hidden.read_demo_sets(f, name)
         lens = _lens_inputs(f, name, norms) if config.readouts and norms is not None else None
     rows = np.flatnonzero(examples.splits == split)
     bad = int((~np.isfinite(residual[rows]).all(axis=1)).sum())
@@ -246,8 +246,8 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
 
 def _optional_norms(f: h5py.File, name: str):
     try:
-        return schema.read_norms(f, name)
-    except schema.SchemaError:  # a run extracted before norms were stored: no lens, the rest as before
+        return store.hidden.read_norms(f, name)
+    except store.SchemaError:  # a run extracted before norms were stored: no lens, the rest as before
         return None
 
 
@@ -255,8 +255,8 @@ def _lens_inputs(f: h5py.File, name: str, norms) -> LensInputs | None:
     """The lens of a condition, or None where it is unavailable (a text-scored task, a head that
     does more than the final norm and these rows; the reason is in hidden.h5)."""
     try:
-        return LensInputs(norms=norms, head=schema.read_head(f, name))
-    except schema.SchemaError:
+        return LensInputs(norms=norms, head=store.hidden.read_head(f, name))
+    except store.SchemaError:
         return None
 
 
@@ -267,14 +267,14 @@ def _pair_tasks(f: h5py.File, hidden: str, splits, conditions: list[str], n_laye
         for a, b in itertools.combinations(conditions, 2):
             shared = range(min(n_layers[a], n_layers[b])) if layers is None else [l % n_layers[a] for l in layers]
             for layer in shared:
-                path = schema.result_path(a, layer, other=b, split=split)
-                if not schema.result_done(f, path):
-                    inputs = [_comparable(f, schema.result_path(c, layer, split=split)) for c in (a, b)]
+                path = store.analysis.result_path(a, layer, other=b, split=split)
+                if not store.analysis.result_done(f, path):
+                    inputs = [_comparable(f, store.analysis.result_path(c, layer, split=split)) for c in (a, b)]
                     yield path, _pair_task, (hidden, split, a, b, layer, *inputs, config)
 
 
 def _comparable(f: h5py.File, path: str) -> LayerResult:
-    scalars, arrays, skipped = schema.read_result(f, path, arrays=("knn", "cluster", "cluster_compared"))
+    scalars, arrays, skipped = store.analysis.read_result(f, path, arrays=("knn", "cluster", "cluster_compared"))
     return LayerResult(scalars=scalars, arrays=arrays, skipped=skipped)
 
 
@@ -286,8 +286,8 @@ def _pair_task(hidden: str, split: str, a: str, b: str, layer: int, result_a: La
     of the pair: ``analyses.similarity``, for all conditions and layers at once.)"""
     if not (result_a.skipped or result_b.skipped) and not all(r.arrays["knn"].size for r in (result_a, result_b)):
         with h5py.File(hidden, "r") as f:
-            rows = np.flatnonzero(schema.read_examples(f).splits == split)
-            X_a, X_b = (schema.read_layer(f, c, layer, config.states)[rows] for c in (a, b))
+            rows = np.flatnonzero(store.hidden.read_examples(f).splits == split)
+            X_a, X_b = (store.hidden.read_layer(f, c, layer, config.states)[rows] for c in (a, b))
         clusters = [r.arrays.get("cluster_compared", r.arrays["cluster"]) for r in (result_a, result_b)]
         return compare_states(X_a, X_b, *clusters, config)
     return compare_layers(result_a, result_b, config)
@@ -309,7 +309,7 @@ def _correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_row
     stored = {feat: grouped(feat, first) if feat == "purity" else feat for feat in EDL_FEATURES}
     for name in targets:
         with h5py.File(hidden, "r") as h:
-            edl, _ = schema.read_edl(h, name)
+            edl, _ = store.edl.read_edl(h, name)
         by_split = {
             "train": ("edl", edl["rows"], edl["online_bits"] - edl["final_bits"]),
             "eval": ("gain", edl["eval_rows"], edl["eval_gain_bits"]),
@@ -318,17 +318,17 @@ def _correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_row
             kind, rows, values = by_split[split]
             positions = np.searchsorted(result_rows, rows)  # target rows within the split's results
             for layer in range(n_layers[name]) if layers is None else [l % n_layers[name] for l in layers]:
-                path = schema.correlation_path(f"{kind}:{name}", layer, split=split)
-                if schema.result_done(f, path):
+                path = store.analysis.correlation_path(correlation_target(kind, name), layer, split=split)
+                if store.analysis.result_done(f, path):
                     continue
                 features = {}
-                for condition in ("0shot", name):
-                    _, arrays, skipped = schema.read_result(f, schema.result_path(condition, layer, split=split),
+                for condition in (ZERO_SHOT, name):
+                    _, arrays, skipped = store.analysis.read_result(f, store.analysis.result_path(condition, layer, split=split),
                                                             arrays=tuple(stored.values()))
                     if not skipped:
-                        features.update({f"{condition}:{feat}_{first}" if feat == "purity" else f"{condition}:{feat}":
+                        features.update({feature_name(condition, f"{feat}_{first}" if feat == "purity" else feat):
                                          arrays[stored[feat]][positions] for feat in EDL_FEATURES})
-                _, pair, skipped = schema.read_result(f, schema.result_path("0shot", layer, other=name, split=split))
+                _, pair, skipped = store.analysis.read_result(f, store.analysis.result_path(ZERO_SHOT, layer, other=name, split=split))
                 if not skipped:
                     features["data_overlap"] = pair["data_overlap"][positions]
                 yield path, _correlations, (values, features, layer)
@@ -345,39 +345,39 @@ def _correlations(values: np.ndarray, features: dict[str, np.ndarray], seed: int
 def _compare_seeds(f: h5py.File, hidden: Path, base: str, family: list[str], info: dict, n_layers: int, layers) -> None:
     """Per layer (eval rows): how far apart the landscapes of one fine-tune's seeds are."""
     with h5py.File(hidden, "r") as h:
-        eval_bits = {name: float(schema.read_edl(h, name)[0]["eval_final_bits"].mean()) for name in family}
+        eval_bits = {name: float(store.edl.read_edl(h, name)[0]["eval_final_bits"].mean()) for name in family}
     accuracy = {name: float(info[name]["accuracy"]) for name in family}
     for layer in range(n_layers) if layers is None else sorted({l % n_layers for l in layers}):
         scalars, pairs = {}, {}
         for name in family:
-            values, _, skipped = schema.read_result(f, schema.result_path(name, layer, split="eval"))
+            values, _, skipped = store.analysis.read_result(f, store.analysis.result_path(name, layer, split="eval"))
             scalars[name] = {} if skipped else values
         for a, b in itertools.permutations(family, 2):
-            path = schema.result_path(a, layer, other=b, split="eval")
+            path = store.analysis.result_path(a, layer, other=b, split="eval")
             if path in f and not f[path].attrs.get("skipped"):
-                pairs[(a, b)] = pairs[(b, a)] = schema.read_result(f, path)[0]
-        path = schema.seeds_path(base, layer, split="eval")
+                pairs[(a, b)] = pairs[(b, a)] = store.analysis.read_result(f, path)[0]
+        path = store.analysis.seeds_path(base, layer, split="eval")
         if not all(scalars.values()):
-            schema.write_result(f, path, {}, {}, "no landscape at this layer for every seed")
+            store.analysis.write_result(f, path, {}, {}, "no landscape at this layer for every seed")
             continue
-        schema.write_result(f, path, compare_seeds(scalars, pairs, eval_bits, accuracy), {}, "")
+        store.analysis.write_result(f, path, compare_seeds(scalars, pairs, eval_bits, accuracy), {}, "")
 
 
 def _write_complexity(f: h5py.File, hidden: Path, info: dict, bits_per_parameter: float, target: float | None) -> None:
     """Task-complexity points of every strategy the run holds, and their Pareto front."""
     with h5py.File(hidden, "r") as h:
-        edl = {name: schema.read_edl(h, name) for name in schema.edl_names(h)}
+        edl = {name: store.edl.read_edl(h, name) for name in store.edl.edl_names(h)}
     done = {name: attrs for name, attrs in info.items() if attrs.get("complete")}
     points = (complexity.icl_points(done) + complexity.lora_points(done, {n: a for n, (_, a) in edl.items()
                                                                          if a.get("labels") == "true"}, bits_per_parameter)
               + complexity.data_points(done, edl))
     if not points:
         return
-    baseline = float(done["0shot"]["accuracy"]) if "0shot" in done else float("nan")
+    baseline = float(done[ZERO_SHOT]["accuracy"]) if ZERO_SHOT in done else float("nan")
     best = max(p.accuracy for p in points)
     if target is None:
         target = baseline + 0.5 * (best - baseline) if np.isfinite(baseline) else best
-    schema.write_complexity(f, {
+    store.analysis.write_complexity(f, {
         "strategy": np.array([p.strategy for p in points]), "label": np.array([p.label for p in points]),
         "bits": np.array([p.bits for p in points]), "accuracy": np.array([p.accuracy for p in points]),
         "on_front": complexity.pareto_front(points),
@@ -392,7 +392,7 @@ def write_metrics_csv(analysis: Path) -> Path:
     or beside ``<m>_rho`` for correlations; empty otherwise)."""
     rows = []
     with h5py.File(analysis, "r") as f:
-        for split, condition, layer, scalars, _ in schema.iter_results(f):
+        for split, condition, layer, scalars, _ in store.analysis.iter_results(f):
             folded = set()
             for metric, value in scalars.items():
                 interval = _interval_names(metric)

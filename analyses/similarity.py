@@ -16,7 +16,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from landscape import schema
+from landscape import store
 from landscape.knn import distinct_rows
 from landscape.similarity import MEASURES, similarity_matrices
 
@@ -26,15 +26,15 @@ def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str
     """(group path, similarity_task, args) of every condition's layers and every layer's
     conditions whose stored group is missing or covers another set; ``f``: analysis.h5."""
     usable = {c: [l for l in range(n_layers[c]) if _has_geometry(f, c, l, split)] for c in conditions}
-    groups = [(schema.similarity_path(split, condition=c), "layer", [(c, l) for l in usable[c]]) for c in conditions]
+    groups = [(store.analysis.similarity_path(split, condition=c), "layer", [(c, l) for l in usable[c]]) for c in conditions]
     for layer in sorted({l for ls in usable.values() for l in ls}):
-        groups.append((schema.similarity_path(split, layer=layer), "condition",
+        groups.append((store.analysis.similarity_path(split, layer=layer), "condition",
                        [(c, layer) for c in conditions if layer in usable[c]]))
     for path, compared, representations in groups:
         if len(representations) < 2:
             continue
         over = [l if compared == "layer" else c for c, l in representations]
-        stored = schema.read_similarity(f, path)
+        stored = store.analysis.read_similarity(f, path)
         if stored is not None and stored[0].tolist() == over and stored[2].get("k") == k:
             continue
         yield path, similarity_task, (hidden, split, representations, {compared: np.array(over)}, states, k, device)
@@ -46,8 +46,8 @@ def similarity_task(hidden: str, split: str, representations: list[tuple[str, in
     worker); ``over``: ``{"layer": ...}`` or ``{"condition": ...}``, what the group is indexed by;
     None when too few rows are left after dropping duplicates."""
     with h5py.File(hidden, "r") as f:
-        rows = np.flatnonzero(schema.read_examples(f).splits == split)
-        layers = [schema.read_layer(f, c, l, states)[rows] for c, l in representations]
+        rows = np.flatnonzero(store.hidden.read_examples(f).splits == split)
+        layers = [store.hidden.read_layer(f, c, l, states)[rows] for c, l in representations]
     duplicated = np.zeros(len(rows), dtype=bool)
     for X in layers:
         _, inverse = distinct_rows(X)
@@ -60,5 +60,5 @@ def similarity_task(hidden: str, split: str, representations: list[tuple[str, in
 
 
 def _has_geometry(f: h5py.File, condition: str, layer: int, split: str) -> bool:
-    path = schema.result_path(condition, layer, split=split)
-    return schema.result_done(f, path) and not schema.read_result(f, path, arrays=())[2]
+    path = store.analysis.result_path(condition, layer, split=split)
+    return store.analysis.result_done(f, path) and not store.analysis.read_result(f, path, arrays=())[2]

@@ -30,12 +30,12 @@ import torch
 from extract import data, forward, models
 from landscape import tasks
 from extract.icl import ExtractConfig, run_extract
-from landscape import schema
+from landscape import store
 
 
 def _seconds(run_dir: Path, condition: str) -> float:
     with h5py.File(run_dir / "hidden.h5", "r") as f:
-        return float(schema.get_condition(f, condition).attrs["seconds"])
+        return float(store.hidden.get_condition(f, condition).attrs["seconds"])
 
 
 def bare_loop_seconds(config: ExtractConfig, shots: int) -> float:
@@ -100,7 +100,7 @@ def main() -> None:
                               demos=("resampled", "other-subject")),
                 tmp / "controls", progress=False)
     with h5py.File(tmp / "cached" / "hidden.h5", "r") as f:
-        n = len(schema.read_examples(f))
+        n = len(store.hidden.read_examples(f))
     zero, five, five_full = _seconds(tmp / "cached", "0shot"), _seconds(tmp / "cached", "5shot"), _seconds(tmp / "full", "5shot")
     resampled, other = _seconds(tmp / "controls", "5shot-resampled"), _seconds(tmp / "controls", "5shot-othersubject")
     bare = bare_loop_seconds(base, shots=5)

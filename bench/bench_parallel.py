@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from landscape import schema
+from landscape import store
 
 BIN = Path(sys.executable).parent
 LAUNCH = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -99,13 +99,13 @@ def analyze(landscape: list[str], tmp: Path, run: Path) -> tuple:
     for label, flags in (("jobs 1", ["--jobs", "1"]), ("jobs 2", ["--jobs", "2"]), ("ray 2", ["--jobs", "2", "--ray"])):
         folder = tmp / label.replace(" ", "-")
         folder.mkdir()
-        (folder / schema.HIDDEN_FILE).symlink_to((run / schema.HIDDEN_FILE).resolve())
+        (folder / store.HIDDEN_FILE).symlink_to((run / store.HIDDEN_FILE).resolve())
         analyses[label] = timed(landscape + ["analyze", str(folder), "--no-progress", *flags])
     same = (tmp / "jobs-1" / "metrics.csv").read_bytes() == (tmp / "ray-2" / "metrics.csv").read_bytes() \
         == (tmp / "jobs-2" / "metrics.csv").read_bytes()
-    with h5py.File(run / schema.HIDDEN_FILE, "r") as f:
-        names = schema.condition_names(f)
-        size = f"{len(names)} conditions x {schema.n_layers(f, names[0])} layers, {len(schema.read_examples(f))} rows"
+    with h5py.File(run / store.HIDDEN_FILE, "r") as f:
+        names = store.hidden.condition_names(f)
+        size = f"{len(names)} conditions x {store.hidden.n_layers(f, names[0])} layers, {len(store.hidden.read_examples(f))} rows"
     return (f"analyze {run} ({size})", analyses["jobs 1"], analyses["jobs 2"],
             f"ray 2 CPUs {analyses['ray 2']:.1f} s ({analyses['jobs 1'] / analyses['ray 2']:.2f}x); "
             f"metrics.csv identical: {same}")

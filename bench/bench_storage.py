@@ -29,8 +29,8 @@ import h5py
 import numpy as np
 
 from analyses.layer import AnalysisConfig, analyze_layer
-from landscape import geometry, reader, schema
-from landscape.schema import decode_states, encode_states  # the suite's own encoding, measured as stored
+from landscape import geometry, reader, store
+from landscape.store.encoding import decode_states, encode_states  # the suite's own encoding, measured as stored
 
 def _filters() -> dict[str, dict]:
     filters = {"none": {}, "gzip4+shuffle": dict(compression="gzip", compression_opts=4, shuffle=True),
@@ -50,13 +50,13 @@ def storage_table(states: np.ndarray, label: str, folder: Path) -> None:
     print(f"\n{label}: {L} layers x {n} rows x {d} dims ({states.nbytes / 2**20:.0f} MiB as float32)")
     print(f"{'dtype':9} {'filter':22} {'bytes/value':>11} {'size x':>7} {'write s':>8} {'read layer s':>12} {'read x':>7}")
     base = None
-    for dtype in schema.STORE_DTYPES:
+    for dtype in store.encoding.STORE_DTYPES:
         for name, options in _filters().items():
             path = folder / f"{dtype}-{name}.h5"
             start = time.perf_counter()
             with h5py.File(path, "w") as f:
-                ds = f.create_dataset("hidden", shape=states.shape, dtype=schema.storage_dtype(dtype),
-                                      chunks=(1, schema.chunk_rows(n), d), **options)
+                ds = f.create_dataset("hidden", shape=states.shape, dtype=store.encoding.storage_dtype(dtype),
+                                      chunks=(1, store.hidden.chunk_rows(n), d), **options)
                 for layer in range(L):
                     ds[layer] = encode_states(states[layer], dtype)
             write = time.perf_counter() - start
@@ -86,17 +86,17 @@ def synthetic_states(n: int, d: int, layers: int, seed: int = 0) -> np.ndarray:
 def precision_table(run: Path) -> None:
     config = AnalysisConfig(readouts=False, similarity=False, id_estimators=False)
     with reader.open_run_file(run) as f:
-        examples = schema.read_examples(f)
+        examples = store.hidden.read_examples(f)
         rows = np.flatnonzero(examples.splits == "eval")
         subjects = examples.groups[examples.group_names[0]][rows]
-        names = [n for n in schema.condition_names(f) if schema.get_condition(f, n).attrs["complete"]]
+        names = [n for n in store.hidden.condition_names(f) if store.hidden.get_condition(f, n).attrs["complete"]]
         print(f"\nHalf precision vs float32 on {run} ({len(rows)} eval rows; per condition: mean [worst] over layers 1..L)")
         print(f"{'condition':12} {'dtype':9} {'kNN kept':>14} {'|d id_2nn|':>14} {'|d id_gride|':>14} "
               f"{'|d clusters|':>12} {'ARI 32 vs 16':>14} {'|d ARI subj|':>14}")
         for name in names:
             per_dtype = {dtype: [] for dtype in ("float16", "bfloat16")}
-            for layer in range(1, schema.n_layers(f, name)):
-                X = schema.read_layer(f, name, layer)[rows]
+            for layer in range(1, store.hidden.n_layers(f, name)):
+                X = store.hidden.read_layer(f, name, layer)[rows]
                 full = analyze_layer(X, {"subject": subjects}, config)
                 if full.skipped:
                     continue
@@ -126,7 +126,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.run if args.run.is_dir() else None) as tmp:
         if args.run.is_dir():
             with reader.open_run_file(args.run) as f:
-                states = np.stack([schema.read_layer(f, "0shot", l) for l in range(schema.n_layers(f, "0shot"))])
+                states = np.stack([store.hidden.read_layer(f, "0shot", l) for l in range(store.hidden.n_layers(f, "0shot"))])
             storage_table(states, f"{args.run} 0shot", Path(tmp))
         storage_table(synthetic_states(n, d, layers), "synthetic", Path(tmp))
     if args.run.is_dir():

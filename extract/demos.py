@@ -30,14 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# sampling -> suffix of the condition name
-SAMPLINGS = {"fixed": "", "resampled": "-resampled", "other-subject": "-othersubject", "no-header": "-noheader"}
+from landscape.names import SAMPLINGS, unknown
+
 # Samplings that differ from ``fixed`` at 0 shots (no demos: only the header can change).
 ZERO_SHOT_SAMPLINGS = ("fixed", "no-header")
-
-
-def condition_name(shots: int, sampling: str = "fixed") -> str:
-    return f"{shots}shot{SAMPLINGS[sampling]}"
 
 
 @dataclass(frozen=True)
@@ -64,7 +60,7 @@ def plan_demos(ids: np.ndarray, values: np.ndarray, pool: dict[str, list[int]], 
     """The header and demos of every row (``ids``, ``values``: (N,), the first grouping field),
     drawn from ``pool[value]``."""
     if sampling not in SAMPLINGS:
-        raise ValueError(f"unknown demo sampling {sampling!r} (known: {', '.join(SAMPLINGS)})")
+        raise ValueError(unknown("demo sampling", sampling, SAMPLINGS))
     for value in set(values):
         if len(pool[value]) < k:
             raise ValueError(f"{k} shots asked but {value!r} has {len(pool[value])} demos in its pool")

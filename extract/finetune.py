@@ -37,9 +37,10 @@ from tqdm import tqdm
 
 from extract import forward, icl, models
 from extract.ranks import Ranks
-from landscape import edl, faults, provenance, reader, schema, tasks
+from landscape import edl, faults, provenance, reader, store, tasks
 from landscape.atomic import replace_atomically
-from landscape.knn import pick_device
+from landscape.names import ZERO_SHOT, is_checkpoint_of, step_condition
+from landscape.devices import pick_device, pick_dtype
 
 LN2 = math.log(2.0)
 # Linear warm-up that starts above zero, so the first update already moves the model (a step at
@@ -72,7 +73,7 @@ class FinetuneConfig:
     device: str = "auto"
     device_map: str | None = None  # split the model over GPUs / cpu (models.parse_device_map; no disk)
     dtype: str = "auto"
-    store_dtype: str = "float32"  # how hidden.h5 keeps the fine-tuned states (schema.STORE_DTYPES)
+    store_dtype: str = "float32"  # how hidden.h5 keeps the fine-tuned states (store.encoding.STORE_DTYPES)
     task_data: str | None = None  # the task's data file, when not where the run found it
 
     def validate(self) -> None:
@@ -91,8 +92,8 @@ class FinetuneConfig:
             raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
         if any(k < 1 for k in self.checkpoints):
             raise ValueError("checkpoint steps must be >= 1")
-        if self.store_dtype not in schema.STORE_DTYPES:
-            raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(schema.STORE_DTYPES)})")
+        if self.store_dtype not in store.encoding.STORE_DTYPES:
+            raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(store.encoding.STORE_DTYPES)})")
         if "@" in self.name or "/" in self.name or not self.name:
             raise ValueError(f"bad condition name {self.name!r}")
 
@@ -327,13 +328,13 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     config.validate()
     hidden = reader.hidden_path(run_dir)
     with reader.open_run_file(hidden) as f:
-        header = schema.read_attrs(f)
-        examples = schema.read_examples(f)
-        names = schema.condition_names(f)
-        if "0shot" not in names or not schema.get_condition(f, "0shot").attrs["complete"]:
-            raise ValueError(f"{hidden} has no complete 0shot condition (the base model's code): extract SHOTS=0 first")
-        base_logits, _, _ = schema.read_outputs(f, "0shot")
-        letter_ids = schema.condition_attrs(schema.get_condition(f, "0shot")).get("letter_token_ids")
+        header = store.hidden.read_attrs(f)
+        examples = store.hidden.read_examples(f)
+        have = store.hidden.condition_names(f)
+        if ZERO_SHOT not in have or not store.hidden.get_condition(f, ZERO_SHOT).attrs["complete"]:
+            raise ValueError(f"{hidden} has no complete {ZERO_SHOT} condition (the base model's code): extract SHOTS=0 first")
+        base_logits, _, _ = store.hidden.read_outputs(f, ZERO_SHOT)
+        letter_ids = store.hidden.condition_attrs(store.hidden.get_condition(f, ZERO_SHOT)).get("letter_token_ids")
     train_rows = np.flatnonzero(examples.splits == "train")
     if len(train_rows) == 0:
         raise ValueError(f"{hidden} has no train rows: extract with --train-per-subject > 0")
@@ -344,8 +345,8 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     if resolved.sha256 and resolved.sha256 != header["model_hash"]:
         raise ValueError(f"model {header['model']!r} has changed since the run was extracted (hash differs)")
     models.check_device_map(config.device_map, device=config.device, processes=ranks.count, training=True)
-    device = ranks.device if ranks.device is not None and config.device == "auto" else pick_device(config.device)
-    dtype = icl.pick_dtype(config.dtype, device)
+    device = pick_device(config.device, given=ranks.device)
+    dtype = pick_dtype(config.dtype, device)
     model, tokenizer = models.load_model(resolved, device, dtype, device_map=config.device_map)
     scoring = forward.Scoring(letter_ids=letter_ids)
     train = train_data(task, tokenizer, examples, train_rows, by_id, labels=config.labels, seed=config.seed,
@@ -370,8 +371,8 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
         if overwrite:
             shutil.rmtree(folder, ignore_errors=True)
             with h5py.File(hidden, "a") as f:
-                for name in [n for n in schema.condition_names(f) if n == config.name or n.startswith(config.name + "@")]:
-                    schema.delete_condition(f, name)
+                for name in [n for n in store.hidden.condition_names(f) if is_checkpoint_of(n, config.name)]:
+                    store.hidden.delete_condition(f, name)
         folder.mkdir(parents=True, exist_ok=True)
         if settings_file.is_file() and json.loads(settings_file.read_text()) != wanted:
             raise ValueError(f"{folder} holds a fine-tune with other settings: use another --name or --overwrite")
@@ -434,12 +435,12 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     accuracy = extract(config.name, final_dir)
     for step in config.checkpoints:  # the model is not used after these: no need to restore it
         _load_adapter(model, folder / f"step-{step}")
-        extract(f"{config.name}@step{step}", folder / f"step-{step}")
+        extract(step_condition(config.name, step), folder / f"step-{step}")
     if not ranks.main:
         return {}
 
     with h5py.File(hidden, "r") as f:
-        final_logits, _, _ = schema.read_outputs(f, config.name)
+        final_logits, _, _ = store.hidden.read_outputs(f, config.name)
     summary = write_edl_record(hidden, config, train, record, base_logits, final_logits, examples, n_trainable,
                                n_choices=task.n_choices)
     if task.control:
@@ -456,7 +457,7 @@ def write_edl_record(
     record: dict,
     base_logits: np.ndarray,
     final_logits: np.ndarray,
-    examples: schema.Examples,
+    examples: store.hidden.Examples,
     n_trainable: int,
     *,
     n_choices: int,
@@ -538,11 +539,11 @@ def write_edl_record(
         "heldout_format_bits": heldout_format,
     }
     with h5py.File(hidden, "a") as f:
-        schema.write_edl(f, config.name, arrays, totals)
+        store.edl.write_edl(f, config.name, arrays, totals)
     return {k: v for k, v in totals.items() if k not in ("settings", "online_code", "command", "created_at", "versions")}
 
 
-def train_data(task: tasks.Task, tokenizer, examples: schema.Examples, train_rows: np.ndarray, by_id: dict,
+def train_data(task: tasks.Task, tokenizer, examples: store.hidden.Examples, train_rows: np.ndarray, by_id: dict,
                *, labels: str, seed: int, text_scoring: bool) -> TrainData:
     """The train rows as 0-shot prompts (each its own header, then its question), their labels
     (the right choices, or uniformly random ones: the label-noise control) and loss weights."""

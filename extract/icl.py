@@ -23,11 +23,11 @@ from tqdm import tqdm
 
 from extract import data, demos, forward, models, readout
 from extract.ranks import Ranks
-from landscape import faults, provenance, schema, tasks
+from landscape import faults, names, provenance, store, tasks
 from landscape.readouts import lens_logits
 from landscape.tasks import Item, Task
 from landscape.atomic import replace_atomically
-from landscape.knn import pick_device
+from landscape.devices import pick_device, pick_dtype
 
 REPRESENTATION = (
     "last prompt token (the end of the task's prompt, e.g. the ':' of 'Answer:'); layer 0 = input "
@@ -58,7 +58,7 @@ class ExtractConfig:
     device: str = "auto"
     device_map: str | None = None  # split the model over GPUs / cpu / disk (models.parse_device_map)
     dtype: str = "auto"
-    store_dtype: str = "float32"  # how hidden.h5 keeps the states (schema.STORE_DTYPES); read back as float32
+    store_dtype: str = "float32"  # how hidden.h5 keeps the states (store.encoding.STORE_DTYPES); read back as float32
     prefix_cache: bool = True
 
     def validate(self) -> None:
@@ -74,22 +74,13 @@ class ExtractConfig:
                 raise ValueError(f"shots must be >= 0, got {k}")
             if k > self.demo_pool:
                 raise ValueError(f"{k} shots asked but the demo pool holds {self.demo_pool} per value of the first group")
-        if self.store_dtype not in schema.STORE_DTYPES:
-            raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(schema.STORE_DTYPES)})")
+        if self.store_dtype not in store.encoding.STORE_DTYPES:
+            raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(store.encoding.STORE_DTYPES)})")
         if not self.demos:
             raise ValueError("no demo sampling given")
         for sampling in self.demos:
-            if sampling not in demos.SAMPLINGS:
-                raise ValueError(f"unknown demo sampling {sampling!r} (known: {', '.join(demos.SAMPLINGS)})")
-
-
-def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in dtypes:
-        raise ValueError(f"unknown dtype {name!r} (known: auto, {', '.join(dtypes)})")
-    return dtypes[name]
+            if sampling not in names.SAMPLINGS:
+                raise ValueError(names.unknown("demo sampling", sampling, names.SAMPLINGS))
 
 
 def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True,
@@ -114,7 +105,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
         group=task.first_group,
     )
     models.check_device_map(config.device_map, device=config.device, processes=ranks.count)
-    device = ranks.device if ranks.device is not None and config.device == "auto" else pick_device(config.device)
+    device = pick_device(config.device, given=ranks.device)
     dtype = pick_dtype(config.dtype, device)
     resolved = models.resolve_model(config.model)
 
@@ -131,7 +122,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
         "prompt_tokens": PROMPT_TOKENS,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / schema.HIDDEN_FILE
+    path = run_dir / store.HIDDEN_FILE
     model, tokenizer = models.load_model(resolved, device, dtype, device_map=config.device_map)  # a model that does not load leaves no file
     if ranks.main:
         _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
@@ -143,7 +134,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
         for sampling in config.demos:
             if k == 0 and sampling not in demos.ZERO_SHOT_SAMPLINGS:
                 continue  # no demos to sample: the same prompts as 0shot
-            name = demos.condition_name(k, sampling)
+            name = names.icl_condition(k, sampling)
             plan = demos.plan_demos(examples.ids, examples.first_group, partition.demos, k=k, sampling=sampling,
                                     seed=config.seed)
             settings = {
@@ -208,18 +199,18 @@ def demo_bits(model, tokenizer, task: Task, demo_items: list[Item]) -> tuple[flo
 def _record_demo_bits(path: Path, name: str, model, tokenizer, task: Task, partition: data.Partition, by_id, k: int) -> None:
     """Add the demos' code length to a fixed-demo condition's attrs (once; older runs get it on a re-run)."""
     with h5py.File(path, "a") as f:
-        group = schema.get_condition(f, name)
+        group = store.hidden.get_condition(f, name)
         if "demo_bits_total" in group.attrs:
             return
         bits, tokens = {}, {}
         for value in partition.values:
             demos_of = [by_id[i] for i in partition.demos[value][:k]]
             bits[value], tokens[value] = demo_bits(model, tokenizer, task, demos_of) if k else (0.0, 0)
-        schema.update_condition_attrs(group, {"demo_bits": bits, "demo_tokens": tokens,
+        store.hidden.update_condition_attrs(group, {"demo_bits": bits, "demo_tokens": tokens,
                                               "demo_bits_total": float(sum(bits.values()))})
 
 
-def _prefix_texts(task: Task, plan: demos.DemoPlan, by_id: dict[int, Item], examples: schema.Examples):
+def _prefix_texts(task: Task, plan: demos.DemoPlan, by_id: dict[int, Item], examples: store.hidden.Examples):
     """row -> the text before its question: its own header (unless none) and the row's demos."""
     return lambda row: tasks.render_prefix(task, by_id[int(examples.ids[row])] if plan.headers[row] else None,
                                            [by_id[int(i)] for i in plan.demo_ids[row]])
@@ -231,7 +222,7 @@ def extract_condition(
     settings: dict,
     model,
     tokenizer,
-    examples: schema.Examples,
+    examples: store.hidden.Examples,
     by_id: dict[int, Item],
     *,
     prefix_text,
@@ -259,18 +250,18 @@ def extract_condition(
             group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model),
                                     task.n_choices, overwrite=overwrite)
             # Readout parameters; also added to a condition made before they were stored.
-            schema.write_norms(group, _norms_or_reason(model))
-            schema.write_head(group, _head_or_reason(model, scoring))
+            store.hidden.write_norms(group, _norms_or_reason(model))
+            store.hidden.write_head(group, _head_or_reason(model, scoring))
             if group.attrs["complete"]:
                 _verify_head(group, name)
             else:
                 if plan is not None:
-                    schema.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
+                    store.hidden.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
                 _merge_shards(group, path.parent, name)  # rows of an interrupted multi-process run
     ranks.barrier()
     with h5py.File(path, "r") as f:
-        group = schema.get_condition(f, name)
-        complete, done, instance = bool(group.attrs["complete"]), schema.rows_done(group), schema.condition_instance(group)
+        group = store.hidden.get_condition(f, name)
+        complete, done, instance = bool(group.attrs["complete"]), store.hidden.rows_done(group), store.hidden.condition_instance(group)
         accuracy = float(group.attrs.get("accuracy", np.nan))
     ranks.barrier()  # every rank has closed the file before the main rank opens it to write
     if complete:
@@ -289,20 +280,20 @@ def extract_condition(
                unit="q", disable=not progress or not ranks.main)
     if ranks.count == 1:
         with h5py.File(path, "a") as f:
-            group = schema.get_condition(f, name)
+            group = store.hidden.get_condition(f, name)
             for rows, out in _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring)):
-                schema.write_rows(group, rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
+                store.hidden.write_rows(group, rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
                 f.flush()
                 faults.reached("extract.batch")
                 bar.update(len(rows))
     else:
-        shard = schema.shard_path(path.parent, name, ranks.index)
+        shard = store.shards.shard_path(path.parent, name, ranks.index)
         shard.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(shard, "w") as f:
-            schema.create_shard(f, name, instance, n_layers=forward.n_blocks(model), width=forward.hidden_width(model),
+            store.shards.create_shard(f, name, instance, n_layers=forward.n_blocks(model), width=forward.hidden_width(model),
                                 n_choices=task.n_choices)
             for rows, out in _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring)):
-                schema.append_shard(f, rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
+                store.shards.append_shard(f, rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
                 f.flush()
                 faults.reached("extract.batch")
                 bar.update(len(rows))
@@ -310,12 +301,12 @@ def extract_condition(
     bar.close()
     if ranks.main:
         with h5py.File(path, "a") as f:
-            group = schema.get_condition(f, name)
+            group = store.hidden.get_condition(f, name)
             _merge_shards(group, path.parent, name)
-            if not schema.rows_done(group).all():
+            if not store.hidden.rows_done(group).all():
                 raise RuntimeError(f"{name}: rows missing after the merge of the ranks' shards")
-            logits, _, pred = schema.read_outputs(f, name)
-            schema.finish_condition(
+            logits, _, pred = store.hidden.read_outputs(f, name)
+            store.hidden.finish_condition(
                 group,
                 {
                     "accuracy": split_accuracy(pred, examples, "eval"),
@@ -329,7 +320,7 @@ def extract_condition(
             _verify_head(group, name)
     ranks.barrier()
     with h5py.File(path, "r") as f:
-        accuracy = float(schema.get_condition(f, name).attrs["accuracy"])
+        accuracy = float(store.hidden.get_condition(f, name).attrs["accuracy"])
     ranks.barrier()
     if ranks.main:
         n_eval = int((examples.splits == "eval").sum())
@@ -355,23 +346,23 @@ LENS_TOLERANCE = 1e-3  # of the logits' spread
 def _verify_head(group, name: str) -> None:
     """Check condition ``name``'s stored norm and head against its own logits (once); mark the
     lens unavailable, with the error, when they do not reproduce them."""
-    if schema.head_checked(group):
+    if store.hidden.head_checked(group):
         return
     f = group.file
     try:
-        norms, head = schema.read_norms(f, name), schema.read_head(f, name)
-    except schema.SchemaError as error:
-        schema.mark_head_unavailable(group, str(error))
+        norms, head = store.hidden.read_norms(f, name), store.hidden.read_head(f, name)
+    except store.SchemaError as error:
+        store.hidden.mark_head_unavailable(group, str(error))
         return
     last = norms.weight.shape[0] - 1
-    states, logits = schema.read_layer(f, name, last), group["logits"][:]
+    states, logits = store.hidden.read_layer(f, name, last), group["logits"][:]
     lens = lens_logits(states, norms.layer(last), norms.kind, head)
     error = float(np.abs(lens - logits).max() / max(np.abs(logits).max(), 1e-6))
     if error > LENS_TOLERANCE:
-        schema.mark_head_unavailable(group, f"the final norm and head rows do not reproduce the model's logits "
+        store.hidden.mark_head_unavailable(group, f"the final norm and head rows do not reproduce the model's logits "
                                             f"(relative error {error:.1e}): its head does more than that")
     else:
-        schema.set_head_verified(group, error)
+        store.hidden.set_head_verified(group, error)
 
 
 def _norms_or_reason(model):
@@ -399,14 +390,14 @@ def _run_batches(model, work: list[tuple[list[int], list[tuple[int, list[int]]]]
 def _merge_shards(group: h5py.Group, run_dir: Path, name: str) -> None:
     """Merge every rank's shard of condition ``name`` into ``group``, then delete the shards.
     A shard a SIGKILL left unreadable is dropped: its rows are simply redone."""
-    folder = schema.shard_path(run_dir, name, 0).parent
+    folder = store.shards.shard_path(run_dir, name, 0).parent
     if not folder.is_dir():
         return
     merged, shards = 0, sorted(folder.glob("rank-*.h5"))
     for shard in shards:
         try:
             with h5py.File(shard, "r") as f:
-                merged += schema.merge_shard(group, f)
+                merged += store.shards.merge_shard(group, f)
         except OSError as error:
             print(f"{name}: dropped the unreadable shard {shard.name} ({error}); its rows are redone", file=sys.stderr)
         group.file.flush()
@@ -417,7 +408,7 @@ def _merge_shards(group: h5py.Group, run_dir: Path, name: str) -> None:
         folder.parent.rmdir()
 
 
-def _continuations(task: Task, tokenizer, examples: schema.Examples, by_id: dict[int, Item], scoring: forward.Scoring):
+def _continuations(task: Task, tokenizer, examples: store.hidden.Examples, by_id: dict[int, Item], scoring: forward.Scoring):
     """row -> token ids of each choice's continuation (text scoring; letters need none)."""
     if scoring.letter_ids is not None:
         return None
@@ -425,7 +416,7 @@ def _continuations(task: Task, tokenizer, examples: schema.Examples, by_id: dict
                         for text in tasks.continuations(task, by_id[int(examples.ids[row])])]
 
 
-def _normalised_accuracies(task: Task, scores: np.ndarray, examples: schema.Examples, by_id: dict[int, Item]) -> dict:
+def _normalised_accuracies(task: Task, scores: np.ndarray, examples: store.hidden.Examples, by_id: dict[int, Item]) -> dict:
     """Text scoring: accuracy of the length-normalised scores too (lm-eval's acc_norm: summed
     log-probability divided by the continuation's length in bytes)."""
     if task.score != "text":
@@ -436,7 +427,7 @@ def _normalised_accuracies(task: Task, scores: np.ndarray, examples: schema.Exam
     return {"accuracy_norm": split_accuracy(pred, examples, "eval"), "accuracy_norm_train": split_accuracy(pred, examples, "train")}
 
 
-def _plan_batches(examples: schema.Examples, tokenizer, task: Task, by_id, prefix_text, batch_size: int,
+def _plan_batches(examples: store.hidden.Examples, tokenizer, task: Task, by_id, prefix_text, batch_size: int,
                   prefix_cache: bool) -> list[tuple[list[int], list[list[tuple[int, list[int]]]]]]:
     """[(shared prefix ids or [], batches of (row, token ids))]: rows sharing a prefix run on its
     cache; the others (a prefix of their own, or no cache) run whole, batched across prefixes.
@@ -464,10 +455,10 @@ def _plan_batches(examples: schema.Examples, tokenizer, task: Task, by_id, prefi
     return plans
 
 
-def run_examples(task: Task, partition: data.Partition, by_id: dict[int, Item]) -> schema.Examples:
+def run_examples(task: Task, partition: data.Partition, by_id: dict[int, Item]) -> store.hidden.Examples:
     """The rows of a run: the eval questions, then the train questions (fine-tuning data)."""
     ids = list(partition.eval) + list(partition.train)
-    return schema.Examples(
+    return store.hidden.Examples(
         ids=np.array(ids, dtype=np.int64),
         answers=np.array([by_id[i].answer for i in ids]),
         splits=np.array(["eval"] * len(partition.eval) + ["train"] * len(partition.train)),
@@ -475,23 +466,23 @@ def run_examples(task: Task, partition: data.Partition, by_id: dict[int, Item]) 
     )
 
 
-def split_accuracy(pred: np.ndarray, examples: schema.Examples, split: str) -> float:
+def split_accuracy(pred: np.ndarray, examples: store.hidden.Examples, split: str) -> float:
     """Accuracy over the rows of one split (NaN when the split is empty)."""
     rows = examples.splits == split
     return float(np.mean(pred[rows] == examples.answers[rows])) if rows.any() else float("nan")
 
 
-def _open_or_create(path: Path, header: dict, examples: schema.Examples, partition: data.Partition, by_id, *, overwrite: bool) -> None:
+def _open_or_create(path: Path, header: dict, examples: store.hidden.Examples, partition: data.Partition, by_id, *, overwrite: bool) -> None:
     """Create ``path`` with its header (atomically), or check an existing one matches."""
     if path.exists() and not overwrite:
         with h5py.File(path, "r") as f:
-            schema.check_version(f)
-            have = schema.read_attrs(f)
+            store.hidden.check_version(f)
+            have = store.hidden.read_attrs(f)
             for key in ("model", "model_hash", "task_hash", "dataset_hash", "split_seed", "partition", "group_values"):
                 if have.get(key) != header[key]:
                     what = "another task file (its text differs)" if key == "task_hash" else f"{key}={have.get(key)!r}, not {header[key]!r}"
                     raise RunMismatch(f"{path} was made with {what}: use another RUN folder or --overwrite")
-            if not np.array_equal(schema.read_examples(f).ids, examples.ids):
+            if not np.array_equal(store.hidden.read_examples(f).ids, examples.ids):
                 raise RunMismatch(f"{path} holds other examples: use another RUN folder or --overwrite")
         return
     attrs = {**header, **provenance.stamp()}
@@ -502,7 +493,7 @@ def _open_or_create(path: Path, header: dict, examples: schema.Examples, partiti
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
-            schema.write_header(f, attrs, examples, parts)
+            store.hidden.write_header(f, attrs, examples, parts)
 
     replace_atomically(path, write)
 
@@ -514,9 +505,9 @@ def _ids_values(ids: list[int], by_id) -> tuple[np.ndarray, np.ndarray]:
 def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: int, width: int, n_choices: int, *,
                     overwrite: bool) -> h5py.Group:
     """The condition's group: resumed if it exists with the same settings, else (re)created."""
-    if name in schema.condition_names(f):
-        group = schema.get_condition(f, name)
-        have = schema.condition_attrs(group)
+    if name in store.hidden.condition_names(f):
+        group = store.hidden.get_condition(f, name)
+        have = store.hidden.condition_attrs(group)
         have.setdefault("store_dtype", "float32")  # conditions written before the choice existed
         differing = [k for k in settings if k != "prefix_cache" and have.get(k) != settings[k]]
         if not differing and group["hidden"].shape == (blocks + 1, rows, width):
@@ -526,7 +517,7 @@ def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: 
             raise RunMismatch(
                 f"condition {name} in {f.filename} was made with other {key}: use another RUN folder or --overwrite"
             )
-        schema.delete_condition(f, name)
+        store.hidden.delete_condition(f, name)
     # Provenance beside the settings: only the settings are compared when a run resumes.
-    return schema.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width, n_choices=n_choices,
+    return store.hidden.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width, n_choices=n_choices,
                                    attrs={**settings, **provenance.stamp()}, store_dtype=settings.get("store_dtype", "float32"))

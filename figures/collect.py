@@ -14,8 +14,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from landscape import reader, schema, tasks
-from landscape.names import ANSWER
+from landscape import reader, store, tasks
+from landscape.names import ANSWER, parse_result
 
 # A profile: metric -> (layers (L,), values (L,)), for one (split, condition or pair).
 Profile = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -44,7 +44,7 @@ class RunData:
 
     run: Path
     info: dict[str, Any]
-    examples: schema.Examples
+    examples: store.hidden.Examples
     eval_rows: np.ndarray
     predictions: dict[str, np.ndarray]  # condition -> (N,) predicted letter index
     profiles: dict[tuple[str, str], Profile] = field(default_factory=dict)
@@ -82,17 +82,20 @@ class RunData:
         return [c for c in self.conditions if (split, c) in self.profiles]
 
     def pairs(self, split: str = "eval") -> list[str]:
-        return sorted(name for s, name in self.profiles if s == split and "~" in name)
+        return sorted(name for s, name in self.profiles if s == split and parse_result(name)[0] == "pair")
 
     def seed_families(self, split: str = "eval") -> list[str]:
-        return sorted(name[6:] for s, name in self.profiles if s == split and name.startswith("seeds:"))
+        return sorted(what for s, (kind, what) in self._kinds() if s == split and kind == "seeds")
 
     def correlation_targets(self, split: str) -> list[str]:
-        return sorted(name[5:] for s, name in self.profiles if s == split and name.startswith("corr:"))
+        return sorted(what for s, (kind, what) in self._kinds() if s == split and kind == "correlation")
+
+    def _kinds(self) -> list[tuple[str, tuple[str, object]]]:
+        return [(s, parse_result(name)) for s, name in self.profiles]
 
 
 def analysis_path(run: Path) -> Path:
-    return reader.hidden_path(run).with_name(schema.ANALYSIS_FILE)
+    return reader.hidden_path(run).with_name(store.ANALYSIS_FILE)
 
 
 def collect(run: Path) -> RunData:
@@ -100,19 +103,19 @@ def collect(run: Path) -> RunData:
     run = Path(run)
     info = reader.info(run)
     with reader.open_run_file(run) as f:
-        examples = schema.read_examples(f)
-        predictions = {name: schema.read_outputs(f, name)[2] for name in info["conditions"] if info["conditions"][name].get("complete")}
-        edl = {name: schema.read_edl(f, name) for name in schema.edl_names(f)}
+        examples = store.hidden.read_examples(f)
+        predictions = {name: store.hidden.read_outputs(f, name)[2] for name in info["conditions"] if info["conditions"][name].get("complete")}
+        edl = {name: store.edl.read_edl(f, name) for name in store.edl.edl_names(f)}
     data = RunData(run=run, info=info, examples=examples, eval_rows=np.flatnonzero(examples.splits == "eval"),
                    predictions=predictions, edl=edl)
     path = analysis_path(run)
     if not path.is_file():
-        raise FileNotFoundError(f"no {schema.ANALYSIS_FILE} in {run}: run `landscape analyze {run}` first")
+        raise FileNotFoundError(f"no {store.ANALYSIS_FILE} in {run}: run `landscape analyze {run}` first")
     series: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     with _open_analysis(path) as f:
-        data.analysis_settings = schema.analysis_settings(f)
-        data.complexity = schema.read_complexity(f)
-        for split, name, layer, scalars, _ in schema.iter_results(f):
+        data.analysis_settings = store.analysis.analysis_settings(f)
+        data.complexity = store.analysis.read_complexity(f)
+        for split, name, layer, scalars, _ in store.analysis.iter_results(f):
             for metric, value in scalars.items():
                 series[(split, name)][metric].append((layer, value))
     for key, metrics in series.items():
@@ -130,7 +133,7 @@ def layer_similarity(run: Path, *, split: str = "eval") -> dict[str, LayerSimila
     out = {}
     with _open_analysis(analysis_path(run)) as f:
         for name in reader.info(run)["conditions"]:
-            found = schema.read_similarity(f, schema.similarity_path(split, condition=name))
+            found = store.analysis.read_similarity(f, store.analysis.similarity_path(split, condition=name))
             if found is not None:
                 out[name] = LayerSimilarity(layers=found[0], matrices=found[1])
     return out
@@ -140,7 +143,7 @@ def _open_analysis(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        raise schema.SchemaError(f"{path} is not a readable HDF5 file ({error})") from None
+        raise store.SchemaError(f"{path} is not a readable HDF5 file ({error})") from None
 
 
 def layer_arrays(run: Path, condition: str, layers: list[int], names: tuple[str, ...], *, split: str = "eval") -> dict[int, dict[str, np.ndarray]]:
@@ -148,10 +151,10 @@ def layer_arrays(run: Path, condition: str, layers: list[int], names: tuple[str,
     out = {}
     with _open_analysis(analysis_path(run)) as f:
         for layer in layers:
-            path = schema.result_path(condition, layer, split=split)
-            if not schema.result_done(f, path):
+            path = store.analysis.result_path(condition, layer, split=split)
+            if not store.analysis.result_done(f, path):
                 continue
-            _, arrays, skipped = schema.read_result(f, path)
+            _, arrays, skipped = store.analysis.read_result(f, path)
             if not skipped:
                 out[layer] = {name: arrays[name] for name in names if name in arrays}
     return out

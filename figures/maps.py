@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from figures.style import discrete_colorscale
-from landscape import reader, schema
+from landscape import reader, store
 
 
 def embed_2d(X: np.ndarray, *, method: str = "umap", seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
@@ -62,7 +62,7 @@ def layer_maps(run: Path, keys: list[tuple[str, int]], rows: np.ndarray, *, meth
     from RUN/maps.h5 when made the same way."""
     run = Path(run)
     hidden = reader.hidden_path(run)
-    cache = hidden.with_name(schema.MAPS_FILE)
+    cache = hidden.with_name(store.MAPS_FILE)
     info = reader.info(run)
     out = {}
     with h5py.File(cache, "a") as f:
@@ -70,12 +70,12 @@ def layer_maps(run: Path, keys: list[tuple[str, int]], rows: np.ndarray, *, meth
             fingerprint = hashlib.sha256(json.dumps(info["conditions"][condition], sort_keys=True, default=str).encode()).hexdigest()
             key = {"method": method, "seed": seed, "n_neighbors": n_neighbors, "rows": len(rows), "states": states,
                    "condition": fingerprint[:16], "created_at": info.get("created_at", "")}
-            path = schema.map_path(condition, layer, split="eval")
-            xy = schema.read_map(f, path, key)
+            path = store.maps.map_path(condition, layer, split="eval")
+            xy = store.maps.read_map(f, path, key)
             if xy is None:
                 X = landscape_layer(hidden, condition, layer, states)[rows]
                 xy = embed_2d(X, method=method, seed=seed, n_neighbors=n_neighbors)
-                schema.write_map(f, path, xy, key)
+                store.maps.write_map(f, path, xy, key)
                 f.flush()
             out[(condition, layer)] = xy
             if progress is not None:
@@ -85,7 +85,7 @@ def layer_maps(run: Path, keys: list[tuple[str, int]], rows: np.ndarray, *, meth
 
 def landscape_layer(hidden: Path, condition: str, layer: int, states: str = "residual") -> np.ndarray:
     with reader.open_run_file(hidden) as f:
-        return schema.read_layer(f, condition, layer, states)
+        return store.hidden.read_layer(f, condition, layer, states)
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,14 @@ import numpy as np
 import plotly.offline
 from tqdm import tqdm
 
+from analyses.complexity import BITS_PER_PARAMETER
 from figures import complexity as complexity_figures
 from figures import control
 from figures import edl as edl_figures
 from figures import maps, profiles, readouts, similarity, tree
 from figures.collect import RunData, collect, layer_arrays, layer_similarity, question_texts, trees
 from figures.page import Section, figure_div, map_div, render_page, switcher_div, table
-from landscape import schema
+from landscape import names, store
 from landscape.atomic import replace_atomically
 from landscape.stats import mean_interval
 
@@ -77,7 +78,7 @@ def run_report(run: Path, config: ReportConfig = ReportConfig(), *, progress: bo
     header = _header(data)
     title = f"landscape: {data.info.get('model', '?')} on {data.info.get('task', '?')} ({run.name})"
     page = render_page(title, header, sections)
-    out = run / schema.REPORT_DIR
+    out = run / store.REPORT_DIR
 
     written: list[Path] = []
     pngs: list[Path] = []
@@ -110,7 +111,7 @@ def _all_layers(layers: dict[str, list[int]]) -> list[int]:
 
 
 def _default_condition(conditions: list[str]) -> str:
-    return next((c for c in conditions if c != "0shot"), conditions[0])
+    return next((c for c in conditions if c != names.ZERO_SHOT), conditions[0])
 
 
 def _profiles_section(data: RunData, run: Path, conditions: list[str], layers: dict, static: dict) -> Section:
@@ -233,7 +234,7 @@ def _edl_section(data: RunData, static: dict) -> Section | None:
     static["edl_distribution"] = edl_figures.edl_distribution(data.edl)
     parts = [_edl_table(data), figure_div(static["code_length"], "code_length"),
              figure_div(static["edl_distribution"], "edl_distribution")]
-    targets = {t: data.profiles[(split, f"corr:{t}")] for split in ("train", "eval")
+    targets = {t: data.profiles[(split, names.correlation_key(t))] for split in ("train", "eval")
                for t in data.correlation_targets(split)}
     if targets:
         static["edl_correlations"] = edl_figures.correlation_profiles(targets)
@@ -277,11 +278,11 @@ def _complexity_section(data: RunData, static: dict) -> Section | None:
         static["complexity"] = complexity_figures.complexity_figure(*data.complexity)
         parts.append(figure_div(static["complexity"], "complexity"))
     for base in data.seed_families("eval"):
-        static[f"seeds_{base}"] = complexity_figures.seeds_figure(data.profiles[("eval", f"seeds:{base}")], base)
+        static[f"seeds_{base}"] = complexity_figures.seeds_figure(data.profiles[("eval", names.seeds_key(base))], base)
         parts.append(figure_div(static[f"seeds_{base}"], f"seeds_{base}"))
     if not parts:
         return None
-    bits = (data.complexity or ({}, {}))[1].get("bits_per_parameter", 16)
+    bits = (data.complexity or ({}, {}))[1].get("bits_per_parameter", BITS_PER_PARAMETER)
     return Section("complexity", "Task complexity and non-identifiability",
                    "Upper bounds on the description length that reaches each accuracy (ICL demos coded by the "
                    f"model, LoRA weights at {bits:g} bits each, the prequential code of the training labels), and "
@@ -332,9 +333,9 @@ def _map_spec(data: RunData, run: Path, conditions: list[str], map_layers: list[
         stored = layer_arrays(run, c, map_layers, ("cluster",))
         for layer, arrays in stored.items():
             clusters = arrays["cluster"]
-            names = [str(i) for i in range(int(clusters.max()) + 1)]
+            cluster_names = [str(i) for i in range(int(clusters.max()) + 1)]
             markers["cluster"]["values"][f"{c}|{layer}"] = maps.marker(
-                maps.Colouring(f"ADP cluster ({len(names)})", clusters, tuple(names)))
+                maps.Colouring(f"ADP cluster ({len(cluster_names)})", clusters, tuple(cluster_names)))
     markers["correct"] = {"by": "condition", "values": {
         c: maps.marker(maps.Colouring.categories("answered", np.where(data.predictions[c][rows] == ex.answers[rows], "right", "wrong"), ["wrong", "right"]))
         for c in conditions}}

@@ -9,7 +9,7 @@ Read a run::
 """
 
 from landscape.reader import Layer, conditions, examples, info, load_layer
-from landscape.schema import SCHEMA_VERSION, SchemaError
+from landscape.store import SCHEMA_VERSION, SchemaError
 
 __version__ = "0.1.0"
 __all__ = ["Layer", "conditions", "examples", "info", "load_layer", "SCHEMA_VERSION", "SchemaError"]

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from landscape.devices import pick_device
+
 # Bytes of one tile of float32 squared distances (tile x tile: 1024 x 1024): small enough that
 # the symmetric half saves GEMM work, large enough for GEMM efficiency.
 _BLOCK_BYTES = 1 << 22
@@ -72,13 +74,6 @@ def truncate(graph: KnnGraph, maxk: int) -> KnnGraph:
         raise GeometryError(f"cannot truncate a graph of maxk={graph.maxk} to {maxk}")
     return KnnGraph(distances=graph.distances[:, : maxk + 1], indices=graph.indices[:, : maxk + 1],
                     keep=graph.keep, inverse=graph.inverse)
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``auto`` (or None): cuda when present, else cpu; anything else as torch reads it."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

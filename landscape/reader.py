@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from landscape import schema
+from landscape import names, store
 
 @dataclass(frozen=True)
 class Layer:
@@ -39,57 +39,57 @@ class Layer:
 def hidden_path(run: str | Path) -> Path:
     """``run`` may be the run folder or the hidden.h5 file itself."""
     path = Path(run)
-    return path / schema.HIDDEN_FILE if path.is_dir() else path
+    return path / store.HIDDEN_FILE if path.is_dir() else path
 
 
 def open_run_file(run: str | Path) -> h5py.File:
     """hidden.h5 of a run, open read-only, its schema version checked."""
     path = hidden_path(run)
     if not path.is_file():
-        raise FileNotFoundError(f"no {schema.HIDDEN_FILE} at {path}: run `landscape extract` first")
+        raise FileNotFoundError(f"no {store.HIDDEN_FILE} at {path}: run `landscape extract` first")
     try:
         f = h5py.File(path, "r")
     except OSError as error:
         if "unable to lock file" not in str(error):
-            raise schema.SchemaError(f"{path} is not a readable HDF5 file ({error})") from None
+            raise store.SchemaError(f"{path} is not a readable HDF5 file ({error})") from None
         # Another process is writing it (an extraction in progress): read what it has flushed.
         try:
             f = h5py.File(path, "r", locking=False)
         except OSError as again:
-            raise schema.SchemaError(f"{path} is being written by another process and cannot be read now ({again})") from None
-    schema.check_version(f)
+            raise store.SchemaError(f"{path} is being written by another process and cannot be read now ({again})") from None
+    store.hidden.check_version(f)
     return f
 
 
 def conditions(run: str | Path) -> list[str]:
     with open_run_file(run) as f:
-        return schema.condition_names(f)
+        return store.hidden.condition_names(f)
 
 
 def info(run: str | Path) -> dict:
     """Root attrs plus, per condition, its attrs and layer count."""
     with open_run_file(run) as f:
-        out = schema.read_attrs(f)
+        out = store.hidden.read_attrs(f)
         out["conditions"] = {
-            name: {**schema.condition_attrs(schema.get_condition(f, name)), "layers": schema.n_layers(f, name)}
-            for name in schema.condition_names(f)
+            name: {**store.hidden.condition_attrs(store.hidden.get_condition(f, name)), "layers": store.hidden.n_layers(f, name)}
+            for name in store.hidden.condition_names(f)
         }
         return out
 
 
-def examples(run: str | Path) -> schema.Examples:
+def examples(run: str | Path) -> store.hidden.Examples:
     with open_run_file(run) as f:
-        return schema.read_examples(f)
+        return store.hidden.read_examples(f)
 
 
 def load_layer(run: str | Path, condition: str, layer: int, states: str = "residual") -> Layer:
     """States (N, d) of ``layer`` (0 = embeddings) in ``condition``, with labels: the residual
     stream, or ``states="normed"``, it after the norm that reads it (Doimo et al.'s state)."""
     with open_run_file(run) as f:
-        ex = schema.read_examples(f)
-        X = schema.read_layer(f, condition, layer, states)
-        _, _, pred = schema.read_outputs(f, condition)
-        n = schema.n_layers(f, condition)
+        ex = store.hidden.read_examples(f)
+        X = store.hidden.read_layer(f, condition, layer, states)
+        _, _, pred = store.hidden.read_outputs(f, condition)
+        n = store.hidden.n_layers(f, condition)
     return Layer(
         condition=condition,
         layer=layer % n,
@@ -112,26 +112,26 @@ def status(run: str | Path) -> dict:
     hidden = hidden_path(run)
     out: dict = {"extract": {}, "finetune": {}, "analyze": None, "report": None}
     with open_run_file(hidden) as f:
-        for name in schema.condition_names(f):
-            group = schema.get_condition(f, name)
-            done = schema.rows_done(group)
-            shards = sorted(schema.shard_path(hidden.parent, name, 0).parent.glob("rank-*.h5"))
+        for name in store.hidden.condition_names(f):
+            group = store.hidden.get_condition(f, name)
+            done = store.hidden.rows_done(group)
+            shards = sorted(store.shards.shard_path(hidden.parent, name, 0).parent.glob("rank-*.h5"))
             out["extract"][name] = {"rows_done": int(done.sum()), "rows": len(done), "shards": len(shards),
-                                    "complete": bool(group.attrs["complete"]), "layers": schema.n_layers(f, name)}
-        for name in schema.edl_names(f):
-            out["finetune"][name] = schema.read_edl(f, name)[1]
-    analysis = hidden.with_name(schema.ANALYSIS_FILE)
+                                    "complete": bool(group.attrs["complete"]), "layers": store.hidden.n_layers(f, name)}
+        for name in store.edl.edl_names(f):
+            out["finetune"][name] = store.edl.read_edl(f, name)[1]
+    analysis = hidden.with_name(store.ANALYSIS_FILE)
     if analysis.is_file():
         try:
             with h5py.File(analysis, "r") as f:
                 layers: dict = {}  # distinct layers: a condition's layer may have several result groups
-                for split, name, layer, _, _ in schema.iter_results(f):
+                for split, name, layer, _, _ in store.analysis.iter_results(f):
                     layers.setdefault(split, {}).setdefault(name, set()).add(layer)
                 counts = {split: {name: len(ls) for name, ls in by_name.items()} for split, by_name in layers.items()}
-                out["analyze"] = {**schema.analysis_attrs(f), "layers_complete": counts}
+                out["analyze"] = {**store.analysis.analysis_attrs(f), "layers_complete": counts}
         except OSError as error:
             out["analyze"] = {"error": f"unreadable: {error}"}
-    page = hidden.parent / schema.REPORT_DIR / "index.html"
+    page = hidden.parent / store.REPORT_DIR / "index.html"
     if page.is_file():
         out["report"] = str(page)
     return out
@@ -180,7 +180,7 @@ def describe_status(info_: dict, status_: dict) -> str:
         lines.append(f"analyze: {made}recipe {recipe}{changed}; states {settings.get('states', 'residual')}")
         lines.append(f"  settings {json.dumps(settings, sort_keys=True)}")
         for split, by_name in analyze["layers_complete"].items():
-            counts = ", ".join(f"{name} {n}" for name, n in sorted(by_name.items()) if "~" not in name and not name.startswith("corr:"))
+            counts = ", ".join(f"{name} {n}" for name, n in sorted(by_name.items()) if names.parse_result(name)[0] == "condition")
             lines.append(f"  {split}: layers complete: {counts}")
     lines.append(f"report: {status_['report'] or 'not written (landscape report RUN)'}")
     return "\n".join(lines)

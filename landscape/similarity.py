@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from landscape.knn import pick_device
+from landscape.devices import pick_device
 
 MEASURES = ("cka", "cka_debiased", "mutual_knn", "cknna", "imbalance")
 OUTLIER_QUANTILE = 0.95  # Huh et al.'s feature clamp before CKNNA

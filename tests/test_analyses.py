@@ -9,7 +9,7 @@ import pytest
 
 from analyses.layer import AnalysisConfig, analyze_layer, compare_layers
 from analyses.run import AnalysisMismatch, run_analysis
-from landscape import cli, schema
+from landscape import cli, store
 from tests.conftest import SMALL
 from tests.test_geometry import mixture
 
@@ -39,16 +39,16 @@ def test_analysis_covers_every_condition_layer_and_pair(tiny_run):
     for layer in (1, 2, 3):
         assert 0 <= value[("0shot~1shot", layer, "data_overlap")] <= 1
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
-        scalars, arrays, skipped = schema.read_result(f, schema.result_path("1shot", 2))
+        scalars, arrays, skipped = store.analysis.read_result(f, store.analysis.result_path("1shot", 2))
         assert skipped == "" and arrays["cluster"].shape == (36,) and arrays["knn"].shape == (36, 11)
         np.testing.assert_array_equal(arrays["rows"], np.arange(36))
         assert arrays["gride_ids"].shape == arrays["gride_scales"].shape == (4,)  # ranks 1, 2, 4, 8
-        assert "1 distinct points" in schema.read_result(f, schema.result_path("0shot", 0))[2]
+        assert "1 distinct points" in store.analysis.read_result(f, store.analysis.result_path("0shot", 0))[2]
 
 
 def test_rerun_skips_and_other_settings_are_refused(tiny_run):
     with h5py.File(tiny_run / "analysis.h5", "a") as f:  # as if killed while writing this layer
-        del f[schema.result_path("1shot", 3)]
+        del f[store.analysis.result_path("1shot", 3)]
     before = _metrics(tiny_run)
     run_analysis(tiny_run, SMALL, progress=False)
     assert _metrics(tiny_run) == before
@@ -64,7 +64,7 @@ def test_a_condition_extracted_again_is_analysed_again(tiny_run, tmp_path):
     shutil.copy(tiny_run / "hidden.h5", copy / "hidden.h5")
     shutil.copy(tiny_run / "analysis.h5", copy / "analysis.h5")
     with h5py.File(copy / "hidden.h5", "a") as f:  # as `extract --overwrite` would leave it: other states
-        group = schema.get_condition(f, "1shot")
+        group = store.hidden.get_condition(f, "1shot")
         group["hidden"][...] = group["hidden"][...][:, ::-1]
         group.attrs["instance"] = "re-extracted"
     shutil.copy(copy / "hidden.h5", fresh / "hidden.h5")
@@ -107,7 +107,7 @@ def test_incomplete_conditions_are_left_out_unless_named(tiny_run, tmp_path):
     copy.mkdir()
     (copy / "hidden.h5").write_bytes((tiny_run / "hidden.h5").read_bytes())
     with h5py.File(copy / "hidden.h5", "a") as f:  # as if 1shot were still being extracted
-        schema.get_condition(f, "1shot").attrs["complete"] = False
+        store.hidden.get_condition(f, "1shot").attrs["complete"] = False
     run_analysis(copy, SMALL, progress=False)
     assert {r["condition"] for r in _metrics(copy)} == {"0shot"}
     with pytest.raises(ValueError, match="1shot .* is incomplete"):

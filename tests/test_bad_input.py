@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from landscape import cli, schema
+from landscape import cli, store
 
 
 def fails(argv, capsys, match: str, code: int | None = None) -> str:
@@ -88,7 +88,7 @@ def test_file_of_another_schema_version(tiny_run, tmp_path, capsys):
     fails(["analyze", run, *SMALL_FLAGS], capsys, "has schema version 99; this landscape reads version 2")
     fails(["info", run], capsys, "schema version 99")
     with h5py.File(run / "hidden.h5", "a") as f:
-        f.attrs["schema_version"] = schema.SCHEMA_VERSION
+        f.attrs["schema_version"] = store.SCHEMA_VERSION
     with h5py.File(run / "analysis.h5", "a") as f:
         f.attrs["schema_version"] = 99
     fails(["analyze", run, *SMALL_FLAGS], capsys, "is not an analysis file of schema version 2")
@@ -106,7 +106,7 @@ def test_a_stage_before_the_one_it_needs(tiny_run, tmp_path, capsys, tiny_mmlu):
 def test_nan_or_inf_in_hidden_states(tiny_run, tmp_path, capsys):
     run = copy_run(tiny_run, tmp_path, analysis=False)
     with h5py.File(run / "hidden.h5", "a") as f:
-        hidden = schema.get_condition(f, "1shot")["hidden"]
+        hidden = store.hidden.get_condition(f, "1shot")["hidden"]
         hidden[2, 5, 0] = np.nan
         hidden[3, 7, 1] = np.inf
     message = fails(["analyze", run, *SMALL_FLAGS], capsys, "holds NaN or inf")
@@ -117,7 +117,7 @@ def test_too_few_examples_and_identical_points(tiny_run, tmp_path, capsys):
     run = copy_run(tiny_run, tmp_path, analysis=False)
     fails(["analyze", run, "--maxk", 500, "--no-progress"], capsys, "needs at least 501")
     with h5py.File(run / "hidden.h5", "a") as f:
-        hidden = schema.get_condition(f, "1shot")["hidden"]
+        hidden = store.hidden.get_condition(f, "1shot")["hidden"]
         hidden[...] = 1.0  # every point of every layer the same
     fails(["analyze", run, *SMALL_FLAGS, "--conditions", "1shot"], capsys, "no layer of 1shot (eval rows) has a geometry")
 
@@ -161,7 +161,7 @@ def test_a_disk_that_fills_mid_write(tiny_run, tmp_path, capsys, monkeypatch, ti
     """ENOSPC after two batches: one line, the rows written so far are kept, and a re-run with
     room completes the file exactly as an uninterrupted run."""
     run = tmp_path / "run"
-    real_write = schema.write_rows
+    real_write = store.hidden.write_rows
     calls = {"n": 0}
 
     def full_disk(*args, **kwargs):
@@ -170,16 +170,16 @@ def test_a_disk_that_fills_mid_write(tiny_run, tmp_path, capsys, monkeypatch, ti
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(schema, "write_rows", full_disk)
+    monkeypatch.setattr(store.hidden, "write_rows", full_disk)
     fails(extract_argv(run, tiny_model_dir, tiny_mmlu), capsys, "No space left on device")
     with h5py.File(run / "hidden.h5", "r") as f:
-        done = schema.rows_done(schema.get_condition(f, "0shot"))
+        done = store.hidden.rows_done(store.hidden.get_condition(f, "0shot"))
         assert done.sum() == 12  # the first subject's two batches (8 + 4 rows), kept
-    monkeypatch.setattr(schema, "write_rows", real_write)
+    monkeypatch.setattr(store.hidden, "write_rows", real_write)
     assert cli.main([str(a) for a in extract_argv(run, tiny_model_dir, tiny_mmlu)]) == 0
     with h5py.File(run / "hidden.h5", "r") as a, h5py.File(tiny_run / "hidden.h5", "r") as b:
         for name in ("0shot", "1shot"):
-            np.testing.assert_array_equal(schema.get_condition(a, name)["hidden"][:], schema.get_condition(b, name)["hidden"][:])
+            np.testing.assert_array_equal(store.hidden.get_condition(a, name)["hidden"][:], store.hidden.get_condition(b, name)["hidden"][:])
 
 
 def test_a_disk_that_fills_while_replacing_a_file_keeps_the_old_one(tiny_run, tmp_path, capsys, monkeypatch):
@@ -217,7 +217,7 @@ def test_info_prints_provenance_and_stages(tiny_run, tmp_path, capsys):
     assert info["versions"]["numpy"] == np.__version__
     run = copy_run(tiny_run, tmp_path)
     with h5py.File(run / "hidden.h5", "a") as f:
-        group = schema.get_condition(f, "1shot")
+        group = store.hidden.get_condition(f, "1shot")
         group.attrs["complete"] = False
         group["done"][:5] = False
     assert cli.main(["info", str(run)]) == 0

@@ -14,7 +14,7 @@ from analyses.run import run_analysis
 from extract import forward
 from landscape import tasks
 from extract.icl import ExtractConfig, demo_bits, run_extract
-from landscape import cli, schema
+from landscape import cli, store
 from tests.conftest import SMALL
 
 
@@ -74,9 +74,9 @@ def seeded_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
 
 def test_seeds_are_compared_layer_by_layer(seeded_run):
     with h5py.File(seeded_run / "hidden.h5", "r") as f:
-        assert {"sft", "sft-seed1"} <= set(schema.edl_names(f))
-        assert schema.read_edl(f, "sft-seed1")[1]["settings"]["seed"] == 1
-        assert not np.array_equal(schema.read_edl(f, "sft")[0]["online_bits"], schema.read_edl(f, "sft-seed1")[0]["online_bits"])
+        assert {"sft", "sft-seed1"} <= set(store.edl.edl_names(f))
+        assert store.edl.read_edl(f, "sft-seed1")[1]["settings"]["seed"] == 1
+        assert not np.array_equal(store.edl.read_edl(f, "sft")[0]["online_bits"], store.edl.read_edl(f, "sft-seed1")[0]["online_bits"])
     with open(seeded_run / "metrics.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["condition"] == "seeds:sft"]
     overlap = [float(r["value"]) for r in rows if r["metric"] == "overlap_mean"]
@@ -87,12 +87,12 @@ def test_seeds_are_compared_layer_by_layer(seeded_run):
 
 def test_complexity_points_and_front_are_stored(seeded_run):
     with h5py.File(seeded_run / "analysis.h5", "r") as f:
-        arrays, attrs = schema.read_complexity(f)
+        arrays, attrs = store.analysis.read_complexity(f)
     points = dict(zip(zip(arrays["strategy"], arrays["label"]), zip(arrays["bits"], arrays["accuracy"])))
     assert points[("icl", "0shot")][0] == 0.0 and points[("icl", "1shot")][0] > 0
     with h5py.File(seeded_run / "hidden.h5", "r") as f:
-        n_trainable = schema.read_edl(f, "sft")[1]["n_trainable"]
-        online = schema.read_edl(f, "sft")[0]
+        n_trainable = store.edl.read_edl(f, "sft")[1]["n_trainable"]
+        online = store.edl.read_edl(f, "sft")[0]
     assert points[("lora", "sft")][0] == n_trainable * 16
     assert points[("data", "sft@step2 (n=8)")][0] == pytest.approx(online["online_bits"][online["order"][:8]].sum())
     assert points[("data", "sft (n=24)")][0] == pytest.approx(online["online_bits"].sum())

@@ -9,7 +9,7 @@ import pytest
 from analyses.run import run_analysis
 from extract import demos
 from extract.icl import ExtractConfig, run_extract
-from landscape import schema
+from landscape import names, store
 from tests.conftest import SMALL
 
 POOL = {s: list(range(100 * i, 100 * i + 20)) for i, s in enumerate(["anatomy", "astronomy", "virology"])}
@@ -50,7 +50,7 @@ def test_fixed_and_no_header_share_the_subjects_first_demos():
     bare = demos.plan_demos(IDS, SUBJECTS, POOL, k=2, sampling="no-header", seed=0)
     np.testing.assert_array_equal(fixed.demo_ids, bare.demo_ids)
     assert (bare.headers == "").all() and len(np.unique(fixed.demo_sets)) == 3
-    assert demos.condition_name(5, "other-subject") == "5shot-othersubject"
+    assert names.icl_condition(5, "other-subject") == "5shot-othersubject"
     with pytest.raises(ValueError, match="unknown demo sampling"):
         demos.plan_demos(IDS, SUBJECTS, POOL, k=2, sampling="shuffled", seed=0)
     with pytest.raises(ValueError, match="has 20 demos"):
@@ -71,26 +71,26 @@ def control_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
 def test_controls_are_extracted_as_named_conditions_with_their_demos(control_run):
     folder, _ = control_run
     with h5py.File(folder / "hidden.h5", "r") as f:
-        names = set(schema.condition_names(f))
+        names = set(store.hidden.condition_names(f))
         assert names == {"0shot", "0shot-noheader", "2shot", "2shot-resampled", "2shot-othersubject", "2shot-noheader"}
-        examples = schema.read_examples(f)
-        pool_ids, pool_subjects = schema.read_partition(f)["demos"]
-        train_ids = schema.read_partition(f)["train"][0]
+        examples = store.hidden.read_examples(f)
+        pool_ids, pool_subjects = store.hidden.read_partition(f)["demos"]
+        train_ids = store.hidden.read_partition(f)["train"][0]
         subject_of = dict(zip(pool_ids.tolist(), pool_subjects.tolist()))
         for name in ("2shot-resampled", "2shot-othersubject"):
-            attrs = schema.condition_attrs(schema.get_condition(f, name))
+            attrs = store.hidden.condition_attrs(store.hidden.get_condition(f, name))
             assert attrs["demo_sampling"] == name.split("-", 1)[1].replace("othersubject", "other-subject")
-            demo_ids = schema.read_demo_ids(f, name)
+            demo_ids = store.hidden.read_demo_ids(f, name)
             assert demo_ids.shape == (len(examples), 2)
             assert not set(demo_ids.ravel()) & (set(examples.ids.tolist()) | set(train_ids.tolist()))
             donors = np.vectorize(subject_of.get)(demo_ids)
             if name == "2shot-resampled":
                 assert (donors == examples.first_group[:, None]).all()
-                assert len(np.unique(schema.read_demo_sets(f, name))) > 3
+                assert len(np.unique(store.hidden.read_demo_sets(f, name))) > 3
             else:
                 assert (donors != examples.first_group[:, None]).all()
-        assert schema.read_demo_sets(f, "0shot") is None
-        fixed_sets = schema.read_demo_sets(f, "2shot")
+        assert store.hidden.read_demo_sets(f, "0shot") is None
+        fixed_sets = store.hidden.read_demo_sets(f, "2shot")
         assert len(np.unique(fixed_sets)) == 3  # one demo set per subject
 
 
@@ -102,7 +102,7 @@ def test_cached_and_uncached_controls_give_the_same_states(control_run, tmp_path
                 progress=False)
     with h5py.File(folder / "hidden.h5", "r") as a, h5py.File(tmp_path / "hidden.h5", "r") as b:
         for name in ("2shot-othersubject", "2shot-noheader"):
-            np.testing.assert_allclose(schema.get_condition(a, name)["hidden"][:], schema.get_condition(b, name)["hidden"][:],
+            np.testing.assert_allclose(store.hidden.get_condition(a, name)["hidden"][:], store.hidden.get_condition(b, name)["hidden"][:],
                                        rtol=1e-4, atol=1e-4)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from analyses.run import run_analysis
 from extract.ranks import Ranks
-from landscape import schema
+from landscape import store
 from tests.conftest import SMALL
 from tests.test_analyses import _metrics
 from tests.test_interrupt import VOLATILE, extract_args, landscape
@@ -80,13 +80,13 @@ def test_two_ranks_extract_and_finetune_as_one_process(one_process, tmp_path, ti
     run = tmp_path / "two"
     done = launch(2, *extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert not (run / schema.SHARDS_DIR).exists()  # merged and removed
+    assert not (run / store.SHARDS_DIR).exists()  # merged and removed
     with h5py.File(one_process / "hidden.h5", "r") as a, h5py.File(run / "hidden.h5", "r") as b:
-        assert schema.condition_names(b) == ["0shot", "1shot", "1shot-resampled"]
-        for name in schema.condition_names(b):
-            assert schema.get_condition(b, name).attrs["processes"] == 2
+        assert store.hidden.condition_names(b) == ["0shot", "1shot", "1shot-resampled"]
+        for name in store.hidden.condition_names(b):
+            assert store.hidden.get_condition(b, name).attrs["processes"] == 2
             # each batch is computed as one process computes it: the states are the same numbers
-            assert_close_groups(schema.get_condition(a, name), schema.get_condition(b, name), name)
+            assert_close_groups(store.hidden.get_condition(a, name), store.hidden.get_condition(b, name), name)
     done = launch(2, "finetune", run, *FINETUNE, "--task-data", tiny_mmlu)
     assert done.returncode == 0, done.stderr[-3000:]
     with h5py.File(one_process / "hidden.h5", "r") as a, h5py.File(run / "hidden.h5", "r") as b:
@@ -100,7 +100,7 @@ def test_killed_ranks_leave_shards_that_one_process_merges(one_process, tmp_path
     run = tmp_path / "killed"
     killed = launch(2, *extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled", fault="extract.batch:2")
     assert killed.returncode != 0
-    shards = sorted((run / schema.SHARDS_DIR / "0shot").glob("rank-*.h5"))
+    shards = sorted((run / store.SHARDS_DIR / "0shot").glob("rank-*.h5"))
     assert len(shards) == 2  # each rank had written its first batches
     with h5py.File(shards[0], "r") as f:
         assert len(f["rows"]) > 0
@@ -108,10 +108,10 @@ def test_killed_ranks_leave_shards_that_one_process_merges(one_process, tmp_path
     assert "INCOMPLETE" in info and "2 rank shards, merged on resume" in info
     resumed = landscape(*extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled")  # by 1 process
     assert "0shot: merged" in resumed.stderr and "from 2 rank shards" in resumed.stderr
-    assert not (run / schema.SHARDS_DIR).exists()
+    assert not (run / store.SHARDS_DIR).exists()
     with h5py.File(one_process / "hidden.h5", "r") as a, h5py.File(run / "hidden.h5", "r") as b:
-        for name in schema.condition_names(b):
-            assert_close_groups(schema.get_condition(a, name), schema.get_condition(b, name), name)
+        for name in store.hidden.condition_names(b):
+            assert_close_groups(store.hidden.get_condition(a, name), store.hidden.get_condition(b, name), name)
 
 
 def test_analysis_on_ray_gives_the_local_numbers(tiny_run, tmp_path):  # noqa: F811

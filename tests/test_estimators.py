@@ -60,9 +60,9 @@ def test_danco_subsamples_large_sets_and_gives_nan_on_tiny_ones():
 def test_the_analysis_records_the_estimators_on_eval_rows(tiny_run):
     import h5py
 
-    from landscape import schema
+    from landscape import store
 
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
-        scalars, _, _ = schema.read_result(f, schema.result_path("0shot", 2))
+        scalars, _, _ = store.analysis.read_result(f, store.analysis.result_path("0shot", 2))
     for name in estimators.ESTIMATORS:
         assert scalars[name] > 0, name

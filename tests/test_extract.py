@@ -8,7 +8,7 @@ import pytest
 
 import landscape
 from extract.icl import ExtractConfig, RunMismatch, run_extract
-from landscape import cli, schema
+from landscape import cli, store
 
 
 def _config(model_dir, mmlu, **kw):
@@ -29,7 +29,7 @@ def test_file_follows_the_contract(run, tiny_mmlu):
     folder, accuracies = run
     assert landscape.conditions(folder) == ["0shot", "2shot"]
     info = landscape.info(folder)
-    assert info["schema_version"] == schema.SCHEMA_VERSION and info["split_seed"] == 0
+    assert info["schema_version"] == store.SCHEMA_VERSION and info["split_seed"] == 0
     assert info["model_hash"] and info["dataset_hash"] and info["versions"]["torch"]
     ex = landscape.examples(folder)
     assert len(ex) == 33 and ex.splits.tolist() == ["eval"] * 18 + ["train"] * 15
@@ -65,7 +65,7 @@ def test_prefix_cache_matches_full_prompt_and_rerun_is_skipped(run, tmp_path, ti
     before = (other / "hidden.h5").stat().st_mtime_ns
     run_extract(_config(tiny_model_dir, tiny_mmlu, prefix_cache=False, batch_size=1), other, progress=False)
     with h5py.File(other / "hidden.h5") as f:
-        assert all(schema.get_condition(f, n).attrs["complete"] for n in ("0shot", "2shot"))
+        assert all(store.hidden.get_condition(f, n).attrs["complete"] for n in ("0shot", "2shot"))
     assert (other / "hidden.h5").stat().st_mtime_ns >= before
 
 
@@ -75,7 +75,7 @@ def test_resume_redoes_only_rows_not_done(run, tmp_path, tiny_model_dir, tiny_mm
     copy.mkdir()
     (copy / "hidden.h5").write_bytes((folder / "hidden.h5").read_bytes())
     with h5py.File(copy / "hidden.h5", "a") as f:  # as if killed after a few batches of 2shot
-        group = schema.get_condition(f, "2shot")
+        group = store.hidden.get_condition(f, "2shot")
         group.attrs["complete"] = False
         group["done"][5:] = False
         group["hidden"][:, 5:] = 0.0
@@ -126,10 +126,10 @@ def test_half_precision_storage_keeps_the_states_to_its_rounding_and_analyses_en
     half = tmp_path / store_dtype
     run_extract(_config(tiny_model_dir, tiny_mmlu, store_dtype=store_dtype), half, progress=False)
     with h5py.File(folder / "hidden.h5", "r") as full, h5py.File(half / "hidden.h5", "r") as f:
-        assert schema.store_dtype(f, "2shot") == store_dtype and schema.store_dtype(full, "2shot") == "float32"
+        assert store.hidden.store_dtype(f, "2shot") == store_dtype and store.hidden.store_dtype(full, "2shot") == "float32"
         assert f["conditions/2shot/hidden"].dtype.itemsize == 2
-        for layer in range(schema.n_layers(f, "2shot")):
-            exact, stored = schema.read_layer(full, "2shot", layer), schema.read_layer(f, "2shot", layer)
+        for layer in range(store.hidden.n_layers(f, "2shot")):
+            exact, stored = store.hidden.read_layer(full, "2shot", layer), store.hidden.read_layer(f, "2shot", layer)
             assert stored.dtype == np.float32
             np.testing.assert_allclose(stored, exact, rtol=tolerance, atol=tolerance * np.abs(exact).max())
     with pytest.raises(RunMismatch, match="store_dtype"):  # a resume never mixes storages
@@ -172,7 +172,7 @@ def test_a_device_map_that_offloads_blocks_to_disk_gives_the_same_states(run, tm
     assert run_extract(_config(tiny_model_dir, tiny_mmlu, device_map=str(device_map)), split, progress=False) == accuracies
     with h5py.File(folder / "hidden.h5", "r") as whole, h5py.File(split / "hidden.h5", "r") as f:
         for name in ("0shot", "2shot"):
-            for layer in range(schema.n_layers(f, name)):
-                np.testing.assert_allclose(schema.read_layer(f, name, layer), schema.read_layer(whole, name, layer), rtol=1e-5, atol=1e-5)
+            for layer in range(store.hidden.n_layers(f, name)):
+                np.testing.assert_allclose(store.hidden.read_layer(f, name, layer), store.hidden.read_layer(whole, name, layer), rtol=1e-5, atol=1e-5)
     with pytest.raises(ModelError, match="both place the model"):
         run_extract(_config(tiny_model_dir, tiny_mmlu, device_map="auto", device="cpu"), tmp_path / "no", progress=False)

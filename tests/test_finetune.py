@@ -11,7 +11,7 @@ import landscape
 from extract import finetune, forward
 from extract.finetune import FinetuneConfig, TrainData, bits_from_logits, run_finetune, train_lora
 from extract.icl import ExtractConfig, run_extract
-from landscape import cli, schema
+from landscape import cli, store
 
 LETTERS = [" A", " B", " C", " D"]
 
@@ -46,9 +46,9 @@ def _train_data(tok, n=12, seed=0):
 def test_edl_record_adds_up_in_bits(ft_run):
     folder, summary = ft_run
     with h5py.File(folder / "hidden.h5") as f:
-        arrays, attrs = schema.read_edl(f, "sft")
-        base_logits, _, _ = schema.read_outputs(f, "0shot")
-        sft_logits, _, _ = schema.read_outputs(f, "sft")
+        arrays, attrs = store.edl.read_edl(f, "sft")
+        base_logits, _, _ = store.hidden.read_outputs(f, "0shot")
+        sft_logits, _, _ = store.hidden.read_outputs(f, "sft")
     ex = landscape.examples(folder)
     train_rows = np.flatnonzero(ex.splits == "train")
     np.testing.assert_array_equal(arrays["rows"], train_rows)
@@ -154,7 +154,7 @@ def test_random_labels_and_errors(ft_run, tmp_path, tiny_mmlu, capsys):
     config = FinetuneConfig(name="sft-random", labels="random", rank=4, alpha=8, epochs=1, batch_size=8, task_data=str(tiny_mmlu))
     run_finetune(folder, config, progress=False)
     with h5py.File(folder / "hidden.h5") as f:
-        arrays, attrs = schema.read_edl(f, "sft-random")
+        arrays, attrs = store.edl.read_edl(f, "sft-random")
     ex = landscape.examples(folder)
     assert attrs["labels"] == "random" and (arrays["label"] != ex.answers[arrays["rows"]]).any()
     with pytest.raises(ValueError, match="other settings"):
@@ -252,8 +252,8 @@ def test_random_label_fine_tune_has_held_out_edl_near_its_expectation(ft_run, ti
                             batch_size=4, task_data=str(tiny_mmlu))
     run_finetune(folder, config, progress=False)
     with h5py.File(folder / "hidden.h5") as f:
-        arrays, attrs = schema.read_edl(f, "sft-random2")
-        logits, _, _ = schema.read_outputs(f, "sft-random2")
+        arrays, attrs = store.edl.read_edl(f, "sft-random2")
+        logits, _, _ = store.hidden.read_outputs(f, "sft-random2")
     eval_rows = arrays["eval_rows"]
     expected = -torch.log_softmax(torch.tensor(logits[eval_rows], dtype=torch.float64), -1).mean(-1) / math.log(2)
     np.testing.assert_allclose(arrays["heldout_final_bits"], expected.numpy(), rtol=1e-9)

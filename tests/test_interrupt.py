@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from landscape import schema
+from landscape import store
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -69,8 +69,8 @@ def test_killed_extraction_resumes_to_the_same_file(fault, reference, tmp_path, 
     killed = landscape(*extract_args(run, tiny_model_dir, tiny_mmlu), fault=fault)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     with h5py.File(run / "hidden.h5", "r") as f:  # the file survives the kill and is readable
-        names = schema.condition_names(f)
-        assert not all(schema.get_condition(f, n).attrs["complete"] for n in names) or len(names) < 2
+        names = store.hidden.condition_names(f)
+        assert not all(store.hidden.get_condition(f, n).attrs["complete"] for n in names) or len(names) < 2
     landscape(*extract_args(run, tiny_model_dir, tiny_mmlu))
     with h5py.File(reference / "hidden.h5", "r") as a, h5py.File(run / "hidden.h5", "r") as b:
         assert_same_groups(a, b)

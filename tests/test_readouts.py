@@ -11,7 +11,7 @@ from analyses import run as analysis_run
 from analyses.layer import AnalysisConfig
 from analyses.readouts import decisions
 from extract import icl
-from landscape import readouts, schema
+from landscape import readouts, store
 from landscape.normed import NormParameters
 from landscape.readouts import Unembedding, lens_logits, linear_probe, linear_probe_halves
 from tests.conftest import SMALL
@@ -19,12 +19,12 @@ from tests.conftest import SMALL
 
 def assert_lens_is_the_models_logits(run) -> None:
     with h5py.File(run / "hidden.h5", "r") as f:
-        for name in schema.condition_names(f):
-            group = schema.get_condition(f, name)
-            assert schema.head_checked(group) and "unavailable" not in group["head"].attrs, name
-            norms, head = schema.read_norms(f, name), schema.read_head(f, name)
+        for name in store.hidden.condition_names(f):
+            group = store.hidden.get_condition(f, name)
+            assert store.hidden.head_checked(group) and "unavailable" not in group["head"].attrs, name
+            norms, head = store.hidden.read_norms(f, name), store.hidden.read_head(f, name)
             last = norms.weight.shape[0] - 1
-            lens = lens_logits(schema.read_layer(f, name, last), norms.layer(last), norms.kind, head)
+            lens = lens_logits(store.hidden.read_layer(f, name, last), norms.layer(last), norms.kind, head)
             logits = group["logits"][:]
             np.testing.assert_allclose(lens, logits, rtol=1e-4, atol=1e-4 * np.abs(logits).max())
 
@@ -37,13 +37,13 @@ def test_a_head_that_does_not_reproduce_the_logits_is_marked_unavailable(tiny_ru
     run = tmp_path / "r"
     shutil.copytree(tiny_run, run)
     with h5py.File(run / "hidden.h5", "a") as f:
-        group = schema.get_condition(f, "0shot")
+        group = store.hidden.get_condition(f, "0shot")
         del group["head"]
-        schema.write_head(group, Unembedding(weight=np.ones((4, 32), np.float32)))  # not the model's rows
+        store.hidden.write_head(group, Unembedding(weight=np.ones((4, 32), np.float32)))  # not the model's rows
         icl._verify_head(group, "0shot")
         assert "do not reproduce" in group["head"].attrs["unavailable"]
-        with pytest.raises(schema.SchemaError, match="unavailable"):
-            schema.read_head(f, "0shot")
+        with pytest.raises(store.SchemaError, match="unavailable"):
+            store.hidden.read_head(f, "0shot")
 
 
 def test_softcap_and_bias_enter_the_lens():
@@ -93,8 +93,8 @@ def test_probes_never_see_a_row_they_score(tiny_run, monkeypatch):
     monkeypatch.setattr(readouts, "_fit_probe", spy)
     hidden = str(tiny_run / "hidden.h5")
     with h5py.File(hidden, "r") as f:
-        examples = schema.read_examples(f)
-        X = schema.read_layer(f, "1shot", 2)
+        examples = store.hidden.read_examples(f)
+        X = store.hidden.read_layer(f, "1shot", 2)
     eval_rows = {X[i].tobytes() for i in np.flatnonzero(examples.splits == "eval")}
     for fit in ("eval-halves",):  # the tiny run has no train rows
         seen.clear()
@@ -117,8 +117,8 @@ def test_train_rows_fit_and_eval_rows_score(tiny_model_dir, tiny_mmlu, tmp_path,
         seen.append((X_fit.copy(), X_score.copy())), real(X_fit, y_fit, X_score, y_score, **kw))[1])
     hidden = str(tmp_path / "hidden.h5")
     with h5py.File(hidden, "r") as f:
-        examples = schema.read_examples(f)
-        X = schema.read_layer(f, "0shot", 2)
+        examples = store.hidden.read_examples(f)
+        X = store.hidden.read_layer(f, "0shot", 2)
     train = {X[i].tobytes() for i in np.flatnonzero(examples.splits == "train")}
     evals = {X[i].tobytes() for i in np.flatnonzero(examples.splits == "eval")}
     analysis_run._task(hidden, "eval", "0shot", 2, AnalysisConfig(**{**SMALL.to_dict(), "probe_fit": "train"}))

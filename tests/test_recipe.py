@@ -13,7 +13,7 @@ from analyses.layer import RECIPES, AnalysisConfig, analyze_layer, compare_state
 from analyses.run import run_analysis
 from extract import forward
 from extract.readout import ReadoutError, norm_parameters
-from landscape import cli, geometry, schema
+from landscape import cli, geometry, store
 from landscape.knn import knn_graph
 from landscape.normed import apply_norm
 from tests.conftest import SMALL
@@ -105,11 +105,11 @@ def test_extraction_stores_the_norms_and_the_analysis_reads_normed_states(tiny_r
     model, _ = tiny
     params = norm_parameters(model)
     with h5py.File(tiny_run / "hidden.h5", "r") as f:
-        stored = schema.read_norms(f, "1shot")
+        stored = store.hidden.read_norms(f, "1shot")
         assert stored.kind == "rms" and stored.weight.shape == (4, 32)
         np.testing.assert_array_equal(stored.weight, params.weight)
-        residual = schema.read_layer(f, "1shot", 2)
-        normed = schema.read_layer(f, "1shot", 2, "normed")
+        residual = store.hidden.read_layer(f, "1shot", 2)
+        normed = store.hidden.read_layer(f, "1shot", 2, "normed")
     np.testing.assert_allclose(normed, apply_norm(residual, *params.layer(2), "rms"))
     assert not np.allclose(normed, residual)
 
@@ -146,8 +146,8 @@ def test_cli_recipe_with_an_override_is_recorded(tiny_run, tmp_path):
     assert cli.main(["analyze", str(run), "--recipe", "doimo2024", "--maxk", "20", "--cluster-maxk", "12",
                      "--density-k", "8", "--overlap-k", "10", "--tree-min-size", "3", "--no-progress"]) == 0
     with h5py.File(run / "analysis.h5", "r") as f:
-        settings = schema.analysis_settings(f)
-        _, arrays, _ = schema.read_result(f, schema.result_path("1shot", 2))
+        settings = store.analysis.analysis_settings(f)
+        _, arrays, _ = store.analysis.read_result(f, store.analysis.result_path("1shot", 2))
     assert settings["recipe"] == "doimo2024" and settings["states"] == "normed" and settings["gride_range"] == 20
     assert settings["overrides"] == ["cluster_maxk", "density_k", "gride_range", "maxk", "overlap_k", "tree_min_size"]
     assert arrays["cluster_compared"].shape == arrays["cluster"].shape == (36,)
@@ -176,7 +176,7 @@ def test_a_pair_with_one_duplicated_point_gets_numbers(tiny_run, tmp_path):
         hidden[2] = layer
     run_analysis(run, SMALL, progress=False, force=True)
     with h5py.File(run / "analysis.h5", "r") as f:
-        scalars, arrays, skipped = schema.read_result(f, schema.result_path("0shot", 2, other="1shot"))
+        scalars, arrays, skipped = store.analysis.read_result(f, store.analysis.result_path("0shot", 2, other="1shot"))
     assert skipped == "" and scalars["n_pair_dropped"] == 2.0 and 0 <= scalars["data_overlap"] <= 1
     assert np.isnan(arrays["data_overlap"][:2]).all() and np.isfinite(arrays["data_overlap"][2:]).all()
 
@@ -220,7 +220,7 @@ def test_ablation_analyses_each_variant_through_run_analysis(tiny_run, tmp_path)
     assert normed["subject ARI 0shot"] != suite["subject ARI 0shot"] or normed["2NN ID peak layer 0shot"] != suite["2NN ID peak layer 0shot"] \
         or normed["data overlap 0shot~1shot"] != suite["data overlap 0shot~1shot"]
     with h5py.File(run / "ablation" / "normed" / "analysis.h5", "r") as f:
-        assert schema.analysis_settings(f)["states"] == "normed"
+        assert store.analysis.analysis_settings(f)["states"] == "normed"
     assert (run / "ablation" / "table.csv").is_file()
     assert markdown(rows).count("\n") == len(rows[0]) - 2 + 1
     again = run_ablation(run, ("0shot", "1shot"), only=["suite"], settings=small, progress=False)  # reused, same numbers

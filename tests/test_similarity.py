@@ -111,15 +111,15 @@ def test_the_analysis_writes_layer_by_layer_and_condition_by_condition_similarit
 
     import h5py
 
-    from landscape import schema
+    from landscape import store
 
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
-        layers, by_layer, attrs = schema.read_similarity(f, schema.similarity_path("eval", condition="0shot"))
-        conditions, at_3, _ = schema.read_similarity(f, schema.similarity_path("eval", layer=3))
-        assert schema.read_similarity(f, schema.similarity_path("eval", layer=0)) is None  # no geometry there
+        layers, by_layer, attrs = store.analysis.read_similarity(f, store.analysis.similarity_path("eval", condition="0shot"))
+        conditions, at_3, _ = store.analysis.read_similarity(f, store.analysis.similarity_path("eval", layer=3))
+        assert store.analysis.read_similarity(f, store.analysis.similarity_path("eval", layer=0)) is None  # no geometry there
     with h5py.File(tiny_run / "hidden.h5", "r") as f:
-        rows = np.flatnonzero(schema.read_examples(f).splits == "eval")
-        states = {(c, l): schema.read_layer(f, c, l)[rows] for c in ("0shot", "1shot") for l in (1, 2, 3)}
+        rows = np.flatnonzero(store.hidden.read_examples(f).splits == "eval")
+        states = {(c, l): store.hidden.read_layer(f, c, l)[rows] for c in ("0shot", "1shot") for l in (1, 2, 3)}
     # layer 0 (one point repeated) has no geometry and is left out
     assert layers.tolist() == [1, 2, 3] and conditions.tolist() == ["0shot", "1shot"]
     assert attrs["n_rows"] == len(rows) and attrs["n_dropped"] == 0 and attrs["k"] == 10

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from extract import data, demos, icl
-from landscape import cli, tasks
+from landscape import cli, names, tasks
 
 REFERENCE = Path(__file__).parent / "data" / "mmlu_prompts_before_tasks.json"
 
@@ -31,7 +31,7 @@ def _digests(spec: str, per: int, train: int, pool: int, seed: int) -> dict:
     digest.update(json.dumps(partition.demos, sort_keys=True).encode())
     out = {"partition": digest.hexdigest(), "n": len(examples)}
     for k in (0, 5):
-        for sampling in demos.SAMPLINGS:
+        for sampling in names.SAMPLINGS:
             if k == 0 and sampling not in demos.ZERO_SHOT_SAMPLINGS:
                 continue
             plan = demos.plan_demos(examples.ids, examples.first_group, partition.demos, k=k, sampling=sampling, seed=seed)
@@ -42,7 +42,7 @@ def _digests(spec: str, per: int, train: int, pool: int, seed: int) -> dict:
                 digest.update(tasks.render_question(task, by_id[int(examples.ids[row])]).encode() + b"\x01")
             digest.update(plan.demo_ids.tobytes())
             digest.update(plan.demo_sets.tobytes())
-            out[demos.condition_name(k, sampling)] = digest.hexdigest()
+            out[names.icl_condition(k, sampling)] = digest.hexdigest()
     return out
 
 
@@ -144,7 +144,7 @@ def test_your_own_task_end_to_end(writer, groups, k, tmp_path, tiny_model_dir):
 
     import h5py
 
-    from landscape import schema
+    from landscape import store
 
     task_file = writer(tmp_path / "task")
     run = tmp_path / "run"
@@ -156,11 +156,11 @@ def test_your_own_task_end_to_end(writer, groups, k, tmp_path, tiny_model_dir):
     assert cli.main(["analyze", str(run), "--maxk", "10", "--density-k", "5", "--overlap-k", "5",
                      "--tree-min-size", "2", *common]) == 0
     with h5py.File(run / "hidden.h5") as f:
-        attrs = schema.read_attrs(f)
+        attrs = store.hidden.read_attrs(f)
         assert attrs["task_text"] == task_file.read_text() and attrs["groups"] == groups
-        assert f["conditions/0shot/logits"].shape == (36, k) and schema.read_examples(f).group_names == groups
-        edl = schema.read_edl(f, "sft")[1]
-        assert edl["uniform_bits"] == pytest.approx(6 * len(set(schema.read_examples(f).first_group)) * np.log2(k))
+        assert f["conditions/0shot/logits"].shape == (36, k) and store.hidden.read_examples(f).group_names == groups
+        edl = store.edl.read_edl(f, "sft")[1]
+        assert edl["uniform_bits"] == pytest.approx(6 * len(set(store.hidden.read_examples(f).first_group)) * np.log2(k))
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     for grouping in [*groups, "answer"]:
         assert any(r["metric"] == "ari" and r["grouping"] == grouping and r["condition"] == "sft" for r in rows)
@@ -202,7 +202,7 @@ def test_text_scoring_equals_the_summed_log_probs_of_each_continuation(tiny, tmp
 def test_text_scored_task_runs_and_fine_tunes(tmp_path, tiny_model_dir):
     import h5py
 
-    from landscape import schema
+    from landscape import store
 
     folder = tmp_path / "task"
     write_exam(folder)
@@ -213,11 +213,11 @@ def test_text_scored_task_runs_and_fine_tunes(tmp_path, tiny_model_dir):
                      "--shots", "0,1", "--batch-size", "4", "--no-progress"]) == 0
     assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "4", "--no-progress"]) == 0
     with h5py.File(run / "hidden.h5") as f:
-        attrs = schema.condition_attrs(schema.get_condition(f, "0shot"))
-        logits, lse, _ = schema.read_outputs(f, "0shot")
+        attrs = store.hidden.condition_attrs(store.hidden.get_condition(f, "0shot"))
+        logits, lse, _ = store.hidden.read_outputs(f, "0shot")
         assert attrs["choice_scoring"] == "text" and 0 <= attrs["accuracy_norm"] <= 1
         assert (logits < 0).all() and (lse == 0).all()  # summed log-probabilities
-        assert np.isfinite(schema.read_edl(f, "sft")[0]["online_bits"]).all()
+        assert np.isfinite(store.edl.read_edl(f, "sft")[0]["online_bits"]).all()
 
 
 # ---------------------------------------------------------------- bad task files

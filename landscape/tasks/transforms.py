@@ -21,7 +21,7 @@ fields added; every draw is seeded per row, so a task file always gives the same
 Example:
     >>> import pandas as pd
     >>> frame = pd.DataFrame({"a": ["x", "p"], "b": ["y", "q"], "gold": ["A", "B"], "__row__": [0, 1]})
-    >>> out = apply_transform(frame, {"name": "one_candidate", "choices": ["a", "b"], "answer": "gold", "seed": 0}, "t.yaml")
+    >>> out = apply_transform(frame, {"name": "one_candidate", "choices": ["a", "b"], "answer": "gold", "seed": 2}, "t.yaml")
     >>> out[["candidate", "verdict"]].values.tolist()
     [['x', 'True'], ['p', 'False']]
 """

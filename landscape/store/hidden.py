@@ -1,0 +1,397 @@
+"""The layout of ``RUN/hidden.h5``: the one module that spells paths inside it (its ``/edl`` group:\n``landscape.store.edl``).
+
+Everything else reads and writes through these functions, so a change of layout is a change
+here (and a bump of ``layout.SCHEMA_VERSION``)::
+
+    /                                 attrs: schema_version, model, model_hash, model_source,
+                                             task, task_file, task_text, task_hash, dataset,
+                                             dataset_hash, groups, choice_labels, score,
+                                             group_values, split_seed, partition,
+                                             representation, versions, created_at
+    /examples/{id,answer,split}       (N,)  one row per example, the row order of every condition
+    /examples/group/<field>           (N,)  the value of each grouping field of the task (its order
+                                            in the root attr ``groups``; the first draws demos)
+    /partition/{demos,train}/{id,group}   the rest of the seeded partition (eval = /examples);
+                                          ``group``: the first grouping field's value
+    /conditions/<name>/               attrs: kind (icl|sft), shots, accuracy, complete, settings,
+                                             instance (random id of this creation of it)
+        hidden  (n_layers+1, N, d) float32, chunked (1, rows, d): one layer reads alone; stored
+                                      as the condition's ``store_dtype`` asks (float16, or
+                                      bfloat16 as its uint16 bits with attr encoding=bfloat16),
+                                      always read back as float32 (``read_layer``)
+        logits  (N, K) float32        score of each of the K choices: letter scoring, the logits
+                                      of the letter tokens " A", " B", ...; text scoring, the
+                                      summed log-probability (nats) of each choice's continuation
+        logsumexp (N,) float32        letter scoring: log-sum-exp of all vocabulary logits at that
+                                      token, so log p(letter) = logits - logsumexp[:, None] (nats);
+                                      text scoring: 0 (the scores are log-probabilities already)
+        pred    (N,)   int8           argmax of ``logits``
+        done    (N,)   bool           rows written; a resumed run redoes the others
+        demo_ids (N, k) int64         ICL: the task ids of each row's demonstrations, in prompt order
+        demo_set (N,)  int32          ICL: rows with the same demos share a number ("which demo set")
+        norm/{weight,eps[,bias]}      the norm that reads each layer (row l: block l's input norm,
+                                      row L: the final norm), attr kind (rms|rms_offset|layer) or
+                                      unavailable (why): ``--states normed`` (landscape.normed)
+        head/{weight[,bias]}          (K, d) the choice tokens' unembedding rows (letter scoring),
+                                      attrs softcap, verified + max_error (the lens at the last
+                                      layer against the stored logits), or unavailable (why):
+                                      the logit lens (landscape.readouts)
+
+Example:
+    >>> import h5py, numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "hidden.h5")
+    >>> ex = Examples(ids=np.array([3, 7]), answers=np.array([0, 2]), splits=np.array(["eval", "eval"]),
+    ...               groups={"topic": np.array(["a", "b"])})
+    >>> with h5py.File(path, "w") as f:
+    ...     write_header(f, {"model": "m"}, ex, {})
+    ...     group = create_condition(f, "0shot", n_layers=2, n_rows=2, width=4, n_choices=4, attrs={"kind": "icl"})
+    ...     write_rows(group, np.array([0, 1]), np.ones((3, 2, 4)), np.zeros((2, 4)), np.zeros(2))
+    >>> with h5py.File(path, "r") as f:
+    ...     read_layer(f, "0shot", 1).shape
+    (2, 4)
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+
+from landscape import faults
+from landscape.normed import STATES, NormParameters, apply_norm
+from landscape.readouts import Unembedding
+from landscape.store.encoding import STORE_DTYPES, decode_states, encode_states, storage_dtype
+from landscape.store.layout import SCHEMA_VERSION, STR, SchemaError, decode_attr, decoded_attrs, encode_attr, set_attrs
+
+_EXAMPLES = "examples"
+_PARTITION = "partition"
+_CONDITIONS = "conditions"
+_NORM = "norm"
+_HEAD = "head"
+# Rows per chunk of `hidden`: a chunk is one layer x about this many rows x d floats (~0.6 MB at d=576).
+_CHUNK_ROWS = 256
+
+@dataclass(frozen=True)
+class Examples:
+    """The rows of a run: ``ids`` are the task's item ids; every array has shape (N,).
+
+    ``groups`` maps each grouping field of the task to its values, in the task's order: the
+    first is the one demonstrations are drawn by and values are selected from."""
+
+    ids: np.ndarray
+    answers: np.ndarray
+    splits: np.ndarray
+    groups: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(self.groups)
+
+    @property
+    def first_group(self) -> np.ndarray:
+        """(N,) values of the first grouping field."""
+        return next(iter(self.groups.values()))
+
+
+def write_header(
+    f: h5py.File,
+    attrs: Mapping[str, Any],
+    examples: Examples,
+    partition: Mapping[str, tuple[np.ndarray, np.ndarray]],
+) -> None:
+    """Write the root attrs, ``/examples`` and ``/partition`` of a new file.
+
+    ``partition`` maps a part name (``demos``, ``train``) to its ``(ids, first-group values)``.
+    Values of ``attrs`` that are not scalars or strings are stored as JSON.
+    """
+    f.attrs["schema_version"] = SCHEMA_VERSION
+    set_attrs(f, attrs)
+    f.attrs["groups"] = encode_attr(list(examples.groups))
+    group = f.create_group(_EXAMPLES)
+    group.create_dataset("id", data=np.asarray(examples.ids, dtype=np.int64))
+    group.create_dataset("answer", data=np.asarray(examples.answers, dtype=np.int8))
+    group.create_dataset("split", data=np.asarray(examples.splits, dtype=object), dtype=STR)
+    for name, values in examples.groups.items():
+        group.create_dataset(f"group/{name}", data=np.asarray(values, dtype=object), dtype=STR)
+    parts = f.create_group(_PARTITION)
+    for name, (ids, values) in partition.items():
+        part = parts.create_group(name)
+        part.create_dataset("id", data=np.asarray(ids, dtype=np.int64))
+        part.create_dataset("group", data=np.asarray(values, dtype=object), dtype=STR)
+
+
+def check_version(f: h5py.File) -> None:
+    """Raise SchemaError unless ``f`` is a run file of this schema version."""
+    version = f.attrs.get("schema_version")
+    if version is None or _EXAMPLES not in f:
+        raise SchemaError(f"{f.filename} is not a landscape run file (no schema_version)")
+    if int(version) != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{f.filename} has schema version {int(version)}; this landscape reads version {SCHEMA_VERSION}"
+        )
+
+
+def read_attrs(f: h5py.File) -> dict[str, Any]:
+    """Root attrs, with JSON-encoded values decoded."""
+    return decoded_attrs(f)
+
+
+def read_examples(f: h5py.File) -> Examples:
+    check_version(f)
+    group = f[_EXAMPLES]
+    names = decode_attr(f.attrs["groups"])
+    return Examples(
+        ids=group["id"][:],
+        answers=group["answer"][:].astype(np.int64),
+        splits=group["split"].asstr()[:].astype(str),
+        groups={name: group["group"][name].asstr()[:].astype(str) for name in names},
+    )
+
+
+def read_partition(f: h5py.File) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    check_version(f)
+    return {
+        name: (part["id"][:], part["group"].asstr()[:].astype(str))
+        for name, part in f[_PARTITION].items()
+    }
+
+
+def condition_names(f: h5py.File) -> list[str]:
+    check_version(f)
+    return list(f[_CONDITIONS].keys()) if _CONDITIONS in f else []
+
+
+def create_condition(
+    f: h5py.File, name: str, *, n_layers: int, n_rows: int, width: int, n_choices: int, attrs: Mapping[str, Any],
+    store_dtype: str = "float32",
+) -> h5py.Group:
+    """Create ``/conditions/<name>`` with empty datasets; ``n_layers`` counts blocks (layer 0 is
+    extra); the states are stored as ``store_dtype`` (``STORE_DTYPES``)."""
+    if store_dtype not in STORE_DTYPES:
+        raise SchemaError(f"unknown store dtype {store_dtype!r}; known: {', '.join(STORE_DTYPES)}")
+    group = f.require_group(_CONDITIONS).create_group(name)
+    set_attrs(group, attrs)
+    group.attrs["complete"] = False
+    group.attrs["instance"] = uuid.uuid4().hex  # tells this creation's shards from a replaced one's
+    hidden = group.create_dataset(  # HDF5 has no bfloat16: its bits are kept as uint16
+        "hidden", shape=(n_layers + 1, n_rows, width), dtype=storage_dtype(store_dtype), chunks=(1, chunk_rows(n_rows), width))
+    hidden.attrs["encoding"] = store_dtype
+    group.create_dataset("logits", shape=(n_rows, n_choices), dtype=np.float32)
+    group.create_dataset("logsumexp", shape=(n_rows,), dtype=np.float32)
+    group.create_dataset("pred", shape=(n_rows,), dtype=np.int8)
+    group.create_dataset("done", shape=(n_rows,), dtype=bool, fillvalue=False)
+    return group
+
+
+def chunk_rows(n_rows: int) -> int:
+    """Rows per chunk of the states: about 256 (one layer's block reads contiguously), dividing
+    the rows evenly: HDF5 allocates whole chunks, so 1,800 rows in chunks of 256 would take 2,048
+    rows of space (bench/bench_storage.py measured the 14 % this saves at the default)."""
+    return max(1, -(-n_rows // max(1, -(-n_rows // _CHUNK_ROWS))))
+
+
+def get_condition(f: h5py.File, name: str) -> h5py.Group:
+    check_version(f)
+    if _CONDITIONS not in f or name not in f[_CONDITIONS]:
+        have = ", ".join(condition_names(f)) or "none"
+        raise SchemaError(f"no condition {name!r} in {f.filename} (it has: {have})")
+    return f[_CONDITIONS][name]
+
+
+def delete_condition(f: h5py.File, name: str) -> None:
+    del f[_CONDITIONS][name]
+
+
+def condition_attrs(group: h5py.Group) -> dict[str, Any]:
+    return decoded_attrs(group)
+
+
+def condition_instance(group: h5py.Group) -> str:
+    """The identity of this condition's creation (shards of another creation are not merged)."""
+    return str(group.attrs.get("instance", ""))
+
+
+def write_rows(
+    group: h5py.Group,
+    rows: np.ndarray,
+    hidden: np.ndarray,
+    logits: np.ndarray,
+    logsumexp: np.ndarray,
+) -> None:
+    """Write a batch at ``rows`` (B,): ``hidden`` (n_layers+1, B, d), ``logits`` (B, K), ``logsumexp`` (B,).
+
+    ``pred`` is derived here (argmax of the choice scores), so it can never disagree with them.
+
+    Rows are marked done last, so a write cut short leaves them to be redone.
+    """
+    order = np.argsort(rows)  # h5py wants increasing indices
+    rows = np.asarray(rows)[order]
+    hidden = np.asarray(hidden, dtype=np.float32)[:, order]
+    if np.all(np.diff(rows) == 1):  # contiguous: one hyperslab, much faster than a point list
+        index: slice | np.ndarray = slice(int(rows[0]), int(rows[-1]) + 1)
+    else:
+        index = rows
+    group["hidden"][:, index, :] = encode_states(hidden, _encoding(group["hidden"]))
+    logits = np.asarray(logits, dtype=np.float32)[order]
+    group["logits"][index] = logits
+    group["logsumexp"][index] = np.asarray(logsumexp, dtype=np.float32)[order]
+    group["pred"][index] = logits.argmax(axis=1).astype(np.int8)
+    faults.reached("rows.before_done")
+    group["done"][index] = True
+
+
+def write_demo_plan(group: h5py.Group, demo_ids: np.ndarray, demo_set: np.ndarray) -> None:
+    """Record (once, before any row) which demonstrations precede each row's question."""
+    if "demo_ids" in group:
+        if not np.array_equal(group["demo_ids"][:], demo_ids):
+            raise SchemaError(f"{group.name} was started with other demonstrations: use --overwrite")
+        return
+    group.create_dataset("demo_ids", data=np.asarray(demo_ids, dtype=np.int64))
+    group.create_dataset("demo_set", data=np.asarray(demo_set, dtype=np.int32))
+
+
+def read_demo_sets(f: h5py.File, condition: str) -> np.ndarray | None:
+    """(N,) "which demo set" of an ICL condition with demonstrations, else None."""
+    group = get_condition(f, condition)
+    attrs = condition_attrs(group)
+    if attrs.get("kind") != "icl" or int(attrs.get("shots", 0)) == 0 or "demo_set" not in group:
+        return None
+    return group["demo_set"][:]
+
+
+def read_demo_ids(f: h5py.File, condition: str) -> np.ndarray | None:
+    """(N, k) demonstration ids of each row of an ICL condition, when stored."""
+    group = get_condition(f, condition)
+    return group["demo_ids"][:] if "demo_ids" in group else None
+
+
+def write_norms(group: h5py.Group, params: "NormParameters | str") -> None:
+    """Record the norm that reads each layer of a condition (once), or why there is none."""
+    node = _new_readout_node(group, _NORM, params)
+    if node is not None:
+        node.attrs["kind"] = params.kind
+        node.create_dataset("weight", data=params.weight.astype(np.float32))
+        node.create_dataset("eps", data=params.eps.astype(np.float64))
+        if params.bias is not None:
+            node.create_dataset("bias", data=params.bias.astype(np.float32))
+
+
+def write_head(group: h5py.Group, head: "Unembedding | str") -> None:
+    """Record (once) the choice tokens' unembedding rows of a condition's model, or why the
+    logit lens is unavailable for it; ``mark_head_unavailable`` replaces them with a reason."""
+    node = _new_readout_node(group, _HEAD, head)
+    if node is not None:
+        node.create_dataset("weight", data=head.weight.astype(np.float32))
+        if head.bias is not None:
+            node.create_dataset("bias", data=head.bias.astype(np.float32))
+        if head.softcap is not None:
+            node.attrs["softcap"] = float(head.softcap)
+
+
+def _new_readout_node(group: h5py.Group, name: str, value) -> h5py.Group | None:
+    """The empty group to fill with ``value``'s arrays; None when it exists already (written
+    once) or when ``value`` is the reason it cannot be (recorded as attr ``unavailable``)."""
+    if name in group:
+        return None
+    node = group.create_group(name)
+    if isinstance(value, str):
+        node.attrs["unavailable"] = value
+        return None
+    return node
+
+
+def mark_head_unavailable(group: h5py.Group, reason: str) -> None:
+    if _HEAD in group:
+        del group[_HEAD]
+    _new_readout_node(group, _HEAD, reason)
+
+
+def head_checked(group: h5py.Group) -> bool:
+    """Whether the stored head was checked against the model's own logits (``icl``), or is unavailable."""
+    return _HEAD in group and (bool(group[_HEAD].attrs.get("verified", False)) or "unavailable" in group[_HEAD].attrs)
+
+
+def set_head_verified(group: h5py.Group, max_error: float) -> None:
+    group[_HEAD].attrs["verified"] = True
+    group[_HEAD].attrs["max_error"] = float(max_error)
+
+
+def read_head(f: h5py.File, condition: str) -> Unembedding:
+    """The choice tokens' head of a condition (``landscape.readouts``); SchemaError says why there is none."""
+    node = _readout_node(f, condition, _HEAD, "the logit lens is")
+    return Unembedding(weight=node["weight"][:], bias=node["bias"][:] if "bias" in node else None,
+                       softcap=float(node.attrs["softcap"]) if "softcap" in node.attrs else None)
+
+
+def read_norms(f: h5py.File, condition: str) -> NormParameters:
+    """The norm parameters of a condition (``landscape.normed``); SchemaError says why there are none."""
+    node = _readout_node(f, condition, _NORM, "normed states are")
+    return NormParameters(kind=decode_attr(node.attrs["kind"]), weight=node["weight"][:], eps=node["eps"][:],
+                          bias=node["bias"][:] if "bias" in node else None)
+
+
+def _readout_node(f: h5py.File, condition: str, name: str, what: str) -> h5py.Group:
+    """A condition's ``norm`` or ``head`` group, or a SchemaError saying why it cannot be used."""
+    group = get_condition(f, condition)
+    if name not in group:
+        raise SchemaError(f"condition {condition!r} of {f.filename} has no {name} parameters (extracted before they were "
+                          "stored): run its `landscape extract` / `landscape finetune` again to add them")
+    node = group[name]
+    if "unavailable" in node.attrs:
+        raise SchemaError(f"{what} unavailable for {condition!r}: {decode_attr(node.attrs['unavailable'])}")
+    return node
+
+
+def rows_done(group: h5py.Group) -> np.ndarray:
+    """(N,) bool: which rows hold data."""
+    return group["done"][:]
+
+
+def update_condition_attrs(group: h5py.Group, attrs: Mapping[str, Any]) -> None:
+    set_attrs(group, attrs)
+
+
+def finish_condition(group: h5py.Group, attrs: Mapping[str, Any]) -> None:
+    set_attrs(group, attrs)
+    group.attrs["complete"] = True
+
+
+def n_layers(f: h5py.File, condition: str) -> int:
+    """Number of stored layers (blocks + 1 for the embeddings)."""
+    return int(get_condition(f, condition)["hidden"].shape[0])
+
+
+def read_layer(f: h5py.File, condition: str, layer: int, states: str = "residual") -> np.ndarray:
+    """(N, d) float32 states of one layer (0 = embeddings) of one condition: the stored residual
+    stream, or (``states="normed"``) it after the norm that reads it (``landscape.normed``)."""
+    if states not in STATES:
+        raise SchemaError(f"unknown states {states!r}; known: {', '.join(STATES)}")
+    hidden = get_condition(f, condition)["hidden"]
+    if not -hidden.shape[0] <= layer < hidden.shape[0]:
+        raise SchemaError(f"layer {layer} out of range: {condition!r} has layers 0..{hidden.shape[0] - 1}")
+    residual = decode_states(hidden[layer], _encoding(hidden))
+    if states == "residual":
+        return residual
+    norms = read_norms(f, condition)
+    return apply_norm(residual, *norms.layer(layer % hidden.shape[0]), norms.kind)
+
+
+def store_dtype(f: h5py.File, condition: str) -> str:
+    """How a condition's states are stored (``STORE_DTYPES``; files from before the choice: float32)."""
+    return _encoding(get_condition(f, condition)["hidden"])
+
+
+def _encoding(dataset: h5py.Dataset) -> str:
+    return str(dataset.attrs.get("encoding", "float32"))
+
+
+def read_outputs(f: h5py.File, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, K) choice scores, (N,) full-vocabulary log-sum-exp and (N,) predictions of one condition."""
+    group = get_condition(f, condition)
+    return group["logits"][:], group["logsumexp"][:], group["pred"][:].astype(np.int64)
