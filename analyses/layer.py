@@ -132,51 +132,19 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
         result.skipped = str(error)
         result.scalars = {"n_distinct": float(len(np.unique(X, axis=0)))}
         return result
-
-    gride = geometry.intrinsic_dimension_gride(graph, config.gride_range)
-    id_2nn, _ = geometry.intrinsic_dimension_2nn(graph)
-    id_density = gride.at(config.id_scale)
-    peaks = geometry.density_peaks(graph, id_density, k=config.density_k, Z=config.Z)
-    clusters = peaks.labels[graph.inverse]
-    core = peaks.core[graph.inverse]
-    # The paper compares conditions' clusterings, and draws dendrograms, from ADP on a shorter
-    # neighbour list: the same density, fewer neighbours. (With the kNN density DADApy's ADP reads
-    # only each point's k* = density_k neighbours, so the two agree: measured, README.)
-    compared = peaks
-    if config.cluster_maxk is not None and config.cluster_maxk != config.maxk:
-        compared = geometry.density_peaks(truncate(graph, config.cluster_maxk), id_density, k=config.density_k, Z=config.Z)
-    tree = geometry.peak_tree(compared, min_size=config.tree_min_size, max_log_density=config.tree_max_log_density)
-
+    gride, ids = _dimensions(X, graph, config, more_ids)
+    peaks, compared, tree = _clusterings(graph, ids["id_gride"], config)
+    clusters, core = peaks.labels[graph.inverse], peaks.core[graph.inverse]
+    agreement, purity = _agreement_with_labels(X, graph, clusters, core, groupings, demo_sets, config)
     result.scalars = {
         "n_distinct": float(graph.n_points),
         "n_duplicates": float(graph.n_duplicates),
-        "id_2nn": id_2nn,
-        "id_gride": id_density,
-        **{f"id_gride_{int(s)}": float(v) for s, v in zip(gride.scales, gride.ids)},
-        **(estimate_ids(X, graph, k=min(config.id_k, graph.maxk)) if more_ids else {}),
+        **ids,
         "n_clusters": float(peaks.n_clusters),
         "core_fraction": float(core.mean()),
+        **({"n_clusters_compared": float(compared.n_clusters)} if compared is not peaks else {}),
+        **agreement,
     }
-    if compared is not peaks:
-        result.scalars["n_clusters_compared"] = float(compared.n_clusters)
-    purity = {}
-    overlap_graph = _label_overlap_graph(X, graph, groupings, config)
-    for name, labels in groupings.items():
-        labels = np.asarray(labels)
-        result.scalars[grouped("ari", name)] = geometry.ari(clusters, labels)
-        result.scalars[grouped("ari_core", name)] = geometry.ari(clusters[core], labels[core])
-        fraction = _class_fraction(name, config)
-        distinct = labels[graph.keep]
-        needed = _overlap_neighbours(distinct, fraction)
-        # The fraction asked for, always: the graph grows to the neighbours it needs (recorded).
-        overlap = np.nan if needed > overlap_graph.maxk else geometry.label_overlap(overlap_graph, distinct, class_fraction=fraction)
-        result.scalars[grouped("label_overlap", name)] = overlap
-        result.scalars[grouped("label_overlap_fraction", name)] = fraction
-        result.scalars[grouped("label_overlap_maxk", name)] = float(overlap_graph.maxk)
-        purity[grouped("purity", name)] = geometry.cluster_purity(clusters, labels)
-    if demo_sets is not None:
-        result.scalars["ari_demo_set"] = geometry.ari(clusters, demo_sets)
-        result.scalars["n_demo_sets"] = float(len(np.unique(demo_sets)))
     result.arrays = {
         "cluster": clusters.astype(np.int32),
         "cluster_compared": compared.labels[graph.inverse].astype(np.int32),
@@ -194,6 +162,57 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
         "tree_linkage": tree.linkage,
     }
     return result
+
+
+def _dimensions(X: np.ndarray, graph: KnnGraph, config: AnalysisConfig, more_ids: bool):
+    """GRIDE at every scale (and the ID the density uses), 2NN, and the other estimators if asked."""
+    gride = geometry.intrinsic_dimension_gride(graph, config.gride_range)
+    id_2nn, _ = geometry.intrinsic_dimension_2nn(graph)
+    ids = {
+        "id_2nn": id_2nn,
+        "id_gride": gride.at(config.id_scale),
+        **{f"id_gride_{int(s)}": float(v) for s, v in zip(gride.scales, gride.ids)},
+        **(estimate_ids(X, graph, k=min(config.id_k, graph.maxk)) if more_ids else {}),
+    }
+    return gride, ids
+
+
+def _clusterings(graph: KnnGraph, id_density: float, config: AnalysisConfig):
+    """ADP on the layer's graph, the clustering compared between conditions, and its dendrogram."""
+    peaks = geometry.density_peaks(graph, id_density, k=config.density_k, Z=config.Z)
+    # The paper compares conditions' clusterings, and draws dendrograms, from ADP on a shorter
+    # neighbour list: the same density, fewer neighbours. (With the kNN density DADApy's ADP reads
+    # only each point's k* = density_k neighbours, so the two agree: measured, docs/findings.md.)
+    compared = peaks
+    if config.cluster_maxk is not None and config.cluster_maxk != config.maxk:
+        compared = geometry.density_peaks(truncate(graph, config.cluster_maxk), id_density, k=config.density_k, Z=config.Z)
+    tree = geometry.peak_tree(compared, min_size=config.tree_min_size, max_log_density=config.tree_max_log_density)
+    return peaks, compared, tree
+
+
+def _agreement_with_labels(X: np.ndarray, graph: KnnGraph, clusters: np.ndarray, core: np.ndarray,
+                           groupings: Mapping[str, np.ndarray], demo_sets: np.ndarray | None, config: AnalysisConfig):
+    """Per grouping: ARI of the clusters (all points, core points), label overlap, purity per row;
+    and the clusters' ARI with the demo sets."""
+    scalars, purity = {}, {}
+    overlap_graph = _label_overlap_graph(X, graph, groupings, config)
+    for name, labels in groupings.items():
+        labels = np.asarray(labels)
+        scalars[grouped("ari", name)] = geometry.ari(clusters, labels)
+        scalars[grouped("ari_core", name)] = geometry.ari(clusters[core], labels[core])
+        fraction = _class_fraction(name, config)
+        distinct = labels[graph.keep]
+        needed = _overlap_neighbours(distinct, fraction)
+        # The fraction asked for, always: the graph grows to the neighbours it needs (recorded).
+        overlap = np.nan if needed > overlap_graph.maxk else geometry.label_overlap(overlap_graph, distinct, class_fraction=fraction)
+        scalars[grouped("label_overlap", name)] = overlap
+        scalars[grouped("label_overlap_fraction", name)] = fraction
+        scalars[grouped("label_overlap_maxk", name)] = float(overlap_graph.maxk)
+        purity[grouped("purity", name)] = geometry.cluster_purity(clusters, labels)
+    if demo_sets is not None:
+        scalars["ari_demo_set"] = geometry.ari(clusters, demo_sets)
+        scalars["n_demo_sets"] = float(len(np.unique(demo_sets)))
+    return scalars, purity
 
 
 def _class_fraction(name: str, config: AnalysisConfig) -> float:

@@ -14,10 +14,9 @@ examples, when the run has them) gives the per-example features that EDL is corr
 
 from __future__ import annotations
 
-import csv
 import itertools
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -25,22 +24,40 @@ import numpy as np
 from tqdm import tqdm
 
 from analyses import complexity
+from analyses.correlations import correlation_tasks
 from analyses.identifiability import compare_seeds, seed_families
+from analyses.metrics import write_metrics_csv
 from analyses.readouts import LensInputs, decisions, layer_readouts
 from analyses.layer import NOT_RECIPE, RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_states
 from analyses.similarity import similarity_tasks
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, store
-from landscape.names import ANSWER, ZERO_SHOT, correlation_target, feature_name, grouped, split_grouped
+from landscape.names import ANSWER, ZERO_SHOT
 from landscape.atomic import replace_atomically
 from landscape.normed import apply_norm
-from landscape.stats import spearman_bootstrap
-
-METRICS_FILE = "metrics.csv"
-
 
 class AnalysisMismatch(ValueError):
     """analysis.h5 exists with other settings."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What one ``landscape analyze`` covers, checked against the run before anything is computed."""
+
+    hidden: Path
+    config: AnalysisConfig  # probe_fit resolved
+    conditions: list[str]  # the analysed ones
+    complete: list[str]  # every complete condition (the similarity compares them all)
+    n_layers: dict[str, int]  # of every complete condition
+    instances: dict[str, str]  # of the analysed ones: which extraction of each is analysed
+    examples: store.hidden.Examples
+    edl_names: list[str]
+    splits: list[str]
+    layers: list[int] | None  # None: all
+
+    @property
+    def analysis(self) -> Path:
+        return self.hidden.parent / store.ANALYSIS_FILE
 
 
 def run_analysis(
@@ -67,9 +84,24 @@ def run_analysis(
     Also: seed-to-seed comparisons of fine-tune families (``analyses.identifiability``) and the
     task-complexity points and Pareto front (``analyses.complexity``; LoRA weights cost
     ``bits_per_parameter``; ``target_accuracy`` defaults to halfway from 0-shot to the best)."""
-    config.validate()
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    sweep = _plan(run_dir, config, conditions, layers, splits)
+    _prepare(sweep.analysis, sweep.config, sweep.hidden, force=force)
+    _forget_replaced(sweep.analysis, sweep.instances)
+    todo = _layers_to_do(sweep)
+    source = str(sweep.hidden.resolve())  # Ray workers do not share this process's working directory
+    with Workers(jobs, ray) as workers, h5py.File(sweep.analysis, "a") as f:
+        _measure_layers(f, workers, sweep, todo, source, progress)
+        _compare_conditions(f, workers, sweep, source)
+        _relate_to_edl(f, workers, sweep, bits_per_parameter, target_accuracy)
+    return write_metrics_csv(sweep.analysis)
+
+
+def _plan(run_dir: Path, config: AnalysisConfig, conditions: list[str] | None, layers: list[int] | None,
+          splits: list[str] | None) -> Sweep:
+    """Check the request against the run (conditions complete, splits present, enough rows)."""
+    config.validate()
     hidden = reader.hidden_path(run_dir)
     with reader.open_run_file(hidden) as f:
         complete = [n for n in store.hidden.condition_names(f) if store.hidden.get_condition(f, n).attrs["complete"]]
@@ -97,53 +129,68 @@ def run_analysis(
     n_eval = int((examples.splits == "eval").sum())
     if "eval" in splits and n_eval < config.maxk + 1:
         raise ValueError(f"{n_eval} eval examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk")
+    return Sweep(hidden, config, list(conditions), complete, n_layers, instances, examples, edl_names, list(splits), layers)
 
-    out = hidden.parent / store.ANALYSIS_FILE
-    _prepare(out, config, hidden, force=force)
-    _forget_replaced(out, instances)
-    tasks = []
-    with h5py.File(out, "r") as f:
-        for split in splits:
-            for name in conditions:
-                for layer in layers if layers is not None else range(n_layers[name]):
-                    if not -n_layers[name] <= layer < n_layers[name]:
-                        raise ValueError(f"layer {layer} out of range: {name} has layers 0..{n_layers[name] - 1}")
-                    layer %= n_layers[name]
+
+def _layers_to_do(sweep: Sweep) -> list[tuple[str, str, int]]:
+    """(split, condition, layer) of every layer asked for whose results are not complete yet."""
+    todo = []
+    with h5py.File(sweep.analysis, "r") as f:
+        for split in sweep.splits:
+            for name in sweep.conditions:
+                n = sweep.n_layers[name]
+                for layer in sweep.layers if sweep.layers is not None else range(n):
+                    if not -n <= layer < n:
+                        raise ValueError(f"layer {layer} out of range: {name} has layers 0..{n - 1}")
+                    layer %= n
                     if not store.analysis.result_done(f, store.analysis.result_path(name, layer, split=split)):
-                        tasks.append((split, name, layer))
+                        todo.append((split, name, layer))
+    return todo
 
-    bar = tqdm(total=len(tasks), desc="analyze", unit="layer", disable=not progress)
-    source = str(hidden.resolve())  # Ray workers do not share this process's working directory
-    with Workers(jobs, ray) as workers, h5py.File(out, "a") as f:
-        layer_tasks = (((split, name, layer), _task, (source, split, name, layer, config)) for split, name, layer in tasks)
-        for (split, name, layer), result in workers.map(layer_tasks, gpu=True):
-            path = store.analysis.result_path(name, layer, split=split)
-            store.analysis.write_result(f, path, result.scalars, result.arrays, result.skipped)
-            f.flush()
-            faults.reached("analyze.result")
-            bar.update(1)
-        bar.close()
-        if config.readouts:
-            _write_decisions(f, splits, conditions, n_layers)
-        big_enough = [s for s in splits if (examples.splits == s).sum() > config.maxk]  # a small train split is just skipped
-        _refuse_degenerate(f, big_enough, conditions, n_layers, layers)
-        for path, pair in workers.map(_pair_tasks(f, source, splits, conditions, n_layers, layers, config)):
-            store.analysis.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
-        if config.similarity and "eval" in splits:  # every analysed layer of every complete condition
-            for path, found in workers.map(similarity_tasks(f, source, "eval", complete, n_layers, states=config.states,
-                                                            k=config.similarity_k, device=config.device), gpu=True):
-                if found is not None:
-                    store.analysis.write_similarity(f, path, *found)
-        split_rows = {split: np.flatnonzero(examples.splits == split) for split in splits}
-        targets = [name for name in edl_names if name in conditions and ZERO_SHOT in conditions]
-        for path, scalars in workers.map(_correlation_tasks(f, hidden, targets, split_rows, n_layers, layers,
-                                                                   examples.group_names[0])):
-            store.analysis.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
-        info = reader.info(hidden)["conditions"]
-        for base, family in seed_families([n for n in edl_names if n in conditions]).items():
-            _compare_seeds(f, hidden, base, family, info, n_layers[base], layers)
-        _write_complexity(f, hidden, info, bits_per_parameter, target_accuracy)
-    return write_metrics_csv(out)
+
+def _measure_layers(f: h5py.File, workers: Workers, sweep: Sweep, todo, source: str, progress: bool) -> None:
+    """Each (split, condition, layer): its geometry and readouts, written as they arrive; then the
+    lens's decision layers, and a refusal of conditions with no geometry at any layer."""
+    bar = tqdm(total=len(todo), desc="analyze", unit="layer", disable=not progress)
+    layer_tasks = (((split, name, layer), _task, (source, split, name, layer, sweep.config)) for split, name, layer in todo)
+    for (split, name, layer), result in workers.map(layer_tasks, gpu=True):
+        path = store.analysis.result_path(name, layer, split=split)
+        store.analysis.write_result(f, path, result.scalars, result.arrays, result.skipped)
+        f.flush()
+        faults.reached("analyze.result")
+        bar.update(1)
+    bar.close()
+    if sweep.config.readouts:
+        _write_decisions(f, sweep.splits, sweep.conditions, sweep.n_layers)
+    big_enough = [s for s in sweep.splits if (sweep.examples.splits == s).sum() > sweep.config.maxk]  # a small train split is just skipped
+    _refuse_degenerate(f, big_enough, sweep.conditions, sweep.n_layers, sweep.layers)
+
+
+def _compare_conditions(f: h5py.File, workers: Workers, sweep: Sweep, source: str) -> None:
+    """Pairs of conditions at each layer; then the similarity matrices (eval rows: every analysed
+    layer of every complete condition)."""
+    config = sweep.config
+    for path, pair in workers.map(_pair_tasks(f, source, sweep.splits, sweep.conditions, sweep.n_layers, sweep.layers, config)):
+        store.analysis.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
+    if config.similarity and "eval" in sweep.splits:
+        for path, found in workers.map(similarity_tasks(f, source, "eval", sweep.complete, sweep.n_layers, states=config.states,
+                                                        k=config.similarity_k, device=config.device), gpu=True):
+            if found is not None:
+                store.analysis.write_similarity(f, path, *found)
+
+
+def _relate_to_edl(f: h5py.File, workers: Workers, sweep: Sweep, bits_per_parameter: float, target_accuracy: float | None) -> None:
+    """What the fine-tunes' code lengths meet in the landscape: per-example correlations, the
+    seed-to-seed spread, and the task's complexity."""
+    split_rows = {split: np.flatnonzero(sweep.examples.splits == split) for split in sweep.splits}
+    targets = [name for name in sweep.edl_names if name in sweep.conditions and ZERO_SHOT in sweep.conditions]
+    for path, scalars in workers.map(correlation_tasks(f, sweep.hidden, targets, split_rows, sweep.n_layers, sweep.layers,
+                                                       sweep.examples.group_names[0])):
+        store.analysis.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
+    info = reader.info(sweep.hidden)["conditions"]
+    for base, family in seed_families([n for n in sweep.edl_names if n in sweep.conditions]).items():
+        _compare_seeds(f, sweep.hidden, base, family, info, sweep.n_layers[base], sweep.layers)
+    _write_complexity(f, sweep.hidden, info, bits_per_parameter, target_accuracy)
 
 
 def _write_decisions(f: h5py.File, splits, conditions: list[str], n_layers: dict[str, int]) -> None:
@@ -293,55 +340,6 @@ def _pair_task(hidden: str, split: str, a: str, b: str, layer: int, result_a: La
     return compare_layers(result_a, result_b, config)
 
 
-# Per-example landscape features that EDL (train rows) and the generalisation gain (eval rows)
-# are correlated with, each taken in the base model (0shot) and in the fine-tuned condition.
-# Purity is that of the first grouping field (the one demos are drawn by).
-EDL_FEATURES = ("log_density", "core", "purity")
-
-
-def _correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_rows: dict[str, np.ndarray],
-                       n_layers: dict[str, int], layers, first: str):
-    """(path, _correlations, (values, features, seed)) per fine-tune, split and layer not yet done:
-    Spearman (bootstrap CI) of per-example EDL / eval gain with landscape features.
-
-    ``split_rows[split]`` are the /examples rows behind every result of that split, in order;
-    ``first`` is the task's first grouping field (whose purity is a feature)."""
-    stored = {feat: grouped(feat, first) if feat == "purity" else feat for feat in EDL_FEATURES}
-    for name in targets:
-        with h5py.File(hidden, "r") as h:
-            edl, _ = store.edl.read_edl(h, name)
-        by_split = {
-            "train": ("edl", edl["rows"], edl["online_bits"] - edl["final_bits"]),
-            "eval": ("gain", edl["eval_rows"], edl["eval_gain_bits"]),
-        }
-        for split, result_rows in split_rows.items():
-            kind, rows, values = by_split[split]
-            positions = np.searchsorted(result_rows, rows)  # target rows within the split's results
-            for layer in range(n_layers[name]) if layers is None else [l % n_layers[name] for l in layers]:
-                path = store.analysis.correlation_path(correlation_target(kind, name), layer, split=split)
-                if store.analysis.result_done(f, path):
-                    continue
-                features = {}
-                for condition in (ZERO_SHOT, name):
-                    _, arrays, skipped = store.analysis.read_result(f, store.analysis.result_path(condition, layer, split=split),
-                                                            arrays=tuple(stored.values()))
-                    if not skipped:
-                        features.update({feature_name(condition, f"{feat}_{first}" if feat == "purity" else feat):
-                                         arrays[stored[feat]][positions] for feat in EDL_FEATURES})
-                _, pair, skipped = store.analysis.read_result(f, store.analysis.result_path(ZERO_SHOT, layer, other=name, split=split))
-                if not skipped:
-                    features["data_overlap"] = pair["data_overlap"][positions]
-                yield path, _correlations, (values, features, layer)
-
-
-def _correlations(values: np.ndarray, features: dict[str, np.ndarray], seed: int) -> dict[str, float]:
-    scalars = {}
-    for feature, x in features.items():
-        corr = spearman_bootstrap(values, x.astype(float), n_boot=1000, seed=seed)
-        scalars.update({f"{feature}_rho": corr.rho, f"{feature}_low": corr.low, f"{feature}_high": corr.high})
-    return scalars
-
-
 def _compare_seeds(f: h5py.File, hidden: Path, base: str, family: list[str], info: dict, n_layers: int, layers) -> None:
     """Per layer (eval rows): how far apart the landscapes of one fine-tune's seeds are."""
     with h5py.File(hidden, "r") as h:
@@ -385,47 +383,3 @@ def _write_complexity(f: h5py.File, hidden: Path, info: dict, bits_per_parameter
         "smallest_bits": complexity.smallest_bits(points, target), "bits_per_parameter": bits_per_parameter})
 
 
-def write_metrics_csv(analysis: Path) -> Path:
-    """Rewrite RUN/metrics.csv from analysis.h5 (atomically): split, condition, layer, metric,
-    grouping (the task's field, or answer, that a metric is about; empty for the others), value,
-    low, high (the 95 % interval of a value that has one: ``<m>_low``/``<m>_high`` beside ``<m>``,
-    or beside ``<m>_rho`` for correlations; empty otherwise)."""
-    rows = []
-    with h5py.File(analysis, "r") as f:
-        for split, condition, layer, scalars, _ in store.analysis.iter_results(f):
-            folded = set()
-            for metric, value in scalars.items():
-                interval = _interval_names(metric)
-                if interval and all(name in scalars for name in interval):
-                    folded.update(interval)
-            for metric, value in scalars.items():
-                if metric in folded:
-                    continue
-                interval = _interval_names(metric)
-                low, high = (scalars[n] for n in interval) if interval and interval[0] in folded else (np.nan, np.nan)
-                rows.append((split, condition, layer, *split_grouped(metric), value, low, high))
-    rows.sort(key=lambda r: (r[0], r[1], r[2], r[3], r[4]))
-    path = analysis.with_name(METRICS_FILE)
-
-    def number(v: float) -> str:
-        return repr(float(v)) if np.isfinite(v) else "nan"
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["split", "condition", "layer", "metric", "grouping", "value", "low", "high"])
-            writer.writerows((s, c, l, m, g, number(v), "" if not np.isfinite(lo) else number(lo), "" if not np.isfinite(hi) else number(hi))
-                             for s, c, l, m, g, v, lo, hi in rows)
-
-    replace_atomically(path, write)
-    return path
-
-
-def _interval_names(metric: str) -> tuple[str, str] | None:
-    """The stored names of a metric's interval bounds (``probe_accuracy[subject]`` ->
-    ``probe_accuracy_low[subject]``, ``..._high[subject]``; ``x_rho`` -> ``x_low``, ``x_high``)."""
-    base, grouping = split_grouped(metric)
-    if base.endswith(("_low", "_high")):
-        return None
-    stem = base[: -len("_rho")] if base.endswith("_rho") else base
-    return tuple(grouped(stem + suffix, grouping) if grouping else stem + suffix for suffix in ("_low", "_high"))

@@ -22,7 +22,8 @@ import torch
 
 from extract import forward, models
 from landscape import tasks
-from extract.finetune import FinetuneConfig, TrainData, epoch_order, micro_batches, train_lora
+from extract.finetune import FinetuneConfig
+from extract.lora import TrainData, epoch_order, micro_batches, train_lora
 
 
 def lora_model(config: FinetuneConfig):

@@ -6,25 +6,23 @@ first k demos) runs once into a key/value cache, its questions run on top of it 
 batches, and each batch is written to its rows at once (memory does not grow with N). Rows
 marked done are skipped on a re-run, so a killed run resumes; a run folder made with other
 settings (another task file included) is refused unless ``overwrite``.
+
+This module reads the task, partitions its rows and plans the conditions; writing one condition
+(batches, resume, the ranks' shards, the readout checks) is ``extract.conditions``.
 """
 
 from __future__ import annotations
 
-import shutil
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
-from tqdm import tqdm
 
-from extract import data, demos, forward, models, readout
+from extract import data, demos, forward, models
+from extract.conditions import RunMismatch, extract_condition
 from extract.ranks import Ranks
-from landscape import faults, names, provenance, store, tasks
-from landscape.readouts import lens_logits
+from landscape import names, provenance, store, tasks
 from landscape.tasks import Item, Task
 from landscape.atomic import replace_atomically
 from landscape.devices import pick_device, pick_dtype
@@ -34,10 +32,6 @@ REPRESENTATION = (
     "embeddings, layer l = output of block l, all before the final norm (un-normalised residual stream)"
 )
 PROMPT_TOKENS = "prefix and question tokenised apart, then concatenated"
-
-
-class RunMismatch(ValueError):
-    """The run folder holds a run made with other settings."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +84,40 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     Under ``accelerate launch`` every rank calls this with its ``ranks`` (``extract.ranks.current()``):
     each loads the model on its own device and computes a share of every condition's batches."""
     config.validate()
+    task, data_path, by_id, partition = _load_rows(config)
+    models.check_device_map(config.device_map, device=config.device, processes=ranks.count)
+    device = pick_device(config.device, given=ranks.device)
+    dtype = pick_dtype(config.dtype, device)
+    resolved = models.resolve_model(config.model)
+
+    examples = run_examples(task, partition, by_id)
+    header = _run_header(config, resolved, task, data_path, partition)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / store.HIDDEN_FILE
+    model, tokenizer = models.load_model(resolved, device, dtype, device_map=config.device_map)  # a model that does not load leaves no file
+    if ranks.main:
+        _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
+    ranks.barrier()
+    scoring = choice_scoring(task, tokenizer)
+
+    accuracies = {}
+    for k, sampling in _conditions(config):
+        name = names.icl_condition(k, sampling)
+        plan = demos.plan_demos(examples.ids, examples.first_group, partition.demos, k=k, sampling=sampling,
+                                seed=config.seed)
+        accuracies[name] = extract_condition(
+            path, name, _icl_settings(config, k, sampling, task, partition, dtype, scoring), model, tokenizer,
+            examples, by_id, prefix_text=_prefix_texts(task, plan, by_id, examples), plan=plan,
+            task=task, scoring=scoring, batch_size=config.batch_size, prefix_cache=config.prefix_cache,
+            overwrite=overwrite, progress=progress, ranks=ranks,
+        )
+        if sampling == "fixed" and ranks.main:
+            _record_demo_bits(path, name, model, tokenizer, task, partition, by_id, k)
+    return accuracies
+
+
+def _load_rows(config: ExtractConfig) -> tuple[Task, Path, dict[int, Item], data.Partition]:
+    """(task, its data file, items by id, the seeded partition of the selected values' rows)."""
     task = tasks.load_task(config.task)
     data_path = tasks.source_path(task, config.task_data)
     task, items = tasks.load_items(task, data_path)
@@ -104,13 +132,12 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
         seed=config.seed,
         group=task.first_group,
     )
-    models.check_device_map(config.device_map, device=config.device, processes=ranks.count)
-    device = pick_device(config.device, given=ranks.device)
-    dtype = pick_dtype(config.dtype, device)
-    resolved = models.resolve_model(config.model)
+    return task, data_path, by_id, partition
 
-    examples = run_examples(task, partition, by_id)
-    header = {
+
+def _run_header(config: ExtractConfig, resolved, task: Task, data_path: Path, partition: data.Partition) -> dict:
+    """The run's attributes in hidden.h5: model, task and partition (a re-run must match them)."""
+    return {
         "model": config.model,
         "model_hash": resolved.sha256,
         "model_source": resolved.source,
@@ -121,45 +148,33 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
         "representation": REPRESENTATION,
         "prompt_tokens": PROMPT_TOKENS,
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / store.HIDDEN_FILE
-    model, tokenizer = models.load_model(resolved, device, dtype, device_map=config.device_map)  # a model that does not load leaves no file
-    if ranks.main:
-        _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
-    ranks.barrier()
-    scoring = choice_scoring(task, tokenizer)
 
-    accuracies = {}
-    for k in config.shots:
-        for sampling in config.demos:
-            if k == 0 and sampling not in demos.ZERO_SHOT_SAMPLINGS:
-                continue  # no demos to sample: the same prompts as 0shot
-            name = names.icl_condition(k, sampling)
-            plan = demos.plan_demos(examples.ids, examples.first_group, partition.demos, k=k, sampling=sampling,
-                                    seed=config.seed)
-            settings = {
-                "kind": "icl",
-                "shots": k,
-                "demo_sampling": sampling,
-                "prompt_format": task.format_dict(),
-                "prefix_cache": config.prefix_cache,
-                "dtype": str(dtype).removeprefix("torch."),
-                "store_dtype": config.store_dtype,
-                **scoring.settings(),
-            }
-            if sampling == "fixed":  # one demo list per value of the first group: readable in the attrs
-                settings["demo_ids"] = {s: partition.demos[s][:k] for s in partition.values}
-            else:  # per-row demos are in the condition's demo_ids dataset
-                settings["demo_seed"] = config.seed
-            accuracies[name] = extract_condition(
-                path, name, settings, model, tokenizer, examples, by_id,
-                prefix_text=_prefix_texts(task, plan, by_id, examples), plan=plan,
-                task=task, scoring=scoring, batch_size=config.batch_size, prefix_cache=config.prefix_cache,
-                overwrite=overwrite, progress=progress, ranks=ranks,
-            )
-            if sampling == "fixed" and ranks.main:
-                _record_demo_bits(path, name, model, tokenizer, task, partition, by_id, k)
-    return accuracies
+
+def _conditions(config: ExtractConfig) -> list[tuple[int, str]]:
+    """(shots, demo sampling) of every condition to extract, in order."""
+    # k = 0 has no demos to sample: a sampling other than these gives the same prompts as 0shot
+    return [(k, sampling) for k in config.shots for sampling in config.demos
+            if k != 0 or sampling in demos.ZERO_SHOT_SAMPLINGS]
+
+
+def _icl_settings(config: ExtractConfig, k: int, sampling: str, task: Task, partition: data.Partition, dtype,
+                  scoring: forward.Scoring) -> dict:
+    """The settings recorded with a k-shot condition (a resumed condition must match them)."""
+    settings = {
+        "kind": "icl",
+        "shots": k,
+        "demo_sampling": sampling,
+        "prompt_format": task.format_dict(),
+        "prefix_cache": config.prefix_cache,
+        "dtype": str(dtype).removeprefix("torch."),
+        "store_dtype": config.store_dtype,
+        **scoring.settings(),
+    }
+    if sampling == "fixed":  # one demo list per value of the first group: readable in the attrs
+        settings["demo_ids"] = {s: partition.demos[s][:k] for s in partition.values}
+    else:  # per-row demos are in the condition's demo_ids dataset
+        settings["demo_seed"] = config.seed
+    return settings
 
 
 def task_header(task: Task, data_path: Path) -> dict:
@@ -216,245 +231,6 @@ def _prefix_texts(task: Task, plan: demos.DemoPlan, by_id: dict[int, Item], exam
                                            [by_id[int(i)] for i in plan.demo_ids[row]])
 
 
-def extract_condition(
-    path: Path,
-    name: str,
-    settings: dict,
-    model,
-    tokenizer,
-    examples: store.hidden.Examples,
-    by_id: dict[int, Item],
-    *,
-    prefix_text,
-    plan: demos.DemoPlan | None = None,
-    task: Task,
-    scoring: forward.Scoring,
-    batch_size: int,
-    prefix_cache: bool = True,
-    overwrite: bool = False,
-    progress: bool = True,
-    ranks: Ranks = Ranks(),
-) -> float:
-    """Write condition ``name`` of hidden.h5 (every row of ``examples``); returns its eval accuracy.
-
-    ``prefix_text(row)`` is the text before that row's question (header + demos); ``plan`` the
-    demos behind it, stored beside the states. Rows sharing a prefix run on one key/value cache of
-    it; a prefix of its own (resampled demos) is run with its question, batched with others.
-    A complete condition with the same settings is skipped; rows already done are kept.
-
-    Several ``ranks`` (``accelerate launch``) share the batches; each appends its rows to its own
-    shard, which the main rank merges into the condition: the same file as one process writes.
-    """
-    if ranks.main:
-        with h5py.File(path, "a") as f:
-            group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model),
-                                    task.n_choices, overwrite=overwrite)
-            # Readout parameters; also added to a condition made before they were stored.
-            store.hidden.write_norms(group, _norms_or_reason(model))
-            store.hidden.write_head(group, _head_or_reason(model, scoring))
-            if group.attrs["complete"]:
-                _verify_head(group, name)
-            else:
-                if plan is not None:
-                    store.hidden.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
-                _merge_shards(group, path.parent, name)  # rows of an interrupted multi-process run
-    ranks.barrier()
-    with h5py.File(path, "r") as f:
-        group = store.hidden.get_condition(f, name)
-        complete, done, instance = bool(group.attrs["complete"]), store.hidden.rows_done(group), store.hidden.condition_instance(group)
-        accuracy = float(group.attrs.get("accuracy", np.nan))
-    ranks.barrier()  # every rank has closed the file before the main rank opens it to write
-    if complete:
-        if ranks.main:
-            print(f"{name}: already complete (accuracy {accuracy:.3f}); skipped", file=sys.stderr)
-        return accuracy
-    started = time.perf_counter()
-    # Batches are planned over all rows, done or not, and a batch is redone whole unless every
-    # row of it is done: a resumed run computes each row in the very batch it would have had,
-    # so its states are bit-identical to an uninterrupted run's (and so are several ranks').
-    work = [(prefix_ids, batch)
-            for prefix_ids, batches in _plan_batches(examples, tokenizer, task, by_id, prefix_text, batch_size, prefix_cache)
-            for batch in batches if not done[[row for row, _ in batch]].all()]
-    mine = ranks.share(work, costs=[len(batch) * (len(prefix) + max(len(ids) for _, ids in batch)) for prefix, batch in work])
-    bar = tqdm(total=sum(len(batch) for _, batch in mine), desc=name if ranks.count == 1 else f"{name} (rank 0 of {ranks.count})",
-               unit="q", disable=not progress or not ranks.main)
-    if ranks.count == 1:
-        with h5py.File(path, "a") as f:
-            group = store.hidden.get_condition(f, name)
-            for rows, out in _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring)):
-                store.hidden.write_rows(group, rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
-                f.flush()
-                faults.reached("extract.batch")
-                bar.update(len(rows))
-    else:
-        shard = store.shards.shard_path(path.parent, name, ranks.index)
-        shard.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(shard, "w") as f:
-            store.shards.create_shard(f, name, instance, n_layers=forward.n_blocks(model), width=forward.hidden_width(model),
-                                n_choices=task.n_choices)
-            for rows, out in _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring)):
-                store.shards.append_shard(f, rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
-                f.flush()
-                faults.reached("extract.batch")
-                bar.update(len(rows))
-        ranks.barrier()
-    bar.close()
-    if ranks.main:
-        with h5py.File(path, "a") as f:
-            group = store.hidden.get_condition(f, name)
-            _merge_shards(group, path.parent, name)
-            if not store.hidden.rows_done(group).all():
-                raise RuntimeError(f"{name}: rows missing after the merge of the ranks' shards")
-            logits, _, pred = store.hidden.read_outputs(f, name)
-            store.hidden.finish_condition(
-                group,
-                {
-                    "accuracy": split_accuracy(pred, examples, "eval"),
-                    "accuracy_train": split_accuracy(pred, examples, "train"),
-                    **_normalised_accuracies(task, logits, examples, by_id),
-                    "pred_fraction": (np.bincount(pred, minlength=task.n_choices) / len(pred)).round(4).tolist(),
-                    "seconds": round(time.perf_counter() - started, 3),
-                    "processes": ranks.count,
-                },
-            )
-            _verify_head(group, name)
-    ranks.barrier()
-    with h5py.File(path, "r") as f:
-        accuracy = float(store.hidden.get_condition(f, name).attrs["accuracy"])
-    ranks.barrier()
-    if ranks.main:
-        n_eval = int((examples.splits == "eval").sum())
-        print(f"{name}: accuracy {accuracy:.3f} on {n_eval} eval questions", file=sys.stderr)
-    return accuracy
-
-
-def _head_or_reason(model, scoring: forward.Scoring):
-    """The choice tokens' head behind the logit lens, or why there is none."""
-    if scoring.letter_ids is None:
-        return "text-scored task: its choices are continuations, not single tokens the head scores"
-    try:
-        return readout.choice_head(model, scoring.letter_ids)
-    except readout.ReadoutError as error:
-        return str(error)
-
-
-# The lens at the last layer must give the model's own choice logits: a head doing more than the
-# final norm and these rows (a logit scale, another cap) is caught here, not in a figure.
-LENS_TOLERANCE = 1e-3  # of the logits' spread
-
-
-def _verify_head(group, name: str) -> None:
-    """Check condition ``name``'s stored norm and head against its own logits (once); mark the
-    lens unavailable, with the error, when they do not reproduce them."""
-    if store.hidden.head_checked(group):
-        return
-    f = group.file
-    try:
-        norms, head = store.hidden.read_norms(f, name), store.hidden.read_head(f, name)
-    except store.SchemaError as error:
-        store.hidden.mark_head_unavailable(group, str(error))
-        return
-    last = norms.weight.shape[0] - 1
-    states, logits = store.hidden.read_layer(f, name, last), group["logits"][:]
-    lens = lens_logits(states, norms.layer(last), norms.kind, head)
-    error = float(np.abs(lens - logits).max() / max(np.abs(logits).max(), 1e-6))
-    if error > LENS_TOLERANCE:
-        store.hidden.mark_head_unavailable(group, f"the final norm and head rows do not reproduce the model's logits "
-                                            f"(relative error {error:.1e}): its head does more than that")
-    else:
-        store.hidden.set_head_verified(group, error)
-
-
-def _norms_or_reason(model):
-    """The norm parameters behind ``--states normed``, or why this model has none."""
-    try:
-        return readout.norm_parameters(model)
-    except readout.ReadoutError as error:
-        return str(error)
-
-
-def _run_batches(model, work: list[tuple[list[int], list[tuple[int, list[int]]]]], scoring: forward.Scoring, continuations):
-    """Yield (rows (B,), forward output) of each (shared prefix ids or [], batch); a prefix's
-    key/value cache is computed once for the consecutive batches that share it.
-    ``continuations(row)``: the token ids of each choice's text (text scoring), else unused."""
-    cached_ids, prefix = None, None
-    for prefix_ids, batch in work:
-        if prefix_ids is not cached_ids:
-            cached_ids, prefix = prefix_ids, (forward.encode_prefix(model, prefix_ids) if prefix_ids else None)
-        out = forward.last_token_states(
-            model, [ids for _, ids in batch], prefix=prefix, letter_ids=scoring.letter_ids,
-            continuations=None if scoring.letter_ids is not None else [continuations(row) for row, _ in batch])
-        yield np.array([row for row, _ in batch]), out
-
-
-def _merge_shards(group: h5py.Group, run_dir: Path, name: str) -> None:
-    """Merge every rank's shard of condition ``name`` into ``group``, then delete the shards.
-    A shard a SIGKILL left unreadable is dropped: its rows are simply redone."""
-    folder = store.shards.shard_path(run_dir, name, 0).parent
-    if not folder.is_dir():
-        return
-    merged, shards = 0, sorted(folder.glob("rank-*.h5"))
-    for shard in shards:
-        try:
-            with h5py.File(shard, "r") as f:
-                merged += store.shards.merge_shard(group, f)
-        except OSError as error:
-            print(f"{name}: dropped the unreadable shard {shard.name} ({error}); its rows are redone", file=sys.stderr)
-        group.file.flush()
-    if shards:
-        print(f"{name}: merged {merged} rows from {len(shards)} rank shards", file=sys.stderr)
-    shutil.rmtree(folder)
-    if not any(folder.parent.iterdir()):
-        folder.parent.rmdir()
-
-
-def _continuations(task: Task, tokenizer, examples: store.hidden.Examples, by_id: dict[int, Item], scoring: forward.Scoring):
-    """row -> token ids of each choice's continuation (text scoring; letters need none)."""
-    if scoring.letter_ids is not None:
-        return None
-    return lambda row: [tokenizer.encode(text, add_special_tokens=False)
-                        for text in tasks.continuations(task, by_id[int(examples.ids[row])])]
-
-
-def _normalised_accuracies(task: Task, scores: np.ndarray, examples: store.hidden.Examples, by_id: dict[int, Item]) -> dict:
-    """Text scoring: accuracy of the length-normalised scores too (lm-eval's acc_norm: summed
-    log-probability divided by the continuation's length in bytes)."""
-    if task.score != "text":
-        return {}
-    lengths = np.array([[max(1, len(text.encode())) for text in tasks.continuations(task, by_id[int(i)])]
-                        for i in examples.ids], dtype=np.float64)
-    pred = (scores / lengths).argmax(axis=1)
-    return {"accuracy_norm": split_accuracy(pred, examples, "eval"), "accuracy_norm_train": split_accuracy(pred, examples, "train")}
-
-
-def _plan_batches(examples: store.hidden.Examples, tokenizer, task: Task, by_id, prefix_text, batch_size: int,
-                  prefix_cache: bool) -> list[tuple[list[int], list[list[tuple[int, list[int]]]]]]:
-    """[(shared prefix ids or [], batches of (row, token ids))]: rows sharing a prefix run on its
-    cache; the others (a prefix of their own, or no cache) run whole, batched across prefixes.
-    Batches are length-sorted (little padding) with ties kept in row order."""
-    by_prefix: dict[str, list[int]] = {}
-    for row in range(len(examples)):
-        by_prefix.setdefault(prefix_text(row), []).append(row)
-
-    def question_ids(row: int) -> list[int]:
-        return tokenizer.encode(tasks.render_question(task, by_id[int(examples.ids[row])]), add_special_tokens=False)
-
-    def batched(items: list[tuple[int, list[int]]]) -> list[list[tuple[int, list[int]]]]:
-        items = sorted(items, key=lambda item: len(item[1]))
-        return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-
-    plans, alone = [], []
-    for text, rows in by_prefix.items():
-        prefix_ids = tokenizer.encode(text, add_special_tokens=True)
-        if prefix_cache and len(rows) > 1 and prefix_ids:
-            plans.append((prefix_ids, batched([(row, question_ids(row)) for row in rows])))
-        else:
-            alone += [(row, prefix_ids + question_ids(row)) for row in rows]
-    if alone:
-        plans.append(([], batched(alone)))
-    return plans
-
-
 def run_examples(task: Task, partition: data.Partition, by_id: dict[int, Item]) -> store.hidden.Examples:
     """The rows of a run: the eval questions, then the train questions (fine-tuning data)."""
     ids = list(partition.eval) + list(partition.train)
@@ -464,12 +240,6 @@ def run_examples(task: Task, partition: data.Partition, by_id: dict[int, Item]) 
         splits=np.array(["eval"] * len(partition.eval) + ["train"] * len(partition.train)),
         groups={name: np.array([by_id[i].groups[g] for i in ids]) for g, name in enumerate(task.groups)},
     )
-
-
-def split_accuracy(pred: np.ndarray, examples: store.hidden.Examples, split: str) -> float:
-    """Accuracy over the rows of one split (NaN when the split is empty)."""
-    rows = examples.splits == split
-    return float(np.mean(pred[rows] == examples.answers[rows])) if rows.any() else float("nan")
 
 
 def _open_or_create(path: Path, header: dict, examples: store.hidden.Examples, partition: data.Partition, by_id, *, overwrite: bool) -> None:
@@ -499,25 +269,5 @@ def _open_or_create(path: Path, header: dict, examples: store.hidden.Examples, p
 
 
 def _ids_values(ids: list[int], by_id) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, their first-group values) of a part of the partition, as hidden.h5 stores it."""
     return np.array(ids, dtype=np.int64), np.array([by_id[i].group for i in ids])
-
-
-def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: int, width: int, n_choices: int, *,
-                    overwrite: bool) -> h5py.Group:
-    """The condition's group: resumed if it exists with the same settings, else (re)created."""
-    if name in store.hidden.condition_names(f):
-        group = store.hidden.get_condition(f, name)
-        have = store.hidden.condition_attrs(group)
-        have.setdefault("store_dtype", "float32")  # conditions written before the choice existed
-        differing = [k for k in settings if k != "prefix_cache" and have.get(k) != settings[k]]
-        if not differing and group["hidden"].shape == (blocks + 1, rows, width):
-            return group
-        if not overwrite:
-            key = differing[0] if differing else "shape"
-            raise RunMismatch(
-                f"condition {name} in {f.filename} was made with other {key}: use another RUN folder or --overwrite"
-            )
-        store.hidden.delete_condition(f, name)
-    # Provenance beside the settings: only the settings are compared when a run resumes.
-    return store.hidden.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width, n_choices=n_choices,
-                                   attrs={**settings, **provenance.stamp()}, store_dtype=settings.get("store_dtype", "float32"))

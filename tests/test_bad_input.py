@@ -186,7 +186,7 @@ def test_a_disk_that_fills_while_replacing_a_file_keeps_the_old_one(tiny_run, tm
     run = copy_run(tiny_run, tmp_path)
     shutil.copy(tiny_run / "metrics.csv", run / "metrics.csv")
     before = (run / "metrics.csv").read_text()
-    import analyses.run
+    import analyses.metrics
 
     class FullDisk:
         def __init__(self, handle):
@@ -195,7 +195,7 @@ def test_a_disk_that_fills_while_replacing_a_file_keeps_the_old_one(tiny_run, tm
         def writerow(self, row):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(analyses.run.csv, "writer", FullDisk)
+    monkeypatch.setattr(analyses.metrics.csv, "writer", FullDisk)
     fails(["analyze", run, *SMALL_FLAGS], capsys, "No space left on device")
     assert (run / "metrics.csv").read_text() == before
     assert sorted(p.name for p in run.iterdir()) == ["analysis.h5", "hidden.h5", "metrics.csv"]  # no temporary left

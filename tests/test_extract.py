@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import landscape
-from extract.icl import ExtractConfig, RunMismatch, run_extract
+from extract.conditions import RunMismatch
+from extract.icl import ExtractConfig, run_extract
 from landscape import cli, store
 
 

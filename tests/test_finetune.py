@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import landscape
-from extract import finetune, forward
-from extract.finetune import FinetuneConfig, TrainData, bits_from_logits, run_finetune, train_lora
+from extract import forward, lora, prequential
+from extract.finetune import FinetuneConfig, run_finetune
+from extract.lora import TrainData, train_lora
+from extract.prequential import bits_from_logits
 from extract.icl import ExtractConfig, run_extract
 from landscape import cli, store
 
@@ -108,7 +110,7 @@ def test_online_code_is_taken_before_the_update(tmp_path, tiny, tiny_model_dir):
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    order = finetune.epoch_order(12, 0, 0)
+    order = lora.epoch_order(12, 0, 0)
     for b in (1, 2, 3):  # batch b is the (b+1)-th: coded after b updates
         batch = order[3 * b : 3 * b + 3]
 
@@ -189,13 +191,13 @@ def test_analysis_correlates_edl_with_the_landscape(ft_run):
 
 
 def test_marginal_prequential_code():
-    bits = finetune.marginal_prequential_bits(np.array([0, 0, 3]), np.array([1, 0, 2]))
+    bits = prequential.marginal_prequential_bits(np.array([0, 0, 3]), np.array([1, 0, 2]))
     np.testing.assert_allclose(bits, [-np.log2(2 / 5), 2.0, -np.log2(1 / 6)])
 
 
 def test_block_boundaries_follow_voita_and_titov():
-    assert finetune.block_boundaries(1000) == [1, 2, 4, 8, 16, 32, 62, 125, 250, 500, 1000]
-    assert finetune.block_boundaries(10) == [1, 2, 5, 10]
+    assert lora.block_boundaries(1000) == [1, 2, 4, 8, 16, 32, 62, 125, 250, 500, 1000]
+    assert lora.block_boundaries(10) == [1, 2, 5, 10]
 
 
 def test_blockwise_code_first_block_by_the_base_model(tiny, tiny_model_dir):
@@ -206,8 +208,8 @@ def test_blockwise_code_first_block_by_the_base_model(tiny, tiny_model_dir):
     with torch.no_grad():
         base = -forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids)[torch.arange(10), torch.as_tensor(train.labels)] / math.log(2)
     config = FinetuneConfig(lr=2e-2, epochs=1, batch_size=4, dropout=0.0, schedule="blockwise")
-    record = finetune.train_blockwise(model, train, config, scoring=forward.Scoring(letter_ids), progress=False)
-    order = finetune.epoch_order(10, 0, 0)
+    record = lora.train_blockwise(model, train, config, scoring=forward.Scoring(letter_ids), progress=False)
+    order = lora.epoch_order(10, 0, 0)
     assert np.isfinite(record["online_bits"]).all()
     assert record["online_bits"][order[0]] == pytest.approx(float(base[order[0]]), rel=1e-5)
     assert not np.allclose(record["online_bits"][order[5:]], base.numpy()[order[5:]])
@@ -217,12 +219,12 @@ def test_blockwise_code_first_block_by_the_base_model(tiny, tiny_model_dir):
 def test_micro_batches_cover_the_batch_within_budget():
     batch = np.array([7, 3, 9, 1, 4])
     lengths = [100, 900, 120, 50, 400]
-    groups = finetune.micro_batches(batch, lengths, budget=1000)
+    groups = lora.micro_batches(batch, lengths, budget=1000)
     assert sorted(np.concatenate(groups).tolist()) == sorted(batch.tolist())
     length_of = dict(zip(batch.tolist(), lengths))
     for g in groups:
         assert len(g) * max(length_of[i] for i in g) <= 1000 or len(g) == 1
-    assert finetune.micro_batches(batch, lengths, budget=10**6)[0].tolist() == [1, 7, 9, 4, 3]
+    assert lora.micro_batches(batch, lengths, budget=10**6)[0].tolist() == [1, 7, 9, 4, 3]
 
 
 def test_warm_up_starts_above_zero_the_second_batch_is_coded_by_an_updated_model(tiny, tiny_model_dir):
@@ -233,12 +235,12 @@ def test_warm_up_starts_above_zero_the_second_batch_is_coded_by_an_updated_model
     train = _train_data(tok, n=40)
     letter_ids = forward.letter_token_ids(tok, LETTERS)
     config = FinetuneConfig(lr=2e-2, epochs=4, batch_size=4, dropout=0.0)
-    assert int(config.warmup * 40) == 2 and finetune.lr_multiplier(0, 2, 40) == pytest.approx(1 / 3)
+    assert int(config.warmup * 40) == 2 and lora.lr_multiplier(0, 2, 40) == pytest.approx(1 / 3)
     with torch.no_grad():
         base = (-forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids)[
             torch.arange(40), torch.as_tensor(train.labels)] / math.log(2)).numpy()
     record = train_lora(model, train, config, scoring=forward.Scoring(letter_ids), progress=False)
-    order = finetune.epoch_order(40, 0, 0)
+    order = lora.epoch_order(40, 0, 0)
     first, second = order[:4], order[4:8]
     np.testing.assert_allclose(record["online_bits"][first], base[first], rtol=1e-5)
     assert np.abs(record["online_bits"][second] - base[second]).max() > 1e-3

@@ -10,7 +10,7 @@ import pytest
 from analyses import run as analysis_run
 from analyses.layer import AnalysisConfig
 from analyses.readouts import decisions
-from extract import icl
+from extract import conditions
 from landscape import readouts, store
 from landscape.normed import NormParameters
 from landscape.readouts import Unembedding, lens_logits, linear_probe, linear_probe_halves
@@ -40,7 +40,7 @@ def test_a_head_that_does_not_reproduce_the_logits_is_marked_unavailable(tiny_ru
         group = store.hidden.get_condition(f, "0shot")
         del group["head"]
         store.hidden.write_head(group, Unembedding(weight=np.ones((4, 32), np.float32)))  # not the model's rows
-        icl._verify_head(group, "0shot")
+        conditions._verify_head(group, "0shot")
         assert "do not reproduce" in group["head"].attrs["unavailable"]
         with pytest.raises(store.SchemaError, match="unavailable"):
             store.hidden.read_head(f, "0shot")

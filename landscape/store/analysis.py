@@ -32,7 +32,7 @@ Example:
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import h5py
 import numpy as np
@@ -147,19 +147,15 @@ def iter_results(f: h5py.File):
 def delete_results_of(f: h5py.File, condition: str) -> int:
     """Delete every result computed from ``condition`` (its layers, its pairs, the correlations
     that read it); returns how many groups went. Seeds and complexity are rewritten by every run."""
-    doomed = []
-    for top in (_LAYERS, _DECISIONS, _PAIRS, _CORRELATIONS):
-        for split, by_split in f.get(top, {}).items():
-            for name in by_split:
-                uses = {
-                    _LAYERS: name == condition,
-                    _DECISIONS: name == condition,
-                    _PAIRS: condition in split_pair(name),
-                    # targets are edl:<fine-tune> / gain:<fine-tune>; their features come from 0shot too
-                    _CORRELATIONS: target_condition(name) == condition or condition == ZERO_SHOT,
-                }[top]
-                if uses:
-                    doomed.append(f"{top}/{split}/{name}")
+    uses = {
+        _LAYERS: lambda name: name == condition,
+        _DECISIONS: lambda name: name == condition,
+        _PAIRS: lambda name: condition in (split_pair(name) or ()),
+        # targets are edl:<fine-tune> / gain:<fine-tune>; their features come from 0shot too
+        _CORRELATIONS: lambda name: target_condition(name) == condition or condition == ZERO_SHOT,
+    }
+    doomed = [f"{top}/{split}/{name}" for top, used in uses.items() for split, by_split in f.get(top, {}).items()
+              for name in by_split if used(name)]
     for split, by_split in f.get(_SIMILARITY, {}).items():
         if condition in by_split.get("layers", {}):
             doomed.append(f"{_SIMILARITY}/{split}/layers/{condition}")

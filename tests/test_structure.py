@@ -1,0 +1,48 @@
+"""The doors open downwards: the core imports no stage, figures never imports extract, and the
+command line is the only part of landscape/ that sits above the stages."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("extract", "analyses", "figures")
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level packages a module imports (at any depth of its code)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _modules("landscape"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_core_imports_no_stage(path):
+    if path.relative_to(ROOT).parts[:2] == ("landscape", "cli") or path.name == "__main__.py" and path.parent.name == "landscape":
+        return  # the command line sits on top
+    assert not _imports(path) & set(STAGES), f"{path.relative_to(ROOT)} imports a stage"
+
+
+@pytest.mark.parametrize("path", _modules("figures"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_figures_read_runs_and_never_import_extract(path):
+    assert "extract" not in _imports(path)
+
+
+@pytest.mark.parametrize("path", _modules("landscape") + _modules("extract") + _modules("analyses") + _modules("figures"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_modules_are_small_or_say_why(path):
+    """~400 lines at most, unless the module's docstring gives the reason ("Long because ...")."""
+    lines = len(path.read_text().splitlines())
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    assert lines <= 420 or "Long because" in doc, f"{path.relative_to(ROOT)}: {lines} lines and no reason given"
