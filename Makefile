@@ -1,7 +1,7 @@
 # landscape: `make all` sets up and runs the pipeline on the embedded default; `make test` tests it.
 # Variables (make extract MODEL=gemma3-270m SHOTS=0,1,5 PER_SUBJECT=50 RUN=runs/gemma ...):
 MODEL       ?= smollm2-135m
-# RECIPE=doimo2024: the paper's recipe end to end (README: Which choices matter): all 57 subjects x
+# RECIPE=doimo2024: the paper's recipe end to end (docs/controls.md: Which choices matter): all 57 subjects x
 # <= 200 eval questions (5 demos each), 20 training questions a subject, 4 epochs, and
 # `landscape analyze --recipe doimo2024` (normed states, maxk 1000 / 300, ID ranks 8-16, answer
 # overlap fraction 0.1). A variable given on the command line still wins.
@@ -16,7 +16,7 @@ RUN         ?= runs/doimo2024
 else ifneq ($(RECIPE),suite)
 $(error RECIPE must be suite or doimo2024, not $(RECIPE))
 endif
-# a built-in task (landscape tasks: mmlu, mmlu-truefalse) or a task file (README: Your own task)
+# a built-in task (landscape tasks: mmlu, mmlu-truefalse) or a task file (docs/tasks.md)
 TASK        ?= mmlu
 SHOTS       ?= 0,5
 DEMOS       ?= fixed
@@ -27,7 +27,7 @@ DEMO_POOL   ?= 20
 BATCH       ?= 8
 RUN         ?= runs/default
 EXTRA       ?=
-# how hidden.h5 keeps the states: float32, float16 (half the file; README: Beyond one machine), bfloat16
+# how hidden.h5 keeps the states: float32, float16 (half the file; docs/distributed.md), bfloat16
 STORE_DTYPE ?= float32
 EPOCHS      ?= 2
 LABELS      ?= true

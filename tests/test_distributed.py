@@ -29,7 +29,7 @@ FINETUNE = ["--rank", 4, "--alpha", 8, "--lr", 0.005, "--epochs", 2, "--batch-si
 
 
 def launch(n: int, *args, fault: str | None = None) -> subprocess.CompletedProcess:
-    """``accelerate launch`` of ``landscape`` on ``n`` CPU processes (the README's command)."""
+    """``accelerate launch`` of ``landscape`` on ``n`` CPU processes (docs/distributed.md's command)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("LANDSCAPE_FAULT", None)
     if fault:

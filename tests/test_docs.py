@@ -42,3 +42,44 @@ def test_the_schema_page_is_the_store_modules_layouts():
 
     page = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
     assert page.read_text() == markdown(), "docs/schema.md is stale: python -m landscape.store > docs/schema.md"
+
+
+def _without_fences(text: str) -> str:
+    """Markdown without its fenced blocks (a '#' there is no heading, a link no link)."""
+    lines, fenced = [], False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        lines.append("" if fenced else line)
+    return "\n".join(lines)
+
+
+def _anchors(text: str):
+    """GitHub's heading anchors of a Markdown page."""
+    import re
+
+    seen: dict[str, int] = {}
+    for match in re.finditer(r"^#{1,6}\s+(.*?)\s*#*\s*$", _without_fences(text), flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", match[1].strip().lower()).replace(" ", "-")
+        seen[slug] = seen.get(slug, -1) + 1
+        yield slug if seen[slug] == 0 else f"{slug}-{seen[slug]}"
+
+
+def test_every_link_of_the_readme_and_docs_resolves():
+    """Relative links in README.md and docs/*.md point at a file that exists and a heading it has."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    broken = []
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = re.sub(r"`[^`\n]*`", "", _without_fences(page.read_text()))  # links in code are not links
+        for target in re.findall(r"\[[^\]]*\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # http:, mailto:
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path) if path else page
+            if not dest.is_file() or (anchor and anchor not in set(_anchors(dest.read_text()))):
+                broken.append(f"{page.relative_to(root)} -> {target}")
+    assert not broken, broken
