@@ -29,6 +29,8 @@ RUN         ?= runs/default
 EXTRA       ?=
 # how hidden.h5 keeps the states: float32, float16 (half the file; docs/distributed.md), bfloat16
 STORE_DTYPE ?= float32
+# whose states extract keeps: all, every:4, last:8 or a comma list (the last layer always; fine-tunes follow 0shot)
+LAYERS      ?= all
 EPOCHS      ?= 2
 LABELS      ?= true
 FINETUNE_EXTRA ?=
@@ -92,7 +94,7 @@ chromium:
 
 extract: setup
 	$(LANDSCAPE) extract --run $(RUN) --model $(MODEL) --task $(TASK) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
-		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --demo-pool $(DEMO_POOL) --batch-size $(BATCH) --store-dtype $(STORE_DTYPE) $(EXTRA)
+		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --demo-pool $(DEMO_POOL) --batch-size $(BATCH) --store-dtype $(STORE_DTYPE) --layers $(LAYERS) $(EXTRA)
 
 finetune: extract
 	$(LANDSCAPE) finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) --store-dtype $(STORE_DTYPE) $(FINETUNE_EXTRA)

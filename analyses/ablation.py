@@ -77,6 +77,7 @@ def run_ablation(run: Path, conditions: tuple[str, ...] = DEFAULT_CONDITIONS, *,
         names = store.hidden.read_examples(f).group_names
         known = store.hidden.condition_names(f)
         n_layers = store.hidden.n_layers(f, conditions[0]) if conditions[0] in known else 0
+        stored = store.hidden.stored_layers(f, conditions[0]) if conditions[0] in known else []
     first = grouping or names[0]
     if first not in [*names, ANSWER]:
         raise ValueError(f"no grouping {first!r} in {hidden} (it has: {', '.join([*names, ANSWER])})")
@@ -95,15 +96,18 @@ def run_ablation(run: Path, conditions: tuple[str, ...] = DEFAULT_CONDITIONS, *,
             os.symlink(os.path.relpath(hidden, folder), link)
         config = replace(variant.config, readouts=False, similarity=False, id_estimators=False, **(settings or {}))  # the paper's geometry only
         run_analysis(folder, config, conditions=list(conditions), splits=["eval"], jobs=jobs, progress=progress)
-        profiles = read_profiles(folder / store.ANALYSIS_FILE, conditions, first, n_layers)
+        profiles = read_profiles(folder / store.ANALYSIS_FILE, conditions, first, n_layers, stored)
         baseline = baseline or profiles
         rows.append({"variant": variant.name, "change": variant.label, **headline(profiles, baseline, conditions, first)})
     _write_table(hidden.parent / ABLATION_DIR / "table.csv", rows)
     return rows
 
 
-def read_profiles(analysis: Path, conditions: tuple[str, ...], first: str, n_layers: int) -> dict[str, np.ndarray]:
-    """Per-layer arrays (NaN where a layer has no geometry) of the metrics the headline uses."""
+def read_profiles(analysis: Path, conditions: tuple[str, ...], first: str, n_layers: int,
+                  stored: list[int] | None = None) -> dict[str, np.ndarray]:
+    """Per-layer arrays (NaN where a layer has no geometry, or is not ``stored``: default all) of
+    the metrics the headline uses."""
+    stored = set(range(n_layers) if stored is None else stored)
     zero = conditions[0]
     metrics = (grouped("ari", first), grouped("ari", ANSWER), "id_2nn", "id_gride", grouped("label_overlap", first),
                grouped("label_overlap", ANSWER))
@@ -112,10 +116,10 @@ def read_profiles(analysis: Path, conditions: tuple[str, ...], first: str, n_lay
         for condition in conditions:
             for metric in metrics:
                 out[feature_name(condition, metric)] = np.array([_scalar(f, store.analysis.result_path(condition, layer), metric)
-                                                         for layer in range(n_layers)])
+                                                                 if layer in stored else np.nan for layer in range(n_layers)])
         for metric in ("data_overlap", "n_pair_dropped"):
-            out[metric] = np.array([_scalar(f, store.analysis.result_path(zero, layer, other=conditions[1]), metric) if len(conditions) == 2
-                                    else np.nan for layer in range(n_layers)])
+            out[metric] = np.array([_scalar(f, store.analysis.result_path(zero, layer, other=conditions[1]), metric)
+                                    if len(conditions) == 2 and layer in stored else np.nan for layer in range(n_layers)])
     return out
 
 
@@ -192,7 +196,7 @@ def _write_table(path: Path, rows: list[dict]) -> None:
 
 
 def markdown(rows: list[dict]) -> str:
-    """The table transposed (one column per variant), as README shows it."""
+    """The table transposed (one column per variant), as docs/controls.md shows it."""
     keys = [k for k in rows[0] if k not in ("variant", "change")]
     lines = ["| | " + " | ".join(r["variant"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
     for key in keys:

@@ -28,7 +28,7 @@ EDL_FEATURES = ("log_density", "core", "purity")
 
 
 def correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_rows: dict[str, np.ndarray],
-                       n_layers: dict[str, int], layers, first: str):
+                       layers_of: dict[str, list[int]], first: str):
     """(path, correlations, (values, features, seed)) per fine-tune, split and layer not yet done:
     Spearman (bootstrap CI) of per-example EDL / eval gain with landscape features.
 
@@ -45,7 +45,7 @@ def correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_rows
         for split, result_rows in split_rows.items():
             kind, rows, values = by_split[split]
             positions = np.searchsorted(result_rows, rows)  # target rows within the split's results
-            for layer in range(n_layers[name]) if layers is None else [l % n_layers[name] for l in layers]:
+            for layer in layers_of[name]:
                 path = store.analysis.correlation_path(correlation_target(kind, name), layer, split=split)
                 if store.analysis.result_done(f, path):
                     continue

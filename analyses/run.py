@@ -48,12 +48,12 @@ class Sweep:
     config: AnalysisConfig  # probe_fit resolved
     conditions: list[str]  # the analysed ones
     complete: list[str]  # every complete condition (the similarity compares them all)
-    n_layers: dict[str, int]  # of every complete condition
+    stored: dict[str, list[int]]  # of every complete condition: the layers it holds (all, unless extracted with --layers)
+    layers_of: dict[str, list[int]]  # of every complete condition: the stored layers asked for (all stored by default)
     instances: dict[str, str]  # of the analysed ones: which extraction of each is analysed
     examples: store.hidden.Examples
     edl_names: list[str]
     splits: list[str]
-    layers: list[int] | None  # None: all
 
     @property
     def analysis(self) -> Path:
@@ -111,7 +111,9 @@ def _plan(run_dir: Path, config: AnalysisConfig, conditions: list[str] | None, l
             store.hidden.get_condition(f, name)  # an unknown name is an error naming the known ones
             if name not in complete:
                 raise ValueError(f"condition {name} of {hidden} is incomplete: finish its extraction first")
-        n_layers = {name: store.hidden.n_layers(f, name) for name in complete}  # the analysed conditions are among them
+        stored = {name: store.hidden.stored_layers(f, name) for name in complete}  # the analysed conditions are among them
+        layers_of = {name: _layers_asked(layers, store.hidden.n_layers(f, name), stored[name], name, name in conditions)
+                     for name in complete}
         instances = {name: store.hidden.condition_instance(store.hidden.get_condition(f, name)) for name in conditions}
         examples = store.hidden.read_examples(f)
         edl_names = store.edl.edl_names(f)
@@ -129,23 +131,31 @@ def _plan(run_dir: Path, config: AnalysisConfig, conditions: list[str] | None, l
     n_eval = int((examples.splits == "eval").sum())
     if "eval" in splits and n_eval < config.maxk + 1:
         raise ValueError(f"{n_eval} eval examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk")
-    return Sweep(hidden, config, list(conditions), complete, n_layers, instances, examples, edl_names, list(splits), layers)
+    return Sweep(hidden, config, list(conditions), complete, stored, layers_of, instances, examples, edl_names, list(splits))
+
+
+def _layers_asked(layers: list[int] | None, total: int, stored: list[int], name: str, analysed: bool) -> list[int]:
+    """The layers of a condition to analyse: every stored one, or those of ``layers`` (negative:
+    from the end), each checked against what is stored for a condition that is analysed."""
+    if layers is None:
+        return stored
+    chosen = []
+    for layer in layers:
+        if analysed and not -total <= layer < total:
+            raise ValueError(f"layer {layer} out of range: {name} has layers 0..{total - 1}")
+        if analysed and layer % total not in stored:
+            raise ValueError(f"layer {layer % total} of {name} is not stored (it keeps {', '.join(map(str, stored))}: "
+                             "extracted with --layers)")
+        if -total <= layer < total and layer % total in stored:
+            chosen.append(layer % total)
+    return sorted(set(chosen))
 
 
 def _layers_to_do(sweep: Sweep) -> list[tuple[str, str, int]]:
     """(split, condition, layer) of every layer asked for whose results are not complete yet."""
-    todo = []
     with h5py.File(sweep.analysis, "r") as f:
-        for split in sweep.splits:
-            for name in sweep.conditions:
-                n = sweep.n_layers[name]
-                for layer in sweep.layers if sweep.layers is not None else range(n):
-                    if not -n <= layer < n:
-                        raise ValueError(f"layer {layer} out of range: {name} has layers 0..{n - 1}")
-                    layer %= n
-                    if not store.analysis.result_done(f, store.analysis.result_path(name, layer, split=split)):
-                        todo.append((split, name, layer))
-    return todo
+        return [(split, name, layer) for split in sweep.splits for name in sweep.conditions for layer in sweep.layers_of[name]
+                if not store.analysis.result_done(f, store.analysis.result_path(name, layer, split=split))]
 
 
 def _measure_layers(f: h5py.File, workers: Workers, sweep: Sweep, todo, source: str, progress: bool) -> None:
@@ -161,19 +171,19 @@ def _measure_layers(f: h5py.File, workers: Workers, sweep: Sweep, todo, source: 
         bar.update(1)
     bar.close()
     if sweep.config.readouts:
-        _write_decisions(f, sweep.splits, sweep.conditions, sweep.n_layers)
+        _write_decisions(f, sweep.splits, sweep.conditions, sweep.stored)
     big_enough = [s for s in sweep.splits if (sweep.examples.splits == s).sum() > sweep.config.maxk]  # a small train split is just skipped
-    _refuse_degenerate(f, big_enough, sweep.conditions, sweep.n_layers, sweep.layers)
+    _refuse_degenerate(f, big_enough, sweep.conditions, sweep.layers_of)
 
 
 def _compare_conditions(f: h5py.File, workers: Workers, sweep: Sweep, source: str) -> None:
     """Pairs of conditions at each layer; then the similarity matrices (eval rows: every analysed
     layer of every complete condition)."""
     config = sweep.config
-    for path, pair in workers.map(_pair_tasks(f, source, sweep.splits, sweep.conditions, sweep.n_layers, sweep.layers, config)):
+    for path, pair in workers.map(_pair_tasks(f, source, sweep.splits, sweep.conditions, sweep.layers_of, config)):
         store.analysis.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
     if config.similarity and "eval" in sweep.splits:
-        for path, found in workers.map(similarity_tasks(f, source, "eval", sweep.complete, sweep.n_layers, states=config.states,
+        for path, found in workers.map(similarity_tasks(f, source, "eval", sweep.complete, sweep.stored, states=config.states,
                                                         k=config.similarity_k, device=config.device), gpu=True):
             if found is not None:
                 store.analysis.write_similarity(f, path, *found)
@@ -184,24 +194,25 @@ def _relate_to_edl(f: h5py.File, workers: Workers, sweep: Sweep, bits_per_parame
     seed-to-seed spread, and the task's complexity."""
     split_rows = {split: np.flatnonzero(sweep.examples.splits == split) for split in sweep.splits}
     targets = [name for name in sweep.edl_names if name in sweep.conditions and ZERO_SHOT in sweep.conditions]
-    for path, scalars in workers.map(correlation_tasks(f, sweep.hidden, targets, split_rows, sweep.n_layers, sweep.layers,
+    for path, scalars in workers.map(correlation_tasks(f, sweep.hidden, targets, split_rows, sweep.layers_of,
                                                        sweep.examples.group_names[0])):
         store.analysis.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
     info = reader.info(sweep.hidden)["conditions"]
     for base, family in seed_families([n for n in sweep.edl_names if n in sweep.conditions]).items():
-        _compare_seeds(f, sweep.hidden, base, family, info, sweep.n_layers[base], sweep.layers)
+        _compare_seeds(f, sweep.hidden, base, family, info, sweep.layers_of[base])
     _write_complexity(f, sweep.hidden, info, bits_per_parameter, target_accuracy)
 
 
-def _write_decisions(f: h5py.File, splits, conditions: list[str], n_layers: dict[str, int]) -> None:
-    """Each row's decision layer under the logit lens, for conditions with the lens at every layer."""
+def _write_decisions(f: h5py.File, splits, conditions: list[str], stored: dict[str, list[int]]) -> None:
+    """Each row's decision layer under the logit lens, for conditions with the lens at every
+    stored layer (a condition extracted with --layers: the first stored layer it holds from)."""
     for split in splits:
         for name in conditions:
-            last = store.analysis.decision_path(name, n_layers[name] - 1, split=split)
+            last = store.analysis.decision_path(name, stored[name][-1], split=split)
             if store.analysis.result_done(f, last):
                 continue
             predictions = []
-            for layer in range(n_layers[name]):
+            for layer in stored[name]:
                 path = store.analysis.result_path(name, layer, split=split)
                 if not store.analysis.result_done(f, path):
                     break
@@ -209,21 +220,22 @@ def _write_decisions(f: h5py.File, splits, conditions: list[str], n_layers: dict
                 if "lens_pred" not in arrays:
                     break
                 predictions.append(arrays["lens_pred"])
-            if len(predictions) != n_layers[name]:
+            if len(predictions) != len(stored[name]):
                 continue  # no lens here, or not every layer analysed
-            layers, decided = decisions(np.stack(predictions))
-            for layer in range(n_layers[name]):
-                arrays = {"decision_layer": layers.astype(np.int16)} if layer == n_layers[name] - 1 else {}
-                store.analysis.write_result(f, store.analysis.decision_path(name, layer, split=split), {"lens_decided": float(decided[layer])}, arrays, "")
+            positions, decided = decisions(np.stack(predictions))
+            layers = np.asarray(stored[name])[positions]  # positions among the stored layers -> layers
+            for position, layer in enumerate(stored[name]):
+                arrays = {"decision_layer": layers.astype(np.int16)} if layer == stored[name][-1] else {}
+                store.analysis.write_result(f, store.analysis.decision_path(name, layer, split=split),
+                                            {"lens_decided": float(decided[position])}, arrays, "")
 
 
-def _refuse_degenerate(f: h5py.File, splits, conditions, n_layers: dict[str, int], layers) -> None:
+def _refuse_degenerate(f: h5py.File, splits, conditions, layers_of: dict[str, list[int]]) -> None:
     """A condition whose every layer has no geometry (e.g. all points identical) is an error, not
     a table of NaNs. One such layer is normal: layer 0 is the same token's embedding in every row."""
     for split in splits:
         for name in conditions:
-            chosen = range(n_layers[name]) if layers is None else sorted({l % n_layers[name] for l in layers})
-            reasons = [store.analysis.read_result(f, store.analysis.result_path(name, l, split=split))[2] for l in chosen]
+            reasons = [store.analysis.read_result(f, store.analysis.result_path(name, l, split=split))[2] for l in layers_of[name]]
             if reasons and all(reasons):
                 raise ValueError(f"no layer of {name} ({split} rows) has a geometry: {reasons[-1]}")
 
@@ -266,7 +278,7 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
     with h5py.File(hidden, "r") as f:
         examples = store.hidden.read_examples(f)
         residual = store.hidden.read_layer(f, name, layer)  # every row: probes fit on other rows than they score
-        norms = store.hidden.read_norms(f, name) if config.states == "normed" else _optional_norms(f, name)
+        norms = store.readout.read_norms(f, name) if config.states == "normed" else _optional_norms(f, name)
         demo_sets = store.hidden.read_demo_sets(f, name)
         lens = _lens_inputs(f, name, norms) if config.readouts and norms is not None else None
     rows = np.flatnonzero(examples.splits == split)
@@ -293,7 +305,7 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
 
 def _optional_norms(f: h5py.File, name: str):
     try:
-        return store.hidden.read_norms(f, name)
+        return store.readout.read_norms(f, name)
     except store.SchemaError:  # a run extracted before norms were stored: no lens, the rest as before
         return None
 
@@ -302,18 +314,17 @@ def _lens_inputs(f: h5py.File, name: str, norms) -> LensInputs | None:
     """The lens of a condition, or None where it is unavailable (a text-scored task, a head that
     does more than the final norm and these rows; the reason is in hidden.h5)."""
     try:
-        return LensInputs(norms=norms, head=store.hidden.read_head(f, name))
+        return LensInputs(norms=norms, head=store.readout.read_head(f, name))
     except store.SchemaError:
         return None
 
 
-def _pair_tasks(f: h5py.File, hidden: str, splits, conditions: list[str], n_layers: dict[str, int], layers, config: AnalysisConfig):
+def _pair_tasks(f: h5py.File, hidden: str, splits, conditions: list[str], layers_of: dict[str, list[int]], config: AnalysisConfig):
     """(path, _pair_task, args) of every pair of conditions and layer not yet done, with the stored
     neighbour lists and clusters the comparison reads (read as the task is submitted)."""
     for split in splits:
         for a, b in itertools.combinations(conditions, 2):
-            shared = range(min(n_layers[a], n_layers[b])) if layers is None else [l % n_layers[a] for l in layers]
-            for layer in shared:
+            for layer in sorted(set(layers_of[a]) & set(layers_of[b])):
                 path = store.analysis.result_path(a, layer, other=b, split=split)
                 if not store.analysis.result_done(f, path):
                     inputs = [_comparable(f, store.analysis.result_path(c, layer, split=split)) for c in (a, b)]
@@ -340,12 +351,12 @@ def _pair_task(hidden: str, split: str, a: str, b: str, layer: int, result_a: La
     return compare_layers(result_a, result_b, config)
 
 
-def _compare_seeds(f: h5py.File, hidden: Path, base: str, family: list[str], info: dict, n_layers: int, layers) -> None:
+def _compare_seeds(f: h5py.File, hidden: Path, base: str, family: list[str], info: dict, layers: list[int]) -> None:
     """Per layer (eval rows): how far apart the landscapes of one fine-tune's seeds are."""
     with h5py.File(hidden, "r") as h:
         eval_bits = {name: float(store.edl.read_edl(h, name)[0]["eval_final_bits"].mean()) for name in family}
     accuracy = {name: float(info[name]["accuracy"]) for name in family}
-    for layer in range(n_layers) if layers is None else sorted({l % n_layers for l in layers}):
+    for layer in layers:
         scalars, pairs = {}, {}
         for name in family:
             values, _, skipped = store.analysis.read_result(f, store.analysis.result_path(name, layer, split="eval"))

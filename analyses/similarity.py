@@ -21,11 +21,12 @@ from landscape.knn import distinct_rows
 from landscape.similarity import MEASURES, similarity_matrices
 
 
-def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str], n_layers: dict[str, int], *,
+def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str], stored: dict[str, list[int]], *,
                      states: str, k: int, device: str):
     """(group path, similarity_task, args) of every condition's layers and every layer's
-    conditions whose stored group is missing or covers another set; ``f``: analysis.h5."""
-    usable = {c: [l for l in range(n_layers[c]) if _has_geometry(f, c, l, split)] for c in conditions}
+    conditions whose stored group is missing or covers another set; ``f``: analysis.h5;
+    ``stored``: each condition's stored layers (those with a geometry in ``f`` are compared)."""
+    usable = {c: [l for l in stored[c] if _has_geometry(f, c, l, split)] for c in conditions}
     groups = [(store.analysis.similarity_path(split, condition=c), "layer", [(c, l) for l in usable[c]]) for c in conditions]
     for layer in sorted({l for ls in usable.values() for l in ls}):
         groups.append((store.analysis.similarity_path(split, layer=layer), "condition",

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from extract import demos, forward, readout
 from extract.ranks import Ranks
 from landscape import faults, provenance, store, tasks
+from landscape.layers import select_layers
 from landscape.readouts import lens_logits
 from landscape.tasks import Item, Task
 
@@ -55,9 +56,11 @@ def extract_condition(
 
     Several ``ranks`` (``accelerate launch``) share the batches; each appends its rows to its own
     shard, which the main rank merges into the condition: the same file as one process writes.
+    ``settings["layers"]`` (``landscape.layers``), when there, keeps only those layers' states.
     """
+    layers = select_layers(settings.get("layers"), forward.n_blocks(model) + 1)
     if ranks.main:
-        _prepare_condition(path, name, settings, model, examples, plan, task, scoring, overwrite=overwrite)
+        _prepare_condition(path, name, settings, model, examples, plan, task, scoring, layers, overwrite=overwrite)
     ranks.barrier()
     complete, done, instance, accuracy = _condition_state(path, name)
     ranks.barrier()  # every rank has closed the file before the main rank opens it to write
@@ -68,7 +71,7 @@ def extract_condition(
     started = time.perf_counter()
     work = _work_left(done, examples, tokenizer, task, by_id, prefix_text, batch_size, prefix_cache)
     mine = ranks.share(work, costs=[len(batch) * (len(prefix) + max(len(ids) for _, ids in batch)) for prefix, batch in work])
-    _compute_rows(path, name, instance, model, tokenizer, mine, examples, by_id, task, scoring, progress=progress,
+    _compute_rows(path, name, instance, model, tokenizer, mine, examples, by_id, task, scoring, layers, progress=progress,
                   ranks=ranks)
     if ranks.main:
         _finish(path, name, examples, task, by_id, started=started, processes=ranks.count)
@@ -83,15 +86,16 @@ def extract_condition(
 
 
 def _prepare_condition(path: Path, name: str, settings: dict, model, examples: store.hidden.Examples,
-                       plan: demos.DemoPlan | None, task: Task, scoring: forward.Scoring, *, overwrite: bool) -> None:
+                       plan: demos.DemoPlan | None, task: Task, scoring: forward.Scoring, layers: list[int], *,
+                       overwrite: bool) -> None:
     """Open or create the condition's group (main rank) and store its readout parameters; check the
     head of a complete one, give an unfinished one its demo plan and the rows the ranks' shards hold."""
     with h5py.File(path, "a") as f:
         group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model),
-                                task.n_choices, overwrite=overwrite)
+                                task.n_choices, layers, overwrite=overwrite)
         # Readout parameters; also added to a condition made before they were stored.
-        store.hidden.write_norms(group, _norms_or_reason(model))
-        store.hidden.write_head(group, _head_or_reason(model, scoring))
+        store.readout.write_norms(group, _norms_or_reason(model))
+        store.readout.write_head(group, _head_or_reason(model, scoring))
         if group.attrs["complete"]:
             _verify_head(group, name)
         else:
@@ -121,31 +125,36 @@ def _work_left(done: np.ndarray, examples: store.hidden.Examples, tokenizer, tas
 
 
 def _compute_rows(path: Path, name: str, instance: str, model, tokenizer, mine: list, examples: store.hidden.Examples,
-                  by_id: dict[int, Item], task: Task, scoring: forward.Scoring, *, progress: bool, ranks: Ranks) -> None:
-    """Run this rank's batches; write their rows into the condition (one process) or the rank's shard."""
+                  by_id: dict[int, Item], task: Task, scoring: forward.Scoring, layers: list[int], *, progress: bool,
+                  ranks: Ranks) -> None:
+    """Run this rank's batches; write their rows (the states of ``layers``) into the condition (one
+    process) or the rank's shard."""
+    keep = None if layers == list(range(forward.n_blocks(model) + 1)) else layers
     bar = tqdm(total=sum(len(batch) for _, batch in mine), desc=name if ranks.count == 1 else f"{name} (rank 0 of {ranks.count})",
                unit="q", disable=not progress or not ranks.main)
     if ranks.count == 1:
         with h5py.File(path, "a") as f:
             group = store.hidden.get_condition(f, name)
             batches = _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring))
-            _write_batches(f, batches, lambda *arrays: store.hidden.write_rows(group, *arrays), bar)
+            _write_batches(f, batches, lambda *arrays: store.hidden.write_rows(group, *arrays), bar, keep)
     else:
         shard = store.shards.shard_path(path.parent, name, ranks.index)
         shard.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(shard, "w") as f:
-            store.shards.create_shard(f, name, instance, n_layers=forward.n_blocks(model), width=forward.hidden_width(model),
-                                n_choices=task.n_choices)
+            store.shards.create_shard(f, name, instance, n_states=len(layers), width=forward.hidden_width(model),
+                                      n_choices=task.n_choices)
             batches = _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring))
-            _write_batches(f, batches, lambda *arrays: store.shards.append_shard(f, *arrays), bar)
+            _write_batches(f, batches, lambda *arrays: store.shards.append_shard(f, *arrays), bar, keep)
         ranks.barrier()
     bar.close()
 
 
-def _write_batches(f: h5py.File, batches, write, bar) -> None:
-    """Write each batch's rows as it comes (``write(rows, hidden, logits, logsumexp)``), flushed: a kill keeps them."""
+def _write_batches(f: h5py.File, batches, write, bar, keep: list[int] | None) -> None:
+    """Write each batch's rows as it comes (``write(rows, hidden, logits, logsumexp)``; the states
+    of the ``keep`` layers, or all), flushed: a kill keeps them."""
     for rows, out in batches:
-        write(rows, out.hidden.numpy(), out.letter_logits.numpy(), out.logsumexp.numpy())
+        hidden = out.hidden.numpy() if keep is None else out.hidden.numpy()[keep]
+        write(rows, hidden, out.letter_logits.numpy(), out.logsumexp.numpy())
         f.flush()
         faults.reached("extract.batch")
         bar.update(len(rows))
@@ -192,23 +201,23 @@ LENS_TOLERANCE = 1e-3  # of the logits' spread
 def _verify_head(group, name: str) -> None:
     """Check condition ``name``'s stored norm and head against its own logits (once); mark the
     lens unavailable, with the error, when they do not reproduce them."""
-    if store.hidden.head_checked(group):
+    if store.readout.head_checked(group):
         return
     f = group.file
     try:
-        norms, head = store.hidden.read_norms(f, name), store.hidden.read_head(f, name)
+        norms, head = store.readout.read_norms(f, name), store.readout.read_head(f, name)
     except store.SchemaError as error:
-        store.hidden.mark_head_unavailable(group, str(error))
+        store.readout.mark_head_unavailable(group, str(error))
         return
     last = norms.weight.shape[0] - 1
     states, logits = store.hidden.read_layer(f, name, last), group["logits"][:]
     lens = lens_logits(states, norms.layer(last), norms.kind, head)
     error = float(np.abs(lens - logits).max() / max(np.abs(logits).max(), 1e-6))
     if error > LENS_TOLERANCE:
-        store.hidden.mark_head_unavailable(group, f"the final norm and head rows do not reproduce the model's logits "
+        store.readout.mark_head_unavailable(group, f"the final norm and head rows do not reproduce the model's logits "
                                             f"(relative error {error:.1e}): its head does more than that")
     else:
-        store.hidden.set_head_verified(group, error)
+        store.readout.set_head_verified(group, error)
 
 
 def _norms_or_reason(model):
@@ -308,15 +317,15 @@ def split_accuracy(pred: np.ndarray, examples: store.hidden.Examples, split: str
 
 
 
-def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: int, width: int, n_choices: int, *,
-                    overwrite: bool) -> h5py.Group:
+def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: int, width: int, n_choices: int,
+                    layers: list[int], *, overwrite: bool) -> h5py.Group:
     """The condition's group: resumed if it exists with the same settings, else (re)created."""
     if name in store.hidden.condition_names(f):
         group = store.hidden.get_condition(f, name)
         have = store.hidden.condition_attrs(group)
         have.setdefault("store_dtype", "float32")  # conditions written before the choice existed
         differing = [k for k in settings if k != "prefix_cache" and have.get(k) != settings[k]]
-        if not differing and group["hidden"].shape == (blocks + 1, rows, width):
+        if not differing and group["hidden"].shape == (len(layers), rows, width) and store.hidden.stored_layers(f, name) == layers:
             return group
         if not overwrite:
             key = differing[0] if differing else "shape"
@@ -326,4 +335,5 @@ def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: 
         store.hidden.delete_condition(f, name)
     # Provenance beside the settings: only the settings are compared when a run resumes.
     return store.hidden.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width, n_choices=n_choices,
-                                   attrs={**settings, **provenance.stamp()}, store_dtype=settings.get("store_dtype", "float32"))
+                                         attrs={**settings, **provenance.stamp()}, store_dtype=settings.get("store_dtype", "float32"),
+                                         layers=None if len(layers) == blocks + 1 else layers)

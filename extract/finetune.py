@@ -141,6 +141,7 @@ class _Run:
     train_rows: np.ndarray  # rows of the train split: the fine-tuning data
     base_logits: np.ndarray  # choice logits of 0shot: the base model's code
     letter_ids: list[int] | None  # the choices' tokens; None for a text-scored task
+    layers: str | None  # the layers 0shot keeps (landscape.layers; None: all): the fine-tune keeps the same
 
 
 def _read_run(hidden: Path) -> _Run:
@@ -152,11 +153,11 @@ def _read_run(hidden: Path) -> _Run:
         if ZERO_SHOT not in have or not store.hidden.get_condition(f, ZERO_SHOT).attrs["complete"]:
             raise ValueError(f"{hidden} has no complete {ZERO_SHOT} condition (the base model's code): extract SHOTS=0 first")
         base_logits, _, _ = store.hidden.read_outputs(f, ZERO_SHOT)
-        letter_ids = store.hidden.condition_attrs(store.hidden.get_condition(f, ZERO_SHOT)).get("letter_token_ids")
+        zero_shot = store.hidden.condition_attrs(store.hidden.get_condition(f, ZERO_SHOT))
     train_rows = np.flatnonzero(examples.splits == "train")
     if len(train_rows) == 0:
         raise ValueError(f"{hidden} has no train rows: extract with --train-per-subject > 0")
-    return _Run(hidden, header, examples, train_rows, base_logits, letter_ids)
+    return _Run(hidden, header, examples, train_rows, base_logits, zero_shot.get("letter_token_ids"), zero_shot.get("layers"))
 
 
 def _load_model(header: dict, config: FinetuneConfig, ranks: Ranks):
@@ -263,6 +264,7 @@ def _extract_states(run: _Run, config: FinetuneConfig, folder: Path, model, toke
         "dtype": str(dtype).removeprefix("torch."),
         "store_dtype": config.store_dtype,
         **scoring.settings(),
+        **({"layers": run.layers} if run.layers else {}),  # absent: every layer
     }
 
     def extract(name: str, adapter_dir: Path) -> float:

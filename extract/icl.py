@@ -26,6 +26,7 @@ from landscape import names, provenance, store, tasks
 from landscape.tasks import Item, Task
 from landscape.atomic import replace_atomically
 from landscape.devices import pick_device, pick_dtype
+from landscape.layers import check_spec
 
 REPRESENTATION = (
     "last prompt token (the end of the task's prompt, e.g. the ':' of 'Answer:'); layer 0 = input "
@@ -53,6 +54,7 @@ class ExtractConfig:
     device_map: str | None = None  # split the model over GPUs / cpu / disk (models.parse_device_map)
     dtype: str = "auto"
     store_dtype: str = "float32"  # how hidden.h5 keeps the states (store.encoding.STORE_DTYPES); read back as float32
+    layers: str | None = None  # which layers' states are kept (landscape.layers): None = all, "every:4", "last:8", "0,4,8"
     prefix_cache: bool = True
 
     def validate(self) -> None:
@@ -70,6 +72,7 @@ class ExtractConfig:
                 raise ValueError(f"{k} shots asked but the demo pool holds {self.demo_pool} per value of the first group")
         if self.store_dtype not in store.encoding.STORE_DTYPES:
             raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(store.encoding.STORE_DTYPES)})")
+        check_spec(self.layers)
         if not self.demos:
             raise ValueError("no demo sampling given")
         for sampling in self.demos:
@@ -169,6 +172,7 @@ def _icl_settings(config: ExtractConfig, k: int, sampling: str, task: Task, part
         "dtype": str(dtype).removeprefix("torch."),
         "store_dtype": config.store_dtype,
         **scoring.settings(),
+        **({"layers": check_spec(config.layers)} if check_spec(config.layers) else {}),  # absent: every layer
     }
     if sampling == "fixed":  # one demo list per value of the first group: readable in the attrs
         settings["demo_ids"] = {s: partition.demos[s][:k] for s in partition.values}

@@ -67,11 +67,12 @@ def conditions(run: str | Path) -> list[str]:
 
 
 def info(run: str | Path) -> dict:
-    """Root attrs plus, per condition, its attrs and layer count."""
+    """Root attrs plus, per condition, its attrs, the model's layer count and the layers it stores."""
     with open_run_file(run) as f:
         out = store.hidden.read_attrs(f)
         out["conditions"] = {
-            name: {**store.hidden.condition_attrs(store.hidden.get_condition(f, name)), "layers": store.hidden.n_layers(f, name)}
+            name: {**store.hidden.condition_attrs(store.hidden.get_condition(f, name)), "layers": store.hidden.n_layers(f, name),
+                   "layers_stored": store.hidden.stored_layers(f, name)}
             for name in store.hidden.condition_names(f)
         }
         return out

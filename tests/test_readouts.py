@@ -21,8 +21,8 @@ def assert_lens_is_the_models_logits(run) -> None:
     with h5py.File(run / "hidden.h5", "r") as f:
         for name in store.hidden.condition_names(f):
             group = store.hidden.get_condition(f, name)
-            assert store.hidden.head_checked(group) and "unavailable" not in group["head"].attrs, name
-            norms, head = store.hidden.read_norms(f, name), store.hidden.read_head(f, name)
+            assert store.readout.head_checked(group) and "unavailable" not in group["head"].attrs, name
+            norms, head = store.readout.read_norms(f, name), store.readout.read_head(f, name)
             last = norms.weight.shape[0] - 1
             lens = lens_logits(store.hidden.read_layer(f, name, last), norms.layer(last), norms.kind, head)
             logits = group["logits"][:]
@@ -39,11 +39,11 @@ def test_a_head_that_does_not_reproduce_the_logits_is_marked_unavailable(tiny_ru
     with h5py.File(run / "hidden.h5", "a") as f:
         group = store.hidden.get_condition(f, "0shot")
         del group["head"]
-        store.hidden.write_head(group, Unembedding(weight=np.ones((4, 32), np.float32)))  # not the model's rows
+        store.readout.write_head(group, Unembedding(weight=np.ones((4, 32), np.float32)))  # not the model's rows
         conditions._verify_head(group, "0shot")
         assert "do not reproduce" in group["head"].attrs["unavailable"]
         with pytest.raises(store.SchemaError, match="unavailable"):
-            store.hidden.read_head(f, "0shot")
+            store.readout.read_head(f, "0shot")
 
 
 def test_softcap_and_bias_enter_the_lens():

@@ -105,7 +105,7 @@ def test_extraction_stores_the_norms_and_the_analysis_reads_normed_states(tiny_r
     model, _ = tiny
     params = norm_parameters(model)
     with h5py.File(tiny_run / "hidden.h5", "r") as f:
-        stored = store.hidden.read_norms(f, "1shot")
+        stored = store.readout.read_norms(f, "1shot")
         assert stored.kind == "rms" and stored.weight.shape == (4, 32)
         np.testing.assert_array_equal(stored.weight, params.weight)
         residual = store.hidden.read_layer(f, "1shot", 2)

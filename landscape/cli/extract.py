@@ -9,6 +9,7 @@ from extract import ranks
 from extract.icl import ExtractConfig, run_extract
 from landscape import names
 from landscape.cli.arguments import DEFAULT_RUN, config_from, name_list, nonnegative_int, positive_int
+from landscape.layers import SPEC_FORMS, check_spec
 from landscape.store.encoding import STORE_DTYPES
 
 HELP = "k-shot prompts -> last-token hidden states of every layer (RUN/hidden.h5)"
@@ -30,6 +31,13 @@ def demo_samplings(text: str) -> tuple[str, ...]:
         if sampling not in names.SAMPLINGS:
             raise argparse.ArgumentTypeError(names.unknown("demo sampling", sampling, names.SAMPLINGS))
     return samplings
+
+
+def layer_spec(text: str) -> str | None:
+    try:
+        return check_spec(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_parser(sub) -> None:
@@ -59,6 +67,9 @@ def add_parser(sub) -> None:
     ex.add_argument("--store-dtype", choices=STORE_DTYPES, default=defaults.store_dtype,
                     help=f"how hidden.h5 keeps the states, on CPU and GPU alike (default: {defaults.store_dtype}; float16 "
                          "halves the file: docs/distributed.md); always read back as float32")
+    ex.add_argument("--layers", type=layer_spec, default=defaults.layers,
+                    help=f"whose states to keep: {SPEC_FORMS} (default: all; the last layer always; fine-tunes keep "
+                         "the layers of the run's 0-shot condition)")
     ex.add_argument("--no-prefix-cache", action="store_true", help="recompute the shared prefix for every question")
     ex.add_argument("--overwrite", action="store_true", help="replace a run made with other settings")
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")

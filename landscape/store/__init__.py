@@ -3,7 +3,8 @@
 - ``landscape.store.layout``: the run folder's names, the schema version, ``SchemaError``, and
   the encoding of attributes that every file shares;
 - ``landscape.store.hidden``: ``RUN/hidden.h5``, its examples, partition and conditions (states,
-  outputs, readout parameters); ``landscape.store.encoding``: how the states are kept (dtype);
+  outputs); ``landscape.store.readout``: its norm and head parameters; ``landscape.store.encoding``:
+  how the states are kept (dtype);
 - ``landscape.store.edl``: the EDL records inside ``RUN/hidden.h5``;
 - ``landscape.store.shards``: ``RUN/shards/``, one file per rank of a multi-process extraction;
 - ``landscape.store.analysis``: ``RUN/analysis.h5``, every result of ``landscape analyze``;
@@ -14,7 +15,7 @@ Callers name the file they touch: ``store.hidden.read_layer(f, "0shot", 5)``,
 (``python -m landscape.store``) and checked against them by tests/test_docs.py.
 """
 
-from landscape.store import analysis, edl, encoding, hidden, layout, maps, shards
+from landscape.store import analysis, edl, encoding, hidden, layout, maps, readout, shards
 from landscape.store.layout import (
     ANALYSIS_FILE,
     HIDDEN_FILE,
@@ -25,5 +26,5 @@ from landscape.store.layout import (
     SchemaError,
 )
 
-__all__ = ["analysis", "edl", "encoding", "hidden", "layout", "maps", "shards", "ANALYSIS_FILE", "HIDDEN_FILE",
+__all__ = ["analysis", "edl", "encoding", "hidden", "layout", "maps", "readout", "shards", "ANALYSIS_FILE", "HIDDEN_FILE",
            "MAPS_FILE", "REPORT_DIR", "SCHEMA_VERSION", "SHARDS_DIR", "SchemaError"]

@@ -18,7 +18,11 @@ here (and a bump of ``layout.SCHEMA_VERSION``)::
         hidden  (n_layers+1, N, d) float32, chunked (1, rows, d): one layer reads alone; stored
                                       as the condition's ``store_dtype`` asks (float16, or
                                       bfloat16 as its uint16 bits with attr encoding=bfloat16),
-                                      always read back as float32 (``read_layer``)
+                                      always read back as float32 (``read_layer``); with
+                                      ``--layers``, (S, N, d): the S layers of ``layers``
+        layers  (S,)   int32          only with ``--layers``: the model layer of each stored row
+                                      of ``hidden``, ascending, the last layer among them; attr
+                                      model_layers (n_layers+1)
         logits  (N, K) float32        score of each of the K choices: letter scoring, the logits
                                       of the letter tokens " A", " B", ...; text scoring, the
                                       summed log-probability (nats) of each choice's continuation
@@ -55,22 +59,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from landscape import faults
-from landscape.normed import STATES, NormParameters, apply_norm
-from landscape.readouts import Unembedding
+from landscape.normed import STATES, apply_norm
 from landscape.store.encoding import STORE_DTYPES, decode_states, encode_states, storage_dtype
 from landscape.store.layout import SCHEMA_VERSION, STR, SchemaError, decode_attr, decoded_attrs, encode_attr, set_attrs
 
 _EXAMPLES = "examples"
 _PARTITION = "partition"
 _CONDITIONS = "conditions"
-_NORM = "norm"
-_HEAD = "head"
+_LAYERS = "layers"
 # Rows per chunk of `hidden`: a chunk is one layer x about this many rows x d floats (~0.6 MB at d=576).
 _CHUNK_ROWS = 256
 
@@ -169,10 +171,15 @@ def condition_names(f: h5py.File) -> list[str]:
 
 def create_condition(
     f: h5py.File, name: str, *, n_layers: int, n_rows: int, width: int, n_choices: int, attrs: Mapping[str, Any],
-    store_dtype: str = "float32",
+    store_dtype: str = "float32", layers: Sequence[int] | None = None,
 ) -> h5py.Group:
     """Create ``/conditions/<name>`` with empty datasets; ``n_layers`` counts blocks (layer 0 is
-    extra); the states are stored as ``store_dtype`` (``STORE_DTYPES``)."""
+    extra); the states are stored as ``store_dtype`` (``STORE_DTYPES``), of every layer or of
+    ``layers`` alone (``landscape.layers``: ascending, the last one among them)."""
+    every = list(range(n_layers + 1))
+    layers = every if layers is None else [int(layer) for layer in layers]
+    if layers != sorted(set(layers)) or not set(layers) <= set(every) or layers[-1] != n_layers:
+        raise SchemaError(f"stored layers must ascend within 0..{n_layers} and end with it, got {layers}")
     if store_dtype not in STORE_DTYPES:
         raise SchemaError(f"unknown store dtype {store_dtype!r}; known: {', '.join(STORE_DTYPES)}")
     group = f.require_group(_CONDITIONS).create_group(name)
@@ -180,8 +187,10 @@ def create_condition(
     group.attrs["complete"] = False
     group.attrs["instance"] = uuid.uuid4().hex  # tells this creation's shards from a replaced one's
     hidden = group.create_dataset(  # HDF5 has no bfloat16: its bits are kept as uint16
-        "hidden", shape=(n_layers + 1, n_rows, width), dtype=storage_dtype(store_dtype), chunks=(1, chunk_rows(n_rows), width))
+        "hidden", shape=(len(layers), n_rows, width), dtype=storage_dtype(store_dtype), chunks=(1, chunk_rows(n_rows), width))
     hidden.attrs["encoding"] = store_dtype
+    if layers != every:  # a subset: which layer each stored row of states is (every layer: no dataset)
+        group.create_dataset(_LAYERS, data=np.asarray(layers, dtype=np.int32)).attrs["model_layers"] = n_layers + 1
     group.create_dataset("logits", shape=(n_rows, n_choices), dtype=np.float32)
     group.create_dataset("logsumexp", shape=(n_rows,), dtype=np.float32)
     group.create_dataset("pred", shape=(n_rows,), dtype=np.int8)
@@ -271,83 +280,6 @@ def read_demo_ids(f: h5py.File, condition: str) -> np.ndarray | None:
     return group["demo_ids"][:] if "demo_ids" in group else None
 
 
-def write_norms(group: h5py.Group, params: "NormParameters | str") -> None:
-    """Record the norm that reads each layer of a condition (once), or why there is none."""
-    node = _new_readout_node(group, _NORM, params)
-    if node is not None:
-        node.attrs["kind"] = params.kind
-        node.create_dataset("weight", data=params.weight.astype(np.float32))
-        node.create_dataset("eps", data=params.eps.astype(np.float64))
-        if params.bias is not None:
-            node.create_dataset("bias", data=params.bias.astype(np.float32))
-
-
-def write_head(group: h5py.Group, head: "Unembedding | str") -> None:
-    """Record (once) the choice tokens' unembedding rows of a condition's model, or why the
-    logit lens is unavailable for it; ``mark_head_unavailable`` replaces them with a reason."""
-    node = _new_readout_node(group, _HEAD, head)
-    if node is not None:
-        node.create_dataset("weight", data=head.weight.astype(np.float32))
-        if head.bias is not None:
-            node.create_dataset("bias", data=head.bias.astype(np.float32))
-        if head.softcap is not None:
-            node.attrs["softcap"] = float(head.softcap)
-
-
-def _new_readout_node(group: h5py.Group, name: str, value) -> h5py.Group | None:
-    """The empty group to fill with ``value``'s arrays; None when it exists already (written
-    once) or when ``value`` is the reason it cannot be (recorded as attr ``unavailable``)."""
-    if name in group:
-        return None
-    node = group.create_group(name)
-    if isinstance(value, str):
-        node.attrs["unavailable"] = value
-        return None
-    return node
-
-
-def mark_head_unavailable(group: h5py.Group, reason: str) -> None:
-    if _HEAD in group:
-        del group[_HEAD]
-    _new_readout_node(group, _HEAD, reason)
-
-
-def head_checked(group: h5py.Group) -> bool:
-    """Whether the stored head was checked against the model's own logits (``icl``), or is unavailable."""
-    return _HEAD in group and (bool(group[_HEAD].attrs.get("verified", False)) or "unavailable" in group[_HEAD].attrs)
-
-
-def set_head_verified(group: h5py.Group, max_error: float) -> None:
-    group[_HEAD].attrs["verified"] = True
-    group[_HEAD].attrs["max_error"] = float(max_error)
-
-
-def read_head(f: h5py.File, condition: str) -> Unembedding:
-    """The choice tokens' head of a condition (``landscape.readouts``); SchemaError says why there is none."""
-    node = _readout_node(f, condition, _HEAD, "the logit lens is")
-    return Unembedding(weight=node["weight"][:], bias=node["bias"][:] if "bias" in node else None,
-                       softcap=float(node.attrs["softcap"]) if "softcap" in node.attrs else None)
-
-
-def read_norms(f: h5py.File, condition: str) -> NormParameters:
-    """The norm parameters of a condition (``landscape.normed``); SchemaError says why there are none."""
-    node = _readout_node(f, condition, _NORM, "normed states are")
-    return NormParameters(kind=decode_attr(node.attrs["kind"]), weight=node["weight"][:], eps=node["eps"][:],
-                          bias=node["bias"][:] if "bias" in node else None)
-
-
-def _readout_node(f: h5py.File, condition: str, name: str, what: str) -> h5py.Group:
-    """A condition's ``norm`` or ``head`` group, or a SchemaError saying why it cannot be used."""
-    group = get_condition(f, condition)
-    if name not in group:
-        raise SchemaError(f"condition {condition!r} of {f.filename} has no {name} parameters (extracted before they were "
-                          "stored): run its `landscape extract` / `landscape finetune` again to add them")
-    node = group[name]
-    if "unavailable" in node.attrs:
-        raise SchemaError(f"{what} unavailable for {condition!r}: {decode_attr(node.attrs['unavailable'])}")
-    return node
-
-
 def rows_done(group: h5py.Group) -> np.ndarray:
     """(N,) bool: which rows hold data."""
     return group["done"][:]
@@ -363,23 +295,38 @@ def finish_condition(group: h5py.Group, attrs: Mapping[str, Any]) -> None:
 
 
 def n_layers(f: h5py.File, condition: str) -> int:
-    """Number of stored layers (blocks + 1 for the embeddings)."""
-    return int(get_condition(f, condition)["hidden"].shape[0])
+    """Number of the model's layers (blocks + 1 for the embeddings), stored or not."""
+    group = get_condition(f, condition)
+    return int(group[_LAYERS].attrs["model_layers"]) if _LAYERS in group else int(group["hidden"].shape[0])
+
+
+def stored_layers(f: h5py.File, condition: str) -> list[int]:
+    """The layers whose states a condition holds, ascending (all of them unless extracted with ``--layers``)."""
+    group = get_condition(f, condition)
+    return group[_LAYERS][:].tolist() if _LAYERS in group else list(range(group["hidden"].shape[0]))
 
 
 def read_layer(f: h5py.File, condition: str, layer: int, states: str = "residual") -> np.ndarray:
-    """(N, d) float32 states of one layer (0 = embeddings) of one condition: the stored residual
-    stream, or (``states="normed"``) it after the norm that reads it (``landscape.normed``)."""
+    """(N, d) float32 states of one layer (0 = embeddings; negative: from the last) of one
+    condition: the stored residual stream, or (``states="normed"``) it after the norm that reads
+    it (``landscape.normed``)."""
     if states not in STATES:
         raise SchemaError(f"unknown states {states!r}; known: {', '.join(STATES)}")
+    total, stored = n_layers(f, condition), stored_layers(f, condition)
+    if not -total <= layer < total:
+        raise SchemaError(f"layer {layer} out of range: {condition!r} has layers 0..{total - 1}")
+    layer %= total
+    if layer not in stored:
+        raise SchemaError(f"layer {layer} of {condition!r} is not stored (it keeps layers {', '.join(map(str, stored))}: "
+                          "extracted with --layers)")
     hidden = get_condition(f, condition)["hidden"]
-    if not -hidden.shape[0] <= layer < hidden.shape[0]:
-        raise SchemaError(f"layer {layer} out of range: {condition!r} has layers 0..{hidden.shape[0] - 1}")
-    residual = decode_states(hidden[layer], _encoding(hidden))
+    residual = decode_states(hidden[stored.index(layer)], _encoding(hidden))
     if states == "residual":
         return residual
+    from landscape.store.readout import read_norms  # it reads conditions through this module
+
     norms = read_norms(f, condition)
-    return apply_norm(residual, *norms.layer(layer % hidden.shape[0]), norms.kind)
+    return apply_norm(residual, *norms.layer(layer), norms.kind)
 
 
 def store_dtype(f: h5py.File, condition: str) -> str:

@@ -3,7 +3,7 @@
     RUN/shards/<condition>/rank-<r>.h5   attrs: condition, instance (the condition's, landscape.store.hidden)
         rows (n,) int64   rows of /examples written by rank r, in the order it computed them;
                           grown last, so n counts only whole rows
-        hidden (n_layers+1, n, d) float32, logits (n, K), logsumexp (n,)   as in a condition
+        hidden (S, n, d) float32, logits (n, K), logsumexp (n,)   as in a condition (S: its stored layers)
 
 Each rank of ``accelerate launch`` appends to its own shard (HDF5 has no safe concurrent
 writers); the main rank then merges the shards into the condition and deletes them, so
@@ -27,12 +27,13 @@ def shard_path(run_dir: Path, condition: str, rank: int) -> Path:
     return Path(run_dir) / SHARDS_DIR / condition / f"rank-{rank}.h5"
 
 
-def create_shard(f: h5py.File, condition: str, instance: str, *, n_layers: int, width: int, n_choices: int) -> None:
-    """Lay out an empty shard: datasets that grow along the rows axis."""
+def create_shard(f: h5py.File, condition: str, instance: str, *, n_states: int, width: int, n_choices: int) -> None:
+    """Lay out an empty shard: datasets that grow along the rows axis; ``n_states`` layers a row
+    (those its condition stores)."""
     f.attrs["condition"] = condition
     f.attrs["instance"] = instance
     chunk_rows = 64
-    f.create_dataset("hidden", shape=(n_layers + 1, 0, width), maxshape=(n_layers + 1, None, width),
+    f.create_dataset("hidden", shape=(n_states, 0, width), maxshape=(n_states, None, width),
                      dtype=np.float32, chunks=(1, chunk_rows, width))
     f.create_dataset("logits", shape=(0, n_choices), maxshape=(None, n_choices), dtype=np.float32)
     f.create_dataset("logsumexp", shape=(0,), maxshape=(None,), dtype=np.float32)
