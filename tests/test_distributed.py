@@ -96,6 +96,20 @@ def test_two_ranks_extract_and_finetune_as_one_process(one_process, tmp_path, ti
         assert_close_groups(a["conditions"]["sft"], b["conditions"]["sft"], atol=1e-5)
 
 
+def test_two_ranks_keep_the_layers_asked_for(one_process, tmp_path, tiny_model_dir, tiny_mmlu):
+    """``--layers`` under ``accelerate launch``: the ranks' shards hold only those layers, merged
+    into the states one process stores at them."""
+    run = tmp_path / "layers"
+    done = launch(2, *extract_args(run, tiny_model_dir, tiny_mmlu), "--layers", "every:2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with h5py.File(one_process / "hidden.h5", "r") as a, h5py.File(run / "hidden.h5", "r") as b:
+        assert store.hidden.condition_names(b) == ["0shot", "1shot"]
+        for name in store.hidden.condition_names(b):
+            assert store.hidden.stored_layers(b, name) == [0, 2, 3]
+            for layer in (0, 2, 3):
+                np.testing.assert_array_equal(store.hidden.read_layer(a, name, layer), store.hidden.read_layer(b, name, layer))
+
+
 def test_killed_ranks_leave_shards_that_one_process_merges(one_process, tmp_path, tiny_model_dir, tiny_mmlu):
     run = tmp_path / "killed"
     killed = launch(2, *extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled", fault="extract.batch:2")
