@@ -156,8 +156,10 @@ def describe_status(info_: dict, status_: dict) -> str:
         if s.get("shards"):
             state += f" (+ rows in {s['shards']} rank shards, merged on resume)"
         accuracy = f"accuracy {attrs['accuracy']:.4f}" if "accuracy" in attrs else ""
+        stored = attrs.get("layers_stored", [])
+        layers = f"{s['layers']} layers" if len(stored) in (0, s["layers"]) else f"{len(stored)} of {s['layers']} layers ({','.join(map(str, stored))})"
         lines.append(f"  {name:<22} {attrs.get('kind', '')} {attrs.get('shots', '')}-shot {attrs.get('demo_sampling', '')}"
-                     f"  {s['rows']} rows x {s['layers']} layers  {state}  {accuracy}"
+                     f"  {s['rows']} rows x {layers}  {state}  {accuracy}"
                      + (f"  [{attrs['created_at']} `{attrs['command']}`]" if "command" in attrs else ""))
     lines.append("finetune:" + ("" if status_["finetune"] else " not run (landscape finetune RUN)"))
     for name, attrs in status_["finetune"].items():

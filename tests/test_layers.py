@@ -45,6 +45,7 @@ def test_a_subset_stores_those_layers_as_the_full_run_does(runs):
             with pytest.raises(store.SchemaError, match="layer 1 of .* is not stored"):
                 store.hidden.read_layer(b, name, 1)
     assert reader.info(part)["conditions"]["0shot"]["layers_stored"] == [0, 2, 3]
+    assert "3 of 4 layers (0,2,3)" in reader.describe_status(reader.info(part), reader.status(part))
     assert reader.load_layer(part, "sft", -2).layer == 2
 
 
