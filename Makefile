@@ -133,6 +133,7 @@ bench: setup
 	$(BIN)/python bench/bench_finetune.py
 	$(BIN)/python bench/bench_storage.py --run $(RUN)
 	$(BIN)/python bench/bench_parallel.py
+	$(BIN)/python bench/bench_scale.py
 
 clean-venv:
 	rm -rf $(VENV)
