@@ -47,9 +47,9 @@ class Sweep:
     hidden: Path
     config: AnalysisConfig  # probe_fit resolved
     conditions: list[str]  # the analysed ones
-    complete: list[str]  # every complete condition (the similarity compares them all)
-    stored: dict[str, list[int]]  # of every complete condition: the layers it holds (all, unless extracted with --layers)
-    layers_of: dict[str, list[int]]  # of every complete condition: the stored layers asked for (all stored by default)
+    stored: dict[str, list[int]]  # every complete condition (the similarity compares them all) -> the layers it
+    #                               holds (all, unless extracted with --layers)
+    layers_of: dict[str, list[int]]  # each analysed condition -> the stored layers asked for (all stored by default)
     instances: dict[str, str]  # of the analysed ones: which extraction of each is analysed
     examples: store.hidden.Examples
     edl_names: list[str]
@@ -112,8 +112,7 @@ def _plan(run_dir: Path, config: AnalysisConfig, conditions: list[str] | None, l
             if name not in complete:
                 raise ValueError(f"condition {name} of {hidden} is incomplete: finish its extraction first")
         stored = {name: store.hidden.stored_layers(f, name) for name in complete}  # the analysed conditions are among them
-        layers_of = {name: _layers_asked(layers, store.hidden.n_layers(f, name), stored[name], name, name in conditions)
-                     for name in complete}
+        layers_of = {name: _layers_asked(layers, store.hidden.n_layers(f, name), stored[name], name) for name in conditions}
         instances = {name: store.hidden.condition_instance(store.hidden.get_condition(f, name)) for name in conditions}
         examples = store.hidden.read_examples(f)
         edl_names = store.edl.edl_names(f)
@@ -131,24 +130,21 @@ def _plan(run_dir: Path, config: AnalysisConfig, conditions: list[str] | None, l
     n_eval = int((examples.splits == "eval").sum())
     if "eval" in splits and n_eval < config.maxk + 1:
         raise ValueError(f"{n_eval} eval examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk")
-    return Sweep(hidden, config, list(conditions), complete, stored, layers_of, instances, examples, edl_names, list(splits))
+    return Sweep(hidden, config, list(conditions), stored, layers_of, instances, examples, edl_names, list(splits))
 
 
-def _layers_asked(layers: list[int] | None, total: int, stored: list[int], name: str, analysed: bool) -> list[int]:
+def _layers_asked(layers: list[int] | None, total: int, stored: list[int], name: str) -> list[int]:
     """The layers of a condition to analyse: every stored one, or those of ``layers`` (negative:
-    from the end), each checked against what is stored for a condition that is analysed."""
+    from the end), each of which must be stored."""
     if layers is None:
         return stored
-    chosen = []
     for layer in layers:
-        if analysed and not -total <= layer < total:
+        if not -total <= layer < total:
             raise ValueError(f"layer {layer} out of range: {name} has layers 0..{total - 1}")
-        if analysed and layer % total not in stored:
+        if layer % total not in stored:
             raise ValueError(f"layer {layer % total} of {name} is not stored (it keeps {', '.join(map(str, stored))}: "
                              "extracted with --layers)")
-        if -total <= layer < total and layer % total in stored:
-            chosen.append(layer % total)
-    return sorted(set(chosen))
+    return sorted({layer % total for layer in layers})
 
 
 def _layers_to_do(sweep: Sweep) -> list[tuple[str, str, int]]:
@@ -183,7 +179,7 @@ def _compare_conditions(f: h5py.File, workers: Workers, sweep: Sweep, source: st
     for path, pair in workers.map(_pair_tasks(f, source, sweep.splits, sweep.conditions, sweep.layers_of, config)):
         store.analysis.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
     if config.similarity and "eval" in sweep.splits:
-        for path, found in workers.map(similarity_tasks(f, source, "eval", sweep.complete, sweep.stored, states=config.states,
+        for path, found in workers.map(similarity_tasks(f, source, "eval", list(sweep.stored), sweep.stored, states=config.states,
                                                         k=config.similarity_k, device=config.device), gpu=True):
             if found is not None:
                 store.analysis.write_similarity(f, path, *found)

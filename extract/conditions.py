@@ -336,4 +336,4 @@ def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: 
     # Provenance beside the settings: only the settings are compared when a run resumes.
     return store.hidden.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width, n_choices=n_choices,
                                          attrs={**settings, **provenance.stamp()}, store_dtype=settings.get("store_dtype", "float32"),
-                                         layers=None if len(layers) == blocks + 1 else layers)
+                                         layers=layers)

@@ -163,6 +163,7 @@ def _conditions(config: ExtractConfig) -> list[tuple[int, str]]:
 def _icl_settings(config: ExtractConfig, k: int, sampling: str, task: Task, partition: data.Partition, dtype,
                   scoring: forward.Scoring) -> dict:
     """The settings recorded with a k-shot condition (a resumed condition must match them)."""
+    layers = check_spec(config.layers)  # None: every layer, and no key (files as before --layers existed)
     settings = {
         "kind": "icl",
         "shots": k,
@@ -172,7 +173,7 @@ def _icl_settings(config: ExtractConfig, k: int, sampling: str, task: Task, part
         "dtype": str(dtype).removeprefix("torch."),
         "store_dtype": config.store_dtype,
         **scoring.settings(),
-        **({"layers": check_spec(config.layers)} if check_spec(config.layers) else {}),  # absent: every layer
+        **({"layers": layers} if layers else {}),
     }
     if sampling == "fixed":  # one demo list per value of the first group: readable in the attrs
         settings["demo_ids"] = {s: partition.demos[s][:k] for s in partition.values}

@@ -296,14 +296,19 @@ def finish_condition(group: h5py.Group, attrs: Mapping[str, Any]) -> None:
 
 def n_layers(f: h5py.File, condition: str) -> int:
     """Number of the model's layers (blocks + 1 for the embeddings), stored or not."""
-    group = get_condition(f, condition)
-    return int(group[_LAYERS].attrs["model_layers"]) if _LAYERS in group else int(group["hidden"].shape[0])
+    return _layer_index(get_condition(f, condition))[0]
 
 
 def stored_layers(f: h5py.File, condition: str) -> list[int]:
     """The layers whose states a condition holds, ascending (all of them unless extracted with ``--layers``)."""
-    group = get_condition(f, condition)
-    return group[_LAYERS][:].tolist() if _LAYERS in group else list(range(group["hidden"].shape[0]))
+    return _layer_index(get_condition(f, condition))[1]
+
+
+def _layer_index(group: h5py.Group) -> tuple[int, list[int]]:
+    """(the model's layer count, the stored layers) of a condition's group."""
+    if _LAYERS in group:
+        return int(group[_LAYERS].attrs["model_layers"]), group[_LAYERS][:].tolist()
+    return int(group["hidden"].shape[0]), list(range(group["hidden"].shape[0]))
 
 
 def read_layer(f: h5py.File, condition: str, layer: int, states: str = "residual") -> np.ndarray:
@@ -312,14 +317,15 @@ def read_layer(f: h5py.File, condition: str, layer: int, states: str = "residual
     it (``landscape.normed``)."""
     if states not in STATES:
         raise SchemaError(f"unknown states {states!r}; known: {', '.join(STATES)}")
-    total, stored = n_layers(f, condition), stored_layers(f, condition)
+    group = get_condition(f, condition)
+    total, stored = _layer_index(group)
     if not -total <= layer < total:
         raise SchemaError(f"layer {layer} out of range: {condition!r} has layers 0..{total - 1}")
     layer %= total
     if layer not in stored:
         raise SchemaError(f"layer {layer} of {condition!r} is not stored (it keeps layers {', '.join(map(str, stored))}: "
                           "extracted with --layers)")
-    hidden = get_condition(f, condition)["hidden"]
+    hidden = group["hidden"]
     residual = decode_states(hidden[stored.index(layer)], _encoding(hidden))
     if states == "residual":
         return residual
