@@ -37,9 +37,20 @@ def dadapy_from_coordinates(X, maxk):
     return data
 
 
-def test_knn_equals_sklearn_exact_neighbours(monkeypatch):
-    X = np.random.default_rng(1).normal(size=(400, 20)) * 30 + 100  # large norms: GEMM cancellation
+@pytest.fixture(params=["reservoirs", "torch top-k"])
+def small_blocks(request, monkeypatch):
+    """Both selections (the CPU's reservoirs, the GPU's running top-k's run here on the CPU), on
+    blocks small enough that 400 points span many of them."""
+    monkeypatch.setattr(knn, "_CPU_BLOCK_ROWS", 64)
+    monkeypatch.setattr(knn, "_CPU_BLOCK_BYTES", 4 * 64 * 150)  # 64 rows x 150 columns
     monkeypatch.setattr(knn, "_BLOCK_BYTES", 4 * 100 * 100)  # tiles of 100 x 100: 10 of them
+    if request.param == "torch top-k":
+        monkeypatch.setattr(knn, "_symmetric_tiled_topk", knn._torch_tiled_topk)
+    return request.param
+
+
+def test_knn_equals_sklearn_exact_neighbours(small_blocks):
+    X = np.random.default_rng(1).normal(size=(400, 20)) * 30 + 100  # large norms: GEMM cancellation
     g = knn_graph(X, maxk=25, exact=True)
     dist, ind = NearestNeighbors(n_neighbors=26).fit(X).kneighbors(X)
     np.testing.assert_array_equal(g.indices, ind)
@@ -50,6 +61,19 @@ def test_knn_equals_sklearn_exact_neighbours(monkeypatch):
     fast = knn_graph(X, maxk=25)
     np.testing.assert_allclose(fast.distances, exact, rtol=1e-4)
     assert (fast.indices != ind).mean() < 0.01
+
+
+def test_knn_on_clustered_data_in_any_row_order(small_blocks):
+    """The CPU path visits points along their first principal axis: the graph must not depend on
+    the rows' order (a permutation of the rows permutes the graph), nor on k against the blocks."""
+    X, _ = mixture(n_per=100, centers=5, dim=30)
+    order = np.random.default_rng(4).permutation(len(X))
+    for maxk in (5, 150):  # fewer and more neighbours than a block has rows
+        g, shuffled = knn_graph(X, maxk=maxk, exact=True), knn_graph(X[order], maxk=maxk, exact=True)
+        _, ind = NearestNeighbors(n_neighbors=maxk + 1).fit(X).kneighbors(X)
+        assert (g.indices != ind).mean() < 1e-3  # exact up to ties at float precision
+        np.testing.assert_allclose(shuffled.distances, g.distances[order], rtol=1e-6)
+        assert (order[shuffled.indices] != g.indices[order]).mean() < 1e-3
 
 
 def test_near_duplicates_are_recomputed_exactly():
@@ -71,6 +95,18 @@ def test_knn_removes_duplicates_and_maps_back():
     np.testing.assert_array_equal(g.inverse[60:], [3, 3, 10])
     np.testing.assert_array_equal(X[g.keep[g.inverse]], X)
     assert (g.distances[:, 1:] > 0).all()
+
+
+def test_distinct_rows_by_value_and_on_a_hash_collision(monkeypatch):
+    X = np.array([[0.0, 1.0], [-0.0, 1.0], [1.0, 2.0], [0.0, 1.0], [1.0, 2.5]])
+    keep, inverse = knn.distinct_rows(X)  # -0.0 == 0.0: rows 0, 1 and 3 are one point
+    assert keep.tolist() == [0, 2, 4] and inverse.tolist() == [0, 0, 1, 0, 2]
+    monkeypatch.setattr(knn, "_row_hashes", lambda X: np.zeros(len(X), dtype=np.uint64))  # every row collides
+    assert [a.tolist() for a in knn.distinct_rows(X)] == [[0, 2, 4], [0, 0, 1, 0, 2]]
+    Y = np.random.default_rng(0).integers(0, 3, size=(3000, 3)).astype(np.float32)  # 27 distinct rows
+    keep, inverse = knn.distinct_rows(Y)
+    assert len(keep) == len(np.unique(Y, axis=0)) == 27 and keep.tolist() == sorted(keep.tolist())
+    np.testing.assert_array_equal(Y[keep[inverse]], Y)
 
 
 def test_knn_refuses_bad_data():
