@@ -33,6 +33,7 @@ import torch
 # Distances compared at once (one vectorised test before any is looked at alone); when offered
 # to columns, also the columns a thread owns: disjoint sets let threads append without locks.
 _CHUNK = 64
+_SLOTS_PER_K = 2
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class Reservoirs:
 
     @classmethod
     def empty(cls, n: int, k: int) -> "Reservoirs":
-        return cls(np.empty((n, 2 * k), dtype=np.float32), np.empty((n, 2 * k), dtype=np.int64),
+        slots = _SLOTS_PER_K * k
+        return cls(np.empty((n, slots), dtype=np.float32), np.empty((n, slots), dtype=np.int64),
                    np.zeros(n, dtype=np.int64), np.full(n, np.inf, dtype=np.float32), k)
 
     def offer_rows(self, d2: np.ndarray, first: int, offset: int, row_terms: np.ndarray | None = None) -> None:
