@@ -134,6 +134,7 @@ bench: setup
 	$(BIN)/python bench/bench_storage.py --run $(RUN)
 	$(BIN)/python bench/bench_parallel.py
 	$(BIN)/python bench/bench_scale.py
+	$(BIN)/python bench/bench_gpu.py
 
 clean-venv:
 	rm -rf $(VENV)

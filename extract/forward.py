@@ -84,8 +84,11 @@ def pad_right(sequences: Sequence[Sequence[int]], device) -> tuple[torch.Tensor,
 def _last_logits(out, last: torch.Tensor) -> torch.Tensor:
     """(B, V) float32 logits at each row's last real token, from an output made with logits_to_keep."""
     logits = out.logits.float()
-    if logits.shape[1] != 1:  # a model without per-row logits_to_keep returned every position
-        logits = logits[torch.arange(len(last), device=last.device), last][:, None]
+    rows = torch.arange(len(last), device=logits.device)
+    if logits.ndim == 4:  # transformers < 5.23 indexes with the (B, 1) positions as a whole: (B, B, 1, V)
+        return logits[rows, rows, 0]
+    if logits.shape[1] != 1:  # a model without logits_to_keep returned every position
+        return logits[rows, last.to(logits.device)]
     return logits[:, 0]
 
 

@@ -16,6 +16,9 @@ Example (a tiny random Llama, see tests/conftest.py)::
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -39,16 +42,44 @@ def norm_parameters(model: nn.Module) -> NormParameters:
     the modules themselves."""
     blocks = forward.decoder_layers(model)
     modules = [_block_norm(block, index) for index, block in enumerate(blocks)] + [_final_norm(model, blocks)]
-    kinds = {_kind_of(module) for module in modules}
+    norms = [_read_norm(module) for module in modules]  # (kind, weight, bias, eps) each
+    kinds = {kind for kind, *_ in norms}
     if len(kinds) != 1:
         raise ReadoutError(f"the model mixes norm kinds {sorted(kinds)}")
     kind = kinds.pop()
+    if kind == "layer" and any(bias is None for _, _, bias, _ in norms):
+        raise ReadoutError("a LayerNorm without a bias is not supported")
     return NormParameters(
         kind=kind,
-        weight=np.stack([_array(m.weight) for m in modules]),
-        eps=np.array([_eps(m) for m in modules], dtype=np.float64),
-        bias=np.stack([_array(m.bias) for m in modules]) if kind == "layer" else None,
+        weight=np.stack([weight for _, weight, _, _ in norms]),
+        eps=np.array([eps for *_, eps in norms], dtype=np.float64),
+        bias=np.stack([bias for _, _, bias, _ in norms]) if kind == "layer" else None,
     )
+
+
+def _read_norm(module: nn.Module) -> tuple[str, np.ndarray, np.ndarray | None, float]:
+    """(kind, weight, bias or None, eps) of one norm module, its weights read where they are."""
+    with _weights_readable(module):
+        weight = _array(module.weight)
+        bias = None if getattr(module, "bias", None) is None else _array(module.bias)
+        return _kind_of(module), weight, bias, _eps(module)
+
+
+@contextmanager
+def _weights_readable(module: nn.Module) -> Iterator[None]:
+    """A module's own parameters on the CPU for the duration: under a device map, accelerate
+    leaves offloaded ones (to disk; to the CPU when a GPU runs them) on the meta device and brings
+    them in only for its forward."""
+    try:
+        from accelerate.utils import align_module_device, has_offloaded_params
+    except ImportError:  # no accelerate: no device map either
+        yield
+        return
+    if has_offloaded_params(module):
+        with align_module_device(module, execution_device=torch.device("cpu")):
+            yield
+    else:
+        yield
 
 
 def _block_norm(block: nn.Module, index: int) -> nn.Module:
@@ -83,7 +114,8 @@ def _array(parameter: torch.Tensor | None) -> np.ndarray:
 
 
 def _kind_of(module: nn.Module) -> str:
-    """The kind whose formula reproduces ``module`` on random input (float64 reference)."""
+    """The kind whose formula reproduces ``module`` on random input (float64 reference); its
+    weights must be readable (``_weights_readable``)."""
     weight = getattr(module, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.ndim != 1:
         raise ReadoutError(f"{type(module).__name__} has no per-feature weight")
@@ -112,12 +144,13 @@ def choice_head(model: nn.Module, token_ids: list[int]) -> Unembedding:
     head = model.get_output_embeddings()
     if head is None or not isinstance(getattr(head, "weight", None), torch.Tensor):
         raise ReadoutError(f"{type(model).__name__} has no output embedding to read")
-    rows = torch.tensor(token_ids, device=head.weight.device)
-    bias = getattr(head, "bias", None)
     config = forward.text_config(model)
     softcap = getattr(config, "final_logit_softcapping", None)
-    return Unembedding(
-        weight=head.weight.detach()[rows].float().cpu().numpy(),
-        bias=None if bias is None else bias.detach()[rows].float().cpu().numpy(),
-        softcap=float(softcap) if softcap else None,
-    )
+    with _weights_readable(head):
+        rows = torch.tensor(token_ids, device=head.weight.device)
+        bias = getattr(head, "bias", None)
+        return Unembedding(
+            weight=head.weight.detach()[rows].float().cpu().numpy(),
+            bias=None if bias is None else bias.detach()[rows].float().cpu().numpy(),
+            softcap=float(softcap) if softcap else None,
+        )

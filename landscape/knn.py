@@ -1,11 +1,13 @@
 """The k-nearest-neighbour graph of one layer, computed once and reused by every analysis.
 
 DADApy computes its own neighbours with scikit-learn, in float64, and that dominates its cost
-(N^2 d). Here the graph comes from tiled float32 GEMMs in torch (on the GPU when present) on
-centred data, computing only the tiles on and above the diagonal of the symmetric distance
-matrix (half the flops) and folding each into a running top-k of its rows and its columns.
-Rows whose neighbours are too close for float32's error bound are recomputed from coordinate
-differences (``exact=True`` does it for every row). Memory is O(N k) plus one tile, never N x N.
+(N^2 d). Here the graph comes from blocked float32 GEMMs in torch on centred data. On the CPU
+only the blocks on and above the diagonal of the symmetric distance matrix are computed (half
+the flops), each streamed through per-point reservoirs (``landscape.selection``) for its rows
+and its columns; on a GPU, where the GEMM is cheap and the selection is not, blocks of whole rows
+get one top-k each. Rows whose neighbours are too close for float32's error bound are recomputed
+from coordinate differences (``exact=True`` does it for every row). Memory is O(N k) plus one
+block, never N x N.
 
 Exact duplicate rows are removed first (DADApy's ID and density estimators break on zero
 distances); ``inverse`` maps every original row to its representative, and how many were
@@ -28,16 +30,15 @@ import numpy as np
 import torch
 
 from landscape.devices import pick_device
-from landscape.selection import Reservoirs
+from landscape.selection import Reservoirs, numba_threads
 
 # On the CPU, one product of the distance matrix is _CPU_BLOCK_ROWS points against up to
 # _CPU_BLOCK_BYTES of float32 columns: few rows waste little GEMM on the lower triangle of each
 # block's own square, wide products keep the GEMM efficient.
 _CPU_BLOCK_ROWS = 512
 _CPU_BLOCK_BYTES = 1 << 22
-# Elsewhere (GPU), tiles of float32 squared distances (tile x tile: 1024 x 1024), each folded into
-# running top-k's: small enough that the symmetric half saves GEMM work, large enough for the GEMM.
-_BLOCK_BYTES = 1 << 22
+# Elsewhere (GPU), blocks of rows x all N float32 squared distances of at most this many bytes.
+_BLOCK_BYTES = 1 << 30
 # Candidates kept per row beyond maxk with exact=True, re-ranked by distances from differences.
 _EXTRA_CANDIDATES = 8
 
@@ -110,7 +111,8 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     words = X.view(np.dtype(f"u{X.dtype.itemsize}"))
     negative_zero = 1 << (8 * X.dtype.itemsize - 1) if X.dtype.kind == "f" else 0  # only the sign bit set
     hashes = np.empty(len(X), dtype=np.uint64)
-    _fnv_rows(words, np.uint64(negative_zero), hashes)
+    with numba_threads():
+        _fnv_rows(words, np.uint64(negative_zero), hashes)
     return hashes
 
 
@@ -185,10 +187,10 @@ def _symmetric_tiled_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tens
     The distance matrix is symmetric: each block of rows is multiplied only with the points from
     its own first row on (half the N^2 d GEMM), and every product updates the neighbours of its
     rows and (above the diagonal) of its columns. On the CPU the products feed per-point
-    reservoirs (``landscape.selection``), elsewhere running top-k's in torch.
+    reservoirs (``landscape.selection``); elsewhere see ``_rows_topk``.
     """
     if points.device.type != "cpu":
-        return _torch_tiled_topk(points, n_cand)
+        return _rows_topk(points, n_cand)
     order = _locality_order(points)
     sq_dist, cand = _reservoir_topk(points[order], n_cand)
     unsorted = torch.empty_like(order)
@@ -241,39 +243,28 @@ def _reservoir_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, to
     return torch.from_numpy(np.ascontiguousarray(distances)).clamp_min_(0), torch.from_numpy(np.ascontiguousarray(neighbours))
 
 
-def _torch_tiled_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, n_cand) smallest squared distances to other points and their indices, unsorted.
+def _rows_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_symmetric_tiled_topk`` off the CPU: each block of rows against every point, one top-k
+    per block over whole rows.
 
-    The distance matrix is symmetric, so only tiles on and above the diagonal are computed
-    (half the N^2 d GEMM); each tile updates the running top-k of its rows and of its columns.
+    On a GPU the GEMM is nearly free next to the selection, so the symmetric half is not worth
+    its merges (folding a top-k of every 1024 x 1024 tile into running ones ran at 7-80x the GEMM
+    bound on an H200); rows of all N columns keep one top-k per row, and only the blocks' height
+    bounds memory.
     """
     n = points.shape[0]
     sq_norms = (points * points).sum(1)
-    tile = max(n_cand + 1, min(n, int((_BLOCK_BYTES // 4) ** 0.5)))
-    best_d = torch.full((n, n_cand), float("inf"), device=points.device)
-    best_i = torch.zeros((n, n_cand), dtype=torch.long, device=points.device)
-    starts = list(range(0, n, tile))
-    for a in starts:
-        rows = slice(a, min(n, a + tile))
-        for b in starts[starts.index(a):]:
-            cols = slice(b, min(n, b + tile))
-            d2 = torch.addmm(sq_norms[rows, None] + sq_norms[None, cols], points[rows], points[cols].T, alpha=-2.0)
-            if a == b:
-                d2.fill_diagonal_(float("inf"))  # the point itself is column 0, added later
-            _merge(best_d, best_i, rows, d2, b, n_cand)
-            if a != b:
-                _merge(best_d, best_i, cols, d2.T, a, n_cand)
+    height = max(1, min(n, _BLOCK_BYTES // (4 * n)))
+    best_d = torch.empty((n, n_cand), device=points.device)
+    best_i = torch.empty((n, n_cand), dtype=torch.long, device=points.device)
+    for a in range(0, n, height):
+        rows = torch.arange(a, min(n, a + height), device=points.device)
+        d2 = torch.addmm(sq_norms[None, :], points[rows], points.T, alpha=-2.0)  # |y|^2 - 2 x.y
+        d2[torch.arange(len(rows), device=points.device), rows] = float("inf")  # not its own neighbour
+        top = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False)
+        best_d[rows] = top.values + sq_norms[rows, None]
+        best_i[rows] = top.indices
     return best_d.clamp_min_(0), best_i
-
-
-def _merge(best_d: torch.Tensor, best_i: torch.Tensor, rows: slice, d2: torch.Tensor, offset: int, k: int) -> None:
-    """Fold a tile's candidates (columns offset..) into the running top-k of ``rows``."""
-    top = torch.topk(d2, min(k, d2.shape[1]), dim=1, largest=False, sorted=False)
-    merged_d = torch.cat([best_d[rows], top.values], 1)
-    merged_i = torch.cat([best_i[rows], top.indices + offset], 1)
-    keep = torch.topk(merged_d, k, dim=1, largest=False, sorted=False).indices
-    best_d[rows] = torch.gather(merged_d, 1, keep)
-    best_i[rows] = torch.gather(merged_i, 1, keep)
 
 
 def _imprecise_rows(points: torch.Tensor, sq_dist: torch.Tensor, tolerance: float = 1e-3) -> torch.Tensor:

@@ -62,12 +62,12 @@ class Reservoirs:
     def offer_rows(self, d2: np.ndarray, first: int, offset: int, row_terms: np.ndarray | None = None) -> None:
         """Offer ``d2[r, c] + row_terms[r]`` ((R, W) and (R,) float32; no terms: 0) to point
         ``first + r`` as the distance to ``offset + c``."""
-        with _threads():
+        with numba_threads():
             _offer_rows(*_float32(d2, row_terms), first, offset, *self._arrays(), _CHUNK)
 
     def offer_columns(self, d2: np.ndarray, first: int, offset: int, row_terms: np.ndarray | None = None) -> None:
         """Offer ``d2[r, c] + row_terms[r]`` to point ``first + c`` as the distance to ``offset + r``."""
-        with _threads():
+        with numba_threads():
             _offer_columns(*_float32(d2, row_terms), first, offset, *self._arrays(), _CHUNK)
 
     def smallest(self) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +75,7 @@ class Reservoirs:
         point must have been offered at least k)."""
         if (self.counts < self.k).any():
             raise ValueError(f"a point was offered fewer than k={self.k} distances")
-        with _threads():
+        with numba_threads():
             _cut_all(*self._arrays())
         return self.distances[:, : self.k], self.indices[:, : self.k]
 
@@ -88,7 +88,7 @@ def _float32(d2: np.ndarray, row_terms: np.ndarray | None) -> tuple[np.ndarray, 
     return d2, np.zeros(len(d2), dtype=np.float32) if row_terms is None else np.asarray(row_terms, dtype=np.float32)
 
 
-class _threads:
+class numba_threads:
     """numba's threads for one call: as many as torch uses (never more than numba started)."""
 
     def __enter__(self):

@@ -175,5 +175,10 @@ def test_a_device_map_that_offloads_blocks_to_disk_gives_the_same_states(run, tm
         for name in ("0shot", "2shot"):
             for layer in range(store.hidden.n_layers(f, name)):
                 np.testing.assert_allclose(store.hidden.read_layer(f, name, layer), store.hidden.read_layer(whole, name, layer), rtol=1e-5, atol=1e-5)
+            # the norms of offloaded blocks (on the meta device between forwards) are read all the same
+            split_norms, whole_norms = store.readout.read_norms(f, name), store.readout.read_norms(whole, name)
+            assert split_norms.kind == whole_norms.kind
+            np.testing.assert_array_equal(split_norms.weight, whole_norms.weight)
+            np.testing.assert_array_equal(store.readout.read_head(f, name).weight, store.readout.read_head(whole, name).weight)
     with pytest.raises(ModelError, match="both place the model"):
         run_extract(_config(tiny_model_dir, tiny_mmlu, device_map="auto", device="cpu"), tmp_path / "no", progress=False)

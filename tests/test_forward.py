@@ -89,3 +89,17 @@ def test_letter_token_ids_refuses_multi_token_answers(tiny):
 def test_decoder_layers_found(tiny):
     model, _ = tiny
     assert forward.n_blocks(model) == model.config.num_hidden_layers
+
+
+def test_last_logits_whatever_logits_to_keep_returned():
+    """Per-row positions (B, 1) as logits_to_keep: transformers >= 5.23 returns (B, 1, V); older
+    ones index with the whole tensor, (B, B, 1, V); a model without it returns every position."""
+    from types import SimpleNamespace
+
+    full = torch.randn(3, 7, 5)  # (B, T, V)
+    last = torch.tensor([6, 2, 4])
+    expected = full[torch.arange(3), last]
+    per_row = full[torch.arange(3)[:, None], last[:, None]]  # (B, 1, V)
+    whole = full[:, last[:, None]]  # (B, B, 1, V)
+    for logits in (per_row, whole, full):
+        torch.testing.assert_close(forward._last_logits(SimpleNamespace(logits=logits), last), expected)

@@ -37,15 +37,15 @@ def dadapy_from_coordinates(X, maxk):
     return data
 
 
-@pytest.fixture(params=["reservoirs", "torch top-k"])
+@pytest.fixture(params=["reservoirs", "rows top-k"])
 def small_blocks(request, monkeypatch):
-    """Both selections (the CPU's reservoirs, the GPU's running top-k's run here on the CPU), on
-    blocks small enough that 400 points span many of them."""
+    """Both selections (the CPU's reservoirs, the GPU's top-k of whole rows run here on the CPU),
+    on blocks small enough that 400 or 500 points span many of them."""
     monkeypatch.setattr(knn, "_CPU_BLOCK_ROWS", 64)
     monkeypatch.setattr(knn, "_CPU_BLOCK_BYTES", 4 * 64 * 150)  # 64 rows x 150 columns
-    monkeypatch.setattr(knn, "_BLOCK_BYTES", 4 * 100 * 100)  # tiles of 100 x 100: 10 of them
-    if request.param == "torch top-k":
-        monkeypatch.setattr(knn, "_symmetric_tiled_topk", knn._torch_tiled_topk)
+    monkeypatch.setattr(knn, "_BLOCK_BYTES", 4 * 500 * 37)  # 37 rows x N=500 columns (N=400: 46 rows)
+    if request.param == "rows top-k":
+        monkeypatch.setattr(knn, "_symmetric_tiled_topk", knn._rows_topk)
     return request.param
 
 
