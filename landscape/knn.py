@@ -160,7 +160,7 @@ def knn_graph(
     # when the shared offset of hidden states (often larger than their spread) is gone. Any
     # shared offset will do, so the mean is subtracted in the data's own precision (float32
     # states: one rounding per coordinate, as in float64, without an N x d float64 copy).
-    distinct = X if len(keep) == len(X) else X[keep]
+    distinct = np.ascontiguousarray(X if len(keep) == len(X) else X[keep])
     mean = torch.from_numpy(X.mean(axis=0, dtype=np.float64))
     if X.dtype == np.float64:
         points = (torch.from_numpy(distinct) - mean).float().to(dev)
@@ -248,9 +248,9 @@ def _rows_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.T
     per block over whole rows.
 
     On a GPU the GEMM is nearly free next to the selection, so the symmetric half is not worth
-    its merges (folding a top-k of every 1024 x 1024 tile into running ones ran at 7-80x the GEMM
-    bound on an H200); rows of all N columns keep one top-k per row, and only the blocks' height
-    bounds memory.
+    its merges (folding a top-k of every 1024 x 1024 tile into running ones made the graph
+    1.1-1.7x slower on an H200: ``bench/bench_gpu.py``); rows of all N columns get one top-k
+    each, and only the blocks' height bounds memory.
     """
     n = points.shape[0]
     sq_norms = (points * points).sum(1)
