@@ -127,7 +127,7 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
     result = LayerResult()
     more_ids = config.id_estimators if id_estimators is None else id_estimators
     try:
-        graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn)
+        graph, overlap_graph = _graphs(X, groupings, config)
     except GeometryError as error:
         result.skipped = str(error)
         result.scalars = {"n_distinct": float(len(np.unique(X, axis=0)))}
@@ -135,7 +135,7 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
     gride, ids = _dimensions(X, graph, config, more_ids)
     peaks, compared, tree = _clusterings(graph, ids["id_gride"], config)
     clusters, core = peaks.labels[graph.inverse], peaks.core[graph.inverse]
-    agreement, purity = _agreement_with_labels(X, graph, clusters, core, groupings, demo_sets, config)
+    agreement, purity = _agreement_with_labels(graph, overlap_graph, clusters, core, groupings, demo_sets, config)
     result.scalars = {
         "n_distinct": float(graph.n_points),
         "n_duplicates": float(graph.n_duplicates),
@@ -190,12 +190,11 @@ def _clusterings(graph: KnnGraph, id_density: float, config: AnalysisConfig):
     return peaks, compared, tree
 
 
-def _agreement_with_labels(X: np.ndarray, graph: KnnGraph, clusters: np.ndarray, core: np.ndarray,
+def _agreement_with_labels(graph: KnnGraph, overlap_graph: KnnGraph, clusters: np.ndarray, core: np.ndarray,
                            groupings: Mapping[str, np.ndarray], demo_sets: np.ndarray | None, config: AnalysisConfig):
-    """Per grouping: ARI of the clusters (all points, core points), label overlap, purity per row;
-    and the clusters' ARI with the demo sets."""
+    """Per grouping: ARI of the clusters (all points, core points), label overlap (on
+    ``overlap_graph``: ``_graphs``), purity per row; and the clusters' ARI with the demo sets."""
     scalars, purity = {}, {}
-    overlap_graph = _label_overlap_graph(X, graph, groupings, config)
     for name, labels in groupings.items():
         labels = np.asarray(labels)
         scalars[grouped("ari", name)] = geometry.ari(clusters, labels)
@@ -224,14 +223,20 @@ def _overlap_neighbours(labels: np.ndarray, fraction: float) -> int:
     return int(fraction * np.unique(labels, return_counts=True)[1].max())
 
 
-def _label_overlap_graph(X: np.ndarray, graph: KnnGraph, groupings: Mapping[str, np.ndarray], config: AnalysisConfig) -> KnnGraph:
-    """``graph``, or a longer one when a labeling's class fraction reaches past its maxk
-    (capped at every other distinct point; a fraction needing more gets NaN)."""
-    needed = max((_overlap_neighbours(np.asarray(labels)[graph.keep], _class_fraction(name, config))
+def _graphs(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: AnalysisConfig) -> tuple[KnnGraph, KnnGraph]:
+    """(the layer's graph at ``maxk``, the label overlap's graph). When a labeling's class fraction
+    reaches past maxk, one longer graph is built (capped at every other distinct point; a fraction
+    needing more gets NaN) and the layer's graph is its first maxk neighbours (``truncate``: the
+    same graph up to the order of exactly tied neighbours), instead of building both."""
+    keep, _ = distinct_rows(X)
+    needed = max((_overlap_neighbours(np.asarray(labels)[keep], _class_fraction(name, config))
                   for name, labels in groupings.items()), default=0)
-    if needed <= graph.maxk:
-        return graph
-    return knn_graph(X, min(needed, graph.n_points - 1), device=config.device, exact=config.exact_knn)
+    longest = min(needed, len(keep) - 1)
+    if longest <= config.maxk:
+        graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn)
+        return graph, graph
+    overlap_graph = knn_graph(X, longest, device=config.device, exact=config.exact_knn)
+    return truncate(overlap_graph, config.maxk), overlap_graph
 
 
 def compare_layers(result_a: LayerResult, result_b: LayerResult, config: AnalysisConfig) -> LayerResult:

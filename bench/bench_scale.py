@@ -52,7 +52,7 @@ import numpy as np
 
 MAXK = 100
 QUICK_SIZES = "5000x576"
-# Steps knn, id, adp, ids at each of these sizes; "layer" (which builds its own graphs) at the layer sizes.
+# Steps knn, id, adp, ids at each of these sizes; "layer" (which builds its own graph) at the layer sizes.
 DEFAULT_SIZES = "20000x576,50000x576,100000x576,20000x4096,50000x4096"
 DEFAULT_LAYER_SIZES = "20000x576,50000x576,20000x4096"
 PAPER = (9181, 576, 1000)  # N, d, maxk of Doimo et al. 2024
@@ -346,7 +346,7 @@ def _fit(xs: list[float], ys: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"smoke test: {QUICK_SIZES}, small paper/bound rows")
-    parser.add_argument("--full", action="store_true", help="analyze_layer at every size too (the issue's whole grid; far longer: it builds two graphs a size)")
+    parser.add_argument("--full", action="store_true", help="analyze_layer at every size too (the issue's whole grid; far longer: it builds a larger graph a size)")
     parser.add_argument("--sizes", help=f"N x d list, '' for none (default and --full: {DEFAULT_SIZES})")
     parser.add_argument("--layer-sizes", help=f"the sizes of --sizes where analyze_layer runs too (default {DEFAULT_LAYER_SIZES}; "
                                               "--full and --quick: all)")
@@ -410,8 +410,8 @@ def benchmark(args: argparse.Namespace) -> None:
         plan.append(("planted", *bound, MAXK, ["layer"]))
     flat = [int(n) for n in args.flat.split(",") if n]
     plan += [("flat", n, 64, MAXK, ["knn", "id", "adp"]) for n in flat]
-    left_out = [f"{n}x{d} layer: analyze_layer builds the maxk=100 graph again, and a second one of ~int(0.3 x N/20) = "
-                f"{int(0.3 * n / 20)} neighbours for the label overlap of classes of ~N/20, which did not fit the default's "
+    left_out = [f"{n}x{d} layer: analyze_layer builds its own graph, of ~int(0.3 x N/20) = {int(0.3 * n / 20)} "
+                f"neighbours for the label overlap of classes of ~N/20 (the maxk=100 graph is its start), which did not fit the default's "
                 f"time: --full, or --layer-sizes {','.join(f'{a}x{b}' for a, b in layer_sizes)},{n}x{d}"
                 for n, d in sizes if (n, d) not in layer_sizes]
     load = os.getloadavg()

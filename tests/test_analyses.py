@@ -95,6 +95,24 @@ def test_analyze_layer_on_a_mixture_and_compare():
     assert pair.scalars == {"data_overlap": 1.0, "ari_clusters": 1.0, "n_pair_dropped": 0.0}
 
 
+def test_one_longer_graph_serves_the_layer_and_its_label_overlap(monkeypatch):
+    """A class fraction reaching past maxk: the label overlap's longer graph is built once and the
+    layer's graph is its start; every number equals building both graphs apart."""
+    from analyses import layer
+
+    X, labels = mixture(n_per=150, centers=4, dim=20)  # classes of 150: 0.3 x 150 = 45 neighbours > maxk 30
+    config = AnalysisConfig(maxk=30, gride_range=30, overlap_k=10, id_estimators=False)
+    real, built = layer.knn_graph, []
+    monkeypatch.setattr(layer, "knn_graph", lambda X, k, **kw: built.append(k) or real(X, k, **kw))
+    shared = analyze_layer(X, {"topic": labels}, config)
+    assert built == [45] and shared.scalars["label_overlap_maxk[topic]"] == 45
+    monkeypatch.setattr(layer, "_graphs", lambda X, groupings, config: (real(X, config.maxk), real(X, 45)))
+    apart = analyze_layer(X, {"topic": labels}, config)
+    assert shared.scalars == pytest.approx(apart.scalars, nan_ok=True, rel=1e-12)
+    for name, array in apart.arrays.items():
+        np.testing.assert_array_equal(shared.arrays[name], array, err_msg=name)
+
+
 def test_cli_analyze_errors(tmp_path, capsys):
     assert cli.main(["analyze", str(tmp_path)]) == 1
     assert "no hidden.h5" in capsys.readouterr().err
