@@ -26,7 +26,7 @@ from landscape import names, provenance, store, tasks
 from landscape.tasks import Item, Task
 from landscape.atomic import replace_atomically
 from landscape.devices import pick_device, pick_dtype
-from landscape.layers import check_spec
+from landscape.layers import check_spec, select_layers
 
 REPRESENTATION = (
     "last prompt token (the end of the task's prompt, e.g. the ':' of 'Answer:'); layer 0 = input "
@@ -98,6 +98,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / store.HIDDEN_FILE
     model, tokenizer = models.load_model(resolved, device, dtype, device_map=config.device_map)  # a model that does not load leaves no file
+    select_layers(config.layers, forward.n_blocks(model) + 1)  # a layer the model lacks leaves no file either
     if ranks.main:
         _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
     ranks.barrier()

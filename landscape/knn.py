@@ -167,7 +167,7 @@ def knn_graph(
     else:
         points = torch.from_numpy(distinct).to(dev).float() - mean.float().to(dev)
     n_cand = min(len(keep) - 1, maxk + (_EXTRA_CANDIDATES if exact else 0))
-    sq_dist, cand = _symmetric_tiled_topk(points, n_cand)
+    sq_dist, cand = _candidate_neighbours(points, n_cand)
     refine = torch.ones(len(keep), dtype=torch.bool, device=dev) if exact else _imprecise_rows(points, sq_dist)
     if refine.any():
         rows = torch.nonzero(refine).flatten()
@@ -181,7 +181,7 @@ def knn_graph(
     return KnnGraph(distances=distances, indices=indices, keep=keep, inverse=inverse)
 
 
-def _symmetric_tiled_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _candidate_neighbours(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, n_cand) smallest squared distances to other points and their indices, unsorted.
 
     The distance matrix is symmetric: each block of rows is multiplied only with the points from
@@ -216,7 +216,7 @@ def _locality_order(points: torch.Tensor, sample: int = 2048, iterations: int = 
 
 
 def _reservoir_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``_symmetric_tiled_topk`` on the CPU. Row blocks go from the last to the first, and each
+    """``_candidate_neighbours`` on the CPU. Row blocks go from the last to the first, and each
     one's columns from its own block on: a point is offered first the points just after it, then
     (as columns) those just before it, then farther ones."""
     n = points.shape[0]
@@ -244,7 +244,7 @@ def _reservoir_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, to
 
 
 def _rows_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``_symmetric_tiled_topk`` off the CPU: each block of rows against every point, one top-k
+    """``_candidate_neighbours`` off the CPU: each block of rows against every point, one top-k
     per block over whole rows.
 
     On a GPU the GEMM is nearly free next to the selection, so the symmetric half is not worth

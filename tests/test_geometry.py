@@ -45,7 +45,7 @@ def small_blocks(request, monkeypatch):
     monkeypatch.setattr(knn, "_CPU_BLOCK_BYTES", 4 * 64 * 150)  # 64 rows x 150 columns
     monkeypatch.setattr(knn, "_BLOCK_BYTES", 4 * 500 * 37)  # 37 rows x N=500 columns (N=400: 46 rows)
     if request.param == "rows top-k":
-        monkeypatch.setattr(knn, "_symmetric_tiled_topk", knn._rows_topk)
+        monkeypatch.setattr(knn, "_candidate_neighbours", knn._rows_topk)
     return request.param
 
 
