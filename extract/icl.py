@@ -48,6 +48,7 @@ class ExtractConfig:
     per_subject: int = 100
     demo_pool: int = 20
     train_per_subject: int = 50
+    train_first: bool = False  # cut each value's training rows before its eval rows (extract.data)
     seed: int = 0
     batch_size: int = 8
     device: str = "auto"
@@ -135,6 +136,7 @@ def _load_rows(config: ExtractConfig) -> tuple[Task, Path, dict[int, Item], data
         train_per_subject=config.train_per_subject,
         seed=config.seed,
         group=task.first_group,
+        train_first=config.train_first,
     )
     return task, data_path, by_id, partition
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import plotly.offline
 
 from figures import maps
+from figures.claims import claims_section
 from figures.collect import RunData, collect
 from figures.map_section import map_section
 from figures.page import Section, map_div, render_page
@@ -84,7 +85,8 @@ def _sections(data: RunData, run: Path, config: ReportConfig, method: str, stati
     """The page's sections in page order (those the run has), and the map widget's data."""
     conditions = data.analysed("eval")
     layers = {c: data.profiles[("eval", c)]["n_distinct"][0].tolist() for c in conditions}
-    sections = [profiles_section(data, run, conditions, layers, static),
+    sections = [claims_section(run, static),
+                profiles_section(data, run, conditions, layers, static),
                 readouts_section(data, conditions, static),
                 controls_section(data, conditions, static),
                 tree_section(data, run, conditions, layers, static)]

@@ -141,7 +141,8 @@ def status(run: str | Path) -> dict:
 def describe_status(info_: dict, status_: dict) -> str:
     """A few readable lines: provenance, then each stage and what it holds."""
     lines = [
-        f"model     {info_.get('model')}  sha256 {info_.get('model_hash')}",
+        f"model     {info_.get('model')}  sha256 {info_.get('model_hash')}"
+        + (f"  from {info_['model_source']}" if info_.get("model_source") else ""),
         f"task      {info_.get('task')} ({info_.get('task_file')})  sha256 {info_.get('task_hash')}  "
         f"{len(info_.get('choice_labels') or [])} choices, {info_.get('score')} scoring, groups {', '.join(info_.get('groups') or [])}",
         f"data      {info_.get('dataset')}  sha256 {info_.get('dataset_hash')}",

@@ -71,3 +71,16 @@ def test_demo_pool_larger_than_a_value_is_an_error(tiny_mmlu):
 def test_package_file_of_missing_package():
     with pytest.raises(MissingFile, match="not installed"):
         package_file("no_such_package_xyz", "data/x")
+
+
+def test_train_first_gives_every_value_its_training_rows(tiny_mmlu):
+    """The paper's recipe asks more eval rows than a small subject has: train is set apart first."""
+    items = _items(tiny_mmlu)
+    value_of = {q.id: q.group for q in items}
+    eval_first = _partition(items, per_subject=1000, train_per_subject=7)
+    train_first = _partition(items, per_subject=1000, train_per_subject=7, train_first=True)
+    assert eval_first.train == [] and len(train_first.train) == 2 * 7
+    assert len(train_first.eval) == 2 * (35 - 7) and not set(train_first.eval) & set(train_first.train)
+    assert {value_of[i] for i in train_first.train} == {"anatomy", "astronomy"}
+    assert train_first.demos == eval_first.demos and train_first.settings["train_first"] is True
+    assert "train_first" not in eval_first.settings  # runs made before the option keep their settings

@@ -112,3 +112,21 @@ def test_smollm2_split_over_cpu_and_disk_gives_the_same_states(tmp_path):
             a = landscape.load_layer(tmp_path / "split", name, layer).X
             b = landscape.load_layer(tmp_path / "whole", name, layer).X
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("name,blocks,width", [("qwen2.5-coder-0.5b", 24, 896), ("qwen2.5-coder-1.5b", 28, 1536)])
+def test_qwen_models_assemble_convert_and_extract(name, blocks, width, tmp_path):
+    """The split Qwen2.5-Coder GGUFs: parts assembled and hash-checked, converted once, and a
+    0-shot extraction whose stored lens gives the model's own choice logits (tied head on the 0.5B)."""
+    from tests.test_readouts import assert_lens_is_the_models_logits
+
+    resolved = models.resolve_model(name)
+    assert resolved.sha256 == models.EMBEDDED[name].sha256 and "part1.." in resolved.source
+    assert models.resolve_model(name) == resolved  # the converted folder is reused
+    run_extract(ExtractConfig(model=name, shots=(0,), subjects="anatomy,astronomy", per_subject=2,
+                              train_per_subject=0, batch_size=4), tmp_path, progress=False)
+    info = landscape.info(tmp_path)
+    assert info["model_hash"] == resolved.sha256
+    layer = landscape.load_layer(tmp_path, "0shot", blocks)
+    assert layer.X.shape == (4, width) and landscape.conditions(tmp_path) == ["0shot"]
+    assert_lens_is_the_models_logits(tmp_path)

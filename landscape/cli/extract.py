@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from extract import ranks
+from extract.models import embedded_summary
 from extract.icl import ExtractConfig, run_extract
 from landscape import names
 from landscape.cli.arguments import DEFAULT_RUN, config_from, name_list, nonnegative_int, positive_int
@@ -44,7 +45,7 @@ def add_parser(sub) -> None:
     defaults = ExtractConfig()  # the one place the defaults are set
     ex = sub.add_parser("extract", help=HELP)
     ex.add_argument("--run", type=Path, default=DEFAULT_RUN, help=f"output folder (default: {DEFAULT_RUN})")
-    ex.add_argument("--model", default=defaults.model, help="embedded name (smollm2-135m, gemma3-270m), folder or hub id")
+    ex.add_argument("--model", default=defaults.model, help="an embedded model (" + "; ".join(embedded_summary()).replace("%", "%%") + "), a folder or a hub id")
     ex.add_argument("--task", default=defaults.task, help=f"a built-in task (landscape tasks) or a task file (default: {defaults.task})")
     ex.add_argument("--task-data", default=defaults.task_data, help="a data file that replaces the task's source (same fields)")
     ex.add_argument("--shots", type=shot_list, default=defaults.shots,
@@ -57,6 +58,9 @@ def add_parser(sub) -> None:
     ex.add_argument("--per-subject", type=positive_int, default=defaults.per_subject, help="eval questions per value (at most)")
     ex.add_argument("--demo-pool", type=positive_int, default=defaults.demo_pool, help="demonstrations set apart per value")
     ex.add_argument("--train-per-subject", type=nonnegative_int, default=defaults.train_per_subject, help="fine-tuning questions per value (at most)")
+    ex.add_argument("--train-first", action="store_true",
+                    help="set each value's training rows apart before its eval rows (the paper's recipe: every "
+                         "subject gets its training questions even when --per-subject asks for more than it has)")
     ex.add_argument("--seed", type=nonnegative_int, default=defaults.seed, help="partition seed")
     ex.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     ex.add_argument("--device", default=defaults.device, help="auto (cuda if present), cpu, cuda, cuda:1, ...")

@@ -1,0 +1,415 @@
+"""The claims of Doimo et al. 2024 and of the EDL paper as computations on one analysed run, each
+with a 95 % interval and a verdict (``landscape claims RUN`` -> ``RUN/claims.csv``).
+
+Every threshold below was fixed in code, and written in docs/replication.md, before any run was
+looked at; ``landscape.claims`` has the verdict rule (*holds*: the whole interval lies in the
+claim's region; *fails*: none of it does; *cannot tell*: it straddles the edge, or the run lacks
+what the claim needs, which the note says).
+
+Depth is relative: layer / last layer (the model's number of blocks). The first half is
+(0, 0.5], the second (0.5, 1]. "Subject" is the task's first grouping field. Intervals come from
+one bootstrap of the eval rows shared by every row-level statistic (clusters and neighbours as the
+analysis found them, rows drawn again: accuracies, ARIs, data overlaps), from resampling layers
+where the analysis keeps no per-row value (label overlaps), from the ID estimator's own errors
+(the ID peak) and from the EDL record's interval (EDL).
+
+Example (a planted run: 5-shot clusters by subject in the first half, 0-shot never)::
+
+    >>> import numpy as np
+    >>> view = planted_view(n_per_class=40, layers=8, seed=0)
+    >>> result = {c.key: c for c in evaluate_claims(view)}
+    >>> result["icl.subject_early"].verdict, result["icl.subject_early_resampled"].verdict
+    ('holds', 'cannot tell')
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from landscape import claims as cl
+from landscape import names, store
+from landscape.atomic import replace_atomically
+from landscape.names import ANSWER, ZERO_SHOT
+
+CLAIMS_FILE = "claims.csv"
+
+# ---------------------------------------------------------------- thresholds (fixed before looking)
+
+FIRST_HALF, SECOND_HALF = (0.0, 0.5), (0.5, 1.0)
+MIDDLE_THIRD = (1 / 3, 2 / 3)
+ARI_MARGIN = 0.05  # an ARI or label-overlap difference smaller than this is no organisation worth the name
+ACCURACY_MARGIN = 0.02  # 5-shot may lose at most 2 points and still be "at least" 0-shot
+SHARP_DROP = 0.2  # the subject ARI must fall by at least this much ...
+DROP_WINDOW = 0.1  # ... within this share of the analysed layers (the paper: ~0.8 within ~3 of 32 layers)
+PEAK_DISTANCE = 0.15  # the ID peak "near" the transition: within this relative depth
+OVERLAP_FALL = 0.1  # "agree early, diverge late": the data overlap falls by at least this much
+RANDOM_GAIN_MARGIN = 0.02  # bits per training label that random labels may gain beyond format and "teach nothing"
+MIN_ROWS_PER_CLASS = 10  # fewer eval rows in a subject or answer class: too few rows to tell
+MIN_LAYERS_PER_HALF = 2
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    statement: str
+    statistic: str
+    paper: str  # what the paper reported
+    value: float = float("nan")
+    low: float = float("nan")
+    high: float = float("nan")
+    region: cl.Region = field(default_factory=cl.Region)
+    verdict: str = cl.CANNOT_TELL
+    note: str = ""
+
+
+@dataclass
+class RunView:
+    """What the claims read from a run: eval rows only, every per-row array aligned to them.
+
+    ``clusters[c][layer]`` (n,), ``scalars[c][layer]`` (the layer's metrics), ``ids[c][layer]``
+    (ID, its error), ``overlaps[(a, b)][layer]`` (n,) per-row data overlap (NaN: dropped),
+    ``correct[c]`` (n,) bool, ``edl[c]`` the EDL record's attrs."""
+
+    last_layer: int
+    grouping: str
+    labels: dict[str, np.ndarray]  # grouping and "answer" -> (n,)
+    correct: dict[str, np.ndarray] = field(default_factory=dict)
+    clusters: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    scalars: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
+    ids: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
+    overlaps: dict[tuple[str, str], dict[int, np.ndarray]] = field(default_factory=dict)
+    edl: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.labels[ANSWER])
+
+
+# ---------------------------------------------------------------- the claims
+
+
+def evaluate_claims(view: RunView, *, n_boot: int = cl.N_BOOT, seed: int = 0) -> list[Claim]:
+    """Every claim on ``view``, in the order of docs/replication.md."""
+    counts = cl.row_counts(view.n_rows, n_boot, seed)
+    sub, icl, resampled, sft, random = view.grouping, names.icl_condition(5), names.icl_condition(5, "resampled"), \
+        names.finetune_condition("true"), names.finetune_condition("random")
+    out = [
+        _accuracy(view, counts, "accuracy.icl", icl, "5-shot accuracy is at least 0-shot's",
+                  cl.Region(above=-ACCURACY_MARGIN), "5-shot gains (Llama-3-8B MMLU: about +5 points)"),
+        _accuracy(view, counts, "accuracy.sft", sft, "fine-tuned accuracy is above 0-shot's",
+                  cl.Region(above=0.0), "fine-tuning gains most"),
+        _half_difference(view, counts, "icl.subject_early", icl, ZERO_SHOT, sub, FIRST_HALF,
+                         "ICL gathers questions by subject in the first half",
+                         "5-shot subject ARI about 0.85 in layers 3-7 of 32, 0-shot at most about 0.25"),
+        _half_difference(view, counts, "icl.subject_early_resampled", resampled, ZERO_SHOT, sub, FIRST_HALF,
+                         "... also when each question has its own demos (not the shared prefix)",
+                         "not tested in the paper (every question of a subject shares its demos)"),
+        _half_difference(view, counts, "icl.vs_sft_early", icl, sft, sub, FIRST_HALF,
+                         "in the first half ICL's landscape is semantic, SFT's mixed",
+                         "fine-tuned subject ARI stays low where 5-shot's is high"),
+        *_transition(view, counts, icl, sub),
+        _half_difference(view, counts, "sft.answer_ari_vs_0shot", sft, ZERO_SHOT, ANSWER, SECOND_HALF,
+                         "in the second half the fine-tune's clusters follow the answer more than 0-shot's",
+                         "answer ARI near 0 before the transition, higher after it for the fine-tune"),
+        _half_difference(view, counts, "sft.answer_ari_vs_icl", sft, icl, ANSWER, SECOND_HALF,
+                         "... and more than 5-shot's", "ICL's late landscape has less defined peaks"),
+        _overlap_difference(view, "sft.answer_overlap_vs_0shot", sft, ZERO_SHOT,
+                            "in the second half the fine-tune's neighbours share the answer more than 0-shot's",
+                            "answer label overlap 0.25 -> 0.87-0.90 from layer 17 of 32 (fine-tuned)"),
+        _overlap_difference(view, "sft.answer_overlap_vs_icl", sft, icl, "... and more than 5-shot's",
+                            "fine-tuned above 5-shot in the second half"),
+        _overlap_fall(view, counts, "sft.base_early_apart_late", (ZERO_SHOT, sft),
+                      "the fine-tune keeps the base model's neighbourhoods early and changes them late",
+                      "overlap of fine-tuned and base neighbourhoods high before the transition, low after"),
+        _overlap_fall(view, counts, "icl_sft.agree_early_diverge_late", (icl, sft),
+                      "ICL and the fine-tune agree in the first half and diverge in the second",
+                      "both undergo a sharp transition in the middle; their late landscapes differ"),
+        _edl_gain(view, "edl.true_gain", sft, cl.Region(above=0.0), "fine-tuning on true labels teaches beyond format",
+                  "EDL > 0 for learnable labels"),
+        _edl_gain(view, "edl.random_gain", random, cl.Region(below=RANDOM_GAIN_MARGIN),
+                  "random labels teach nothing beyond format", "random labels give EDL near 0"),
+    ]
+    return out
+
+
+def _missing(view: RunView, *conditions: str, layers: bool = True) -> str:
+    have = view.clusters if layers else view.correct
+    absent = [c for c in conditions if c not in have]
+    return f"no {', '.join(absent)}" if absent else ""
+
+
+def _too_few_rows(view: RunView, grouping: str) -> str:
+    sizes = np.unique(view.labels[grouping], return_counts=True)[1]
+    return f"too few rows: {sizes.min()} eval rows in the smallest {grouping} class (< {MIN_ROWS_PER_CLASS})" \
+        if sizes.min() < MIN_ROWS_PER_CLASS else ""
+
+
+def _decide(claim: Claim, value: float, draws: np.ndarray, note: str = "") -> Claim:
+    low, high = cl.percentile_interval(draws)
+    return replace(claim, value=float(value), low=low, high=high, verdict=cl.verdict(low, high, claim.region), note=note)
+
+
+def _accuracy(view, counts, key, condition, statement, region, paper) -> Claim:
+    claim = Claim(key, statement, f"accuracy({condition}) - accuracy(0shot), eval rows", paper, region=region)
+    missing = _missing(view, ZERO_SHOT, condition, layers=False)
+    if missing:
+        return replace(claim, note=missing)
+    diff = cl.weighted_mean(view.correct[condition].astype(float) - view.correct[ZERO_SHOT], counts)
+    return _decide(claim, diff[0], diff[1:])
+
+
+def _layers_in(view: RunView, span: tuple[float, float], *conditions: str) -> np.ndarray:
+    common = set.intersection(*(set(view.clusters[c]) for c in conditions))
+    layers = np.array(sorted(common), dtype=int)
+    return layers[cl.span_mask(layers, view.last_layer, *span)] if len(layers) else layers
+
+
+def _ari_profile(view: RunView, condition: str, grouping: str, layers: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(B + 1, L) ARI of the condition's clusters with ``grouping`` at ``layers``, per draw."""
+    labels = view.labels[grouping]
+    return np.stack([cl.weighted_ari(view.clusters[condition][layer], labels, counts) for layer in layers], axis=1)
+
+
+def _half_difference(view, counts, key, a, b, grouping, span, statement, paper) -> Claim:
+    half = "first" if span == FIRST_HALF else "second"
+    claim = Claim(key, statement, f"mean over the {half} half of ARI[{grouping}] of {a} - of {b}", paper,
+                  region=cl.Region(above=ARI_MARGIN))
+    missing = _missing(view, a, b) or _too_few_rows(view, grouping)
+    if missing:
+        return replace(claim, note=missing)
+    layers = _layers_in(view, span, a, b)
+    if len(layers) < MIN_LAYERS_PER_HALF:
+        return replace(claim, note=f"{len(layers)} analysed layers in the {half} half")
+    diff = (_ari_profile(view, a, grouping, layers, counts) - _ari_profile(view, b, grouping, layers, counts)).mean(axis=1)
+    return _decide(claim, diff[0], diff[1:], note=f"layers {layers.min()}-{layers.max()}")
+
+
+def _transition(view: RunView, counts: np.ndarray, condition: str, grouping: str) -> list[Claim]:
+    """The sharpest fall of the 5-shot subject ARI: large enough, in the middle third, near the ID peak."""
+    sharp = Claim("transition.sharp", "the subject structure of 5-shot falls sharply somewhere",
+                  f"largest fall of ARI[{grouping}] of {condition} within {DROP_WINDOW:g} of the analysed layers",
+                  "subject ARI collapses around layer 17 of 32 (a sharp transition)", region=cl.Region(above=SHARP_DROP))
+    middle = Claim("transition.middle", "... in the middle third of the depth", "relative depth of that fall's middle",
+                   "layers 14-17 of 32 (0.44-0.53)", region=cl.Region(*MIDDLE_THIRD))
+    peak = Claim("transition.id_peak", "the ID profile of 5-shot peaks near the transition",
+                 f"|depth of the ID peak ({condition}) - depth of the fall|", "GRIDE ID peaks around layers 14-16 of 32",
+                 region=cl.Region(below=PEAK_DISTANCE))
+    missing = _missing(view, condition) or _too_few_rows(view, grouping)
+    if missing:
+        return [replace(c, note=missing) for c in (sharp, middle, peak)]
+    layers = np.array(sorted(view.clusters[condition]), dtype=int)
+    window = max(1, int(round(DROP_WINDOW * len(layers))))
+    if len(layers) <= window + 1:
+        return [replace(c, note=f"{len(layers)} analysed layers") for c in (sharp, middle, peak)]
+    start, drop = cl.sharpest_drops(_ari_profile(view, condition, grouping, layers, counts), window=window)
+    depth = cl.drop_depth(layers, start, window, view.last_layer)
+    where = f"window {window} layers; on the data from layer {layers[start[0]]} to {layers[start[0] + window]}"
+    sharp = _decide(sharp, drop[0], drop[1:], note=where)
+    out = [sharp, _given(sharp, _decide(middle, depth[0], depth[1:], note=where))]
+    ids = np.array([view.ids[condition].get(int(layer), (np.nan, np.nan)) for layer in layers])
+    if not np.isfinite(ids[:, 0]).any():
+        return out + [replace(peak, note=f"no ID profile of {condition}")]
+    # The peak's uncertainty from the estimator's own errors: each draw perturbs every layer's ID.
+    rng = np.random.default_rng(1)
+    errors = np.nan_to_num(ids[:, 1])
+    profiles = np.vstack([ids[:, 0], ids[:, 0] + rng.standard_normal((len(counts) - 1, len(layers))) * errors])
+    peaks = layers[np.nanargmax(np.where(np.isfinite(profiles), profiles, -np.inf), axis=1)] / view.last_layer
+    distance = np.abs(peaks - depth)
+    return out + [_given(sharp, _decide(peak, distance[0], distance[1:],
+                                        note=f"ID peak at layer {int(round(peaks[0] * view.last_layer))}"))]
+
+
+def _given(premise: Claim, claim: Claim) -> Claim:
+    """A claim about the transition's place is no better than the claim that there is one: it
+    fails when there is no sharp fall, and cannot hold when that is in doubt."""
+    if premise.verdict == cl.FAILS:
+        return replace(claim, verdict=cl.FAILS, note=f"no sharp fall ({premise.key} fails); {claim.note}")
+    if premise.verdict == cl.CANNOT_TELL and claim.verdict == cl.HOLDS:
+        return replace(claim, verdict=cl.CANNOT_TELL, note=f"the fall itself is in doubt; {claim.note}")
+    return claim
+
+
+def _overlap_difference(view, key, a, b, statement, paper) -> Claim:
+    """Second-half mean label overlap of answers, a - b, with its interval over resampled layers
+    (the analysis keeps the overlap as one number a layer)."""
+    metric = names.grouped("label_overlap", ANSWER)
+    claim = Claim(key, statement, f"mean over the second half of label_overlap[answer] of {a} - of {b}; layers resampled",
+                  paper, region=cl.Region(above=ARI_MARGIN))
+    missing = _missing(view, a, b) or _too_few_rows(view, ANSWER)
+    if missing:
+        return replace(claim, note=missing)
+    layers = _layers_in(view, SECOND_HALF, a, b)
+    diff = np.array([view.scalars[a][layer].get(metric, np.nan) - view.scalars[b][layer].get(metric, np.nan) for layer in layers])
+    diff = diff[np.isfinite(diff)]
+    if len(diff) < MIN_LAYERS_PER_HALF:
+        return replace(claim, note=f"{len(diff)} second-half layers with an answer label overlap")
+    rng = np.random.default_rng(2)
+    draws = diff[rng.integers(0, len(diff), size=(cl.N_BOOT, len(diff)))].mean(axis=1)
+    return _decide(claim, diff.mean(), draws, note=f"{len(diff)} layers")
+
+
+def _overlap_fall(view, counts, key, pair, statement, paper) -> Claim:
+    """First-half minus second-half mean data overlap of a pair of conditions (rows resampled)."""
+    a, b = pair
+    claim = Claim(key, statement, f"mean data overlap({a}, {b}) in the first half - in the second half", paper,
+                  region=cl.Region(above=OVERLAP_FALL))
+    found = view.overlaps.get(pair) or view.overlaps.get((b, a))
+    if not found:
+        return replace(claim, note=_missing(view, a, b) or f"no pair {names.pair_name(a, b)} analysed")
+    layers = np.array(sorted(found), dtype=int)
+    halves = [layers[cl.span_mask(layers, view.last_layer, *span)] for span in (FIRST_HALF, SECOND_HALF)]
+    if min(len(h) for h in halves) < MIN_LAYERS_PER_HALF:
+        return replace(claim, note="too few analysed layers in a half")
+    means = [np.mean([cl.weighted_mean(found[layer], counts) for layer in half], axis=0) for half in halves]
+    fall = means[0] - means[1]
+    return _decide(claim, fall[0], fall[1:], note=f"first half {means[0][0]:.3f}, second {means[1][0]:.3f}")
+
+
+def _edl_gain(view, key, condition, region, statement, paper) -> Claim:
+    claim = Claim(key, statement, f"gain beyond format of {condition}, bits per training label (held-out answers)",
+                  paper, region=region)
+    if condition not in view.edl:
+        return replace(claim, note=f"no EDL record of {condition}")
+    attrs = view.edl[condition]
+    n = float(attrs["n_train"])
+    value, low, high = (float(attrs[f"gain_beyond_format_bits{s}"]) / n for s in ("", "_low", "_high"))
+    return replace(claim, value=value, low=low, high=high, verdict=cl.verdict(low, high, region),
+                   note=f"{attrs['gain_beyond_format_bits']:.1f} bits over {int(n)} labels")
+
+
+# ---------------------------------------------------------------- reading a run
+
+
+def read_run(run: Path) -> RunView:
+    """The eval rows' labels, correctness, clusters, IDs, per-row data overlaps and EDL records."""
+    run = Path(run)
+    analysis = run / store.ANALYSIS_FILE
+    if not analysis.is_file():
+        raise FileNotFoundError(f"no {store.ANALYSIS_FILE} in {run}: run `landscape analyze {run}` first")
+    with h5py.File(run / store.HIDDEN_FILE, "r") as f:
+        examples = store.hidden.read_examples(f)
+        conditions = [c for c in store.hidden.condition_names(f)
+                      if store.hidden.get_condition(f, c).attrs.get("complete", False)]
+        if not conditions:
+            raise store.SchemaError(f"{run} holds no complete condition")
+        last_layer = store.hidden.n_layers(f, conditions[0]) - 1
+        eval_rows = np.flatnonzero(examples.splits == "eval")
+        correct = {c: (store.hidden.read_outputs(f, c)[2] == examples.answers)[eval_rows] for c in conditions}
+        edl = {c: store.edl.read_edl(f, c)[1] for c in store.edl.edl_names(f)}
+    grouping = examples.group_names[0]
+    view = RunView(last_layer=last_layer, grouping=grouping,
+                   labels={grouping: examples.first_group[eval_rows], ANSWER: examples.answers[eval_rows]},
+                   correct=correct, edl=edl)
+    position = np.full(len(examples), -1)
+    position[eval_rows] = np.arange(len(eval_rows))
+    with h5py.File(analysis, "r") as f:
+        for condition in conditions:
+            for layer in range(last_layer + 1):
+                _read_layer(view, f, condition, layer, position)
+        for a, b in itertools.permutations(conditions, 2):
+            for layer in range(last_layer + 1):
+                path = store.analysis.result_path(a, layer, other=b)
+                if store.analysis.result_done(f, path):
+                    _, arrays, skipped = store.analysis.read_result(f, path, ("data_overlap",))
+                    if not skipped and "data_overlap" in arrays:
+                        view.overlaps.setdefault((a, b), {})[layer] = _aligned(arrays["data_overlap"], None, len(eval_rows))
+    return view
+
+
+def _read_layer(view: RunView, f: h5py.File, condition: str, layer: int, position: np.ndarray) -> None:
+    """One analysed layer of a condition (nothing when it was not analysed or was skipped)."""
+    path = store.analysis.result_path(condition, layer)
+    if not store.analysis.result_done(f, path):
+        return
+    scalars, arrays, skipped = store.analysis.read_result(f, path, ("rows", "cluster", "gride_ids", "gride_errors"))
+    if skipped or "cluster" not in arrays:
+        return
+    rows = position[arrays["rows"]]
+    view.clusters.setdefault(condition, {})[layer] = _aligned(arrays["cluster"], rows, len(view.labels[ANSWER]))
+    view.scalars.setdefault(condition, {})[layer] = scalars
+    id_value = scalars.get("id_gride", np.nan)
+    match = np.flatnonzero(np.isclose(arrays.get("gride_ids", np.array([])), id_value))
+    error = float(arrays["gride_errors"][match[0]]) if len(match) else np.nan
+    view.ids.setdefault(condition, {})[layer] = (id_value, error)
+
+
+def _aligned(values: np.ndarray, rows: np.ndarray | None, n: int) -> np.ndarray:
+    """Per-row values placed at the eval rows' positions (rows None: already in that order)."""
+    if rows is None:
+        if len(values) != n:
+            raise store.SchemaError(f"{len(values)} per-row values for {n} eval rows")
+        return np.asarray(values)
+    if (rows < 0).any() or len(rows) != n:
+        raise store.SchemaError("a layer's rows are not the run's eval rows")
+    out = np.empty(n, dtype=np.asarray(values).dtype)
+    out[rows] = values
+    return out
+
+
+# ---------------------------------------------------------------- writing and showing
+
+
+COLUMNS = ("claim", "statement", "statistic", "value", "low", "high", "region", "verdict", "note", "paper")
+
+
+def as_rows(claims: list[Claim]) -> list[dict[str, str]]:
+    def number(x: float) -> str:
+        return "" if not np.isfinite(x) else f"{x:.4g}"
+
+    return [dict(claim=c.key, statement=c.statement, statistic=c.statistic, value=number(c.value), low=number(c.low),
+                 high=number(c.high), region=c.region.describe(), verdict=c.verdict, note=c.note, paper=c.paper)
+            for c in claims]
+
+
+def write_claims(run: Path, claims: list[Claim]) -> Path:
+    """RUN/claims.csv, written whole or not at all."""
+    path = Path(run) / CLAIMS_FILE
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(as_rows(claims))
+
+    replace_atomically(path, write)
+    return path
+
+
+def table(claims: list[Claim]) -> str:
+    """The claims as an aligned text table (claim, value [low, high], region, verdict, note)."""
+    rows = [("claim", "value [95 % interval]", "holds if", "verdict", "note")]
+    for c in claims:
+        interval = "" if not np.isfinite(c.value) else f"{c.value:+.3f} [{c.low:+.3f}, {c.high:+.3f}]"
+        rows.append((c.key, interval, c.region.describe(), c.verdict, c.note))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
+
+
+# ---------------------------------------------------------------- planted runs (tests, docstring)
+
+
+def planted_view(*, n_per_class: int = 40, layers: int = 12, seed: int = 0, transition: float | None = None,
+                 conditions: tuple[str, ...] = (ZERO_SHOT, "5shot")) -> RunView:
+    """A run whose answers are known: 4 subjects x ``n_per_class`` rows; ``5shot`` clusters by
+    subject up to ``transition`` (relative depth; None: first half only, with a fall at 0.5) and
+    at random after it, ``0shot`` at random everywhere; the ID peaks at the transition."""
+    rng = np.random.default_rng(seed)
+    subjects = np.repeat(np.arange(4), n_per_class)
+    answers = rng.integers(0, 4, len(subjects))
+    cut = 0.5 if transition is None else transition
+    view = RunView(last_layer=layers, grouping="subject", labels={"subject": subjects, ANSWER: answers})
+    for c in conditions:
+        view.clusters[c], view.ids[c], view.scalars[c] = {}, {}, {}
+        for layer in range(1, layers + 1):
+            organised = c != ZERO_SHOT and layer / layers <= cut
+            view.clusters[c][layer] = subjects.copy() if organised else rng.integers(0, 4, len(subjects))
+            view.ids[c][layer] = (10.0 - 8 * abs(layer / layers - cut), 0.1)
+            view.scalars[c][layer] = {}
+        view.correct[c] = rng.random(len(subjects)) < 0.4
+    return view
