@@ -101,7 +101,7 @@ def evaluate_claims(view: RunView, *, n_boot: int = cl.N_BOOT, seed: int = 0) ->
         names.finetune_condition("true"), names.finetune_condition("random")
     out = [
         _accuracy(view, counts, "accuracy.icl", icl, "5-shot accuracy is at least 0-shot's",
-                  cl.Region(above=-ACCURACY_MARGIN), "5-shot gains (Llama-3-8B MMLU: about +5 points)"),
+                  cl.Region(above=-ACCURACY_MARGIN), "5-shot gains over 0-shot"),
         _accuracy(view, counts, "accuracy.sft", sft, "fine-tuned accuracy is above 0-shot's",
                   cl.Region(above=0.0), "fine-tuning gains most"),
         _half_difference(view, counts, "icl.subject_early", icl, ZERO_SHOT, sub, FIRST_HALF,
@@ -119,10 +119,10 @@ def evaluate_claims(view: RunView, *, n_boot: int = cl.N_BOOT, seed: int = 0) ->
                          "answer ARI near 0 before the transition, higher after it for the fine-tune"),
         _half_difference(view, counts, "sft.answer_ari_vs_icl", sft, icl, ANSWER, SECOND_HALF,
                          "... and more than 5-shot's", "ICL's late landscape has less defined peaks"),
-        _overlap_difference(view, "sft.answer_overlap_vs_0shot", sft, ZERO_SHOT,
+        _overlap_difference(view, n_boot, "sft.answer_overlap_vs_0shot", sft, ZERO_SHOT,
                             "in the second half the fine-tune's neighbours share the answer more than 0-shot's",
                             "answer label overlap 0.25 -> 0.87-0.90 from layer 17 of 32 (fine-tuned)"),
-        _overlap_difference(view, "sft.answer_overlap_vs_icl", sft, icl, "... and more than 5-shot's",
+        _overlap_difference(view, n_boot, "sft.answer_overlap_vs_icl", sft, icl, "... and more than 5-shot's",
                             "fine-tuned above 5-shot in the second half"),
         _overlap_fall(view, counts, "sft.base_early_apart_late", (ZERO_SHOT, sft),
                       "the fine-tune keeps the base model's neighbourhoods early and changes them late",
@@ -235,7 +235,7 @@ def _given(premise: Claim, claim: Claim) -> Claim:
     return claim
 
 
-def _overlap_difference(view, key, a, b, statement, paper) -> Claim:
+def _overlap_difference(view, n_boot, key, a, b, statement, paper) -> Claim:
     """Second-half mean label overlap of answers, a - b, with its interval over resampled layers
     (the analysis keeps the overlap as one number a layer)."""
     metric = names.grouped("label_overlap", ANSWER)
@@ -250,7 +250,7 @@ def _overlap_difference(view, key, a, b, statement, paper) -> Claim:
     if len(diff) < MIN_LAYERS_PER_HALF:
         return replace(claim, note=f"{len(diff)} second-half layers with an answer label overlap")
     rng = np.random.default_rng(2)
-    draws = diff[rng.integers(0, len(diff), size=(cl.N_BOOT, len(diff)))].mean(axis=1)
+    draws = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
     return _decide(claim, diff.mean(), draws, note=f"{len(diff)} layers")
 
 

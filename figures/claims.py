@@ -10,15 +10,12 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import plotly.graph_objects as go
 
-from analyses.claims import Claim, as_rows, evaluate_claims, read_run
+from analyses.claims import Claim, as_rows
 from figures.page import Section, figure_div, table
 from figures.style import base_layout
-from landscape import store
 from landscape.claims import CANNOT_TELL, FAILS, HOLDS
 
 VERDICT_COLOURS = {HOLDS: "#2ca02c", FAILS: "#d62728", CANNOT_TELL: "#7f7f7f"}
@@ -49,12 +46,8 @@ def claims_figure(claims: list[Claim]) -> go.Figure:
     return fig
 
 
-def claims_section(run: Path, static: dict) -> Section | None:
-    """The claims on this run (None when it has no analysis)."""
-    try:
-        claims = evaluate_claims(read_run(run))
-    except (FileNotFoundError, store.SchemaError) as error:
-        return Section("claims", "The paper's claims on this run", f"Not computed: {error}")
+def claims_section(claims: list[Claim], static: dict) -> Section:
+    """The claims on this run (``figures.collect`` computes them)."""
     static["claims"] = claims_figure(claims)
     rows = [[r["claim"], r["statement"], r["statistic"], r["value"], f"[{r['low']}, {r['high']}]" if r["low"] else "",
              r["region"], r["verdict"], r["note"], r["paper"]] for r in as_rows(claims)]

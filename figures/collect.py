@@ -14,6 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from analyses.claims import evaluate_claims, read_run
 from landscape import reader, store, tasks
 from landscape.names import ANSWER, parse_result
 
@@ -51,6 +52,7 @@ class RunData:
     analysis_settings: dict[str, Any] = field(default_factory=dict)
     edl: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = field(default_factory=dict)
     complexity: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None
+    claims: list = field(default_factory=list)  # analyses.claims.Claim, in the order of docs/replication.md
 
     @property
     def groupings(self) -> list[str]:
@@ -125,6 +127,7 @@ def collect(run: Path) -> RunData:
             data.profiles[key][metric] = (np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=float))
     if not data.analysed("eval"):
         raise ValueError(f"{path} holds no eval-split results: run `landscape analyze {run}`")
+    data.claims = evaluate_claims(read_run(run))
     return data
 
 

@@ -85,7 +85,7 @@ def _sections(data: RunData, run: Path, config: ReportConfig, method: str, stati
     """The page's sections in page order (those the run has), and the map widget's data."""
     conditions = data.analysed("eval")
     layers = {c: data.profiles[("eval", c)]["n_distinct"][0].tolist() for c in conditions}
-    sections = [claims_section(run, static),
+    sections = [claims_section(data.claims, static),
                 profiles_section(data, run, conditions, layers, static),
                 readouts_section(data, conditions, static),
                 controls_section(data, conditions, static),
