@@ -129,11 +129,11 @@ control: setup
 	$(BIN)/landscape report $(CONTROL_RUN) --map-method pca $(REPORT_EXTRA)
 	@echo "control report: $(abspath $(CONTROL_RUN))/report/index.html"
 
-# make replicate MODEL=qwen2.5-coder-1.5b: the paper's protocol (docs/replication.md) at the size that runs
-# in about 3 hours on 2 cores for that model: REPLICATE_SUBJECTS x (REPLICATE_PER_SUBJECT eval +
-# REPLICATE_TRAIN training questions, set apart first), 0-shot, 5-shot with fixed demos and with each
-# question's own demos (resampled, on REPLICATE_DEMOS), fine-tunes with true and random labels, the
-# paper's analysis recipe (maxk capped below the rows), then the claims and the report.
+# make replicate MODEL=qwen2.5-coder-1.5b: the paper's protocol (docs/replication.md) at a size that runs
+# in about 2 hours on 2 cores for that model: REPLICATE_SUBJECTS x (REPLICATE_PER_SUBJECT eval +
+# REPLICATE_TRAIN training questions), 0-shot and 5-shot (REPLICATE_DEMOS=fixed,resampled adds each
+# question's own demos: ~36 s a question more), fine-tunes with true and random labels, the paper's
+# analysis recipe (maxk capped below the rows), then the claims and the report.
 REPLICATE_RUN ?= runs/replicate-$(MODEL)
 REPLICATE_SUBJECTS ?= high_school_psychology,elementary_mathematics,prehistory,high_school_macroeconomics
 REPLICATE_PER_SUBJECT ?= 50
@@ -145,7 +145,7 @@ REPLICATE_ANALYZE ?= --recipe doimo2024 --maxk 100 --cluster-maxk 100
 replicate: setup
 	$(LANDSCAPE) extract --run $(REPLICATE_RUN) --model $(MODEL) --shots 0,5 --demos $(REPLICATE_DEMOS) \
 		--subjects $(REPLICATE_SUBJECTS) --per-subject $(REPLICATE_PER_SUBJECT) --train-per-subject $(REPLICATE_TRAIN) \
-		--train-first --demo-pool 20 --batch-size $(BATCH) $(EXTRA)
+		--demo-pool 20 --batch-size $(BATCH) $(if $(filter yes,$(TRAIN_FIRST)),--train-first) $(EXTRA)
 	$(LANDSCAPE) finetune $(REPLICATE_RUN) --labels true $(REPLICATE_FINETUNE)
 	$(LANDSCAPE) finetune $(REPLICATE_RUN) --labels random $(REPLICATE_FINETUNE)
 	$(BIN)/landscape analyze $(REPLICATE_RUN) --jobs $(JOBS) $(REPLICATE_ANALYZE)
