@@ -144,15 +144,10 @@ def span_mask(layers: np.ndarray, last_layer: int, low: float, high: float) -> n
 
 def sharpest_drop(profile: np.ndarray, *, window: int) -> tuple[int, float]:
     """(i, drop): the largest fall ``profile[i] - profile[i + window]`` over ``window`` steps
-    (the first such i on ties); a profile shorter than the window gives (0, NaN).
-
-    The drop is placed at its window's middle by the caller (``drop_depth``)."""
-    profile = np.asarray(profile, dtype=float)
-    if len(profile) <= window:
-        return 0, float("nan")
-    falls = profile[:-window] - profile[window:]
-    i = int(np.nanargmax(falls)) if np.isfinite(falls).any() else 0
-    return i, float(falls[i])
+    (the first such i on ties); a profile shorter than the window gives (0, NaN). One row of
+    ``sharpest_drops``; the caller places the drop at its window's middle (``drop_depth``)."""
+    start, drop = sharpest_drops(np.asarray(profile, dtype=float)[None, :], window=window)
+    return int(start[0]), float(drop[0])
 
 
 def sharpest_drops(profiles: np.ndarray, *, window: int) -> tuple[np.ndarray, np.ndarray]:
