@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sys
 
-from landscape.cli import ablation, analyze, claims, extract, finetune, info, report, tasks
+from landscape.cli import ablation, analyze, claims, compare, extract, finetune, info, report, tasks
 from landscape.cli.arguments import Parser
 
-SUBCOMMANDS = {module.__name__.rsplit(".", 1)[-1]: module for module in (extract, finetune, analyze, claims, report, ablation, tasks, info)}
+SUBCOMMANDS = {module.__name__.rsplit(".", 1)[-1]: module for module in (extract, finetune, analyze, claims, report, compare, ablation, tasks, info)}
 
 
 def build_parser() -> Parser:

@@ -1,0 +1,183 @@
+"""``landscape compare``: tiny runs of two depths, two seeds of one fine-tune, two recipes on one
+extraction; the table true to each run's metrics.csv, paired differences where rows are shared,
+refusals in one line with nothing written, and the page in Chromium."""
+
+import csv
+import os
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from analyses.compare import COMPARE_HEADER, paired_differences, summarize
+from analyses.run import run_analysis
+from extract.finetune import FinetuneConfig, run_finetune
+from extract.icl import ExtractConfig, run_extract
+from figures.compare import PAIRED_FILE, run_compare
+from landscape import cli
+from tests.conftest import SMALL, build_tiny_model
+
+TUNE = dict(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=1, batch_size=4)
+
+
+def _extract(folder, model, mmlu, per_subject=12):
+    run_extract(ExtractConfig(model=str(model), task_data=str(mmlu), shots=(0, 1), subjects="all",
+                              per_subject=per_subject, demo_pool=2, train_per_subject=8, batch_size=8), folder,
+                progress=False)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_model_dir, tiny_mmlu):
+    """seed0 and seed1: one extraction, fine-tuned with two seeds; normed: seed0's extraction and
+    fine-tune analysed with another recipe; deep: a 5-block model on other rows."""
+    root = tmp_path_factory.mktemp("compare")
+    seed0, seed1, normed, deep = (root / n for n in ("seed0", "seed1", "normed", "deep"))
+    _extract(seed0, tiny_model_dir, tiny_mmlu)
+    shutil.copytree(seed0, seed1)
+    for folder, seed in ((seed0, 0), (seed1, 1)):
+        run_finetune(folder, FinetuneConfig(**TUNE, seed=seed, task_data=str(tiny_mmlu)), progress=False)
+        run_analysis(folder, SMALL, progress=False)
+    shutil.copytree(seed0, normed)
+    for name in ("analysis.h5", "metrics.csv"):
+        (normed / name).unlink()
+    run_analysis(normed, replace(SMALL, states="normed"), progress=False)
+    _extract(deep, build_tiny_model(root / "deep-model", layers=5), tiny_mmlu, per_subject=10)
+    run_analysis(deep, SMALL, progress=False)
+    return {"seed0": seed0, "seed1": seed1, "normed": normed, "deep": deep}
+
+
+@pytest.fixture(scope="module")
+def compared(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmp") / "page"
+    result = run_compare(list(runs.values()), out, labels={"normed": "recipe-normed"}, n_boot=200)
+    return out, result
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_the_table_is_every_runs_metrics_with_relative_depth(runs, compared):
+    out, _ = compared
+    table = _rows(out / "compare.csv")
+    assert tuple(table[0]) == COMPARE_HEADER
+    column = {name: i for i, name in enumerate(table[0])}
+    labels = {"seed0": "seed0", "seed1": "seed1", "normed": "recipe-normed", "deep": "deep"}
+    last = {"seed0": 3, "seed1": 3, "normed": 3, "deep": 5}  # 3 and 5 blocks: layers 0..3 and 0..5
+    for name, folder in runs.items():
+        own = _rows(folder / "metrics.csv")
+        mine = [row for row in table[1:] if row[column["label"]] == labels[name]]
+        assert len(mine) == len(own) - 1  # nothing lost or duplicated
+        stripped = [[row[column[h]] for h in own[0]] for row in mine]
+        assert stripped == own[1:]  # the run's own rows, in its order, values as written
+        for row in mine:
+            assert float(row[column["relative_depth"]]) == pytest.approx(int(row[column["layer"]]) / last[name])
+            assert row[column["run"]] == str(folder)
+    assert len(table) - 1 == sum(len(_rows(f / "metrics.csv")) - 1 for f in runs.values())
+
+
+def test_runs_sharing_rows_get_paired_differences_and_the_others_a_reason(runs, compared):
+    out, result = compared
+    paired = _rows(out / PAIRED_FILE)
+    header, body = paired[0], paired[1:]
+    pairs = {(r[0], r[1]) for r in body}
+    assert pairs == {("seed0", "seed1"), ("seed0", "recipe-normed"), ("seed1", "recipe-normed")}
+    assert len(result.notes) == 3 and all("deep" in n and "different questions" in n for n in result.notes)
+    at = {name: header.index(name) for name in header}
+    for row in body:
+        value, low, high = (float(row[at[k]]) for k in ("difference", "low", "high"))
+        assert low - 1e-12 <= value <= high + 1e-12
+    # one extraction, one fine-tune: the recipes' accuracies are the same questions answered the same way
+    same = [r for r in body if r[:2] == ["seed0", "recipe-normed"] and r[at["metric"]] == "accuracy"]
+    assert {r[at["condition"]] for r in same} == {"0shot", "1shot", "sft"}
+    assert all(float(r[at["difference"]]) == 0 == float(r[at["low"]]) == float(r[at["high"]]) for r in same)
+    # each difference is the two runs' own ARIs (as their analyses wrote them) subtracted
+    def ari(folder, condition, layer, grouping):
+        return next(float(r[5]) for r in _rows(folder / "metrics.csv")
+                    if r[:5] == ["eval", condition, str(layer), "ari", grouping])
+
+    aris = [r for r in body if r[:2] == ["seed0", "seed1"] and r[at["metric"]].startswith("ari")]
+    assert {r[at["condition"]] for r in aris} == {"0shot", "1shot", "sft"}
+    for r in aris:
+        grouping = r[at["metric"]][4:-1]
+        expected = ari(runs["seed0"], r[2], r[4], grouping) - ari(runs["seed1"], r[2], r[4], grouping)
+        assert float(r[at["difference"]]) == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_run_against_itself_differs_by_nothing(runs):
+    view = summarize(runs["seed0"], "a", n_boot=100).view
+    assert all(d.value == d.low == d.high == 0 for d in paired_differences(view, view, n_boot=100))
+
+
+def test_paired_differences_asked_for_runs_on_other_rows_are_refused(runs, tmp_path, capsys):
+    out = tmp_path / "page"
+    code = cli.main(["compare", str(runs["seed0"]), str(runs["deep"]), "--out", str(out), "--paired", "seed0,deep",
+                     "--n-boot", "100"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and "different questions" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["no-analysis", "twice", "one-run", "foreign-out", "unknown-label"])
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(runs, tmp_path, capsys, case):
+    out = tmp_path / "page"
+    bare = tmp_path / "bare"
+    args = [str(runs["seed0"]), str(runs["seed1"])]
+    if case == "no-analysis":
+        shutil.copytree(runs["deep"], bare)
+        (bare / "analysis.h5").unlink()
+        args = [str(runs["seed0"]), str(bare)]
+    elif case == "twice":
+        args = [str(runs["seed0"]), str(runs["seed0"])]
+    elif case == "one-run":
+        args = [str(runs["seed0"])]
+    elif case == "foreign-out":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif case == "unknown-label":
+        args += ["--label", "nope=x"]
+    code = cli.main(["compare", *args, "--out", str(out), "--n-boot", "100"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("landscape: error:") and "\n" not in err, err
+    if case == "foreign-out":
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    else:
+        assert not out.exists()
+
+
+def test_a_comparison_is_replaced_whole(runs, compared, tmp_path):
+    out = tmp_path / "page"
+    run_compare([runs["seed0"], runs["deep"]], out, n_boot=100)
+    assert not (out / PAIRED_FILE).exists()  # nothing shares rows
+    run_compare([runs["seed0"], runs["seed1"]], out, n_boot=100)  # an earlier comparison may be replaced
+    assert (out / PAIRED_FILE).is_file()
+    page = (out / "index.html").read_text()
+    assert page.count("plotly.js v") == 1 and '<script src="http' not in page
+    assert "What differs between the runs" in page and "fine-tune sft: seed" in page
+
+
+def test_what_differs_names_the_fine_tunes_seed_and_the_recipe(runs):
+    from analyses.compare import differences
+
+    summaries = [summarize(runs[n], n, n_boot=100) for n in ("seed0", "seed1", "normed")]
+    differ = dict(differences(summaries)[0])
+    assert differ["fine-tune sft: seed"] == ["0", "1", "0"]
+    assert differ["analysis: states"] == ['"residual"', '"residual"', '"normed"']
+    assert "model sha256" not in differ and "task sha256" not in differ
+
+
+@pytest.mark.browser
+def test_the_comparison_renders_in_headless_chromium(compared, tmp_path):
+    from figures.browser import check_page, find_chromium
+
+    if find_chromium() is None:
+        if os.environ.get("LANDSCAPE_REQUIRE_BROWSER"):
+            pytest.fail("no Chromium, and LANDSCAPE_REQUIRE_BROWSER is set (make test installs Debian's chromium)")
+        pytest.skip("no Chromium on this machine")
+    out, result = compared
+    check = check_page(result.index, tmp_path / "screenshot.png")
+    assert check.ok, check.problems()
+    assert set(check.drawn) == {"headline", "profiles", "paired"}
+    assert np.isfinite(check.load_s)
