@@ -56,6 +56,12 @@ class TrainData:
     weights: np.ndarray  # (n,) 1/(frequency of its first-group value), mean 1: a balanced loss
     continuations: list[list[list[int]]] | None = None  # text scoring: each choice's token ids
 
+    def subset(self, indices: np.ndarray) -> "TrainData":
+        """These rows only (every per-row field taken together, so none can be forgotten)."""
+        return TrainData(rows=self.rows[indices], tokens=[self.tokens[i] for i in indices], labels=self.labels[indices],
+                         weights=self.weights[indices],
+                         continuations=None if self.continuations is None else [self.continuations[i] for i in indices])
+
 
 def train_data(task: tasks.Task, tokenizer, examples: store.hidden.Examples, train_rows: np.ndarray, by_id: dict,
                *, labels: str, seed: int, text_scoring: bool) -> TrainData:
@@ -282,8 +288,7 @@ def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, scoring:
                 online[micro] = label_nats(model, train, micro, scoring).double().cpu().numpy() / LN2
         prefix = order[: bounds[k + 1]]  # retrain from the base on everything coded so far
         set_peft_model_state_dict(model, initial)
-        subset = TrainData(rows=train.rows[prefix], tokens=[train.tokens[i] for i in prefix],
-                           labels=train.labels[prefix], weights=train.weights[prefix])
+        subset = train.subset(prefix)
         record = train_lora(model, subset, config, scoring=scoring, progress=progress, ranks=ranks)
         losses += record["losses"].tolist()
     return {"online_bits": online, "losses": np.array(losses), "steps": len(losses)}

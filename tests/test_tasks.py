@@ -199,7 +199,8 @@ def test_text_scoring_equals_the_summed_log_probs_of_each_continuation(tiny, tmp
     torch.testing.assert_close(cached.letter_logits[0], out.letter_logits[0], rtol=1e-4, atol=1e-4)
 
 
-def test_text_scored_task_runs_and_fine_tunes(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("schedule", ["online", "blockwise"])
+def test_text_scored_task_runs_and_fine_tunes(tmp_path, tiny_model_dir, schedule):
     import h5py
 
     from landscape import store
@@ -211,7 +212,8 @@ def test_text_scored_task_runs_and_fine_tunes(tmp_path, tiny_model_dir):
     assert cli.main(["extract", "--run", str(run), "--task", str(folder / "exam.yaml"), "--model", str(tiny_model_dir),
                      "--subjects", "all", "--per-subject", "12", "--demo-pool", "2", "--train-per-subject", "6",
                      "--shots", "0,1", "--batch-size", "4", "--no-progress"]) == 0
-    assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "4", "--no-progress"]) == 0
+    assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "4", "--schedule", schedule,
+                     "--no-progress"]) == 0
     with h5py.File(run / "hidden.h5") as f:
         attrs = store.hidden.condition_attrs(store.hidden.get_condition(f, "0shot"))
         logits, lse, _ = store.hidden.read_outputs(f, "0shot")
