@@ -1,6 +1,7 @@
 """How alike the representations of a split are: every layer of a condition against its other
 layers, and every condition against the others at each layer, by linear CKA (and debiased),
-mutual kNN, CKNNA and information imbalance (``landscape.similarity``).
+mutual kNN (Huh et al.'s, and on Euclidean neighbours), CKNNA and information imbalance
+(``landscape.similarity``).
 
 One task per condition (its layers) and one per layer (its conditions), each one pass of blocked
 Gram matrices over its representations (``similarity_matrices``): memory is one condition's
@@ -8,7 +9,7 @@ layers, L x N x d x 16 bytes (float64, and Huh et al.'s normalised copy), not th
 Layers without a geometry (every point identical, e.g. layer 0) are left out; rows duplicated
 in any of a task's representations are dropped from all of them (neighbours among copies are
 undefined; ``n_dropped``). A group is redone when the layers or conditions it should cover, or
-``k``, change.
+``k``, or the measures (a run analysed before a measure existed), change.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str
             continue
         over = [l if compared == "layer" else c for c, l in representations]
         stored = store.analysis.read_similarity(f, path)
-        if stored is not None and stored[0].tolist() == over and stored[2].get("k") == k:
+        if (stored is not None and stored[0].tolist() == over and stored[2].get("k") == k
+                and list(stored[2].get("measures", [])) == list(MEASURES)):
             continue
         yield path, similarity_task, (hidden, split, representations, {compared: np.array(over)}, states, k, device)
 

@@ -22,7 +22,8 @@ ID_ESTIMATORS = (
 SIMILARITY_MEASURES = (
     ("cka", "linear CKA", (0.0, 1.0)),
     ("cka_debiased", "linear CKA, debiased", (0.0, 1.0)),
-    ("mutual_knn", "mutual kNN", (0.0, 1.0)),
+    ("mutual_knn", "mutual kNN (Huh et al.)", (0.0, 1.0)),
+    ("mutual_knn_euclidean", "mutual kNN (Euclidean neighbours)", (0.0, 1.0)),
     ("cknna", "CKNNA", (0.0, 1.0)),
     ("imbalance", "information imbalance row -> column", (0.0, 1.0)),
 )

@@ -4,12 +4,14 @@
   Song et al. 2012): 1 for representations equal up to rotation and isotropic scale; the biased
   form is inflated for unrelated high-dimensional data at small N, the debiased one is near 0.
 - **Mutual k-nearest-neighbour alignment** (Huh et al. 2024, "platonic representation"): the
-  mean share of each example's k nearest neighbours that both representations agree on, the
-  same quantity as DADApy's data overlap (``geometry.data_overlap``) on Euclidean neighbours.
+  mean share of each example's k nearest neighbours that both representations agree on, as
+  their ``compute_nearest_neighbors`` finds them after their feature preparation (values clamped
+  at the 95th percentile of |value|, rows L2-normalised, inner-product neighbours): blind to
+  each row's scale. ``mutual_knn_euclidean`` is the same share on Euclidean neighbours of the
+  raw centred features, the quantity of DADApy's data overlap (``geometry.data_overlap``).
 - **CKNNA** (Huh et al. 2024): CKA restricted to the pairs of examples that are among each
   other's k nearest neighbours in both representations (their ``cknna``, unbiased HSIC), on
-  their features: clamped at the 95th percentile of |value| and L2-normalised, inner-product
-  neighbours.
+  the same prepared features and neighbours.
 - **Information imbalance** (Glielmo et al. 2022, DADApy): Delta(A -> B) = 2/N x the mean rank,
   in B, of each point's nearest neighbour in A; ~0 when A's neighbourhoods predict B's, ~1 when
   they say nothing about them. Asymmetric: report both directions.
@@ -41,8 +43,8 @@ import torch
 
 from landscape.devices import pick_device
 
-MEASURES = ("cka", "cka_debiased", "mutual_knn", "cknna", "imbalance")
-OUTLIER_QUANTILE = 0.95  # Huh et al.'s feature clamp before CKNNA
+MEASURES = ("cka", "cka_debiased", "mutual_knn", "mutual_knn_euclidean", "cknna", "imbalance")
+OUTLIER_QUANTILE = 0.95  # Huh et al.'s feature clamp before mutual kNN and CKNNA
 # Bytes of the per-block work arrays (Gram rows of every representation, comparison masks).
 _BLOCK_BYTES = 1 << 27
 
@@ -77,9 +79,28 @@ def hsic_unbiased(K: np.ndarray, L: np.ndarray) -> float:
     return float(value / (n * (n - 3)))
 
 
-def mutual_knn(indices_a: np.ndarray, indices_b: np.ndarray, k: int) -> float:
-    """Mean share of the k nearest neighbours two representations agree on (Huh et al. 2024),
-    from kNN index arrays (N, >= k+1) with each point itself in column 0 (``KnnGraph.indices``)."""
+def mutual_knn(X_a: np.ndarray, X_b: np.ndarray, k: int = 10) -> float:
+    """Huh et al. 2024's mutual kNN of two representations (``similarity_matrices`` of the pair):
+    the mean share of the k nearest neighbours they agree on, inner-product neighbours of
+    ``huh_features``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 16))
+    >>> scaled = X * rng.uniform(0.2, 5, size=(200, 1))  # each row rescaled: the same directions
+    >>> mutual_knn(X, scaled, 10), round(mutual_knn_euclidean_of(X, scaled, 10), 2)  # their clamp moves a few
+    (0.8465, 0.4)
+    """
+    return float(similarity_matrices([X_a, X_b], k=k, cknna_k=max(k, 2)).mutual_knn[0, 1])
+
+
+def mutual_knn_euclidean_of(X_a: np.ndarray, X_b: np.ndarray, k: int = 10) -> float:
+    """The share of Euclidean neighbours of the raw features two representations agree on."""
+    return float(similarity_matrices([X_a, X_b], k=k, cknna_k=max(k, 2)).mutual_knn_euclidean[0, 1])
+
+
+def mutual_knn_euclidean(indices_a: np.ndarray, indices_b: np.ndarray, k: int) -> float:
+    """Mean share of the k nearest Euclidean neighbours two representations agree on, from kNN
+    index arrays (N, >= k+1) with each point itself in column 0 (``KnnGraph.indices``)."""
     from landscape.geometry import data_overlap
 
     return float(data_overlap(indices_a, indices_b, k=k).mean())
@@ -127,7 +148,8 @@ class SimilarityMatrices:
 
     cka: np.ndarray
     cka_debiased: np.ndarray
-    mutual_knn: np.ndarray
+    mutual_knn: np.ndarray  # Huh et al.'s: prepared features, inner-product neighbours
+    mutual_knn_euclidean: np.ndarray
     cknna: np.ndarray
     imbalance: np.ndarray
 
@@ -144,7 +166,7 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
         >>> rng = np.random.default_rng(0)
         >>> X = rng.normal(size=(100, 8))
         >>> m = similarity_matrices([X, 2 * X, rng.normal(size=(100, 8))], k=5)
-        >>> m.cka.round(2)[0].tolist(), m.mutual_knn[0, 1], round(m.imbalance[0, 1], 2)
+        >>> m.cka.round(2)[0].tolist(), m.mutual_knn_euclidean[0, 1], round(m.imbalance[0, 1], 2)
         ([1.0, 1.0, 0.07], 1.0, 0.02)
     """
     n = len(representations[0])
@@ -159,8 +181,9 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
     sq = torch.stack([(C ** 2).sum(dim=1) for C in centred])  # (R, N): the centred Grams' diagonals
     inner = torch.zeros(R, R, dtype=torch.float64, device=dev)  # <K_a, K_b> = sum of K_a * K_b
     knn = torch.empty(R, n, k, dtype=torch.long, device=dev)
-    huh_knn = torch.empty(R, n, cknna_k, dtype=torch.long, device=dev)
-    huh_values = torch.empty(R, n, cknna_k, dtype=torch.float64, device=dev)
+    huh_k = max(k, cknna_k)  # one top-k serves both: mutual kNN takes the first k, CKNNA the first cknna_k
+    huh_knn = torch.empty(R, n, huh_k, dtype=torch.long, device=dev)
+    huh_values = torch.empty(R, n, huh_k, dtype=torch.float64, device=dev)
     ranks = torch.zeros(R, R, dtype=torch.float64, device=dev)  # ranks[a, b]: sum over i of rank_b(nn_a(i))
     block = max(1, min(n, _BLOCK_BYTES // (8 * n * max(R, 2))))
     for start in range(0, n, block):
@@ -179,7 +202,7 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
         for r, H in enumerate(huh):
             similarities = H[rows] @ H.T
             similarities[torch.arange(len(rows), device=dev), rows] = -torch.inf
-            values, indices = torch.topk(similarities, cknna_k, dim=1)
+            values, indices = torch.topk(similarities, huh_k, dim=1)
             huh_knn[r, rows], huh_values[r, rows] = indices, values
     diagonal = sq.T  # (N, R)
     cka = inner / torch.sqrt(torch.outer(inner.diagonal(), inner.diagonal()))
@@ -188,8 +211,9 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
     return SimilarityMatrices(
         cka=cka.cpu().numpy(),
         cka_debiased=cka_debiased.cpu().numpy(),
-        mutual_knn=_mutual_knn_matrix(knn.cpu().numpy(), k),
-        cknna=_cknna_matrix(huh_knn.cpu().numpy(), huh_values.cpu().numpy()),
+        mutual_knn=_mutual_knn_matrix(huh_knn[:, :, :k].cpu().numpy(), k),
+        mutual_knn_euclidean=_mutual_knn_matrix(knn.cpu().numpy(), k),
+        cknna=_cknna_matrix(huh_knn[:, :, :cknna_k].cpu().numpy(), huh_values[:, :, :cknna_k].cpu().numpy()),
         imbalance=(2.0 / n * ranks / n).cpu().numpy(),
     )
 

@@ -36,9 +36,36 @@ def test_mutual_knn_of_identical_sets_is_one_and_of_independent_ones_near_k_over
     rng = np.random.default_rng(2)
     X = rng.normal(size=(400, 5))
     g = knn_graph(X, 10).indices
-    assert similarity.mutual_knn(g, knn_graph(X @ _rotation(5, 3), 10).indices, 10) == 1.0
+    assert similarity.mutual_knn_euclidean(g, knn_graph(X @ _rotation(5, 3), 10).indices, 10) == 1.0
     h = knn_graph(rng.normal(size=(400, 5)), 10).indices
-    assert similarity.mutual_knn(g, h, 10) < 0.05  # chance: 10 / 399
+    assert similarity.mutual_knn_euclidean(g, h, 10) < 0.05  # chance: 10 / 399
+    assert similarity.mutual_knn(X, 3 * X, 10) == 1.0  # (their clamp is per coordinate: not rotation-blind)
+    assert similarity.mutual_knn(X, rng.normal(size=(400, 5)), 10) < 0.05
+
+
+def _huh_mutual_knn(A: np.ndarray, B: np.ndarray, topk: int) -> float:
+    """Huh et al.'s ``mutual_knn`` (platonic-rep metrics.py: argsort of inner products, binary
+    masks) transcribed, on their features (``remove_outliers`` q=0.95, then L2-normalised)."""
+    import torch
+
+    A, B = (torch.as_tensor(similarity.huh_features(X)) for X in (A, B))
+    n = len(A)
+    knn = [(F @ F.T).fill_diagonal_(-1e8).argsort(dim=1, descending=True)[:, :topk] for F in (A, B)]
+    masks = [torch.zeros(n, n).scatter_(1, k, 1.0) for k in knn]
+    return float(((masks[0] * masks[1]).sum(dim=1) / topk).mean())
+
+
+def test_mutual_knn_is_huh_et_al_s_code_and_nearly_blind_to_row_scale():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(200, 64))
+    scaled = X * rng.uniform(0.2, 5, size=(200, 1))
+    other = np.tanh(X[:, :20]) + rng.normal(size=(200, 20))
+    for Y in (scaled, other):
+        assert similarity.mutual_knn(X, Y, 10) == pytest.approx(_huh_mutual_knn(X, Y, 10), abs=1e-6)  # theirs: float32
+    # the same directions: Huh et al.'s mutual kNN sees one geometry (their clamp alone moves a
+    # few neighbours), Euclidean neighbours of the raw rows do not
+    assert similarity.mutual_knn(X, scaled, 10) > 0.8
+    assert similarity.mutual_knn_euclidean_of(X, scaled, 10) < 0.5
 
 
 def test_information_imbalance_matches_dadapy_and_its_limits():
@@ -95,7 +122,9 @@ def test_the_matrices_equal_the_pairwise_definitions():
             assert m.cka[a, b] == pytest.approx(similarity.linear_cka(A, B), rel=1e-9)
             assert m.cka_debiased[a, b] == pytest.approx(similarity.linear_cka(A, B, debiased=True), rel=1e-9, abs=1e-12)
             assert m.imbalance[a, b] == pytest.approx(similarity.information_imbalance(A, B)[0], rel=1e-12)
-            assert m.mutual_knn[a, b] == pytest.approx(similarity.mutual_knn(knn_graph(A, 8).indices, knn_graph(B, 8).indices, 8))
+            assert m.mutual_knn_euclidean[a, b] == pytest.approx(
+                similarity.mutual_knn_euclidean(knn_graph(A, 8).indices, knn_graph(B, 8).indices, 8))
+            assert m.mutual_knn[a, b] == pytest.approx(_huh_mutual_knn(A, B, 8), abs=1e-6)
             assert m.cknna[a, b] == pytest.approx(_huh_cknna(A, B, 8), rel=1e-9, abs=1e-12)
 
 
@@ -131,5 +160,5 @@ def test_the_analysis_writes_layer_by_layer_and_condition_by_condition_similarit
     assert metrics[("0shot", "1", "cka", "layer:3")] == pytest.approx(by_layer["cka"][0, 2])
     assert metrics[("0shot", "3", "imbalance_a_to_b", "layer:1")] == pytest.approx(by_layer["imbalance"][2, 0])
     assert metrics[("0shot~1shot", "3", "imbalance_b_to_a", "")] == pytest.approx(at_3["imbalance"][1, 0])
-    for measure in ("cka", "cka_debiased", "mutual_knn", "cknna"):
+    for measure in ("cka", "cka_debiased", "mutual_knn", "mutual_knn_euclidean", "cknna"):
         assert ("0shot~1shot", "2", measure, "") in metrics

@@ -12,7 +12,7 @@
          data_overlap (n,)
     /similarity/<split>/layers/<condition>/     attrs: complete, k, n_rows, n_dropped (rows duplicated
          in some layer, left out)   layer (R,) int: the condition's layers with a geometry;
-         cka, cka_debiased, mutual_knn, cknna, imbalance (R, R) float64, layer i against layer j
+         cka, cka_debiased, mutual_knn, mutual_knn_euclidean, cknna, imbalance (R, R) float64, layer i against layer j
          (imbalance[i, j] = Delta(i -> j)); metrics.csv rows: '<condition>' at layer i, '<measure>[layer:<j>]'
     /similarity/<split>/conditions/<layer:03d>/  the same over condition (R,) str: the conditions at a
          layer; metrics.csv rows: pairs 'a~b' with cka, ..., imbalance_a_to_b, imbalance_b_to_a
