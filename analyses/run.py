@@ -130,6 +130,10 @@ def _plan(run_dir: Path, config: AnalysisConfig, conditions: list[str] | None, l
     n_eval = int((examples.splits == "eval").sum())
     if "eval" in splits and n_eval < config.maxk + 1:
         raise ValueError(f"{n_eval} eval examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk")
+    n_train = int((examples.splits == "train").sum())
+    if "train" in splits and n_train <= config.maxk:
+        print(f"the train split's {n_train} rows are fewer than maxk + 1 = {config.maxk + 1}: its layers are skipped "
+              "(no train-row geometry, so no EDL correlations); lower --maxk to analyse them", file=sys.stderr)
     return Sweep(hidden, config, list(conditions), stored, layers_of, instances, examples, edl_names, list(splits))
 
 

@@ -130,3 +130,18 @@ def test_incomplete_conditions_are_left_out_unless_named(tiny_run, tmp_path):
     assert {r["condition"] for r in _metrics(copy)} == {"0shot"}
     with pytest.raises(ValueError, match="1shot .* is incomplete"):
         run_analysis(copy, SMALL, conditions=["1shot"], progress=False)
+
+
+def test_a_train_split_too_small_for_maxk_is_skipped_and_said_so(tmp_path, tiny_model_dir, tiny_mmlu, capsys):
+    from extract.icl import ExtractConfig, run_extract
+
+    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0,), subjects="all",
+                              per_subject=12, demo_pool=1, train_per_subject=4, batch_size=8), tmp_path, progress=False)
+    capsys.readouterr()
+    run_analysis(tmp_path, SMALL, progress=False)
+    said = [line for line in capsys.readouterr().err.splitlines() if "train split" in line]
+    assert said == ["the train split's 12 rows are fewer than maxk + 1 = 21: its layers are skipped "
+                    "(no train-row geometry, so no EDL correlations); lower --maxk to analyse them"]
+    with h5py.File(tmp_path / "analysis.h5") as f:
+        _, _, skipped = store.analysis.read_result(f, store.analysis.result_path("0shot", 2, split="train"))
+        assert "maxk=20 needs at least 21" in skipped

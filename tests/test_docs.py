@@ -83,3 +83,25 @@ def test_every_link_of_the_readme_and_docs_resolves():
             if not dest.is_file() or (anchor and anchor not in set(_anchors(dest.read_text()))):
                 broken.append(f"{page.relative_to(root)} -> {target}")
     assert not broken, broken
+
+
+def test_usage_names_every_make_variable_and_every_option():
+    """docs/usage.md promises every make variable and every option of every command."""
+    import argparse
+    import re
+    from pathlib import Path
+
+    from landscape.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    usage = (root / "docs" / "usage.md").read_text()
+    variables = re.findall(r"^([A-Z][A-Z0-9_]*)\s*\?=", (root / "Makefile").read_text(), flags=re.M)
+    assert "MODEL" in variables and "TORCH_INDEX" in variables
+    missing = sorted({v for v in variables if f"`{v}`" not in usage})
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, parser in commands.items():
+        assert f"`{name}`" in usage or f"landscape {name}" in usage, name
+        for action in parser._actions:
+            missing += [f"{name} {o}" for o in action.option_strings if o.startswith("--") and o != "--help"
+                        and o not in usage]
+    assert not missing, missing

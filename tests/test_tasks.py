@@ -242,6 +242,7 @@ BAD = {
     "too many choices": (lambda y: y.replace("[c1, c2, c3]", "[" + ", ".join(["c1"] * 27) + "]"), ["2 to 26"]),
     "one choice": (lambda y: y.replace("[c1, c2, c3]", "[c1]"), ["2 to 26"]),
     "bad answer_as": (lambda y: y.replace("answer_as: letter", "answer_as: number"), ["answer_as"]),
+    "quoted control": (lambda y: y + 'control: "false"\n', ["control must be true or false", "'false'"]),
     "missing source": (lambda y: y.replace("questions.csv", "nothing.csv"), ["nothing.csv", "does not exist"]),
 }
 

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> None:
               + (f"  (unavailable: {row['error']})" if "error" in row else ""))
         if row["description"]:
             print(f"{'':<16} {row['description']}")
-    print("\nYour own task: a YAML file with name, source, question, choices, answer, answer_as, groups "
-          "(and optional id, header, filter, rename, score, prompt, choice, demo_answer, continuation); "
+    print("\nYour own task: a YAML file with name, source, question, choices, answer, groups "
+          "(and optional answer_as: index (default), letter or text; control: true for a positive control; "
+          "id, header, description, filter, rename, transform, score, prompt, choice, demo_answer, continuation); "
           "see docs/tasks.md and the built-ins in " + str(tasks.BUILTIN_DIR)
           + ". Then: landscape extract --task FILE --run runs/mine")

@@ -77,11 +77,19 @@ def parse_task(text: str, path: str | Path = "<task>") -> Task:
         name=name, path=where, text=text, source=str(spec["source"]), question=str(spec["question"]),
         choices=choices, answer=str(spec["answer"]), answer_as=answer_as, groups=groups,
         header=str(spec.get("header") or ""), id=None if spec.get("id") is None else str(spec["id"]),
-        description=str(spec.get("description") or ""), control=bool(spec.get("control", False)),
+        description=str(spec.get("description") or ""), control=_control(spec, where),
         filter=spec.get("filter"),
         rename={str(k): str(v) for k, v in rename.items()}, transform=transform, score=score,
         **{key: str(spec.get(key, defaults[key])) for key in defaults},
     )
+
+
+def _control(spec: dict, where: str) -> bool:
+    """``control``: a YAML boolean (a quoted "false" would otherwise be true)."""
+    value = spec.get("control", False)
+    if not isinstance(value, bool):
+        raise TaskError(f"{where}: control must be true or false (unquoted), got {value!r}")
+    return value
 
 
 def _read_yaml(text: str, where: str) -> Any:
