@@ -91,6 +91,7 @@ def _labelled(runs: list[Path], labels: dict[str, str], out: Path) -> list[tuple
     a label for no run, an output folder that is a run or holds something else."""
     if len(runs) < 2:
         raise ValueError("compare needs two runs or more")
+    labels = {str(Path(key)): label for key, label in labels.items()}  # runs/x/ and runs/x alike
     seen: dict[Path, Path] = {}
     refs = []
     for run in map(Path, runs):
@@ -109,6 +110,8 @@ def _labelled(runs: list[Path], labels: dict[str, str], out: Path) -> list[tuple
     out = Path(out).resolve()
     if any(out == r or r in out.parents for r in seen):
         raise ValueError(f"--out {out} lies inside a run; give a folder of its own")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder")
     if out.exists() and any(out.iterdir()) and not (out / COMPARE_FILE).is_file():
         raise ValueError(f"--out {out} holds other files (not an earlier comparison): give an empty or new folder")
     return refs

@@ -151,9 +151,10 @@ def test_a_comparison_is_replaced_whole(runs, compared, tmp_path):
     out = tmp_path / "page"
     run_compare([runs["seed0"], runs["deep"]], out, n_boot=100)
     assert not (out / PAIRED_FILE).exists()  # nothing shares rows
-    run_compare([runs["seed0"], runs["seed1"]], out, n_boot=100)  # an earlier comparison may be replaced
+    run_compare([runs["seed0"], runs["seed1"]], out, labels={f"{runs['seed0']}/": "first"}, n_boot=100)  # replaced
     assert (out / PAIRED_FILE).is_file()
     page = (out / "index.html").read_text()
+    assert "landscape: first vs seed1" in page
     assert page.count("plotly.js v") == 1 and '<script src="http' not in page
     assert "What differs between the runs" in page and "fine-tune sft: seed" in page
 
