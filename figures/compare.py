@@ -147,7 +147,8 @@ def headline_section(runs: list[RunSummary], colours: dict[str, str]) -> Section
     conditions = list(dict.fromkeys(c for run in runs for c in run.conditions))
     finetunes = _finetunes(runs)
     header = ["run", "model", "task", "eval rows", "layers", "recipe", *[f"accuracy {c}" for c in conditions],
-              *[f"EDL gain beyond format, {c} (bits/label)" for c in finetunes], "claims"]
+              *[h for c in finetunes for h in (f"EDL {c} (bits, held-out)", f"gain beyond format, {c} (bits/label)")],
+              "claims"]
     rows = []
     accuracy: dict[str, dict[str, tuple]] = {}
     for run in runs:
@@ -158,11 +159,13 @@ def headline_section(runs: list[RunSummary], colours: dict[str, str]) -> Section
                      html.escape(str(run.info.get("task", ""))), str(run.view.n_rows), str(run.n_layers),
                      html.escape(str(run.settings.get("recipe", ""))),
                      *[_interval(accuracy[run.label].get(c)) for c in conditions],
-                     *[_interval(run.edl_gain(c)) for c in finetunes],
+                     *[_interval(x, digits) for c in finetunes
+                       for x, digits in ((run.edl_total(c), 1), (run.edl_gain(c), 3))],
                      " · ".join(f"{verdicts.count(v)} {v}" for v in (cl.HOLDS, cl.FAILS, cl.CANNOT_TELL))])
     figure = headline_figure(runs, accuracy, conditions, finetunes, colours)
-    return Section("runs", "The runs", "Accuracy on the eval rows with a 95 % bootstrap interval over them; EDL's gain "
-                   "beyond format per training label with the record's interval (docs/edl.md).",
+    return Section("runs", "The runs", "Accuracy on the eval rows with a 95 % bootstrap interval over them; each "
+                   "fine-tune's EDL on held-out answers and its gain beyond format per training label, with the "
+                   "record's intervals (docs/edl.md).",
                    [_html_table(header, rows), figure_div(figure, "headline")])
 
 

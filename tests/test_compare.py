@@ -155,6 +155,7 @@ def test_a_comparison_is_replaced_whole(runs, compared, tmp_path):
     assert (out / PAIRED_FILE).is_file()
     page = (out / "index.html").read_text()
     assert "landscape: first vs seed1" in page
+    assert "EDL sft (bits, held-out)" in page and "gain beyond format, sft (bits/label)" in page
     assert page.count("plotly.js v") == 1 and '<script src="http' not in page
     assert "What differs between the runs" in page and "fine-tune sft: seed" in page
 
