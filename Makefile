@@ -148,15 +148,16 @@ control: setup
 	@echo "control report: $(abspath $(CONTROL_RUN))/report/index.html"
 
 # make replicate MODEL=qwen2.5-coder-1.5b: the paper's protocol (docs/replication.md) at a size that runs
-# in about 2 hours on 2 cores for that model: REPLICATE_SUBJECTS x (REPLICATE_PER_SUBJECT eval +
-# REPLICATE_TRAIN training questions), 0-shot and 5-shot (REPLICATE_DEMOS=fixed,resampled adds each
-# question's own demos: ~36 s a question more), fine-tunes with true and random labels, the paper's
-# analysis recipe (maxk capped below the rows), then the claims and the report.
+# in about 2.5 hours on 2 cores for that model: REPLICATE_SUBJECTS x (REPLICATE_PER_SUBJECT eval +
+# REPLICATE_TRAIN training questions), 0-shot and 5-shot with fixed demos and with each question's own
+# (the shared-prefix control: ~9 s a question for that model; REPLICATE_DEMOS=fixed leaves it out),
+# fine-tunes with true and random labels, the paper's analysis recipe (maxk capped below the rows),
+# then the claims and the report.
 REPLICATE_RUN ?= runs/replicate-$(MODEL)
 REPLICATE_SUBJECTS ?= high_school_psychology,elementary_mathematics,prehistory,high_school_macroeconomics
 REPLICATE_PER_SUBJECT ?= 50
 REPLICATE_TRAIN ?= 20
-REPLICATE_DEMOS ?= fixed
+REPLICATE_DEMOS ?= fixed,resampled
 REPLICATE_FINETUNE ?= --epochs 2 --lr 1e-3 --batch-size 8
 REPLICATE_ANALYZE ?= --recipe doimo2024 --maxk 100 --cluster-maxk 100
 
