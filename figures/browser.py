@@ -104,3 +104,13 @@ def check_page(page: Path, screenshot: Path | None = None, *, timeout_s: float =
     return PageCheck(figures=len(names), drawn=drawn, missing=[n for n in names if n not in drawn],
                      console_errors=errors, external_requests=outside, load_s=load_s,
                      size_mib=page.stat().st_size / 2**20, screenshot=screenshot)
+
+
+def check_or_refuse(page: Path) -> PageCheck:
+    """``--check`` of a command that wrote ``page``: open it, print the summary, screenshot beside
+    it; a page that did not render cleanly is an error (one line)."""
+    check = check_page(page, Path(page).with_name("screenshot.png"))
+    print(check.summary())
+    if not check.ok:
+        raise ValueError(f"the page did not render cleanly: {check.problems()}")
+    return check

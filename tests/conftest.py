@@ -117,3 +117,15 @@ def tiny_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
                               per_subject=12, demo_pool=2, train_per_subject=0, batch_size=8), folder, progress=False)
     run_analysis(folder, SMALL, progress=False)
     return folder
+
+
+def require_chromium() -> None:
+    """Skip a browser test where there is no Chromium, unless LANDSCAPE_REQUIRE_BROWSER (make test) says it must run."""
+    import os
+
+    from figures.browser import find_chromium
+
+    if find_chromium() is None:
+        if os.environ.get("LANDSCAPE_REQUIRE_BROWSER"):
+            pytest.fail("no Chromium, and LANDSCAPE_REQUIRE_BROWSER is set (make test installs Debian's chromium)")
+        pytest.skip("no Chromium on this machine")

@@ -3,7 +3,6 @@ extraction; the table true to each run's metrics.csv, paired differences where r
 refusals in one line with nothing written, and the page in Chromium."""
 
 import csv
-import os
 import shutil
 from dataclasses import replace
 
@@ -16,7 +15,7 @@ from extract.finetune import FinetuneConfig, run_finetune
 from extract.icl import ExtractConfig, run_extract
 from figures.compare import PAIRED_FILE, run_compare
 from landscape import cli
-from tests.conftest import SMALL, build_tiny_model
+from tests.conftest import SMALL, build_tiny_model, require_chromium
 
 TUNE = dict(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=1, batch_size=4)
 
@@ -172,12 +171,9 @@ def test_what_differs_names_the_fine_tunes_seed_and_the_recipe(runs):
 
 @pytest.mark.browser
 def test_the_comparison_renders_in_headless_chromium(compared, tmp_path):
-    from figures.browser import check_page, find_chromium
+    from figures.browser import check_page
 
-    if find_chromium() is None:
-        if os.environ.get("LANDSCAPE_REQUIRE_BROWSER"):
-            pytest.fail("no Chromium, and LANDSCAPE_REQUIRE_BROWSER is set (make test installs Debian's chromium)")
-        pytest.skip("no Chromium on this machine")
+    require_chromium()
     out, result = compared
     check = check_page(result.index, tmp_path / "screenshot.png")
     assert check.ok, check.problems()

@@ -1,6 +1,5 @@
 """The report of a tiny run: files, figures true to the stored numbers, and the page in Chromium."""
 
-import os
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from figures.collect import collect, trees
 from figures.edl import code_length_curves
 from figures.report import ReportConfig, run_report
 from landscape import cli
-from tests.conftest import SMALL
+from tests.conftest import SMALL, require_chromium
 
 FAST = ReportConfig(map_method="pca", png="no")
 
@@ -122,12 +121,9 @@ def test_report_cli_errors_are_one_line(tmp_path, capsys, reported):
 
 @pytest.mark.browser
 def test_the_page_renders_in_headless_chromium(reported, tmp_path):
-    from figures.browser import check_page, find_chromium
+    from figures.browser import check_page
 
-    if find_chromium() is None:
-        if os.environ.get("LANDSCAPE_REQUIRE_BROWSER"):
-            pytest.fail("no Chromium, and LANDSCAPE_REQUIRE_BROWSER is set (make test installs Debian's chromium)")
-        pytest.skip("no Chromium on this machine")
+    require_chromium()
     folder, report = reported
     check = check_page(report.index, tmp_path / "screenshot.png")
     assert check.console_errors == []

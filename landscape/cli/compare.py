@@ -50,12 +50,9 @@ def run(args: argparse.Namespace) -> None:
     for note in result.notes:
         print(f"no paired differences: {note}")
     if args.check:
-        from figures.browser import check_page  # Playwright: only when asked
+        from figures.browser import check_or_refuse  # Playwright: only when asked
 
-        check = check_page(result.index, result.index.with_name("screenshot.png"))
-        print(check.summary())
-        if not check.ok:
-            raise ValueError(f"the page did not render cleanly: {check.problems()}")
+        check_or_refuse(result.index)
     size = result.index.stat().st_size / 2**20
     print(f"table: {result.table.resolve()}" + (f"  paired: {result.paired.resolve()}" if result.paired else ""))
     print(f"page: {result.index.resolve()} ({size:.1f} MiB)")

@@ -34,10 +34,7 @@ def run(args: argparse.Namespace) -> None:
     size = report.index.stat().st_size / 2**20
     print(f"wrote {len(report.figures)} figures ({len(report.pngs)} PNG){'; ' + report.png_note if report.png_note else ''}")
     if args.check:
-        from figures.browser import check_page  # Playwright: only when asked
+        from figures.browser import check_or_refuse  # Playwright: only when asked
 
-        check = check_page(report.index, report.index.with_name("screenshot.png"))
-        print(check.summary())
-        if not check.ok:
-            raise ValueError(f"the page did not render cleanly: {check.problems()}")
+        check_or_refuse(report.index)
     print(f"report: {report.index.resolve()} ({size:.1f} MiB)")
