@@ -170,10 +170,11 @@ def paired_differences(a: RunView, b: RunView, *, n_boot: int = cl.N_BOOT, seed:
         layers_a, layers_b = a.clusters.get(condition, {}), b.clusters.get(condition, {})
         if not layers_a or not layers_b:
             continue
-        depth_b = np.array(sorted(layers_b)) / max(b.last_layer, 1)
+        order_b = sorted(layers_b)
+        depth_b = np.array(order_b) / max(b.last_layer, 1)
         for layer in sorted(layers_a):
             depth = layer / max(a.last_layer, 1)
-            match = sorted(layers_b)[int(np.argmin(np.abs(depth_b - depth)))]
+            match = order_b[int(np.argmin(np.abs(depth_b - depth)))]
             if abs(match / max(b.last_layer, 1) - depth) > 0.5 / max(min(a.last_layer, b.last_layer), 1):
                 continue  # no layer of b at this depth (layer subsets)
             for grouping in (a.grouping, ANSWER):

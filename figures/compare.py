@@ -67,7 +67,7 @@ def run_compare(runs: list[Path], out: Path, *, labels: dict[str, str] | None = 
             (notes.append(reason) if reason else pairs.append((a, b)))
     diffs = {(a.label, b.label): paired_differences(a.view, b.view, n_boot=n_boot, seed=seed) for a, b in pairs}
     colours = {s.label: PALETTE[i % len(PALETTE)] for i, s in enumerate(summaries)}
-    sections = [headline_section(summaries, colours), claims_section(summaries),
+    sections = [headline_section(summaries, colours, n_boot=n_boot, seed=seed), claims_section(summaries),
                 profiles_section(summaries, colours), paired_section(diffs, notes), differences_section(summaries)]
     title = "landscape: " + " vs ".join(s.label for s in summaries)
     page = render_page(title, "", [s for s in sections if s is not None])
@@ -142,7 +142,7 @@ def _finetunes(runs: list[RunSummary]) -> list[str]:
     return list(dict.fromkeys(c for run in runs for c in run.view.edl))
 
 
-def headline_section(runs: list[RunSummary], colours: dict[str, str]) -> Section:
+def headline_section(runs: list[RunSummary], colours: dict[str, str], *, n_boot: int = cl.N_BOOT, seed: int = 0) -> Section:
     """Each run in one line, and its accuracies and EDL gains with intervals as a figure."""
     conditions = list(dict.fromkeys(c for run in runs for c in run.conditions))
     finetunes = _finetunes(runs)
@@ -152,7 +152,7 @@ def headline_section(runs: list[RunSummary], colours: dict[str, str]) -> Section
     rows = []
     accuracy: dict[str, dict[str, tuple]] = {}
     for run in runs:
-        counts = cl.row_counts(run.view.n_rows, cl.N_BOOT, 0)
+        counts = cl.row_counts(run.view.n_rows, n_boot, seed)  # the bootstrap --n-boot / --seed ask for
         accuracy[run.label] = {c: run.accuracy(c, counts) for c in run.conditions if c in run.view.correct}
         verdicts = [c.verdict for c in run.claims]
         rows.append([_swatch(run.label, colours[run.label]), html.escape(str(run.info.get("model", ""))),

@@ -87,15 +87,12 @@ def mutual_knn(X_a: np.ndarray, X_b: np.ndarray, k: int = 10) -> float:
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 16))
     >>> scaled = X * rng.uniform(0.2, 5, size=(200, 1))  # each row rescaled: the same directions
-    >>> mutual_knn(X, scaled, 10), round(mutual_knn_euclidean_of(X, scaled, 10), 2)  # their clamp moves a few
+    >>> from landscape.knn import knn_graph
+    >>> euclidean = mutual_knn_euclidean(knn_graph(X, 10).indices, knn_graph(scaled, 10).indices, 10)
+    >>> mutual_knn(X, scaled, 10), round(euclidean, 2)  # their clamp moves a few neighbours
     (0.8465, 0.4)
     """
     return float(similarity_matrices([X_a, X_b], k=k, cknna_k=max(k, 2)).mutual_knn[0, 1])
-
-
-def mutual_knn_euclidean_of(X_a: np.ndarray, X_b: np.ndarray, k: int = 10) -> float:
-    """The share of Euclidean neighbours of the raw features two representations agree on."""
-    return float(similarity_matrices([X_a, X_b], k=k, cknna_k=max(k, 2)).mutual_knn_euclidean[0, 1])
 
 
 def mutual_knn_euclidean(indices_a: np.ndarray, indices_b: np.ndarray, k: int) -> float:
