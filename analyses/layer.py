@@ -42,6 +42,7 @@ class AnalysisConfig:
     readouts: bool = True  # the logit lens and linear probes beside the geometry (analyses.readouts)
     similarity: bool = True  # CKA, mutual kNN, CKNNA, information imbalance: layer x layer and condition x condition (eval rows)
     similarity_k: int = 10  # neighbours of mutual kNN and CKNNA (Huh et al. 2024's)
+    similarity_memory: float = 6.0  # GiB a similarity task may hold (landscape.similarity.similarity_matrices)
     id_estimators: bool = True  # MLE, TLE, local PCA and DANCo IDs beside GRIDE / 2NN (eval rows; landscape.estimators)
     id_k: int = 20  # neighbours of MLE, TLE and local PCA, at most maxk (DANCo: its calibration's 10)
     probe_fit: str = "auto"  # probes fit on: train rows, eval-halves (cross-fit), auto (train when the run has them)
@@ -69,6 +70,8 @@ class AnalysisConfig:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.Z <= 0:
             raise ValueError(f"Z must be positive, got {self.Z}")
+        if not self.similarity_memory > 0:
+            raise ValueError(f"similarity_memory must be a positive number of GiB, got {self.similarity_memory}")
         if self.probe_fit not in ("auto", "train", "eval-halves"):
             raise ValueError(f"probe_fit must be auto, train or eval-halves, got {self.probe_fit!r}")
 
@@ -80,7 +83,7 @@ class AnalysisConfig:
 # (57 subjects x <= 200) are the extraction's: `make ... RECIPE=doimo2024`.
 RECIPES: dict[str, "AnalysisConfig"] = {}
 # Settings a recipe does not choose: where it runs and what else is measured beside the geometry.
-NOT_RECIPE = ("recipe", "device", "readouts", "similarity", "similarity_k", "probe_fit", "id_estimators", "id_k")
+NOT_RECIPE = ("recipe", "device", "similarity_memory", "readouts", "similarity", "similarity_k", "probe_fit", "id_estimators", "id_k")
 RECIPES["suite"] = AnalysisConfig()
 RECIPES["doimo2024"] = AnalysisConfig(recipe="doimo2024", states="normed", maxk=1000, cluster_maxk=300, id_scale=8,
                                       class_fraction=0.3, answer_class_fraction=0.1)

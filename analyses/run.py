@@ -94,6 +94,7 @@ def run_analysis(
     with Workers(jobs, ray) as workers, h5py.File(sweep.analysis, "a") as f:
         _measure_layers(f, workers, sweep, todo, source, progress)
         _compare_conditions(f, workers, sweep, source)
+        _compare_representations(f, workers, sweep, source)
         _relate_to_edl(f, workers, sweep, bits_per_parameter, target_accuracy)
     return write_metrics_csv(sweep.analysis)
 
@@ -177,14 +178,18 @@ def _measure_layers(f: h5py.File, workers: Workers, sweep: Sweep, todo, source: 
 
 
 def _compare_conditions(f: h5py.File, workers: Workers, sweep: Sweep, source: str) -> None:
-    """Pairs of conditions at each layer; then the similarity matrices (eval rows: every analysed
-    layer of every complete condition)."""
-    config = sweep.config
-    for path, pair in workers.map(_pair_tasks(f, source, sweep.splits, sweep.conditions, sweep.layers_of, config)):
+    """Pairs of conditions at each layer (data overlap, cluster agreement, ...)."""
+    for path, pair in workers.map(_pair_tasks(f, source, sweep.splits, sweep.conditions, sweep.layers_of, sweep.config)):
         store.analysis.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
+
+
+def _compare_representations(f: h5py.File, workers: Workers, sweep: Sweep, source: str) -> None:
+    """The similarity matrices (eval rows: every analysed layer of every complete condition)."""
+    config = sweep.config
     if config.similarity and "eval" in sweep.splits:
         for path, found in workers.map(similarity_tasks(f, source, "eval", list(sweep.stored), sweep.stored, states=config.states,
-                                                        k=config.similarity_k, device=config.device), gpu=True):
+                                                        k=config.similarity_k, device=config.device,
+                                                        memory_bytes=int(config.similarity_memory * 2 ** 30)), gpu=True):
             if found is not None:
                 store.analysis.write_similarity(f, path, *found)
 
@@ -254,7 +259,8 @@ def _forget_replaced(out: Path, instances: dict[str, str]) -> None:
 
 def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) -> None:
     settings = config.to_dict()
-    settings.pop("device")  # where it ran does not change the numbers
+    for where in ("device", "similarity_memory"):  # where and in how much memory it ran does not change the numbers
+        settings.pop(where)
     preset = RECIPES[config.recipe].to_dict()
     settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k] and k not in NOT_RECIPE)
     if out.exists() and not force:

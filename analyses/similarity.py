@@ -4,8 +4,10 @@ mutual kNN (Huh et al.'s, and on Euclidean neighbours), CKNNA and information im
 (``landscape.similarity``).
 
 One task per condition (its layers) and one per layer (its conditions), each one pass of blocked
-Gram matrices over its representations (``similarity_matrices``): memory is one condition's
-layers, L x N x d x 16 bytes (float64, and Huh et al.'s normalised copy), not the whole run.
+Gram matrices over its representations (``similarity_matrices``), read from hidden.h5 one layer
+at a time: memory is a task's budget (``--similarity-memory``, 6 GiB: a condition's layers are
+kept when their float64 copies fit, L x N x d x 16 bytes, and read again block by block when
+not) plus one layer's copies, not the whole run.
 Layers without a geometry (every point identical, e.g. layer 0) are left out; rows duplicated
 in any of a task's representations are dropped from all of them (neighbours among copies are
 undefined; ``n_dropped``). A group is redone when the layers or conditions it should cover, or
@@ -14,19 +16,22 @@ undefined; ``n_dropped``). A group is redone when the layers or conditions it sh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import h5py
 import numpy as np
 
 from landscape import store
 from landscape.knn import distinct_rows
-from landscape.similarity import MEASURES, similarity_matrices
+from landscape.similarity import MEASURES, MEMORY_BYTES, similarity_matrices
 
 
 def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str], stored: dict[str, list[int]], *,
-                     states: str, k: int, device: str):
+                     states: str, k: int, device: str, memory_bytes: int = MEMORY_BYTES):
     """(group path, similarity_task, args) of every condition's layers and every layer's
     conditions whose stored group is missing or covers another set; ``f``: analysis.h5;
-    ``stored``: each condition's stored layers (those with a geometry in ``f`` are compared)."""
+    ``stored``: each condition's stored layers (those with a geometry in ``f`` are compared);
+    ``memory_bytes``: each task's budget (``similarity_matrices``)."""
     usable = {c: [l for l in stored[c] if _has_geometry(f, c, l, split)] for c in conditions}
     groups = [(store.analysis.similarity_path(split, condition=c), "layer", [(c, l) for l in usable[c]]) for c in conditions]
     for layer in sorted({l for ls in usable.values() for l in ls}):
@@ -40,26 +45,44 @@ def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str
         if (stored is not None and stored[0].tolist() == over and stored[2].get("k") == k
                 and list(stored[2].get("measures", [])) == list(MEASURES)):
             continue
-        yield path, similarity_task, (hidden, split, representations, {compared: np.array(over)}, states, k, device)
+        yield path, similarity_task, (hidden, split, representations, {compared: np.array(over)}, states, k, device,
+                                             memory_bytes)
 
 
 def similarity_task(hidden: str, split: str, representations: list[tuple[str, int]], over: dict[str, np.ndarray],
-                    states: str, k: int, device: str) -> tuple[dict[str, np.ndarray], dict] | None:
-    """Read the representations' states of the split's rows and compare every two (runs in a
-    worker); ``over``: ``{"layer": ...}`` or ``{"condition": ...}``, what the group is indexed by;
-    None when too few rows are left after dropping duplicates."""
+                    states: str, k: int, device: str,
+                    memory_bytes: int = MEMORY_BYTES) -> tuple[dict[str, np.ndarray], dict] | None:
+    """Compare every two of the representations' states of the split's rows (runs in a worker),
+    reading them from ``hidden`` one layer at a time (``StoredStates``); ``over``: ``{"layer":
+    ...}`` or ``{"condition": ...}``, what the group is indexed by; None when too few rows are
+    left after dropping duplicates."""
     with h5py.File(hidden, "r") as f:
         rows = np.flatnonzero(store.hidden.read_examples(f).splits == split)
-        layers = [store.hidden.read_layer(f, c, l, states)[rows] for c, l in representations]
-    duplicated = np.zeros(len(rows), dtype=bool)
-    for X in layers:
-        _, inverse = distinct_rows(X)
-        duplicated |= np.bincount(inverse)[inverse] > 1
-    kept = np.flatnonzero(~duplicated)
-    if len(kept) <= max(k, 3):
-        return None
-    matrices = similarity_matrices([X[kept] for X in layers], k=k, cknna_k=k, device=device)
+        duplicated = np.zeros(len(rows), dtype=bool)
+        for condition, layer in representations:
+            _, inverse = distinct_rows(store.hidden.read_layer(f, condition, layer, states)[rows])
+            duplicated |= np.bincount(inverse)[inverse] > 1
+        kept = rows[~duplicated]
+        if len(kept) <= max(k, 3):
+            return None
+        matrices = similarity_matrices(StoredStates(f, representations, kept, states), k=k, cknna_k=k, device=device,
+                                       memory_bytes=memory_bytes)
     return {**over, **matrices.as_dict()}, {"k": k, "n_rows": len(kept), "n_dropped": len(rows) - len(kept), "measures": list(MEASURES)}
+
+
+class StoredStates(Sequence):
+    """(condition, layer) representations of some rows, each read from an open hidden.h5 when
+    asked for, so that ``similarity_matrices`` holds no more of them than its memory allows."""
+
+    def __init__(self, f: h5py.File, representations: list[tuple[str, int]], rows: np.ndarray, states: str):
+        self._f, self._representations, self._rows, self._states = f, representations, rows, states
+
+    def __len__(self) -> int:
+        return len(self._representations)
+
+    def __getitem__(self, r: int) -> np.ndarray:
+        condition, layer = self._representations[r]
+        return store.hidden.read_layer(self._f, condition, layer, self._states)[self._rows]
 
 
 def _has_geometry(f: h5py.File, condition: str, layer: int, split: str) -> bool:

@@ -20,8 +20,11 @@ The functions of two representations are the definitions (tested against closed 
 DADApy); ``similarity_matrices`` computes all of them for R representations at once (every
 layer of a condition, or every condition at a layer) from one pass of blocked Gram matrices:
 each N x N Gram row block serves CKA, the distances of the imbalance and the neighbours of
-mutual kNN, on the GPU when present; memory: the R representations (float64, and Huh et al.'s
-normalised copy) plus R x block x N, never R x N x N. ``analyses.similarity`` applies it.
+mutual kNN, on the GPU when present. Memory is bounded by ``memory_bytes``, never R x N x N nor
+(at scale) R x N x d: the prepared representations (float64, and Huh et al.'s normalised copy)
+are kept while they fit, and a larger set is read again block by block, one representation at
+a time (the paper's 81 layers x 9,181 rows x 8,192 would be 97 GB). ``analyses.similarity``
+applies it.
 
 Example:
     >>> import numpy as np
@@ -45,8 +48,10 @@ from landscape.devices import pick_device
 
 MEASURES = ("cka", "cka_debiased", "mutual_knn", "mutual_knn_euclidean", "cknna", "imbalance")
 OUTLIER_QUANTILE = 0.95  # Huh et al.'s feature clamp before mutual kNN and CKNNA
-# Bytes of the per-block work arrays (Gram rows of every representation, comparison masks).
+# Bytes of the per-block work arrays (Gram rows of every representation) when every
+# representation is kept in memory; a streamed pass takes half of MEMORY_BYTES for them instead.
 _BLOCK_BYTES = 1 << 27
+MEMORY_BYTES = 6 << 30  # similarity_matrices' default budget (landscape analyze --similarity-memory)
 
 
 def _centred(X: np.ndarray) -> np.ndarray:
@@ -127,12 +132,17 @@ def information_imbalance(X_a: np.ndarray, X_b: np.ndarray, *, block: int = 1024
     return float(2.0 / n * ranks_ab.mean()), float(2.0 / n * ranks_ba.mean())
 
 
-def huh_features(X: np.ndarray, q: float = OUTLIER_QUANTILE) -> np.ndarray:
-    """Huh et al.'s preparation of (N, d) features for CKNNA: values clamped at the mean over rows
-    of each row's ``q`` quantile of |value| (their ``remove_outliers``, here per representation),
-    then each row L2-normalised."""
+def huh_bound(X: np.ndarray, q: float = OUTLIER_QUANTILE) -> float:
+    """Huh et al.'s clamp of (N, d) features: the mean over rows of each row's ``q`` quantile of
+    |value| (their ``remove_outliers``, here per representation)."""
+    return float(np.quantile(np.abs(X), q, axis=1, method="linear").mean())  # torch.quantile's default too
+
+
+def huh_features(X: np.ndarray, q: float = OUTLIER_QUANTILE, *, bound: float | None = None) -> np.ndarray:
+    """Huh et al.'s preparation of (N, d) features for mutual kNN and CKNNA: values clamped at
+    ``huh_bound`` (given, or computed from ``X`` and ``q``), then each row L2-normalised."""
     X = np.asarray(X, dtype=np.float64)
-    bound = np.quantile(np.abs(X), q, axis=1, method="linear").mean()  # torch.quantile's default too
+    bound = huh_bound(X, q) if bound is None else bound
     X = np.clip(X, -bound, bound)
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
@@ -155,9 +165,15 @@ class SimilarityMatrices:
 
 
 def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, cknna_k: int = 10,
-                        device: str | None = None) -> SimilarityMatrices:
+                        device: str | None = None, memory_bytes: int = MEMORY_BYTES) -> SimilarityMatrices:
     """Every measure between every two of R representations (each (N, d_r), the same N rows,
     no duplicated rows within any: neighbours among copies are undefined).
+
+    ``representations`` may read each item on access (``analyses.similarity`` reads them from
+    hidden.h5): when their prepared copies (float64 centred and Huh et al.'s: R x N x d x 16
+    bytes) fit in ``memory_bytes`` each is read once and kept; otherwise each block of rows
+    reads them again one at a time (``_Prepared``), so memory is ``memory_bytes`` (half for the
+    R x block x N Gram rows, half for the copies that fit) plus one representation's working copies.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -166,29 +182,38 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
         >>> m.cka.round(2)[0].tolist(), m.mutual_knn_euclidean[0, 1], round(m.imbalance[0, 1], 2)
         ([1.0, 1.0, 0.07], 1.0, 0.02)
     """
-    n = len(representations[0])
-    if any(len(X) != n for X in representations):
-        raise ValueError("similarity_matrices compares the same rows: representations differ in length")
+    R = len(representations)
+    dev = pick_device(device)
+    prepared = _Prepared(representations, dev, cache_bytes=memory_bytes // 2)
+    n = prepared.n
     if n < 4 or not 1 <= k < n or not 2 <= cknna_k < n:
         raise ValueError(f"{n} rows, k={k}, cknna_k={cknna_k}: need n >= 4, 1 <= k < n and 2 <= cknna_k < n")
-    dev = pick_device(device)
-    R = len(representations)
-    centred = [torch.as_tensor(_centred(X), device=dev) for X in representations]
-    huh = [torch.as_tensor(huh_features(X), device=dev) for X in representations]
-    sq = torch.stack([(C ** 2).sum(dim=1) for C in centred])  # (R, N): the centred Grams' diagonals
+    sq = prepared.squared_norms  # (R, N): the centred Grams' diagonals
     inner = torch.zeros(R, R, dtype=torch.float64, device=dev)  # <K_a, K_b> = sum of K_a * K_b
     knn = torch.empty(R, n, k, dtype=torch.long, device=dev)
     huh_k = max(k, cknna_k)  # one top-k serves both: mutual kNN takes the first k, CKNNA the first cknna_k
     huh_knn = torch.empty(R, n, huh_k, dtype=torch.long, device=dev)
     huh_values = torch.empty(R, n, huh_k, dtype=torch.float64, device=dev)
     ranks = torch.zeros(R, R, dtype=torch.float64, device=dev)  # ranks[a, b]: sum over i of rank_b(nn_a(i))
-    block = max(1, min(n, _BLOCK_BYTES // (8 * n * max(R, 2))))
+    # Rows a block: every representation kept, the work arrays' budget; streamed, half the memory
+    # (each block reads every representation not kept once more: fewer, larger blocks).
+    block_bytes = _BLOCK_BYTES if prepared.all_kept else max(_BLOCK_BYTES, memory_bytes // 2)
+    block = max(1, min(n, block_bytes // (8 * n * max(R, 2))))
     for start in range(0, n, block):
         rows = torch.arange(start, min(n, start + block), device=dev)
-        grams = torch.stack([C[rows] @ C.T for C in centred])  # (R, b, N)
-        flat = grams.reshape(R, -1)
+        distances = torch.empty(R, len(rows), n, dtype=torch.float64, device=dev)  # Gram rows first
+        for r in range(R):
+            centred, huh = prepared[r]
+            distances[r] = centred[rows] @ centred.T
+            similarities = huh[rows] @ huh.T
+            similarities[torch.arange(len(rows), device=dev), rows] = -torch.inf
+            values, indices = torch.topk(similarities, huh_k, dim=1)
+            huh_knn[r, rows], huh_values[r, rows] = indices, values
+            del centred, huh, similarities
+        flat = distances.reshape(R, -1)
         inner += flat @ flat.T
-        distances = sq[:, rows, None] + sq[:, None, :] - 2 * grams
+        for r in range(R):  # the Gram rows become distances in place, one representation at a time
+            distances[r] = sq[r, rows, None] + sq[r, None, :] - 2 * distances[r]
         distances[:, torch.arange(len(rows), device=dev), rows] = torch.inf  # a point is not its own neighbour
         knn[:, rows] = torch.topk(distances, k, dim=2, largest=False).indices
         nearest = distances.argmin(dim=2)  # (R, b)
@@ -196,11 +221,7 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
             threshold = distances[b].gather(1, nearest.T)  # (b, R): distance in b to each a's nearest neighbour
             closer = torch.searchsorted(_sorted_rows(distances[b]), threshold.contiguous())  # strictly closer
             ranks[:, b] += len(rows) + closer.sum(dim=0)  # rank = 1 + how many are strictly closer
-        for r, H in enumerate(huh):
-            similarities = H[rows] @ H.T
-            similarities[torch.arange(len(rows), device=dev), rows] = -torch.inf
-            values, indices = torch.topk(similarities, huh_k, dim=1)
-            huh_knn[r, rows], huh_values[r, rows] = indices, values
+        del distances, flat
     diagonal = sq.T  # (N, R)
     cka = inner / torch.sqrt(torch.outer(inner.diagonal(), inner.diagonal()))
     unbiased = _unbiased_hsic_matrix(inner, diagonal, n)
@@ -213,6 +234,46 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
         cknna=_cknna_matrix(huh_knn[:, :, :cknna_k].cpu().numpy(), huh_values[:, :, :cknna_k].cpu().numpy()),
         imbalance=(2.0 / n * ranks / n).cpu().numpy(),
     )
+
+
+class _Prepared:
+    """The representations as the blocks use them: ``self[r]`` = (centred, Huh-prepared) float64
+    tensors of representation r. A first pass reads each once (its mean, clamp bound and the
+    centred rows' squared norms, which every block needs) and keeps the prepared copies while
+    they fit in ``cache_bytes``; the others are read and prepared again on each access, with the
+    same mean and bound, so every block sees the same numbers."""
+
+    def __init__(self, representations: Sequence[np.ndarray], device: torch.device, *, cache_bytes: int):
+        self._representations, self._device = representations, device
+        self._means: list[np.ndarray] = []
+        self._bounds: list[float] = []
+        self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        norms, held, self.n = [], 0, None
+        for r in range(len(representations)):
+            X = np.asarray(representations[r], dtype=np.float64)
+            if self.n is None:
+                self.n = len(X)
+            elif len(X) != self.n:
+                raise ValueError("similarity_matrices compares the same rows: representations differ in length")
+            self._means.append(X.mean(axis=0))
+            self._bounds.append(huh_bound(X))
+            centred, huh = self._prepare(r, X)
+            norms.append((centred ** 2).sum(dim=1))
+            held += 2 * centred.numel() * centred.element_size()
+            if held <= cache_bytes:
+                self._kept[r] = centred, huh
+            del X, centred, huh
+        self.squared_norms = torch.stack(norms)
+        self.all_kept = len(self._kept) == len(representations)
+
+    def _prepare(self, r: int, X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.as_tensor(X - self._means[r], device=self._device),
+                torch.as_tensor(huh_features(X, bound=self._bounds[r]), device=self._device))
+
+    def __getitem__(self, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if r in self._kept:
+            return self._kept[r]
+        return self._prepare(r, np.asarray(self._representations[r], dtype=np.float64))
 
 
 def _sorted_rows(D: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Similarity of two representations against closed forms and DADApy."""
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -162,3 +163,50 @@ def test_the_analysis_writes_layer_by_layer_and_condition_by_condition_similarit
     assert metrics[("0shot~1shot", "3", "imbalance_b_to_a", "")] == pytest.approx(at_3["imbalance"][1, 0])
     for measure in ("cka", "cka_debiased", "mutual_knn", "mutual_knn_euclidean", "cknna"):
         assert ("0shot~1shot", "2", measure, "") in metrics
+
+
+class _CountingReads(Sequence):
+    """Representations read on access, counting the reads (as ``analyses.similarity.StoredStates``)."""
+
+    def __init__(self, arrays):
+        self.arrays, self.reads = arrays, [0] * len(arrays)
+
+    def __len__(self):
+        return len(self.arrays)
+
+    def __getitem__(self, r):
+        self.reads[r] += 1
+        return self.arrays[r].copy()
+
+
+def test_a_set_larger_than_the_memory_is_read_block_by_block_with_the_same_numbers(monkeypatch):
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(120, 10))
+    reps = [base @ rng.normal(size=(10, 16)) + s * rng.normal(size=(120, 16)) for s in (0.1, 0.5, 1.0, 2.0)]
+    kept = similarity.similarity_matrices(_CountingReads(reps), k=6, cknna_k=6)  # all kept: one block
+    monkeypatch.setattr(similarity, "_BLOCK_BYTES", 8 * 120 * 4 * 25)  # 25 rows a block: 5 blocks
+    for memory, n_kept in ((0, 0), (2 * 2 * 120 * 16 * 16, 2)):  # nothing kept; two of the four kept
+        reads = _CountingReads(reps)
+        streamed = similarity.similarity_matrices(reads, k=6, cknna_k=6, memory_bytes=memory)
+        assert sorted(reads.reads) == [1] * n_kept + [1 + 5] * (4 - n_kept)  # a first pass, then once a block
+        for name, matrix in streamed.as_dict().items():
+            np.testing.assert_allclose(matrix, kept.as_dict()[name], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_the_analysis_streams_a_condition_s_layers_to_the_same_matrices(tiny_run):
+    import h5py
+
+    from analyses.similarity import StoredStates, similarity_task
+    from landscape import store
+
+    representations = [("0shot", layer) for layer in (1, 2, 3)]
+    args = (str(tiny_run / "hidden.h5"), "eval", representations, {"layer": np.array([1, 2, 3])}, "residual", 10, "cpu")
+    kept, meta = similarity_task(*args)
+    streamed, streamed_meta = similarity_task(*args, memory_bytes=0)
+    assert meta == streamed_meta
+    for name in similarity.MEASURES:
+        np.testing.assert_allclose(streamed[name], kept[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    with h5py.File(tiny_run / "hidden.h5", "r") as f:
+        rows = np.flatnonzero(store.hidden.read_examples(f).splits == "eval")
+        states = StoredStates(f, representations, rows, "residual")
+        assert len(states) == 3 and np.array_equal(states[2], store.hidden.read_layer(f, "0shot", 3)[rows])

@@ -44,6 +44,9 @@ def add_parser(sub) -> None:
                     help="skip CKA, mutual kNN, CKNNA and information imbalance (layer x layer, condition x condition)")
     an.add_argument("--similarity-k", type=positive_int, default=recipe.similarity_k,
                     help=f"neighbours of mutual kNN and CKNNA (default: {recipe.similarity_k}, Huh et al.'s)")
+    an.add_argument("--similarity-memory", type=positive_float, default=recipe.similarity_memory, metavar="GIB",
+                    help=f"memory a similarity task may hold, in GiB: a condition's layers are kept when they fit and "
+                         f"read again block by block when not (default: {recipe.similarity_memory:g})")
     an.add_argument("--no-id-estimators", dest="id_estimators", action="store_false",
                     help="skip the MLE, TLE, local PCA and DANCo IDs (GRIDE and 2NN remain)")
     an.add_argument("--id-k", type=positive_int, default=recipe.id_k,
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> None:
     if "maxk" in overrides and "gride_range" not in overrides:  # GRIDE never reaches past the graph
         overrides["gride_range"] = min(recipe.gride_range, overrides["maxk"])
     config = recipe_config(args.recipe, device=args.device, readouts=args.readouts, similarity=args.similarity,
-                           similarity_k=args.similarity_k, id_estimators=args.id_estimators, id_k=args.id_k,
+                           similarity_k=args.similarity_k,
+                           similarity_memory=args.similarity_memory, id_estimators=args.id_estimators, id_k=args.id_k,
                            probe_fit=args.probe_fit, **overrides)
     metrics = run_analysis(
         args.run, config, conditions=args.conditions, layers=args.layers, splits=args.splits, jobs=args.jobs, ray=args.ray,
