@@ -35,13 +35,9 @@ functions by cumulative time) on that size's graph (from ``--workdir`` when cach
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import json
 import math
 import os
-import pstats
-import resource
 import subprocess
 import sys
 import tempfile
@@ -50,242 +46,14 @@ from pathlib import Path
 
 import numpy as np
 
-MAXK = 100
+from scale_steps import MAXK, STEPS, run_step, step_paths
+
 QUICK_SIZES = "5000x576"
 # Steps knn, id, adp, ids at each of these sizes; "layer" (which builds its own graph) at the layer sizes.
 DEFAULT_SIZES = "20000x576,50000x576,100000x576,20000x4096,50000x4096"
 DEFAULT_LAYER_SIZES = "20000x576,50000x576,20000x4096"
 PAPER = (9181, 576, 1000)  # N, d, maxk of Doimo et al. 2024
 BOUND = (10000, 4096)  # the one-layer memory row
-STEPS = ("knn", "id", "adp", "ids", "layer")
-
-
-# ---------------------------------------------------------------- data
-
-
-def planted_clusters(n: int, d: int, *, clusters: int = 20, sub: int = 8, spread: float = 3.0,
-                     separation: float = 4.0, noise: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(X (n, d) float32, labels (n,) int64): ``clusters`` Gaussian clusters, each a standard
-    normal of scale ``spread`` on its own random ``sub``-dimensional subspace, around a centre
-    drawn N(0, separation^2 I_d); plus isotropic noise of root-mean-square norm ``noise`` (each
-    coordinate noise / sqrt(d): the same geometry at every d). Seeded; made in blocks of rows,
-    so making it needs little beyond X itself."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, clusters, n)
-    X = np.empty((n, d), dtype=np.float32)
-    for c in range(clusters):
-        rows = np.flatnonzero(labels == c)
-        basis = np.linalg.qr(rng.normal(size=(d, sub)))[0]
-        centre = rng.normal(size=d) * separation
-        for s in range(0, len(rows), 4096):
-            block = rows[s:s + 4096]
-            X[block] = centre + (rng.normal(size=(len(block), sub)) * spread) @ basis.T
-    sigma = np.float32(noise / math.sqrt(d))
-    for s in range(0, n, 4096):
-        X[s:s + 4096] += rng.standard_normal(size=(min(n, s + 4096) - s, d), dtype=np.float32) * sigma
-    return X, labels.astype(np.int64)
-
-
-def flat_density(n: int, d: int = 64, *, dims: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(X (n, d) float32, labels (n,) zeros): uniform in a unit ``dims``-cube, isometrically in R^d
-    (a random orthonormal basis): no clusters, a flat density whose kNN estimate has many local
-    maxima, the case that makes ADP's putative centres (and its merging) grow with N."""
-    rng = np.random.default_rng(seed)
-    basis = np.linalg.qr(rng.normal(size=(d, dims)))[0]
-    return (rng.uniform(size=(n, dims)) @ basis.T).astype(np.float32), np.zeros(n, dtype=np.int64)
-
-
-# ---------------------------------------------------------------- one step, in its own process
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _paths(workdir: Path, n: int, d: int, maxk: int | None = None, kind: str = "planted") -> dict[str, Path]:
-    stem = workdir / f"{kind}-{n}x{d}"
-    out = {"X": Path(f"{stem}-X.npy"), "labels": Path(f"{stem}-labels.npy")}
-    if maxk is not None:
-        for part in ("distances", "indices", "keep", "inverse"):
-            out[part] = Path(f"{stem}-k{maxk}-{part}.npy")
-    return out
-
-
-def _load_graph(paths: dict[str, Path]):
-    from landscape.knn import KnnGraph
-
-    return KnnGraph(**{part: np.load(paths[part]) for part in ("distances", "indices", "keep", "inverse")})
-
-
-def _putative_centres(log_density: np.ndarray, log_density_err: np.ndarray, indices: np.ndarray, k: int) -> int:
-    """The preliminary cluster count of DADApy's ADP (before its merging): points whose
-    g = log density - error is not below any of their k neighbours', less those in the
-    neighbourhood of a point of higher g. Its (N_c x N_c) saddle matrices and merging loops scale with it."""
-    g = log_density - log_density_err
-    neighbours = indices[:, 1:k + 1]
-    peak = (g[neighbours] <= g[:, None]).all(axis=1)
-    dominated = np.zeros(len(g), dtype=bool)
-    dominated[neighbours[g[neighbours] < g[:, None]]] = True
-    return int((peak & ~dominated).sum())
-
-
-class _RssSampler:
-    """Highest RSS seen (MiB) while each named part runs, sampled every ``interval`` s by a thread
-    (parts that hold the GIL throughout are seen at their start and end only)."""
-
-    def __init__(self, interval: float = 0.005):
-        import threading
-
-        self.part, self.high, self.interval = None, {}, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.see()
-
-    def see(self) -> None:
-        part = self.part
-        if part is not None:
-            self.high[part] = max(self.high.get(part, 0.0), _rss_mib())
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _instrument_layer(parts: dict[str, float], sampler: _RssSampler) -> None:
-    """Wrap the parts of ``analyze_layer`` with timers (seconds summed into ``parts``) and tell
-    ``sampler`` which part runs."""
-    import analyses.layer as layer
-    from landscape import geometry
-
-    def timed(name, fn, key=None):
-        def wrapper(*args, **kwargs):
-            label = key(*args, **kwargs) if key else name
-            outer, sampler.part = sampler.part, label
-            sampler.see()
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                parts[label] = parts.get(label, 0.0) + time.perf_counter() - start
-                sampler.see()
-                sampler.part = outer
-        return wrapper
-
-    def knn_key(X, maxk=MAXK, *args, **kwargs):
-        return f"knn(maxk={maxk})"
-
-    if hasattr(layer, "knn_graph"):
-        layer.knn_graph = timed("knn", layer.knn_graph, knn_key)
-    if hasattr(layer, "estimate_ids"):
-        layer.estimate_ids = timed("ids", layer.estimate_ids)
-    for name, label in (("intrinsic_dimension_gride", "id"), ("intrinsic_dimension_2nn", "id"), ("density_peaks", "adp"),
-                        ("label_overlap", "label_overlap"), ("peak_tree", "peak_tree"), ("ari", "ari"),
-                        ("cluster_purity", "purity")):
-        if hasattr(geometry, name):
-            setattr(geometry, name, timed(label, getattr(geometry, name)))
-
-
-def run_step(step: str, workdir: Path, n: int, d: int, maxk: int, intrinsic_dim: float | None, profile: int,
-             kind: str = "planted") -> dict:
-    """One measured step, in this (fresh) process; returns its numbers."""
-    import torch  # imported before the baseline: imports are not the step's memory
-
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
-
-    from landscape import geometry
-    from landscape.knn import knn_graph
-
-    paths = _paths(workdir, n, d, maxk, kind)
-    if step == "data":
-        X, labels = (flat_density if kind == "flat" else planted_clusters)(n, d)
-        np.save(paths["X"], X)
-        np.save(paths["labels"], labels)
-        return {"seconds": 0.0}
-    warm = planted_clusters(300, min(d, 64), seed=1)[0]  # first-call costs are not the step's
-    warm_graph = knn_graph(warm, 30)
-    info: dict = {}
-    labels = np.load(paths["labels"])
-    if step in ("knn", "ids", "layer"):
-        X = np.load(paths["X"])
-    if step in ("id", "adp", "ids"):
-        graph = _load_graph(paths)
-    if step in ("id", "adp", "layer"):
-        import dadapy  # noqa: F401  (pulls in its own dependencies)
-
-        geometry.intrinsic_dimension_2nn(warm_graph)
-        geometry.density_peaks(warm_graph, 5.0)
-    if step in ("ids", "layer"):
-        from landscape.estimators import estimate_ids
-
-        estimate_ids(warm, warm_graph)
-    if step == "layer":
-        from analyses.layer import AnalysisConfig, analyze_layer
-
-        config = AnalysisConfig(maxk=maxk, readouts=False, similarity=False)
-        parts: dict[str, float] = {}
-        sampler = _RssSampler()
-        _instrument_layer(parts, sampler)
-    base_rss, base_peak, cpu0 = _rss_mib(), _peak_mib(), _cpu_s()
-    profiler = cProfile.Profile() if profile else None
-    start = time.perf_counter()
-    if profiler:
-        profiler.enable()
-    if step == "knn":
-        graph = knn_graph(X, maxk)
-    elif step == "id":
-        gride = geometry.intrinsic_dimension_gride(graph, min(100, maxk))
-        id_2nn, _ = geometry.intrinsic_dimension_2nn(graph)
-    elif step == "adp":
-        peaks = geometry.density_peaks(graph, intrinsic_dim)
-    elif step == "ids":
-        ids = estimate_ids(X, graph)
-    elif step == "layer":
-        result = analyze_layer(X, {"planted": labels}, config)
-    if profiler:
-        profiler.disable()
-    seconds = time.perf_counter() - start
-    cpu, peak = _cpu_s() - cpu0, _peak_mib()
-    if step == "knn":
-        for part in ("distances", "indices", "keep", "inverse"):
-            np.save(paths[part], getattr(graph, part))
-        info = {"graph_mib": (graph.distances.nbytes + graph.indices.nbytes) / 2**20, "duplicates": graph.n_duplicates}
-    elif step == "id":
-        info = {"id_gride": gride.at(16), "id_2nn": id_2nn, "gride": [round(float(v), 1) for v in gride.ids]}
-    elif step == "adp":
-        info = {"clusters": peaks.n_clusters, "ari": geometry.ari(peaks.labels, labels[graph.keep]),
-                "putative": _putative_centres(peaks.log_density, peaks.log_density_err, graph.indices, 16)}
-    elif step == "ids":
-        info = {name: round(value, 1) for name, value in ids.items()}
-    elif step == "layer":
-        sampler.stop()
-        info = {"parts": parts, "part_mib": {k: v - base_rss for k, v in sampler.high.items()}, "ari": result.scalars.get("ari[planted]", float("nan")),
-                "clusters": result.scalars.get("n_clusters", float("nan")), "skipped": result.skipped,
-                "states_mib": X.nbytes / 2**20}
-    if profiler:
-        text = io.StringIO()
-        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(profile)
-        info["profile"] = text.getvalue()
-    return {"seconds": seconds, "cpu": cpu, "base": base_rss, "base_peak": base_peak, "peak": peak, "kind": kind, **info}
-
-
-# ---------------------------------------------------------------- the driver
 
 
 def _spawn(args: argparse.Namespace, step: str, n: int, d: int, maxk: int, intrinsic_dim: float | None = None,
@@ -385,7 +153,7 @@ def main() -> None:
 
 def profile_adp(args: argparse.Namespace) -> None:
     n, d = _sizes(args.profile_adp)[0]
-    paths = _paths(args.workdir, n, d, MAXK)
+    paths = step_paths(args.workdir, n, d, MAXK)
     if not paths["X"].exists():
         _spawn(args, "data", n, d, MAXK)
     if not paths["indices"].exists():
@@ -422,7 +190,7 @@ def benchmark(args: argparse.Namespace) -> None:
     print("\n" + header, flush=True)
     start_all = time.perf_counter()
     for kind, n, d, maxk, steps in plan:
-        paths = _paths(args.workdir, n, d, kind=kind)
+        paths = step_paths(args.workdir, n, d, kind=kind)
         if not paths["X"].exists():
             made = _spawn(args, "data", n, d, maxk, kind=kind)
             if made["status"] != "ok":
@@ -446,7 +214,7 @@ def benchmark(args: argparse.Namespace) -> None:
                 cells = f"{'-':>8s}  {r['status']}"
             print(f"{kind:7s} {n:>7d} {d:>5d} {maxk:>5d} {step:6s} {cells}", flush=True)
         if args.workdir.name.startswith("bench_scale_"):  # a temporary folder: free the disk as we go
-            for path in _paths(args.workdir, n, d, maxk, kind).values():
+            for path in step_paths(args.workdir, n, d, maxk, kind).values():
                 path.unlink(missing_ok=True)
     wall = time.perf_counter() - start_all
 

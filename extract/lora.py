@@ -25,16 +25,13 @@ from landscape import faults, store, tasks
 from landscape.atomic import replace_atomically
 
 if TYPE_CHECKING:
-    from extract.finetune import FinetuneConfig
+    from extract.finetune_config import FinetuneConfig
 
 LN2 = math.log(2.0)
-# Linear warm-up that starts above zero, so the first update already moves the model (a step at
-# learning rate 0 would code the second batch with the base model too), then cosine decay to 0.
-LR_SCHEDULE = "warm-up (s + 1) / (W + 1) for steps s < W, then cosine from 1 to 0"
 
 
 def lr_multiplier(step: int, warmup_steps: int, total_steps: int) -> float:
-    """The learning rate of ``step`` (0-based) as a fraction of ``lr`` (see ``LR_SCHEDULE``).
+    """The learning rate of ``step`` (0-based) as a fraction of ``lr`` (see ``extract.finetune_config.LR_SCHEDULE``).
 
     Example:
         >>> [round(lr_multiplier(s, 3, 10), 3) for s in (0, 1, 2, 3, 9)]
@@ -184,7 +181,7 @@ def train_lora(
 
 
 def _optimizer(params: list[torch.nn.Parameter], config: FinetuneConfig, total: int):
-    """AdamW over the LoRA parameters and its learning-rate schedule (``LR_SCHEDULE``) over ``total`` steps."""
+    """AdamW over the LoRA parameters and its learning-rate schedule (``finetune_config.LR_SCHEDULE``) over ``total`` steps."""
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     warmup_steps = int(config.warmup * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, warmup_steps, total))

@@ -18,7 +18,7 @@ from extract.lora import TrainData, block_boundaries, epoch_order
 from landscape import edl, provenance, store
 
 if TYPE_CHECKING:
-    from extract.finetune import FinetuneConfig
+    from extract.finetune_config import FinetuneConfig
 
 bits_from_logits = edl.choice_bits  # -log2 p(label) under the K-way softmax of the choice scores
 

@@ -21,7 +21,7 @@ from figures.page import Section, map_div
 from figures.sections import pick_default_condition, range_control, select_control, union_layers
 
 if TYPE_CHECKING:
-    from figures.report import ReportConfig
+    from figures.report_config import ReportConfig
 
 COLOUR_LABELS = {"answer": "correct answer", "cluster": "ADP cluster of this layer", "correct": "answered right/wrong"}
 

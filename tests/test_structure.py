@@ -55,3 +55,41 @@ def test_modules_are_small_or_say_why(path):
     lines = len(path.read_text().splitlines())
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
     assert lines <= 420 or "Long because" in doc, f"{path.relative_to(ROOT)}: {lines} lines and no reason given"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _module_imports(path: Path, known: set[str]) -> set[str]:
+    """Project modules a module imports, anywhere in its code (functions and TYPE_CHECKING blocks
+    too: a circle there is still two modules that each need the other); ``from package import
+    module`` counts as the module."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {alias.name for alias in node.names if alias.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in known:
+            out |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names}
+    return out
+
+
+def test_no_import_circles():
+    """No two modules need each other, directly or through others (a package's __init__, which
+    gathers its modules, is left out: importing a package is not needing all of it)."""
+    paths = {_module_name(p): p for package in ("landscape", *STAGES) for p in _modules(package)}
+    graph = {name: _module_imports(path, set(paths)) - {name} for name, path in paths.items() if path.name != "__init__.py"}
+    graph = {name: {m for m in targets if m in graph} for name, targets in graph.items()}
+    circles = []
+    for start in sorted(graph):  # a circle through start: a path from one of its imports back to it
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in sorted(graph[node]):
+                if nxt == start:
+                    circles.append(" -> ".join(trail + [start]))
+                elif nxt not in seen and nxt > start:
+                    seen.add(nxt)
+                    stack.append((nxt, trail + [nxt]))
+    assert not circles, "import circles:\n" + "\n".join(circles)

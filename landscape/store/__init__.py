@@ -4,7 +4,8 @@
   the encoding of attributes that every file shares;
 - ``landscape.store.hidden``: ``RUN/hidden.h5``, its examples, partition and conditions (states,
   outputs); ``landscape.store.readout``: its norm and head parameters; ``landscape.store.encoding``:
-  how the states are kept (dtype);
+  how the states are kept (dtype); ``landscape.store.run_file``: its top groups' names, the version
+  check and a condition's group, which both of the first two read;
 - ``landscape.store.edl``: the EDL records inside ``RUN/hidden.h5``;
 - ``landscape.store.shards``: ``RUN/shards/``, one file per rank of a multi-process extraction;
 - ``landscape.store.analysis``: ``RUN/analysis.h5``, every result of ``landscape analyze``;

@@ -68,10 +68,11 @@ from landscape import faults
 from landscape.normed import STATES, apply_norm
 from landscape.store.encoding import STORE_DTYPES, decode_states, encode_states, storage_dtype
 from landscape.store.layout import SCHEMA_VERSION, STR, SchemaError, decode_attr, decoded_attrs, encode_attr, set_attrs
+from landscape.store.readout import read_norms
+from landscape.store.run_file import _CONDITIONS, _EXAMPLES, check_version, get_condition
+from landscape.store.run_file import condition_names  # noqa: F401  (store.hidden.condition_names, as its readers call it)
 
-_EXAMPLES = "examples"
 _PARTITION = "partition"
-_CONDITIONS = "conditions"
 _LAYERS = "layers"
 # Rows per chunk of `hidden`: a chunk is one layer x about this many rows x d floats (~0.6 MB at d=576).
 _CHUNK_ROWS = 256
@@ -128,17 +129,6 @@ def write_header(
         part.create_dataset("group", data=np.asarray(values, dtype=object), dtype=STR)
 
 
-def check_version(f: h5py.File) -> None:
-    """Raise SchemaError unless ``f`` is a run file of this schema version."""
-    version = f.attrs.get("schema_version")
-    if version is None or _EXAMPLES not in f:
-        raise SchemaError(f"{f.filename} is not a landscape run file (no schema_version)")
-    if int(version) != SCHEMA_VERSION:
-        raise SchemaError(
-            f"{f.filename} has schema version {int(version)}; this landscape reads version {SCHEMA_VERSION}"
-        )
-
-
 def read_attrs(f: h5py.File) -> dict[str, Any]:
     """Root attrs, with JSON-encoded values decoded."""
     return decoded_attrs(f)
@@ -162,11 +152,6 @@ def read_partition(f: h5py.File) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         name: (part["id"][:], part["group"].asstr()[:].astype(str))
         for name, part in f[_PARTITION].items()
     }
-
-
-def condition_names(f: h5py.File) -> list[str]:
-    check_version(f)
-    return list(f[_CONDITIONS].keys()) if _CONDITIONS in f else []
 
 
 def create_condition(
@@ -203,14 +188,6 @@ def chunk_rows(n_rows: int) -> int:
     the rows evenly: HDF5 allocates whole chunks, so 1,800 rows in chunks of 256 would take 2,048
     rows of space (bench/bench_storage.py measured the 14 % this saves at the default)."""
     return max(1, -(-n_rows // max(1, -(-n_rows // _CHUNK_ROWS))))
-
-
-def get_condition(f: h5py.File, name: str) -> h5py.Group:
-    check_version(f)
-    if _CONDITIONS not in f or name not in f[_CONDITIONS]:
-        have = ", ".join(condition_names(f)) or "none"
-        raise SchemaError(f"no condition {name!r} in {f.filename} (it has: {have})")
-    return f[_CONDITIONS][name]
 
 
 def delete_condition(f: h5py.File, name: str) -> None:
@@ -329,8 +306,6 @@ def read_layer(f: h5py.File, condition: str, layer: int, states: str = "residual
     residual = decode_states(hidden[stored.index(layer)], _encoding(hidden))
     if states == "residual":
         return residual
-    from landscape.store.readout import read_norms  # it reads conditions through this module
-
     norms = read_norms(f, condition)
     return apply_norm(residual, *norms.layer(layer), norms.kind)
 

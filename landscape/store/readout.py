@@ -11,7 +11,7 @@ import numpy as np
 
 from landscape.normed import NormParameters
 from landscape.readouts import Unembedding
-from landscape.store.hidden import get_condition
+from landscape.store.run_file import get_condition
 from landscape.store.layout import SchemaError, decode_attr
 
 _NORM = "norm"
