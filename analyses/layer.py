@@ -14,7 +14,7 @@ from typing import Mapping
 
 from landscape import geometry
 from landscape.estimators import estimate_ids
-from landscape.knn import GeometryError, KnnGraph, distinct_rows, knn_graph, truncate
+from landscape.knn import GeometryError, KnnGraph, distinct_rows, knn_graph, neighbours_of, truncate
 from landscape.names import ANSWER, grouped
 from landscape.normed import STATES
 
@@ -35,6 +35,8 @@ class AnalysisConfig:
     Z: float = 1.6
     class_fraction: float = 0.3  # label overlap of a grouping field: k_i = 0.3 x size of i's class
     answer_class_fraction: float = 0.3  # the same for the answer
+    label_overlap_sample: int | None = None  # a label overlap needing more than maxk neighbours: estimated from
+    #                                         this many points (stratified by label), no longer graph (None: exact)
     overlap_k: int = 30  # data overlap between conditions
     tree_min_size: int = 30  # dendrogram leaves: clusters with more points than this
     tree_max_log_density: float | None = None  # and (when set) no denser peak than this
@@ -70,6 +72,8 @@ class AnalysisConfig:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.Z <= 0:
             raise ValueError(f"Z must be positive, got {self.Z}")
+        if self.label_overlap_sample is not None and self.label_overlap_sample < 2:
+            raise ValueError(f"label_overlap_sample must be at least 2 points, got {self.label_overlap_sample}")
         if not self.similarity_memory > 0:
             raise ValueError(f"similarity_memory must be a positive number of GiB, got {self.similarity_memory}")
         if self.probe_fit not in ("auto", "train", "eval-halves"):
@@ -83,7 +87,7 @@ class AnalysisConfig:
 # (57 subjects x <= 200) are the extraction's: `make ... RECIPE=doimo2024`.
 RECIPES: dict[str, "AnalysisConfig"] = {}
 # Settings a recipe does not choose: where it runs and what else is measured beside the geometry.
-NOT_RECIPE = ("recipe", "device", "similarity_memory", "readouts", "similarity", "similarity_k", "probe_fit", "id_estimators", "id_k")
+NOT_RECIPE = ("recipe", "device", "similarity_memory", "label_overlap_sample", "readouts", "similarity", "similarity_k", "probe_fit", "id_estimators", "id_k")
 RECIPES["suite"] = AnalysisConfig()
 RECIPES["doimo2024"] = AnalysisConfig(recipe="doimo2024", states="normed", maxk=1000, cluster_maxk=300, id_scale=8,
                                       class_fraction=0.3, answer_class_fraction=0.1)
@@ -138,7 +142,7 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
     gride, ids = _dimensions(X, graph, config, more_ids)
     peaks, compared, tree = _clusterings(graph, ids["id_gride"], config)
     clusters, core = peaks.labels[graph.inverse], peaks.core[graph.inverse]
-    agreement, purity = _agreement_with_labels(graph, overlap_graph, clusters, core, groupings, demo_sets, config)
+    agreement, purity = _agreement_with_labels(X, graph, overlap_graph, clusters, core, groupings, demo_sets, config)
     result.scalars = {
         "n_distinct": float(graph.n_points),
         "n_duplicates": float(graph.n_duplicates),
@@ -193,10 +197,12 @@ def _clusterings(graph: KnnGraph, id_density: float, config: AnalysisConfig):
     return peaks, compared, tree
 
 
-def _agreement_with_labels(graph: KnnGraph, overlap_graph: KnnGraph, clusters: np.ndarray, core: np.ndarray,
+def _agreement_with_labels(X: np.ndarray, graph: KnnGraph, overlap_graph: KnnGraph, clusters: np.ndarray, core: np.ndarray,
                            groupings: Mapping[str, np.ndarray], demo_sets: np.ndarray | None, config: AnalysisConfig):
     """Per grouping: ARI of the clusters (all points, core points), label overlap (on
-    ``overlap_graph``: ``_graphs``), purity per row; and the clusters' ARI with the demo sets."""
+    ``overlap_graph``: ``_graphs``; or, past it with ``label_overlap_sample``, estimated from a
+    stratified sample's neighbours, with its standard error), purity per row; and the clusters'
+    ARI with the demo sets."""
     scalars, purity = {}, {}
     for name, labels in groupings.items():
         labels = np.asarray(labels)
@@ -206,10 +212,21 @@ def _agreement_with_labels(graph: KnnGraph, overlap_graph: KnnGraph, clusters: n
         distinct = labels[graph.keep]
         needed = _overlap_neighbours(distinct, fraction)
         # The fraction asked for, always: the graph grows to the neighbours it needs (recorded).
-        overlap = np.nan if needed > overlap_graph.maxk else geometry.label_overlap(overlap_graph, distinct, class_fraction=fraction)
+        neighbours = float(overlap_graph.maxk)
+        if needed <= overlap_graph.maxk:
+            overlap = geometry.label_overlap(overlap_graph, distinct, class_fraction=fraction)
+        elif config.label_overlap_sample is not None and needed < graph.n_points:
+            rows = geometry.stratified_rows(distinct, config.label_overlap_sample)
+            found = neighbours_of(X[graph.keep], rows, needed, device=config.device)
+            overlap, error = geometry.label_overlap_sampled(found, rows, distinct, class_fraction=fraction)
+            scalars[grouped("label_overlap_se", name)] = error
+            scalars[grouped("label_overlap_sample", name)] = float(len(rows))
+            neighbours = float(needed)
+        else:
+            overlap = np.nan
         scalars[grouped("label_overlap", name)] = overlap
         scalars[grouped("label_overlap_fraction", name)] = fraction
-        scalars[grouped("label_overlap_maxk", name)] = float(overlap_graph.maxk)
+        scalars[grouped("label_overlap_maxk", name)] = neighbours
         purity[grouped("purity", name)] = geometry.cluster_purity(clusters, labels)
     if demo_sets is not None:
         scalars["ari_demo_set"] = geometry.ari(clusters, demo_sets)
@@ -231,6 +248,9 @@ def _graphs(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: Analysis
     reaches past maxk, one longer graph is built (capped at every other distinct point; a fraction
     needing more gets NaN) and the layer's graph is its first maxk neighbours (``truncate``: the
     same graph up to the order of exactly tied neighbours), instead of building both."""
+    if config.label_overlap_sample is not None:  # longer neighbour lists only for a sample (_agreement_with_labels)
+        graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn)
+        return graph, graph
     keep, _ = distinct_rows(X)
     needed = max((_overlap_neighbours(np.asarray(labels)[keep], _class_fraction(name, config))
                   for name, labels in groupings.items()), default=0)

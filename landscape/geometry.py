@@ -155,6 +155,47 @@ def label_overlap(
         return float(data.return_label_overlap(labels, k=k, class_fraction=class_fraction))
 
 
+def stratified_rows(labels: np.ndarray, size: int, *, seed: int = 0) -> np.ndarray:
+    """Sorted rows, about ``size`` in all: the same number from each label (all of a smaller
+    class's rows), drawn without replacement (seeded): the sample ``label_overlap_sampled`` reads."""
+    labels = _as_int_labels(labels)
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = max(1, size // len(classes))
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]
+    return np.sort(np.concatenate(picked))
+
+
+def label_overlap_sampled(neighbours: np.ndarray, rows: np.ndarray, labels: np.ndarray, *,
+                          class_fraction: float) -> tuple[float, float]:
+    """(estimate, standard error) of ``label_overlap(graph, labels, class_fraction=...)`` from some
+    points' neighbours: ``neighbours`` (m, >= k_max) of the points ``rows`` (``knn.neighbours_of``),
+    nearest first, without the point itself. The overlap is the mean over classes of each class's
+    mean share of same-label neighbours (DADApy weights points by 1/class size); each class's mean
+    is taken over its sampled points, its error with the finite-population correction (every
+    point of a class sampled: no error). With every point, it is ``label_overlap``.
+    """
+    labels = _as_int_labels(labels)
+    rows = np.asarray(rows)
+    counts = np.bincount(labels)
+    k_of_class = np.maximum(1, (counts * class_fraction).astype(int))  # DADApy's int(count x fraction), at least 1
+    k = k_of_class[labels[rows]]
+    if neighbours.shape != (len(rows), neighbours.shape[1]) or neighbours.shape[1] < k.max():
+        raise GeometryError(f"label overlap needs {k.max()} neighbours of each of {len(rows)} points, got {neighbours.shape}")
+    same = (labels[neighbours] == labels[rows][:, None]) & (np.arange(neighbours.shape[1])[None, :] < k[:, None])
+    share = same.sum(axis=1) / k
+    classes = np.flatnonzero(counts)
+    means, variances = np.empty(len(classes)), np.empty(len(classes))
+    for j, c in enumerate(classes):
+        sampled = share[labels[rows] == c]
+        if not len(sampled):
+            raise GeometryError(f"no sampled point of label {c}: every class needs one")
+        means[j] = sampled.mean()
+        spread = sampled.var(ddof=1) if len(sampled) > 1 else 0.0
+        variances[j] = spread / len(sampled) * (1 - len(sampled) / counts[c])
+    return float(means.mean()), float(np.sqrt(variances.sum()) / len(classes))
+
+
 def data_overlap(indices_a: np.ndarray, indices_b: np.ndarray, *, k: int = 30) -> np.ndarray:
     """(N,) fraction of each point's k nearest neighbours shared by two representations.
 

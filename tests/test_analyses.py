@@ -2,6 +2,7 @@
 
 import csv
 import shutil
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -145,3 +146,32 @@ def test_a_train_split_too_small_for_maxk_is_skipped_and_said_so(tmp_path, tiny_
     with h5py.File(tmp_path / "analysis.h5") as f:
         _, _, skipped = store.analysis.read_result(f, store.analysis.result_path("0shot", 2, split="train"))
         assert "maxk=20 needs at least 21" in skipped
+
+
+def test_a_sampled_label_overlap_builds_no_longer_graph_and_estimates_the_exact_one(monkeypatch):
+    """``label_overlap_sample``: the layer's graph alone (maxk), the label overlap from a stratified
+    sample's own neighbours; with every point sampled it is the exact number, with a few it is
+    within its standard error's reach of it, and everything else is unchanged."""
+    from analyses import layer
+    from landscape import geometry
+    from landscape.knn import knn_graph, neighbours_of
+
+    rng = np.random.default_rng(3)
+    X, labels = mixture(n_per=150, centers=4, dim=20, spread=0.5)
+    X = X + rng.normal(scale=1.0, size=X.shape)  # overlapping classes: an overlap of 0.59
+    config = AnalysisConfig(maxk=30, gride_range=30, overlap_k=10, id_estimators=False)
+    exact = analyze_layer(X, {"topic": labels}, config)
+    real, built = layer.knn_graph, []
+    monkeypatch.setattr(layer, "knn_graph", lambda X, k, **kw: built.append(k) or real(X, k, **kw))
+    sampled = analyze_layer(X, {"topic": labels}, replace(config, label_overlap_sample=120))
+    assert built == [30]  # no 45-neighbour graph
+    value, error = sampled.scalars["label_overlap[topic]"], sampled.scalars["label_overlap_se[topic]"]
+    assert sampled.scalars["label_overlap_sample[topic]"] == 120 and sampled.scalars["label_overlap_maxk[topic]"] == 45
+    assert 0 < error < 0.05 and abs(value - exact.scalars["label_overlap[topic]"]) < 4 * error
+    assert 0.2 < exact.scalars["label_overlap[topic]"] < 0.9
+    for name in exact.scalars:
+        if not name.startswith("label_overlap"):
+            assert sampled.scalars[name] == pytest.approx(exact.scalars[name], rel=1e-9, nan_ok=True), name
+    every = np.arange(len(X))  # every point: the exact overlap, with no error
+    full = geometry.label_overlap_sampled(neighbours_of(X, every, 45), every, labels, class_fraction=0.3)
+    assert full == (pytest.approx(geometry.label_overlap(real(X, 45, exact=True), labels, class_fraction=0.3), rel=1e-12), 0.0)

@@ -35,6 +35,10 @@ def add_parser(sub) -> None:
                     help=f"label overlap of grouping fields: k_i = fraction x class size (recipe: {recipe.class_fraction})")
     an.add_argument("--answer-class-fraction", type=positive_float, default=None,
                     help=f"the same for the answer (recipe: {recipe.answer_class_fraction})")
+    an.add_argument("--label-overlap-sample", type=positive_int, default=None, metavar="M",
+                    help="a label overlap that needs more than maxk neighbours (large classes, e.g. the answer's): estimate it "
+                         "from M points stratified by label, with its standard error, instead of building the longer graph "
+                         "(default: exact)")
     an.add_argument("--tree-min-size", type=positive_int, default=None, help=f"dendrogram leaves: clusters with more points (recipe: {recipe.tree_min_size})")
     an.add_argument("--tree-max-log-density", type=float, default=None, help="dendrogram leaves: no peak denser than this (default: none)")
     an.add_argument("--overlap-k", type=positive_int, default=None, help=f"neighbours of the data overlap between conditions (recipe: {recipe.overlap_k})")
