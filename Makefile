@@ -199,6 +199,8 @@ bench: setup
 	$(BIN)/python bench/bench_storage.py --run $(RUN)
 	$(BIN)/python bench/bench_parallel.py
 	$(BIN)/python bench/bench_scale.py
+	$(BIN)/python bench/bench_label_overlap.py
+	$(BIN)/python bench/bench_paper_shape.py
 	$(BIN)/python bench/bench_gpu.py
 
 clean-venv:
