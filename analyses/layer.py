@@ -217,7 +217,7 @@ def _agreement_with_labels(X: np.ndarray, graph: KnnGraph, overlap_graph: KnnGra
             overlap = geometry.label_overlap(overlap_graph, distinct, class_fraction=fraction)
         elif config.label_overlap_sample is not None and needed < graph.n_points:
             rows = geometry.stratified_rows(distinct, config.label_overlap_sample)
-            found = neighbours_of(X[graph.keep], rows, needed, device=config.device)
+            found = neighbours_of(X[graph.keep], rows, needed, device=config.device, exact=config.exact_knn)
             overlap, error = geometry.label_overlap_sampled(found, rows, distinct, class_fraction=fraction)
             scalars[grouped("label_overlap_se", name)] = error
             scalars[grouped("label_overlap_sample", name)] = float(len(rows))

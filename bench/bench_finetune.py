@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    config = FinetuneConfig(epochs=1, batch_size=args.batch_size, warmup=0.0)
+    config = FinetuneConfig(epochs=1, batch_size=args.batch_size, warmup=0.0, micro_tokens=2048)
 
     task, items = tasks.load_items(tasks.load_task("mmlu"))
     questions = [q for q in items if q.group == "high school psychology"][: args.examples]
@@ -71,7 +71,7 @@ def main() -> None:
     steps = math.ceil(len(tokens) / config.batch_size)
 
     plain_loop(model, TrainData(train.rows[:4], tokens[:4], train.labels[:4], train.weights[:4]),
-               FinetuneConfig(batch_size=4), letter_ids)  # warm-up
+               FinetuneConfig(batch_size=4, micro_tokens=2048), letter_ids)  # warm-up
     plain = plain_loop(model, train, config, letter_ids)
     model, _ = lora_model(config)
     start = time.perf_counter()

@@ -80,7 +80,9 @@ def main() -> None:
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         sys.exit(f"the analysis failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
-    report(json.loads(lines[-1][7:]), args, (layers, n, d), hidden, write_s, wall)
+    result = json.loads(lines[-1][7:])
+    (args.workdir / "result.json").write_text(json.dumps(result, indent=1))  # the measured parts, for other extrapolations
+    report(result, args, (layers, n, d), hidden, write_s, wall)
 
 
 def analyse(workdir: Path, layers: list[int], memory_gib: float) -> dict:
@@ -102,7 +104,7 @@ def analyse(workdir: Path, layers: list[int], memory_gib: float) -> dict:
         setattr(run, name, timed(stage, getattr(run, name)))
     run.analyze_layer = timed("geometry", run.analyze_layer)
     run.layer_readouts = timed("readouts", run.layer_readouts)
-    reads = {"n": 0, "seconds": 0.0}
+    reads = {"n": 0, "seconds": 0.0, "prepare_s": 0.0}
     read = similarity.StoredStates.__getitem__
 
     def counted_read(self, r):
@@ -114,6 +116,18 @@ def analyse(workdir: Path, layers: list[int], memory_gib: float) -> dict:
             reads["seconds"] += time.perf_counter() - start
 
     similarity.StoredStates.__getitem__ = counted_read
+    from landscape import similarity as engine
+
+    prepare = engine._Prepared._prepare  # a read layer made float64, centred and Huh-prepared
+
+    def counted_prepare(self, r, X):
+        start = time.perf_counter()
+        try:
+            return prepare(self, r, X)
+        finally:
+            reads["prepare_s"] += time.perf_counter() - start
+
+    engine._Prepared._prepare = counted_prepare
     matrices = similarity.similarity_matrices
 
     def one_group(representations, **kwargs):
@@ -122,7 +136,8 @@ def analyse(workdir: Path, layers: list[int], memory_gib: float) -> dict:
             return matrices(representations, **kwargs)
         finally:
             groups.append({"R": len(representations), "seconds": time.perf_counter() - start,
-                           "reads": reads["n"] - before["n"], "read_s": reads["seconds"] - before["seconds"]})
+                           "reads": reads["n"] - before["n"], "read_s": reads["seconds"] - before["seconds"],
+                           "prepare_s": reads["prepare_s"] - before["prepare_s"]})
 
     similarity.similarity_matrices = one_group
     base = rss_mib()
@@ -161,17 +176,19 @@ def report(r: dict, args: argparse.Namespace, shape: tuple[int, int, int], hidde
     print(f"{'similarity':28} {similarity_s:9.1f} {'':16} {r['high'].get('similarity', float('nan')) / 1024:16.2f}   "
           f"{_similarity_hours(r['groups'], L, n, d, conditions, args.similarity_memory):6.2f} h")
     for g in r["groups"]:
-        print(f"  a group of {g['R']:3d} states    {g['seconds']:9.1f} {g['reads']:5d} reads, {g['read_s']:.1f} s of them")
+        print(f"  a group of {g['R']:3d} states    {g['seconds']:9.1f} {g['reads']:5d} reads and preparations, "
+              f"{g['read_s'] + g['prepare_s']:.1f} s of them")
     print(f"\nwall {wall / 60:.1f} min with the process's start; load average {os.getloadavg()[0]:.1f} at the end "
           "(other processes on the cores lengthen every time)")
 
 
 def _similarity_hours(groups: list[dict], L: int, n: int, d: int, conditions: int, memory_gib: float) -> float:
     """The similarity of every layer from the measured groups: a representation's Gram work
-    (seconds less reads, per representation) and a read's seconds, times what
-    ``similarity_matrices`` does at L layers (a group of L per condition, L groups of ``conditions``)."""
-    work = sum(g["seconds"] - g["read_s"] for g in groups) / sum(g["R"] for g in groups)
-    read = sum(g["read_s"] for g in groups) / max(1, sum(g["reads"] for g in groups))
+    (seconds less its reads and preparations, per representation) and a read's and preparation's
+    seconds, times what ``similarity_matrices`` does at L layers (a group of L per condition, L
+    groups of ``conditions``)."""
+    work = sum(g["seconds"] - g["read_s"] - g["prepare_s"] for g in groups) / sum(g["R"] for g in groups)
+    read = sum(g["read_s"] + g["prepare_s"] for g in groups) / max(1, sum(g["reads"] for g in groups))
     return (conditions * (L * work + _reads(L, n, d, memory_gib) * read) + L * (conditions * work + _reads(conditions, n, d, memory_gib) * read)) / 3600
 
 

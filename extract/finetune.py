@@ -31,7 +31,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from extract import conditions, forward, models
-from extract.finetune_config import FinetuneConfig
+from extract.finetune_config import FinetuneConfig, micro_tokens_for
 from extract.lora import TrainData, load_adapter, train_blockwise, train_data, train_lora
 from extract.prequential import write_edl_record
 from extract.ranks import Ranks
@@ -64,6 +64,8 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     task, items, _ = tasks.from_run(run.header, config.task_data)
     by_id = {item.id: item for item in items}
     model, tokenizer, dtype = _load_model(run.header, config, ranks)
+    if config.micro_tokens is None:  # sized by the model, and recorded so (settings.json, resume states)
+        config = replace(config, micro_tokens=micro_tokens_for(model.config))
     scoring = forward.Scoring(letter_ids=run.letter_ids)
     train = train_data(task, tokenizer, run.examples, run.train_rows, by_id, labels=config.labels, seed=config.seed,
                        text_scoring=run.letter_ids is None)

@@ -33,7 +33,7 @@ class FinetuneConfig:
     checkpoints: tuple[int, ...] = ()  # steps whose adapters are kept and extracted as <name>@step<k>
     schedule: str = "online"  # "online" (one pass) or "blockwise" (Voita & Titov 2020: retrain per block)
     save_every: int = 10  # steps between resume states
-    micro_tokens: int = 2048  # padded tokens per micro-batch (gradients accumulated over a batch)
+    micro_tokens: int | None = None  # padded tokens per micro-batch (gradients accumulated over a batch); None: micro_tokens_for
     batch_extract: int = 8
     device: str = "auto"
     device_map: str | None = None  # split the model over GPUs / cpu (models.parse_device_map; no disk)
@@ -47,7 +47,7 @@ class FinetuneConfig:
         if self.labels not in ("true", "random"):
             raise ValueError(f"labels must be 'true' or 'random', got {self.labels!r}")
         for name in ("rank", "alpha", "epochs", "batch_size", "save_every", "batch_extract", "micro_tokens"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
@@ -68,3 +68,28 @@ class FinetuneConfig:
                 "schedule", "micro_tokens")
         settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k in keep}
         return {**settings, "lr_schedule": LR_SCHEDULE}
+
+
+# SmolLM2-135M's micro-batch: 2,048 padded tokens, and its activations a token, blocks x (34 x
+# width + 5 x MLP width) float32 values kept for the backward pass (30 x (34 x 576 + 5 x 1536)).
+REFERENCE_TOKENS = 2048
+REFERENCE_ACTIVATIONS = 30 * (34 * 576 + 5 * 1536)
+
+
+def micro_tokens_for(model_config) -> int:
+    """The default micro-batch of a model (``FinetuneConfig.micro_tokens`` None): 2,048 padded
+    tokens for SmolLM2-135M's size and smaller ones, fewer in proportion to a larger model's
+    activations a token, in steps of 64 (Qwen2.5-Coder-1.5B: 576). With 2,048, a 1.5B model's
+    fine-tune was killed at 23 GB on a 24 GB machine; the number used is recorded with the
+    fine-tune's settings, and ``--micro-tokens`` sets it (the gradient of a batch is the same up to
+    rounding whatever its micro-batches).
+
+    >>> from types import SimpleNamespace as Config
+    >>> micro_tokens_for(Config(num_hidden_layers=28, hidden_size=1536, intermediate_size=8960))
+    576
+    >>> micro_tokens_for(Config(num_hidden_layers=30, hidden_size=576, intermediate_size=1536))
+    2048
+    """
+    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    per_token = text.num_hidden_layers * (34 * text.hidden_size + 5 * getattr(text, "intermediate_size", 4 * text.hidden_size))
+    return int(min(REFERENCE_TOKENS, max(64, REFERENCE_TOKENS * REFERENCE_ACTIVATIONS / per_token // 64 * 64)))

@@ -11,7 +11,7 @@ reproducible and therefore decodable. ``extract.finetune`` runs these on a run's
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from extract import forward
+from extract.finetune_config import micro_tokens_for
 from extract.ranks import Ranks
 from landscape import faults, store, tasks
 from landscape.atomic import replace_atomically
@@ -124,6 +125,12 @@ class _Progress:
     step: int  # dropout is seeded per (step, micro-batch): no generator state to carry
 
 
+def _sized(config: "FinetuneConfig", model) -> "FinetuneConfig":
+    """The config with its micro-batch sized by the model when not given (``run_finetune``
+    resolves it before, to record it)."""
+    return config if config.micro_tokens is not None else replace(config, micro_tokens=micro_tokens_for(model.config))
+
+
 def train_lora(
     model,
     train: TrainData,
@@ -145,6 +152,7 @@ def train_lora(
     step a single process takes, up to the order of float additions. Dropout is seeded per
     (step, micro-batch), so its masks do not depend on which rank runs a micro-batch.
     """
+    config = _sized(config, model)
     n = len(train.labels)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -270,6 +278,7 @@ def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, scoring:
     """Block-wise prequential code: block (t_k, t_k+1] of the seeded order is coded by a model
     trained from the base on the first t_k examples; the first block by the base model itself.
     Trains len(blocks) models (a GPU option); ends with the model trained on all n examples."""
+    config = _sized(config, model)
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     initial = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}

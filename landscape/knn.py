@@ -186,15 +186,17 @@ def _centred_points(distinct: np.ndarray, mean: np.ndarray, dev: torch.device) -
     return torch.from_numpy(distinct).to(dev).float() - mean.float().to(dev)
 
 
-def neighbours_of(X: np.ndarray, rows: np.ndarray, k: int, *, device: str | torch.device | None = None) -> np.ndarray:
+def neighbours_of(X: np.ndarray, rows: np.ndarray, k: int, *, device: str | torch.device | None = None,
+                  exact: bool = False) -> np.ndarray:
     """(len(rows), k) indices into ``X`` (N, d, distinct rows) of the k nearest other rows of each
-    of ``rows``, nearest first: each of those rows against every row (its k + 8 nearest by the
-    float32 GEMM), the candidates ranked by distances from coordinate differences, as
-    ``knn_graph(X, k, exact=True)`` ranks them. Cost: len(rows) x N x d, not N^2 d: the
-    neighbours of a sample of points (``geometry.label_overlap_sampled``).
+    of ``rows``, nearest first: each of those rows against every row by the float32 GEMM, and, as
+    in ``knn_graph``, the rows whose neighbours are too close for its error bound (every row with
+    ``exact``) ranked by distances from coordinate differences among their k + 8 nearest. Cost:
+    len(rows) x N x d, not N^2 d: the neighbours of a sample of points
+    (``geometry.label_overlap_sampled``).
 
     >>> X = np.random.default_rng(0).normal(size=(300, 8))
-    >>> bool((neighbours_of(X, np.array([5, 7]), 20) == knn_graph(X, 20, exact=True).indices[[5, 7], 1:]).all())
+    >>> bool((neighbours_of(X, np.array([5, 7]), 20, exact=True) == knn_graph(X, 20, exact=True).indices[[5, 7], 1:]).all())
     True
     """
     X = np.asarray(X)
@@ -210,8 +212,14 @@ def neighbours_of(X: np.ndarray, rows: np.ndarray, k: int, *, device: str | torc
         block = torch.as_tensor(np.asarray(rows[a:a + height]), device=dev)
         d2 = torch.addmm(sq_norms[None, :], points[block], points.T, alpha=-2.0)  # |y|^2 - 2 x.y
         d2[torch.arange(len(block), device=dev), block] = float("inf")  # not its own neighbour
-        candidates = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False).indices
-        order = torch.argsort(_exact_distances(points, block, candidates), dim=1, stable=True)[:, :k]
+        top = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False)
+        distances, candidates = top.values + sq_norms[block, None], top.indices
+        refine = torch.ones(len(block), dtype=torch.bool, device=dev) if exact else _imprecise_rows(points[block], distances,
+                                                                                                    sq_norms.max())
+        if refine.any():
+            chosen = torch.nonzero(refine).flatten()
+            distances[chosen] = _exact_distances(points, block[chosen], candidates[chosen]).square().float()
+        order = torch.argsort(distances, dim=1, stable=True)[:, :k]
         out[a:a + len(block)] = torch.gather(candidates, 1, order).cpu().numpy()
     return out
 
@@ -302,15 +310,18 @@ def _rows_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.T
     return best_d.clamp_min_(0), best_i
 
 
-def _imprecise_rows(points: torch.Tensor, sq_dist: torch.Tensor, tolerance: float = 1e-3) -> torch.Tensor:
+def _imprecise_rows(points: torch.Tensor, sq_dist: torch.Tensor, largest: torch.Tensor | None = None,
+                    tolerance: float = 1e-3) -> torch.Tensor:
     """Rows whose nearest squared distance may be off by more than ``tolerance`` (relative).
 
     The GEMM's error on |x|^2 + |y|^2 - 2x.y is ~c eps32 (|x|^2 + |y|^2) with c of order one
-    (blocked accumulation); we take c = 16 and the largest |y|^2, so typical rows (measured error
-    ~1e-5) keep the GEMM's distances and near-duplicate neighbourhoods are recomputed.
+    (blocked accumulation); we take c = 16 and the largest |y|^2 (of ``points``, or ``largest``
+    when they are some rows of the data), so typical rows (measured error ~1e-5) keep the GEMM's
+    distances and near-duplicate neighbourhoods are recomputed.
     """
     sq_norms = torch.linalg.vector_norm(points, dim=1).double() ** 2
-    bound = 16 * torch.finfo(torch.float32).eps * (sq_norms + sq_norms.max())
+    top = sq_norms.max() if largest is None else largest.double()
+    bound = 16 * torch.finfo(torch.float32).eps * (sq_norms + top)
     return sq_dist.min(1).values.double() * tolerance < bound
 
 

@@ -173,5 +173,5 @@ def test_a_sampled_label_overlap_builds_no_longer_graph_and_estimates_the_exact_
         if not name.startswith("label_overlap"):
             assert sampled.scalars[name] == pytest.approx(exact.scalars[name], rel=1e-9, nan_ok=True), name
     every = np.arange(len(X))  # every point: the exact overlap, with no error
-    full = geometry.label_overlap_sampled(neighbours_of(X, every, 45), every, labels, class_fraction=0.3)
+    full = geometry.label_overlap_sampled(neighbours_of(X, every, 45, exact=True), every, labels, class_fraction=0.3)
     assert full == (pytest.approx(geometry.label_overlap(real(X, 45, exact=True), labels, class_fraction=0.3), rel=1e-12), 0.0)

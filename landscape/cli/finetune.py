@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
     ft.add_argument("--epochs", type=positive_int, default=defaults.epochs)
     ft.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     ft.add_argument("--micro-tokens", type=positive_int, default=defaults.micro_tokens,
-                    help="padded tokens per micro-batch (gradients accumulated over a batch; ranks share micro-batches)")
+                    help="padded tokens per micro-batch (gradients accumulated over a batch; ranks share micro-batches; "
+                         "default: 2048 for SmolLM2-135M's size, fewer for a larger model's activations)")
     ft.add_argument("--warmup", type=fraction, default=defaults.warmup, help="warm-up steps as a fraction of all steps")
     ft.add_argument("--seed", type=nonnegative_int, default=defaults.seed)
     ft.add_argument("--seeds", type=int_list, default=None,
