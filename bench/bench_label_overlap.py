@@ -57,7 +57,7 @@ def main() -> None:
             value, error = geometry.label_overlap_sampled(neighbours_of(X, rows, k), rows, labels, class_fraction=0.3)
             seconds = base_s + time.perf_counter() - start
             print(f"{n:6d} {d:5d} {k:5d} {f'+ sample of {m}':>16} {seconds:8.1f} {seconds / exact_s:8.2f} {value:8.4f} "
-                  f"{value - exact:+8.4f} {error:7.4f} {(value - exact) / error:+7.2f}")
+                  f"{value - exact:+8.4f} {error:7.4f} " + (f"{(value - exact) / error:+7.2f}" if error else f"{'-':>7}"))
 
 
 def _layers(args):
