@@ -158,7 +158,9 @@ REPLICATE_SUBJECTS ?= high_school_psychology,elementary_mathematics,prehistory,h
 REPLICATE_PER_SUBJECT ?= 50
 REPLICATE_TRAIN ?= 20
 REPLICATE_DEMOS ?= fixed,resampled
-REPLICATE_FINETUNE ?= --epochs 2 --lr 1e-3 --batch-size 8
+# --micro-tokens 2048: the micro-batch the recorded replication runs were trained with (a batch of 8 of
+# these questions is one micro-batch; it fits 24 GB for the 1.5B model), not the model-sized default
+REPLICATE_FINETUNE ?= --epochs 2 --lr 1e-3 --batch-size 8 --micro-tokens 2048
 REPLICATE_ANALYZE ?= --recipe doimo2024 --maxk 100 --cluster-maxk 100
 
 replicate: setup
