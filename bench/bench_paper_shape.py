@@ -198,7 +198,9 @@ def _reads(R: int, n: int, d: int, memory_gib: float) -> int:
     kept = min(R, int(memory // 2 // (16 * n * d)))
     if kept == R:
         return 2 * R
-    block = max(1, int(max(1 << 27, memory // 2) // (8 * n * R)))
+    from landscape.similarity import block_rows
+
+    block = block_rows(n, R, all_kept=False, memory_bytes=int(memory))
     return 2 * R + math.ceil(n / block) * (R - kept)
 
 

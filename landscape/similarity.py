@@ -195,10 +195,7 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
     huh_knn = torch.empty(R, n, huh_k, dtype=torch.long, device=dev)
     huh_values = torch.empty(R, n, huh_k, dtype=torch.float64, device=dev)
     ranks = torch.zeros(R, R, dtype=torch.float64, device=dev)  # ranks[a, b]: sum over i of rank_b(nn_a(i))
-    # Rows a block: every representation kept, the work arrays' budget; streamed, half the memory
-    # (each block reads every representation not kept once more: fewer, larger blocks).
-    block_bytes = _BLOCK_BYTES if prepared.all_kept else max(_BLOCK_BYTES, memory_bytes // 2)
-    block = max(1, min(n, block_bytes // (8 * n * max(R, 2))))
+    block = block_rows(n, R, all_kept=prepared.all_kept, memory_bytes=memory_bytes)
     for start in range(0, n, block):
         rows = torch.arange(start, min(n, start + block), device=dev)
         distances = torch.empty(R, len(rows), n, dtype=torch.float64, device=dev)  # Gram rows first
@@ -234,6 +231,14 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
         cknna=_cknna_matrix(huh_knn[:, :, :cknna_k].cpu().numpy(), huh_values[:, :, :cknna_k].cpu().numpy()),
         imbalance=(2.0 / n * ranks / n).cpu().numpy(),
     )
+
+
+def block_rows(n: int, R: int, *, all_kept: bool, memory_bytes: int = MEMORY_BYTES) -> int:
+    """Rows of a block of ``similarity_matrices``: every representation kept, the work arrays'
+    budget; streamed, half the memory (each block reads every representation not kept once
+    more: fewer, larger blocks)."""
+    block_bytes = _BLOCK_BYTES if all_kept else max(_BLOCK_BYTES, memory_bytes // 2)
+    return max(1, min(n, block_bytes // (8 * n * max(R, 2))))
 
 
 class _Prepared:
