@@ -1,8 +1,9 @@
 """Storage benchmark: how to keep the states (dtype, chunking, compression), and whether float16 is safe.
 
-    .venv/bin/python bench/bench_storage.py [--run runs/default] [--synthetic 10000x4096x5]
+    .venv/bin/python bench/bench_storage.py [--run runs/default] [--synthetic 10000x4096x5] [--batch-shape 33x1800x4096x8]
+        [--writes-only]
 
-Prints two tables, each measured in this one run:
+Prints three tables, each measured in this one run:
 
 1. Size and time of one condition's states (layers x N x d) written as each storage variant
    (float32 / float16 / bfloat16 as the suite stores them, chunk = ~256 rows x one layer, with no
@@ -15,6 +16,10 @@ Prints two tables, each measured in this one run:
    the share of each point's 30 nearest neighbours that stay the same, and the change in 2NN ID,
    GRIDE ID, ADP cluster count, the ARI of the two clusterings with each other, and the subject
    ARI (``analyze_layer``, the suite's defaults).
+3. Extraction's writes: batches of B rows scattered over a condition (the length sort scatters
+   them) written by ``store.hidden.write_rows`` and flushed, at an 8B model's shape (33 states x
+   1,800 rows x 4,096), into the condition as the store lays it out (contiguous) and into the
+   chunked layout it had before (one layer x ~256 rows a chunk): ms a batch.
 """
 
 from __future__ import annotations
@@ -117,11 +122,47 @@ def precision_table(run: Path) -> None:
                 print(f"{name:12} {dtype:9} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {cells[3]:>12} {cells[4]:>14} {cells[5]:>14}")
 
 
+def batch_write_table(layers: int, n: int, d: int, batch: int, batches: int = 40) -> None:
+    """Table 3: ms a batch of ``batch`` scattered rows, as the store writes them, per layout and dtype."""
+    rng = np.random.default_rng(0)
+    batches = min(batches, n // batch)
+    hidden = rng.standard_normal((layers, batch, d), dtype=np.float32)
+    logits = rng.standard_normal((batch, 4), dtype=np.float32)
+    print(f"\nwrites of {batch} scattered rows a batch into {layers} states x {n} rows x {d} ({batches} batches, flushed)")
+    print(f"{'dtype':9} {'layout':12} {'ms a batch':>10} {'x':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in ("float32", "float16"):
+            base = None
+            for layout in ("contiguous", "chunked"):
+                path = Path(tmp) / f"{dtype}-{layout}.h5"
+                with h5py.File(path, "w") as f:
+                    group = store.hidden.create_condition(f, "0shot", n_layers=layers - 1, n_rows=n, width=d, n_choices=4,
+                                                          attrs={}, store_dtype=dtype)
+                    if layout == "chunked":  # the layout before: the same dataset, in chunks
+                        encoding = group["hidden"].attrs["encoding"]
+                        del group["hidden"]
+                        group.create_dataset("hidden", shape=(layers, n, d), dtype=store.encoding.storage_dtype(dtype),
+                                             chunks=(1, store.hidden.chunk_rows(n), d)).attrs["encoding"] = encoding
+                    order = rng.permutation(n)
+                    start = time.perf_counter()
+                    for b in range(batches):
+                        store.hidden.write_rows(group, order[b * batch : (b + 1) * batch], hidden, logits, np.zeros(batch, np.float32))
+                        f.flush()
+                    ms = (time.perf_counter() - start) / batches * 1e3
+                base = base or ms
+                print(f"{dtype:9} {layout:12} {ms:10.1f} {ms / base:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/default"))
     parser.add_argument("--synthetic", default="10000x4096x5", help="N x d x layers of the synthetic states")
+    parser.add_argument("--batch-shape", default="33x1800x4096x8", help="states x rows x d x batch of the write table")
+    parser.add_argument("--writes-only", action="store_true", help="table 3 alone")
     args = parser.parse_args()
+    batch_write_table(*(int(v) for v in args.batch_shape.split("x")))
+    if args.writes_only:
+        return
     n, d, layers = (int(v) for v in args.synthetic.split("x"))
     with tempfile.TemporaryDirectory(dir=args.run if args.run.is_dir() else None) as tmp:
         if args.run.is_dir():

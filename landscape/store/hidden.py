@@ -14,8 +14,10 @@ here (and a bump of ``layout.SCHEMA_VERSION``)::
     /partition/{demos,train}/{id,group}   the rest of the seeded partition (eval = /examples);
                                           ``group``: the first grouping field's value
     /conditions/<name>/               attrs: kind (icl|sft), shots, accuracy, complete, settings,
-                                             instance (random id of this creation of it)
-        hidden  (n_layers+1, N, d) float32, chunked (1, rows, d): one layer reads alone; stored
+                                             instance (random id of this creation of it); of
+                                             the process that finished it: seconds, processes,
+                                             token_budget or batch_size, batches_run
+        hidden  (n_layers+1, N, d) float32, contiguous (a layer is one block: it reads alone); stored
                                       as the condition's ``store_dtype`` asks (float16, or
                                       bfloat16 as its uint16 bits with attr encoding=bfloat16),
                                       always read back as float32 (``read_layer``); with
@@ -74,7 +76,8 @@ from landscape.store.run_file import condition_names  # noqa: F401  (store.hidde
 
 _PARTITION = "partition"
 _LAYERS = "layers"
-# Rows per chunk of `hidden`: a chunk is one layer x about this many rows x d floats (~0.6 MB at d=576).
+# Rows per chunk where states are chunked (a compressed copy, bench/bench_storage.py); a condition's
+# own `hidden` is contiguous (create_condition says why).
 _CHUNK_ROWS = 256
 
 @dataclass(frozen=True)
@@ -171,8 +174,13 @@ def create_condition(
     set_attrs(group, attrs)
     group.attrs["complete"] = False
     group.attrs["instance"] = uuid.uuid4().hex  # tells this creation's shards from a replaced one's
+    # Contiguous, not chunked: a layer is one block on disk (read in one piece), and a batch's
+    # rows, scattered by the length sort, are written in place. In chunks of ~256 rows each row
+    # written into a chunk that did not fit HDF5's chunk cache rewrote the whole chunk: 200 ms a
+    # batch of 8 at the 8B shape (33 x 4,096), 15 ms contiguous (bench/bench_storage.py). HDF5
+    # allocates the space at the first write without filling it (a sparse file until written).
     hidden = group.create_dataset(  # HDF5 has no bfloat16: its bits are kept as uint16
-        "hidden", shape=(len(layers), n_rows, width), dtype=storage_dtype(store_dtype), chunks=(1, chunk_rows(n_rows), width))
+        "hidden", shape=(len(layers), n_rows, width), dtype=storage_dtype(store_dtype), chunks=None)
     hidden.attrs["encoding"] = store_dtype
     if layers != every:  # a subset: which layer each stored row of states is (every layer: no dataset)
         group.create_dataset(_LAYERS, data=np.asarray(layers, dtype=np.int32)).attrs["model_layers"] = n_layers + 1
@@ -184,7 +192,7 @@ def create_condition(
 
 
 def chunk_rows(n_rows: int) -> int:
-    """Rows per chunk of the states: about 256 (one layer's block reads contiguously), dividing
+    """Rows per chunk of chunked states (a filtered copy): about 256 (one layer's block reads contiguously), dividing
     the rows evenly: HDF5 allocates whole chunks, so 1,800 rows in chunks of 256 would take 2,048
     rows of space (bench/bench_storage.py measured the 14 % this saves at the default)."""
     return max(1, -(-n_rows // max(1, -(-n_rows // _CHUNK_ROWS))))
