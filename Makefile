@@ -29,6 +29,8 @@ TRAIN_PER_SUBJECT ?= 50
 TRAIN_FIRST ?= no
 DEMO_POOL   ?= 20
 BATCH       ?= 8
+# tokens a batch (extract.budget): auto = from a GPU's free memory (batches of BATCH rows on the CPU), off, or a number
+TOKEN_BUDGET ?= auto
 RUN         ?= runs/default
 EXTRA       ?=
 # how hidden.h5 keeps the states: float32, float16 (half the file; docs/distributed.md), bfloat16
@@ -119,11 +121,11 @@ FORCE:
 
 extract: setup
 	$(LANDSCAPE) extract --run $(RUN) --model $(MODEL) --task $(TASK) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
-		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --demo-pool $(DEMO_POOL) --batch-size $(BATCH) --store-dtype $(STORE_DTYPE) --layers $(LAYERS) \
+		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --demo-pool $(DEMO_POOL) --batch-size $(BATCH) --token-budget $(TOKEN_BUDGET) --store-dtype $(STORE_DTYPE) --layers $(LAYERS) \
 		$(if $(filter yes,$(TRAIN_FIRST)),--train-first) $(EXTRA)
 
 finetune: extract
-	$(LANDSCAPE) finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) --store-dtype $(STORE_DTYPE) $(FINETUNE_EXTRA)
+	$(LANDSCAPE) finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) --store-dtype $(STORE_DTYPE) --token-budget $(TOKEN_BUDGET) $(FINETUNE_EXTRA)
 
 analyze: finetune
 	$(BIN)/landscape analyze $(RUN) --recipe $(RECIPE) --jobs $(JOBS) $(if $(RAY),--ray $(RAY)) $(ANALYZE_EXTRA)

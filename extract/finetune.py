@@ -16,7 +16,8 @@ costs nothing.
 Dropout (LoRA's) is seeded, so the online code is reproducible and therefore decodable.
 
 Resumable: a training state (adapter, optimizer, scheduler, online code so far) is saved
-every ``save_every`` steps; a re-run continues from it and gives the same numbers.
+every ``save_every`` steps (less often where one save takes over a second: ``lora._keep``);
+a re-run continues from it and gives the same numbers.
 
 This module holds the flow (``run_finetune``, read top-down); the settings are in
 ``extract.finetune_config`` (``FinetuneConfig``, also importable from here), the training and its
@@ -38,7 +39,7 @@ import h5py
 import numpy as np
 import torch
 
-from extract import conditions, forward, models
+from extract import budget, conditions, forward, models
 from extract.finetune_config import FinetuneConfig, micro_tokens_for
 from extract.lora import TrainData, load_adapter, train_blockwise, train_data, train_lora
 from extract.prequential import write_edl_record
@@ -64,8 +65,8 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     task, items, _ = tasks.from_run(run.header, config.task_data)
     by_id = {item.id: item for item in items}
     model, tokenizer, dtype = _load_model(run.header, config, ranks)
-    if config.micro_tokens is None:  # sized by the model, and recorded so (settings.json, resume states)
-        config = replace(config, micro_tokens=micro_tokens_for(model.config))
+    if config.micro_tokens is None:  # sized by the model (and a GPU's memory), recorded so (settings.json, resume states)
+        config = replace(config, micro_tokens=_micro_tokens(model, run, config, ranks, overwrite=overwrite))
     scoring = forward.Scoring(letter_ids=run.letter_ids)
     train = train_data(task, tokenizer, run.examples, run.train_rows, by_id, labels=config.labels, seed=config.seed,
                        text_scoring=run.letter_ids is None)
@@ -119,6 +120,19 @@ def _load_model(header: dict, config: FinetuneConfig, ranks: Ranks):
     dtype = pick_dtype(config.dtype, device)
     model, tokenizer = models.load_model(resolved, device, dtype, device_map=config.device_map)
     return model, tokenizer, dtype
+
+
+def _micro_tokens(model, run: _Run, config: FinetuneConfig, ranks: Ranks, *, overwrite: bool) -> int:
+    """The micro-batch when ``--micro-tokens`` is not given: the one an earlier start of this
+    fine-tune recorded (a resumed training must match it; not with ``overwrite``), else sized by
+    a GPU's memory (the smallest over ranks), else by the model (``micro_tokens_for``)."""
+    settings_file = run.hidden.parent / ADAPTERS / config.name / "settings.json"
+    if settings_file.is_file() and not overwrite:
+        recorded = json.loads(settings_file.read_text()).get("micro_tokens")
+        if isinstance(recorded, int) and recorded >= 1:
+            return recorded
+    on_device = ranks.least(budget.micro_tokens_on_device(model, forward.input_device(model)))
+    return micro_tokens_for(model.config) if on_device is None else on_device
 
 
 def _check_checkpoints(config: FinetuneConfig, n_train: int) -> None:
@@ -221,8 +235,10 @@ def _extract_states(run: _Run, config: FinetuneConfig, folder: Path, model, toke
         return conditions.extract_condition(
             run.hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(run.hidden.parent))}, model, tokenizer,
             run.examples, by_id, prefix_text=lambda row: tasks.render_prefix(task, by_id[int(run.examples.ids[row])], []),
-            task=task, scoring=scoring, batch_size=config.batch_extract, progress=progress, ranks=ranks,
+            task=task, scoring=scoring, batch_size=config.batch_extract, token_budget=tokens, progress=progress, ranks=ranks,
         )
+
+    tokens = ranks.least(budget.token_budget(config.token_budget, model, forward.input_device(model)))
 
     accuracy = extract(config.name, folder / "final")
     for step in config.checkpoints:  # the model is not used after these: no need to restore it

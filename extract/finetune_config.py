@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from extract.budget import check_token_budget
 from landscape import store
 
 # Linear warm-up that starts above zero, so the first update already moves the model (a step at
@@ -34,7 +35,8 @@ class FinetuneConfig:
     schedule: str = "online"  # "online" (one pass) or "blockwise" (Voita & Titov 2020: retrain per block)
     save_every: int = 10  # steps between resume states
     micro_tokens: int | None = None  # padded tokens per micro-batch (gradients accumulated over a batch); None: micro_tokens_for
-    batch_extract: int = 8
+    batch_extract: int = 8  # rows a batch of the fine-tuned states' extraction without a token budget
+    token_budget: int | str = "auto"  # that extraction's tokens a batch (extract.budget; not a training setting)
     device: str = "auto"
     device_map: str | None = None  # split the model over GPUs / cpu (models.parse_device_map; no disk)
     dtype: str = "auto"
@@ -57,6 +59,7 @@ class FinetuneConfig:
             raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
         if any(k < 1 for k in self.checkpoints):
             raise ValueError("checkpoint steps must be >= 1")
+        check_token_budget(self.token_budget)
         if self.store_dtype not in store.encoding.STORE_DTYPES:
             raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(store.encoding.STORE_DTYPES)})")
         if "@" in self.name or "/" in self.name or not self.name:

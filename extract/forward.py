@@ -63,22 +63,53 @@ class LastTokenStates:
     hidden: torch.Tensor  # (n_layers + 1, B, d) float32, on CPU
     letter_logits: torch.Tensor  # (B, K) float32: choice scores (letter logits, or summed log-probs of texts)
     logsumexp: torch.Tensor  # (B,) float32: log-sum-exp of the full-vocabulary logits (0 for text scores)
+    copied: object = None  # a CUDA event: the host copies above are complete once it has passed (None: they are)
+
+    def wait(self) -> "LastTokenStates":
+        """These states, once their copy from the GPU is complete (``last_token_states(non_blocking=True)``)."""
+        if self.copied is not None:
+            self.copied.synchronize()
+        return self
 
 
 def pad_right(sequences: Sequence[Sequence[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input_ids (B, T), attention_mask (B, T), last real position (B,)) of right-padded sequences.
 
     Pads are token 0: they come after every real token, are masked, and no logit is read there,
-    so which id fills them cannot change a result."""
+    so which id fills them cannot change a result. Built on the host and sent in one copy each
+    (``to_device``): no copy a row, no wait for the accelerator's queue."""
     if not sequences or any(len(s) == 0 for s in sequences):
         raise ForwardError("empty prompt")
-    lengths = torch.tensor([len(s) for s in sequences], device=device)
+    lengths = torch.tensor([len(s) for s in sequences])
     width = int(lengths.max())
-    input_ids = torch.zeros((len(sequences), width), dtype=torch.long, device=device)
+    input_ids = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
-        input_ids[row, : len(seq)] = torch.tensor(seq, device=device)
-    mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()
-    return input_ids, mask, lengths - 1
+        input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+    return to_device(input_ids, device), to_device(mask, device), to_device(lengths - 1, device)
+
+
+def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """``tensor`` (on the host) on ``device``; to a GPU through pinned memory without blocking:
+    a plain host-to-GPU copy waits until everything queued on the GPU has run, so each one would
+    stall the host that should be queuing the next kernels."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def to_host(*tensors: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], object]:
+    """(host copies of ``tensors``, the event that marks them copied, or None): from a GPU into
+    pinned memory without blocking (wait on the event before reading them); elsewhere ``.cpu()``."""
+    if not tensors or tensors[0].device.type != "cuda":
+        return tuple(t.cpu() for t in tensors), None
+    host = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors)
+    for copy_, tensor in zip(host, tensors):
+        copy_.copy_(tensor, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+    return host, copied
 
 
 def _last_logits(out, last: torch.Tensor) -> torch.Tensor:
@@ -98,7 +129,7 @@ def letter_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, le
     device = input_device(model)
     input_ids, mask, last = pad_right(sequences, device)
     logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], use_cache=False), last)
-    return torch.log_softmax(logits[:, list(letter_ids)], dim=-1)
+    return torch.log_softmax(logits.index_select(1, to_device(torch.tensor(list(letter_ids)), logits.device)), dim=-1)
 
 
 def choice_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, scoring: Scoring,
@@ -129,7 +160,7 @@ def continuation_scores(model: nn.Module, prompts: Sequence[Sequence[int]], cont
         raise ForwardError("every prompt needs the same number of non-empty continuations")
     sequences = [list(p) + list(t) for p, c in zip(prompts, continuations) for t in c]
     input_ids, mask, _ = pad_right(sequences, device)
-    prompt_last = torch.tensor([len(p) - 1 for p in prompts for _ in range(k)], device=device)
+    prompt_last = to_device(torch.tensor([len(p) - 1 for p in prompts for _ in range(k)]), device)
     keep = input_ids.shape[1] - int(prompt_last.min())  # positions from the earliest prompt end on
     mask, kwargs = _on_prefix(prefix, mask)
     if record:
@@ -141,12 +172,12 @@ def continuation_scores(model: nn.Module, prompts: Sequence[Sequence[int]], cont
         states = None
     start = input_ids.shape[1] - keep  # logits[:, j] predicts token start + j + 1
     log_probs = torch.log_softmax(logits.float(), dim=-1)
-    scores = []
-    for row, (p, c) in enumerate((p, t) for p, cs in zip(prompts, continuations) for t in cs):
-        targets = torch.tensor(c, device=device)
-        positions = torch.arange(len(p) - 1, len(p) - 1 + len(c), device=device) - start
-        scores.append(log_probs[row, positions, targets].sum())
-    return states, torch.stack(scores).view(len(prompts), k)
+    # every continuation token's (row, position, id) sent at once and gathered in one go, then summed per row
+    pairs = [(row, len(p) - 1 - start + j, token) for row, (p, c) in enumerate((p, t) for p, cs in zip(prompts, continuations) for t in cs)
+             for j, token in enumerate(c)]
+    rows, positions, targets = to_device(torch.tensor(pairs).T.contiguous(), device)
+    per_row = log_probs[rows, positions, targets].split([len(t) for cs in continuations for t in cs])
+    return states, torch.stack([tokens.sum() for tokens in per_row]).view(len(prompts), k)
 
 
 def token_bits(model: nn.Module, sequences: Sequence[Sequence[int]], starts: Sequence[int]) -> np.ndarray:
@@ -264,6 +295,7 @@ def last_token_states(
     prefix: PrefixCache | list[int] | None,
     letter_ids: Sequence[int] | None,
     continuations: Sequence[Sequence[Sequence[int]]] | None = None,
+    non_blocking: bool = False,
 ) -> LastTokenStates:
     """States of the last token of ``prefix + question`` for a batch of questions, and the scores
     of the choices: the ``letter_ids``' logits there, or (``letter_ids`` None) the summed
@@ -271,6 +303,9 @@ def last_token_states(
 
     ``prefix`` is a ``PrefixCache`` (run only the questions on top of it), a list of token ids
     (prepended and run in full: the reference path) or None (the questions are whole prompts).
+    Every layer's states are gathered on the device and come to the host in one copy; with
+    ``non_blocking`` on a GPU the call returns once the batch is queued, and ``.wait()`` on the
+    result waits for its copy (the host meanwhile writes the previous batch).
     """
     device = input_device(model)
     if isinstance(prefix, list):
@@ -288,8 +323,8 @@ def last_token_states(
 
     with torch.inference_mode(), _record_last_token(model, last) as records:
         logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], **kwargs), last)
-    return LastTokenStates(
-        hidden=torch.stack(records).cpu(),
-        letter_logits=logits[:, list(letter_ids)].cpu(),
-        logsumexp=torch.logsumexp(logits, dim=-1).cpu(),
-    )
+        letters = to_device(torch.tensor(list(letter_ids)), logits.device)
+        (hidden, letter_logits, logsumexp), copied = to_host(
+            torch.stack(records), logits.index_select(1, letters), torch.logsumexp(logits, dim=-1))
+    out = LastTokenStates(hidden=hidden, letter_logits=letter_logits, logsumexp=logsumexp, copied=copied)
+    return out if non_blocking else out.wait()

@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from extract import data, demos, forward, models
+from extract import budget, data, demos, forward, models
 from extract.conditions import RunMismatch, extract_condition
 from extract.ranks import Ranks
 from landscape import names, provenance, store, tasks
@@ -50,7 +50,8 @@ class ExtractConfig:
     train_per_subject: int = 50
     train_first: bool = False  # cut each value's training rows before its eval rows (extract.data)
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int = 8  # rows a batch without a token budget (the CPU's default)
+    token_budget: int | str = "auto"  # tokens a batch (extract.budget): auto (from a GPU's free memory; rows on CPU), off, or N
     device: str = "auto"
     device_map: str | None = None  # split the model over GPUs / cpu / disk (models.parse_device_map)
     dtype: str = "auto"
@@ -74,6 +75,7 @@ class ExtractConfig:
         if self.store_dtype not in store.encoding.STORE_DTYPES:
             raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(store.encoding.STORE_DTYPES)})")
         check_spec(self.layers)
+        budget.check_token_budget(self.token_budget)
         if not self.demos:
             raise ValueError("no demo sampling given")
         for sampling in self.demos:
@@ -104,6 +106,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
         _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
     ranks.barrier()
     scoring = choice_scoring(task, tokenizer)
+    tokens = ranks.least(budget.token_budget(config.token_budget, model, forward.input_device(model)))
 
     accuracies = {}
     for k, sampling in _conditions(config):
@@ -113,7 +116,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
         accuracies[name] = extract_condition(
             path, name, _icl_settings(config, k, sampling, task, partition, dtype, scoring), model, tokenizer,
             examples, by_id, prefix_text=_prefix_texts(task, plan, by_id, examples), plan=plan,
-            task=task, scoring=scoring, batch_size=config.batch_size, prefix_cache=config.prefix_cache,
+            task=task, scoring=scoring, batch_size=config.batch_size, token_budget=tokens, prefix_cache=config.prefix_cache,
             overwrite=overwrite, progress=progress, ranks=ranks,
         )
         if sampling == "fixed" and ranks.main:

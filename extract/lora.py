@@ -11,7 +11,8 @@ reproducible and therefore decodable. ``extract.finetune`` runs these on a run's
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,7 +105,7 @@ def label_nats(model, train: TrainData, indices: np.ndarray, scoring: forward.Sc
     log_p = forward.choice_log_probs(
         model, [train.tokens[i] for i in indices], scoring=scoring,
         continuations=None if train.continuations is None else [train.continuations[i] for i in indices])
-    labels = torch.as_tensor(train.labels[indices], device=log_p.device)
+    labels = forward.to_device(torch.as_tensor(train.labels[indices]), log_p.device)
     return -log_p[torch.arange(len(indices), device=log_p.device), labels]
 
 
@@ -123,6 +124,19 @@ class _Progress:
     online: np.ndarray  # (n,) bits of each example in the first epoch; NaN until coded
     losses: list[float]
     step: int  # dropout is seeded per (step, micro-batch): no generator state to carry
+    # steps whose codes and loss are still on the device: (the batch it coded, or None after the
+    # first epoch; its codes in nats; its loss). Reading them each step would make the host wait
+    # for the device every step instead of queuing the next one.
+    pending: list[tuple[np.ndarray | None, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    saved: tuple[float, float] = (-math.inf, 0.0)  # (when the last resume state was saved, seconds it took)
+
+    def settle(self) -> None:
+        """Bring the pending steps' codes and losses to the host (one wait for the device)."""
+        for batch, nats, loss in self.pending:
+            if batch is not None:
+                self.online[batch] = nats.cpu().numpy() / LN2
+            self.losses.append(float(loss))
+        self.pending.clear()
 
 
 def _sized(config: "FinetuneConfig", model) -> "FinetuneConfig":
@@ -168,20 +182,23 @@ def train_lora(
         epoch, index = divmod(done.step, steps_per_epoch)
         batch = epoch_order(n, epoch, config.seed)[index * config.batch_size : (index + 1) * config.batch_size]
         optimizer.zero_grad(set_to_none=True)
-        batch_weight = weights[batch].sum()
+        batch_weights = weights[forward.to_device(torch.as_tensor(batch), device)]
+        batch_weight = batch_weights.sum()
         batch_nats = _backward(model, train, batch, weights, batch_weight, params, config, done.step, device,
                                scoring=scoring, ranks=ranks)
-        if epoch == 0:  # the prequential code: this batch is coded by the model before its update
-            done.online[batch] = batch_nats.cpu().numpy() / LN2
-        loss = float((weights[batch].double() * batch_nats).sum() / batch_weight.double())
+        # epoch 0: the prequential code, this batch coded by the model before its update
+        done.pending.append((batch if epoch == 0 else None, batch_nats,
+                             (batch_weights.double() * batch_nats).sum() / batch_weight.double()))
         optimizer.step()
         scheduler.step()
         done.step += 1
-        done.losses.append(loss)
-        bar.set_postfix(loss=f"{done.losses[-1]:.3f}")
-        bar.update(1)
         _keep(model, optimizer, scheduler, config, done, total, state_path=state_path, checkpoint_dir=checkpoint_dir,
               ranks=ranks)
+        if device.type != "cuda" or done.step == total:  # on the CPU waiting costs nothing; elsewhere saves settle
+            done.settle()
+        if not done.pending:
+            bar.set_postfix(loss=f"{done.losses[-1]:.3f}")
+        bar.update(1)
         faults.reached("finetune.step")
     bar.close()
     model.eval()
@@ -225,8 +242,9 @@ def _backward(model, train: TrainData, batch: np.ndarray, weights: torch.Tensor,
     for number, micro in mine:
         torch.manual_seed(int(np.random.SeedSequence([config.seed, step, number]).generate_state(1)[0]))
         nats = label_nats(model, train, micro, scoring)
-        batch_nats[[place[int(i)] for i in micro]] = nats.detach().double()
-        ((weights[micro] * nats).sum() / batch_weight).backward()
+        places, examples = (forward.to_device(torch.as_tensor(ix), device) for ix in ([place[int(i)] for i in micro], micro))
+        batch_nats[places] = nats.detach().double()
+        ((weights[examples] * nats).sum() / batch_weight).backward()
     if ranks.count > 1:
         _sum_gradients(params, ranks)
         ranks.sum_(batch_nats)
@@ -245,13 +263,22 @@ def _sum_gradients(params: list[torch.nn.Parameter], ranks: Ranks) -> None:
 
 def _keep(model, optimizer, scheduler, config: FinetuneConfig, done: _Progress, total: int, *,
           state_path: Path | None, checkpoint_dir: Path | None, ranks: Ranks) -> None:
-    """After a step (main rank): the adapter of a checkpoint step, and the resume state every ``save_every`` steps."""
+    """After a step (main rank): the adapter of a checkpoint step, and the resume state every
+    ``save_every`` steps (and the last); when a save took over ``SLOW_SAVE_S``, not sooner after
+    it than ``SAVE_SPACING`` times that: a resume state of an 8B model's adapter and optimizer is
+    ~2 GB, a few seconds to write, while ten steps on a GPU take about as long. A resumed training
+    gives the same numbers from any saved step."""
     from peft import get_peft_model_state_dict
 
     step = done.step
     if checkpoint_dir is not None and step in config.checkpoints and ranks.main:
         replace_atomically(checkpoint_dir / f"step-{step}", model.save_pretrained)
-    if state_path is not None and ranks.main and (step % config.save_every == 0 or step == total):
+    last_saved, save_seconds = done.saved
+    spaced = save_seconds <= SLOW_SAVE_S or time.monotonic() - last_saved >= SAVE_SPACING * save_seconds
+    due = step == total or (step % config.save_every == 0 and spaced)
+    if state_path is not None and ranks.main and due:
+        done.settle()  # (waits for the device: not part of the save's time)
+        started = time.monotonic()
         state = {
             "settings": config.training_settings(),
             "adapter": get_peft_model_state_dict(model),
@@ -262,6 +289,11 @@ def _keep(model, optimizer, scheduler, config: FinetuneConfig, done: _Progress, 
             "step": step,
         }
         replace_atomically(state_path, lambda tmp: torch.save(state, tmp))
+        done.saved = (time.monotonic(), time.monotonic() - started)
+
+
+SAVE_SPACING = 10  # a slow resume state costs at most ~1/10 of the training's time
+SLOW_SAVE_S = 1.0
 
 
 # Voita & Titov 2020: block boundaries as fractions of the (ordered) training data.

@@ -61,6 +61,15 @@ class Ranks:
         if self.count > 1:
             torch.distributed.barrier()
 
+    def least(self, value: int | None) -> int | None:
+        """The smallest ``value`` over ranks (a size each rank chose from its own free memory), so
+        that every rank plans the same batches; None (no size: every rank's device is alike) stays."""
+        if self.count == 1 or value is None:
+            return value
+        tensor = torch.tensor([value], dtype=torch.long, device=self.device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
+        return int(tensor.item())
+
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` over ranks, in place (gradients, code lengths); returns it."""
         if self.count > 1:

@@ -16,7 +16,7 @@ from landscape import store
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 # Timing and provenance attrs that legitimately differ between two runs.
-VOLATILE = {"seconds", "created_at", "command", "instance"}
+VOLATILE = {"seconds", "created_at", "command", "instance", "batches_run"}  # batches_run: of the last process
 
 
 def landscape(*args, fault: str | None = None, check: bool = True) -> subprocess.CompletedProcess:

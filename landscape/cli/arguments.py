@@ -34,6 +34,16 @@ fraction = number(float, lambda v: 0 <= v < 1, "in [0, 1)")
 probability = number(float, lambda v: 0 <= v <= 1, "in [0, 1]")
 
 
+def token_budget(text: str) -> int | str:
+    """``--token-budget``: auto, off or a positive number of tokens (``extract.budget``)."""
+    from extract.budget import parse_token_budget
+
+    try:
+        return parse_token_budget(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def name_list(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:

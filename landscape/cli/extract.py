@@ -9,7 +9,7 @@ from extract import ranks
 from extract.models import embedded_summary
 from extract.icl import ExtractConfig, run_extract
 from landscape import names
-from landscape.cli.arguments import DEFAULT_RUN, config_from, name_list, nonnegative_int, positive_int
+from landscape.cli.arguments import DEFAULT_RUN, config_from, name_list, nonnegative_int, positive_int, token_budget
 from landscape.layers import SPEC_FORMS, check_spec
 from landscape.store.encoding import STORE_DTYPES
 
@@ -62,7 +62,11 @@ def add_parser(sub) -> None:
                     help="set each value's training rows apart before its eval rows (the paper's recipe: every "
                          "subject gets its training questions even when --per-subject asks for more than it has)")
     ex.add_argument("--seed", type=nonnegative_int, default=defaults.seed, help="partition seed")
-    ex.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    ex.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
+                    help="rows a batch when there is no token budget (on the CPU by default)")
+    ex.add_argument("--token-budget", type=token_budget, default=defaults.token_budget, metavar="auto|off|N",
+                    help="tokens a batch holds, rows x (shared prefix + longest question): auto sizes it by a GPU's free "
+                         "memory (on the CPU: batches of --batch-size rows), off keeps rows, N any device (docs/distributed.md)")
     ex.add_argument("--device", default=defaults.device, help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     ex.add_argument("--device-map", default=defaults.device_map, metavar="auto|balanced|FILE",
                     help="split a model larger than one device over the GPUs, cpu and disk (accelerate): auto, "

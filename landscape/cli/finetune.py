@@ -8,7 +8,8 @@ import argparse
 from extract import ranks
 from extract.finetune import FinetuneConfig, describe, run_finetune
 from landscape import names
-from landscape.cli.arguments import add_run, config_from, fraction, int_list, name_list, nonnegative_int, positive_float, positive_int
+from landscape.cli.arguments import (add_run, config_from, fraction, int_list, name_list, nonnegative_int, positive_float, positive_int,
+                                     token_budget)
 from landscape.store.encoding import STORE_DTYPES
 
 HELP = "LoRA fine-tuning on the train rows, prequential code (EDL), states of the tuned model"
@@ -30,7 +31,10 @@ def add_parser(sub) -> None:
     ft.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     ft.add_argument("--micro-tokens", type=positive_int, default=defaults.micro_tokens,
                     help="padded tokens per micro-batch (gradients accumulated over a batch; ranks share micro-batches; "
-                         "default: 2048 for SmolLM2-135M's size, fewer for a larger model's activations)")
+                         "default: on a GPU sized by its free memory, else 2048 for SmolLM2-135M's size, fewer for a "
+                         "larger model's activations; a resumed fine-tune keeps the one it recorded)")
+    ft.add_argument("--token-budget", type=token_budget, default=defaults.token_budget, metavar="auto|off|N",
+                    help="tokens a batch of the fine-tuned states' extraction (as extract's --token-budget)")
     ft.add_argument("--warmup", type=fraction, default=defaults.warmup, help="warm-up steps as a fraction of all steps")
     ft.add_argument("--seed", type=nonnegative_int, default=defaults.seed)
     ft.add_argument("--seeds", type=int_list, default=None,
