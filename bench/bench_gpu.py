@@ -12,8 +12,9 @@ CPU at a tiny shape). Measured in one run:
   (batches of 8 rows, ``--token-budget off``) and as now (``auto``: a token budget from the free
   memory), its seconds, tokens a second, FLOP/s and share of the device's measured bfloat16 GEMM
   peak, peak memory; the two runs' states and predictions against each other; LoRA fine-tuning
-  (one epoch, batch 16) with the micro-batch the CPU rule gives that shape and with the one the
-  free memory gives: seconds a step, share of peak; the paper's protocol (9,181 questions at 0, 1,
+  (one epoch, batch 16) as before (the micro-batch the CPU rule gives that shape, LoRA's branch in
+  float32) and as now (the micro-batch the free memory gives, the branch in bfloat16 under
+  autocast): seconds a step, share of peak; the paper's protocol (9,181 questions at 0, 1,
   2 and 5 shots, 4 epochs on 1,065 rows, the tuned model's states) projected from these rates;
 - **the GPU's states against the CPU's**: the tiny Llama extracted on both in float32 (0- and
   2-shot): largest relative difference of the states, predictions that agree;
@@ -228,7 +229,7 @@ def model_rows(args) -> dict:
         tune = dict(epochs=1, batch_size=16, device=device, peak=peak)
         out["finetune_before"] = gpu_model.measure_finetune(gpu_model.fresh_model(config, device, dtype), tokenizer, tmp / "tokens",
                                                             name="sft-rows", micro_tokens=micro_tokens_for(config),
-                                                            token_budget="off", **tune)
+                                                            token_budget="off", before=True, **tune)
         out["finetune_after"] = gpu_model.measure_finetune(gpu_model.fresh_model(config, device, dtype), tokenizer, tmp / "tokens",
                                                            name="sft-tokens", micro_tokens=None, token_budget=budget, **tune)
     print(f"{'fine-tune':10} {'micro-batch':>11} {'steps':>5} {'s a step':>9} {'tokens/s':>9} {'TFLOP/s':>8} {'of peak':>8} "

@@ -211,11 +211,28 @@ def measure_extraction(model, tokenizer, folder: Path, run: Path, *, data: Path,
     return rows
 
 
+@contextlib.contextmanager
+def float32_lora():
+    """The path before: LoRA's branch in float32 (peft's casts) whatever the model's dtype."""
+    from extract import finetune, lora
+
+    @contextlib.contextmanager
+    def as_peft_does(model):
+        yield
+
+    kept = lora.lora_in_model_dtype, finetune.lora_in_model_dtype
+    lora.lora_in_model_dtype = finetune.lora_in_model_dtype = as_peft_does
+    try:
+        yield
+    finally:
+        lora.lora_in_model_dtype, finetune.lora_in_model_dtype = kept
+
+
 def measure_finetune(model, tokenizer, run: Path, *, name: str, micro_tokens: int | None, token_budget, epochs: int,
-                     batch_size: int, device: torch.device, peak: float) -> dict:
+                     batch_size: int, device: torch.device, peak: float, before: bool = False) -> dict:
     """One ``run_finetune`` of ``model`` (LoRA on the run's train rows; peft changes the model in
     place: hand each call a fresh one): the training's seconds a step and rate, and the command's
-    seconds with the fine-tuned states' extraction."""
+    seconds with the fine-tuned states' extraction; ``before``: LoRA's branch in float32."""
     from extract.finetune import run_finetune
     from extract.finetune_config import FinetuneConfig
 
@@ -223,7 +240,7 @@ def measure_finetune(model, tokenizer, run: Path, *, name: str, micro_tokens: in
                             dtype="bfloat16" if device.type == "cuda" else "float32", device=str(device))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with handed_model(model, tokenizer), tallied() as tallies:
+    with handed_model(model, tokenizer), tallied() as tallies, (float32_lora() if before else contextlib.nullcontext()):
         started = time.perf_counter()
         run_finetune(run, config, overwrite=True, progress=False)
         command = time.perf_counter() - started

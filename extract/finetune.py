@@ -41,7 +41,7 @@ import torch
 
 from extract import budget, conditions, forward, models
 from extract.finetune_config import FinetuneConfig, micro_tokens_for
-from extract.lora import TrainData, load_adapter, train_blockwise, train_data, train_lora
+from extract.lora import TrainData, load_adapter, lora_in_model_dtype, train_blockwise, train_data, train_lora
 from extract.prequential import write_edl_record
 from extract.ranks import Ranks
 from landscape import reader, store, tasks
@@ -231,12 +231,13 @@ def _extract_states(run: _Run, config: FinetuneConfig, folder: Path, model, toke
     }
 
     def extract(name: str, adapter_dir: Path) -> float:
-        """The model's states of every row, 0-shot prompts, as condition ``name``."""
-        return conditions.extract_condition(
-            run.hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(run.hidden.parent))}, model, tokenizer,
-            run.examples, by_id, prefix_text=lambda row: tasks.render_prefix(task, by_id[int(run.examples.ids[row])], []),
-            task=task, scoring=scoring, batch_size=config.batch_extract, token_budget=tokens, progress=progress, ranks=ranks,
-        )
+        """The model's states of every row, 0-shot prompts, as condition ``name`` (LoRA's branch in the model's dtype)."""
+        with lora_in_model_dtype(model):
+            return conditions.extract_condition(
+                run.hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(run.hidden.parent))}, model, tokenizer,
+                run.examples, by_id, prefix_text=lambda row: tasks.render_prefix(task, by_id[int(run.examples.ids[row])], []),
+                task=task, scoring=scoring, batch_size=config.batch_extract, token_budget=tokens, progress=progress, ranks=ranks,
+            )
 
     tokens = ranks.least(budget.token_budget(config.token_budget, model, forward.input_device(model)))
 

@@ -163,3 +163,38 @@ def test_the_benchmarks_flop_count_at_the_8b_shape():
     assert attention == 2 * 2 * 32 * 4096 * 1
     _, with_prefix = gpu_model.forward_flops(config, np.array([10]), np.array([100]))
     assert with_prefix == 2 * 2 * 32 * 4096 * (10 * 100 + 55)
+
+
+def test_lora_runs_in_a_half_precision_models_dtype_with_float32_weights(tiny_model_dir, tiny):
+    """A bfloat16 model (a GPU's default): LoRA's branch gets bfloat16 inputs under autocast (peft
+    would cast them up to its float32 weights), its weights and updates stay float32; a float32
+    model is left alone."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from extract.finetune_config import FinetuneConfig
+    from extract.lora import TrainData, lora_in_model_dtype, train_lora
+
+    _, tokenizer = tiny
+    seen: dict[str, set] = {"float32": set(), "bfloat16": set()}
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(0)
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=dtype)
+        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+        lora_a = [m for name, m in model.named_modules() if name.endswith("lora_A.default")]
+        assert lora_a and all(m.weight.dtype == torch.float32 for m in lora_a)  # peft keeps adapters in float32
+        name = str(dtype).removeprefix("torch.")
+        handles = [m.register_forward_hook(lambda _m, inputs, output, name=name: seen[name].add((inputs[0].dtype, output.dtype)))
+                   for m in lora_a]
+        ids = tokenizer.encode("Which planet is largest?\nAnswer:")
+        with lora_in_model_dtype(model):
+            forward.letter_log_probs(model, [ids], letter_ids=[5, 6, 7, 8])
+        for handle in handles:
+            handle.remove()
+        rng = np.random.default_rng(0)
+        train = TrainData(rows=np.arange(8), tokens=[ids] * 8, labels=rng.integers(0, 4, 8), weights=np.ones(8))
+        record = train_lora(model, train, FinetuneConfig(epochs=1, batch_size=4, lr=1e-2, micro_tokens=64),
+                            scoring=forward.Scoring([5, 6, 7, 8]), progress=False)
+        assert np.isfinite(record["online_bits"]).all() and all(m.weight.dtype == torch.float32 for m in lora_a)
+    assert seen["float32"] == {(torch.float32, torch.float32)}
+    assert seen["bfloat16"] == {(torch.bfloat16, torch.bfloat16)}
