@@ -135,3 +135,16 @@ def test_analysis_on_ray_gives_the_local_numbers(tiny_run, tmp_path):  # noqa: F
     run_analysis(copy, SMALL, ray="local", jobs=2, progress=False)  # ray.init(num_cpus=2), one task a layer
     assert _metrics(copy) == _metrics(tiny_run)
 
+
+
+def test_two_ranks_plan_the_batches_of_one_token_budget(tmp_path, tiny_model_dir, tiny_mmlu):
+    """``--token-budget``: the ranks agree on the smallest budget among them (``Ranks.least``) and
+    plan the batches one process plans with it: the same numbers."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    landscape(*extract_args(one, tiny_model_dir, tiny_mmlu), "--token-budget", 900)
+    done = launch(2, *extract_args(two, tiny_model_dir, tiny_mmlu), "--token-budget", 900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with h5py.File(one / "hidden.h5", "r") as a, h5py.File(two / "hidden.h5", "r") as b:
+        for name in store.hidden.condition_names(a):
+            assert store.hidden.condition_attrs(store.hidden.get_condition(b, name))["token_budget"] == 900
+            assert_close_groups(store.hidden.get_condition(a, name), store.hidden.get_condition(b, name), name)
