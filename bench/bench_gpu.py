@@ -201,6 +201,7 @@ def model_rows(args) -> dict:
     rows = dict(subjects=args.subjects, per_subject=args.per_subject, train_per_subject=args.train_per_subject,
                 data=data, device=device, peak=peak)
     model = gpu_model.build_model(config, device, dtype)
+    gpu_model.warm_up(model)
     out: dict = {"shape": args.model, "peak_tflops": peak}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

