@@ -1,6 +1,7 @@
 """End-to-end extraction on the tiny random model and tiny MMLU file."""
 
 import csv
+import re
 
 import h5py
 import numpy as np
@@ -182,3 +183,13 @@ def test_a_device_map_that_offloads_blocks_to_disk_gives_the_same_states(run, tm
             np.testing.assert_array_equal(store.readout.read_head(f, name).weight, store.readout.read_head(whole, name).weight)
     with pytest.raises(ModelError, match="both place the model"):
         run_extract(_config(tiny_model_dir, tiny_mmlu, device_map="auto", device="cpu"), tmp_path / "no", progress=False)
+
+
+def test_extract_says_at_once_when_the_analysis_needs_more_eval_rows(capsys, tmp_path, tiny_model_dir, tiny_mmlu):
+    """Before the fine-tune and the analysis are run for nothing: `make all` with a few rows."""
+    args = ["extract", "--run", str(tmp_path / "small"), "--model", str(tiny_model_dir), "--task-data", str(tiny_mmlu),
+            "--shots", "0", "--subjects", "all", "--per-subject", "4", "--train-per-subject", "0", "--no-progress"]
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"note: \d+ eval rows, but landscape analyze needs more than its maxk \(suite 100, doimo2024 1000\): "
+                     r"pass it --maxk below \d+", err), err[-500:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from extract import ranks
@@ -92,3 +93,17 @@ def run(args: argparse.Namespace) -> None:
     for name, accuracy in accuracies.items():
         print(f"{name}\taccuracy={accuracy:.4f}")
     print(f"wrote {args.run / 'hidden.h5'}")
+    _note_too_few_rows(args.run)
+
+
+def _note_too_few_rows(run: Path) -> None:
+    """Say now, not after the fine-tune, when the analysis's neighbour graphs need more eval rows than the run has."""
+    from analyses.layer import RECIPES
+    from landscape import reader, store
+
+    with reader.open_run_file(run) as f:
+        n_eval = int((store.hidden.read_examples(f).splits == "eval").sum())
+    if n_eval <= min(recipe.maxk for recipe in RECIPES.values()):
+        wanted = ", ".join(f"{name} {recipe.maxk}" for name, recipe in RECIPES.items())
+        print(f"note: {n_eval} eval rows, but landscape analyze needs more than its maxk ({wanted}): pass it --maxk "
+              f"below {n_eval} (make: ANALYZE_EXTRA=\"--maxk {max(1, n_eval // 2)}\")", file=sys.stderr)
