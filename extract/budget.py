@@ -28,6 +28,8 @@ Example (an 8B shape in bfloat16: 128 KiB of keys and values and 116 KiB of acti
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 AUTO, OFF = "auto", "off"
@@ -108,10 +110,29 @@ def token_budget(setting: int | str, model, device: torch.device) -> int | None:
     check_token_budget(setting)
     if setting == OFF or (setting == AUTO and device.type != "cuda"):
         return None
+    if not gathers_rows_apart():
+        print(f"transformers {_transformers_version()} computes a batch of B rows' logits at B x B positions (fixed in "
+              "5.23): batches of --batch-size rows, not a token budget", file=sys.stderr)
+        return None
     if setting != AUTO:
         return int(setting)
     per_token = extract_bytes_per_token(model.config, element_bytes=_element_bytes(model))
     return budget_for_memory(free_memory(device), per_token, limit=MAX_EXTRACT_TOKENS)
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+def gathers_rows_apart() -> bool:
+    """Whether transformers takes each row's own last position (``logits_to_keep`` of shape (B, 1)):
+    before 5.23 it took all B positions for every row, B^2 rows of logits (``forward._last_logits``),
+    harmless at 8 rows, gigabytes at hundreds."""
+    from packaging.version import Version
+
+    return Version(_transformers_version()) >= Version("5.23")
 
 
 def micro_tokens_on_device(model, device: torch.device) -> int | None:

@@ -40,6 +40,16 @@ def test_a_token_budget_fills_each_batch_and_keeps_every_row_once(prefix, per_ro
             assert (len(batch) + 1) * (prefix + len(following[0][1])) * per_row > 300
 
 
+def test_a_transformers_that_gathers_every_rows_position_keeps_batches_of_rows(monkeypatch, capsys):
+    """Before 5.23, transformers took all B last positions for every row (B^2 rows of logits): a
+    token budget's hundreds of rows would take gigabytes, so it is refused in one line."""
+    monkeypatch.setattr(budget, "_transformers_version", lambda: "5.17.0")
+    assert budget.token_budget(640, torch.nn.Linear(2, 2), torch.device("cpu")) is None
+    assert "transformers 5.17.0 computes a batch of B rows' logits at B x B positions" in capsys.readouterr().err
+    monkeypatch.setattr(budget, "_transformers_version", lambda: "5.23.0")
+    assert budget.token_budget(640, torch.nn.Linear(2, 2), torch.device("cpu")) == 640
+
+
 def test_the_budget_settings():
     assert budget.parse_token_budget("auto") == "auto" and budget.parse_token_budget("512") == 512
     for bad in ("0", "-3", "many", "1.5"):
