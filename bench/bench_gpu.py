@@ -116,61 +116,55 @@ def knn_rows(sizes: list[tuple[int, int, int]]) -> list[dict]:
     return rows
 
 
-def device_map_row() -> dict:
+def tiny_twice(first: dict, second: dict, *, tmp: Path, **common) -> dict:
+    """The tiny Llama (4 blocks, float32) extracted with the settings ``first`` and ``second``
+    (0- and 2-shot): their accuracies, the largest relative difference of their states over every
+    layer, the share of predictions they agree on."""
     import h5py
 
     from conftest import build_tiny_model, write_tiny_mmlu
     from extract.icl import ExtractConfig, run_extract
     from landscape import store
 
+    model, mmlu = build_tiny_model(tmp / "tiny", layers=4), write_tiny_mmlu(tmp / "mmlu.jsonl")
+    common = dict(model=str(model), task_data=str(mmlu), shots=(0, 2), subjects="all", demo_pool=4, dtype="float32", **common)
+    accuracies = [run_extract(ExtractConfig(**settings, **common), tmp / label, progress=False)
+                  for label, settings in (("a", first), ("b", second))]
+    worst, agree = 0.0, []
+    with h5py.File(tmp / "a" / "hidden.h5", "r") as a, h5py.File(tmp / "b" / "hidden.h5", "r") as b:
+        for name in store.hidden.condition_names(a):
+            for layer in store.hidden.stored_layers(a, name):
+                x, y = store.hidden.read_layer(a, name, layer), store.hidden.read_layer(b, name, layer)
+                worst = max(worst, float(np.max(np.abs(x - y) / (np.abs(x) + 1e-3))))
+            agree.append(float(np.mean(store.hidden.read_outputs(a, name)[2] == store.hidden.read_outputs(b, name)[2])))
+    return dict(accuracies=accuracies, max_rel_state_diff=worst, predictions_agree=min(agree))
+
+
+def device_map_row() -> dict:
+    """The tiny Llama whole on DEVICE against split over GPU 0, the CPU and disk."""
+    gpu = 0 if DEVICE == "cuda" else "cpu"
+    placement = {"model.embed_tokens": gpu, "model.norm": "cpu", "model.rotary_emb": gpu, "lm_head": "cpu",
+                 "model.layers.0": gpu, "model.layers.1": "cpu", "model.layers.2": "disk", "model.layers.3": gpu}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model, mmlu = build_tiny_model(tmp / "tiny", layers=4), write_tiny_mmlu(tmp / "mmlu.jsonl")
-        gpu = 0 if DEVICE == "cuda" else "cpu"
-        placement = {"model.embed_tokens": gpu, "model.norm": "cpu", "model.rotary_emb": gpu, "lm_head": "cpu",
-                     "model.layers.0": gpu, "model.layers.1": "cpu", "model.layers.2": "disk", "model.layers.3": gpu}
         (tmp / "map.json").write_text(json.dumps(placement))
-        common = dict(model=str(model), task_data=str(mmlu), shots=(0, 2), subjects="all", per_subject=6, demo_pool=4,
-                      train_per_subject=5, batch_size=4, dtype="float32")
-        whole = run_extract(ExtractConfig(device=DEVICE, **common), tmp / "whole", progress=False)
-        split = run_extract(ExtractConfig(device_map=str(tmp / "map.json"), **common), tmp / "split", progress=False)
-        worst = 0.0
-        with h5py.File(tmp / "whole" / "hidden.h5", "r") as a, h5py.File(tmp / "split" / "hidden.h5", "r") as b:
-            for name in store.hidden.condition_names(a):
-                for layer in store.hidden.stored_layers(a, name):
-                    x, y = store.hidden.read_layer(a, name, layer), store.hidden.read_layer(b, name, layer)
-                    worst = max(worst, float(np.max(np.abs(x - y) / (np.abs(x) + 1e-3))))
-    row = dict(placement=placement, accuracies_whole=whole, accuracies_split=split, max_rel_state_diff=worst)
+        compared = tiny_twice(dict(device=DEVICE), dict(device_map=str(tmp / "map.json")), tmp=tmp, per_subject=6,
+                              train_per_subject=5, batch_size=4)
+    whole, split = compared["accuracies"]
+    row = dict(placement=placement, accuracies_whole=whole, accuracies_split=split, max_rel_state_diff=compared["max_rel_state_diff"])
     print(f"device map {placement}: accuracies {whole} (whole on cuda) vs {split} (split); "
-          f"largest relative state difference {worst:.1e}", flush=True)
+          f"largest relative state difference {row['max_rel_state_diff']:.1e}", flush=True)
     return row
 
 
 def cpu_gpu_row() -> dict:
-    """The tiny Llama extracted on the CPU and on DEVICE, float32: every layer's states and the predictions."""
-    import h5py
-
-    from conftest import build_tiny_model, write_tiny_mmlu
-    from extract.icl import ExtractConfig, run_extract
-    from landscape import store
-
+    """The tiny Llama extracted on the CPU and on DEVICE (there by the token budget), float32."""
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model, mmlu = build_tiny_model(tmp / "tiny", layers=4), write_tiny_mmlu(tmp / "mmlu.jsonl")
-        common = dict(model=str(model), task_data=str(mmlu), shots=(0, 2), subjects="all", per_subject=10, demo_pool=4,
-                      train_per_subject=4, dtype="float32")
-        run_extract(ExtractConfig(device="cpu", **common), tmp / "cpu", progress=False)
-        run_extract(ExtractConfig(device=DEVICE, token_budget=4096 if DEVICE == "cpu" else "auto", **common), tmp / "dev", progress=False)
-        worst, agree = 0.0, []
-        with h5py.File(tmp / "cpu" / "hidden.h5", "r") as a, h5py.File(tmp / "dev" / "hidden.h5", "r") as b:
-            for name in store.hidden.condition_names(a):
-                for layer in store.hidden.stored_layers(a, name):
-                    x, y = store.hidden.read_layer(a, name, layer), store.hidden.read_layer(b, name, layer)
-                    worst = max(worst, float(np.max(np.abs(x - y) / (np.abs(x) + 1e-3))))
-                agree.append(float(np.mean(store.hidden.read_outputs(a, name)[2] == store.hidden.read_outputs(b, name)[2])))
-    print(f"tiny Llama, float32, {DEVICE} vs cpu: largest relative state difference {worst:.1e}, predictions agree "
-          f"{min(agree):.4f}", flush=True)
-    return dict(max_rel_state_diff=worst, predictions_agree=min(agree))
+        compared = tiny_twice(dict(device="cpu"), dict(device=DEVICE, token_budget=4096 if DEVICE == "cpu" else "auto"),
+                              tmp=Path(tmp), per_subject=10, train_per_subject=4)
+    print(f"tiny Llama, float32, {DEVICE} vs cpu: largest relative state difference {compared['max_rel_state_diff']:.1e}, "
+          f"predictions agree {compared['predictions_agree']:.4f}", flush=True)
+    return dict(max_rel_state_diff=compared["max_rel_state_diff"], predictions_agree=compared["predictions_agree"])
 
 
 # The paper's protocol (Doimo et al. 2024): 9,181 eval questions at 0, 1, 2 and 5 shots; LoRA on
@@ -193,7 +187,7 @@ def model_rows(args) -> dict:
     data = args.task_data or tasks.source_path(tasks.load_task("mmlu"))
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = gpu_model.model_config(args.model, len(tokenizer))
-    dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float32
+    dtype = getattr(torch, gpu_model.compute_dtype(device))
     peak = gpu_model.peak_tflops(device, size=8192 if DEVICE == "cuda" else 512)
     print(f"\n{args.model} shape ({config.num_hidden_layers} layers, width {config.hidden_size}, vocabulary {config.vocab_size}), "
           f"{dtype}; bfloat16 GEMM peak measured {peak:.0f} TFLOP/s", flush=True)

@@ -174,6 +174,11 @@ def peak_tflops(device: torch.device, size: int = 8192, repeat: int = 5) -> floa
     return 2 * size**3 / best / 1e12
 
 
+def compute_dtype(device: torch.device) -> str:
+    """bfloat16 on a GPU (the suite's default there), float32 for the CPU check."""
+    return "bfloat16" if device.type == "cuda" else "float32"
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -197,7 +202,7 @@ def measure_extraction(model, tokenizer, folder: Path, run: Path, *, data: Path,
     for k in shots:
         config = ExtractConfig(model=str(folder), task_data=str(data), shots=(k,), subjects=subjects, per_subject=per_subject,
                                train_per_subject=train_per_subject, batch_size=batch_size, token_budget=token_budget,
-                               dtype="bfloat16" if device.type == "cuda" else "float32", device=str(device))
+                               dtype=compute_dtype(device), device=str(device))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         with handed_model(model, tokenizer), tallied() as tallies:
@@ -245,7 +250,7 @@ def measure_finetune(model, tokenizer, run: Path, *, name: str, micro_tokens: in
     from extract.finetune_config import FinetuneConfig
 
     config = FinetuneConfig(name=name, epochs=epochs, batch_size=batch_size, micro_tokens=micro_tokens, token_budget=token_budget,
-                            dtype="bfloat16" if device.type == "cuda" else "float32", device=str(device))
+                            dtype=compute_dtype(device), device=str(device))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with handed_model(model, tokenizer), tallied() as tallies, (float32_lora() if before else contextlib.nullcontext()):

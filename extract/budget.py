@@ -79,12 +79,16 @@ def extract_bytes_per_token(model_config, *, element_bytes: int) -> int:
     return int((keys_values + activations) * element_bytes)
 
 
-def train_bytes_per_token(model_config, *, element_bytes: int) -> int:
-    """Bytes of the activations a token keeps for the backward pass: blocks x (34 x width + 5 x MLP
-    width) values (the count behind ``finetune_config.micro_tokens_for``)."""
+def train_values_per_token(model_config) -> int:
+    """Activations a token keeps for the backward pass: blocks x (34 x width + 5 x MLP width)
+    values (measured on SmolLM2-135M: ``finetune_config.micro_tokens_for`` scales by it too)."""
     text = _text(model_config)
-    per_block = 34 * text.hidden_size + 5 * getattr(text, "intermediate_size", 4 * text.hidden_size)
-    return int(text.num_hidden_layers * per_block * element_bytes)
+    return int(text.num_hidden_layers * (34 * text.hidden_size + 5 * getattr(text, "intermediate_size", 4 * text.hidden_size)))
+
+
+def train_bytes_per_token(model_config, *, element_bytes: int) -> int:
+    """Bytes of ``train_values_per_token`` in the model's dtype."""
+    return train_values_per_token(model_config) * element_bytes
 
 
 def budget_for_memory(free_bytes: int, bytes_per_token: int, *, limit: int) -> int:

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from extract import budget, conditions, forward, models
-from extract.finetune_config import FinetuneConfig, micro_tokens_for
-from extract.lora import TrainData, load_adapter, lora_in_model_dtype, train_blockwise, train_data, train_lora
+from extract.finetune_config import FinetuneConfig
+from extract.lora import TrainData, default_micro_tokens, load_adapter, lora_in_model_dtype, train_blockwise, train_data, train_lora
 from extract.prequential import write_edl_record
 from extract.ranks import Ranks
 from landscape import reader, store, tasks
@@ -124,15 +124,14 @@ def _load_model(header: dict, config: FinetuneConfig, ranks: Ranks):
 
 def _micro_tokens(model, run: _Run, config: FinetuneConfig, ranks: Ranks, *, overwrite: bool) -> int:
     """The micro-batch when ``--micro-tokens`` is not given: the one an earlier start of this
-    fine-tune recorded (a resumed training must match it; not with ``overwrite``), else sized by
-    a GPU's memory (the smallest over ranks), else by the model (``micro_tokens_for``)."""
+    fine-tune recorded (a resumed training must match it; not with ``overwrite``), else
+    ``lora.default_micro_tokens``."""
     settings_file = run.hidden.parent / ADAPTERS / config.name / "settings.json"
     if settings_file.is_file() and not overwrite:
         recorded = json.loads(settings_file.read_text()).get("micro_tokens")
         if isinstance(recorded, int) and recorded >= 1:
             return recorded
-    on_device = ranks.least(budget.micro_tokens_on_device(model, forward.input_device(model)))
-    return micro_tokens_for(model.config) if on_device is None else on_device
+    return default_micro_tokens(model, ranks)
 
 
 def _check_checkpoints(config: FinetuneConfig, n_train: int) -> None:

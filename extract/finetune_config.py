@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from extract.budget import check_token_budget
+from extract.budget import check_token_budget, train_values_per_token
 from landscape import store
 
 # Linear warm-up that starts above zero, so the first update already moves the model (a step at
@@ -93,6 +93,5 @@ def micro_tokens_for(model_config) -> int:
     >>> micro_tokens_for(Config(num_hidden_layers=30, hidden_size=576, intermediate_size=1536))
     2048
     """
-    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
-    per_token = text.num_hidden_layers * (34 * text.hidden_size + 5 * getattr(text, "intermediate_size", 4 * text.hidden_size))
+    per_token = train_values_per_token(model_config)
     return int(min(REFERENCE_TOKENS, max(64, REFERENCE_TOKENS * REFERENCE_ACTIVATIONS / per_token // 64 * 64)))

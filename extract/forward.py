@@ -123,13 +123,18 @@ def _last_logits(out, last: torch.Tensor) -> torch.Tensor:
     return logits[:, 0]
 
 
+def _columns(logits: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
+    """(B, K) the ``ids`` columns of (B, V) ``logits``, gathered where they are (the indices sent without blocking)."""
+    return logits.index_select(1, to_device(torch.tensor(list(ids)), logits.device))
+
+
 def letter_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, letter_ids: Sequence[int]) -> torch.Tensor:
     """(B, K) log-probabilities of the answer letters, renormalised over the K, at each prompt's
     last token; differentiable (used for training and for prequential code lengths)."""
     device = input_device(model)
     input_ids, mask, last = pad_right(sequences, device)
     logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], use_cache=False), last)
-    return torch.log_softmax(logits.index_select(1, to_device(torch.tensor(list(letter_ids)), logits.device)), dim=-1)
+    return torch.log_softmax(_columns(logits, letter_ids), dim=-1)
 
 
 def choice_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, scoring: Scoring,
@@ -323,8 +328,7 @@ def last_token_states(
 
     with torch.inference_mode(), _record_last_token(model, last) as records:
         logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], **kwargs), last)
-        letters = to_device(torch.tensor(list(letter_ids)), logits.device)
         (hidden, letter_logits, logsumexp), copied = to_host(
-            torch.stack(records), logits.index_select(1, letters), torch.logsumexp(logits, dim=-1))
+            torch.stack(records), _columns(logits, letter_ids), torch.logsumexp(logits, dim=-1))
     out = LastTokenStates(hidden=hidden, letter_logits=letter_logits, logsumexp=logsumexp, copied=copied)
     return out if non_blocking else out.wait()

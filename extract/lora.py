@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from extract import forward
+from extract import budget, forward
 from extract.finetune_config import micro_tokens_for
 from extract.ranks import Ranks
 from landscape import faults, store, tasks
@@ -159,10 +159,17 @@ class _Progress:
         self.pending.clear()
 
 
-def _sized(config: "FinetuneConfig", model) -> "FinetuneConfig":
-    """The config with its micro-batch sized by the model when not given (``run_finetune``
-    resolves it before, to record it)."""
-    return config if config.micro_tokens is not None else replace(config, micro_tokens=micro_tokens_for(model.config))
+def default_micro_tokens(model, ranks: Ranks = Ranks()) -> int:
+    """The micro-batch when none is given: sized by a GPU's free memory (the smallest over
+    ``ranks``), else by the model (``micro_tokens_for``)."""
+    on_device = ranks.least(budget.micro_tokens_on_device(model, forward.input_device(model)))
+    return micro_tokens_for(model.config) if on_device is None else on_device
+
+
+def _sized(config: "FinetuneConfig", model, ranks: Ranks) -> "FinetuneConfig":
+    """The config with its micro-batch sized when not given (``run_finetune`` resolves it before,
+    to record it)."""
+    return config if config.micro_tokens is not None else replace(config, micro_tokens=default_micro_tokens(model, ranks))
 
 
 def train_lora(
@@ -186,7 +193,7 @@ def train_lora(
     step a single process takes, up to the order of float additions. Dropout is seeded per
     (step, micro-batch), so its masks do not depend on which rank runs a micro-batch.
     """
-    config = _sized(config, model)
+    config = _sized(config, model, ranks)
     n = len(train.labels)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -332,7 +339,7 @@ def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, scoring:
     """Block-wise prequential code: block (t_k, t_k+1] of the seeded order is coded by a model
     trained from the base on the first t_k examples; the first block by the base model itself.
     Trains len(blocks) models (a GPU option); ends with the model trained on all n examples."""
-    config = _sized(config, model)
+    config = _sized(config, model, ranks)
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     initial = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}

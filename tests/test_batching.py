@@ -100,22 +100,17 @@ def test_a_fine_tune_resumes_with_the_micro_batch_it_recorded(tmp_path, tiny_mod
     from types import SimpleNamespace
 
     from extract.finetune import _micro_tokens
+    from extract.ranks import Ranks
     from extract.finetune_config import FinetuneConfig, micro_tokens_for
     from transformers import AutoConfig
 
     model = SimpleNamespace(config=AutoConfig.from_pretrained(tiny_model_dir), get_input_embeddings=lambda: torch.nn.Embedding(2, 2))
     run = SimpleNamespace(hidden=tmp_path / "hidden.h5")
-    assert _micro_tokens(model, run, FinetuneConfig(), forward_ranks(), overwrite=False) == micro_tokens_for(model.config)
+    assert _micro_tokens(model, run, FinetuneConfig(), Ranks(), overwrite=False) == micro_tokens_for(model.config)
     (tmp_path / "adapters" / "sft").mkdir(parents=True)
     (tmp_path / "adapters" / "sft" / "settings.json").write_text(json.dumps({"micro_tokens": 192}))
-    assert _micro_tokens(model, run, FinetuneConfig(), forward_ranks(), overwrite=False) == 192
-    assert _micro_tokens(model, run, FinetuneConfig(), forward_ranks(), overwrite=True) == micro_tokens_for(model.config)
-
-
-def forward_ranks():
-    from extract.ranks import Ranks
-
-    return Ranks()
+    assert _micro_tokens(model, run, FinetuneConfig(), Ranks(), overwrite=False) == 192
+    assert _micro_tokens(model, run, FinetuneConfig(), Ranks(), overwrite=True) == micro_tokens_for(model.config)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU's states are checked where one is")
