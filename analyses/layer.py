@@ -12,7 +12,7 @@ import numpy as np
 
 from typing import Mapping
 
-from landscape import geometry
+from landscape import geometry, nulls
 from landscape.estimators import estimate_ids
 from landscape.knn import GeometryError, KnnGraph, distinct_rows, knn_graph, neighbours_of, truncate
 from landscape.names import ANSWER, grouped
@@ -47,6 +47,8 @@ class AnalysisConfig:
     similarity_memory: float = 6.0  # GiB a similarity task may hold (landscape.similarity.similarity_matrices)
     id_estimators: bool = True  # MLE, TLE, local PCA and DANCo IDs beside GRIDE / 2NN (eval rows; landscape.estimators)
     id_k: int = 20  # neighbours of MLE, TLE and local PCA, at most maxk (DANCo: its calibration's 10)
+    null_draws: int = 40  # permutation draws of each measure's chance level (labels or one side's rows shuffled; 0: none)
+    null_seed: int = 0  # seeds those draws
     probe_fit: str = "auto"  # probes fit on: train rows, eval-halves (cross-fit), auto (train when the run has them)
     device: str = "auto"
 
@@ -76,6 +78,8 @@ class AnalysisConfig:
             raise ValueError(f"label_overlap_sample must be at least 2 points, got {self.label_overlap_sample}")
         if not self.similarity_memory > 0:
             raise ValueError(f"similarity_memory must be a positive number of GiB, got {self.similarity_memory}")
+        if self.null_draws < 0 or self.null_draws == 1:
+            raise ValueError(f"null_draws must be 0 (no chance levels) or at least 2, got {self.null_draws}")
         if self.probe_fit not in ("auto", "train", "eval-halves"):
             raise ValueError(f"probe_fit must be auto, train or eval-halves, got {self.probe_fit!r}")
 
@@ -87,7 +91,7 @@ class AnalysisConfig:
 # (57 subjects x <= 200) are the extraction's: `make ... RECIPE=doimo2024`.
 RECIPES: dict[str, "AnalysisConfig"] = {}
 # Settings a recipe does not choose: where it runs and what else is measured beside the geometry.
-NOT_RECIPE = ("recipe", "device", "similarity_memory", "label_overlap_sample", "readouts", "similarity", "similarity_k", "probe_fit", "id_estimators", "id_k")
+NOT_RECIPE = ("recipe", "device", "similarity_memory", "label_overlap_sample", "readouts", "similarity", "similarity_k", "probe_fit", "id_estimators", "id_k", "null_draws", "null_seed")
 RECIPES["suite"] = AnalysisConfig()
 RECIPES["doimo2024"] = AnalysisConfig(recipe="doimo2024", states="normed", maxk=1000, cluster_maxk=300, id_scale=8,
                                       class_fraction=0.3, answer_class_fraction=0.1)
@@ -119,7 +123,9 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
 
     ``groupings``: name -> (N,) labels, each analysed alike (the task's grouping fields and the
     answer): ``ari[<name>]``, ``ari_core[<name>]``, ``label_overlap[<name>]`` (and the class fraction
-    it used), and the per-row array ``purity[<name>]``. ``demo_sets`` (N,), for ICL conditions
+    it used), and the per-row arrays ``purity[<name>]`` and ``label_overlap_rows[<name>]`` (each row's share of same-label
+    neighbours); with ``config.null_draws``, the chance levels ``ari_null[<name>]`` and ``label_overlap_null[<name>]``
+    (with ``_low``, ``_high``: ``landscape.nulls``). ``demo_sets`` (N,), for ICL conditions
     with demonstrations: which demo set precedes each row; its ARI with the clusters, beside a
     grouping's, tells shared-prefix identity from the grouping.
 
@@ -142,7 +148,7 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
     gride, ids = _dimensions(X, graph, config, more_ids)
     peaks, compared, tree = _clusterings(graph, ids["id_gride"], config)
     clusters, core = peaks.labels[graph.inverse], peaks.core[graph.inverse]
-    agreement, purity = _agreement_with_labels(X, graph, overlap_graph, clusters, core, groupings, demo_sets, config)
+    agreement, per_row = _agreement_with_labels(X, graph, overlap_graph, clusters, core, groupings, demo_sets, config)
     result.scalars = {
         "n_distinct": float(graph.n_points),
         "n_duplicates": float(graph.n_duplicates),
@@ -157,7 +163,7 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
         "cluster_compared": compared.labels[graph.inverse].astype(np.int32),
         "core": core,
         "log_density": peaks.log_density[graph.inverse],
-        **purity,
+        **per_row,
         "knn": graph.indices[:, : config.overlap_k + 1].astype(np.int32) if graph.n_duplicates == 0 else np.zeros((0, 0), np.int32),
         "gride_scales": gride.scales,
         "gride_ids": gride.ids,
@@ -199,11 +205,11 @@ def _clusterings(graph: KnnGraph, id_density: float, config: AnalysisConfig):
 
 def _agreement_with_labels(X: np.ndarray, graph: KnnGraph, overlap_graph: KnnGraph, clusters: np.ndarray, core: np.ndarray,
                            groupings: Mapping[str, np.ndarray], demo_sets: np.ndarray | None, config: AnalysisConfig):
-    """Per grouping: ARI of the clusters (all points, core points), label overlap (on
+    """Per grouping: ARI of the clusters (all points, core points), label overlap (its per-row shares too, and with ``null_draws`` the chance levels of the ARI and the overlap: labels shuffled; on
     ``overlap_graph``: ``_graphs``; or, past it with ``label_overlap_sample``, estimated from a
     stratified sample's neighbours, with its standard error), purity per row; and the clusters'
     ARI with the demo sets."""
-    scalars, purity = {}, {}
+    scalars, per_row = {}, {}
     for name, labels in groupings.items():
         labels = np.asarray(labels)
         scalars[grouped("ari", name)] = geometry.ari(clusters, labels)
@@ -213,25 +219,41 @@ def _agreement_with_labels(X: np.ndarray, graph: KnnGraph, overlap_graph: KnnGra
         needed = _overlap_neighbours(distinct, fraction)
         # The fraction asked for, always: the graph grows to the neighbours it needs (recorded).
         neighbours = float(overlap_graph.maxk)
+        # Each point's share of same-label neighbours is kept per row (NaN where it was not
+        # measured), so that the claims resample questions, not layers (analyses.claims).
+        shares = np.full(graph.n_points, np.nan)
+        sampled = None
         if needed <= overlap_graph.maxk:
             overlap = geometry.label_overlap(overlap_graph, distinct, class_fraction=fraction)
+            found = overlap_graph.indices
+            shares = geometry.label_overlap_rows(found, distinct, class_fraction=fraction)
         elif config.label_overlap_sample is not None and needed < graph.n_points:
-            rows = geometry.stratified_rows(distinct, config.label_overlap_sample)
-            found = neighbours_of(X[graph.keep], rows, needed, device=config.device, exact=config.exact_knn)
-            overlap, error = geometry.label_overlap_sampled(found, rows, distinct, class_fraction=fraction)
+            sampled = geometry.stratified_rows(distinct, config.label_overlap_sample)
+            found = neighbours_of(X[graph.keep], sampled, needed, device=config.device, exact=config.exact_knn)
+            overlap, error = geometry.label_overlap_sampled(found, sampled, distinct, class_fraction=fraction)
+            found = np.column_stack([sampled, found])  # the point itself first, as in a graph's indices
+            shares[sampled] = geometry.label_overlap_rows(found, distinct, class_fraction=fraction, rows=sampled)
             scalars[grouped("label_overlap_se", name)] = error
-            scalars[grouped("label_overlap_sample", name)] = float(len(rows))
+            scalars[grouped("label_overlap_sample", name)] = float(len(sampled))
             neighbours = float(needed)
         else:
-            overlap = np.nan
+            overlap, found = np.nan, None
         scalars[grouped("label_overlap", name)] = overlap
+        per_row[grouped("label_overlap_rows", name)] = shares[graph.inverse]
+        if config.null_draws:
+            scalars.update(nulls.ari_null(clusters, labels, draws=config.null_draws, seed=config.null_seed)
+                           .scalars(grouped("ari", name)))
+            if found is not None:
+                scalars.update(nulls.label_overlap_null(found, distinct, class_fraction=fraction, draws=config.null_draws,
+                                                        seed=config.null_seed, rows=sampled)
+                               .scalars(grouped("label_overlap", name)))
         scalars[grouped("label_overlap_fraction", name)] = fraction
         scalars[grouped("label_overlap_maxk", name)] = neighbours
-        purity[grouped("purity", name)] = geometry.cluster_purity(clusters, labels)
+        per_row[grouped("purity", name)] = geometry.cluster_purity(clusters, labels)
     if demo_sets is not None:
         scalars["ari_demo_set"] = geometry.ari(clusters, demo_sets)
         scalars["n_demo_sets"] = float(len(np.unique(demo_sets)))
-    return scalars, purity
+    return scalars, per_row
 
 
 def _class_fraction(name: str, config: AnalysisConfig) -> float:
@@ -277,9 +299,20 @@ def compare_layers(result_a: LayerResult, result_b: LayerResult, config: Analysi
         "data_overlap": float(overlap.mean()),
         "ari_clusters": geometry.ari(_compared(result_a), _compared(result_b)),
         "n_pair_dropped": 0.0,
+        **_pair_nulls(knn_a, knn_b, _compared(result_a), _compared(result_b), config),
     }
     out.arrays = {"data_overlap": overlap}
     return out
+
+
+def _pair_nulls(knn_a: np.ndarray, knn_b: np.ndarray, clusters_a: np.ndarray, clusters_b: np.ndarray,
+                config: AnalysisConfig) -> dict[str, float]:
+    """The data overlap and the clusters' ARI of two conditions with b's rows shuffled."""
+    if not config.null_draws:
+        return {}
+    draws, seed = config.null_draws, config.null_seed
+    return {**nulls.data_overlap_null(knn_a, knn_b, k=config.overlap_k, draws=draws, seed=seed).scalars("data_overlap"),
+            **nulls.ari_null(np.asarray(clusters_a), np.asarray(clusters_b), draws=draws, seed=seed).scalars("ari_clusters")}
 
 
 def compare_states(X_a: np.ndarray, X_b: np.ndarray, clusters_a: np.ndarray, clusters_b: np.ndarray,
@@ -306,6 +339,7 @@ def compare_states(X_a: np.ndarray, X_b: np.ndarray, clusters_a: np.ndarray, clu
         "data_overlap": float(np.nanmean(overlap)),
         "ari_clusters": geometry.ari(np.asarray(clusters_a)[kept], np.asarray(clusters_b)[kept]),
         "n_pair_dropped": float(len(X_a) - len(kept)),
+        **_pair_nulls(graphs[0].indices, graphs[1].indices, np.asarray(clusters_a)[kept], np.asarray(clusters_b)[kept], config),
     }
     out.arrays = {"data_overlap": overlap}
     return out

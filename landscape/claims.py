@@ -1,6 +1,6 @@
 """The math behind ``landscape claims``: verdicts from intervals, the adjusted Rand index of
 bootstrap resamples, and the statistics of a layer profile (means over a span of relative depth,
-the sharpest drop, a peak).
+the sharpest fall within a span of depth and where it happens).
 
 A claim says a statistic lies in a region fixed before any run is looked at (``Region``). Its
 95 % interval decides the verdict: *holds* when the whole interval lies inside the region, *fails*
@@ -17,8 +17,11 @@ Example:
     >>> a, b = np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0])
     >>> float(weighted_ari(a, b, np.ones((1, 4)))[0])
     1.0
-    >>> sharpest_drop(np.array([0.9, 0.9, 0.8, 0.2, 0.1, 0.1]), window=1)
-    (2, 0.6000000000000001)
+    >>> depths = np.arange(1, 7) / 6
+    >>> spans = fall_spans(depths, 0.2)  # falls within a fifth of the depth: one step here
+    >>> best, fall = sharpest_falls(np.array([[0.9, 0.9, 0.8, 0.2, 0.1, 0.1]]), spans)
+    >>> spans[best].tolist(), fall.round(2).tolist()
+    ([[2, 3]], [0.6])
 """
 
 from __future__ import annotations
@@ -34,13 +37,23 @@ N_BOOT = 1000
 
 @dataclass(frozen=True)
 class Region:
-    """Where a claim's statistic must lie: above a bound, below one, or between two (inclusive)."""
+    """Where a claim's statistic must lie: above a bound, below one (both strict), or between two
+    (inclusive: a depth exactly at 1/3 lies in the middle third)."""
 
     above: float = -np.inf
     below: float = np.inf
 
+    @property
+    def closed(self) -> bool:
+        return bool(np.isfinite(self.above) and np.isfinite(self.below))
+
     def contains(self, value: float) -> bool:
-        return self.above < value < self.below if np.isinf(self.above) or np.isinf(self.below) else self.above <= value <= self.below
+        return self.above <= value <= self.below if self.closed else self.above < value < self.below
+
+    def meets(self, low: float, high: float) -> bool:
+        """Whether any point of [low, high] lies in the region."""
+        start, end = max(low, self.above), min(high, self.below)
+        return start < end or (start == end and self.contains(start))
 
     def describe(self) -> str:
         if np.isinf(self.below):
@@ -51,12 +64,17 @@ class Region:
 
 
 def verdict(low: float, high: float, region: Region) -> str:
-    """holds: [low, high] inside ``region``; fails: [low, high] outside it; else cannot tell."""
+    """holds: [low, high] inside ``region``; fails: no point of [low, high] in it; else cannot tell.
+
+    >>> middle = Region(1 / 3, 2 / 3)
+    >>> verdict(0.2, 1 / 3, middle), verdict(0.2, 0.3, middle), verdict(1 / 3, 0.5, middle)
+    ('cannot tell', 'fails', 'holds')
+    """
     if not (np.isfinite(low) and np.isfinite(high)):
         return CANNOT_TELL
     if region.contains(low) and region.contains(high):
         return HOLDS
-    if high <= region.above or low >= region.below:
+    if not region.meets(low, high):
         return FAILS
     return CANNOT_TELL
 
@@ -142,28 +160,51 @@ def span_mask(layers: np.ndarray, last_layer: int, low: float, high: float) -> n
     return (depth > low) & (depth <= high)
 
 
-def sharpest_drop(profile: np.ndarray, *, window: int) -> tuple[int, float]:
-    """(i, drop): the largest fall ``profile[i] - profile[i + window]`` over ``window`` steps
-    (the first such i on ties); a profile shorter than the window gives (0, NaN). One row of
-    ``sharpest_drops``; the caller places the drop at its window's middle (``drop_depth``)."""
-    start, drop = sharpest_drops(np.asarray(profile, dtype=float)[None, :], window=window)
-    return int(start[0]), float(drop[0])
+def fall_spans(depths: np.ndarray, window: float) -> np.ndarray:
+    """(P, 2) the spans (i, j), i < j, of positions in a profile at ``depths`` (ascending) that a
+    fall may take: at most ``window`` of relative depth apart, or one step where the analysed
+    layers lie further apart than that (``every:4`` of 32 layers: steps of 0.125). Ordered
+    shortest first, so that of equal falls the most concentrated one is taken."""
+    depths = np.asarray(depths, dtype=float)
+    reach = max(window, float(np.diff(depths).min())) if len(depths) > 1 else window
+    spans = [(i, j) for i in range(len(depths)) for j in range(i + 1, len(depths)) if depths[j] - depths[i] <= reach + 1e-9]
+    spans.sort(key=lambda span: (span[1] - span[0], span[0]))
+    return np.array(spans, dtype=int).reshape(-1, 2)
 
 
-def sharpest_drops(profiles: np.ndarray, *, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """``sharpest_drop`` of each row of ``profiles`` (B, L): (start indices (B,), drops (B,))."""
+def sharpest_falls(profiles: np.ndarray, spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of each row of ``profiles`` (B, L): (the index into ``spans`` of its largest fall
+    profile[i] - profile[j] (B,), that fall (B,)); a row without any finite fall gives NaN."""
     profiles = np.asarray(profiles, dtype=float)
-    if profiles.shape[1] <= window:
+    if not len(spans):
         return np.zeros(len(profiles), dtype=int), np.full(len(profiles), np.nan)
-    falls = profiles[:, :-window] - profiles[:, window:]
+    falls = profiles[:, spans[:, 0]] - profiles[:, spans[:, 1]]
     falls = np.where(np.isfinite(falls), falls, -np.inf)
-    start = falls.argmax(axis=1)
-    drop = falls[np.arange(len(falls)), start]
-    return start, np.where(np.isfinite(drop), drop, np.nan)
+    best = falls.argmax(axis=1)
+    fall = falls[np.arange(len(falls)), best]
+    return best, np.where(np.isfinite(fall), fall, np.nan)
 
 
-def drop_depth(layers: np.ndarray, start: np.ndarray | int, window: int, last_layer: int) -> np.ndarray:
-    """Relative depth of a drop's middle: halfway between layers[start] and layers[start + window]."""
-    layers = np.asarray(layers, dtype=float)
-    start = np.asarray(start)
-    return (layers[start] + layers[start + window]) / 2 / last_layer
+def fall_place(profiles: np.ndarray, depths: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """(B,) where each row's fall from position ``start`` to ``end`` happens, on the scale of
+    ``depths`` (give layer numbers and divide after, so that a cliff from layer 7 to 9 of 24 is
+    8 / 24, exactly the edge of the middle third): the mean of its
+    steps inside the span, each step (at the middle of its two layers) weighted by how much the
+    profile falls there (rises count 0). A one-step cliff is placed at its step, an even fall at
+    its middle, with no rule for ties: the data put it there.
+
+    >>> import numpy as np
+    >>> depths = np.arange(1, 9) / 8
+    >>> fall_place(np.array([[.9, .9, .9, .9, .2, .2, .2, .2]]), depths, np.array([2]), np.array([5])).tolist()
+    [0.5625]
+    """
+    profiles = np.asarray(profiles, dtype=float)
+    depths = np.asarray(depths, dtype=float)
+    steps = np.clip(profiles[:, :-1] - profiles[:, 1:], 0, None)  # (B, L-1) falls of single steps
+    middles = (depths[:-1] + depths[1:]) / 2
+    position = np.arange(len(middles))[None, :]
+    inside = (position >= np.asarray(start)[:, None]) & (position < np.asarray(end)[:, None])
+    weights = np.where(inside & np.isfinite(steps), steps, 0.0)
+    total = weights.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, weights @ middles / total, np.nan)

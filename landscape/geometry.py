@@ -155,6 +155,32 @@ def label_overlap(
         return float(data.return_label_overlap(labels, k=k, class_fraction=class_fraction))
 
 
+def label_overlap_rows(neighbours: np.ndarray, labels: np.ndarray, *, class_fraction: float,
+                       rows: np.ndarray | None = None) -> np.ndarray:
+    """(m,) each point's share of same-label neighbours among its k_i nearest (k_i =
+    int(class_fraction x size of its class), at least 1: DADApy's rule), from ``neighbours``
+    (m, >= k_max + 1) of the points ``rows`` (None: every point), column 0 the point itself.
+    Their class-weighted mean (``nulls.class_weighted_mean``) is ``label_overlap``; kept per point
+    so that a bootstrap of the rows can resample it.
+
+    >>> import numpy as np
+    >>> neighbours = np.array([[0, 1, 2], [1, 0, 2], [2, 3, 1], [3, 2, 0]])
+    >>> label_overlap_rows(neighbours, np.array([0, 0, 1, 1]), class_fraction=1.0).tolist()
+    [0.5, 0.5, 0.5, 0.5]
+    """
+    labels = _as_int_labels(labels)
+    rows = np.arange(len(labels)) if rows is None else np.asarray(rows)
+    counts = np.bincount(labels)
+    k_of_class = np.maximum(1, (counts * class_fraction).astype(int))
+    k = k_of_class[labels[rows]]
+    neighbours = np.asarray(neighbours)
+    if neighbours.shape[0] != len(rows) or neighbours.shape[1] < k.max() + 1:
+        raise GeometryError(f"label overlap needs {k.max()} neighbours of each of {len(rows)} points, got {neighbours.shape}")
+    found = neighbours[:, 1 : k.max() + 1]
+    same = (labels[found] == labels[rows][:, None]) & (np.arange(found.shape[1])[None, :] < k[:, None])
+    return same.sum(axis=1) / k
+
+
 def stratified_rows(labels: np.ndarray, size: int, *, seed: int = 0) -> np.ndarray:
     """Sorted rows, about ``size`` in all: the same number from each label (all of a smaller
     class's rows), drawn without replacement (seeded): the sample ``label_overlap_sampled`` reads."""

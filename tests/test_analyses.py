@@ -85,7 +85,7 @@ def test_two_workers_give_the_same_numbers(tiny_run, tmp_path):
 
 def test_analyze_layer_on_a_mixture_and_compare():
     X, labels = mixture(n_per=120, centers=3, seed=7)
-    answers = np.arange(len(labels)) % 4
+    answers = np.random.default_rng(7).integers(0, 4, len(labels))  # no structure (arange % 4 would be balanced in every cluster)
     config = AnalysisConfig()
     a = analyze_layer(X, {"subject": labels.astype(str), "answer": answers}, config)
     assert a.skipped == "" and a.scalars["n_clusters"] == 3 and a.scalars["ari[subject]"] == 1.0
@@ -93,7 +93,15 @@ def test_analyze_layer_on_a_mixture_and_compare():
     assert a.arrays["tree_linkage"].shape == (2, 4)
     b = analyze_layer(X[:, ::-1].copy(), {"subject": labels.astype(str), "answer": answers}, config)  # same geometry
     pair = compare_layers(a, b, config)
-    assert pair.scalars == {"data_overlap": 1.0, "ari_clusters": 1.0, "n_pair_dropped": 0.0}
+    assert {k: v for k, v in pair.scalars.items() if "_null" not in k} == {"data_overlap": 1.0, "ari_clusters": 1.0, "n_pair_dropped": 0.0}
+    # chance levels: planted structure lies far above its null, the structure-free answers within theirs
+    assert pair.scalars["data_overlap_null_high"] < 0.2 and pair.scalars["ari_clusters_null_high"] < 0.1
+    assert a.scalars["ari_null_high[subject]"] < 0.1 and a.scalars["label_overlap_null_high[subject]"] < 0.5
+    assert a.scalars["ari_null_low[answer]"] < 0 < a.scalars["ari_null_high[answer]"]  # coverage: tests/test_geometry.py
+    assert a.scalars["label_overlap_null_low[answer]"] <= a.scalars["label_overlap[answer]"] <= a.scalars["label_overlap_null_high[answer]"]
+    # the per-row shares average (by class) to the layer's label overlap
+    from landscape.nulls import class_weighted_mean
+    assert np.isclose(class_weighted_mean(a.arrays["label_overlap_rows[answer]"], answers), a.scalars["label_overlap[answer]"])
 
 
 def test_one_longer_graph_serves_the_layer_and_its_label_overlap(monkeypatch):

@@ -195,3 +195,46 @@ def test_peak_tree_joins_the_closest_peaks_first():
     near = {int(np.flatnonzero(tree.clusters == np.bincount(peaks.labels[labels == i]).argmax())[0]) for i in (0, 1)}
     assert first == near
     assert tree.linkage[0, 2] < tree.linkage[1, 2]
+
+
+def test_permutation_nulls_cover_structure_free_values_and_exclude_planted_ones():
+    """Over many structure-free labellings the observed ARI and label overlap fall within their
+    nulls' 95 % range about 95 % of the time; planted classes lie above it."""
+    from landscape import nulls
+    from landscape.geometry import label_overlap_rows
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(240, 6))
+    graph = knn_graph(X, 40)
+    clusters = rng.integers(0, 3, len(X))
+    inside_ari = inside_overlap = 0
+    trials = 40
+    for t in range(trials):
+        labels = rng.integers(0, 4, len(X))
+        ari_null = nulls.ari_null(clusters, labels, draws=40, seed=t)
+        inside_ari += ari_null.low <= geometry.ari(clusters, labels) <= ari_null.high
+        overlap_null = nulls.label_overlap_null(graph.indices, labels, class_fraction=0.1, draws=40, seed=t)
+        observed = geometry.label_overlap(graph, labels, class_fraction=0.1)
+        inside_overlap += overlap_null.low <= observed <= overlap_null.high
+        assert np.isclose(nulls.class_weighted_mean(label_overlap_rows(graph.indices, labels, class_fraction=0.1), labels), observed)
+    assert inside_ari >= 0.85 * trials and inside_overlap >= 0.85 * trials
+    planted = np.repeat(np.arange(4), 60)
+    Y = X + 6 * np.eye(6)[planted]
+    planted_graph = knn_graph(Y, 40)
+    null = nulls.label_overlap_null(planted_graph.indices, planted, class_fraction=0.3, draws=40, seed=0)
+    assert geometry.label_overlap(planted_graph, planted, class_fraction=0.3) > null.high + 0.3
+
+
+def test_data_overlap_null_is_near_k_over_n_and_a_shuffle_is_exact():
+    from landscape import nulls
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5))
+    a, b = knn_graph(X, 30).indices, knn_graph(X * 3, 30).indices
+    null = nulls.data_overlap_null(a, b, k=30, draws=30, seed=0)
+    assert abs(null.mean - 30 / 299) < 0.01 and null.high < 0.2
+    p = rng.permutation(len(X))
+    # the neighbour lists of the shuffled rows are those a graph of the shuffled rows finds
+    shuffled = nulls.shuffled_neighbours(b, p)
+    direct = knn_graph(X[p] * 3, 30).indices
+    assert (np.sort(shuffled[:, 1:], axis=1) == np.sort(direct[:, 1:], axis=1)).all()

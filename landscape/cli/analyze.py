@@ -55,6 +55,10 @@ def add_parser(sub) -> None:
                     help="skip the MLE, TLE, local PCA and DANCo IDs (GRIDE and 2NN remain)")
     an.add_argument("--id-k", type=positive_int, default=recipe.id_k,
                     help=f"neighbours of the MLE, TLE and local PCA IDs (default: {recipe.id_k}, at most maxk)")
+    an.add_argument("--null-draws", type=int, default=recipe.null_draws, metavar="D",
+                    help=f"permutation draws of each measure's chance level (ARI, label and data overlap, CKA, mutual kNN, "
+                         f"CKNNA: labels or one side's rows shuffled; metrics '<measure>_null'; default: {recipe.null_draws}; 0: none)")
+    an.add_argument("--null-seed", type=int, default=recipe.null_seed, help="seed of those draws (default: 0)")
     an.add_argument("--probe-fit", choices=["auto", "train", "eval-halves"], default=recipe.probe_fit,
                     help="fit the probes on the train rows, or cross-fit on two halves of the eval rows (auto: train when the run has them)")
     an.add_argument("--conditions", type=name_list, default=None, help="comma list (default: all)")
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> None:
         overrides["gride_range"] = min(recipe.gride_range, overrides["maxk"])
     config = recipe_config(args.recipe, device=args.device, readouts=args.readouts, similarity=args.similarity,
                            similarity_k=args.similarity_k,
-                           similarity_memory=args.similarity_memory, id_estimators=args.id_estimators, id_k=args.id_k,
+                           similarity_memory=args.similarity_memory, id_estimators=args.id_estimators, id_k=args.id_k, null_draws=args.null_draws, null_seed=args.null_seed,
                            probe_fit=args.probe_fit, **overrides)
     metrics = run_analysis(
         args.run, config, conditions=args.conditions, layers=args.layers, splits=args.splits, jobs=args.jobs, ray=args.ray,

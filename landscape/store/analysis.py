@@ -5,10 +5,14 @@
     /layers/<split>/<condition>/<layer:03d>/   attrs: complete, skipped, <scalar metrics>
          rows, cluster, core, log_density, purity[<grouping>], knn, gride_*, centers,
          saddle_log_density, tree_clusters, tree_linkage   (per-row arrays: the split's rows)
+         label_overlap_rows[<grouping>] (each row's share of same-label neighbours: their class-weighted
+         mean is the label overlap; NaN where not measured); attrs also <measure>_null, _null_low,
+         _null_high[<grouping>]: the ARI's and label overlap's permutation nulls (landscape.nulls)
          lens_pred (the logit lens's argmax; analyses.readouts)
     /decisions/<split>/<condition>/<layer:03d>/  attrs: lens_decided (share of rows whose lens answer
          is final from this layer on); the last layer's group: decision_layer (n,)
-    /pairs/<split>/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters
+    /pairs/<split>/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters,
+         data_overlap_null, ari_clusters_null (+ _low, _high: b's rows shuffled)
          data_overlap (n,)
     /similarity/<split>/layers/<condition>/     attrs: complete, k, n_rows, n_dropped (rows duplicated
          in some layer, left out)   layer (R,) int: the condition's layers with a geometry;
