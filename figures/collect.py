@@ -16,10 +16,50 @@ import numpy as np
 
 from analyses.claims import evaluate_claims, read_run
 from landscape import reader, store, tasks
-from landscape.names import ANSWER, parse_result
+from landscape.names import ANSWER, grouped, parse_result, split_grouped
 
 # A profile: metric -> (layers (L,), values (L,)), for one (split, condition or pair).
 Profile = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+# A measure's permutation null: '<measure>_null' (the draws' mean) beside '<measure>', with
+# '<measure>_null_low' / '_null_high' (their 2.5 and 97.5 percentiles; landscape.nulls).
+NULL = "_null"
+
+
+def null_metric(metric: str, bound: str = "") -> str:
+    """The stored name of a measure's permutation null (``bound`` '', '_low' or '_high'):
+    ``ari[subject]`` -> ``ari_null[subject]``, ``ari_null_low[subject]``; ``cka`` -> ``cka_null``."""
+    base, grouping = split_grouped(metric)
+    name = base + NULL + bound
+    return grouped(name, grouping) if grouping else name
+
+
+def is_null(metric: str) -> bool:
+    """Whether a metric is a permutation null or one of its bounds (drawn with its measure, not alone)."""
+    base = split_grouped(metric)[0]
+    return base.endswith((NULL, NULL + "_low", NULL + "_high"))
+
+
+NullSeries = tuple[np.ndarray, np.ndarray, "np.ndarray | None", "np.ndarray | None"]  # layers, mean, low, high
+
+
+def null_series(profile: Profile, metric: str) -> NullSeries | None:
+    """(layers, mean, low, high) of ``metric``'s permutation null in ``profile``, or None when the
+    analysis drew none (runs analysed before the nulls existed); low/high None when not stored."""
+    found = profile.get(null_metric(metric))
+    if found is None or not np.isfinite(found[1]).any():
+        return None
+    layers, mean = found
+    bounds = []
+    for bound in ("_low", "_high"):
+        stored = profile.get(null_metric(metric, bound))
+        if stored is None:
+            bounds.append(None)
+            continue
+        by_layer = dict(zip(stored[0].tolist(), stored[1].tolist()))  # aligned to the mean's layers
+        bounds.append(np.array([by_layer.get(layer, np.nan) for layer in layers.tolist()], dtype=float))
+    return layers, mean, bounds[0], bounds[1]
 
 
 @dataclass

@@ -25,12 +25,13 @@ from plotly.subplots import make_subplots
 from analyses.compare import (COMPARE_FILE, COMPARE_HEADER, PairedDifference, RunSummary, claim_keys, compare_rows,
                               differences, paired_differences, shared_rows, summarize)
 from analyses.metrics import csv_number
+from figures.collect import NULL, is_null, null_metric
 from figures.page import Section, figure_div, render_page, switcher_div, table
 from figures.sections import select_control
-from figures.style import PALETTE, base_layout
+from figures.style import PALETTE, base_layout, chance_traces
 from landscape import claims as cl
 from landscape.atomic import replace_atomically
-from landscape.names import grouped, parse_result
+from landscape.names import grouped, parse_result, split_grouped
 
 PAIRED_FILE = "paired.csv"
 PAIRED_HEADER = ("a", "b", "condition", "metric", "layer", "relative_depth", "difference", "low", "high")
@@ -230,10 +231,22 @@ def profile_series(runs: list[RunSummary], split: str = "eval") -> dict[tuple[st
             for key, by_run in out.items()}
 
 
-def profile_figure(metric: str, condition: str, series: dict[str, tuple], colours: dict[str, str]) -> go.Figure:
+def profile_figure(metric: str, condition: str, series: dict[str, tuple], colours: dict[str, str],
+                   null: dict[str, tuple] | None = None) -> go.Figure:
+    """``series``: run label -> (relative depth, layer, value, low, high) of ``metric`` (``profile_series``);
+    ``null``: the same of its permutation null ('<metric>_null': mean, 2.5 and 97.5 percentiles of
+    the draws), drawn per run as a light band with a dotted mean where a run has one."""
     fig = go.Figure()
+    chance_shown = False
     for label, (depth, layer, value, low, high) in series.items():
         colour = colours[label]
+        if null and label in null:
+            n_depth, n_layer, n_mean, n_low, n_high = null[label]
+            for trace in chance_traces(n_depth, n_mean, n_low, n_high, colour, name=label, label=metric,
+                                       legend=not chance_shown, customdata=n_layer,
+                                       where="layer %{customdata[2]} (depth %{x:.2f})"):
+                fig.add_trace(trace)
+            chance_shown = True
         if np.isfinite(low).any():
             fig.add_trace(go.Scatter(x=np.concatenate([depth, depth[::-1]]), y=np.concatenate([high, low[::-1]]),
                                      fill="toself", fillcolor=colour, opacity=0.18, line=dict(width=0),
@@ -245,6 +258,25 @@ def profile_figure(metric: str, condition: str, series: dict[str, tuple], colour
     fig.update_xaxes(title_text="relative depth (layer / last layer)", range=[-0.02, 1.02])
     fig.update_yaxes(title_text=metric)
     return _light(fig, f"{metric} of {condition}, by relative depth")
+
+
+def profile_figures(series: dict[tuple[str, str], dict[str, tuple]], colours: dict[str, str]) -> dict[str, go.Figure]:
+    """'metric|condition' -> its ``profile_figure``, each measure with its permutation null where a run
+    has one; a null whose measure is among the series is drawn with it, not as a metric of its own."""
+    figures = {}
+    for (metric, condition), by_run in series.items():
+        if is_null(metric) and _null_of(metric) in {m for m, c in series if c == condition}:
+            continue
+        figures[f"{metric}|{condition}"] = profile_figure(metric, condition, by_run, colours,
+                                                          series.get((null_metric(metric), condition)))
+    return figures
+
+
+def _null_of(metric: str) -> str:
+    """The measure a null belongs to: ``ari_null[subject]`` -> ``ari[subject]``."""
+    base, grouping = split_grouped(metric)
+    base = base[: base.rindex(NULL)]
+    return grouped(base, grouping) if grouping else base
 
 
 def _light(fig: go.Figure, title: str, height: int = 440) -> go.Figure:
@@ -263,9 +295,9 @@ def _default(options: list[str], preferred: tuple[str, ...]) -> str:
 def profiles_section(runs: list[RunSummary], colours: dict[str, str]) -> Section:
     """Any metric x condition over relative depth, one line per run (a band where the metric has an interval)."""
     series = profile_series(runs)
-    metrics = sorted({m for m, _ in series})
+    figures = profile_figures(series, colours)
+    metrics = sorted({key.partition("|")[0] for key in figures})
     conditions = list(dict.fromkeys(c for _, c in sorted(series, key=lambda k: _condition_order(k[1]))))
-    figures = {f"{m}|{c}": profile_figure(m, c, by_run, colours) for (m, c), by_run in series.items()}
     first_group = runs[0].view.grouping
     metric = _default(metrics, (grouped("ari", first_group), "id_gride", metrics[0]))
     condition = _default([c for c in conditions if f"{metric}|{c}" in figures], ("5shot", "0shot"))
@@ -274,8 +306,10 @@ def profiles_section(runs: list[RunSummary], colours: dict[str, str]) -> Section
     controls = [select_control("metric", "metric", metrics, metric), select_control("condition", "condition", conditions, condition)]
     return Section("profiles", "Profiles over relative depth",
                    "Pick a metric and a condition (or a pair a~b, or a correlation): one line per run over relative "
-                   "depth, so models of different depths line up; a shaded band is the metric's 95 % interval. "
-                   "Every number is in compare.csv.", [switcher_div("profiles", controls, figures, f"{metric}|{condition}")])
+                   "depth, so models of different depths line up; a shaded band is the metric's 95 % interval; a "
+                   "lighter band with a dotted line is its chance level (the permutation null: its draws' mean and "
+                   "95 % range), where the run's analysis drew one. Every number is in compare.csv.",
+                   [switcher_div("profiles", controls, figures, f"{metric}|{condition}")])
 
 
 def _condition_order(name: str) -> tuple[int, str]:

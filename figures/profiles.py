@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from figures.collect import Profile
-from figures.style import base_layout, condition_colours
+from figures.collect import Profile, null_series
+from figures.style import base_layout, chance_traces, condition_colours
 from landscape.names import grouped
 
 
@@ -52,11 +52,14 @@ def _grid(series: dict[str, Profile], metrics, colours: dict[str, str], title: s
     rows = -(-len(metrics) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for _, t in metrics], horizontal_spacing=0.07,
                         vertical_spacing=0.12 if rows > 1 else 0.2)
+    chance_shown = False
     for i, (metric, label) in enumerate(metrics):
         row, col = divmod(i, cols)
         for name, profile in series.items():
             if metric not in profile:
                 continue
+            chance_shown |= add_chance(fig, profile, metric, name, label, colours[name], row=row + 1, col=col + 1,
+                                       legend=not chance_shown)
             layers, values = profile[metric]
             fig.add_trace(
                 go.Scatter(x=layers, y=values, mode="lines+markers", name=name, legendgroup=name,
@@ -66,6 +69,18 @@ def _grid(series: dict[str, Profile], metrics, colours: dict[str, str], title: s
             )
         fig.update_xaxes(title_text="layer" if row == rows - 1 else None, row=row + 1, col=col + 1)
     return base_layout(fig, title, height=300 * rows + 80)
+
+
+def add_chance(fig: go.Figure, profile: Profile, metric: str, name: str, label: str, colour: str, *, row: int, col: int,
+               legend: bool) -> bool:
+    """Draw ``metric``'s permutation null (band and dotted mean, ``figures.style.chance_traces``)
+    under ``name``'s line when the analysis drew one; whether it did."""
+    found = null_series(profile, metric)
+    if found is None:
+        return False
+    for trace in chance_traces(*found, colour, name=name, label=label, legend=legend):
+        fig.add_trace(trace, row=row, col=col)
+    return True
 
 
 def layer_profiles(profiles: dict[str, Profile], groupings: list[str], *, split: str = "eval") -> go.Figure:

@@ -3,8 +3,9 @@
 One figure per target (a grouping field of the task, or the answer): on the left the accuracy of
 the linear probe by layer (one solid line per condition), the logit lens's accuracy for the answer
 (dashed), the majority baseline and the shuffled-label control (dotted); on the right the ARI of
-the ADP clusters with the same target. One more figure for the lens alone: the log-probability of
-the right choice, its calibration error and the share of questions already decided.
+the ADP clusters with the same target (and its permutation null, a band, where the analysis drew
+one). One more figure for the lens alone: the log-probability of the right choice, its
+calibration error and the share of questions already decided.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from figures.collect import Profile
+from figures.profiles import add_chance
 from figures.style import base_layout, condition_colours
 from landscape.names import ANSWER, grouped
 
@@ -27,6 +29,7 @@ def target_readouts(profiles: dict[str, Profile], target: str, *, split: str = "
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
                         subplot_titles=(f"read out: {target}", f"ARI clusters ~ {target}"))
     shown = set()
+    shown_chance = False
 
     def line(name: str, metric: str, dash: str, label: str, col: int, width: float = 2) -> None:
         if metric not in profiles[name]:
@@ -44,6 +47,9 @@ def target_readouts(profiles: dict[str, Profile], target: str, *, split: str = "
         if target == ANSWER:
             line(name, "lens_accuracy", "dash", "lens", 1)
         line(name, grouped("probe_control", target), "dot", "control", 1, width=1)
+        if grouped("ari", target) in profiles[name]:  # the ARI's chance level, when the analysis drew one
+            shown_chance = add_chance(fig, profiles[name], grouped("ari", target), name, "ARI", colours[name], row=1,
+                                      col=2, legend=not shown_chance) or shown_chance
         line(name, grouped("ari", target), "solid", "ARI", 2)
     majority = next((p[grouped("probe_majority", target)] for p in profiles.values() if grouped("probe_majority", target) in p), None)
     if majority is not None:

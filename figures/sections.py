@@ -137,7 +137,10 @@ def profiles_section(data: RunData, run: Path, conditions: list[str], layers: di
                  + switcher_div("gride_curves", [range_control("layer", "layer", all_layers)], gride_figs, default_layer)
                  + "</details>")
     return Section("profiles", "Profiles across layers",
-                   "One line per condition; hover for values, click a legend entry to hide a condition. "
+                   "One line per condition; hover for values, click a legend entry to hide a condition. A light "
+                   "band with a dotted line under a condition's line is that measure's chance level, where the "
+                   "analysis drew one: the 95 % range and mean of its permutation null (labels, or one side's rows, "
+                   "shuffled). "
                    f"Recipe {data.analysis_settings.get('recipe', 'suite')}, "
                    f"{data.analysis_settings.get('states', 'residual')} states. "
                    "Clusters: Advanced Density Peaks (DADApy) at Z = "

@@ -7,8 +7,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from figures.collect import LayerSimilarity, Profile
-from figures.style import PALETTE, base_layout
+from figures.collect import LayerSimilarity, Profile, null_metric
+from figures.style import CHANCE, PALETTE, base_layout
 
 ID_ESTIMATORS = (
     ("id_2nn", "2NN"),
@@ -55,8 +55,25 @@ def id_estimator_profiles(profiles: dict[str, Profile]) -> go.Figure:
     return base_layout(fig, "Intrinsic dimension by six estimators (eval questions)", height=320 * rows + 100)
 
 
+def _null_hover(similarity: LayerSimilarity, measure: str) -> np.ndarray | None:
+    """(L, L, 3) float32: the permutation null's mean, low and high of ``measure`` at each cell, or
+    None when the analysis drew none (matrices '<measure>_null', '_null_low', '_null_high')."""
+    mean = similarity.matrices.get(null_metric(measure))
+    if mean is None or not np.isfinite(mean).any():
+        return None
+    bounds = [similarity.matrices.get(null_metric(measure, b), np.full_like(mean, np.nan)) for b in ("_low", "_high")]
+    return np.stack([mean, *bounds], axis=-1).astype(np.float32)
+
+
+def _heatmap_hover(name: str, has_null: bool) -> str:
+    null = (f"<br>{CHANCE}: %{{customdata[0]:.3f}} [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}]"
+            if has_null else "")
+    return f"{name}<br>layer %{{y}} vs %{{x}}<br>%{{z:.3f}}{null}<extra></extra>"
+
+
 def layer_similarity_heatmaps(matrices: dict[str, LayerSimilarity]) -> go.Figure:
-    """Layer x layer similarity, one heatmap per condition; a menu switches the measure."""
+    """Layer x layer similarity, one heatmap per condition; a menu switches the measure. Where the
+    analysis drew a measure's permutation null, the hover gives its mean and 95 % range."""
     names = list(matrices)
     cols = _cols(len(names))
     rows = -(-len(names) // cols)
@@ -64,20 +81,27 @@ def layer_similarity_heatmaps(matrices: dict[str, LayerSimilarity]) -> go.Figure
                         vertical_spacing=0.12 if rows > 1 else 0.2)
     measures = [m for m in SIMILARITY_MEASURES if all(m[0] in s.matrices for s in matrices.values())]
     first, title, (low, high) = measures[0]
+    nulls = {(n, m): _null_hover(matrices[n], m) for n in names for m, _, _ in measures}
+    any_null = any(v is not None for v in nulls.values())
     for i, name in enumerate(names):
         row, col = divmod(i, cols)
         layers = matrices[name].layers
+        null = nulls[(name, first)]
         fig.add_trace(go.Heatmap(z=matrices[name].matrices[first], x=layers, y=layers, zmin=low, zmax=high,
-                                 colorscale="Viridis", showscale=i == 0, colorbar=dict(len=0.8),
-                                 hovertemplate=f"{name}<br>layer %{{y}} vs %{{x}}<br>%{{z:.3f}}<extra></extra>"),
+                                 colorscale="Viridis", showscale=i == 0, colorbar=dict(len=0.8), customdata=null,
+                                 hovertemplate=_heatmap_hover(name, null is not None)),
                       row=row + 1, col=col + 1)
         fig.update_xaxes(title_text="layer" if row == rows - 1 else None, row=row + 1, col=col + 1)
         fig.update_yaxes(title_text="layer" if col == 0 else None, autorange="reversed", row=row + 1, col=col + 1)
-    buttons = [dict(label=label, method="update",
-                    args=[{"z": [matrices[n].matrices[m] for n in names], "zmin": [lo] * len(names), "zmax": [hi] * len(names),
-                           "reversescale": [m == "imbalance"] * len(names)},
-                          {"title.text": f"Layer x layer: {label} (eval questions)"}])
-               for m, label, (lo, hi) in measures]
+    buttons = []
+    for m, label, (lo, hi) in measures:
+        restyle = {"z": [matrices[n].matrices[m] for n in names], "zmin": [lo] * len(names), "zmax": [hi] * len(names),
+                   "reversescale": [m == "imbalance"] * len(names)}
+        if any_null:  # each measure's own null in the hover (none for a measure without one)
+            restyle["customdata"] = [nulls[(n, m)] for n in names]
+            restyle["hovertemplate"] = [_heatmap_hover(n, nulls[(n, m)] is not None) for n in names]
+        buttons.append(dict(label=label, method="update",
+                            args=[restyle, {"title.text": f"Layer x layer: {label} (eval questions)"}]))
     fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.12, yanchor="bottom")])
     return base_layout(fig, f"Layer x layer: {title} (eval questions)", height=380 * rows + 100)
 

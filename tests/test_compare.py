@@ -4,7 +4,7 @@ refusals in one line with nothing written, and the page in Chromium."""
 
 import csv
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
@@ -13,7 +13,8 @@ from analyses.compare import COMPARE_HEADER, paired_differences, summarize
 from analyses.run import run_analysis
 from extract.finetune import FinetuneConfig, run_finetune
 from extract.icl import ExtractConfig, run_extract
-from figures.compare import PAIRED_FILE, run_compare
+from figures.compare import PAIRED_FILE, profile_figures, profile_series, run_compare
+from figures.style import CHANCE
 from landscape import cli
 from tests.conftest import SMALL, build_tiny_model, require_chromium
 
@@ -179,3 +180,39 @@ def test_the_comparison_renders_in_headless_chromium(compared, tmp_path):
     assert check.ok, check.problems()
     assert set(check.drawn) == {"headline", "profiles", "paired"}
     assert np.isfinite(check.load_s)
+
+
+@dataclass
+class _Rows:
+    """What ``profile_series`` reads of a run: its label, its metrics rows, its depth."""
+
+    label: str
+    last_layer: int
+    rows: list = field(default_factory=list)
+
+    def relative_depth(self, layer):
+        return layer / self.last_layer
+
+
+def _ari_rows(last_layer, null):
+    rows = [("eval", "0shot", layer, "ari", "subject", 0.1 * layer, np.nan, np.nan) for layer in range(last_layer + 1)]
+    if null:  # the permutation null: mean, 2.5 and 97.5 percentiles of the draws
+        rows += [("eval", "0shot", layer, "ari_null", "subject", 0.0, -0.02 - layer / 100, 0.03)
+                 for layer in range(last_layer + 1)]
+    return rows
+
+
+def test_profiles_draw_each_runs_chance_band_where_its_metrics_hold_a_null():
+    runs = [_Rows("with", 3, _ari_rows(3, null=True)), _Rows("without", 5, _ari_rows(5, null=False))]
+    figures = profile_figures(profile_series(runs), {"with": "#1f77b4", "without": "#ff7f0e"})
+    assert set(figures) == {"ari[subject]|0shot"}  # the null is drawn with its measure, not as a metric of its own
+    fig = figures["ari[subject]|0shot"]
+    bands = [t for t in fig.data if t.legendgroup == CHANCE and t.fill == "toself" and t.x[0] is not None]
+    assert [b.name for b in bands] == [f"with: {CHANCE}"]  # only the run that has one
+    assert np.allclose(bands[0].x, [0, 1 / 3, 2 / 3, 1, 1, 2 / 3, 1 / 3, 0])  # over relative depth
+    assert np.allclose(bands[0].y, [0.03] * 4 + [-0.05, -0.04, -0.03, -0.02])
+    assert bands[0].fillcolor == "rgba(31, 119, 180, 0.12)"  # the run's colour, light
+    assert sum(t.showlegend is True and t.legendgroup == CHANCE for t in fig.data) == 1
+    plain = profile_figures(profile_series([_Rows("a", 3, _ari_rows(3, null=False)), runs[1]]),
+                            {"a": "#1f77b4", "without": "#ff7f0e"})
+    assert not [t for t in plain["ari[subject]|0shot"].data if t.legendgroup == CHANCE]

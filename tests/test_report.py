@@ -4,13 +4,20 @@
 import numpy as np
 import pytest
 
+from analyses.claims import Claim
 from analyses.run import run_analysis
 from extract.finetune import FinetuneConfig, run_finetune
 from extract.icl import ExtractConfig, run_extract
 from figures import maps
-from figures.collect import collect, trees
+from figures.claims import claims_figure
+from figures.collect import LayerSimilarity, collect, null_series, trees
 from figures.edl import code_length_curves
+from figures.profiles import layer_profiles, pair_profiles
+from figures.readouts import target_readouts
 from figures.report import ReportConfig, run_report
+from figures.similarity import layer_similarity_heatmaps
+from figures.style import CHANCE
+from landscape import claims as cl
 from landscape import cli
 from tests.conftest import SMALL, require_chromium
 
@@ -135,3 +142,102 @@ def test_the_page_renders_in_headless_chromium(reported, tmp_path):
     assert (tmp_path / "screenshot.png").stat().st_size > 10_000
     standalone = check_page(folder / "report" / "figures" / "map_explorer.html")
     assert standalone.ok, standalone.problems()
+
+
+# ---------------------------------------------------------------- chance levels and the claims' intervals (no run)
+
+LAYERS = np.arange(4)
+
+
+def _with_null(metric, grouping=""):
+    """A measure and its permutation null as analysis.h5 holds them ('<m>_null', '_null_low', '_null_high')."""
+    name = (lambda m: f"{m}[{grouping}]") if grouping else (lambda m: m)
+    return {name(metric): (LAYERS, np.array([0.1, 0.5, 0.8, 0.6])),
+            name(f"{metric}_null"): (LAYERS, np.array([0.0, 0.01, -0.01, 0.02])),
+            name(f"{metric}_null_low"): (LAYERS, np.array([-0.05, -0.04, -0.06, -0.03])),
+            name(f"{metric}_null_high"): (LAYERS, np.array([0.05, 0.06, 0.04, 0.07]))}
+
+
+def _bands(fig):
+    return [t for t in fig.data if t.legendgroup == CHANCE and t.fill == "toself" and t.x[0] is not None]
+
+
+def _legend_entries(fig):
+    return [t for t in fig.data if t.legendgroup == CHANCE and t.showlegend]
+
+
+def test_a_measure_with_a_permutation_null_gets_a_chance_band_and_one_without_none():
+    profiles = {"0shot": _with_null("ari", "subject"), "1shot": {"ari[subject]": (LAYERS, np.full(4, 0.3))}}
+    fig = layer_profiles(profiles, ["subject", "answer"])
+    bands = _bands(fig)
+    assert [b.name for b in bands] == [f"0shot: {CHANCE}"]  # 1shot has no null: no band
+    assert bands[0].fillcolor.startswith("rgba(")
+    assert list(bands[0].x) == [0, 1, 2, 3, 3, 2, 1, 0]
+    assert list(bands[0].y) == [0.05, 0.06, 0.04, 0.07, -0.03, -0.06, -0.04, -0.05]  # high, then low back
+    mean = next(t for t in fig.data if t.legendgroup == CHANCE and t.line.dash == "dot" and t.x[0] is not None)
+    assert list(mean.y) == [0.0, 0.01, -0.01, 0.02] and CHANCE in mean.hovertemplate
+    assert len(_legend_entries(fig)) == 1  # one legend entry for every band
+    assert "ari_null" not in " ".join(fig.layout.annotations[i].text for i in range(len(fig.layout.annotations)))
+    # pairs (data overlap, CKA, ...): the same band
+    pairs = pair_profiles({"0shot~1shot": {**_with_null("cka"), **_with_null("data_overlap")}})
+    assert len(_bands(pairs)) == 2 and len(_legend_entries(pairs)) == 1
+    # the readout figure's ARI panel
+    readout = target_readouts(profiles, "subject")
+    assert [b.name for b in _bands(readout)] == [f"0shot: {CHANCE}"]
+    # runs analysed before the nulls existed: nothing drawn, nothing in the legend
+    plain = {c: {m: v for m, v in p.items() if "_null" not in m} for c, p in profiles.items()}
+    for fig in (layer_profiles(plain, ["subject", "answer"]), target_readouts(plain, "subject"),
+                pair_profiles({"0shot~1shot": {"cka": _with_null("cka")["cka"]}})):
+        assert not [t for t in fig.data if t.legendgroup == CHANCE]
+
+
+def test_a_null_without_bounds_is_a_dotted_mean_and_bounds_follow_the_means_layers():
+    profile = {"ari[answer]": (LAYERS, np.zeros(4)), "ari_null[answer]": (LAYERS[1:], np.full(3, 0.01)),
+               "ari_null_low[answer]": (LAYERS, np.array([9.0, -0.1, -0.2, -0.3]))}
+    layers, mean, low, high = null_series(profile, "ari[answer]")
+    assert list(layers) == [1, 2, 3] and list(low) == [-0.1, -0.2, -0.3] and high is None
+    fig = layer_profiles({"0shot": profile}, ["answer"])
+    assert not _bands(fig)  # no high: no band, the mean alone
+    assert [t.line.dash for t in fig.data if t.legendgroup == CHANCE and t.x[0] is not None] == ["dot"]
+    assert null_series({"ari[answer]": (LAYERS, np.zeros(4))}, "ari[answer]") is None
+
+
+def test_layer_similarity_heatmap_hover_names_the_null_where_there_is_one():
+    eye = np.eye(3)
+    plain = LayerSimilarity(layers=np.arange(3), matrices={"cka": eye, "imbalance": eye})
+    fig = layer_similarity_heatmaps({"0shot": plain})
+    assert fig.data[0].customdata is None and CHANCE not in fig.data[0].hovertemplate
+    nulled = LayerSimilarity(layers=np.arange(3), matrices={
+        "cka": eye, "imbalance": eye, "cka_null": np.full((3, 3), 0.1), "cka_null_low": np.full((3, 3), 0.05),
+        "cka_null_high": np.full((3, 3), 0.2)})
+    fig = layer_similarity_heatmaps({"0shot": nulled, "1shot": plain})
+    assert CHANCE in fig.data[0].hovertemplate and CHANCE not in fig.data[1].hovertemplate
+    assert np.allclose(np.asarray(fig.data[0].customdata)[1, 2], [0.1, 0.05, 0.2])
+    buttons = {b.label: b.args[0] for b in fig.layout.updatemenus[0].buttons}
+    imbalance = buttons["information imbalance row -> column"]  # a measure without a null: hover without it
+    assert imbalance["customdata"] == [None, None] and not any(CHANCE in h for h in imbalance["hovertemplate"])
+
+
+def test_claims_figure_draws_an_interval_that_excludes_the_value_as_it_is():
+    """A percentile interval of a maximum may lie below the point value: the segment runs low..high
+    and the dot sits beside it; no error bar of negative length."""
+    claims = [Claim(key="peak", statement="", statistic="max", paper="", value=0.9, low=0.5, high=0.8,
+                    region=cl.Region(above=0.3), verdict=cl.HOLDS),
+              Claim(key="inside", statement="", statistic="mean", paper="", value=0.2, low=0.1, high=0.4,
+                    region=cl.Region(above=0.3), verdict=cl.CANNOT_TELL),
+              Claim(key="no interval", statement="", statistic="x", paper="", value=0.1,
+                    region=cl.Region(above=0.3), verdict=cl.FAILS)]
+    fig = claims_figure(claims)
+    spans = {}
+    for t in fig.data:
+        if t.mode == "lines":
+            for i in range(0, len(t.x), 3):
+                spans[t.y[i]] = (t.x[i], t.x[i + 1])
+    assert spans == {"peak": (0.5, 0.8), "inside": (0.1, 0.4)}  # the interval as it is; none without one
+    dots = {y: x for t in fig.data if t.mode == "markers" and t.name != "threshold" for x, y in zip(t.x, t.y)}
+    assert dots == {"peak": 0.9, "inside": 0.2, "no interval": 0.1}
+    for t in fig.data:  # any error bar left is never negative
+        if t.error_x is not None and t.error_x.array is not None:
+            assert min(t.error_x.array) >= 0 and min(t.error_x.arrayminus) >= 0
+    peak = next(t for t in fig.data if t.mode == "markers" and t.name == cl.HOLDS)
+    assert "outside its interval" in peak.customdata[0][3]
