@@ -27,6 +27,9 @@ PER_SUBJECT ?= 100
 TRAIN_PER_SUBJECT ?= 50
 # yes: each subject's training rows are set apart before its eval rows (extract --train-first)
 TRAIN_FIRST ?= no
+# the subjects fine-tuned on (extract --train-subjects): empty = the evaluated ones; others (every subject not
+# evaluated: the paper's fine-tune), all, largest:K or a comma list; TRAIN_PER_SUBJECT questions each
+TRAIN_SUBJECTS ?=
 DEMO_POOL   ?= 20
 BATCH       ?= 8
 # tokens a batch (extract.budget): auto = from a GPU's free memory (batches of BATCH rows on the CPU), off, or a number
@@ -122,7 +125,7 @@ FORCE:
 extract: setup
 	$(LANDSCAPE) extract --run $(RUN) --model $(MODEL) --task $(TASK) --shots $(SHOTS) --demos $(DEMOS) --subjects $(SUBJECTS) \
 		--per-subject $(PER_SUBJECT) --train-per-subject $(TRAIN_PER_SUBJECT) --demo-pool $(DEMO_POOL) --batch-size $(BATCH) --token-budget $(TOKEN_BUDGET) --store-dtype $(STORE_DTYPE) --layers $(LAYERS) \
-		$(if $(filter yes,$(TRAIN_FIRST)),--train-first) $(EXTRA)
+		$(if $(filter yes,$(TRAIN_FIRST)),--train-first) $(if $(TRAIN_SUBJECTS),--train-subjects $(TRAIN_SUBJECTS)) $(EXTRA)
 
 finetune: extract
 	$(LANDSCAPE) finetune $(RUN) --labels $(LABELS) --epochs $(EPOCHS) --store-dtype $(STORE_DTYPE) --token-budget $(TOKEN_BUDGET) $(FINETUNE_EXTRA)

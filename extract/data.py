@@ -10,6 +10,10 @@ the same seed always gives the same partition, and adding a value leaves the oth
 ``per_subject`` exceeds what it has (the paper's recipe: 20 training questions of each of the 57
 subjects, then up to 200 to evaluate; its training rows came from MMLU's dev and validation
 splits, which the data wheel does not ship, so here they are the test split's, disjoint from eval).
+``train_values`` trains on other values than the evaluated ones (``select_train_values``:
+``others`` is the paper's fine-tune, ~20 questions of every subject not evaluated): a value only
+trained on gives its first ``train_per_subject`` shuffled rows, an evaluated one not among them
+gives none, and the evaluated values' demos and eval rows are exactly those of a run without it.
 
 Example:
     >>> from landscape.tasks import Item
@@ -20,6 +24,10 @@ Example:
     >>> p = make_partition(items, ["s"], demo_pool=5, per_subject=200, train_per_subject=8, seed=0, train_first=True)
     >>> len(p.eval), len(p.train), p.settings["train_first"]
     (17, 8, True)
+    >>> items += [Item(30 + i, ("t",), "q?", ("a", "b", "c", "d"), i % 4) for i in range(30)]
+    >>> p = make_partition(items, ["s"], demo_pool=5, per_subject=10, train_per_subject=8, seed=0, train_values=["t"])
+    >>> len(p.eval), len(p.train), min(p.train) >= 30, p.settings["train_values"]
+    (10, 8, True, ['t'])
 """
 
 from __future__ import annotations
@@ -74,6 +82,17 @@ def select_values(items: list[Item], spec: str, group: str = "group") -> list[st
     return sorted(set(chosen))
 
 
+def select_train_values(items: list[Item], spec: str, evaluated: list[str], group: str = "group") -> list[str]:
+    """The values whose rows a run fine-tunes on: ``others`` (every value not evaluated), or any
+    ``select_values`` spec (``all``, ``largest:K``, a comma list). Sorted; none is an error."""
+    if spec.strip() == "others":
+        chosen = sorted(set(item.group for item in items) - set(evaluated))
+        if not chosen:
+            raise DataError(f"--train-subjects others: every {group} is evaluated, none is left to train on")
+        return chosen
+    return select_values(items, spec, group)
+
+
 def make_partition(
     items: list[Item],
     values: list[str],
@@ -84,13 +103,16 @@ def make_partition(
     seed: int,
     group: str = "group",
     train_first: bool = False,
+    train_values: list[str] | None = None,
 ) -> Partition:
     """Seeded, disjoint partition per value of the first group: demos, then eval, then train
-    (``train_first``: demos, then train, then eval)."""
+    (``train_first``: demos, then train, then eval); ``train_values`` (None: the evaluated
+    values) the values whose rows are trained on."""
     for name, value in (("demo_pool", demo_pool), ("per_subject", per_subject), ("train_per_subject", train_per_subject)):
         if value < 0:
             raise DataError(f"{name} must be >= 0, got {value}")
-    by_value: dict[str, list[int]] = {v: [] for v in values}
+    trained = set(values if train_values is None else train_values)
+    by_value: dict[str, list[int]] = {v: [] for v in sorted(set(values) | trained)}
     for item in items:
         if item.group in by_value:
             by_value[item.group].append(item.id)
@@ -105,20 +127,31 @@ def make_partition(
         ids = ids[rng.permutation(len(ids))].tolist()
         demos[value] = ids[:demo_pool]
         rest = ids[demo_pool:]
+        budget = train_per_subject if value in trained else 0
         if train_first:
-            train_ids += sorted(rest[:train_per_subject])
-            eval_ids += sorted(rest[train_per_subject : train_per_subject + per_subject])
+            train_ids += sorted(rest[:budget])
+            eval_ids += sorted(rest[budget : budget + per_subject])
         else:
             eval_ids += sorted(rest[:per_subject])
-            train_ids += sorted(rest[per_subject : per_subject + train_per_subject])
+            train_ids += sorted(rest[per_subject : per_subject + budget])
+    for value in sorted(trained - set(values)):  # trained on only: a demo pool (its train rows' k-shot prompts), no eval rows
+        ids = np.array(by_value[value])
+        if len(ids) <= demo_pool:
+            raise DataError(f"{group} {value!r} has {len(ids)} rows, not more than the demo pool ({demo_pool}): "
+                            "lower --demo-pool or choose other --train-subjects")
+        rng = np.random.default_rng([seed, zlib.crc32(value.encode())])
+        ids = ids[rng.permutation(len(ids))].tolist()
+        demos[value] = ids[:demo_pool]
+        train_ids += sorted(ids[demo_pool : demo_pool + train_per_subject])
     return Partition(
         values=tuple(sorted(values)),
         demos=demos,
         eval=eval_ids,
         train=train_ids,
-        # train_first recorded only when set: runs made before it existed keep their settings
+        # train_first and train_values recorded only when set: runs made before them keep their settings
         settings=dict(
             demo_pool=demo_pool, per_subject=per_subject, train_per_subject=train_per_subject, seed=seed,
             **({"train_first": True} if train_first else {}),
+            **({"train_values": sorted(trained)} if train_values is not None else {}),
         ),
     )

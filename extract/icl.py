@@ -49,6 +49,7 @@ class ExtractConfig:
     demo_pool: int = 20
     train_per_subject: int = 50
     train_first: bool = False  # cut each value's training rows before its eval rows (extract.data)
+    train_subjects: str | None = None  # values trained on: None (the evaluated ones), others, all, largest:K, a comma list
     seed: int = 0
     batch_size: int = 8  # rows a batch without a token budget (the CPU's default)
     token_budget: int | str = "auto"  # tokens a batch (extract.budget): auto (from a GPU's free memory; rows on CPU), off, or N
@@ -131,6 +132,8 @@ def _load_rows(config: ExtractConfig) -> tuple[Task, Path, dict[int, Item], data
     task, items = tasks.load_items(task, data_path)
     by_id = {item.id: item for item in items}
     values = data.select_values(items, config.subjects, task.first_group)
+    train_values = None if config.train_subjects is None else \
+        data.select_train_values(items, config.train_subjects, values, task.first_group)
     partition = data.make_partition(
         items,
         values,
@@ -140,6 +143,7 @@ def _load_rows(config: ExtractConfig) -> tuple[Task, Path, dict[int, Item], data
         seed=config.seed,
         group=task.first_group,
         train_first=config.train_first,
+        train_values=train_values,
     )
     return task, data_path, by_id, partition
 
@@ -182,7 +186,7 @@ def _icl_settings(config: ExtractConfig, k: int, sampling: str, task: Task, part
         **({"layers": layers} if layers else {}),
     }
     if sampling == "fixed":  # one demo list per value of the first group: readable in the attrs
-        settings["demo_ids"] = {s: partition.demos[s][:k] for s in partition.values}
+        settings["demo_ids"] = {s: partition.demos[s][:k] for s in sorted(partition.demos)}  # values trained on only too
     else:  # per-row demos are in the condition's demo_ids dataset
         settings["demo_seed"] = config.seed
     return settings
@@ -268,7 +272,7 @@ def _open_or_create(path: Path, header: dict, examples: store.hidden.Examples, p
         return
     attrs = {**header, **provenance.stamp()}
     parts = {
-        "demos": _ids_values([i for s in partition.values for i in partition.demos[s]], by_id),
+        "demos": _ids_values([i for s in sorted(partition.demos) for i in partition.demos[s]], by_id),
         "train": _ids_values(partition.train, by_id),
     }
 

@@ -84,3 +84,28 @@ def test_train_first_gives_every_value_its_training_rows(tiny_mmlu):
     assert {value_of[i] for i in train_first.train} == {"anatomy", "astronomy"}
     assert train_first.demos == eval_first.demos and train_first.settings["train_first"] is True
     assert "train_first" not in eval_first.settings  # runs made before the option keep their settings
+
+
+def test_train_subjects_other_than_the_evaluated_ones(tiny_mmlu):
+    """--train-subjects: the evaluated values' demos and eval rows are a plain run's; training rows
+    come only from the values asked for (others: those not evaluated), never from an eval row."""
+    items = _items(tiny_mmlu)
+    value_of = {q.id: q.group for q in items}
+    plain = _partition(items)
+    others = data.select_train_values(items, "others", ["anatomy", "astronomy"])
+    assert others == ["world religions"]
+    p = _partition(items, train_values=others)
+    assert p.eval == plain.eval and p.values == plain.values
+    assert {v: p.demos[v] for v in plain.demos} == plain.demos and set(p.demos) == {"anatomy", "astronomy", "world religions"}
+    assert len(p.train) == 12 and {value_of[i] for i in p.train} == {"world religions"}
+    assert p.settings["train_values"] == ["world religions"] and "train_values" not in plain.settings
+    every = _partition(items, train_values=data.select_train_values(items, "all", ["anatomy", "astronomy"]))
+    assert every.eval == plain.eval and set(plain.train) < set(every.train) and len(every.train) == 36
+    assert not set(every.train) & set(every.eval) and not set(every.train) & {i for d in every.demos.values() for i in d}
+    assert not set(p.train) & set(p.demos["world religions"])
+    # with --train-first, an evaluated value not trained on sets no training rows apart before its eval rows
+    assert _partition(items, train_values=others, train_first=True).eval == _partition(items, train_per_subject=0, train_first=True).eval
+    with pytest.raises(data.DataError, match="none is left to train on"):
+        data.select_train_values(items, "others", ["anatomy", "astronomy", "world religions"])
+    with pytest.raises(data.DataError, match="unknown subject 'nope'"):
+        data.select_train_values(items, "nope", ["anatomy"], "subject")

@@ -193,3 +193,23 @@ def test_extract_says_at_once_when_the_analysis_needs_more_eval_rows(capsys, tmp
     err = capsys.readouterr().err
     assert re.search(r"note: \d+ eval rows, but landscape analyze needs more than its maxk \(suite 100, doimo2024 1000\): "
                      r"pass it --maxk below \d+", err), err[-500:]
+
+
+def test_train_subjects_are_recorded_kept_on_resume_and_checked(tmp_path, tiny_model_dir, tiny_mmlu, capsys):
+    folder = tmp_path / "others"
+    config = _config(tiny_model_dir, tiny_mmlu, shots=(0,), subjects="anatomy,astronomy", train_subjects="others")
+    run_extract(config, folder, progress=False)
+    ex = landscape.examples(folder)
+    assert (ex.splits == "train").sum() == 5 and set(ex.first_group[ex.splits == "train"]) == {"world religions"}
+    assert set(ex.first_group[ex.splits == "eval"]) == {"anatomy", "astronomy"}
+    assert landscape.info(folder)["partition"]["train_values"] == ["world religions"]
+    run_extract(config, folder, progress=False)  # the same request resumes (nothing to do)
+    with pytest.raises(RunMismatch, match="partition"):
+        run_extract(_config(tiny_model_dir, tiny_mmlu, shots=(0,), subjects="anatomy,astronomy", train_subjects="all"),
+                    folder, progress=False)
+    capsys.readouterr()
+    assert cli.main(["extract", "--run", str(tmp_path / "bad"), "--model", str(tiny_model_dir), "--task-data", str(tiny_mmlu),
+                     "--subjects", "all", "--train-subjects", "others", "--demo-pool", "4", "--shots", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none is left to train on" in err[0]
+    assert not (tmp_path / "bad" / "hidden.h5").exists()

@@ -62,6 +62,9 @@ def add_parser(sub) -> None:
     ex.add_argument("--train-first", action="store_true",
                     help="set each value's training rows apart before its eval rows (the paper's recipe: every "
                          "subject gets its training questions even when --per-subject asks for more than it has)")
+    ex.add_argument("--train-subjects", default=defaults.train_subjects, metavar="others|all|largest:K|a,b,...",
+                    help="values whose rows are fine-tuned on, --train-per-subject each (default: the evaluated ones); "
+                         "others: every value not evaluated (the paper's fine-tune: ~20 questions of every other subject)")
     ex.add_argument("--seed", type=nonnegative_int, default=defaults.seed, help="partition seed")
     ex.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
                     help="rows a batch when there is no token budget (on the CPU by default)")
