@@ -184,12 +184,14 @@ def _compare_conditions(f: h5py.File, workers: Workers, sweep: Sweep, source: st
 
 
 def _compare_representations(f: h5py.File, workers: Workers, sweep: Sweep, source: str) -> None:
-    """The similarity matrices (eval rows: every analysed layer of every complete condition)."""
+    """The similarity matrices (eval rows: every analysed layer of every complete condition) and
+    their chance levels (``config.null_draws`` seeded permutations, ``config.null_seed``)."""
     config = sweep.config
     if config.similarity and "eval" in sweep.splits:
         for path, found in workers.map(similarity_tasks(f, source, "eval", list(sweep.stored), sweep.stored, states=config.states,
                                                         k=config.similarity_k, device=config.device,
-                                                        memory_bytes=int(config.similarity_memory * 2 ** 30)), gpu=True):
+                                                        memory_bytes=int(config.similarity_memory * 2 ** 30),
+                                                        null_draws=config.null_draws, null_seed=config.null_seed), gpu=True):
             if found is not None:
                 store.analysis.write_similarity(f, path, *found)
 

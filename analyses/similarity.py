@@ -11,7 +11,8 @@ not) plus one layer's copies, not the whole run.
 Layers without a geometry (every point identical, e.g. layer 0) are left out; rows duplicated
 in any of a task's representations are dropped from all of them (neighbours among copies are
 undefined; ``n_dropped``). A group is redone when the layers or conditions it should cover, or
-``k``, or the measures (a run analysed before a measure existed), change.
+``k``, or the measures (a run analysed before a measure existed), or the chance levels' draws or
+seed (``null_draws``, ``null_seed``: a group analysed before the nulls existed) change.
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ import numpy as np
 
 from landscape import store
 from landscape.knn import distinct_rows
-from landscape.similarity import MEASURES, MEMORY_BYTES, similarity_matrices
+from landscape.similarity import MEMORY_BYTES, measure_names, similarity_matrices
 
 
 def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str], stored: dict[str, list[int]], *,
-                     states: str, k: int, device: str, memory_bytes: int = MEMORY_BYTES):
+                     states: str, k: int, device: str, memory_bytes: int = MEMORY_BYTES, null_draws: int = 0,
+                     null_seed: int = 0):
     """(group path, similarity_task, args) of every condition's layers and every layer's
-    conditions whose stored group is missing or covers another set; ``f``: analysis.h5;
-    ``stored``: each condition's stored layers (those with a geometry in ``f`` are compared);
-    ``memory_bytes``: each task's budget (``similarity_matrices``)."""
+    conditions whose stored group is missing or covers another set (or was made with other
+    settings); ``f``: analysis.h5; ``stored``: each condition's stored layers (those with a
+    geometry in ``f`` are compared); ``memory_bytes``: each task's budget; ``null_draws``,
+    ``null_seed``: the chance levels' permutations (``similarity_matrices``)."""
     usable = {c: [l for l in stored[c] if _has_geometry(f, c, l, split)] for c in conditions}
     groups = [(store.analysis.similarity_path(split, condition=c), "layer", [(c, l) for l in usable[c]]) for c in conditions]
     for layer in sorted({l for ls in usable.values() for l in ls}):
@@ -42,20 +45,27 @@ def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str
             continue
         over = [l if compared == "layer" else c for c, l in representations]
         stored = store.analysis.read_similarity(f, path)
-        if (stored is not None and stored[0].tolist() == over and stored[2].get("k") == k
-                and list(stored[2].get("measures", [])) == list(MEASURES)):
+        if stored is not None and stored[0].tolist() == over and _same_settings(stored[2], k, null_draws, null_seed):
             continue
         yield path, similarity_task, (hidden, split, representations, {compared: np.array(over)}, states, k, device,
-                                             memory_bytes)
+                                      memory_bytes, null_draws, null_seed)
+
+
+def _same_settings(attrs: dict, k: int, null_draws: int, null_seed: int) -> bool:
+    """Whether a stored group's attrs are those these settings give (a group analysed before the
+    nulls existed has no ``null_draws``: 0)."""
+    return (attrs.get("k") == k and list(attrs.get("measures", [])) == measure_names(null_draws)
+            and attrs.get("null_draws", 0) == null_draws and (not null_draws or attrs.get("null_seed") == null_seed))
 
 
 def similarity_task(hidden: str, split: str, representations: list[tuple[str, int]], over: dict[str, np.ndarray],
-                    states: str, k: int, device: str,
-                    memory_bytes: int = MEMORY_BYTES) -> tuple[dict[str, np.ndarray], dict] | None:
+                    states: str, k: int, device: str, memory_bytes: int = MEMORY_BYTES, null_draws: int = 0,
+                    null_seed: int = 0) -> tuple[dict[str, np.ndarray], dict] | None:
     """Compare every two of the representations' states of the split's rows (runs in a worker),
     reading them from ``hidden`` one layer at a time (``StoredStates``); ``over``: ``{"layer":
     ...}`` or ``{"condition": ...}``, what the group is indexed by; None when too few rows are
-    left after dropping duplicates."""
+    left after dropping duplicates. ``null_draws`` > 0: each measure's permutation null too, on
+    the same rows (attrs ``null_draws``, ``null_seed``, ``null_route``, where needed ``null_note``)."""
     with h5py.File(hidden, "r") as f:
         rows = np.flatnonzero(store.hidden.read_examples(f).splits == split)
         duplicated = np.zeros(len(rows), dtype=bool)
@@ -66,8 +76,9 @@ def similarity_task(hidden: str, split: str, representations: list[tuple[str, in
         if len(kept) <= max(k, 3):
             return None
         matrices = similarity_matrices(StoredStates(f, representations, kept, states), k=k, cknna_k=k, device=device,
-                                       memory_bytes=memory_bytes)
-    return {**over, **matrices.as_dict()}, {"k": k, "n_rows": len(kept), "n_dropped": len(rows) - len(kept), "measures": list(MEASURES)}
+                                       memory_bytes=memory_bytes, null_draws=null_draws, null_seed=null_seed)
+    return {**over, **matrices.as_dict()}, {"k": k, "n_rows": len(kept), "n_dropped": len(rows) - len(kept),
+                                            "measures": measure_names(null_draws), **matrices.null_attrs}
 
 
 class StoredStates(Sequence):

@@ -26,6 +26,10 @@ are kept while they fit, and a larger set is read again block by block, one repr
 a time (the paper's 81 layers x 9,181 rows x 8,192 would be 97 GB). ``analyses.similarity``
 applies it.
 
+**Chance levels** (``null_draws`` > 0): each measure but the imbalance between a and b with b's
+rows shuffled, drawn exactly from the pass's own neighbour lists and (where they fit) Grams, or
+for CKA from its exact permutation moments (``landscape.similarity_nulls``).
+
 Example:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -38,13 +42,15 @@ Example:
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from landscape.devices import pick_device
+from landscape.hsic import masked_hsic_pairs, unbiased_hsic
+from landscape.similarity_nulls import NULL_MEASURES, null_permutations, permutation_nulls
 
 MEASURES = ("cka", "cka_debiased", "mutual_knn", "mutual_knn_euclidean", "cknna", "imbalance")
 OUTLIER_QUANTILE = 0.95  # Huh et al.'s feature clamp before mutual kNN and CKNNA
@@ -52,6 +58,13 @@ OUTLIER_QUANTILE = 0.95  # Huh et al.'s feature clamp before mutual kNN and CKNN
 # representation is kept in memory; a streamed pass takes half of MEMORY_BYTES for them instead.
 _BLOCK_BYTES = 1 << 27
 MEMORY_BYTES = 6 << 30  # similarity_matrices' default budget (landscape analyze --similarity-memory)
+
+
+def measure_names(null_draws: int = 0) -> list[str]:
+    """The (R, R) matrices ``similarity_matrices`` gives (``SimilarityMatrices.as_dict``): the
+    measures, then with ``null_draws`` each null's mean, low and high (``<measure>_null``, ``_low``, ``_high``)."""
+    nulls = [f"{m}_null{end}" for m in NULL_MEASURES for end in ("", "_low", "_high")] if null_draws else []
+    return [*MEASURES, *nulls]
 
 
 def _centred(X: np.ndarray) -> np.ndarray:
@@ -159,21 +172,39 @@ class SimilarityMatrices:
     mutual_knn_euclidean: np.ndarray
     cknna: np.ndarray
     imbalance: np.ndarray
+    # with null_draws: '<measure>_null', '_null_low', '_null_high' (R, R), NaN on the diagonal
+    nulls: dict[str, np.ndarray] = field(default_factory=dict)
+    # the draws of each measure drawn (not those from moments): (null_draws, R, R), [d, a, b] =
+    # the measure of a and b with b's rows in the order null_permutations(...)[d] (NaN diagonal)
+    null_samples: dict[str, np.ndarray] = field(default_factory=dict)
+    null_attrs: dict[str, Any] = field(default_factory=dict)  # null_draws, null_seed, null_route, null_note
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in MEASURES}
+        return {**{name: getattr(self, name) for name in MEASURES}, **self.nulls}
 
 
 def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, cknna_k: int = 10,
-                        device: str | None = None, memory_bytes: int = MEMORY_BYTES) -> SimilarityMatrices:
+                        device: str | None = None, memory_bytes: int = MEMORY_BYTES, null_draws: int = 0,
+                        null_seed: int = 0, cka_null: str = "moments") -> SimilarityMatrices:
     """Every measure between every two of R representations (each (N, d_r), the same N rows,
     no duplicated rows within any: neighbours among copies are undefined).
+
+    ``null_draws`` > 0: each measure's chance level too (``nulls``: ``landscape.similarity_nulls``),
+    from ``null_permutations(N, null_draws, null_seed)``; the route of each is in
+    ``null_attrs["null_route"]``: "draws" (exact permutation draws) or "moments" (CKA's exact
+    permutation mean and variance, range mean -/+ 1.96 sd). CKA's null takes the moments route by
+    default (``cka_null="moments"``): its exact draws cost about as much as the whole pass (R N^2
+    memory-bound products a draw, measured ~120 % of the pass at N 2,000, d 1,536), where the
+    moments are free and exact in mean and variance; ``cka_null="draws"`` draws it where the Grams
+    fit (else moments, with a ``null_note``), as the tests do to check the moments.
 
     ``representations`` may read each item on access (``analyses.similarity`` reads them from
     hidden.h5): when their prepared copies (float64 centred and Huh et al.'s: R x N x d x 16
     bytes) fit in ``memory_bytes`` each is read once and kept; otherwise each block of rows
     reads them again one at a time (``_Prepared``), so memory is ``memory_bytes`` (half for the
     R x block x N Gram rows, half for the copies that fit) plus one representation's working copies.
+    With nulls, the R centred Grams (R x N^2 x 8 bytes) are held in the copies' half when they fit
+    in it (the copies get what they leave), and the kNN draws use one N x N byte table.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -184,7 +215,11 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
     """
     R = len(representations)
     dev = pick_device(device)
-    prepared = _Prepared(representations, dev, cache_bytes=memory_bytes // 2)
+    if null_draws < 0:
+        raise ValueError(f"null_draws must be >= 0, got {null_draws}")
+    if cka_null not in ("moments", "draws"):
+        raise ValueError(f"cka_null must be moments or draws, got {cka_null!r}")
+    prepared = _Prepared(representations, dev, cache_bytes=memory_bytes // 2, hold_grams=null_draws > 0 and cka_null == "draws")
     n = prepared.n
     if n < 4 or not 1 <= k < n or not 2 <= cknna_k < n:
         raise ValueError(f"{n} rows, k={k}, cknna_k={cknna_k}: need n >= 4, 1 <= k < n and 2 <= cknna_k < n")
@@ -196,6 +231,7 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
     huh_values = torch.empty(R, n, huh_k, dtype=torch.float64, device=dev)
     ranks = torch.zeros(R, R, dtype=torch.float64, device=dev)  # ranks[a, b]: sum over i of rank_b(nn_a(i))
     block = block_rows(n, R, all_kept=prepared.all_kept, memory_bytes=memory_bytes)
+    grams = torch.empty(R, n, n, dtype=torch.float64, device=dev) if prepared.grams_held else None
     for start in range(0, n, block):
         rows = torch.arange(start, min(n, start + block), device=dev)
         distances = torch.empty(R, len(rows), n, dtype=torch.float64, device=dev)  # Gram rows first
@@ -209,6 +245,8 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
             del centred, huh, similarities
         flat = distances.reshape(R, -1)
         inner += flat @ flat.T
+        if grams is not None:  # held for the CKA nulls' draws
+            grams[:, start:start + len(rows)] = distances
         for r in range(R):  # the Gram rows become distances in place, one representation at a time
             distances[r] = sq[r, rows, None] + sq[r, None, :] - 2 * distances[r]
         distances[:, torch.arange(len(rows), device=dev), rows] = torch.inf  # a point is not its own neighbour
@@ -223,13 +261,23 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
     cka = inner / torch.sqrt(torch.outer(inner.diagonal(), inner.diagonal()))
     unbiased = _unbiased_hsic_matrix(inner, diagonal, n)
     cka_debiased = unbiased / torch.sqrt(torch.outer(unbiased.diagonal(), unbiased.diagonal()))
+    cknna_lists, cknna_values = huh_knn[:, :, :cknna_k].cpu().numpy(), huh_values[:, :, :cknna_k].cpu().numpy()
+    own = _cknna_own(cknna_lists, cknna_values)
+    nulls, samples, null_attrs = {}, {}, {}
+    if null_draws:
+        nulls, samples, null_attrs = permutation_nulls(
+            null_permutations(n, null_draws, null_seed), knn=knn, huh_knn=huh_knn, huh_values=huh_values, own=own,
+            k=k, cknna_k=cknna_k, grams=grams, inner=inner, sq=sq, unbiased=unbiased, block_bytes=_BLOCK_BYTES)
+        null_attrs.update(null_seed=int(null_seed))
+        del grams
     return SimilarityMatrices(
         cka=cka.cpu().numpy(),
         cka_debiased=cka_debiased.cpu().numpy(),
         mutual_knn=_mutual_knn_matrix(huh_knn[:, :, :k].cpu().numpy(), k),
         mutual_knn_euclidean=_mutual_knn_matrix(knn.cpu().numpy(), k),
-        cknna=_cknna_matrix(huh_knn[:, :, :cknna_k].cpu().numpy(), huh_values[:, :, :cknna_k].cpu().numpy()),
+        cknna=_cknna_matrix(cknna_lists, cknna_values, own),
         imbalance=(2.0 / n * ranks / n).cpu().numpy(),
+        nulls=nulls, null_samples=samples, null_attrs=null_attrs,
     )
 
 
@@ -246,18 +294,25 @@ class _Prepared:
     tensors of representation r. A first pass reads each once (its mean, clamp bound and the
     centred rows' squared norms, which every block needs) and keeps the prepared copies while
     they fit in ``cache_bytes``; the others are read and prepared again on each access, with the
-    same mean and bound, so every block sees the same numbers."""
+    same mean and bound, so every block sees the same numbers. ``hold_grams``: the R centred
+    N x N Grams are to be held too (the nulls' CKA draws) where they fit in ``cache_bytes``
+    (``grams_held``), leaving the rest of it to the copies."""
 
-    def __init__(self, representations: Sequence[np.ndarray], device: torch.device, *, cache_bytes: int):
+    def __init__(self, representations: Sequence[np.ndarray], device: torch.device, *, cache_bytes: int,
+                 hold_grams: bool = False):
         self._representations, self._device = representations, device
         self._means: list[np.ndarray] = []
         self._bounds: list[float] = []
         self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        norms, held, self.n = [], 0, None
-        for r in range(len(representations)):
+        norms, held, self.n, self.grams_held = [], 0, None, False
+        R = len(representations)
+        for r in range(R):
             X = np.asarray(representations[r], dtype=np.float64)
             if self.n is None:
                 self.n = len(X)
+                self.grams_held = hold_grams and R * self.n * self.n * 8 <= cache_bytes
+                if self.grams_held:
+                    cache_bytes -= R * self.n * self.n * 8
             elif len(X) != self.n:
                 raise ValueError("similarity_matrices compares the same rows: representations differ in length")
             self._means.append(X.mean(axis=0))
@@ -292,11 +347,7 @@ def _unbiased_hsic_matrix(inner: torch.Tensor, diagonal: torch.Tensor, n: int) -
     """Song et al.'s unbiased HSIC between every two centred linear Grams, from their Frobenius
     inner products and diagonals alone: with centred features every row of K sums to 0, so the
     zero-diagonal K~ has row sums -diag(K) and total -trace(K)."""
-    diag_products = diagonal.T @ diagonal  # sum_i K_ii L_ii
-    traces = diagonal.sum(dim=0)
-    tilde_inner = inner - diag_products  # sum of K~ * L~
-    value = tilde_inner + torch.outer(traces, traces) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * diag_products
-    return value / (n * (n - 3))
+    return unbiased_hsic(inner, diagonal.T @ diagonal, diagonal.sum(dim=0), n)
 
 
 def _mutual_knn_matrix(knn: np.ndarray, k: int) -> np.ndarray:
@@ -308,12 +359,17 @@ def _mutual_knn_matrix(knn: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _cknna_matrix(knn: np.ndarray, values: np.ndarray) -> np.ndarray:
+def _cknna_own(knn: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(R,) each representation's masked kernel's unbiased HSIC with itself (CKNNA's denominators)."""
+    return np.array([_masked_hsic(knn[r], values[r], values[r])[0] for r in range(len(knn))])
+
+
+def _cknna_matrix(knn: np.ndarray, values: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
     """(R, R) CKNNA (Huh et al.'s ``cknna(a, b)``, unbiased) from each representation's (N, k) inner-
     product neighbours and their inner products. Their kernels masked by the shared neighbours
     have <= k entries a row, so every term of the unbiased HSIC is a sum over those entries."""
     R, n, k = knn.shape
-    own = np.array([_masked_hsic(knn[r], values[r], values[r])[0] for r in range(R)])
+    own = _cknna_own(knn, values) if own is None else own
     out = np.eye(R)
     for a, b in itertools.combinations(range(R), 2):  # their 1e-6; not quite symmetric: the masked kernels are not
         shared = knn[a][:, :, None] == knn[b][:, None, :]  # (N, k, k): a's slot s holds b's slot t
@@ -330,18 +386,9 @@ def _masked_hsic(columns: np.ndarray, k_values: np.ndarray, l_values: np.ndarray
     n = len(columns)
     kept = columns >= 0
     rows = np.broadcast_to(np.arange(n)[:, None], columns.shape)[kept]
-    cols, K, L = columns[kept], k_values[kept], l_values[kept]
-    keys = rows * n + cols
-    order = np.argsort(keys)
-    at = np.searchsorted(keys[order], cols * n + rows)  # the transposed entry (j, i), where present
-    found = keys[order][np.minimum(at, len(keys) - 1)] == cols * n + rows if len(keys) else np.zeros(0, bool)
-    transposed = np.sum(K[found] * L[order][at[found]])  # sum of K~_ij L~_ji
-    col_K, col_L = np.bincount(cols, K, minlength=n), np.bincount(cols, L, minlength=n)
-    row_K, row_L = np.bincount(rows, K, minlength=n), np.bincount(rows, L, minlength=n)
-    middle = K.sum() * L.sum() / ((n - 1) * (n - 2))
-    forward = (transposed + middle - 2.0 / (n - 2) * col_K @ row_L) / (n * (n - 3))
-    backward = (transposed + middle - 2.0 / (n - 2) * col_L @ row_K) / (n * (n - 3))
-    return float(forward), float(backward)
+    forward, backward = masked_hsic_pairs(np.zeros(len(rows), dtype=np.int64), rows, columns[kept], k_values[kept],
+                                           l_values[kept], n=n, n_pairs=1)
+    return float(forward[0]), float(backward[0])
 
 
 def cknna(X_a: np.ndarray, X_b: np.ndarray, k: int = 10) -> float:

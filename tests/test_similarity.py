@@ -1,12 +1,13 @@
 """Similarity of two representations against closed forms and DADApy."""
 
+import itertools
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from landscape import similarity
+from landscape import similarity, similarity_nulls
 from landscape.knn import knn_graph
 
 
@@ -210,3 +211,131 @@ def test_the_analysis_streams_a_condition_s_layers_to_the_same_matrices(tiny_run
         rows = np.flatnonzero(store.hidden.read_examples(f).splits == "eval")
         states = StoredStates(f, representations, rows, "residual")
         assert len(states) == 3 and np.array_equal(states[2], store.hidden.read_layer(f, "0shot", 3)[rows])
+
+
+def _related(n: int, seed: int) -> list[np.ndarray]:
+    """Three representations of n rows: a base, a noisy linear map of it, and independent noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, 10))
+    return [base, base @ rng.normal(size=(10, 16)) + 0.5 * rng.normal(size=(n, 16)), rng.normal(size=(n, 12))]
+
+
+@pytest.mark.parametrize("memory", [similarity.MEMORY_BYTES, 0])  # CKA drawn from held Grams; from moments
+def test_a_null_draw_is_the_measure_of_the_permuted_rows(memory):
+    reps = _related(90, 12)
+    m = similarity.similarity_matrices(reps, k=5, cknna_k=7, null_draws=4, null_seed=3, memory_bytes=memory, cka_null="draws")
+    drawn = ("cka", "cka_debiased") * (memory > 0) + ("mutual_knn", "mutual_knn_euclidean", "cknna")
+    assert sorted(m.null_samples) == sorted(drawn)
+    assert m.null_attrs["null_route"] == {name: "draws" if name in drawn else "moments" for name in similarity_nulls.NULL_MEASURES}
+    assert ("null_note" in m.null_attrs) == (memory == 0)
+    for d, p in enumerate(similarity_nulls.null_permutations(90, 4, 3)):
+        for a, b in itertools.combinations(range(3), 2):
+            shuffled = similarity.similarity_matrices([reps[a], reps[b][p]], k=5, cknna_k=7)  # b's rows shuffled
+            for name in drawn:
+                assert m.null_samples[name][d, a, b] == pytest.approx(getattr(shuffled, name)[0, 1], rel=1e-12, abs=1e-15)
+                assert m.null_samples[name][d, b, a] == pytest.approx(getattr(shuffled, name)[1, 0], rel=1e-12, abs=1e-15)
+    for name in similarity_nulls.NULL_MEASURES:
+        for end in ("", "_low", "_high"):
+            matrix = m.nulls[f"{name}_null{end}"]
+            assert matrix.shape == (3, 3) and np.isnan(np.diag(matrix)).all() and np.isfinite(matrix[~np.eye(3, dtype=bool)]).all()
+        if name in drawn:
+            np.testing.assert_allclose(m.nulls[f"{name}_null"], m.null_samples[name].mean(axis=0))
+    assert sorted(m.as_dict()) == sorted(similarity.measure_names(4))
+
+
+def test_the_cka_null_moments_are_the_exact_permutation_moments():
+    """Every permutation of 7 rows: the RV coefficient's moments (Kazi-Aoual et al.) and the
+    debiased CKA's (mean 0, variance 2 / (n (n - 3))) are exact, whatever the data."""
+    rng = np.random.default_rng(13)
+    A, B = rng.standard_t(3, size=(7, 3)), rng.standard_t(3, size=(7, 4)) * [4, 1, 0.5, 0.1]
+    every = np.array([(similarity.linear_cka(A, B[list(p)]), similarity.linear_cka(A, B[list(p)], debiased=True))
+                      for p in itertools.permutations(range(7))])
+    centred = [X - X.mean(axis=0) for X in (A, B)]
+    mean, variance = similarity_nulls.cka_null_moments(np.array([(X ** 2).sum(axis=1) for X in centred]),
+                                                 np.array([np.sum((X @ X.T) ** 2) for X in centred]), 7)
+    assert every[:, 0].mean() == pytest.approx(mean[0, 1], rel=1e-12)
+    assert every[:, 0].var() == pytest.approx(variance[0, 1], rel=1e-10)
+    assert every[:, 1].mean() == pytest.approx(0, abs=1e-12)
+    assert every[:, 1].var() == pytest.approx(2 / (7 * 4), rel=1e-10)
+
+
+def test_the_cka_nulls_from_moments_match_monte_carlo_permutation_draws():
+    rng = np.random.default_rng(14)  # heavy-tailed and anisotropic: the moments' beta and delta matter
+    reps = [rng.standard_t(3, size=(40, 8)) * np.geomspace(3, 0.3, 8), rng.standard_t(3, size=(40, 30)) * np.geomspace(2, 0.1, 30)]
+    drawn = similarity.similarity_matrices(reps, k=5, cknna_k=5, null_draws=1500, null_seed=2, cka_null="draws")
+    moments = similarity.similarity_matrices(reps, k=5, cknna_k=5, null_draws=2)  # the default: moments
+    for name in ("cka", "cka_debiased"):
+        samples = drawn.null_samples[name][:, 0, 1]
+        mean, low, high = (moments.nulls[f"{name}_null{end}"][0, 1] for end in ("", "_low", "_high"))
+        sd = (high - mean) / 1.959963984540054
+        assert abs(samples.mean() - mean) < 4 * sd / np.sqrt(len(samples))
+        assert samples.std() == pytest.approx(sd, rel=0.1)
+        assert 0.92 < np.mean((low <= samples) & (samples <= high)) < 0.98  # the normal range holds ~95 % of the draws
+
+
+def test_independent_data_lie_within_their_nulls_and_a_rotation_far_above():
+    rng = np.random.default_rng(15)
+    independent = [rng.normal(size=(200, 20)) for _ in range(5)]
+    rotated = independent[0] @ _rotation(20, 16) + 0.1 * rng.normal(size=(200, 20))
+    pairs = list(itertools.permutations(range(5), 2))  # of independent ones (CKNNA differs with the order)
+    for memory in (similarity.MEMORY_BYTES, 0):  # CKA: drawn; from its moments
+        m = similarity.similarity_matrices([*independent, rotated], k=10, cknna_k=10, null_draws=60, memory_bytes=memory,
+                                           cka_null="draws")
+        within = []
+        for name in similarity_nulls.NULL_MEASURES:
+            observed, low, high = getattr(m, name), m.nulls[f"{name}_null_low"], m.nulls[f"{name}_null_high"]
+            # independent: each observed value is itself one draw of its null, within the 95 % range ~95 % of the time
+            within += [low[a, b] <= observed[a, b] <= high[a, b] for a, b in pairs]
+            assert np.all(low[0, 1:5] < m.nulls[f"{name}_null"][0, 1:5]) and np.all(m.nulls[f"{name}_null"][0, 1:5] < high[0, 1:5])
+            assert observed[0, 5] > high[0, 5] + 10 * (high[0, 5] - low[0, 5]), name  # a rotation: far above chance
+            assert observed[5, 0] > high[5, 0] + 10 * (high[5, 0] - low[5, 0]), name
+        assert np.mean(within) > 0.85, np.mean(within)
+
+
+def test_the_nulls_are_seeded():
+    reps = _related(60, 17)
+    first, again, other = (similarity.similarity_matrices(reps, k=5, cknna_k=5, null_draws=5, null_seed=seed, cka_null="draws")
+                           for seed in (4, 4, 5))
+    for name, matrix in first.nulls.items():
+        np.testing.assert_array_equal(matrix, again.nulls[name], err_msg=name)
+    assert not np.allclose(first.nulls["cka_null"][0, 1], other.nulls["cka_null"][0, 1])
+    no_nulls = similarity.similarity_matrices(reps, k=5, cknna_k=5)
+    assert not no_nulls.nulls and not no_nulls.null_attrs
+    for name in similarity.MEASURES:  # the measures do not depend on the nulls
+        np.testing.assert_array_equal(getattr(no_nulls, name), getattr(first, name), err_msg=name)
+
+
+def test_the_analysis_writes_the_nulls_into_metrics_csv_and_redoes_groups_without_them(tiny_run):
+    import csv
+
+    import h5py
+
+    from analyses.similarity import similarity_tasks
+    from landscape import store
+    from tests.conftest import SMALL
+
+    with h5py.File(tiny_run / "analysis.h5", "r") as f:
+        _, by_layer, attrs = store.analysis.read_similarity(f, store.analysis.similarity_path("eval", condition="0shot"))
+        _, at_3, at_3_attrs = store.analysis.read_similarity(f, store.analysis.similarity_path("eval", layer=3))
+        stored = {c: [0, 1, 2, 3] for c in ("0shot", "1shot")}
+        tasks = lambda **nulls: [path for path, *_ in similarity_tasks(  # noqa: E731
+            f, "hidden", "eval", ["0shot", "1shot"], stored, states="residual", k=10, device="cpu", **nulls)]
+        assert tasks(null_draws=SMALL.null_draws, null_seed=SMALL.null_seed) == []  # done
+        assert len(tasks(null_draws=SMALL.null_draws, null_seed=1)) == len(tasks()) == 5  # 2 conditions, 3 layers
+    assert attrs["null_draws"] == SMALL.null_draws > 0 and attrs["null_seed"] == SMALL.null_seed
+    assert attrs["null_route"] == {name: "moments" if name.startswith("cka") else "draws"  # CKA's: exact moments
+                                   for name in similarity_nulls.NULL_MEASURES}
+    assert attrs["measures"] == similarity.measure_names(SMALL.null_draws)
+    with open(tiny_run / "metrics.csv", newline="") as handle:
+        metrics = {(r["condition"], r["layer"], r["metric"], r["grouping"]): r for r in csv.DictReader(handle)}
+    for name in similarity_nulls.NULL_MEASURES:
+        row = metrics[("0shot", "1", f"{name}_null", "layer:3")]
+        assert float(row["value"]) == pytest.approx(by_layer[f"{name}_null"][0, 2])
+        assert float(row["low"]) == pytest.approx(by_layer[f"{name}_null_low"][0, 2])
+        assert float(row["high"]) == pytest.approx(by_layer[f"{name}_null_high"][0, 2])
+        assert float(row["low"]) <= float(row["value"]) <= float(row["high"])
+        pair = metrics[("0shot~1shot", "3", f"{name}_null", "")]
+        assert (float(pair["value"]), float(pair["low"]), float(pair["high"])) == pytest.approx(
+            tuple(at_3[f"{name}_null{end}"][0, 1] for end in ("", "_low", "_high")))
+        assert not any(key[2].startswith(f"{name}_null_") for key in metrics)  # low/high folded into the row
+    assert at_3_attrs["n_rows"] == attrs["n_rows"]

@@ -15,11 +15,18 @@
          data_overlap_null, ari_clusters_null (+ _low, _high: b's rows shuffled)
          data_overlap (n,)
     /similarity/<split>/layers/<condition>/     attrs: complete, k, n_rows, n_dropped (rows duplicated
-         in some layer, left out)   layer (R,) int: the condition's layers with a geometry;
-         cka, cka_debiased, mutual_knn, mutual_knn_euclidean, cknna, imbalance (R, R) float64, layer i against layer j
-         (imbalance[i, j] = Delta(i -> j)); metrics.csv rows: '<condition>' at layer i, '<measure>[layer:<j>]'
+         in some layer, left out), measures (the matrices' names)   layer (R,) int: the condition's layers
+         with a geometry; cka, cka_debiased, mutual_knn, mutual_knn_euclidean, cknna, imbalance (R, R) float64,
+         layer i against layer j (imbalance[i, j] = Delta(i -> j)); metrics.csv rows: '<condition>' at layer i,
+         '<measure>[layer:<j>]'
+         chance levels (analyze's null_draws > 0; attrs null_draws, null_seed, null_route: measure -> 'draws'
+         or 'moments', null_note where CKA's come from moments): <measure>_null, <measure>_null_low,
+         <measure>_null_high (R, R) float64, NaN diagonal, for cka, cka_debiased, mutual_knn,
+         mutual_knn_euclidean, cknna: [i, j] = the measure of i and j with j's rows shuffled: the mean and
+         95 % range of the permutations (draws: their 2.5 / 97.5 percentiles; moments: mean -/+ 1.96 sd;
+         landscape.similarity_nulls); metrics.csv: one row '<measure>_null[layer:<j>]', low and high its range
     /similarity/<split>/conditions/<layer:03d>/  the same over condition (R,) str: the conditions at a
-         layer; metrics.csv rows: pairs 'a~b' with cka, ..., imbalance_a_to_b, imbalance_b_to_a
+         layer; metrics.csv rows: pairs 'a~b' with cka, ..., imbalance_a_to_b, imbalance_b_to_a, cka_null, ...
     /correlations/<split>/<target>/<layer:03d>/  attrs: complete, skipped, <feature>_{rho,low,high}
     /seeds/<split>/<base>/<layer:03d>/         attrs: how far apart the landscapes of fine-tunes that
          differ only in their seed are (overlap, ARI, ID range) next to their loss and accuracy spread
@@ -180,7 +187,8 @@ def similarity_path(split: str, *, condition: str | None = None, layer: int | No
 
 def write_similarity(f: h5py.File, path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
     """(Re)write a similarity group: ``arrays`` holds ``layer`` (R,) int or ``condition`` (R,) str,
-    the representations compared, and each measure's (R, R) matrix (``similarity_matrices``)."""
+    the representations compared, and each measure's (R, R) matrix, with its chance level's where
+    computed (``similarity_matrices``)."""
     write_group(f, path, arrays, attrs)
 
 
@@ -196,7 +204,9 @@ def read_similarity(f: h5py.File, path: str) -> tuple[np.ndarray, dict[str, np.n
 
 
 def _similarity_rows(f: h5py.File, split: str):
-    """(label, layer, scalars) rows of a split's similarity groups (see the layout above)."""
+    """(label, layer, scalars) rows of a split's similarity groups (see the layout above); a
+    null's ``<m>_null_low`` / ``_high`` beside ``<m>_null`` become that row's low and high in
+    metrics.csv (``analyses.metrics``)."""
     for name in f.get(f"{_SIMILARITY}/{split}/layers", {}):
         found = read_similarity(f, similarity_path(split, condition=name))
         if found is not None:
