@@ -2,16 +2,17 @@
 with a 95 % interval and a verdict (``landscape claims RUN`` -> ``RUN/claims.csv``).
 
 Every threshold below was fixed in code, and written in docs/replication.md, before any run was
-looked at; ``landscape.claims`` has the verdict rule (*holds*: the whole interval lies in the
-claim's region; *fails*: none of it does; *cannot tell*: it straddles the edge, or the run lacks
+looked at (the boundaries since made to agree with the docs); ``landscape.claims`` has the verdict
+rule (*holds*: the whole interval lies in the claim's region; *fails*: no point of it does;
+*cannot tell*: it straddles the edge, more than 5 % of its draws are undefined, or the run lacks
 what the claim needs, which the note says).
 
-Depth is relative: layer / last layer (the model's number of blocks). The first half is
-(0, 0.5], the second (0.5, 1]. "Subject" is the task's first grouping field. Intervals come from
-one bootstrap of the eval rows shared by every row-level statistic (clusters and neighbours as the
-analysis found them, rows drawn again: accuracies, ARIs, data overlaps), from resampling layers
-where the analysis keeps no per-row value (label overlaps), from the ID estimator's own errors
-(the ID peak) and from the EDL record's interval (EDL).
+Depth is relative: layer / last layer (the model's number of blocks; layer 0 never enters). The
+first half is (0, 0.5], the second (0.5, 1]. "Subject" is the task's first grouping field.
+Intervals come from one bootstrap of the eval rows shared by every row-level statistic (clusters
+and neighbours as the analysis found them, rows drawn again: accuracies, ARIs, per-row data and
+label overlaps), from the ID estimator's own errors (the ID peak) and from the EDL record's
+interval (EDL); every draw follows ``seed``. The run is read by ``analyses.run_view``.
 
 Example (a planted run: 5-shot clusters by subject in the first half, 0-shot never)::
 

@@ -35,7 +35,7 @@ import numpy as np
 from analyses.claims import Claim, RunView, evaluate_claims, read_run
 from analyses.metrics import HEADER, MetricRow, csv_cells, csv_number, metrics_rows
 from landscape import claims as cl
-from landscape import reader, store
+from landscape import reader, store, tasks
 from landscape.names import ANSWER, grouped
 
 COMPARE_FILE = "compare.csv"
@@ -52,7 +52,7 @@ class RunSummary:
     settings: dict  # the analysis settings (analysis.h5)
     view: RunView  # eval rows: labels, correctness, clusters (analyses.claims)
     claims: list[Claim]
-    ids: np.ndarray  # (N,) every row's task item id, in the run's order
+    ids: np.ndarray  # (N,) every row's task item id (int64, or str for a string-id task), in the run's order
     splits: np.ndarray  # (N,)
     n_layers: int  # the model's layers (blocks + embeddings), stored or not
     rows: list[MetricRow] = field(default_factory=list)  # analyses.metrics.metrics_rows
@@ -132,7 +132,7 @@ def shared_rows(a: RunSummary, b: RunSummary) -> str:
     for key, what in (("task_hash", "task file"), ("dataset_hash", "data file")):
         if a.info.get(key) != b.info.get(key):
             return f"{a.label} and {b.label} have different {what}s"
-    if len(a.ids) != len(b.ids) or not np.array_equal(a.ids, b.ids):
+    if not tasks.same_ids(a.ids, b.ids):
         return f"{a.label} and {b.label} hold different questions ({len(a.ids)} and {len(b.ids)} rows)"
     if not np.array_equal(a.splits, b.splits):
         return f"{a.label} and {b.label} split their questions differently"

@@ -51,7 +51,7 @@ def zero_shot_tokens(run: Path, tokenizer) -> float:
         header = store.hidden.read_attrs(f)
     task, items, _ = tasks.from_run(header)
     by_id = {item.id: item for item in items}
-    texts = [tasks.render_prefix(task, by_id[int(i)], []) + tasks.render_question(task, by_id[int(i)])
+    texts = [tasks.render_prefix(task, by_id[tasks.id_key(i)], []) + tasks.render_question(task, by_id[tasks.id_key(i)])
              for i in landscape.examples(run).ids]
     return float(np.mean([len(tokenizer.encode(text, add_special_tokens=False)) for text in texts]))
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from extract import demos, forward, readout
 from extract.ranks import Ranks
-from landscape import faults, provenance, store, tasks
+from landscape import disk, faults, provenance, store, tasks
 from landscape.layers import select_layers
 from landscape.readouts import lens_logits
 from landscape.tasks import Item, Task
@@ -36,7 +36,7 @@ def extract_condition(
     model,
     tokenizer,
     examples: store.hidden.Examples,
-    by_id: dict[int, Item],
+    by_id: dict[int | str, Item],
     *,
     prefix_text,
     plan: demos.DemoPlan | None = None,
@@ -66,7 +66,8 @@ def extract_condition(
     """
     layers = select_layers(settings.get("layers"), forward.n_blocks(model) + 1)
     if ranks.main:
-        _prepare_condition(path, name, settings, model, examples, plan, task, scoring, layers, overwrite=overwrite)
+        _prepare_condition(path, name, settings, model, examples, plan, task, scoring, layers, overwrite=overwrite,
+                           processes=ranks.count)
     ranks.barrier()
     complete, done, instance, accuracy = _condition_state(path, name)
     ranks.barrier()  # every rank has closed the file before the main rank opens it to write
@@ -95,9 +96,10 @@ def extract_condition(
 
 def _prepare_condition(path: Path, name: str, settings: dict, model, examples: store.hidden.Examples,
                        plan: demos.DemoPlan | None, task: Task, scoring: forward.Scoring, layers: list[int], *,
-                       overwrite: bool) -> None:
+                       overwrite: bool, processes: int = 1) -> None:
     """Open or create the condition's group (main rank) and store its readout parameters; check the
-    head of a complete one, give an unfinished one its demo plan and the rows the ranks' shards hold."""
+    head of a complete one, give an unfinished one its demo plan and the rows the ranks' shards hold,
+    and refuse it when its states will not fit on the disk."""
     with h5py.File(path, "a") as f:
         group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model),
                                 task.n_choices, layers, overwrite=overwrite)
@@ -110,6 +112,18 @@ def _prepare_condition(path: Path, name: str, settings: dict, model, examples: s
             if plan is not None:
                 store.hidden.write_demo_plan(group, plan.demo_ids, plan.demo_sets)
             _merge_shards(group, path.parent, name)  # rows of an interrupted multi-process run
+            _check_room(group, name, path, processes)
+
+
+def _check_room(group: h5py.Group, name: str, path: Path, processes: int) -> None:
+    """Refuse, before a row is computed, states that will not fit on the disk: the rows not done
+    yet, of every stored layer, in the store dtype (several processes write each row twice: into
+    their shards, then into hidden.h5)."""
+    layers, _, width = group["hidden"].shape
+    left = int((~store.hidden.rows_done(group)).sum())
+    need = left * layers * width * group["hidden"].dtype.itemsize * (1 if processes == 1 else 2)
+    disk.check_room(path.parent, need, f"the states of {name} ({left} rows x {layers} layers x {width}, "
+                                       f"{store.hidden.store_dtype(group.file, name)})")
 
 
 def _condition_state(path: Path, name: str) -> tuple[bool, np.ndarray, str, float]:
@@ -135,7 +149,7 @@ def _work_left(done: np.ndarray, examples: store.hidden.Examples, tokenizer, tas
 
 
 def _compute_rows(path: Path, name: str, instance: str, model, tokenizer, mine: list, examples: store.hidden.Examples,
-                  by_id: dict[int, Item], task: Task, scoring: forward.Scoring, layers: list[int], *, progress: bool,
+                  by_id: dict[int | str, Item], task: Task, scoring: forward.Scoring, layers: list[int], *, progress: bool,
                   ranks: Ranks) -> None:
     """Run this rank's batches; write their rows (the states of ``layers``) into the condition (one
     process) or the rank's shard."""
@@ -146,7 +160,7 @@ def _compute_rows(path: Path, name: str, instance: str, model, tokenizer, mine: 
         with h5py.File(path, "a") as f:
             group = store.hidden.get_condition(f, name)
             batches = _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring))
-            _write_batches(f, batches, lambda *arrays: store.hidden.write_rows(group, *arrays), bar, keep)
+            _write_batches(f, batches, lambda *arrays: store.hidden.write_rows(group, *arrays), bar, keep, f"{name}'s states")
     else:
         shard = store.shards.shard_path(path.parent, name, ranks.index)
         shard.parent.mkdir(parents=True, exist_ok=True)
@@ -154,19 +168,27 @@ def _compute_rows(path: Path, name: str, instance: str, model, tokenizer, mine: 
             store.shards.create_shard(f, name, instance, n_states=len(layers), width=forward.hidden_width(model),
                                       n_choices=task.n_choices)
             batches = _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring))
-            _write_batches(f, batches, lambda *arrays: store.shards.append_shard(f, *arrays), bar, keep)
+            _write_batches(f, batches, lambda *arrays: store.shards.append_shard(f, *arrays), bar, keep, f"{name}'s states")
         ranks.barrier()
     bar.close()
 
 
-def _write_batches(f: h5py.File, batches, write, bar, keep: list[int] | None) -> None:
+def _write_batches(f: h5py.File, batches, write, bar, keep: list[int] | None, what: str) -> None:
     """Write each batch's rows as it comes (``write(rows, hidden, logits, logsumexp)``; the states
-    of the ``keep`` layers, or all), flushed: a kill keeps them."""
+    of the ``keep`` layers, or all), flushed: a kill keeps them. A batch the disk has no room for
+    is refused before HDF5 meets the full disk (``landscape.disk``); rows written stay."""
     for rows, out in batches:
         out = out.wait()  # its copy from the GPU (queued behind its forward pass) is complete
         hidden = out.hidden.numpy() if keep is None else out.hidden.numpy()[keep]
-        write(rows, hidden, out.letter_logits.numpy(), out.logsumexp.numpy())
-        f.flush()
+        disk.check_room(Path(f.filename).parent, hidden.nbytes, f"the next batch of {what}")
+        try:
+            write(rows, hidden, out.letter_logits.numpy(), out.logsumexp.numpy())
+            f.flush()
+        except (OSError, RuntimeError) as error:
+            if not disk.is_full(error):
+                raise
+            raise disk.DiskFull(f"the disk is full (No space left on device) while writing {what} to {f.filename}; "
+                                f"{disk.RESUMES}") from error
         faults.reached("extract.batch")
         bar.update(len(rows))
 
@@ -282,20 +304,20 @@ def _merge_shards(group: h5py.Group, run_dir: Path, name: str) -> None:
         folder.parent.rmdir()
 
 
-def _continuations(task: Task, tokenizer, examples: store.hidden.Examples, by_id: dict[int, Item], scoring: forward.Scoring):
+def _continuations(task: Task, tokenizer, examples: store.hidden.Examples, by_id: dict[int | str, Item], scoring: forward.Scoring):
     """row -> token ids of each choice's continuation (text scoring; letters need none)."""
     if scoring.letter_ids is not None:
         return None
     return lambda row: [tokenizer.encode(text, add_special_tokens=False)
-                        for text in tasks.continuations(task, by_id[int(examples.ids[row])])]
+                        for text in tasks.continuations(task, by_id[tasks.id_key(examples.ids[row])])]
 
 
-def _normalised_accuracies(task: Task, scores: np.ndarray, examples: store.hidden.Examples, by_id: dict[int, Item]) -> dict:
+def _normalised_accuracies(task: Task, scores: np.ndarray, examples: store.hidden.Examples, by_id: dict[int | str, Item]) -> dict:
     """Text scoring: accuracy of the length-normalised scores too (lm-eval's acc_norm: summed
     log-probability divided by the continuation's length in bytes)."""
     if task.score != "text":
         return {}
-    lengths = np.array([[max(1, len(text.encode())) for text in tasks.continuations(task, by_id[int(i)])]
+    lengths = np.array([[max(1, len(text.encode())) for text in tasks.continuations(task, by_id[tasks.id_key(i)])]
                         for i in examples.ids], dtype=np.float64)
     pred = (scores / lengths).argmax(axis=1)
     return {"accuracy_norm": split_accuracy(pred, examples, "eval"), "accuracy_norm_train": split_accuracy(pred, examples, "train")}
@@ -311,7 +333,7 @@ def _plan_batches(examples: store.hidden.Examples, tokenizer, task: Task, by_id,
         by_prefix.setdefault(prefix_text(row), []).append(row)
 
     def question_ids(row: int) -> list[int]:
-        return tokenizer.encode(tasks.render_question(task, by_id[int(examples.ids[row])]), add_special_tokens=False)
+        return tokenizer.encode(tasks.render_question(task, by_id[tasks.id_key(examples.ids[row])]), add_special_tokens=False)
 
     plans, alone = [], []
     for text, rows in by_prefix.items():

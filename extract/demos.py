@@ -11,9 +11,9 @@ that confound apart:
   header is still the question's own (``5shot-othersubject``);
 - ``no-header``: the fixed demos with no header line, and no header at 0 shots (``5shot-noheader``).
 
-Draws are seeded per question by (seed, value, question id), so adding questions or values
-changes no other question's demos. The pool is the partition's ``demos`` part, disjoint from eval
-and train.
+Draws are seeded per question by (seed, value, question id: an integer id as itself, a string
+id by its sha256), so adding questions or values changes no other question's demos. The pool is
+the partition's ``demos`` part, disjoint from eval and train.
 
 Example:
     >>> import numpy as np
@@ -25,12 +25,14 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from landscape.names import SAMPLINGS, unknown
+from landscape.tasks import text_ids
 
 # Samplings that differ from ``fixed`` at 0 shots (no demos: only the header can change).
 ZERO_SHOT_SAMPLINGS = ("fixed", "no-header")
@@ -38,7 +40,8 @@ ZERO_SHOT_SAMPLINGS = ("fixed", "no-header")
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Per row: ``headers`` (N,) the row's value, or '' for no header; ``demo_ids`` (N, k)."""
+    """Per row: ``headers`` (N,) the row's value, or '' for no header; ``demo_ids`` (N, k), of
+    the dtype of the task's ids (int64, or str for string ids)."""
 
     headers: np.ndarray
     demo_ids: np.ndarray
@@ -51,8 +54,15 @@ class DemoPlan:
         return np.unique(self.demo_ids, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int32)
 
 
-def _rng(seed: int, value: str, question_id: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(value.encode()), int(question_id), stream])
+def _rng(seed: int, value: str, question_id: int | str, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(value.encode()), _id_seed(question_id), stream])
+
+
+def _id_seed(question_id: int | str) -> int:
+    """A question's id as seed entropy: an integer id itself, a string id its sha256's first 8 bytes."""
+    if isinstance(question_id, str):  # np.str_ too
+        return int.from_bytes(hashlib.sha256(str(question_id).encode()).digest()[:8], "little")
+    return int(question_id)
 
 
 def plan_demos(ids: np.ndarray, values: np.ndarray, pool: dict[str, list[int]], *, k: int, sampling: str,
@@ -67,7 +77,8 @@ def plan_demos(ids: np.ndarray, values: np.ndarray, pool: dict[str, list[int]], 
     others = sorted(pool)
     if sampling == "other-subject" and len(others) < 2:
         raise ValueError("other-subject demos need at least two values of the first grouping field")
-    demo_ids = np.zeros((len(ids), k), dtype=np.int64)
+    text = text_ids(ids)  # string ids: the demos' ids are strings too
+    demo_ids = np.empty((len(ids), k), dtype=object) if text else np.zeros((len(ids), k), dtype=np.int64)
     for row, (question, value) in enumerate(zip(ids, values)):
         if sampling in ("fixed", "no-header"):
             chosen = pool[value][:k]
@@ -79,4 +90,4 @@ def plan_demos(ids: np.ndarray, values: np.ndarray, pool: dict[str, list[int]], 
             chosen = pool[other][:k]
         demo_ids[row] = chosen
     headers = np.array(["" if sampling == "no-header" else str(s) for s in values], dtype=object)
-    return DemoPlan(headers=headers, demo_ids=demo_ids)
+    return DemoPlan(headers=headers, demo_ids=demo_ids.astype(str) if text else demo_ids)

@@ -151,7 +151,7 @@ def _prepare_folder(run: _Run, config: FinetuneConfig, *, overwrite: bool, ranks
     wanted = {
         **config.training_settings(),
         "model_hash": run.header["model_hash"],
-        "train_ids_sha256": hashlib.sha256(run.examples.ids[run.train_rows].tobytes()).hexdigest(),
+        "train_ids_sha256": _ids_sha256(run.examples.ids[run.train_rows]),
     }
     ranks.barrier()  # every rank has read hidden.h5 before the main rank may write to it
     if ranks.main:
@@ -166,6 +166,12 @@ def _prepare_folder(run: _Run, config: FinetuneConfig, *, overwrite: bool, ranks
         settings_file.write_text(json.dumps(wanted, indent=1) + "\n")
     ranks.barrier()
     return folder
+
+
+def _ids_sha256(ids: np.ndarray) -> str:
+    """sha256 of the train rows' ids: integer ids' int64 bytes (as ever), string ids' JSON list."""
+    data = json.dumps(ids.tolist()).encode() if tasks.text_ids(ids) else np.asarray(ids, dtype=np.int64).tobytes()
+    return hashlib.sha256(data).hexdigest()
 
 
 def _add_lora(model, config: FinetuneConfig):
@@ -234,7 +240,7 @@ def _extract_states(run: _Run, config: FinetuneConfig, folder: Path, model, toke
         with lora_in_model_dtype(model):
             return conditions.extract_condition(
                 run.hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(run.hidden.parent))}, model, tokenizer,
-                run.examples, by_id, prefix_text=lambda row: tasks.render_prefix(task, by_id[int(run.examples.ids[row])], []),
+                run.examples, by_id, prefix_text=lambda row: tasks.render_prefix(task, by_id[tasks.id_key(run.examples.ids[row])], []),
                 task=task, scoring=scoring, batch_size=config.batch_extract, token_budget=tokens, progress=progress, ranks=ranks,
             )
 

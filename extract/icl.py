@@ -125,7 +125,7 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     return accuracies
 
 
-def _load_rows(config: ExtractConfig) -> tuple[Task, Path, dict[int, Item], data.Partition]:
+def _load_rows(config: ExtractConfig) -> tuple[Task, Path, dict[int | str, Item], data.Partition]:
     """(task, its data file, items by id, the seeded partition of the selected values' rows)."""
     task = tasks.load_task(config.task)
     data_path = tasks.source_path(task, config.task_data)
@@ -240,17 +240,17 @@ def _record_demo_bits(path: Path, name: str, model, tokenizer, task: Task, parti
                                               "demo_bits_total": float(sum(bits.values()))})
 
 
-def _prefix_texts(task: Task, plan: demos.DemoPlan, by_id: dict[int, Item], examples: store.hidden.Examples):
+def _prefix_texts(task: Task, plan: demos.DemoPlan, by_id: dict[int | str, Item], examples: store.hidden.Examples):
     """row -> the text before its question: its own header (unless none) and the row's demos."""
-    return lambda row: tasks.render_prefix(task, by_id[int(examples.ids[row])] if plan.headers[row] else None,
-                                           [by_id[int(i)] for i in plan.demo_ids[row]])
+    return lambda row: tasks.render_prefix(task, by_id[tasks.id_key(examples.ids[row])] if plan.headers[row] else None,
+                                           [by_id[tasks.id_key(i)] for i in plan.demo_ids[row]])
 
 
-def run_examples(task: Task, partition: data.Partition, by_id: dict[int, Item]) -> store.hidden.Examples:
+def run_examples(task: Task, partition: data.Partition, by_id: dict[int | str, Item]) -> store.hidden.Examples:
     """The rows of a run: the eval questions, then the train questions (fine-tuning data)."""
     ids = list(partition.eval) + list(partition.train)
     return store.hidden.Examples(
-        ids=np.array(ids, dtype=np.int64),
+        ids=tasks.id_array(ids),  # int64, or str for a string-id task
         answers=np.array([by_id[i].answer for i in ids]),
         splits=np.array(["eval"] * len(partition.eval) + ["train"] * len(partition.train)),
         groups={name: np.array([by_id[i].groups[g] for i in ids]) for g, name in enumerate(task.groups)},
@@ -267,13 +267,14 @@ def _open_or_create(path: Path, header: dict, examples: store.hidden.Examples, p
                 if have.get(key) != header[key]:
                     what = "another task file (its text differs)" if key == "task_hash" else f"{key}={have.get(key)!r}, not {header[key]!r}"
                     raise RunMismatch(f"{path} was made with {what}: use another RUN folder or --overwrite")
-            if not np.array_equal(store.hidden.read_examples(f).ids, examples.ids):
+            if not tasks.same_ids(store.hidden.read_examples(f).ids, examples.ids):
                 raise RunMismatch(f"{path} holds other examples: use another RUN folder or --overwrite")
         return
     attrs = {**header, **provenance.stamp()}
+    text = tasks.text_ids(examples.ids)
     parts = {
-        "demos": _ids_values([i for s in sorted(partition.demos) for i in partition.demos[s]], by_id),
-        "train": _ids_values(partition.train, by_id),
+        "demos": _ids_values([i for s in sorted(partition.demos) for i in partition.demos[s]], by_id, text),
+        "train": _ids_values(partition.train, by_id, text),
     }
 
     def write(tmp: Path) -> None:
@@ -283,6 +284,7 @@ def _open_or_create(path: Path, header: dict, examples: store.hidden.Examples, p
     replace_atomically(path, write)
 
 
-def _ids_values(ids: list[int], by_id) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, their first-group values) of a part of the partition, as hidden.h5 stores it."""
-    return np.array(ids, dtype=np.int64), np.array([by_id[i].group for i in ids])
+def _ids_values(ids: list[int | str], by_id, text: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, their first-group values) of a part of the partition, as hidden.h5 stores it (``text``:
+    a string-id task, whose ids are strings even in an empty part)."""
+    return tasks.id_array(ids, text=text), np.array([by_id[i].group for i in ids])

@@ -73,7 +73,7 @@ def train_data(task: tasks.Task, tokenizer, examples: store.hidden.Examples, tra
     values = examples.first_group[train_rows]
     counts = {v: int((values == v).sum()) for v in np.unique(values)}
     weights = np.array([1.0 / counts[v] for v in values])
-    items = [by_id[int(examples.ids[r])] for r in train_rows]
+    items = [by_id[tasks.id_key(examples.ids[r])] for r in train_rows]
     return TrainData(
         rows=train_rows,
         tokens=[tokenizer.encode(tasks.render_prefix(task, item, []), add_special_tokens=True)

@@ -235,6 +235,6 @@ def question_texts(data: RunData, data_path: str | None = None, *, width: int = 
     by_id = {item.id: item.question for item in items}
     texts = []
     for i in data.examples.ids:
-        text = " ".join(by_id.get(int(i), "").split())
+        text = " ".join(by_id.get(tasks.id_key(i), "").split())
         texts.append(text if len(text) <= width else text[: width - 1] + "…")
     return texts

@@ -130,7 +130,7 @@ def _hover(data: RunData, texts: list[str] | None) -> list[str]:
     ex = data.examples
     letters = np.array(data.choice_labels)
     return [
-        f"<b>{html.escape(ex.first_group[r])}</b> · id {ex.ids[r]} · answer {letters[ex.answers[r]]}"
+        f"<b>{html.escape(ex.first_group[r])}</b> · id {html.escape(str(ex.ids[r]))} · answer {letters[ex.answers[r]]}"
         + (f"<br>{html.escape(texts[r])}" if texts else "")
         for r in data.eval_rows
     ]

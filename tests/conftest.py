@@ -129,3 +129,50 @@ def require_chromium() -> None:
         if os.environ.get("LANDSCAPE_REQUIRE_BROWSER"):
             pytest.fail("no Chromium, and LANDSCAPE_REQUIRE_BROWSER is set (make test installs Debian's chromium)")
         pytest.skip("no Chromium on this machine")
+
+
+STRING_ID_YAML = """\
+name: strid
+source: questions.csv
+id: key
+question: "What is {a} {sym} {b}?"
+choices: [c1, c2, c3]
+answer: gold
+answer_as: letter
+groups: [op]
+header: "Questions about {op}.\\n\\n"
+"""
+
+
+def string_ids(n: int) -> list[str]:
+    """Row keys as real tables spell them: paths, zero-padded numbers, hashes, text with markup and accents."""
+    import hashlib
+
+    forms = (lambda i: f"arith/{i % 3}/{i}", lambda i: f"{i:05d}", lambda i: hashlib.sha1(str(i).encode()).hexdigest()[:12],
+             lambda i: f"q<{i}>&é")
+    return [forms[i % len(forms)](i) for i in range(n)]
+
+
+def write_string_id_task(folder: Path, rows_per_op: int = 20, seed: int = 0) -> Path:
+    """A 3-choice task (3 values of ``op``) whose ids are strings, as a CSV and its task file."""
+    rng = random.Random(seed)
+    keys = string_ids(3 * rows_per_op)
+    lines = ["key,a,b,sym,op,c1,c2,c3,gold"]
+    for op, sym in (("addition", "+"), ("subtraction", "-"), ("product", "*")):
+        for _ in range(rows_per_op):
+            a, b = rng.randint(1, 30), rng.randint(1, 30)
+            right = {"+": a + b, "-": a - b, "*": a * b}[sym]
+            options = [right, right + 1, right - 2]
+            rng.shuffle(options)
+            key = keys[len(lines) - 1]
+            lines.append(f'"{key}",{a},{b},{sym},{op},{options[0]},{options[1]},{options[2]},{"ABC"[options.index(right)]}')
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "questions.csv").write_text("\n".join(lines) + "\n")
+    (folder / "strid.yaml").write_text(STRING_ID_YAML)
+    return folder / "strid.yaml"
+
+
+@pytest.fixture
+def string_id_task(tmp_path) -> Path:
+    """A task file whose ``id`` field holds strings (3 values x 20 rows): its path."""
+    return write_string_id_task(tmp_path / "strid")

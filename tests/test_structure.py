@@ -93,3 +93,33 @@ def test_no_import_circles():
                     seen.add(nxt)
                     stack.append((nxt, trail + [nxt]))
     assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+# Import names whose distribution is called otherwise (pyproject.toml names distributions).
+DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "PyYAML", "skdim": "scikit-dimension", "umap": "umap-learn"}
+
+
+def _requirement_name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_every_third_party_import_is_declared():
+    """`pip install landscape[...]` brings what the code imports: every third-party package the four
+    packages import (at any depth: optional ones inside functions too) is a dependency or in an extra."""
+    import sys
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_requirement_name(r) for r in project["dependencies"]}
+    declared |= {_requirement_name(r) for extra in project["optional-dependencies"].values() for r in extra}
+    ours = {"landscape", *STAGES}
+    imported = set().union(*(_imports(p) for package in ours for p in _modules(package)))
+    third_party = {name for name in imported - ours if name not in sys.stdlib_module_names and name != "__future__"}
+    assert {"numpy", "torch", "ray", "playwright"} <= third_party  # the scan sees them, inside functions too
+    missing = sorted(name for name in third_party if DISTRIBUTIONS.get(name, name).lower().replace("_", "-") not in declared)
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"

@@ -269,7 +269,7 @@ BAD_ROWS = {
     "answer out of range": (lambda f: f.__setitem__("gold", ["D"] + list(f["gold"][1:])), ["row 0", "'D' is not one of the letters A..C"]),
     "duplicate ids": (lambda f: f.__setitem__("qid", ["1000"] + list(f["qid"][:-1])), ["row 1", "duplicate id 1000"]),
     "empty group": (lambda f: f.__setitem__("size", [""] * 3 + list(f["size"][3:])), ["row 0", "group field 'size' is empty"]),
-    "non-integer id": (lambda f: f.__setitem__("qid", ["x"] + list(f["qid"][1:])), ["row 0", "not an integer"]),
+    "empty id": (lambda f: f.__setitem__("qid", [""] + list(f["qid"][1:])), ["row 0", "id field 'qid' is empty"]),
 }
 
 

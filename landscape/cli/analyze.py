@@ -10,6 +10,7 @@ from analyses.layer import NOT_RECIPE, RECIPES, AnalysisConfig, recipe_config
 from analyses.run import run_analysis
 from landscape.cli.arguments import add_run, int_list, name_list, positive_float, positive_int, probability
 from landscape.normed import STATES
+from landscape.optional import require
 
 HELP = "geometry of every condition x layer (RUN/analysis.h5, RUN/metrics.csv)"
 
@@ -79,6 +80,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.ray is not None:
+        require("ray", "ray", "--ray")
     overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(AnalysisConfig)
                  if field.name not in NOT_RECIPE and getattr(args, field.name, None) is not None}
     recipe = RECIPES[args.recipe]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from figures.compare import run_compare
 from landscape.claims import N_BOOT
+from landscape.optional import require
 
 HELP = "several analysed runs side by side: one page (DIR/index.html) and one table (DIR/compare.csv)"
 
@@ -45,6 +46,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> None:
     if args.n_boot < 100:
         raise ValueError(f"--n-boot {args.n_boot}: at least 100 resamples for a 95 % interval")
+    if args.check:
+        require("playwright", "check", "--check")
     result = run_compare(args.runs, args.out, labels=dict(args.label), paired=args.paired, n_boot=args.n_boot,
                          seed=args.seed)
     for note in result.notes:

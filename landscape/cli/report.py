@@ -6,6 +6,7 @@ import argparse
 
 from figures.report import ReportConfig, run_report
 from landscape.cli.arguments import add_run, config_from, int_list, nonnegative_int, positive_int
+from landscape.optional import require
 
 HELP = "one offline interactive page of a run (RUN/report/index.html)"
 
@@ -29,6 +30,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.png == "yes":  # auto goes without PNGs when kaleido is missing, and says so
+        require("kaleido", "png", "--png yes")
+    if args.check:  # before the report is made, not after
+        require("playwright", "check", "--check")
     config = config_from(ReportConfig, args, map_layers=tuple(args.map_layers))
     report = run_report(args.run, config, progress=not args.no_progress)
     size = report.index.stat().st_size / 2**20

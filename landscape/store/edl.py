@@ -8,8 +8,9 @@ per fine-tune; the numbers are ``landscape.edl``'s)::
                                format_only_mdl_bits; accuracy_gain (+ interval); final_bits,
                                heldout_residual_bits, format_only_heldout_residual_bits, base_bits,
                                uniform_bits, marginal_mdl_bits, marginal_entropy_bits, heldout_labels
-        rows (n,) int64 row in /examples; label (n,) int8 the label trained on; order (n,) the
-        prequential order; online_bits, final_bits, base_bits, marginal_online_bits,
+        rows (n,) int64 row in /examples; id (n,) int64|str its task id (as /examples/id); label (n,)
+        int8 the label trained on; order (n,) the prequential order; online_bits, final_bits,
+        base_bits, marginal_online_bits,
         format_online_bits (n,) float64   -log2 p(label | prompt), K-way; format_params (K+1,)
         eval_rows (m,), eval_base_bits, eval_final_bits, eval_gain_bits (m,)   (true answers)
         heldout_final_bits, heldout_format_bits (m,)   the held-out residuals' per-row bits
@@ -23,7 +24,7 @@ import h5py
 import numpy as np
 
 from landscape.store.hidden import check_version
-from landscape.store.layout import SchemaError, decoded_attrs, write_group
+from landscape.store.layout import SchemaError, decoded_attrs, read_array, write_group
 
 _EDL = "edl"
 
@@ -44,4 +45,4 @@ def read_edl(f: h5py.File, condition: str) -> tuple[dict[str, np.ndarray], dict[
     if condition not in edl_names(f):
         raise SchemaError(f"no EDL record for {condition!r} in {f.filename}: run `landscape finetune` first")
     group = f[_EDL][condition]
-    return {name: group[name][()] for name in group}, decoded_attrs(group)
+    return {name: read_array(group[name]) for name in group}, decoded_attrs(group)

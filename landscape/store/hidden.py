@@ -8,7 +8,9 @@ here (and a bump of ``layout.SCHEMA_VERSION``)::
                                              dataset_hash, groups, choice_labels, score,
                                              group_values, split_seed, partition,
                                              representation, versions, created_at
-    /examples/{id,answer,split}       (N,)  one row per example, the row order of every condition
+    /examples/{id,answer,split}       (N,)  one row per example, the row order of every condition;
+                                            ``id``: the task's ids, int64 (integer ids) or UTF-8
+                                            strings (string ids: int64|str below), read by dtype
     /examples/group/<field>           (N,)  the value of each grouping field of the task (its order
                                             in the root attr ``groups``; the first draws demos)
     /partition/{demos,train}/{id,group}   the rest of the seeded partition (eval = /examples);
@@ -33,7 +35,7 @@ here (and a bump of ``layout.SCHEMA_VERSION``)::
                                       text scoring: 0 (the scores are log-probabilities already)
         pred    (N,)   int8           argmax of ``logits``
         done    (N,)   bool           rows written; a resumed run redoes the others
-        demo_ids (N, k) int64         ICL: the task ids of each row's demonstrations, in prompt order
+        demo_ids (N, k) int64|str     ICL: the task ids of each row's demonstrations, in prompt order
         demo_set (N,)  int32          ICL: rows with the same demos share a number ("which demo set")
         norm/{weight,eps[,bias]}      the norm that reads each layer (row l: block l's input norm,
                                       row L: the final norm), attr kind (rms|rms_offset|layer) or
@@ -69,7 +71,8 @@ import numpy as np
 from landscape import faults
 from landscape.normed import STATES, apply_norm
 from landscape.store.encoding import STORE_DTYPES, decode_states, encode_states, storage_dtype
-from landscape.store.layout import SCHEMA_VERSION, STR, SchemaError, decode_attr, decoded_attrs, encode_attr, set_attrs
+from landscape.store.layout import (SCHEMA_VERSION, STR, SchemaError, decode_attr, decoded_attrs, encode_attr, read_array,
+                                    set_attrs, write_ids)
 from landscape.store.readout import read_norms
 from landscape.store.run_file import _CONDITIONS, _EXAMPLES, check_version, get_condition
 from landscape.store.run_file import condition_names  # noqa: F401  (store.hidden.condition_names, as its readers call it)
@@ -82,7 +85,8 @@ _CHUNK_ROWS = 256
 
 @dataclass(frozen=True)
 class Examples:
-    """The rows of a run: ``ids`` are the task's item ids; every array has shape (N,).
+    """The rows of a run: ``ids`` are the task's item ids (int64, or str for a string-id task);
+    every array has shape (N,).
 
     ``groups`` maps each grouping field of the task to its values, in the task's order: the
     first is the one demonstrations are drawn by and values are selected from."""
@@ -120,7 +124,7 @@ def write_header(
     set_attrs(f, attrs)
     f.attrs["groups"] = encode_attr(list(examples.groups))
     group = f.create_group(_EXAMPLES)
-    group.create_dataset("id", data=np.asarray(examples.ids, dtype=np.int64))
+    write_ids(group, "id", examples.ids)
     group.create_dataset("answer", data=np.asarray(examples.answers, dtype=np.int8))
     group.create_dataset("split", data=np.asarray(examples.splits, dtype=object), dtype=STR)
     for name, values in examples.groups.items():
@@ -128,7 +132,7 @@ def write_header(
     parts = f.create_group(_PARTITION)
     for name, (ids, values) in partition.items():
         part = parts.create_group(name)
-        part.create_dataset("id", data=np.asarray(ids, dtype=np.int64))
+        write_ids(part, "id", ids)
         part.create_dataset("group", data=np.asarray(values, dtype=object), dtype=STR)
 
 
@@ -142,7 +146,7 @@ def read_examples(f: h5py.File) -> Examples:
     group = f[_EXAMPLES]
     names = decode_attr(f.attrs["groups"])
     return Examples(
-        ids=group["id"][:],
+        ids=read_array(group["id"]),
         answers=group["answer"][:].astype(np.int64),
         splits=group["split"].asstr()[:].astype(str),
         groups={name: group["group"][name].asstr()[:].astype(str) for name in names},
@@ -152,7 +156,7 @@ def read_examples(f: h5py.File) -> Examples:
 def read_partition(f: h5py.File) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     check_version(f)
     return {
-        name: (part["id"][:], part["group"].asstr()[:].astype(str))
+        name: (read_array(part["id"]), part["group"].asstr()[:].astype(str))
         for name, part in f[_PARTITION].items()
     }
 
@@ -243,10 +247,10 @@ def write_rows(
 def write_demo_plan(group: h5py.Group, demo_ids: np.ndarray, demo_set: np.ndarray) -> None:
     """Record (once, before any row) which demonstrations precede each row's question."""
     if "demo_ids" in group:
-        if not np.array_equal(group["demo_ids"][:], demo_ids):
+        if not np.array_equal(read_array(group["demo_ids"]), demo_ids):
             raise SchemaError(f"{group.name} was started with other demonstrations: use --overwrite")
         return
-    group.create_dataset("demo_ids", data=np.asarray(demo_ids, dtype=np.int64))
+    write_ids(group, "demo_ids", demo_ids)
     group.create_dataset("demo_set", data=np.asarray(demo_set, dtype=np.int32))
 
 
@@ -262,7 +266,7 @@ def read_demo_sets(f: h5py.File, condition: str) -> np.ndarray | None:
 def read_demo_ids(f: h5py.File, condition: str) -> np.ndarray | None:
     """(N, k) demonstration ids of each row of an ICL condition, when stored."""
     group = get_condition(f, condition)
-    return group["demo_ids"][:] if "demo_ids" in group else None
+    return read_array(group["demo_ids"]) if "demo_ids" in group else None
 
 
 def rows_done(group: h5py.Group) -> np.ndarray:

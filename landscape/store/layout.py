@@ -72,6 +72,23 @@ def decoded_attrs(obj: h5py.File | h5py.Group) -> dict[str, Any]:
     return {key: decode_attr(value) for key, value in obj.attrs.items()}
 
 
+def write_ids(group: h5py.Group, name: str, ids: np.ndarray) -> None:
+    """Task ids as a dataset: int64 for integer ids (every run so far), UTF-8 strings for string
+    ids (``read_array`` tells them apart by the dataset's dtype; the schema is the same)."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind in "USO":
+        group.create_dataset(name, data=ids.astype(object), dtype=STR)
+    else:
+        group.create_dataset(name, data=np.asarray(ids, dtype=np.int64))
+
+
+def read_array(dataset: h5py.Dataset) -> np.ndarray:
+    """A dataset's values: UTF-8 text as a numpy str array (h5py gives bytes), anything else as stored."""
+    if h5py.check_string_dtype(dataset.dtype) is not None:
+        return np.asarray(dataset.asstr()[()], dtype=object).astype(str)
+    return dataset[()]
+
+
 def group_done(f: h5py.File, path: str) -> bool:
     """Whether the group at ``path`` was written to the end (``write_group``)."""
     return path in f and bool(f[path].attrs.get("complete", False))

@@ -8,7 +8,8 @@ user's task is any file with the same keys::
     name: arith                          # condition names and the report title use it
     source: questions.csv                # .csv, .jsonl, .json, .parquet; relative to the task file,
                                          # or package:<package>/<path> (a file a wheel ships)
-    id: qid                              # optional; default: the row number (0-based). Unique.
+    id: qid                              # optional; default: the row number (0-based). Unique
+                                         # integers, or (any cell not one) strings, kept as given.
     question: "What is {a} {sym} {b}?"   # str.format template over the row's fields
     choices: [c1, c2, c3]                # several fields, or one field holding a list
     answer: gold                         # the field holding the right choice
@@ -33,7 +34,8 @@ Every error names the file, the key or row, and what is wrong (``TaskError``, on
 
 The package is one module per concern; everything is imported from ``landscape.tasks`` itself:
 
-- ``landscape.tasks.task``: the ``Task`` and ``Item`` types, the keys and their defaults, ``TaskError``;
+- ``landscape.tasks.task``: the ``Task`` and ``Item`` types, the keys and their defaults, ``TaskError``,
+  and the ids as arrays (``id_array``, ``id_key``, ``text_ids``, ``same_ids``);
 - ``landscape.tasks.parse``: task files, built-in (``BUILTIN_DIR``) or not, read and checked (``load_task``);
 - ``landscape.tasks.rows``: the data file's rows read, prepared and checked into ``Item``s (``load_items``);
 - ``landscape.tasks.transforms``: the built-in row transforms of the ``transform`` key;
@@ -63,10 +65,14 @@ from landscape.tasks.task import (
     Item,
     Task,
     TaskError,
+    id_array,
+    id_key,
+    same_ids,
+    text_ids,
 )
 
 __all__ = ["Task", "Item", "TaskError", "load_task", "parse_task", "resolve_task_path", "builtin_tasks", "load_items",
            "read_table", "source_path", "render_question", "render_header", "render_prefix", "render_answer",
            "continuations", "describe_builtins", "from_run", "BUILTIN_DIR", "DEFAULT_TASK", "PACKAGE_PREFIX",
            "ALPHABET", "ANSWER_FORMS", "SCORES", "REQUIRED", "OPTIONAL", "FORMAT_DEFAULTS", "RESERVED_GROUPS",
-           "file_sha256", "MissingFile", "package_file"]
+           "file_sha256", "MissingFile", "package_file", "id_array", "id_key", "text_ids", "same_ids"]

@@ -166,7 +166,7 @@ def _template_fields(template: str, where: str, key: str) -> set[str]:
 
 def _read_items(task: Task, frame, path: Path) -> tuple[list[Item], int | None]:
     """Every row as an ``Item``, in source order, and the choice count they all share."""
-    items, seen, n_choices = [], {}, None
+    rows, n_choices = [], None
     for record in frame.to_dict("records"):
         fields = {str(k): _cell(v) for k, v in record.items() if k != ROW}
         row = int(record[ROW])
@@ -175,15 +175,17 @@ def _read_items(task: Task, frame, path: Path) -> tuple[list[Item], int | None]:
         n_choices = _same_count(choices, n_choices, at)
         answer = _answer_index(fields[task.answer], choices, task.answer_as, at, task.answer)
         groups = _row_groups(task, fields, at)
-        item_id = _row_id(task, fields, row, at)
-        if item_id in seen:
-            raise TaskError(f"{at}: duplicate id {item_id} (also row {seen[item_id]})")
-        seen[item_id] = row
-        items.append(Item(id=item_id, groups=groups, question=_row_question(task, fields, at), choices=choices,
-                          answer=answer, fields=fields))
-    if not items:
+        rows.append((row, _row_id(task, fields, row, at), dict(groups=groups, question=_row_question(task, fields, at),
+                                                               choices=choices, answer=answer, fields=fields)))
+    if not rows:
         raise TaskError(f"{task.path}: source {path} holds no rows")
-    return items, n_choices
+    ids = _ids([cell for _, cell, _ in rows])
+    seen: dict = {}
+    for item_id, (row, _, _) in zip(ids, rows):
+        if item_id in seen:
+            raise TaskError(f"{task.path}: {path.name} row {row}: duplicate id {item_id!r} (also row {seen[item_id]})")
+        seen[item_id] = row
+    return [Item(id=item_id, **parts) for item_id, (_, _, parts) in zip(ids, rows)], n_choices
 
 
 def _row_choices(task: Task, record: dict, at: str) -> tuple[str, ...]:
@@ -219,14 +221,34 @@ def _row_groups(task: Task, fields: dict, at: str) -> tuple[str, ...]:
     return tuple(groups)
 
 
-def _row_id(task: Task, fields: dict, row: int, at: str) -> int:
-    """The row's id: its ``id`` field as an integer, else its row number."""
+def _row_id(task: Task, fields: dict, row: int, at: str) -> Any:
+    """The row's id cell (its row number when the task names no ``id`` field); an empty one is an error."""
     if task.id is None:
         return row
+    if _missing(fields[task.id]):  # text cells are stripped: blank is empty
+        raise TaskError(f"{at}: id field {task.id!r} is empty")
+    return fields[task.id]
+
+
+def _ids(cells: list) -> list[int | str]:
+    """The task's ids from its rows' id cells: integers where every cell is one (as text or a
+    number), else every cell as text, as written (a table keys its rows by one kind of id)."""
+    numbers = [_integer(cell) for cell in cells]
+    if all(n is not None for n in numbers):
+        return numbers
+    return [str(cell) for cell in cells]
+
+
+def _integer(cell: Any) -> int | None:
+    """An id cell as an integer (``42``, ``"42"``, ``42.0``), or None when it is not one."""
+    if isinstance(cell, float):
+        return int(cell) if cell.is_integer() else None
+    if isinstance(cell, int):
+        return int(cell)
     try:
-        return int(fields[task.id])
-    except (TypeError, ValueError):
-        raise TaskError(f"{at}: id field {task.id!r} holds {fields[task.id]!r}, not an integer") from None
+        return int(str(cell))
+    except ValueError:
+        return None
 
 
 def _row_question(task: Task, fields: dict, at: str) -> str:

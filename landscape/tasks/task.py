@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import string
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+
+import numpy as np
 
 PACKAGE_PREFIX = "package:"
 ALPHABET = string.ascii_uppercase
@@ -34,15 +36,47 @@ FORMAT_DEFAULTS = {
 RESERVED_GROUPS = ("answer",)  # the answer is analysed as a grouping of its own
 
 
+def id_array(ids: Iterable, *, text: bool = False) -> np.ndarray:
+    """Task ids as one array: int64 for integer ids (as runs have always stored them), str for
+    string ids (``text``: str even when there are none, e.g. an empty part of a string-id task).
+
+    Example:
+        >>> id_array([3, 7]).dtype, id_array(["test-00042", "arith/plus/17"]).tolist()
+        (dtype('int64'), ['test-00042', 'arith/plus/17'])
+        >>> same_ids(id_array([1, 2]), id_array(["1", "2"])), id_key(id_array(["a"])[0]), id_key(id_array([5])[0])
+        (False, 'a', 5)
+    """
+    ids = list(ids)
+    if text or any(isinstance(i, str) for i in ids):
+        return np.array([str(i) for i in ids], dtype=str)
+    return np.array(ids, dtype=np.int64)
+
+
+def text_ids(ids: np.ndarray) -> bool:
+    """Whether an array of ids holds strings (a string-id task) rather than integers."""
+    return np.asarray(ids).dtype.kind in "USO"
+
+
+def id_key(value: Any) -> int | str:
+    """An id taken from an array as the ``Item.id`` it names (numpy scalars as Python's ``int`` or ``str``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def same_ids(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays hold the same ids in the same order (an integer id never equals a string one)."""
+    return len(a) == len(b) and text_ids(a) == text_ids(b) and bool(np.array_equal(a, b))
+
+
 class TaskError(ValueError):
     """A task file, its data, or a request of its rows that cannot be met."""
 
 
 @dataclass(frozen=True)
 class Item:
-    """One question of a task: ``groups`` holds the values of ``Task.groups``, in order."""
+    """One question of a task: ``groups`` holds the values of ``Task.groups``, in order; ``id``
+    is an integer or a string (a task's ids are all one kind: ``id_array``)."""
 
-    id: int
+    id: int | str
     groups: tuple[str, ...]
     question: str  # the rendered ``question`` template
     choices: tuple[str, ...]
