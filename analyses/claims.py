@@ -195,17 +195,19 @@ def _half_difference(view, counts, key, a, b, grouping, span, statement, paper) 
 
 
 def _within_chance(view: RunView, metric: str, grouping: str | None, layers: np.ndarray, means: dict[str, float]) -> str:
-    """A note when both sides of a comparison lie within chance: each condition's mean over
-    ``layers`` is at most the mean of its permutation null's high end there (analyses.layer; the
-    pairs' nulls for a pair's measure). Nothing when a null was not measured."""
+    """Each side's mean over ``layers`` beside its chance level there (the mean of its permutation
+    null's 95 % high end: analyses.layer), and "both within chance" when neither is above it.
+    Nothing when a null was not measured (runs analysed before the nulls existed)."""
     key = names.grouped(f"{metric}_null_high", grouping) if grouping else f"{metric}_null_high"
-    inside = []
-    for condition, mean in means.items():
+    levels = {}
+    for condition in means:
         highs = [_scalars_of(view, condition, int(layer)).get(key, np.nan) for layer in layers]
         if not np.isfinite(highs).all():
             return ""
-        inside.append(mean <= float(np.mean(highs)))
-    return "; both within chance (permutation null)" if all(inside) else ""
+        levels[condition] = float(np.mean(highs))
+    said = ", ".join(f"{c} {means[c]:.3f} (chance <= {levels[c]:.3f})" for c in means)
+    inside = all(means[c] <= levels[c] for c in means)
+    return f"; {said}" + ("; both within chance (permutation null)" if inside else "")
 
 
 def _scalars_of(view: RunView, condition: str, layer: int) -> dict[str, float]:
