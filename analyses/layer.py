@@ -123,9 +123,10 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
 
     ``groupings``: name -> (N,) labels, each analysed alike (the task's grouping fields and the
     answer): ``ari[<name>]``, ``ari_core[<name>]``, ``label_overlap[<name>]`` (and the class fraction
-    it used), and the per-row arrays ``purity[<name>]`` and ``label_overlap_rows[<name>]`` (each row's share of same-label
-    neighbours); with ``config.null_draws``, the chance levels ``ari_null[<name>]`` and ``label_overlap_null[<name>]``
-    (with ``_low``, ``_high``: ``landscape.nulls``). ``demo_sets`` (N,), for ICL conditions
+    it used), and the per-row arrays ``purity[<name>]`` and ``label_overlap_rows[<name>]`` (each
+    row's share of same-label neighbours); with ``config.null_draws``, the chance levels
+    ``ari_null[<name>]`` and ``label_overlap_null[<name>]`` (with ``_low``, ``_high``:
+    ``landscape.nulls``). ``demo_sets`` (N,), for ICL conditions
     with demonstrations: which demo set precedes each row; its ARI with the clusters, beside a
     grouping's, tells shared-prefix identity from the grouping.
 
@@ -205,10 +206,11 @@ def _clusterings(graph: KnnGraph, id_density: float, config: AnalysisConfig):
 
 def _agreement_with_labels(X: np.ndarray, graph: KnnGraph, overlap_graph: KnnGraph, clusters: np.ndarray, core: np.ndarray,
                            groupings: Mapping[str, np.ndarray], demo_sets: np.ndarray | None, config: AnalysisConfig):
-    """Per grouping: ARI of the clusters (all points, core points), label overlap (its per-row shares too, and with ``null_draws`` the chance levels of the ARI and the overlap: labels shuffled; on
+    """Per grouping: ARI of the clusters (all points, core points), label overlap (on
     ``overlap_graph``: ``_graphs``; or, past it with ``label_overlap_sample``, estimated from a
-    stratified sample's neighbours, with its standard error), purity per row; and the clusters'
-    ARI with the demo sets."""
+    stratified sample's neighbours, with its standard error) and its per-row shares, purity per
+    row, and with ``null_draws`` the chance levels of the ARI and the overlap (labels shuffled);
+    and the clusters' ARI with the demo sets."""
     scalars, per_row = {}, {}
     for name, labels in groupings.items():
         labels = np.asarray(labels)

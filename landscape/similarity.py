@@ -210,7 +210,7 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
         >>> rng = np.random.default_rng(0)
         >>> X = rng.normal(size=(100, 8))
         >>> m = similarity_matrices([X, 2 * X, rng.normal(size=(100, 8))], k=5)
-        >>> m.cka.round(2)[0].tolist(), m.mutual_knn_euclidean[0, 1], round(m.imbalance[0, 1], 2)
+        >>> m.cka.round(2)[0].tolist(), float(m.mutual_knn_euclidean[0, 1]), round(float(m.imbalance[0, 1]), 2)
         ([1.0, 1.0, 0.07], 1.0, 0.02)
     """
     R = len(representations)
