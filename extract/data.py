@@ -117,32 +117,24 @@ def make_partition(
         if item.group in by_value:
             by_value[item.group].append(item.id)
     demos, eval_ids, train_ids = {}, [], []
-    for value in sorted(values):
+    for value in by_value:  # sorted
+        evaluated = value in values  # a value trained on only has a demo pool (its k-shot prompts), no eval rows
         ids = np.array(by_value[value])
         if len(ids) <= demo_pool:
             raise DataError(f"{group} {value!r} has {len(ids)} rows, not more than the demo pool ({demo_pool}): "
-                            "lower --demo-pool or choose other values")
+                            f"lower --demo-pool or choose other {'values' if evaluated else '--train-subjects'}")
         # One generator per value, so adding a value leaves the others' partitions unchanged.
         rng = np.random.default_rng([seed, zlib.crc32(value.encode())])
         ids = ids[rng.permutation(len(ids))].tolist()
         demos[value] = ids[:demo_pool]
         rest = ids[demo_pool:]
-        budget = train_per_subject if value in trained else 0
+        n_eval, n_train = (per_subject if evaluated else 0), (train_per_subject if value in trained else 0)
         if train_first:
-            train_ids += sorted(rest[:budget])
-            eval_ids += sorted(rest[budget : budget + per_subject])
+            train_ids += sorted(rest[:n_train])
+            eval_ids += sorted(rest[n_train : n_train + n_eval])
         else:
-            eval_ids += sorted(rest[:per_subject])
-            train_ids += sorted(rest[per_subject : per_subject + budget])
-    for value in sorted(trained - set(values)):  # trained on only: a demo pool (its train rows' k-shot prompts), no eval rows
-        ids = np.array(by_value[value])
-        if len(ids) <= demo_pool:
-            raise DataError(f"{group} {value!r} has {len(ids)} rows, not more than the demo pool ({demo_pool}): "
-                            "lower --demo-pool or choose other --train-subjects")
-        rng = np.random.default_rng([seed, zlib.crc32(value.encode())])
-        ids = ids[rng.permutation(len(ids))].tolist()
-        demos[value] = ids[:demo_pool]
-        train_ids += sorted(ids[demo_pool : demo_pool + train_per_subject])
+            eval_ids += sorted(rest[:n_eval])
+            train_ids += sorted(rest[n_eval : n_eval + n_train])
     return Partition(
         values=tuple(sorted(values)),
         demos=demos,

@@ -110,10 +110,8 @@ def test_every_third_party_import_is_declared():
     packages import (at any depth: optional ones inside functions too) is a dependency or in an extra."""
     import sys
 
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        tomllib = pytest.importorskip("tomli")
+    import tomllib  # the standard library's since 3.11, the oldest Python the project supports
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {_requirement_name(r) for r in project["dependencies"]}
     declared |= {_requirement_name(r) for extra in project["optional-dependencies"].values() for r in extra}

@@ -16,6 +16,7 @@ import landscape
 from extract import data, demos, icl
 from landscape import cli, names, store, tasks
 from tests.conftest import SMALL, string_ids, write_string_id_task
+from tests.helpers import fails_in_one_line
 
 
 def _ids_of(task_file):
@@ -121,14 +122,6 @@ def test_integer_ids_are_stored_as_int64_as_ever(tmp_path):
         assert store.hidden.read_examples(f).ids.tolist() == [3, 7]
 
 
-def _fails(argv, capsys, *needles):
-    rc = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and len(err) == 1 and "Traceback" not in err[0], err
-    for needle in needles:
-        assert needle in err[0], err[0]
-
-
 @pytest.mark.parametrize("case,key,needles", [
     ("duplicate", "00001", ["row 5", "duplicate id '00001' (also row 1)"]),
     ("empty", "", ["row 5", "id field 'key' is empty"]),
@@ -140,6 +133,6 @@ def test_a_duplicate_or_empty_string_id_is_one_line(case, key, needles, tmp_path
     lines = csv.read_text().splitlines()
     lines[6] = f'"{key}"' + lines[6][lines[6].index(",", lines[6].index('"', 1)):]
     csv.write_text("\n".join(lines) + "\n")
-    _fails(["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"],
+    fails_in_one_line(["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"],
            capsys, "questions.csv", *needles)
     assert not (tmp_path / "run" / "hidden.h5").exists()

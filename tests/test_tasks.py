@@ -12,6 +12,7 @@ import pytest
 
 from extract import data, demos, icl
 from landscape import cli, names, tasks
+from tests.helpers import fails_in_one_line
 
 REFERENCE = Path(__file__).parent / "data" / "mmlu_prompts_before_tasks.json"
 
@@ -225,15 +226,6 @@ def test_text_scored_task_runs_and_fine_tunes(tmp_path, tiny_model_dir, schedule
 # ---------------------------------------------------------------- bad task files
 
 
-def _fails(argv, capsys, *needles):
-    rc = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and len(err) == 1 and "Traceback" not in err[0], err
-    for needle in needles:
-        assert needle in err[0], err[0]
-    return err[0]
-
-
 BAD = {
     "missing key": (lambda y: y.replace("answer: gold\n", ""), ["arith.yaml", "missing key 'answer'"]),
     "unknown field": (lambda y: y.replace("{sym}", "{symbol}"), ["key 'question'", "'symbol'"]),
@@ -253,7 +245,7 @@ def test_bad_task_file_is_one_line_and_writes_nothing(case, tmp_path, capsys, ti
     edit, needles = BAD[case]
     task_file.write_text(edit(ARITH_YAML))
     run = tmp_path / "run"
-    _fails(["extract", "--run", run, "--task", task_file, "--model", tiny_model_dir, "--no-progress"], capsys, *needles)
+    fails_in_one_line(["extract", "--run", run, "--task", task_file, "--model", tiny_model_dir, "--no-progress"], capsys, *needles)
     assert not (run / "hidden.h5").exists()
 
 
@@ -278,7 +270,7 @@ def test_bad_rows_name_the_row(case, tmp_path, capsys, tiny_model_dir):
     task_file = write_arith(tmp_path / "task")
     edit, needles = BAD_ROWS[case]
     _edit_rows(task_file.parent, edit)
-    _fails(["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"],
+    fails_in_one_line(["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"],
            capsys, "questions.csv", *needles)
     assert not (tmp_path / "run" / "hidden.h5").exists()
 
@@ -290,16 +282,16 @@ def test_other_bad_sources(tmp_path, capsys, tiny_model_dir):
     row["options"] = row["options"][:4]  # 4 choices where the others have 5
     (tmp_path / "task" / "exam.jsonl").write_text("\n".join(lines[:3] + [json.dumps(row)] + lines[4:]) + "\n")
     argv = ["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"]
-    _fails(argv, capsys, "row 3", "4 choices, but earlier rows have 5")
+    fails_in_one_line(argv, capsys, "row 3", "4 choices, but earlier rows have 5")
     row["options"], row["correct"] = json.loads(lines[3])["options"], "not a choice"
     (tmp_path / "task" / "exam.jsonl").write_text("\n".join(lines[:3] + [json.dumps(row)] + lines[4:]) + "\n")
-    _fails(argv, capsys, "row 3", "is not one of the choices")
+    fails_in_one_line(argv, capsys, "row 3", "is not one of the choices")
     (tmp_path / "task" / "exam.jsonl").write_text("")
-    _fails(argv, capsys, "exam.jsonl")
+    fails_in_one_line(argv, capsys, "exam.jsonl")
     (tmp_path / "task" / "exam.jsonl").write_text("\n".join(lines) + "\n")
     # a value with too few rows for the demos asked
-    _fails([*argv, "--subjects", "all", "--demo-pool", "30", "--shots", "0"], capsys, "not more than the demo pool")
-    _fails(["extract", "--run", tmp_path / "run", "--task", "no-such-task", "--model", tiny_model_dir], capsys,
+    fails_in_one_line([*argv, "--subjects", "all", "--demo-pool", "30", "--shots", "0"], capsys, "not more than the demo pool")
+    fails_in_one_line(["extract", "--run", tmp_path / "run", "--task", "no-such-task", "--model", tiny_model_dir], capsys,
            "unknown task 'no-such-task'")
     assert not (tmp_path / "run" / "hidden.h5").exists()
 
