@@ -55,7 +55,9 @@ def variants(device: str = "auto") -> list[Variant]:
         Variant("suite", "suite (residual, maxk 100, ID ranks 16-32, answer fraction 0.3)", suite),
         Variant("normed", "normed states (input_layernorm output)", replace(suite, states="normed")),
         Variant("maxk1000", "maxk 1000", replace(suite, maxk=1000)),
-        Variant("maxk1000-compare300", "maxk 1000, clusters compared at 300", replace(suite, maxk=1000, cluster_maxk=300)),
+        Variant(
+            "maxk1000-compare300", "maxk 1000, clusters compared at 300", replace(suite, maxk=1000, cluster_maxk=300)
+        ),
         Variant("idscale8", "density's ID at ranks 8-16", replace(suite, id_scale=8)),
         Variant("answer01", "answer overlap fraction 0.1", replace(suite, answer_class_fraction=0.1)),
         Variant("doimo2024", "doimo2024 (all of the above)", paper),
@@ -65,9 +67,17 @@ def variants(device: str = "auto") -> list[Variant]:
 DEFAULT_CONDITIONS = (ZERO_SHOT, icl_condition(5))  # the paper's 0-shot and 5-shot
 
 
-def run_ablation(run: Path, conditions: tuple[str, ...] = DEFAULT_CONDITIONS, *, jobs: int = 1,
-                 device: str = "auto", only: list[str] | None = None, settings: dict | None = None,
-                 grouping: str | None = None, progress: bool = True) -> list[dict]:
+def run_ablation(
+    run: Path,
+    conditions: tuple[str, ...] = DEFAULT_CONDITIONS,
+    *,
+    jobs: int = 1,
+    device: str = "auto",
+    only: list[str] | None = None,
+    settings: dict | None = None,
+    grouping: str | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """Analyse ``run``'s 0-shot and k-shot ``conditions`` (or the 0-shot one alone) under every
     variant (or those named in ``only``); returns (and writes) one row of headline numbers each. ``settings`` are set on top of every variant (recorded in each
     analysis.h5), e.g. a smaller maxk for a small run. ``grouping``: the field whose ARI and label
@@ -94,32 +104,53 @@ def run_ablation(run: Path, conditions: tuple[str, ...] = DEFAULT_CONDITIONS, *,
         link = folder / store.HIDDEN_FILE
         if not link.exists():
             os.symlink(os.path.relpath(hidden, folder), link)
-        config = replace(variant.config, readouts=False, similarity=False, id_estimators=False, **(settings or {}))  # the paper's geometry only
+        config = replace(
+            variant.config, readouts=False, similarity=False, id_estimators=False, **(settings or {})
+        )  # the paper's geometry only
         run_analysis(folder, config, conditions=list(conditions), splits=["eval"], jobs=jobs, progress=progress)
         profiles = read_profiles(folder / store.ANALYSIS_FILE, conditions, first, n_layers, stored)
         baseline = baseline or profiles
-        rows.append({"variant": variant.name, "change": variant.label, **headline(profiles, baseline, conditions, first)})
+        rows.append(
+            {"variant": variant.name, "change": variant.label, **headline(profiles, baseline, conditions, first)}
+        )
     _write_table(hidden.parent / ABLATION_DIR / "table.csv", rows)
     return rows
 
 
-def read_profiles(analysis: Path, conditions: tuple[str, ...], first: str, n_layers: int,
-                  stored: list[int] | None = None) -> dict[str, np.ndarray]:
+def read_profiles(
+    analysis: Path, conditions: tuple[str, ...], first: str, n_layers: int, stored: list[int] | None = None
+) -> dict[str, np.ndarray]:
     """Per-layer arrays (NaN where a layer has no geometry, or is not ``stored``: default all) of
     the metrics the headline uses."""
     stored = set(range(n_layers) if stored is None else stored)
     zero = conditions[0]
-    metrics = (grouped("ari", first), grouped("ari", ANSWER), "id_2nn", "id_gride", grouped("label_overlap", first),
-               grouped("label_overlap", ANSWER))
+    metrics = (
+        grouped("ari", first),
+        grouped("ari", ANSWER),
+        "id_2nn",
+        "id_gride",
+        grouped("label_overlap", first),
+        grouped("label_overlap", ANSWER),
+    )
     out: dict[str, np.ndarray] = {}
     with h5py.File(analysis, "r") as f:
         for condition in conditions:
             for metric in metrics:
-                out[feature_name(condition, metric)] = np.array([_scalar(f, store.analysis.result_path(condition, layer), metric)
-                                                                 if layer in stored else np.nan for layer in range(n_layers)])
+                out[feature_name(condition, metric)] = np.array(
+                    [
+                        _scalar(f, store.analysis.result_path(condition, layer), metric) if layer in stored else np.nan
+                        for layer in range(n_layers)
+                    ]
+                )
         for metric in ("data_overlap", "n_pair_dropped"):
-            out[metric] = np.array([_scalar(f, store.analysis.result_path(zero, layer, other=conditions[1]), metric)
-                                    if len(conditions) == 2 and layer in stored else np.nan for layer in range(n_layers)])
+            out[metric] = np.array(
+                [
+                    _scalar(f, store.analysis.result_path(zero, layer, other=conditions[1]), metric)
+                    if len(conditions) == 2 and layer in stored
+                    else np.nan
+                    for layer in range(n_layers)
+                ]
+            )
     return out
 
 
@@ -128,7 +159,9 @@ def _scalar(f: h5py.File, path: str, metric: str) -> float:
     return np.nan if skipped else float(scalars.get(metric, np.nan))
 
 
-def headline(profiles: dict[str, np.ndarray], baseline: dict[str, np.ndarray], conditions: tuple[str, ...], first: str) -> dict:
+def headline(
+    profiles: dict[str, np.ndarray], baseline: dict[str, np.ndarray], conditions: tuple[str, ...], first: str
+) -> dict:
     """The headline numbers of one variant (``conditions``: the 0-shot one, then the k-shot one if
     any; without it, the k-shot numbers are NaN)."""
     zero, shots = conditions[0], conditions[-1] if len(conditions) == 2 else "kshot"
@@ -138,8 +171,11 @@ def headline(profiles: dict[str, np.ndarray], baseline: dict[str, np.ndarray], c
     missing = np.full(n_layers, np.nan)
     k_ari = profiles.get(feature_name(shots, ari_first), missing)
     peak = int(np.nanargmax(k_ari[inner])) + 1 if np.isfinite(k_ari[inner]).any() else 0
-    change = max(float(np.nanmax(np.abs(profiles[feature_name(c, ari_first)] - baseline[feature_name(c, ari_first)])[inner])) for c in conditions
-                 if feature_name(c, ari_first) in baseline)
+    change = max(
+        float(np.nanmax(np.abs(profiles[feature_name(c, ari_first)] - baseline[feature_name(c, ari_first)])[inner]))
+        for c in conditions
+        if feature_name(c, ari_first) in baseline
+    )
     id_2nn = profiles[f"{zero}:id_2nn"]
     id_density = profiles[f"{zero}:id_gride"]
     return {
@@ -156,8 +192,10 @@ def headline(profiles: dict[str, np.ndarray], baseline: dict[str, np.ndarray], c
         f"data overlap {zero}~{shots}": _mean(profiles["data_overlap"][inner]),
         "layers compared": int(np.isfinite(profiles["data_overlap"]).sum()),
         "rows dropped as duplicates (pairs)": int(np.nansum(profiles["n_pair_dropped"])),
-        f"label overlap {first} {shots}": _mean(profiles.get(feature_name(shots, grouped('label_overlap', first)), missing)[inner]),
-        f"label overlap answer {zero}": _mean(profiles[feature_name(zero, grouped('label_overlap', ANSWER))][inner]),
+        f"label overlap {first} {shots}": _mean(
+            profiles.get(feature_name(shots, grouped("label_overlap", first)), missing)[inner]
+        ),
+        f"label overlap answer {zero}": _mean(profiles[feature_name(zero, grouped("label_overlap", ANSWER))][inner]),
     }
 
 

@@ -34,9 +34,9 @@ import numpy as np
 from analyses.run_view import RunView, planted_view, read_run  # noqa: F401  (read_run, planted_view: the claims' callers read runs here)
 from landscape import claims as cl
 from landscape import names
-from landscape.nulls import class_weighted_mean
 from landscape.atomic import replace_atomically
 from landscape.names import ANSWER, ZERO_SHOT
+from landscape.nulls import class_weighted_mean
 
 CLAIMS_FILE = "claims.csv"
 
@@ -47,7 +47,9 @@ MIDDLE_THIRD = (1 / 3, 2 / 3)
 ARI_MARGIN = 0.05  # an ARI or label-overlap difference smaller than this is no organisation worth the name
 ACCURACY_MARGIN = 0.02  # 5-shot may lose at most 2 points and still be "at least" 0-shot
 SHARP_DROP = 0.2  # the subject ARI must fall by at least this much ...
-DROP_WINDOW = 0.1  # ... within this share of the depth (the paper: ~0.8 within ~3 of 32 layers; at least one analysed step)
+DROP_WINDOW = (
+    0.1  # ... within this share of the depth (the paper: ~0.8 within ~3 of 32 layers; at least one analysed step)
+)
 PEAK_DISTANCE = 0.15  # the ID peak "near" the transition: within this relative depth
 OVERLAP_FALL = 0.1  # "agree early, diverge late": the data overlap falls by at least this much
 RANDOM_GAIN_MARGIN = 0.02  # bits per training label that random labels may gain beyond format and "teach nothing"
@@ -76,43 +78,138 @@ class Claim:
 def evaluate_claims(view: RunView, *, n_boot: int = cl.N_BOOT, seed: int = 0) -> list[Claim]:
     """Every claim on ``view``, in the order of docs/replication.md."""
     counts = cl.row_counts(view.n_rows, n_boot, seed)
-    sub, icl, resampled, sft, random = view.grouping, names.icl_condition(5), names.icl_condition(5, "resampled"), \
-        names.finetune_condition("true"), names.finetune_condition("random")
+    sub, icl, resampled, sft, random = (
+        view.grouping,
+        names.icl_condition(5),
+        names.icl_condition(5, "resampled"),
+        names.finetune_condition("true"),
+        names.finetune_condition("random"),
+    )
     out = [
-        _accuracy(view, counts, "accuracy.icl", icl, "5-shot accuracy is at least 0-shot's",
-                  cl.Region(above=-ACCURACY_MARGIN), "5-shot gains over 0-shot"),
-        _accuracy(view, counts, "accuracy.sft", sft, "fine-tuned accuracy is above 0-shot's",
-                  cl.Region(above=0.0), "fine-tuning gains most"),
-        _half_difference(view, counts, "icl.subject_early", icl, ZERO_SHOT, sub, FIRST_HALF,
-                         "ICL gathers questions by subject in the first half",
-                         "5-shot subject ARI about 0.85 in layers 3-7 of 32, 0-shot at most about 0.25"),
-        _half_difference(view, counts, "icl.subject_early_resampled", resampled, ZERO_SHOT, sub, FIRST_HALF,
-                         "... also when each question has its own demos (not the shared prefix)",
-                         "not tested in the paper (every question of a subject shares its demos)"),
-        _half_difference(view, counts, "icl.vs_sft_early", icl, sft, sub, FIRST_HALF,
-                         "in the first half ICL's landscape is semantic, SFT's mixed",
-                         "fine-tuned subject ARI stays low where 5-shot's is high"),
+        _accuracy(
+            view,
+            counts,
+            "accuracy.icl",
+            icl,
+            "5-shot accuracy is at least 0-shot's",
+            cl.Region(above=-ACCURACY_MARGIN),
+            "5-shot gains over 0-shot",
+        ),
+        _accuracy(
+            view,
+            counts,
+            "accuracy.sft",
+            sft,
+            "fine-tuned accuracy is above 0-shot's",
+            cl.Region(above=0.0),
+            "fine-tuning gains most",
+        ),
+        _half_difference(
+            view,
+            counts,
+            "icl.subject_early",
+            icl,
+            ZERO_SHOT,
+            sub,
+            FIRST_HALF,
+            "ICL gathers questions by subject in the first half",
+            "5-shot subject ARI about 0.85 in layers 3-7 of 32, 0-shot at most about 0.25",
+        ),
+        _half_difference(
+            view,
+            counts,
+            "icl.subject_early_resampled",
+            resampled,
+            ZERO_SHOT,
+            sub,
+            FIRST_HALF,
+            "... also when each question has its own demos (not the shared prefix)",
+            "not tested in the paper (every question of a subject shares its demos)",
+        ),
+        _half_difference(
+            view,
+            counts,
+            "icl.vs_sft_early",
+            icl,
+            sft,
+            sub,
+            FIRST_HALF,
+            "in the first half ICL's landscape is semantic, SFT's mixed",
+            "fine-tuned subject ARI stays low where 5-shot's is high",
+        ),
         *_transition(view, counts, icl, sub, seed=seed),
-        _half_difference(view, counts, "sft.answer_ari_vs_0shot", sft, ZERO_SHOT, ANSWER, SECOND_HALF,
-                         "in the second half the fine-tune's clusters follow the answer more than 0-shot's",
-                         "answer ARI near 0 before the transition, higher after it for the fine-tune"),
-        _half_difference(view, counts, "sft.answer_ari_vs_icl", sft, icl, ANSWER, SECOND_HALF,
-                         "... and more than 5-shot's", "ICL's late landscape has less defined peaks"),
-        _overlap_difference(view, counts, "sft.answer_overlap_vs_0shot", sft, ZERO_SHOT,
-                            "in the second half the fine-tune's neighbours share the answer more than 0-shot's",
-                            "answer label overlap 0.25 -> 0.87-0.90 from layer 17 of 32 (fine-tuned)"),
-        _overlap_difference(view, counts, "sft.answer_overlap_vs_icl", sft, icl, "... and more than 5-shot's",
-                            "fine-tuned above 5-shot in the second half"),
-        _overlap_fall(view, counts, "sft.base_early_apart_late", (ZERO_SHOT, sft),
-                      "the fine-tune keeps the base model's neighbourhoods early and changes them late",
-                      "overlap of fine-tuned and base neighbourhoods high before the transition, low after"),
-        _overlap_fall(view, counts, "icl_sft.agree_early_diverge_late", (icl, sft),
-                      "ICL and the fine-tune agree in the first half and diverge in the second",
-                      "both undergo a sharp transition in the middle; their late landscapes differ"),
-        _edl_gain(view, "edl.true_gain", sft, cl.Region(above=0.0), "fine-tuning on true labels teaches beyond format",
-                  "EDL > 0 for learnable labels"),
-        _edl_gain(view, "edl.random_gain", random, cl.Region(below=RANDOM_GAIN_MARGIN),
-                  "random labels teach nothing beyond format", "random labels give EDL near 0"),
+        _half_difference(
+            view,
+            counts,
+            "sft.answer_ari_vs_0shot",
+            sft,
+            ZERO_SHOT,
+            ANSWER,
+            SECOND_HALF,
+            "in the second half the fine-tune's clusters follow the answer more than 0-shot's",
+            "answer ARI near 0 before the transition, higher after it for the fine-tune",
+        ),
+        _half_difference(
+            view,
+            counts,
+            "sft.answer_ari_vs_icl",
+            sft,
+            icl,
+            ANSWER,
+            SECOND_HALF,
+            "... and more than 5-shot's",
+            "ICL's late landscape has less defined peaks",
+        ),
+        _overlap_difference(
+            view,
+            counts,
+            "sft.answer_overlap_vs_0shot",
+            sft,
+            ZERO_SHOT,
+            "in the second half the fine-tune's neighbours share the answer more than 0-shot's",
+            "answer label overlap 0.25 -> 0.87-0.90 from layer 17 of 32 (fine-tuned)",
+        ),
+        _overlap_difference(
+            view,
+            counts,
+            "sft.answer_overlap_vs_icl",
+            sft,
+            icl,
+            "... and more than 5-shot's",
+            "fine-tuned above 5-shot in the second half",
+        ),
+        _overlap_fall(
+            view,
+            counts,
+            "sft.base_early_apart_late",
+            (ZERO_SHOT, sft),
+            "the fine-tune keeps the base model's neighbourhoods early and changes them late",
+            "overlap of fine-tuned and base neighbourhoods high before the transition, low after",
+        ),
+        _overlap_fall(
+            view,
+            counts,
+            "icl_sft.agree_early_diverge_late",
+            (icl, sft),
+            "ICL and the fine-tune agree in the first half and diverge in the second",
+            "both undergo a sharp transition in the middle; their late landscapes differ",
+        ),
+        _edl_gain(
+            view,
+            "edl.true_gain",
+            sft,
+            cl.Region(above=0.0),
+            "fine-tuning on true labels teaches beyond format",
+            "EDL > 0 for learnable labels",
+        ),
+        _edl_gain(
+            view,
+            "edl.random_gain",
+            random,
+            cl.Region(below=RANDOM_GAIN_MARGIN),
+            "random labels teach nothing beyond format",
+            "random labels give EDL near 0",
+        ),
     ]
     return [_shared_prefix_caveat(view, claim, resampled) for claim in out]
 
@@ -123,8 +220,10 @@ def _shared_prefix_caveat(view: RunView, claim: Claim, resampled: str) -> Claim:
     most of the early subject structure to be that shared prefix."""
     if claim.key != "icl.subject_early" or claim.verdict != cl.HOLDS or resampled in view.clusters:
         return claim
-    caveat = ("without 5shot-resampled this may be the demos every question of a subject shares, not the subject: "
-              "extract the control with --demos fixed,resampled, analyse again, see icl.subject_early_resampled")
+    caveat = (
+        "without 5shot-resampled this may be the demos every question of a subject shares, not the subject: "
+        "extract the control with --demos fixed,resampled, analyse again, see icl.subject_early_resampled"
+    )
     return replace(claim, note=f"{claim.note}; {caveat}" if claim.note else caveat)
 
 
@@ -136,8 +235,11 @@ def _missing(view: RunView, *conditions: str, layers: bool = True) -> str:
 
 def _too_few_rows(view: RunView, grouping: str) -> str:
     sizes = np.unique(view.labels[grouping], return_counts=True)[1]
-    return f"too few rows: {sizes.min()} eval rows in the smallest {grouping} class (< {MIN_ROWS_PER_CLASS})" \
-        if sizes.min() < MIN_ROWS_PER_CLASS else ""
+    return (
+        f"too few rows: {sizes.min()} eval rows in the smallest {grouping} class (< {MIN_ROWS_PER_CLASS})"
+        if sizes.min() < MIN_ROWS_PER_CLASS
+        else ""
+    )
 
 
 def _decide(claim: Claim, value: float, draws: np.ndarray, note: str = "") -> Claim:
@@ -148,7 +250,9 @@ def _decide(claim: Claim, value: float, draws: np.ndarray, note: str = "") -> Cl
     low, high = cl.percentile_interval(draws)
     decided = cl.verdict(low, high, claim.region)
     if defined < len(draws):
-        note = f"{note}; {defined} of {len(draws)} draws defined" if note else f"{defined} of {len(draws)} draws defined"
+        note = (
+            f"{note}; {defined} of {len(draws)} draws defined" if note else f"{defined} of {len(draws)} draws defined"
+        )
         if defined < MIN_DEFINED_DRAWS * len(draws):
             decided = cl.CANNOT_TELL
     if not np.isfinite(value):
@@ -179,8 +283,13 @@ def _ari_profile(view: RunView, condition: str, grouping: str, layers: np.ndarra
 
 def _half_difference(view, counts, key, a, b, grouping, span, statement, paper) -> Claim:
     half = "first" if span == FIRST_HALF else "second"
-    claim = Claim(key, statement, f"mean over the {half} half of ARI[{grouping}] of {a} - of {b}", paper,
-                  region=cl.Region(above=ARI_MARGIN))
+    claim = Claim(
+        key,
+        statement,
+        f"mean over the {half} half of ARI[{grouping}] of {a} - of {b}",
+        paper,
+        region=cl.Region(above=ARI_MARGIN),
+    )
     missing = _missing(view, a, b) or _too_few_rows(view, grouping)
     if missing:
         return replace(claim, note=missing)
@@ -189,12 +298,15 @@ def _half_difference(view, counts, key, a, b, grouping, span, statement, paper) 
         return replace(claim, note=f"{len(layers)} analysed layers in the {half} half")
     profiles = {c: _ari_profile(view, c, grouping, layers, counts) for c in (a, b)}
     diff = (profiles[a] - profiles[b]).mean(axis=1)
-    note = f"layers {layers.min()}-{layers.max()}" + _within_chance(view, "ari", grouping, layers,
-                                                                      {c: p[0].mean() for c, p in profiles.items()})
+    note = f"layers {layers.min()}-{layers.max()}" + _within_chance(
+        view, "ari", grouping, layers, {c: p[0].mean() for c, p in profiles.items()}
+    )
     return _decide(claim, diff[0], diff[1:], note=note)
 
 
-def _within_chance(view: RunView, metric: str, grouping: str | None, layers: np.ndarray, means: dict[str, float]) -> str:
+def _within_chance(
+    view: RunView, metric: str, grouping: str | None, layers: np.ndarray, means: dict[str, float]
+) -> str:
     """Each side's mean over ``layers`` beside its chance level there (the mean of its permutation
     null's 95 % high end: analyses.layer), and "both within chance" when neither is above it.
     Nothing when a null was not measured (runs analysed before the nulls existed)."""
@@ -227,19 +339,33 @@ def _transition(view: RunView, counts: np.ndarray, condition: str, grouping: str
     how the questions move the fall, not how ADP would cluster other questions, and a fall between
     layers with identical partitions in every draw has an interval that is a point (the note
     says so)."""
-    sharp = Claim("transition.sharp", "the subject structure of 5-shot falls sharply somewhere",
-                  f"largest fall of ARI[{grouping}] of {condition} within {DROP_WINDOW:g} of the depth",
-                  "subject ARI collapses around layer 17 of 32 (a sharp transition)", region=cl.Region(above=SHARP_DROP))
-    middle = Claim("transition.middle", "... in the middle third of the depth",
-                   "relative depth of that fall (its steps' depths weighted by how much each falls)",
-                   "layers 14-17 of 32 (0.44-0.53)", region=cl.Region(*MIDDLE_THIRD))
-    peak = Claim("transition.id_peak", "the ID profile of 5-shot peaks near the transition",
-                 f"|depth of the ID peak ({condition}) - depth of the fall|", "GRIDE ID peaks around layers 14-16 of 32",
-                 region=cl.Region(below=PEAK_DISTANCE))
+    sharp = Claim(
+        "transition.sharp",
+        "the subject structure of 5-shot falls sharply somewhere",
+        f"largest fall of ARI[{grouping}] of {condition} within {DROP_WINDOW:g} of the depth",
+        "subject ARI collapses around layer 17 of 32 (a sharp transition)",
+        region=cl.Region(above=SHARP_DROP),
+    )
+    middle = Claim(
+        "transition.middle",
+        "... in the middle third of the depth",
+        "relative depth of that fall (its steps' depths weighted by how much each falls)",
+        "layers 14-17 of 32 (0.44-0.53)",
+        region=cl.Region(*MIDDLE_THIRD),
+    )
+    peak = Claim(
+        "transition.id_peak",
+        "the ID profile of 5-shot peaks near the transition",
+        f"|depth of the ID peak ({condition}) - depth of the fall|",
+        "GRIDE ID peaks around layers 14-16 of 32",
+        region=cl.Region(below=PEAK_DISTANCE),
+    )
     missing = _missing(view, condition) or _too_few_rows(view, grouping)
     if missing:
         return [replace(c, note=missing) for c in (sharp, middle, peak)]
-    layers = np.array(sorted(layer for layer in view.clusters[condition] if layer > 0), dtype=int)  # layer 0: no geometry
+    layers = np.array(
+        sorted(layer for layer in view.clusters[condition] if layer > 0), dtype=int
+    )  # layer 0: no geometry
     if len(layers) < 3:
         return [replace(c, note=f"{len(layers)} analysed layers") for c in (sharp, middle, peak)]
     depths = layers / view.last_layer
@@ -268,7 +394,11 @@ def _transition(view: RunView, counts: np.ndarray, condition: str, grouping: str
     distance = np.abs(peaks - place)
     note = f"ID peak at layer {int(round(peaks[0] * view.last_layer))}"
     if unknown.any():
-        note += f"; {int(unknown.sum())} layers without a GRIDE error take the largest ({known.max():.3g})" if len(known) else ""
+        note += (
+            f"; {int(unknown.sum())} layers without a GRIDE error take the largest ({known.max():.3g})"
+            if len(known)
+            else ""
+        )
     return out + [_given(sharp, _decide(peak, distance[0], distance[1:], note=note))]
 
 
@@ -276,8 +406,11 @@ def _point_note(draws: np.ndarray) -> str:
     """Say when every draw gave the same value: the interval is a point because the clusters are
     held fixed (the same partitions either side of the fall), not because the place is known."""
     finite = draws[np.isfinite(draws)]
-    return "; the same in every draw (clusters held fixed: the interval leaves out ADP's own uncertainty)" \
-        if len(finite) and np.ptp(finite) == 0 else ""
+    return (
+        "; the same in every draw (clusters held fixed: the interval leaves out ADP's own uncertainty)"
+        if len(finite) and np.ptp(finite) == 0
+        else ""
+    )
 
 
 def _given(premise: Claim, claim: Claim) -> Claim:
@@ -295,32 +428,54 @@ def _overlap_difference(view, counts, key, a, b, statement, paper) -> Claim:
     bootstrap: each row's share of same-answer neighbours (stored per row by the analysis) is
     resampled with the questions, each draw's layer value its class-weighted mean (the layer's
     label overlap); neighbours are held as the analysis found them."""
-    claim = Claim(key, statement, f"mean over the second half of label_overlap[answer] of {a} - of {b}; rows resampled",
-                  paper, region=cl.Region(above=ARI_MARGIN))
+    claim = Claim(
+        key,
+        statement,
+        f"mean over the second half of label_overlap[answer] of {a} - of {b}; rows resampled",
+        paper,
+        region=cl.Region(above=ARI_MARGIN),
+    )
     missing = _missing(view, a, b) or _too_few_rows(view, ANSWER)
     if missing:
         return replace(claim, note=missing)
-    layers = np.array([layer for layer in _layers_in(view, SECOND_HALF, a, b)
-                       if all(layer in view.overlap_rows.get(c, {}) for c in (a, b))], dtype=int)
+    layers = np.array(
+        [
+            layer
+            for layer in _layers_in(view, SECOND_HALF, a, b)
+            if all(layer in view.overlap_rows.get(c, {}) for c in (a, b))
+        ],
+        dtype=int,
+    )
     if not all(view.overlap_rows.get(c) for c in (a, b)):
-        return replace(claim, note=f"no per-row label overlap in analysis.h5 (analysed before it was kept): "
-                                   f"run `landscape analyze --force` again")
+        return replace(
+            claim,
+            note="no per-row label overlap in analysis.h5 (analysed before it was kept): "
+            "run `landscape analyze --force` again",
+        )
     if len(layers) < MIN_LAYERS_PER_HALF:
         return replace(claim, note=f"{len(layers)} second-half layers with an answer label overlap")
     answers = view.labels[ANSWER]
-    means = {c: np.mean([class_weighted_mean(view.overlap_rows[c][int(layer)], answers, counts) for layer in layers], axis=0)
-             for c in (a, b)}
+    means = {
+        c: np.mean([class_weighted_mean(view.overlap_rows[c][int(layer)], answers, counts) for layer in layers], axis=0)
+        for c in (a, b)
+    }
     diff = means[a] - means[b]
-    note = f"layers {layers.min()}-{layers.max()}" + _within_chance(view, "label_overlap", ANSWER, layers,
-                                                                      {c: m[0] for c, m in means.items()})
+    note = f"layers {layers.min()}-{layers.max()}" + _within_chance(
+        view, "label_overlap", ANSWER, layers, {c: m[0] for c, m in means.items()}
+    )
     return _decide(claim, diff[0], diff[1:], note=note)
 
 
 def _overlap_fall(view, counts, key, pair, statement, paper) -> Claim:
     """First-half minus second-half mean data overlap of a pair of conditions (rows resampled)."""
     a, b = pair
-    claim = Claim(key, statement, f"mean data overlap({a}, {b}) in the first half - in the second half", paper,
-                  region=cl.Region(above=OVERLAP_FALL))
+    claim = Claim(
+        key,
+        statement,
+        f"mean data overlap({a}, {b}) in the first half - in the second half",
+        paper,
+        region=cl.Region(above=OVERLAP_FALL),
+    )
     found = view.overlaps.get(pair) or view.overlaps.get((b, a))
     if not found:
         return replace(claim, note=_missing(view, a, b) or f"no pair {names.pair_name(a, b)} analysed")
@@ -339,21 +494,31 @@ def _overlap_fall(view, counts, key, pair, statement, paper) -> Claim:
 
 
 def _edl_gain(view, key, condition, region, statement, paper) -> Claim:
-    claim = Claim(key, statement, f"gain beyond format of {condition}, bits per training label (held-out answers)",
-                  paper, region=region)
+    claim = Claim(
+        key,
+        statement,
+        f"gain beyond format of {condition}, bits per training label (held-out answers)",
+        paper,
+        region=region,
+    )
     if condition not in view.edl:
         return replace(claim, note=f"no EDL record of {condition}")
     attrs = view.edl[condition]
     needed = ["n_train"] + [f"gain_beyond_format_bits{s}" for s in ("", "_low", "_high")]
     if any(name not in attrs for name in needed):
-        return replace(claim, note=f"the EDL record of {condition} has no gain beyond format (made before it was kept): "
-                                   f"run `landscape finetune` again")
+        return replace(
+            claim,
+            note=f"the EDL record of {condition} has no gain beyond format (made before it was kept): "
+            f"run `landscape finetune` again",
+        )
     n = float(attrs["n_train"])
     value, low, high = (float(attrs[f"gain_beyond_format_bits{s}"]) / n for s in ("", "_low", "_high"))
     note = f"{attrs['gain_beyond_format_bits']:.1f} bits over {int(n)} labels"
     if key == "edl.random_gain":  # one-sided by construction: say what a "holds" means
-        note += ("; one-sided: a fine-tune that memorises random labels loses on held-out labels (a negative gain), "
-                 "so this fails only when random labels carry format (a leak)")
+        note += (
+            "; one-sided: a fine-tune that memorises random labels loses on held-out labels (a negative gain), "
+            "so this fails only when random labels carry format (a leak)"
+        )
     return replace(claim, value=value, low=low, high=high, verdict=cl.verdict(low, high, region), note=note)
 
 
@@ -367,9 +532,21 @@ def as_rows(claims: list[Claim]) -> list[dict[str, str]]:
     def number(x: float) -> str:
         return "" if not np.isfinite(x) else f"{x:.4g}"
 
-    return [dict(claim=c.key, statement=c.statement, statistic=c.statistic, value=number(c.value), low=number(c.low),
-                 high=number(c.high), region=c.region.describe(), verdict=c.verdict, note=c.note, paper=c.paper)
-            for c in claims]
+    return [
+        dict(
+            claim=c.key,
+            statement=c.statement,
+            statistic=c.statistic,
+            value=number(c.value),
+            low=number(c.low),
+            high=number(c.high),
+            region=c.region.describe(),
+            verdict=c.verdict,
+            note=c.note,
+            paper=c.paper,
+        )
+        for c in claims
+    ]
 
 
 def write_claims(run: Path, claims: list[Claim]) -> Path:

@@ -103,9 +103,18 @@ def summarize(run: Path, label: str, *, n_boot: int = cl.N_BOOT, seed: int = 0) 
     with h5py.File(analysis, "r") as f:
         settings = store.analysis.analysis_settings(f)
     view = read_run(run)
-    return RunSummary(label=label, path=run, info=info, settings=settings, view=view,
-                      claims=evaluate_claims(view, n_boot=n_boot, seed=seed), ids=np.asarray(examples.ids),
-                      splits=np.asarray(examples.splits).astype(str), n_layers=n_layers, rows=metrics_rows(analysis))
+    return RunSummary(
+        label=label,
+        path=run,
+        info=info,
+        settings=settings,
+        view=view,
+        claims=evaluate_claims(view, n_boot=n_boot, seed=seed),
+        ids=np.asarray(examples.ids),
+        splits=np.asarray(examples.splits).astype(str),
+        n_layers=n_layers,
+        rows=metrics_rows(analysis),
+    )
 
 
 # ---------------------------------------------------------------- the tidy table
@@ -118,8 +127,17 @@ def compare_rows(runs: list[RunSummary]) -> list[list]:
     for run in runs:
         for row in run.rows:
             cells = csv_cells(row)
-            out.append([run.label, str(run.path), run.info.get("model", ""), run.info.get("task", ""), *cells[:3],
-                        csv_number(run.relative_depth(row[2])), *cells[3:]])
+            out.append(
+                [
+                    run.label,
+                    str(run.path),
+                    run.info.get("model", ""),
+                    run.info.get("task", ""),
+                    *cells[:3],
+                    csv_number(run.relative_depth(row[2])),
+                    *cells[3:],
+                ]
+            )
     return out
 
 
@@ -166,7 +184,11 @@ def paired_differences(a: RunView, b: RunView, *, n_boot: int = cl.N_BOOT, seed:
     out = []
     for condition in [c for c in a.correct if c in b.correct]:
         draws = cl.weighted_mean(a.correct[condition].astype(float) - b.correct[condition].astype(float), counts)
-        out.append(PairedDifference(condition, "accuracy", -1, float("nan"), float(draws[0]), *cl.percentile_interval(draws[1:])))
+        out.append(
+            PairedDifference(
+                condition, "accuracy", -1, float("nan"), float(draws[0]), *cl.percentile_interval(draws[1:])
+            )
+        )
         layers_a, layers_b = a.clusters.get(condition, {}), b.clusters.get(condition, {})
         if not layers_a or not layers_b:
             continue
@@ -179,9 +201,19 @@ def paired_differences(a: RunView, b: RunView, *, n_boot: int = cl.N_BOOT, seed:
                 continue  # no layer of b at this depth (layer subsets)
             for grouping in (a.grouping, ANSWER):
                 labels = a.labels[grouping]
-                diff = cl.weighted_ari(layers_a[layer], labels, counts) - cl.weighted_ari(layers_b[match], labels, counts)
-                out.append(PairedDifference(condition, grouped("ari", grouping), layer, depth, float(diff[0]),
-                                            *cl.percentile_interval(diff[1:])))
+                diff = cl.weighted_ari(layers_a[layer], labels, counts) - cl.weighted_ari(
+                    layers_b[match], labels, counts
+                )
+                out.append(
+                    PairedDifference(
+                        condition,
+                        grouped("ari", grouping),
+                        layer,
+                        depth,
+                        float(diff[0]),
+                        *cl.percentile_interval(diff[1:]),
+                    )
+                )
     return out
 
 

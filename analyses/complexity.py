@@ -48,7 +48,9 @@ def icl_points(conditions: dict[str, dict[str, Any]]) -> list[Point]:
     return sorted(points, key=lambda p: p.bits)
 
 
-def lora_points(conditions: dict[str, dict[str, Any]], edl: dict[str, dict[str, Any]], bits_per_parameter: float) -> list[Point]:
+def lora_points(
+    conditions: dict[str, dict[str, Any]], edl: dict[str, dict[str, Any]], bits_per_parameter: float
+) -> list[Point]:
     """Each fine-tune (and each of its checkpoints): its trainable parameters written out in full."""
     points = []
     for name, attrs in edl.items():
@@ -59,7 +61,9 @@ def lora_points(conditions: dict[str, dict[str, Any]], edl: dict[str, dict[str, 
     return points
 
 
-def data_points(conditions: dict[str, dict[str, Any]], edl: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]]) -> list[Point]:
+def data_points(
+    conditions: dict[str, dict[str, Any]], edl: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]]
+) -> list[Point]:
     """Prequential bits of the first n training labels vs the model after training on them.
 
     A checkpoint at step s within the first epoch has seen n = s x batch size labels; the final
@@ -76,7 +80,9 @@ def data_points(conditions: dict[str, dict[str, Any]], edl: dict[str, tuple[dict
                 n = step * batch
                 points.append(Point("data", f"{condition} (n={n})", float(online[:n].sum()), float(cattrs["accuracy"])))
         if name in conditions and "accuracy" in conditions[name]:
-            points.append(Point("data", f"{name} (n={len(online)})", float(online.sum()), float(conditions[name]["accuracy"])))
+            points.append(
+                Point("data", f"{name} (n={len(online)})", float(online.sum()), float(conditions[name]["accuracy"]))
+            )
     return points
 
 

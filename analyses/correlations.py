@@ -27,8 +27,14 @@ from landscape.stats import spearman_bootstrap
 EDL_FEATURES = ("log_density", "core", "purity")
 
 
-def correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_rows: dict[str, np.ndarray],
-                       layers_of: dict[str, list[int]], first: str):
+def correlation_tasks(
+    f: h5py.File,
+    hidden: Path,
+    targets: list[str],
+    split_rows: dict[str, np.ndarray],
+    layers_of: dict[str, list[int]],
+    first: str,
+):
     """(path, correlations, (values, features, seed)) per fine-tune, split and layer not yet done:
     Spearman (bootstrap CI) of per-example EDL / eval gain with landscape features.
 
@@ -51,12 +57,21 @@ def correlation_tasks(f: h5py.File, hidden: Path, targets: list[str], split_rows
                     continue
                 features = {}
                 for condition in (ZERO_SHOT, name):
-                    _, arrays, skipped = store.analysis.read_result(f, store.analysis.result_path(condition, layer, split=split),
-                                                            arrays=tuple(stored.values()))
+                    _, arrays, skipped = store.analysis.read_result(
+                        f, store.analysis.result_path(condition, layer, split=split), arrays=tuple(stored.values())
+                    )
                     if not skipped:
-                        features.update({feature_name(condition, f"{feat}_{first}" if feat == "purity" else feat):
-                                         arrays[stored[feat]][positions] for feat in EDL_FEATURES})
-                _, pair, skipped = store.analysis.read_result(f, store.analysis.result_path(ZERO_SHOT, layer, other=name, split=split))
+                        features.update(
+                            {
+                                feature_name(condition, f"{feat}_{first}" if feat == "purity" else feat): arrays[
+                                    stored[feat]
+                                ][positions]
+                                for feat in EDL_FEATURES
+                            }
+                        )
+                _, pair, skipped = store.analysis.read_result(
+                    f, store.analysis.result_path(ZERO_SHOT, layer, other=name, split=split)
+                )
                 if not skipped:
                     features["data_overlap"] = pair["data_overlap"][positions]
                 yield path, correlations, (values, features, layer)

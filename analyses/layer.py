@@ -6,11 +6,10 @@ back from distinct points to all N rows (duplicates take their representative's 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
-
-from typing import Mapping
 
 from landscape import geometry, nulls
 from landscape.estimators import estimate_ids
@@ -42,12 +41,16 @@ class AnalysisConfig:
     tree_max_log_density: float | None = None  # and (when set) no denser peak than this
     exact_knn: bool = False  # recompute every neighbour distance from differences (see knn_graph)
     readouts: bool = True  # the logit lens and linear probes beside the geometry (analyses.readouts)
-    similarity: bool = True  # CKA, mutual kNN, CKNNA, information imbalance: layer x layer and condition x condition (eval rows)
+    similarity: bool = (
+        True  # CKA, mutual kNN, CKNNA, information imbalance: layer x layer and condition x condition (eval rows)
+    )
     similarity_k: int = 10  # neighbours of mutual kNN and CKNNA (Huh et al. 2024's)
     similarity_memory: float = 6.0  # GiB a similarity task may hold (landscape.similarity.similarity_matrices)
     id_estimators: bool = True  # MLE, TLE, local PCA and DANCo IDs beside GRIDE / 2NN (eval rows; landscape.estimators)
     id_k: int = 20  # neighbours of MLE, TLE and local PCA, at most maxk (DANCo: its calibration's 10)
-    null_draws: int = 40  # permutation draws of each measure's chance level (labels or one side's rows shuffled; 0: none)
+    null_draws: int = (
+        40  # permutation draws of each measure's chance level (labels or one side's rows shuffled; 0: none)
+    )
     null_seed: int = 0  # seeds those draws
     probe_fit: str = "auto"  # probes fit on: train rows, eval-halves (cross-fit), auto (train when the run has them)
     device: str = "auto"
@@ -89,12 +92,32 @@ class AnalysisConfig:
 # and drawn as dendrograms), the density's ID at ranks 8 -> 16, label overlap of answers at 0.1
 # and of subjects at 0.3. Pair duplicates are dropped in every recipe (compare_states). The rows
 # (57 subjects x <= 200) are the extraction's: `make ... RECIPE=doimo2024`.
-RECIPES: dict[str, "AnalysisConfig"] = {}
+RECIPES: dict[str, AnalysisConfig] = {}
 # Settings a recipe does not choose: where it runs and what else is measured beside the geometry.
-NOT_RECIPE = ("recipe", "device", "similarity_memory", "label_overlap_sample", "readouts", "similarity", "similarity_k", "probe_fit", "id_estimators", "id_k", "null_draws", "null_seed")
+NOT_RECIPE = (
+    "recipe",
+    "device",
+    "similarity_memory",
+    "label_overlap_sample",
+    "readouts",
+    "similarity",
+    "similarity_k",
+    "probe_fit",
+    "id_estimators",
+    "id_k",
+    "null_draws",
+    "null_seed",
+)
 RECIPES["suite"] = AnalysisConfig()
-RECIPES["doimo2024"] = AnalysisConfig(recipe="doimo2024", states="normed", maxk=1000, cluster_maxk=300, id_scale=8,
-                                      class_fraction=0.3, answer_class_fraction=0.1)
+RECIPES["doimo2024"] = AnalysisConfig(
+    recipe="doimo2024",
+    states="normed",
+    maxk=1000,
+    cluster_maxk=300,
+    id_scale=8,
+    class_fraction=0.3,
+    answer_class_fraction=0.1,
+)
 
 
 def recipe_config(name: str, **overrides) -> AnalysisConfig:
@@ -115,8 +138,14 @@ class LayerResult:
     skipped: str = ""  # why the geometry is undefined here (e.g. every point identical)
 
 
-def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: AnalysisConfig,
-                  demo_sets: np.ndarray | None = None, *, id_estimators: bool | None = None) -> LayerResult:
+def analyze_layer(
+    X: np.ndarray,
+    groupings: Mapping[str, np.ndarray],
+    config: AnalysisConfig,
+    demo_sets: np.ndarray | None = None,
+    *,
+    id_estimators: bool | None = None,
+) -> LayerResult:
     """kNN graph -> GRIDE and 2NN IDs (and, with ``id_estimators`` (default: the config's), MLE,
     TLE, local PCA and DANCo: ``landscape.estimators``) -> kNN density + ADP -> ARI, label
     overlaps, per-point features.
@@ -165,7 +194,9 @@ def analyze_layer(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: An
         "core": core,
         "log_density": peaks.log_density[graph.inverse],
         **per_row,
-        "knn": graph.indices[:, : config.overlap_k + 1].astype(np.int32) if graph.n_duplicates == 0 else np.zeros((0, 0), np.int32),
+        "knn": graph.indices[:, : config.overlap_k + 1].astype(np.int32)
+        if graph.n_duplicates == 0
+        else np.zeros((0, 0), np.int32),
         "gride_scales": gride.scales,
         "gride_ids": gride.ids,
         "gride_errors": gride.errors,
@@ -199,13 +230,23 @@ def _clusterings(graph: KnnGraph, id_density: float, config: AnalysisConfig):
     # only each point's k* = density_k neighbours, so the two agree: measured, docs/findings.md.)
     compared = peaks
     if config.cluster_maxk is not None and config.cluster_maxk != config.maxk:
-        compared = geometry.density_peaks(truncate(graph, config.cluster_maxk), id_density, k=config.density_k, Z=config.Z)
+        compared = geometry.density_peaks(
+            truncate(graph, config.cluster_maxk), id_density, k=config.density_k, Z=config.Z
+        )
     tree = geometry.peak_tree(compared, min_size=config.tree_min_size, max_log_density=config.tree_max_log_density)
     return peaks, compared, tree
 
 
-def _agreement_with_labels(X: np.ndarray, graph: KnnGraph, overlap_graph: KnnGraph, clusters: np.ndarray, core: np.ndarray,
-                           groupings: Mapping[str, np.ndarray], demo_sets: np.ndarray | None, config: AnalysisConfig):
+def _agreement_with_labels(
+    X: np.ndarray,
+    graph: KnnGraph,
+    overlap_graph: KnnGraph,
+    clusters: np.ndarray,
+    core: np.ndarray,
+    groupings: Mapping[str, np.ndarray],
+    demo_sets: np.ndarray | None,
+    config: AnalysisConfig,
+):
     """Per grouping: ARI of the clusters (all points, core points), label overlap (on
     ``overlap_graph``: ``_graphs``; or, past it with ``label_overlap_sample``, estimated from a
     stratified sample's neighbours, with its standard error) and its per-row shares, purity per
@@ -243,12 +284,22 @@ def _agreement_with_labels(X: np.ndarray, graph: KnnGraph, overlap_graph: KnnGra
         scalars[grouped("label_overlap", name)] = overlap
         per_row[grouped("label_overlap_rows", name)] = shares[graph.inverse]
         if config.null_draws:
-            scalars.update(nulls.ari_null(clusters, labels, draws=config.null_draws, seed=config.null_seed)
-                           .scalars(grouped("ari", name)))
+            scalars.update(
+                nulls.ari_null(clusters, labels, draws=config.null_draws, seed=config.null_seed).scalars(
+                    grouped("ari", name)
+                )
+            )
             if found is not None:
-                scalars.update(nulls.label_overlap_null(found, distinct, class_fraction=fraction, draws=config.null_draws,
-                                                        seed=config.null_seed, rows=sampled)
-                               .scalars(grouped("label_overlap", name)))
+                scalars.update(
+                    nulls.label_overlap_null(
+                        found,
+                        distinct,
+                        class_fraction=fraction,
+                        draws=config.null_draws,
+                        seed=config.null_seed,
+                        rows=sampled,
+                    ).scalars(grouped("label_overlap", name))
+                )
         scalars[grouped("label_overlap_fraction", name)] = fraction
         scalars[grouped("label_overlap_maxk", name)] = neighbours
         per_row[grouped("purity", name)] = geometry.cluster_purity(clusters, labels)
@@ -276,8 +327,13 @@ def _graphs(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: Analysis
         graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn)
         return graph, graph
     keep, _ = distinct_rows(X)
-    needed = max((_overlap_neighbours(np.asarray(labels)[keep], _class_fraction(name, config))
-                  for name, labels in groupings.items()), default=0)
+    needed = max(
+        (
+            _overlap_neighbours(np.asarray(labels)[keep], _class_fraction(name, config))
+            for name, labels in groupings.items()
+        ),
+        default=0,
+    )
     longest = min(needed, len(keep) - 1)
     if longest <= config.maxk:
         graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn)
@@ -307,18 +363,24 @@ def compare_layers(result_a: LayerResult, result_b: LayerResult, config: Analysi
     return out
 
 
-def _pair_nulls(knn_a: np.ndarray, knn_b: np.ndarray, clusters_a: np.ndarray, clusters_b: np.ndarray,
-                config: AnalysisConfig) -> dict[str, float]:
+def _pair_nulls(
+    knn_a: np.ndarray, knn_b: np.ndarray, clusters_a: np.ndarray, clusters_b: np.ndarray, config: AnalysisConfig
+) -> dict[str, float]:
     """The data overlap and the clusters' ARI of two conditions with b's rows shuffled."""
     if not config.null_draws:
         return {}
     draws, seed = config.null_draws, config.null_seed
-    return {**nulls.data_overlap_null(knn_a, knn_b, k=config.overlap_k, draws=draws, seed=seed).scalars("data_overlap"),
-            **nulls.ari_null(np.asarray(clusters_a), np.asarray(clusters_b), draws=draws, seed=seed).scalars("ari_clusters")}
+    return {
+        **nulls.data_overlap_null(knn_a, knn_b, k=config.overlap_k, draws=draws, seed=seed).scalars("data_overlap"),
+        **nulls.ari_null(np.asarray(clusters_a), np.asarray(clusters_b), draws=draws, seed=seed).scalars(
+            "ari_clusters"
+        ),
+    }
 
 
-def compare_states(X_a: np.ndarray, X_b: np.ndarray, clusters_a: np.ndarray, clusters_b: np.ndarray,
-                   config: AnalysisConfig) -> LayerResult:
+def compare_states(
+    X_a: np.ndarray, X_b: np.ndarray, clusters_a: np.ndarray, clusters_b: np.ndarray, config: AnalysisConfig
+) -> LayerResult:
     """``compare_layers`` for a layer holding duplicate points, as the paper does it: every row
     duplicated in either condition is dropped (``n_pair_dropped``) and each condition's neighbours
     are found among the rest. Dropped rows get NaN overlap; ARI is over the kept rows.
@@ -341,7 +403,9 @@ def compare_states(X_a: np.ndarray, X_b: np.ndarray, clusters_a: np.ndarray, clu
         "data_overlap": float(np.nanmean(overlap)),
         "ari_clusters": geometry.ari(np.asarray(clusters_a)[kept], np.asarray(clusters_b)[kept]),
         "n_pair_dropped": float(len(X_a) - len(kept)),
-        **_pair_nulls(graphs[0].indices, graphs[1].indices, np.asarray(clusters_a)[kept], np.asarray(clusters_b)[kept], config),
+        **_pair_nulls(
+            graphs[0].indices, graphs[1].indices, np.asarray(clusters_a)[kept], np.asarray(clusters_b)[kept], config
+        ),
     }
     out.arrays = {"data_overlap": overlap}
     return out

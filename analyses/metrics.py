@@ -50,8 +50,16 @@ def csv_number(value: float, *, blank_nan: bool = False) -> str:
 
 def csv_cells(row: MetricRow) -> list:
     split, condition, layer, metric, grouping, value, low, high = row
-    return [split, condition, layer, metric, grouping, csv_number(value),
-            csv_number(low, blank_nan=True), csv_number(high, blank_nan=True)]
+    return [
+        split,
+        condition,
+        layer,
+        metric,
+        grouping,
+        csv_number(value),
+        csv_number(low, blank_nan=True),
+        csv_number(high, blank_nan=True),
+    ]
 
 
 def write_metrics_csv(analysis: Path) -> Path:

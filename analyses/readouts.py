@@ -18,8 +18,8 @@ share of examples decided by then (``lens_decided``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -43,9 +43,18 @@ class LensInputs:
         return readouts.lens_logits(residual, self.norms.layer(last), self.norms.kind, self.head)
 
 
-def layer_readouts(residual: np.ndarray, states: np.ndarray, answers: np.ndarray, targets: Mapping[str, np.ndarray],
-                   *, lens: LensInputs | None, fit_rows: np.ndarray | None, score_rows: np.ndarray,
-                   probe_fit: str, seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def layer_readouts(
+    residual: np.ndarray,
+    states: np.ndarray,
+    answers: np.ndarray,
+    targets: Mapping[str, np.ndarray],
+    *,
+    lens: LensInputs | None,
+    fit_rows: np.ndarray | None,
+    score_rows: np.ndarray,
+    probe_fit: str,
+    seed: int = 0,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """(scalars, arrays) of one layer.
 
     ``residual`` (n, d): the split's rows as stored (the lens applies the final norm itself);
@@ -66,19 +75,23 @@ def layer_readouts(residual: np.ndarray, states: np.ndarray, answers: np.ndarray
         if probe_fit == "train":
             if len(np.unique(labels[fit_rows])) < 2:
                 continue  # one label among the fitting rows: nothing to probe
-            result = readouts.linear_probe(states[fit_rows], labels[fit_rows], states[score_rows], labels[score_rows], seed=seed)
+            result = readouts.linear_probe(
+                states[fit_rows], labels[fit_rows], states[score_rows], labels[score_rows], seed=seed
+            )
         else:
             result = readouts.linear_probe_halves(states[score_rows], labels[score_rows], seed=seed)
-        scalars.update({
-            grouped("probe_accuracy", name): result.accuracy.value,
-            grouped("probe_accuracy_low", name): result.accuracy.low,
-            grouped("probe_accuracy_high", name): result.accuracy.high,
-            grouped("probe_majority", name): result.majority,
-            grouped("probe_control", name): result.control,
-            grouped("probe_control_fit", name): result.control_fit,
-            grouped("probe_selectivity", name): result.selectivity,
-            grouped("probe_C", name): result.C,
-        })
+        scalars.update(
+            {
+                grouped("probe_accuracy", name): result.accuracy.value,
+                grouped("probe_accuracy_low", name): result.accuracy.low,
+                grouped("probe_accuracy_high", name): result.accuracy.high,
+                grouped("probe_majority", name): result.majority,
+                grouped("probe_control", name): result.control,
+                grouped("probe_control_fit", name): result.control_fit,
+                grouped("probe_selectivity", name): result.selectivity,
+                grouped("probe_C", name): result.C,
+            }
+        )
     return scalars, arrays
 
 

@@ -26,15 +26,24 @@ from tqdm import tqdm
 from analyses import complexity
 from analyses.correlations import correlation_tasks
 from analyses.identifiability import compare_seeds, seed_families
+from analyses.layer import (
+    NOT_RECIPE,
+    RECIPES,
+    AnalysisConfig,
+    LayerResult,
+    analyze_layer,
+    compare_layers,
+    compare_states,
+)
 from analyses.metrics import write_metrics_csv
 from analyses.readouts import LensInputs, decisions, layer_readouts
-from analyses.layer import NOT_RECIPE, RECIPES, AnalysisConfig, LayerResult, analyze_layer, compare_layers, compare_states
 from analyses.similarity import similarity_tasks
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, store
-from landscape.names import ANSWER, ZERO_SHOT
 from landscape.atomic import replace_atomically
+from landscape.names import ANSWER, ZERO_SHOT
 from landscape.normed import apply_norm
+
 
 class AnalysisMismatch(ValueError):
     """analysis.h5 exists with other settings."""
@@ -99,8 +108,13 @@ def run_analysis(
     return write_metrics_csv(sweep.analysis)
 
 
-def _plan(run_dir: Path, config: AnalysisConfig, conditions: list[str] | None, layers: list[int] | None,
-          splits: list[str] | None) -> Sweep:
+def _plan(
+    run_dir: Path,
+    config: AnalysisConfig,
+    conditions: list[str] | None,
+    layers: list[int] | None,
+    splits: list[str] | None,
+) -> Sweep:
     """Check the request against the run (conditions complete, splits present, enough rows)."""
     config.validate()
     hidden = reader.hidden_path(run_dir)
@@ -112,8 +126,12 @@ def _plan(run_dir: Path, config: AnalysisConfig, conditions: list[str] | None, l
             store.hidden.get_condition(f, name)  # an unknown name is an error naming the known ones
             if name not in complete:
                 raise ValueError(f"condition {name} of {hidden} is incomplete: finish its extraction first")
-        stored = {name: store.hidden.stored_layers(f, name) for name in complete}  # the analysed conditions are among them
-        layers_of = {name: _layers_asked(layers, store.hidden.n_layers(f, name), stored[name], name) for name in conditions}
+        stored = {
+            name: store.hidden.stored_layers(f, name) for name in complete
+        }  # the analysed conditions are among them
+        layers_of = {
+            name: _layers_asked(layers, store.hidden.n_layers(f, name), stored[name], name) for name in conditions
+        }
         instances = {name: store.hidden.condition_instance(store.hidden.get_condition(f, name)) for name in conditions}
         examples = store.hidden.read_examples(f)
         edl_names = store.edl.edl_names(f)
@@ -130,11 +148,16 @@ def _plan(run_dir: Path, config: AnalysisConfig, conditions: list[str] | None, l
         raise ValueError(f"{hidden} has no train rows to fit probes on: use --probe-fit eval-halves")
     n_eval = int((examples.splits == "eval").sum())
     if "eval" in splits and n_eval < config.maxk + 1:
-        raise ValueError(f"{n_eval} eval examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk")
+        raise ValueError(
+            f"{n_eval} eval examples but maxk={config.maxk} needs at least {config.maxk + 1}: lower --maxk"
+        )
     n_train = int((examples.splits == "train").sum())
     if "train" in splits and n_train <= config.maxk:
-        print(f"the train split's {n_train} rows are fewer than maxk + 1 = {config.maxk + 1}: its layers are skipped "
-              "(no train-row geometry, so no EDL correlations); lower --maxk to analyse them", file=sys.stderr)
+        print(
+            f"the train split's {n_train} rows are fewer than maxk + 1 = {config.maxk + 1}: its layers are skipped "
+            "(no train-row geometry, so no EDL correlations); lower --maxk to analyse them",
+            file=sys.stderr,
+        )
     return Sweep(hidden, config, list(conditions), stored, layers_of, instances, examples, edl_names, list(splits))
 
 
@@ -147,23 +170,32 @@ def _layers_asked(layers: list[int] | None, total: int, stored: list[int], name:
         if not -total <= layer < total:
             raise ValueError(f"layer {layer} out of range: {name} has layers 0..{total - 1}")
         if layer % total not in stored:
-            raise ValueError(f"layer {layer % total} of {name} is not stored (it keeps {', '.join(map(str, stored))}: "
-                             "extracted with --layers)")
+            raise ValueError(
+                f"layer {layer % total} of {name} is not stored (it keeps {', '.join(map(str, stored))}: "
+                "extracted with --layers)"
+            )
     return sorted({layer % total for layer in layers})
 
 
 def _layers_to_do(sweep: Sweep) -> list[tuple[str, str, int]]:
     """(split, condition, layer) of every layer asked for whose results are not complete yet."""
     with h5py.File(sweep.analysis, "r") as f:
-        return [(split, name, layer) for split in sweep.splits for name in sweep.conditions for layer in sweep.layers_of[name]
-                if not store.analysis.result_done(f, store.analysis.result_path(name, layer, split=split))]
+        return [
+            (split, name, layer)
+            for split in sweep.splits
+            for name in sweep.conditions
+            for layer in sweep.layers_of[name]
+            if not store.analysis.result_done(f, store.analysis.result_path(name, layer, split=split))
+        ]
 
 
 def _measure_layers(f: h5py.File, workers: Workers, sweep: Sweep, todo, source: str, progress: bool) -> None:
     """Each (split, condition, layer): its geometry and readouts, written as they arrive; then the
     lens's decision layers, and a refusal of conditions with no geometry at any layer."""
     bar = tqdm(total=len(todo), desc="analyze", unit="layer", disable=not progress)
-    layer_tasks = (((split, name, layer), _task, (source, split, name, layer, sweep.config)) for split, name, layer in todo)
+    layer_tasks = (
+        ((split, name, layer), _task, (source, split, name, layer, sweep.config)) for split, name, layer in todo
+    )
     for (split, name, layer), result in workers.map(layer_tasks, gpu=True):
         path = store.analysis.result_path(name, layer, split=split)
         store.analysis.write_result(f, path, result.scalars, result.arrays, result.skipped)
@@ -173,13 +205,17 @@ def _measure_layers(f: h5py.File, workers: Workers, sweep: Sweep, todo, source: 
     bar.close()
     if sweep.config.readouts:
         _write_decisions(f, sweep.splits, sweep.conditions, sweep.stored)
-    big_enough = [s for s in sweep.splits if (sweep.examples.splits == s).sum() > sweep.config.maxk]  # a small train split is just skipped
+    big_enough = [
+        s for s in sweep.splits if (sweep.examples.splits == s).sum() > sweep.config.maxk
+    ]  # a small train split is just skipped
     _refuse_degenerate(f, big_enough, sweep.conditions, sweep.layers_of)
 
 
 def _compare_conditions(f: h5py.File, workers: Workers, sweep: Sweep, source: str) -> None:
     """Pairs of conditions at each layer (data overlap, cluster agreement, ...)."""
-    for path, pair in workers.map(_pair_tasks(f, source, sweep.splits, sweep.conditions, sweep.layers_of, sweep.config)):
+    for path, pair in workers.map(
+        _pair_tasks(f, source, sweep.splits, sweep.conditions, sweep.layers_of, sweep.config)
+    ):
         store.analysis.write_result(f, path, pair.scalars, pair.arrays, pair.skipped)
 
 
@@ -188,21 +224,36 @@ def _compare_representations(f: h5py.File, workers: Workers, sweep: Sweep, sourc
     their chance levels (``config.null_draws`` seeded permutations, ``config.null_seed``)."""
     config = sweep.config
     if config.similarity and "eval" in sweep.splits:
-        for path, found in workers.map(similarity_tasks(f, source, "eval", list(sweep.stored), sweep.stored, states=config.states,
-                                                        k=config.similarity_k, device=config.device,
-                                                        memory_bytes=int(config.similarity_memory * 2 ** 30),
-                                                        null_draws=config.null_draws, null_seed=config.null_seed), gpu=True):
+        for path, found in workers.map(
+            similarity_tasks(
+                f,
+                source,
+                "eval",
+                list(sweep.stored),
+                sweep.stored,
+                states=config.states,
+                k=config.similarity_k,
+                device=config.device,
+                memory_bytes=int(config.similarity_memory * 2**30),
+                null_draws=config.null_draws,
+                null_seed=config.null_seed,
+            ),
+            gpu=True,
+        ):
             if found is not None:
                 store.analysis.write_similarity(f, path, *found)
 
 
-def _relate_to_edl(f: h5py.File, workers: Workers, sweep: Sweep, bits_per_parameter: float, target_accuracy: float | None) -> None:
+def _relate_to_edl(
+    f: h5py.File, workers: Workers, sweep: Sweep, bits_per_parameter: float, target_accuracy: float | None
+) -> None:
     """What the fine-tunes' code lengths meet in the landscape: per-example correlations, the
     seed-to-seed spread, and the task's complexity."""
     split_rows = {split: np.flatnonzero(sweep.examples.splits == split) for split in sweep.splits}
     targets = [name for name in sweep.edl_names if name in sweep.conditions and ZERO_SHOT in sweep.conditions]
-    for path, scalars in workers.map(correlation_tasks(f, sweep.hidden, targets, split_rows, sweep.layers_of,
-                                                       sweep.examples.group_names[0])):
+    for path, scalars in workers.map(
+        correlation_tasks(f, sweep.hidden, targets, split_rows, sweep.layers_of, sweep.examples.group_names[0])
+    ):
         store.analysis.write_result(f, path, scalars, {}, "" if scalars else "no landscape at this layer")
     info = reader.info(sweep.hidden)["conditions"]
     for base, family in seed_families([n for n in sweep.edl_names if n in sweep.conditions]).items():
@@ -233,8 +284,13 @@ def _write_decisions(f: h5py.File, splits, conditions: list[str], stored: dict[s
             layers = np.asarray(stored[name])[positions]  # positions among the stored layers -> layers
             for position, layer in enumerate(stored[name]):
                 arrays = {"decision_layer": layers.astype(np.int16)} if layer == stored[name][-1] else {}
-                store.analysis.write_result(f, store.analysis.decision_path(name, layer, split=split),
-                                            {"lens_decided": float(decided[position])}, arrays, "")
+                store.analysis.write_result(
+                    f,
+                    store.analysis.decision_path(name, layer, split=split),
+                    {"lens_decided": float(decided[position])},
+                    arrays,
+                    "",
+                )
 
 
 def _refuse_degenerate(f: h5py.File, splits, conditions, layers_of: dict[str, list[int]]) -> None:
@@ -242,7 +298,10 @@ def _refuse_degenerate(f: h5py.File, splits, conditions, layers_of: dict[str, li
     a table of NaNs. One such layer is normal: layer 0 is the same token's embedding in every row."""
     for split in splits:
         for name in conditions:
-            reasons = [store.analysis.read_result(f, store.analysis.result_path(name, l, split=split))[2] for l in layers_of[name]]
+            reasons = [
+                store.analysis.read_result(f, store.analysis.result_path(name, l, split=split))[2]
+                for l in layers_of[name]
+            ]
             if reasons and all(reasons):
                 raise ValueError(f"no layer of {name} ({split} rows) has a geometry: {reasons[-1]}")
 
@@ -255,7 +314,10 @@ def _forget_replaced(out: Path, instances: dict[str, str]) -> None:
         for name, instance in instances.items():
             if name in analysed and analysed[name] != instance:
                 removed = store.analysis.delete_results_of(f, name)
-                print(f"{name} was extracted again since it was analysed: its {removed} result groups are redone", file=sys.stderr)
+                print(
+                    f"{name} was extracted again since it was analysed: its {removed} result groups are redone",
+                    file=sys.stderr,
+                )
         store.analysis.record_instances(f, instances)
 
 
@@ -264,14 +326,18 @@ def _prepare(out: Path, config: AnalysisConfig, hidden: Path, *, force: bool) ->
     for where in ("device", "similarity_memory"):  # where and in how much memory it ran does not change the numbers
         settings.pop(where)
     preset = RECIPES[config.recipe].to_dict()
-    settings["overrides"] = sorted(k for k in settings if k in preset and settings[k] != preset[k] and k not in NOT_RECIPE)
+    settings["overrides"] = sorted(
+        k for k in settings if k in preset and settings[k] != preset[k] and k not in NOT_RECIPE
+    )
     if out.exists() and not force:
         with h5py.File(out, "r") as f:
             have = store.analysis.analysis_settings(f)
         differing = [k for k in settings if k != "overrides" and have.get(k) != settings[k]]  # overrides: derived
         if differing:
             key = differing[0]
-            raise AnalysisMismatch(f"{out} was made with {key}={have.get(key)!r}, not {settings[key]!r}: use --force to redo it")
+            raise AnalysisMismatch(
+                f"{out} was made with {key}={have.get(key)!r}, not {settings[key]!r}: use --force to redo it"
+            )
         return
 
     def write(tmp: Path) -> None:
@@ -292,20 +358,35 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
     rows = np.flatnonzero(examples.splits == split)
     bad = int((~np.isfinite(residual[rows]).all(axis=1)).sum())
     if bad:
-        raise ValueError(f"{name} layer {layer} holds NaN or inf in {bad} of {len(rows)} {split} rows: the forward pass "
-                         "overflowed (try --dtype float32) or the file is damaged; re-extract it with --overwrite")
+        raise ValueError(
+            f"{name} layer {layer} holds NaN or inf in {bad} of {len(rows)} {split} rows: the forward pass "
+            "overflowed (try --dtype float32) or the file is damaged; re-extract it with --overwrite"
+        )
     states = residual if config.states == "residual" else apply_norm(residual, *norms.layer(layer), norms.kind)
     labels = {**examples.groups, ANSWER: examples.answers}
-    result = analyze_layer(states[rows], {g: values[rows] for g, values in labels.items()}, config,
-                           demo_sets=None if demo_sets is None else demo_sets[rows],
-                           id_estimators=config.id_estimators and split == "eval")  # the landscape's; not EDL's features
+    result = analyze_layer(
+        states[rows],
+        {g: values[rows] for g, values in labels.items()},
+        config,
+        demo_sets=None if demo_sets is None else demo_sets[rows],
+        id_estimators=config.id_estimators and split == "eval",
+    )  # the landscape's; not EDL's features
     result.arrays["rows"] = rows  # row of each result row in /examples
     if config.readouts:
         fit_rows = None
         if split == "eval":
             fit_rows = np.flatnonzero(examples.splits == "train") if config.probe_fit == "train" else rows
-        scalars, arrays = layer_readouts(residual[rows], states, examples.answers[rows], labels, lens=lens,
-                                         fit_rows=fit_rows, score_rows=rows, probe_fit=config.probe_fit, seed=layer)
+        scalars, arrays = layer_readouts(
+            residual[rows],
+            states,
+            examples.answers[rows],
+            labels,
+            lens=lens,
+            fit_rows=fit_rows,
+            score_rows=rows,
+            probe_fit=config.probe_fit,
+            seed=layer,
+        )
         result.scalars.update(scalars)
         result.arrays.update(arrays)
     return result
@@ -327,7 +408,9 @@ def _lens_inputs(f: h5py.File, name: str, norms) -> LensInputs | None:
         return None
 
 
-def _pair_tasks(f: h5py.File, hidden: str, splits, conditions: list[str], layers_of: dict[str, list[int]], config: AnalysisConfig):
+def _pair_tasks(
+    f: h5py.File, hidden: str, splits, conditions: list[str], layers_of: dict[str, list[int]], config: AnalysisConfig
+):
     """(path, _pair_task, args) of every pair of conditions and layer not yet done, with the stored
     neighbour lists and clusters the comparison reads (read as the task is submitted)."""
     for split in splits:
@@ -344,8 +427,16 @@ def _comparable(f: h5py.File, path: str) -> LayerResult:
     return LayerResult(scalars=scalars, arrays=arrays, skipped=skipped)
 
 
-def _pair_task(hidden: str, split: str, a: str, b: str, layer: int, result_a: LayerResult, result_b: LayerResult,
-               config: AnalysisConfig) -> LayerResult:
+def _pair_task(
+    hidden: str,
+    split: str,
+    a: str,
+    b: str,
+    layer: int,
+    result_a: LayerResult,
+    result_b: LayerResult,
+    config: AnalysisConfig,
+) -> LayerResult:
     """One pair of conditions at a layer (runs in a worker): neighbourhood overlap and cluster
     agreement from the stored neighbour lists, or from the states where either holds duplicate
     points (``compare_states``: duplicated rows dropped). (CKA and the other similarity measures
@@ -385,20 +476,33 @@ def _write_complexity(f: h5py.File, hidden: Path, info: dict, bits_per_parameter
     with h5py.File(hidden, "r") as h:
         edl = {name: store.edl.read_edl(h, name) for name in store.edl.edl_names(h)}
     done = {name: attrs for name, attrs in info.items() if attrs.get("complete")}
-    points = (complexity.icl_points(done) + complexity.lora_points(done, {n: a for n, (_, a) in edl.items()
-                                                                         if a.get("labels") == "true"}, bits_per_parameter)
-              + complexity.data_points(done, edl))
+    points = (
+        complexity.icl_points(done)
+        + complexity.lora_points(
+            done, {n: a for n, (_, a) in edl.items() if a.get("labels") == "true"}, bits_per_parameter
+        )
+        + complexity.data_points(done, edl)
+    )
     if not points:
         return
     baseline = float(done[ZERO_SHOT]["accuracy"]) if ZERO_SHOT in done else float("nan")
     best = max(p.accuracy for p in points)
     if target is None:
         target = baseline + 0.5 * (best - baseline) if np.isfinite(baseline) else best
-    store.analysis.write_complexity(f, {
-        "strategy": np.array([p.strategy for p in points]), "label": np.array([p.label for p in points]),
-        "bits": np.array([p.bits for p in points]), "accuracy": np.array([p.accuracy for p in points]),
-        "on_front": complexity.pareto_front(points),
-    }, {"baseline_accuracy": baseline, "target_accuracy": float(target), "best_accuracy": best,
-        "smallest_bits": complexity.smallest_bits(points, target), "bits_per_parameter": bits_per_parameter})
-
-
+    store.analysis.write_complexity(
+        f,
+        {
+            "strategy": np.array([p.strategy for p in points]),
+            "label": np.array([p.label for p in points]),
+            "bits": np.array([p.bits for p in points]),
+            "accuracy": np.array([p.accuracy for p in points]),
+            "on_front": complexity.pareto_front(points),
+        },
+        {
+            "baseline_accuracy": baseline,
+            "target_accuracy": float(target),
+            "best_accuracy": best,
+            "smallest_bits": complexity.smallest_bits(points, target),
+            "bits_per_parameter": bits_per_parameter,
+        },
+    )

@@ -59,8 +59,9 @@ def read_run(run: Path) -> RunView:
         raise FileNotFoundError(f"no {store.ANALYSIS_FILE} in {run}: run `landscape analyze {run}` first")
     with h5py.File(run / store.HIDDEN_FILE, "r") as f:
         examples = store.hidden.read_examples(f)
-        conditions = [c for c in store.hidden.condition_names(f)
-                      if store.hidden.get_condition(f, c).attrs.get("complete", False)]
+        conditions = [
+            c for c in store.hidden.condition_names(f) if store.hidden.get_condition(f, c).attrs.get("complete", False)
+        ]
         if not conditions:
             raise store.SchemaError(f"{run} holds no complete condition")
         last_layer = store.hidden.n_layers(f, conditions[0]) - 1
@@ -68,9 +69,13 @@ def read_run(run: Path) -> RunView:
         correct = {c: (store.hidden.read_outputs(f, c)[2] == examples.answers)[eval_rows] for c in conditions}
         edl = {c: store.edl.read_edl(f, c)[1] for c in store.edl.edl_names(f)}
     grouping = examples.group_names[0]
-    view = RunView(last_layer=last_layer, grouping=grouping,
-                   labels={grouping: examples.first_group[eval_rows], ANSWER: examples.answers[eval_rows]},
-                   correct=correct, edl=edl)
+    view = RunView(
+        last_layer=last_layer,
+        grouping=grouping,
+        labels={grouping: examples.first_group[eval_rows], ANSWER: examples.answers[eval_rows]},
+        correct=correct,
+        edl=edl,
+    )
     position = np.full(len(examples), -1)
     position[eval_rows] = np.arange(len(eval_rows))
     with h5py.File(analysis, "r") as f:
@@ -83,7 +88,9 @@ def read_run(run: Path) -> RunView:
                 if store.analysis.result_done(f, path):
                     scalars, arrays, skipped = store.analysis.read_result(f, path, ("data_overlap",))
                     if not skipped and "data_overlap" in arrays:
-                        view.overlaps.setdefault((a, b), {})[layer] = _aligned(arrays["data_overlap"], None, len(eval_rows))
+                        view.overlaps.setdefault((a, b), {})[layer] = _aligned(
+                            arrays["data_overlap"], None, len(eval_rows)
+                        )
                         if "data_overlap_null" in scalars:
                             view.pair_nulls.setdefault((a, b), {})[layer] = scalars["data_overlap_null"]
     return view
@@ -95,7 +102,9 @@ def _read_layer(view: RunView, f: h5py.File, condition: str, layer: int, positio
     if not store.analysis.result_done(f, path):
         return
     overlap = names.grouped("label_overlap_rows", ANSWER)
-    scalars, arrays, skipped = store.analysis.read_result(f, path, ("rows", "cluster", "gride_ids", "gride_errors", overlap))
+    scalars, arrays, skipped = store.analysis.read_result(
+        f, path, ("rows", "cluster", "gride_ids", "gride_errors", overlap)
+    )
     if skipped or "cluster" not in arrays:
         return
     rows = position[arrays["rows"]]
@@ -122,8 +131,14 @@ def _aligned(values: np.ndarray, rows: np.ndarray | None, n: int) -> np.ndarray:
     return out
 
 
-def planted_view(*, n_per_class: int = 40, layers: int = 12, seed: int = 0, transition: float | None = None,
-                 conditions: tuple[str, ...] = (ZERO_SHOT, "5shot")) -> RunView:
+def planted_view(
+    *,
+    n_per_class: int = 40,
+    layers: int = 12,
+    seed: int = 0,
+    transition: float | None = None,
+    conditions: tuple[str, ...] = (ZERO_SHOT, "5shot"),
+) -> RunView:
     """A run whose answers are known: 4 subjects x ``n_per_class`` rows; ``5shot`` clusters by
     subject up to ``transition`` (relative depth; None: first half only, with a fall at 0.5) and
     at random after it, ``0shot`` at random everywhere; the ID peaks at the transition."""

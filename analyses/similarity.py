@@ -27,19 +27,37 @@ from landscape.knn import distinct_rows
 from landscape.similarity import MEMORY_BYTES, measure_names, similarity_matrices
 
 
-def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str], stored: dict[str, list[int]], *,
-                     states: str, k: int, device: str, memory_bytes: int = MEMORY_BYTES, null_draws: int = 0,
-                     null_seed: int = 0):
+def similarity_tasks(
+    f: h5py.File,
+    hidden: str,
+    split: str,
+    conditions: list[str],
+    stored: dict[str, list[int]],
+    *,
+    states: str,
+    k: int,
+    device: str,
+    memory_bytes: int = MEMORY_BYTES,
+    null_draws: int = 0,
+    null_seed: int = 0,
+):
     """(group path, similarity_task, args) of every condition's layers and every layer's
     conditions whose stored group is missing or covers another set (or was made with other
     settings); ``f``: analysis.h5; ``stored``: each condition's stored layers (those with a
     geometry in ``f`` are compared); ``memory_bytes``: each task's budget; ``null_draws``,
     ``null_seed``: the chance levels' permutations (``similarity_matrices``)."""
     usable = {c: [l for l in stored[c] if _has_geometry(f, c, l, split)] for c in conditions}
-    groups = [(store.analysis.similarity_path(split, condition=c), "layer", [(c, l) for l in usable[c]]) for c in conditions]
+    groups = [
+        (store.analysis.similarity_path(split, condition=c), "layer", [(c, l) for l in usable[c]]) for c in conditions
+    ]
     for layer in sorted({l for ls in usable.values() for l in ls}):
-        groups.append((store.analysis.similarity_path(split, layer=layer), "condition",
-                       [(c, layer) for c in conditions if layer in usable[c]]))
+        groups.append(
+            (
+                store.analysis.similarity_path(split, layer=layer),
+                "condition",
+                [(c, layer) for c in conditions if layer in usable[c]],
+            )
+        )
     for path, compared, representations in groups:
         if len(representations) < 2:
             continue
@@ -47,20 +65,47 @@ def similarity_tasks(f: h5py.File, hidden: str, split: str, conditions: list[str
         stored = store.analysis.read_similarity(f, path)
         if stored is not None and stored[0].tolist() == over and _same_settings(stored[2], k, null_draws, null_seed):
             continue
-        yield path, similarity_task, (hidden, split, representations, {compared: np.array(over)}, states, k, device,
-                                      memory_bytes, null_draws, null_seed)
+        yield (
+            path,
+            similarity_task,
+            (
+                hidden,
+                split,
+                representations,
+                {compared: np.array(over)},
+                states,
+                k,
+                device,
+                memory_bytes,
+                null_draws,
+                null_seed,
+            ),
+        )
 
 
 def _same_settings(attrs: dict, k: int, null_draws: int, null_seed: int) -> bool:
     """Whether a stored group's attrs are those these settings give (a group analysed before the
     nulls existed has no ``null_draws``: 0)."""
-    return (attrs.get("k") == k and list(attrs.get("measures", [])) == measure_names(null_draws)
-            and attrs.get("null_draws", 0) == null_draws and (not null_draws or attrs.get("null_seed") == null_seed))
+    return (
+        attrs.get("k") == k
+        and list(attrs.get("measures", [])) == measure_names(null_draws)
+        and attrs.get("null_draws", 0) == null_draws
+        and (not null_draws or attrs.get("null_seed") == null_seed)
+    )
 
 
-def similarity_task(hidden: str, split: str, representations: list[tuple[str, int]], over: dict[str, np.ndarray],
-                    states: str, k: int, device: str, memory_bytes: int = MEMORY_BYTES, null_draws: int = 0,
-                    null_seed: int = 0) -> tuple[dict[str, np.ndarray], dict] | None:
+def similarity_task(
+    hidden: str,
+    split: str,
+    representations: list[tuple[str, int]],
+    over: dict[str, np.ndarray],
+    states: str,
+    k: int,
+    device: str,
+    memory_bytes: int = MEMORY_BYTES,
+    null_draws: int = 0,
+    null_seed: int = 0,
+) -> tuple[dict[str, np.ndarray], dict] | None:
     """Compare every two of the representations' states of the split's rows (runs in a worker),
     reading them from ``hidden`` one layer at a time (``StoredStates``); ``over``: ``{"layer":
     ...}`` or ``{"condition": ...}``, what the group is indexed by; None when too few rows are
@@ -75,10 +120,22 @@ def similarity_task(hidden: str, split: str, representations: list[tuple[str, in
         kept = rows[~duplicated]
         if len(kept) <= max(k, 3):
             return None
-        matrices = similarity_matrices(StoredStates(f, representations, kept, states), k=k, cknna_k=k, device=device,
-                                       memory_bytes=memory_bytes, null_draws=null_draws, null_seed=null_seed)
-    return {**over, **matrices.as_dict()}, {"k": k, "n_rows": len(kept), "n_dropped": len(rows) - len(kept),
-                                            "measures": measure_names(null_draws), **matrices.null_attrs}
+        matrices = similarity_matrices(
+            StoredStates(f, representations, kept, states),
+            k=k,
+            cknna_k=k,
+            device=device,
+            memory_bytes=memory_bytes,
+            null_draws=null_draws,
+            null_seed=null_seed,
+        )
+    return {**over, **matrices.as_dict()}, {
+        "k": k,
+        "n_rows": len(kept),
+        "n_dropped": len(rows) - len(kept),
+        "measures": measure_names(null_draws),
+        **matrices.null_attrs,
+    }
 
 
 class StoredStates(Sequence):

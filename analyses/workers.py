@@ -13,9 +13,10 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
-from typing import Any, Callable, Hashable, Iterable, Iterator
+from typing import Any
 
 Task = tuple[Hashable, Callable[..., Any], tuple]
 
@@ -46,7 +47,7 @@ class Workers:
         self._gpus = 0
         self.window = 1
 
-    def __enter__(self) -> "Workers":
+    def __enter__(self) -> Workers:
         if self.ray_address is not None:
             try:
                 import ray
@@ -64,7 +65,9 @@ class Workers:
             self.window = 2 * max(1, int(resources.get("CPU", 1)))
         elif self.jobs > 1:
             # spawn, not fork: the parent may hold torch threads and open HDF5 handles.
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"), initializer=_one_thread)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.jobs, mp_context=get_context("spawn"), initializer=_one_thread
+            )
             self.window = 2 * self.jobs
         return self
 

@@ -28,9 +28,8 @@ import h5py
 import torch
 
 from extract import data, forward, models
-from landscape import tasks
 from extract.icl import ExtractConfig, run_extract
-from landscape import store
+from landscape import store, tasks
 
 
 def _seconds(run_dir: Path, condition: str) -> float:
@@ -43,8 +42,14 @@ def bare_loop_seconds(config: ExtractConfig, shots: int) -> float:
     task, items = tasks.load_items(tasks.load_task(config.task))
     by_id = {q.id: q for q in items}
     values = data.select_values(items, config.subjects)
-    part = data.make_partition(items, values, demo_pool=config.demo_pool, per_subject=config.per_subject,
-                               train_per_subject=config.train_per_subject, seed=config.seed)
+    part = data.make_partition(
+        items,
+        values,
+        demo_pool=config.demo_pool,
+        per_subject=config.per_subject,
+        train_per_subject=config.train_per_subject,
+        seed=config.seed,
+    )
     model, tok = models.load_model(models.resolve_model(config.model), torch.device("cpu"), torch.float32)
     start = time.perf_counter()
     for value in part.values:
@@ -52,8 +57,11 @@ def bare_loop_seconds(config: ExtractConfig, shots: int) -> float:
         header_item = by_id[part.demos[value][0]]
         cache = forward.encode_prefix(model, tok.encode(tasks.render_prefix(task, header_item, demos)))
         q_ids = sorted(
-            (tok.encode(tasks.render_question(task, by_id[i]), add_special_tokens=False)
-             for i in part.eval if by_id[i].group == value),
+            (
+                tok.encode(tasks.render_question(task, by_id[i]), add_special_tokens=False)
+                for i in part.eval
+                if by_id[i].group == value
+            ),
             key=len,
         )
         for s in range(0, len(q_ids), config.batch_size):
@@ -65,7 +73,13 @@ def bare_loop_seconds(config: ExtractConfig, shots: int) -> float:
             past = copy.deepcopy(cache.cache)
             past.batch_repeat_interleave(len(batch))
             with torch.inference_mode():
-                model(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=True, logits_to_keep=last[:, None])
+                model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    past_key_values=past,
+                    use_cache=True,
+                    logits_to_keep=last[:, None],
+                )
     return time.perf_counter() - start
 
 
@@ -93,15 +107,31 @@ def main() -> None:
     base = ExtractConfig(shots=(0, 5), subjects=args.subjects, per_subject=args.per_subject, train_per_subject=0)
     tmp = Path(tempfile.mkdtemp())
     run_extract(base, tmp / "cached", progress=False)
-    run_extract(ExtractConfig(shots=(5,), subjects=args.subjects, per_subject=args.per_subject, train_per_subject=0,
-                              prefix_cache=False),
-                tmp / "full", progress=False)
-    run_extract(ExtractConfig(shots=(5,), subjects=args.subjects, per_subject=args.per_subject, train_per_subject=0,
-                              demos=("resampled", "other-subject")),
-                tmp / "controls", progress=False)
+    run_extract(
+        ExtractConfig(
+            shots=(5,), subjects=args.subjects, per_subject=args.per_subject, train_per_subject=0, prefix_cache=False
+        ),
+        tmp / "full",
+        progress=False,
+    )
+    run_extract(
+        ExtractConfig(
+            shots=(5,),
+            subjects=args.subjects,
+            per_subject=args.per_subject,
+            train_per_subject=0,
+            demos=("resampled", "other-subject"),
+        ),
+        tmp / "controls",
+        progress=False,
+    )
     with h5py.File(tmp / "cached" / "hidden.h5", "r") as f:
         n = len(store.hidden.read_examples(f))
-    zero, five, five_full = _seconds(tmp / "cached", "0shot"), _seconds(tmp / "cached", "5shot"), _seconds(tmp / "full", "5shot")
+    zero, five, five_full = (
+        _seconds(tmp / "cached", "0shot"),
+        _seconds(tmp / "cached", "5shot"),
+        _seconds(tmp / "full", "5shot"),
+    )
     resampled, other = _seconds(tmp / "controls", "5shot-resampled"), _seconds(tmp / "controls", "5shot-othersubject")
     bare = bare_loop_seconds(base, shots=5)
     rss_n = child_peak_rss(args.per_subject, args.subjects)
@@ -118,14 +148,28 @@ def main() -> None:
         (f"peak RSS N={n}", f"{rss_n:.0f} MiB", "baseline", ""),
         (f"peak RSS 4N={4 * n}", f"{rss_4n:.0f} MiB", f"{rss_4n / rss_n:.3f} x", "<= 1.15"),
     ]
-    print(f"\nextraction benchmark: smollm2-135m, {args.subjects}, N={n}, batch {base.batch_size}, "
-          f"{torch.get_num_threads()} threads\n")
+    print(
+        f"\nextraction benchmark: smollm2-135m, {args.subjects}, N={n}, batch {base.batch_size}, "
+        f"{torch.get_num_threads()} threads\n"
+    )
     print(f"{'measure':34s} {'value':>22s} {'ratio':>16s} {'target':>8s}")
     for row in rows:
         print(f"{row[0]:34s} {row[1]:>22s} {row[2]:>16s} {row[3]:>8s}")
-    print(json.dumps({"n": n, "zero_s": zero, "five_s": five, "five_full_s": five_full, "bare_s": bare,
-                      "resampled_s": resampled, "other_subject_s": other,
-                      "rss_n_mib": rss_n, "rss_4n_mib": rss_4n}))
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "zero_s": zero,
+                "five_s": five,
+                "five_full_s": five_full,
+                "bare_s": bare,
+                "resampled_s": resampled,
+                "other_subject_s": other,
+                "rss_n_mib": rss_n,
+                "rss_4n_mib": rss_4n,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from extract import forward, models
-from landscape import tasks
 from extract.finetune import FinetuneConfig
 from extract.lora import TrainData, epoch_order, micro_batches, train_lora
+from landscape import tasks
 
 
 def lora_model(config: FinetuneConfig):
@@ -31,8 +31,13 @@ def lora_model(config: FinetuneConfig):
 
     model, tok = models.load_model(models.resolve_model("smollm2-135m"), torch.device("cpu"), torch.float32)
     torch.manual_seed(0)
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.targets), task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.targets),
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, lora), tok
 
 
@@ -63,15 +68,26 @@ def main() -> None:
     task, items = tasks.load_items(tasks.load_task("mmlu"))
     questions = [q for q in items if q.group == "high school psychology"][: args.examples]
     model, tok = lora_model(config)
-    tokens = [tok.encode(tasks.render_prefix(task, q, [])) + tok.encode(tasks.render_question(task, q), add_special_tokens=False)
-              for q in questions]
-    train = TrainData(rows=np.arange(len(tokens)), tokens=tokens, labels=np.array([q.answer for q in questions]),
-                      weights=np.ones(len(tokens)))
+    tokens = [
+        tok.encode(tasks.render_prefix(task, q, []))
+        + tok.encode(tasks.render_question(task, q), add_special_tokens=False)
+        for q in questions
+    ]
+    train = TrainData(
+        rows=np.arange(len(tokens)),
+        tokens=tokens,
+        labels=np.array([q.answer for q in questions]),
+        weights=np.ones(len(tokens)),
+    )
     letter_ids = forward.letter_token_ids(tok, tasks.continuations(task, questions[0]))
     steps = math.ceil(len(tokens) / config.batch_size)
 
-    plain_loop(model, TrainData(train.rows[:4], tokens[:4], train.labels[:4], train.weights[:4]),
-               FinetuneConfig(batch_size=4, micro_tokens=2048), letter_ids)  # warm-up
+    plain_loop(
+        model,
+        TrainData(train.rows[:4], tokens[:4], train.labels[:4], train.weights[:4]),
+        FinetuneConfig(batch_size=4, micro_tokens=2048),
+        letter_ids,
+    )  # warm-up
     plain = plain_loop(model, train, config, letter_ids)
     model, _ = lora_model(config)
     start = time.perf_counter()
@@ -85,8 +101,10 @@ def main() -> None:
     coding = time.perf_counter() - start
 
     n = len(tokens)
-    print(f"\nfine-tuning benchmark: smollm2-135m, LoRA r={config.rank} on {len(config.targets)} projections, "
-          f"{n} examples, batch {config.batch_size}, {torch.get_num_threads()} threads\n")
+    print(
+        f"\nfine-tuning benchmark: smollm2-135m, LoRA r={config.rank} on {len(config.targets)} projections, "
+        f"{n} examples, batch {config.batch_size}, {torch.get_num_threads()} threads\n"
+    )
     print(f"{'measure':44s} {'value':>12s} {'target':>8s}")
     print(f"{'seconds per step, plain training':44s} {plain / steps:12.2f}")
     print(f"{'seconds per step, with the online code':44s} {recorded / steps:12.2f}")

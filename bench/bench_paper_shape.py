@@ -43,16 +43,23 @@ PAPER_SHAPE = "81x9181x8192"  # Llama-3-70B: 80 blocks + embeddings, MMLU's 9,18
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", default=PAPER_SHAPE, help="LAYERSxROWSxWIDTH of the synthetic run (default: %(default)s)")
+    parser.add_argument(
+        "--shape", default=PAPER_SHAPE, help="LAYERSxROWSxWIDTH of the synthetic run (default: %(default)s)"
+    )
     parser.add_argument("--layers", default="0,40,80", help="layers analysed (default: %(default)s)")
-    parser.add_argument("--similarity-memory", type=float, default=6.0, help="GiB a similarity task may hold (default: %(default)s)")
+    parser.add_argument(
+        "--similarity-memory", type=float, default=6.0, help="GiB a similarity task may hold (default: %(default)s)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "landscape-bench-paper-shape")
     parser.add_argument("--rewrite", action="store_true", help="write the synthetic hidden.h5 again")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     layers, n, d = (int(v) for v in args.shape.split("x"))
     if args.child:
-        print("RESULT " + json.dumps(analyse(args.workdir, [int(v) for v in args.layers.split(",")], args.similarity_memory)))
+        print(
+            "RESULT "
+            + json.dumps(analyse(args.workdir, [int(v) for v in args.layers.split(",")], args.similarity_memory))
+        )
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     hidden = args.workdir / "hidden.h5"
@@ -61,10 +68,14 @@ def main() -> None:
     if args.rewrite or not hidden.exists() or not shape_file.exists() or shape_file.read_text() != args.shape:
         from synthetic import write_synthetic_run
 
-        needed = 2 * layers * n * d * 2 * 1.05 - (hidden.stat().st_size if hidden.exists() else 0)  # float16, 2 conditions
+        needed = 2 * layers * n * d * 2 * 1.05 - (
+            hidden.stat().st_size if hidden.exists() else 0
+        )  # float16, 2 conditions
         if shutil.disk_usage(args.workdir).free < needed:
-            sys.exit(f"{args.workdir} has {shutil.disk_usage(args.workdir).free / 1e9:.1f} GB free; the synthetic run needs "
-                     f"{needed / 1e9:.1f} GB: give --workdir elsewhere or a smaller --shape")
+            sys.exit(
+                f"{args.workdir} has {shutil.disk_usage(args.workdir).free / 1e9:.1f} GB free; the synthetic run needs "
+                f"{needed / 1e9:.1f} GB: give --workdir elsewhere or a smaller --shape"
+            )
         shape_file.unlink(missing_ok=True)
         start = time.perf_counter()
         write_synthetic_run(hidden, layers=layers, n=n, d=d)
@@ -72,8 +83,19 @@ def main() -> None:
         shape_file.write_text(args.shape)
     for stale in ("analysis.h5", "metrics.csv"):
         (args.workdir / stale).unlink(missing_ok=True)
-    command = [sys.executable, __file__, "--child", "--workdir", str(args.workdir), "--shape", args.shape,
-               "--layers", args.layers, "--similarity-memory", str(args.similarity_memory)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--workdir",
+        str(args.workdir),
+        "--shape",
+        args.shape,
+        "--layers",
+        args.layers,
+        "--similarity-memory",
+        str(args.similarity_memory),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -81,7 +103,9 @@ def main() -> None:
     if done.returncode or not lines:
         sys.exit(f"the analysis failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
     result = json.loads(lines[-1][7:])
-    (args.workdir / "result.json").write_text(json.dumps(result, indent=1))  # the measured parts, for other extrapolations
+    (args.workdir / "result.json").write_text(
+        json.dumps(result, indent=1)
+    )  # the measured parts, for other extrapolations
     report(result, args, (layers, n, d), hidden, write_s, wall)
 
 
@@ -99,8 +123,12 @@ def analyse(workdir: Path, layers: list[int], memory_gib: float) -> dict:
     def timed(name, fn):
         return measure.timed(parts, sampler, name, fn)
 
-    for name, stage in (("_measure_layers", "layers"), ("_compare_conditions", "pairs"),
-                        ("_compare_representations", "similarity"), ("_relate_to_edl", "edl")):
+    for name, stage in (
+        ("_measure_layers", "layers"),
+        ("_compare_conditions", "pairs"),
+        ("_compare_representations", "similarity"),
+        ("_relate_to_edl", "edl"),
+    ):
         setattr(run, name, timed(stage, getattr(run, name)))
     run.analyze_layer = timed("geometry", run.analyze_layer)
     run.layer_readouts = timed("readouts", run.layer_readouts)
@@ -135,9 +163,15 @@ def analyse(workdir: Path, layers: list[int], memory_gib: float) -> dict:
         try:
             return matrices(representations, **kwargs)
         finally:
-            groups.append({"R": len(representations), "seconds": time.perf_counter() - start,
-                           "reads": reads["n"] - before["n"], "read_s": reads["seconds"] - before["seconds"],
-                           "prepare_s": reads["prepare_s"] - before["prepare_s"]})
+            groups.append(
+                {
+                    "R": len(representations),
+                    "seconds": time.perf_counter() - start,
+                    "reads": reads["n"] - before["n"],
+                    "read_s": reads["seconds"] - before["seconds"],
+                    "prepare_s": reads["prepare_s"] - before["prepare_s"],
+                }
+            )
 
     similarity.similarity_matrices = one_group
     base = rss_mib()
@@ -145,41 +179,65 @@ def analyse(workdir: Path, layers: list[int], memory_gib: float) -> dict:
     run.run_analysis(workdir, recipe_config("suite", similarity_memory=memory_gib), layers=layers, progress=False)
     seconds = time.perf_counter() - start
     sampler.stop()
-    return {"seconds": seconds, "parts": parts, "high": sampler.high, "base": base, "peak": peak_mib(), "groups": groups}
+    return {
+        "seconds": seconds,
+        "parts": parts,
+        "high": sampler.high,
+        "base": base,
+        "peak": peak_mib(),
+        "groups": groups,
+    }
 
 
-def report(r: dict, args: argparse.Namespace, shape: tuple[int, int, int], hidden: Path, write_s: float | None,
-           wall: float) -> None:
+def report(
+    r: dict, args: argparse.Namespace, shape: tuple[int, int, int], hidden: Path, write_s: float | None, wall: float
+) -> None:
     L, n, d = shape
     analysed = len(args.layers.split(","))
     conditions = 2
     size = hidden.stat().st_size / 1e9
-    print(f"synthetic run {L} layers x {n} rows x {d}, float16, {conditions} conditions: {size:.1f} GB on disk"
-          + (f", written in {write_s / 60:.1f} min" if write_s is not None else " (written before)"))
-    print(f"landscape analyze --layers {args.layers} --similarity-memory {args.similarity_memory:g} (suite recipe, 1 worker): "
-          f"{r['seconds'] / 60:.1f} min, peak RSS {r['peak'] / 1024:.2f} GiB (the process held {r['base'] / 1024:.2f} GiB before)\n")
+    print(
+        f"synthetic run {L} layers x {n} rows x {d}, float16, {conditions} conditions: {size:.1f} GB on disk"
+        + (f", written in {write_s / 60:.1f} min" if write_s is not None else " (written before)")
+    )
+    print(
+        f"landscape analyze --layers {args.layers} --similarity-memory {args.similarity_memory:g} (suite recipe, 1 worker): "
+        f"{r['seconds'] / 60:.1f} min, peak RSS {r['peak'] / 1024:.2f} GiB (the process held {r['base'] / 1024:.2f} GiB before)\n"
+    )
     per_layer = conditions * analysed
     print(f"{'stage':28} {'seconds':>9} {'per unit':>16} {'highest RSS GiB':>16}   all {L} layers (extrapolated)")
-    inner = sorted((k for k in r["parts"] if k not in ("layers", "geometry", "readouts", "pairs", "similarity", "edl")),
-                   key=lambda k: -r["parts"][k])
-    rows = [("layers (geometry+readouts)", "layers", per_layer, "layer", conditions * L),
-            ("  geometry", "geometry", per_layer, "layer", conditions * L),
-            *((f"    {k}", k, per_layer, "layer", conditions * L) for k in inner),
-            ("  readouts", "readouts", per_layer, "layer", conditions * L),
-            ("pairs", "pairs", analysed, "layer", L),
-            ("edl", "edl", 1, "run", 1)]
+    inner = sorted(
+        (k for k in r["parts"] if k not in ("layers", "geometry", "readouts", "pairs", "similarity", "edl")),
+        key=lambda k: -r["parts"][k],
+    )
+    rows = [
+        ("layers (geometry+readouts)", "layers", per_layer, "layer", conditions * L),
+        ("  geometry", "geometry", per_layer, "layer", conditions * L),
+        *((f"    {k}", k, per_layer, "layer", conditions * L) for k in inner),
+        ("  readouts", "readouts", per_layer, "layer", conditions * L),
+        ("pairs", "pairs", analysed, "layer", L),
+        ("edl", "edl", 1, "run", 1),
+    ]
     for label, key, units, unit, total in rows:
         seconds = r["parts"].get(key, float("nan"))
         high = r["high"].get(key, float("nan")) / 1024
-        print(f"{label:28} {seconds:9.1f} {seconds / units:8.1f} s/{unit:5} {high:16.2f}   {seconds / units * total / 3600:6.2f} h")
+        print(
+            f"{label:28} {seconds:9.1f} {seconds / units:8.1f} s/{unit:5} {high:16.2f}   {seconds / units * total / 3600:6.2f} h"
+        )
     similarity_s = r["parts"].get("similarity", float("nan"))
-    print(f"{'similarity':28} {similarity_s:9.1f} {'':16} {r['high'].get('similarity', float('nan')) / 1024:16.2f}   "
-          f"{_similarity_hours(r['groups'], L, n, d, conditions, args.similarity_memory):6.2f} h")
+    print(
+        f"{'similarity':28} {similarity_s:9.1f} {'':16} {r['high'].get('similarity', float('nan')) / 1024:16.2f}   "
+        f"{_similarity_hours(r['groups'], L, n, d, conditions, args.similarity_memory):6.2f} h"
+    )
     for g in r["groups"]:
-        print(f"  a group of {g['R']:3d} states    {g['seconds']:9.1f} {g['reads']:5d} reads and preparations, "
-              f"{g['read_s'] + g['prepare_s']:.1f} s of them")
-    print(f"\nwall {wall / 60:.1f} min with the process's start; load average {os.getloadavg()[0]:.1f} at the end "
-          "(other processes on the cores lengthen every time)")
+        print(
+            f"  a group of {g['R']:3d} states    {g['seconds']:9.1f} {g['reads']:5d} reads and preparations, "
+            f"{g['read_s'] + g['prepare_s']:.1f} s of them"
+        )
+    print(
+        f"\nwall {wall / 60:.1f} min with the process's start; load average {os.getloadavg()[0]:.1f} at the end "
+        "(other processes on the cores lengthen every time)"
+    )
 
 
 def _similarity_hours(groups: list[dict], L: int, n: int, d: int, conditions: int, memory_gib: float) -> float:
@@ -189,12 +247,15 @@ def _similarity_hours(groups: list[dict], L: int, n: int, d: int, conditions: in
     groups of ``conditions``)."""
     work = sum(g["seconds"] - g["read_s"] - g["prepare_s"] for g in groups) / sum(g["R"] for g in groups)
     read = sum(g["read_s"] + g["prepare_s"] for g in groups) / max(1, sum(g["reads"] for g in groups))
-    return (conditions * (L * work + _reads(L, n, d, memory_gib) * read) + L * (conditions * work + _reads(conditions, n, d, memory_gib) * read)) / 3600
+    return (
+        conditions * (L * work + _reads(L, n, d, memory_gib) * read)
+        + L * (conditions * work + _reads(conditions, n, d, memory_gib) * read)
+    ) / 3600
 
 
 def _reads(R: int, n: int, d: int, memory_gib: float) -> int:
     """How many times ``similarity_matrices`` reads R representations (plus the duplicate check's one each)."""
-    memory = memory_gib * 2 ** 30
+    memory = memory_gib * 2**30
     kept = min(R, int(memory // 2 // (16 * n * d)))
     if kept == R:
         return 2 * R

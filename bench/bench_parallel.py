@@ -28,8 +28,21 @@ import numpy as np
 from landscape import store
 
 BIN = Path(sys.executable).parent
-LAUNCH = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "landscape"]
+LAUNCH = [
+    str(BIN / "accelerate"),
+    "launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+    "-m",
+    "landscape",
+]
 
 
 def timed(command: list[str], env: dict | None = None) -> float:
@@ -44,17 +57,21 @@ def max_difference(a: Path, b: Path, group: str) -> float:
     """Largest absolute difference between the float datasets of ``group`` in two hidden.h5 files."""
     worst = 0.0
     with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+
         def visit(name, obj):
             nonlocal worst
             if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f":
                 worst = max(worst, float(np.max(np.abs(obj[()] - fb[group][name][()]), initial=0.0)))
+
         fa[group].visititems(visit)
     return worst
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("runs/default"), help="an analysed run: its analysis is redone")
+    parser.add_argument(
+        "--run", type=Path, default=Path("runs/default"), help="an analysed run: its analysis is redone"
+    )
     parser.add_argument("--subjects", default="largest:4")
     parser.add_argument("--per-subject", type=int, default=24)
     parser.add_argument("--parts", default="extract,analyze", help="comma list of extract (with finetune), analyze")
@@ -78,12 +95,24 @@ def main() -> None:
 
 def extract_and_finetune(landscape: list[str], tmp: Path, args) -> list[tuple]:
     rows = []
-    extract = ["extract", "--shots", "0,5", "--subjects", args.subjects, "--per-subject", str(args.per_subject),
-               "--train-per-subject", "16", "--no-progress"]
+    extract = [
+        "extract",
+        "--shots",
+        "0,5",
+        "--subjects",
+        args.subjects,
+        "--per-subject",
+        str(args.per_subject),
+        "--train-per-subject",
+        "16",
+        "--no-progress",
+    ]
     one = timed(landscape + extract + ["--run", str(tmp / "one")])
     two = timed(LAUNCH + extract + ["--run", str(tmp / "two")])
-    diff = max(max_difference(tmp / "one" / "hidden.h5", tmp / "two" / "hidden.h5", f"conditions/{c}")
-               for c in ("0shot", "5shot"))
+    diff = max(
+        max_difference(tmp / "one" / "hidden.h5", tmp / "two" / "hidden.h5", f"conditions/{c}")
+        for c in ("0shot", "5shot")
+    )
     rows.append(("extract 0+5-shot", one, two, f"max |state diff| {diff:.1e}"))
 
     finetune = ["finetune", "--epochs", "1", "--no-progress"]
@@ -101,14 +130,21 @@ def analyze(landscape: list[str], tmp: Path, run: Path) -> tuple:
         folder.mkdir()
         (folder / store.HIDDEN_FILE).symlink_to((run / store.HIDDEN_FILE).resolve())
         analyses[label] = timed(landscape + ["analyze", str(folder), "--no-progress", *flags])
-    same = (tmp / "jobs-1" / "metrics.csv").read_bytes() == (tmp / "ray-2" / "metrics.csv").read_bytes() \
+    same = (
+        (tmp / "jobs-1" / "metrics.csv").read_bytes()
+        == (tmp / "ray-2" / "metrics.csv").read_bytes()
         == (tmp / "jobs-2" / "metrics.csv").read_bytes()
+    )
     with h5py.File(run / store.HIDDEN_FILE, "r") as f:
         names = store.hidden.condition_names(f)
         size = f"{len(names)} conditions x {store.hidden.n_layers(f, names[0])} layers, {len(store.hidden.read_examples(f))} rows"
-    return (f"analyze {run} ({size})", analyses["jobs 1"], analyses["jobs 2"],
-            f"ray 2 CPUs {analyses['ray 2']:.1f} s ({analyses['jobs 1'] / analyses['ray 2']:.2f}x); "
-            f"metrics.csv identical: {same}")
+    return (
+        f"analyze {run} ({size})",
+        analyses["jobs 1"],
+        analyses["jobs 2"],
+        f"ray 2 CPUs {analyses['ray 2']:.1f} s ({analyses['jobs 1'] / analyses['ray 2']:.2f}x); "
+        f"metrics.csv identical: {same}",
+    )
 
 
 if __name__ == "__main__":

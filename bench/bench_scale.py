@@ -45,7 +45,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from scale_steps import MAXK, STEPS, run_step, step_paths
 
 QUICK_SIZES = "5000x576"
@@ -56,10 +55,32 @@ PAPER = (9181, 576, 1000)  # N, d, maxk of Doimo et al. 2024
 BOUND = (10000, 4096)  # the one-layer memory row
 
 
-def _spawn(args: argparse.Namespace, step: str, n: int, d: int, maxk: int, intrinsic_dim: float | None = None,
-           profile: int = 0, kind: str = "planted") -> dict:
-    command = [sys.executable, __file__, "--child", step, "--workdir", str(args.workdir), "--child-kind", kind,
-               "--child-size", f"{n}x{d}", "--maxk", str(maxk), "--profile", str(profile)]
+def _spawn(
+    args: argparse.Namespace,
+    step: str,
+    n: int,
+    d: int,
+    maxk: int,
+    intrinsic_dim: float | None = None,
+    profile: int = 0,
+    kind: str = "planted",
+) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        step,
+        "--workdir",
+        str(args.workdir),
+        "--child-kind",
+        kind,
+        "--child-size",
+        f"{n}x{d}",
+        "--maxk",
+        str(maxk),
+        "--profile",
+        str(profile),
+    ]
     if intrinsic_dim is not None:
         command += ["--child-id", repr(float(intrinsic_dim))]
     threads = str(args.threads)
@@ -71,7 +92,7 @@ def _spawn(args: argparse.Namespace, step: str, n: int, d: int, maxk: int, intri
         return {"status": "timeout", "wall": time.perf_counter() - start}
     for line in done.stdout.splitlines()[::-1]:
         if line.startswith("RESULT "):
-            return {"status": "ok", **json.loads(line[len("RESULT "):])}
+            return {"status": "ok", **json.loads(line[len("RESULT ") :])}
     tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
     return {"status": f"failed (rc {done.returncode}): {tail[:120]}"}
 
@@ -88,8 +109,9 @@ def _note(step: str, r: dict) -> str:
     if step == "id":
         return f"GRIDE(16) {r['id_gride']:.1f}, 2NN {r['id_2nn']:.1f}"
     if step == "adp":
-        return (f"{r['clusters']} clusters ({r['putative']} before merging), "
-                + (f"ARI {r['ari']:.3f}" if r.get("kind", "planted") == "planted" else "no clusters planted"))
+        return f"{r['clusters']} clusters ({r['putative']} before merging), " + (
+            f"ARI {r['ari']:.3f}" if r.get("kind", "planted") == "planted" else "no clusters planted"
+        )
     if step == "ids":
         return ", ".join(f"{k[3:]} {v}" for k, v in r.items() if k.startswith("id_"))
     if step == "layer":
@@ -98,8 +120,10 @@ def _note(step: str, r: dict) -> str:
         shares = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in parts if v / total >= 0.005)
         high = sorted(r["part_mib"].items(), key=lambda kv: -kv[1])[:3]
         mib = ", ".join(f"{k} {v:.0f}" for k, v in high)
-        return (f"ARI {r['ari']:.3f}, {r['clusters']:.0f} clusters; time: {shares}; highest RSS above base, MiB: {mib}"
-                + (f"; skipped: {r['skipped']}" if r["skipped"] else ""))
+        return (
+            f"ARI {r['ari']:.3f}, {r['clusters']:.0f} clusters; time: {shares}; highest RSS above base, MiB: {mib}"
+            + (f"; skipped: {r['skipped']}" if r["skipped"] else "")
+        )
     return ""
 
 
@@ -114,21 +138,38 @@ def _fit(xs: list[float], ys: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"smoke test: {QUICK_SIZES}, small paper/bound rows")
-    parser.add_argument("--full", action="store_true", help="analyze_layer at every size too (the issue's whole grid; far longer: it builds a larger graph a size)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="analyze_layer at every size too (the issue's whole grid; far longer: it builds a larger graph a size)",
+    )
     parser.add_argument("--sizes", help=f"N x d list, '' for none (default and --full: {DEFAULT_SIZES})")
-    parser.add_argument("--layer-sizes", help=f"the sizes of --sizes where analyze_layer runs too (default {DEFAULT_LAYER_SIZES}; "
-                                              "--full and --quick: all)")
+    parser.add_argument(
+        "--layer-sizes",
+        help=f"the sizes of --sizes where analyze_layer runs too (default {DEFAULT_LAYER_SIZES}; "
+        "--full and --quick: all)",
+    )
     parser.add_argument("--no-paper", action="store_true", help="leave out the maxk=1000, N=9181 row")
     parser.add_argument("--no-bound", action="store_true", help="leave out the N=10^4, d=4096 memory row")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per step (default 1800)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads of each step (default 1: one core per layer, as the analysis workers run; "
-                             "OpenMP's spin-waits make 2 threads on 2 busy cores erratic)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads of each step (default 1: one core per layer, as the analysis workers run; "
+        "OpenMP's spin-waits make 2 threads on 2 busy cores erratic)",
+    )
     parser.add_argument("--workdir", type=Path, help="keep data and graphs here (default: a temporary folder, removed)")
-    parser.add_argument("--flat", metavar="N,N,...", default="",
-                        help="also knn, id, adp on a flat density (flat_density: uniform in a 3-cube in R^64, no clusters) "
-                             "at these N: ADP's hard case (off by default: ~10 min at 100000)")
-    parser.add_argument("--profile-adp", metavar="NxD", help="only: cProfile ADP on this size's graph, top 15 by cumulative time")
+    parser.add_argument(
+        "--flat",
+        metavar="N,N,...",
+        default="",
+        help="also knn, id, adp on a flat density (flat_density: uniform in a 3-cube in R^64, no clusters) "
+        "at these N: ADP's hard case (off by default: ~10 min at 100000)",
+    )
+    parser.add_argument(
+        "--profile-adp", metavar="NxD", help="only: cProfile ADP on this size's graph, top 15 by cumulative time"
+    )
     parser.add_argument("--child", choices=("data", *STEPS), help=argparse.SUPPRESS)
     parser.add_argument("--child-size", help=argparse.SUPPRESS)
     parser.add_argument("--child-id", type=float, help=argparse.SUPPRESS)
@@ -160,15 +201,20 @@ def profile_adp(args: argparse.Namespace) -> None:
         print(f"kNN graph of {n} x {d}: {_spawn(args, 'knn', n, d, MAXK).get('seconds', float('nan')):.1f} s")
     ids = _spawn(args, "id", n, d, MAXK)
     r = _spawn(args, "adp", n, d, MAXK, ids["id_gride"], profile=15)
-    print(f"\nADP (density_peaks: kNN density + ADP with and without halo) at N={n}, d={d}, maxk={MAXK}: "
-          f"{r['seconds']:.2f} s under cProfile; {_note('adp', r)}\n")
+    print(
+        f"\nADP (density_peaks: kNN density + ADP with and without halo) at N={n}, d={d}, maxk={MAXK}: "
+        f"{r['seconds']:.2f} s under cProfile; {_note('adp', r)}\n"
+    )
     print(r["profile"])
 
 
 def benchmark(args: argparse.Namespace) -> None:
     sizes = _sizes(args.sizes if args.sizes is not None else QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    layer_sizes = (sizes if (args.full or args.quick) and args.layer_sizes is None
-                   else _sizes(args.layer_sizes if args.layer_sizes is not None else DEFAULT_LAYER_SIZES))
+    layer_sizes = (
+        sizes
+        if (args.full or args.quick) and args.layer_sizes is None
+        else _sizes(args.layer_sizes if args.layer_sizes is not None else DEFAULT_LAYER_SIZES)
+    )
     paper = (2000, 576, 500) if args.quick else PAPER
     bound = (2000, 4096) if args.quick else BOUND
     plan = [("planted", n, d, MAXK, [s for s in STEPS if s != "layer" or (n, d) in layer_sizes]) for n, d in sizes]
@@ -178,13 +224,19 @@ def benchmark(args: argparse.Namespace) -> None:
         plan.append(("planted", *bound, MAXK, ["layer"]))
     flat = [int(n) for n in args.flat.split(",") if n]
     plan += [("flat", n, 64, MAXK, ["knn", "id", "adp"]) for n in flat]
-    left_out = [f"{n}x{d} layer: analyze_layer builds its own graph, of ~int(0.3 x N/20) = {int(0.3 * n / 20)} "
-                f"neighbours for the label overlap of classes of ~N/20 (the maxk=100 graph is its start), which did not fit the default's "
-                f"time: --full, or --layer-sizes {','.join(f'{a}x{b}' for a, b in layer_sizes)},{n}x{d}"
-                for n, d in sizes if (n, d) not in layer_sizes]
+    left_out = [
+        f"{n}x{d} layer: analyze_layer builds its own graph, of ~int(0.3 x N/20) = {int(0.3 * n / 20)} "
+        f"neighbours for the label overlap of classes of ~N/20 (the maxk=100 graph is its start), which did not fit the default's "
+        f"time: --full, or --layer-sizes {','.join(f'{a}x{b}' for a, b in layer_sizes)},{n}x{d}"
+        for n, d in sizes
+        if (n, d) not in layer_sizes
+    ]
     load = os.getloadavg()
-    print(f"scale benchmark: {args.threads} thread(s) a step, {os.cpu_count()} CPUs, load average {load[0]:.1f} "
-          f"at start; timeout {args.timeout:.0f} s a step; planted clusters: 20 clusters on 8-dim subspaces, noise norm 3", flush=True)
+    print(
+        f"scale benchmark: {args.threads} thread(s) a step, {os.cpu_count()} CPUs, load average {load[0]:.1f} "
+        f"at start; timeout {args.timeout:.0f} s a step; planted clusters: 20 clusters on 8-dim subspaces, noise norm 3",
+        flush=True,
+    )
     results: dict[tuple, dict] = {}
     header = f"{'data':7s} {'N':>7s} {'d':>5s} {'maxk':>5s} {'step':6s} {'wall s':>8s} {'cpu s':>8s} {'base MiB':>9s} {'peak MiB':>9s} {'step MiB':>9s}  notes"
     print("\n" + header, flush=True)
@@ -206,8 +258,10 @@ def benchmark(args: argparse.Namespace) -> None:
                 r = _spawn(args, step, n, d, maxk, results.get((kind, n, d, maxk, "id"), {}).get("id_gride"), kind=kind)
             results[(kind, n, d, maxk, step)] = r
             if r["status"] == "ok":
-                cells = (f"{r['seconds']:8.2f} {r['cpu']:8.1f} {r['base']:9.0f} {r['peak']:9.0f} "
-                         f"{r['peak'] - r['base']:9.0f}  {_note(step, r)}")
+                cells = (
+                    f"{r['seconds']:8.2f} {r['cpu']:8.1f} {r['base']:9.0f} {r['peak']:9.0f} "
+                    f"{r['peak'] - r['base']:9.0f}  {_note(step, r)}"
+                )
             elif r["status"] == "timeout":
                 cells = f"{'timeout':>8s}  (> {args.timeout:.0f} s)"
             else:
@@ -223,30 +277,38 @@ def benchmark(args: argparse.Namespace) -> None:
         return r if r.get("status") == "ok" else None
 
     print("\nADP against the rest (same run; 'in layer': ADP's share of analyze_layer's time, timed inside that run)")
-    print(f"{'data':7s} {'N':>7s} {'d':>5s} {'maxk':>5s} {'ADP s':>7s} {'ADP/kNN':>8s} {'ADP/layer':>9s} {'in layer':>9s} "
-          f"{'ADP MiB':>8s} {'kNN MiB':>8s} {'layer MiB':>9s} {'ADP/layer MiB':>13s}")
+    print(
+        f"{'data':7s} {'N':>7s} {'d':>5s} {'maxk':>5s} {'ADP s':>7s} {'ADP/kNN':>8s} {'ADP/layer':>9s} {'in layer':>9s} "
+        f"{'ADP MiB':>8s} {'kNN MiB':>8s} {'layer MiB':>9s} {'ADP/layer MiB':>13s}"
+    )
     for kind, n, d, maxk, steps in plan:
         adp, knn, layer = (ok(n, d, maxk, step, kind) for step in ("adp", "knn", "layer"))
         if not adp:
             continue
         step_mib = lambda r: r["peak"] - r["base"]  # noqa: E731
-        cells = [f"{adp['seconds']:7.2f}", f"{adp['seconds'] / knn['seconds']:8.3f}" if knn else f"{'-':>8s}",
-                 f"{adp['seconds'] / layer['seconds']:9.3f}" if layer else f"{'-':>9s}",
-                 f"{100 * layer['parts'].get('adp', 0) / layer['seconds']:8.1f}%" if layer else f"{'-':>9s}",
-                 f"{step_mib(adp):8.0f}", f"{step_mib(knn):8.0f}" if knn else f"{'-':>8s}",
-                 f"{step_mib(layer):9.0f}" if layer else f"{'-':>9s}",
-                 f"{step_mib(adp) / step_mib(layer):13.3f}" if layer else f"{'-':>13s}"]
+        cells = [
+            f"{adp['seconds']:7.2f}",
+            f"{adp['seconds'] / knn['seconds']:8.3f}" if knn else f"{'-':>8s}",
+            f"{adp['seconds'] / layer['seconds']:9.3f}" if layer else f"{'-':>9s}",
+            f"{100 * layer['parts'].get('adp', 0) / layer['seconds']:8.1f}%" if layer else f"{'-':>9s}",
+            f"{step_mib(adp):8.0f}",
+            f"{step_mib(knn):8.0f}" if knn else f"{'-':>8s}",
+            f"{step_mib(layer):9.0f}" if layer else f"{'-':>9s}",
+            f"{step_mib(adp) / step_mib(layer):13.3f}" if layer else f"{'-':>13s}",
+        ]
         print(f"{kind:7s} {n:>7d} {d:>5d} {maxk:>5d} " + " ".join(cells))
 
     if not args.no_bound and (r := ok(*bound, MAXK, "layer")):
         n, d = bound
         graph_mib = n * (MAXK + 1) * 16 / 2**20
         more = [k for k in r["parts"] if k.startswith("knn(") and k != f"knn(maxk={MAXK})"]
-        print(f"\none layer at N={n}, d={d}: states {r['states_mib']:.0f} MiB (float32) + kNN graph {graph_mib:.0f} MiB "
-              f"(maxk={MAXK}, float64 distances + int64 indices{'; the label overlap builds ' + ', '.join(more) + ' too' if more else ''}); "
-              f"analyze_layer's peak RSS {r['peak']:.0f} MiB, of which "
-              f"{r['base']:.0f} before it ran (imports {r['base'] - r['states_mib']:.0f} + the states); its own "
-              f"{r['peak'] - r['base']:.0f} MiB = {(r['peak'] - r['base']) / (r['states_mib'] + graph_mib):.2f}x (states + graph)")
+        print(
+            f"\none layer at N={n}, d={d}: states {r['states_mib']:.0f} MiB (float32) + kNN graph {graph_mib:.0f} MiB "
+            f"(maxk={MAXK}, float64 distances + int64 indices{'; the label overlap builds ' + ', '.join(more) + ' too' if more else ''}); "
+            f"analyze_layer's peak RSS {r['peak']:.0f} MiB, of which "
+            f"{r['base']:.0f} before it ran (imports {r['base'] - r['states_mib']:.0f} + the states); its own "
+            f"{r['peak'] - r['base']:.0f} MiB = {(r['peak'] - r['base']) / (r['states_mib'] + graph_mib):.2f}x (states + graph)"
+        )
 
     print("\nexponents b of time ~ N^b and step memory ~ N^b (log-log fit over the measured sizes of each d, maxk=100)")
     print(f"{'d':>5s} {'N':>22s} " + " ".join(f"{s + ' s':>9s} {s + ' MiB':>10s}" for s in STEPS))
@@ -257,7 +319,9 @@ def benchmark(args: argparse.Namespace) -> None:
             got = [(n, ok(n, d, MAXK, step)) for n in ns]
             got = [(n, r) for n, r in got if r]
             xs = [n for n, _ in got]
-            cells.append(f"{_fit(xs, [r['seconds'] for _, r in got]):>9s} {_fit(xs, [r['peak'] - r['base'] for _, r in got]):>10s}")
+            cells.append(
+                f"{_fit(xs, [r['seconds'] for _, r in got]):>9s} {_fit(xs, [r['peak'] - r['base'] for _, r in got]):>10s}"
+            )
         print(f"{d:>5d} {','.join(map(str, ns)):>22s} " + " ".join(cells))
     ds = sorted({d for _, d in sizes})
     for n in sorted({n for n, _ in sizes}):
@@ -273,14 +337,18 @@ def benchmark(args: argparse.Namespace) -> None:
         cells = []
         for step in ("knn", "adp"):
             got = [(n, r) for n in flat if (r := ok(n, 64, MAXK, step, "flat"))]
-            cells.append(f"{step} time {_fit([n for n, _ in got], [r['seconds'] for _, r in got]).strip()}, "
-                         f"memory {_fit([n for n, _ in got], [r['peak'] - r['base'] for _, r in got]).strip()}")
+            cells.append(
+                f"{step} time {_fit([n for n, _ in got], [r['seconds'] for _, r in got]).strip()}, "
+                f"memory {_fit([n for n, _ in got], [r['peak'] - r['base'] for _, r in got]).strip()}"
+            )
         got = [(n, r) for n in flat if (r := ok(n, 64, MAXK, "adp", "flat"))]
         cells.append(f"ADP's putative centres {_fit([n for n, _ in got], [r['putative'] for _, r in got]).strip()}")
         print(f"flat density, N = {', '.join(map(str, flat))}: exponent b (~ N^b): " + "; ".join(cells))
     load = os.getloadavg()
-    print(f"\nmeasured in {wall / 60:.1f} min; load average {load[0]:.1f} at the end (other processes share the CPUs: "
-          f"wall s can exceed cpu s / threads)")
+    print(
+        f"\nmeasured in {wall / 60:.1f} min; load average {load[0]:.1f} at the end (other processes share the CPUs: "
+        f"wall s can exceed cpu s / threads)"
+    )
     if left_out:
         print("left out of this run:\n  " + "\n  ".join(left_out))
 

@@ -37,13 +37,19 @@ from analyses.layer import AnalysisConfig, analyze_layer
 from landscape import geometry, reader, store
 from landscape.store.encoding import decode_states, encode_states  # the suite's own encoding, measured as stored
 
+
 def _filters() -> dict[str, dict]:
-    filters = {"none": {}, "gzip4+shuffle": dict(compression="gzip", compression_opts=4, shuffle=True),
-               "lzf+shuffle": dict(compression="lzf", shuffle=True)}
+    filters = {
+        "none": {},
+        "gzip4+shuffle": dict(compression="gzip", compression_opts=4, shuffle=True),
+        "lzf+shuffle": dict(compression="lzf", shuffle=True),
+    }
     try:
         import hdf5plugin
 
-        filters["blosc-zstd+bitshuffle"] = dict(**hdf5plugin.Blosc(cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
+        filters["blosc-zstd+bitshuffle"] = dict(
+            **hdf5plugin.Blosc(cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE)
+        )
     except ImportError:
         pass
     return filters
@@ -53,15 +59,22 @@ def storage_table(states: np.ndarray, label: str, folder: Path) -> None:
     """states: (L, N, d) float32."""
     L, n, d = states.shape
     print(f"\n{label}: {L} layers x {n} rows x {d} dims ({states.nbytes / 2**20:.0f} MiB as float32)")
-    print(f"{'dtype':9} {'filter':22} {'bytes/value':>11} {'size x':>7} {'write s':>8} {'read layer s':>12} {'read x':>7}")
+    print(
+        f"{'dtype':9} {'filter':22} {'bytes/value':>11} {'size x':>7} {'write s':>8} {'read layer s':>12} {'read x':>7}"
+    )
     base = None
     for dtype in store.encoding.STORE_DTYPES:
         for name, options in _filters().items():
             path = folder / f"{dtype}-{name}.h5"
             start = time.perf_counter()
             with h5py.File(path, "w") as f:
-                ds = f.create_dataset("hidden", shape=states.shape, dtype=store.encoding.storage_dtype(dtype),
-                                      chunks=(1, store.hidden.chunk_rows(n), d), **options)
+                ds = f.create_dataset(
+                    "hidden",
+                    shape=states.shape,
+                    dtype=store.encoding.storage_dtype(dtype),
+                    chunks=(1, store.hidden.chunk_rows(n), d),
+                    **options,
+                )
                 for layer in range(L):
                     ds[layer] = encode_states(states[layer], dtype)
             write = time.perf_counter() - start
@@ -74,7 +87,9 @@ def storage_table(states: np.ndarray, label: str, folder: Path) -> None:
                 reads.append(time.perf_counter() - start)
             read = float(np.median(reads))
             base = base or (size, read)
-            print(f"{dtype:9} {name:22} {size / states.size:11.2f} {size / base[0]:7.2f} {write:8.2f} {read:12.4f} {read / base[1]:7.2f}")
+            print(
+                f"{dtype:9} {name:22} {size / states.size:11.2f} {size / base[0]:7.2f} {write:8.2f} {read:12.4f} {read / base[1]:7.2f}"
+            )
             path.unlink()
 
 
@@ -95,9 +110,13 @@ def precision_table(run: Path) -> None:
         rows = np.flatnonzero(examples.splits == "eval")
         subjects = examples.groups[examples.group_names[0]][rows]
         names = [n for n in store.hidden.condition_names(f) if store.hidden.get_condition(f, n).attrs["complete"]]
-        print(f"\nHalf precision vs float32 on {run} ({len(rows)} eval rows; per condition: mean [worst] over layers 1..L)")
-        print(f"{'condition':12} {'dtype':9} {'kNN kept':>14} {'|d id_2nn|':>14} {'|d id_gride|':>14} "
-              f"{'|d clusters|':>12} {'ARI 32 vs 16':>14} {'|d ARI subj|':>14}")
+        print(
+            f"\nHalf precision vs float32 on {run} ({len(rows)} eval rows; per condition: mean [worst] over layers 1..L)"
+        )
+        print(
+            f"{'condition':12} {'dtype':9} {'kNN kept':>14} {'|d id_2nn|':>14} {'|d id_gride|':>14} "
+            f"{'|d clusters|':>12} {'ARI 32 vs 16':>14} {'|d ARI subj|':>14}"
+        )
         for name in names:
             per_dtype = {dtype: [] for dtype in ("float16", "bfloat16")}
             for layer in range(1, store.hidden.n_layers(f, name)):
@@ -107,19 +126,29 @@ def precision_table(run: Path) -> None:
                     continue
                 for dtype in per_dtype:
                     half = analyze_layer(decode_states(encode_states(X, dtype), dtype), {"subject": subjects}, config)
-                    kept = geometry.data_overlap(full.arrays["knn"], half.arrays["knn"], k=30).mean() if half.arrays["knn"].size else np.nan
-                    per_dtype[dtype].append((kept,
-                                             abs(half.scalars["id_2nn"] - full.scalars["id_2nn"]),
-                                             abs(half.scalars["id_gride"] - full.scalars["id_gride"]),
-                                             abs(half.scalars["n_clusters"] - full.scalars["n_clusters"]),
-                                             geometry.ari(full.arrays["cluster"], half.arrays["cluster"]),
-                                             abs(half.scalars["ari[subject]"] - full.scalars["ari[subject]"])))
+                    kept = (
+                        geometry.data_overlap(full.arrays["knn"], half.arrays["knn"], k=30).mean()
+                        if half.arrays["knn"].size
+                        else np.nan
+                    )
+                    per_dtype[dtype].append(
+                        (
+                            kept,
+                            abs(half.scalars["id_2nn"] - full.scalars["id_2nn"]),
+                            abs(half.scalars["id_gride"] - full.scalars["id_gride"]),
+                            abs(half.scalars["n_clusters"] - full.scalars["n_clusters"]),
+                            geometry.ari(full.arrays["cluster"], half.arrays["cluster"]),
+                            abs(half.scalars["ari[subject]"] - full.scalars["ari[subject]"]),
+                        )
+                    )
             for dtype, values in per_dtype.items():
                 v = np.array(values)
                 worst = [v[:, 0].min(), *v[:, 1:4].max(axis=0), v[:, 4].min(), v[:, 5].max()]
                 cells = [f"{m:.4f} [{w:.4f}]" for m, w in zip(v.mean(axis=0), worst)]
                 cells[3] = f"{v[:, 3].mean():.2f} [{worst[3]:.0f}]"
-                print(f"{name:12} {dtype:9} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {cells[3]:>12} {cells[4]:>14} {cells[5]:>14}")
+                print(
+                    f"{name:12} {dtype:9} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {cells[3]:>12} {cells[4]:>14} {cells[5]:>14}"
+                )
 
 
 def batch_write_table(layers: int, n: int, d: int, batch: int, batches: int = 40) -> None:
@@ -128,7 +157,9 @@ def batch_write_table(layers: int, n: int, d: int, batch: int, batches: int = 40
     batches = min(batches, n // batch)
     hidden = rng.standard_normal((layers, batch, d), dtype=np.float32)
     logits = rng.standard_normal((batch, 4), dtype=np.float32)
-    print(f"\nwrites of {batch} scattered rows a batch into {layers} states x {n} rows x {d} ({batches} batches, flushed)")
+    print(
+        f"\nwrites of {batch} scattered rows a batch into {layers} states x {n} rows x {d} ({batches} batches, flushed)"
+    )
     print(f"{'dtype':9} {'layout':12} {'ms a batch':>10} {'x':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in ("float32", "float16"):
@@ -136,17 +167,24 @@ def batch_write_table(layers: int, n: int, d: int, batch: int, batches: int = 40
             for layout in ("contiguous", "chunked"):
                 path = Path(tmp) / f"{dtype}-{layout}.h5"
                 with h5py.File(path, "w") as f:
-                    group = store.hidden.create_condition(f, "0shot", n_layers=layers - 1, n_rows=n, width=d, n_choices=4,
-                                                          attrs={}, store_dtype=dtype)
+                    group = store.hidden.create_condition(
+                        f, "0shot", n_layers=layers - 1, n_rows=n, width=d, n_choices=4, attrs={}, store_dtype=dtype
+                    )
                     if layout == "chunked":  # the layout before: the same dataset, in chunks
                         encoding = group["hidden"].attrs["encoding"]
                         del group["hidden"]
-                        group.create_dataset("hidden", shape=(layers, n, d), dtype=store.encoding.storage_dtype(dtype),
-                                             chunks=(1, store.hidden.chunk_rows(n), d)).attrs["encoding"] = encoding
+                        group.create_dataset(
+                            "hidden",
+                            shape=(layers, n, d),
+                            dtype=store.encoding.storage_dtype(dtype),
+                            chunks=(1, store.hidden.chunk_rows(n), d),
+                        ).attrs["encoding"] = encoding
                     order = rng.permutation(n)
                     start = time.perf_counter()
                     for b in range(batches):
-                        store.hidden.write_rows(group, order[b * batch : (b + 1) * batch], hidden, logits, np.zeros(batch, np.float32))
+                        store.hidden.write_rows(
+                            group, order[b * batch : (b + 1) * batch], hidden, logits, np.zeros(batch, np.float32)
+                        )
                         f.flush()
                     ms = (time.perf_counter() - start) / batches * 1e3
                 base = base or ms
@@ -167,7 +205,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.run if args.run.is_dir() else None) as tmp:
         if args.run.is_dir():
             with reader.open_run_file(args.run) as f:
-                states = np.stack([store.hidden.read_layer(f, "0shot", l) for l in range(store.hidden.n_layers(f, "0shot"))])
+                states = np.stack(
+                    [store.hidden.read_layer(f, "0shot", l) for l in range(store.hidden.n_layers(f, "0shot"))]
+                )
             storage_table(states, f"{args.run} 0shot", Path(tmp))
         storage_table(synthetic_states(n, d, layers), "synthetic", Path(tmp))
     if args.run.is_dir():

@@ -29,17 +29,26 @@ import torch
 
 SHAPES = {
     # Llama-3-8B's blocks with SmolLM2's vocabulary (the tokenizer that travels)
-    "8b": dict(num_hidden_layers=32, hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8),
+    "8b": dict(
+        num_hidden_layers=32, hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8
+    ),
     # a CPU check of the script (--smoke-cpu): the same code, measuring nothing
-    "tiny": dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2),
+    "tiny": dict(
+        num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2
+    ),
 }
 
 
 def model_config(shape: str, vocab_size: int):
     from transformers import LlamaConfig
 
-    return LlamaConfig(vocab_size=vocab_size, max_position_embeddings=8192, rope_theta=500000.0, tie_word_embeddings=False,
-                       **SHAPES[shape])
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        tie_word_embeddings=False,
+        **SHAPES[shape],
+    )
 
 
 def build_model(config, device: torch.device, dtype: torch.dtype):
@@ -142,7 +151,9 @@ def tallied():
 
     def states(model, questions, *, prefix, **kwargs):
         context = len(prefix.ids) if isinstance(prefix, forward.PrefixCache) else 0
-        tallies["extract"].add([list(prefix) + list(q) for q in questions] if isinstance(prefix, list) else questions, context)
+        tallies["extract"].add(
+            [list(prefix) + list(q) for q in questions] if isinstance(prefix, list) else questions, context
+        )
         return originals[0](model, questions, prefix=prefix, **kwargs)
 
     def prefix_cache(model, prefix_ids):
@@ -189,9 +200,22 @@ def _rate(flops: float, seconds: float, peak: float) -> dict:
     return {"tflops": tflops, "of_peak": tflops / peak}
 
 
-def measure_extraction(model, tokenizer, folder: Path, run: Path, *, data: Path, shots: tuple[int, ...], subjects: str,
-                       per_subject: int, train_per_subject: int, batch_size: int, token_budget, device: torch.device,
-                       peak: float) -> list[dict]:
+def measure_extraction(
+    model,
+    tokenizer,
+    folder: Path,
+    run: Path,
+    *,
+    data: Path,
+    shots: tuple[int, ...],
+    subjects: str,
+    per_subject: int,
+    train_per_subject: int,
+    batch_size: int,
+    token_budget,
+    device: torch.device,
+    peak: float,
+) -> list[dict]:
     """One ``run_extract`` (conditions ``{k}shot``), a row per condition: seconds, tokens, rate."""
     import h5py
 
@@ -200,9 +224,18 @@ def measure_extraction(model, tokenizer, folder: Path, run: Path, *, data: Path,
 
     rows = []
     for k in shots:
-        config = ExtractConfig(model=str(folder), task_data=str(data), shots=(k,), subjects=subjects, per_subject=per_subject,
-                               train_per_subject=train_per_subject, batch_size=batch_size, token_budget=token_budget,
-                               dtype=compute_dtype(device), device=str(device))
+        config = ExtractConfig(
+            model=str(folder),
+            task_data=str(data),
+            shots=(k,),
+            subjects=subjects,
+            per_subject=per_subject,
+            train_per_subject=train_per_subject,
+            batch_size=batch_size,
+            token_budget=token_budget,
+            dtype=compute_dtype(device),
+            device=str(device),
+        )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         with handed_model(model, tokenizer), tallied() as tallies:
@@ -215,12 +248,23 @@ def measure_extraction(model, tokenizer, folder: Path, run: Path, *, data: Path,
             n_rows = len(store.hidden.read_examples(f).ids)
         matrix, attention = tally.flops(model.config)
         seconds = float(attrs["seconds"])
-        rows.append({"condition": f"{k}shot", "token_budget": attrs.get("token_budget"), "batch_size": attrs.get("batch_size"),
-                     "rows": n_rows, "forward_passes": tally.calls, "tokens_run": int(sum(tally.tokens)), "padded_tokens": tally.padded,
-                     "prompt_tokens": int(sum(np.array(tally.tokens) + np.array(tally.context))),
-                     "seconds": seconds, "command_s": command, "tokens_per_s": sum(tally.tokens) / seconds,
-                     "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-                     **_rate(matrix + attention, seconds, peak)})
+        rows.append(
+            {
+                "condition": f"{k}shot",
+                "token_budget": attrs.get("token_budget"),
+                "batch_size": attrs.get("batch_size"),
+                "rows": n_rows,
+                "forward_passes": tally.calls,
+                "tokens_run": int(sum(tally.tokens)),
+                "padded_tokens": tally.padded,
+                "prompt_tokens": int(sum(np.array(tally.tokens) + np.array(tally.context))),
+                "seconds": seconds,
+                "command_s": command,
+                "tokens_per_s": sum(tally.tokens) / seconds,
+                "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+                **_rate(matrix + attention, seconds, peak),
+            }
+        )
     return rows
 
 
@@ -241,19 +285,38 @@ def float32_lora():
         lora.lora_in_model_dtype, finetune.lora_in_model_dtype = kept
 
 
-def measure_finetune(model, tokenizer, run: Path, *, name: str, micro_tokens: int | None, token_budget, epochs: int,
-                     batch_size: int, device: torch.device, peak: float, before: bool = False) -> dict:
+def measure_finetune(
+    model,
+    tokenizer,
+    run: Path,
+    *,
+    name: str,
+    micro_tokens: int | None,
+    token_budget,
+    epochs: int,
+    batch_size: int,
+    device: torch.device,
+    peak: float,
+    before: bool = False,
+) -> dict:
     """One ``run_finetune`` of ``model`` (LoRA on the run's train rows; peft changes the model in
     place: hand each call a fresh one): the training's seconds a step and rate, and the command's
     seconds with the fine-tuned states' extraction; ``before``: LoRA's branch in float32."""
     from extract.finetune import run_finetune
     from extract.finetune_config import FinetuneConfig
 
-    config = FinetuneConfig(name=name, epochs=epochs, batch_size=batch_size, micro_tokens=micro_tokens, token_budget=token_budget,
-                            dtype=compute_dtype(device), device=str(device))
+    config = FinetuneConfig(
+        name=name,
+        epochs=epochs,
+        batch_size=batch_size,
+        micro_tokens=micro_tokens,
+        token_budget=token_budget,
+        dtype=compute_dtype(device),
+        device=str(device),
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with handed_model(model, tokenizer), tallied() as tallies, (float32_lora() if before else contextlib.nullcontext()):
+    with handed_model(model, tokenizer), tallied() as tallies, float32_lora() if before else contextlib.nullcontext():
         started = time.perf_counter()
         run_finetune(run, config, overwrite=True, progress=False)
         command = time.perf_counter() - started
@@ -262,9 +325,18 @@ def measure_finetune(model, tokenizer, run: Path, *, name: str, micro_tokens: in
     tokens = np.array(tallies["train"].tokens)
     matrix, attention = forward_flops(model.config, tokens, np.zeros_like(tokens))
     seconds, steps = float(record["seconds"]), int(record["steps"])
-    return {"name": name, "micro_tokens": settings["micro_tokens"], "rows": len(record["online_bits"]), "epochs": epochs,
-            "steps": steps, "seconds": seconds,
-            "step_s": seconds / steps, "tokens_per_s": tokens.sum() / seconds, "command_s": command,
-            "micro_batches": tallies["train"].calls, "padded_tokens": tallies["train"].padded,
-            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-            **_rate(2 * matrix + 3 * attention, seconds, peak)}
+    return {
+        "name": name,
+        "micro_tokens": settings["micro_tokens"],
+        "rows": len(record["online_bits"]),
+        "epochs": epochs,
+        "steps": steps,
+        "seconds": seconds,
+        "step_s": seconds / steps,
+        "tokens_per_s": tokens.sum() / seconds,
+        "command_s": command,
+        "micro_batches": tallies["train"].calls,
+        "padded_tokens": tallies["train"].padded,
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        **_rate(2 * matrix + 3 * attention, seconds, peak),
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import resource
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def rss_mib() -> float:
@@ -52,9 +52,12 @@ class RssSampler:
         self._thread.join()
 
 
-def timed(parts: dict[str, float], sampler: RssSampler, name: str, fn: Callable, key: Callable | None = None) -> Callable:
+def timed(
+    parts: dict[str, float], sampler: RssSampler, name: str, fn: Callable, key: Callable | None = None
+) -> Callable:
     """``fn`` that adds its seconds to ``parts[label]`` and tells ``sampler`` it runs (label:
     ``name``, or ``key(*args, **kwargs)``); nested parts count in both."""
+
     def wrapper(*args, **kwargs):
         label = key(*args, **kwargs) if key else name
         sampler.running.append(label)
@@ -66,6 +69,7 @@ def timed(parts: dict[str, float], sampler: RssSampler, name: str, fn: Callable,
             parts[label] = parts.get(label, 0.0) + time.perf_counter() - start
             sampler.see()
             sampler.running.pop()
+
     return wrapper
 
 
@@ -85,8 +89,14 @@ def instrument_layer(parts: dict[str, float], sampler: RssSampler, maxk: int = 1
         layer.knn_graph = timed_part("knn", layer.knn_graph, knn_key)
     if hasattr(layer, "estimate_ids"):
         layer.estimate_ids = timed_part("ids", layer.estimate_ids)
-    for name, label in (("intrinsic_dimension_gride", "id"), ("intrinsic_dimension_2nn", "id"), ("density_peaks", "adp"),
-                        ("label_overlap", "label_overlap"), ("peak_tree", "peak_tree"), ("ari", "ari"),
-                        ("cluster_purity", "purity")):
+    for name, label in (
+        ("intrinsic_dimension_gride", "id"),
+        ("intrinsic_dimension_2nn", "id"),
+        ("density_peaks", "adp"),
+        ("label_overlap", "label_overlap"),
+        ("peak_tree", "peak_tree"),
+        ("ari", "ari"),
+        ("cluster_purity", "purity"),
+    ):
         if hasattr(geometry, name):
             setattr(geometry, name, timed_part(label, getattr(geometry, name)))

@@ -11,9 +11,8 @@ import pstats
 import time
 from pathlib import Path
 
-import numpy as np
-
 import measure
+import numpy as np
 from measure import RssSampler, cpu_s, peak_mib, rss_mib
 from synthetic import flat_density, planted_clusters
 
@@ -41,15 +40,23 @@ def _putative_centres(log_density: np.ndarray, log_density_err: np.ndarray, indi
     g = log density - error is not below any of their k neighbours', less those in the
     neighbourhood of a point of higher g. Its (N_c x N_c) saddle matrices and merging loops scale with it."""
     g = log_density - log_density_err
-    neighbours = indices[:, 1:k + 1]
+    neighbours = indices[:, 1 : k + 1]
     peak = (g[neighbours] <= g[:, None]).all(axis=1)
     dominated = np.zeros(len(g), dtype=bool)
     dominated[neighbours[g[neighbours] < g[:, None]]] = True
     return int((peak & ~dominated).sum())
 
 
-def run_step(step: str, workdir: Path, n: int, d: int, maxk: int, intrinsic_dim: float | None, profile: int,
-             kind: str = "planted") -> dict:
+def run_step(
+    step: str,
+    workdir: Path,
+    n: int,
+    d: int,
+    maxk: int,
+    intrinsic_dim: float | None,
+    profile: int,
+    kind: str = "planted",
+) -> dict:
     """One measured step, in this (fresh) process; returns its numbers."""
     import torch  # imported before the baseline: imports are not the step's memory
 
@@ -115,17 +122,33 @@ def run_step(step: str, workdir: Path, n: int, d: int, maxk: int, intrinsic_dim:
     elif step == "id":
         info = {"id_gride": gride.at(16), "id_2nn": id_2nn, "gride": [round(float(v), 1) for v in gride.ids]}
     elif step == "adp":
-        info = {"clusters": peaks.n_clusters, "ari": geometry.ari(peaks.labels, labels[graph.keep]),
-                "putative": _putative_centres(peaks.log_density, peaks.log_density_err, graph.indices, 16)}
+        info = {
+            "clusters": peaks.n_clusters,
+            "ari": geometry.ari(peaks.labels, labels[graph.keep]),
+            "putative": _putative_centres(peaks.log_density, peaks.log_density_err, graph.indices, 16),
+        }
     elif step == "ids":
         info = {name: round(value, 1) for name, value in ids.items()}
     elif step == "layer":
         sampler.stop()
-        info = {"parts": parts, "part_mib": {k: v - base_rss for k, v in sampler.high.items()}, "ari": result.scalars.get("ari[planted]", float("nan")),
-                "clusters": result.scalars.get("n_clusters", float("nan")), "skipped": result.skipped,
-                "states_mib": X.nbytes / 2**20}
+        info = {
+            "parts": parts,
+            "part_mib": {k: v - base_rss for k, v in sampler.high.items()},
+            "ari": result.scalars.get("ari[planted]", float("nan")),
+            "clusters": result.scalars.get("n_clusters", float("nan")),
+            "skipped": result.skipped,
+            "states_mib": X.nbytes / 2**20,
+        }
     if profiler:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(profile)
         info["profile"] = text.getvalue()
-    return {"seconds": seconds, "cpu": cpu, "base": base_rss, "base_peak": base_peak, "peak": peak, "kind": kind, **info}
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "base": base_rss,
+        "base_peak": base_peak,
+        "peak": peak,
+        "kind": kind,
+        **info,
+    }

@@ -83,7 +83,9 @@ def train_values_per_token(model_config) -> int:
     """Activations a token keeps for the backward pass: blocks x (34 x width + 5 x MLP width)
     values (measured on SmolLM2-135M: ``finetune_config.micro_tokens_for`` scales by it too)."""
     text = _text(model_config)
-    return int(text.num_hidden_layers * (34 * text.hidden_size + 5 * getattr(text, "intermediate_size", 4 * text.hidden_size)))
+    return int(
+        text.num_hidden_layers * (34 * text.hidden_size + 5 * getattr(text, "intermediate_size", 4 * text.hidden_size))
+    )
 
 
 def train_bytes_per_token(model_config, *, element_bytes: int) -> int:
@@ -115,8 +117,11 @@ def token_budget(setting: int | str, model, device: torch.device) -> int | None:
     if setting == OFF or (setting == AUTO and device.type != "cuda"):
         return None
     if not gathers_rows_apart():
-        print(f"transformers {_transformers_version()} computes a batch of B rows' logits at B x B positions (fixed in "
-              "5.23): batches of --batch-size rows, not a token budget", file=sys.stderr)
+        print(
+            f"transformers {_transformers_version()} computes a batch of B rows' logits at B x B positions (fixed in "
+            "5.23): batches of --batch-size rows, not a token budget",
+            file=sys.stderr,
+        )
         return None
     if setting != AUTO:
         return int(setting)

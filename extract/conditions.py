@@ -66,8 +66,19 @@ def extract_condition(
     """
     layers = select_layers(settings.get("layers"), forward.n_blocks(model) + 1)
     if ranks.main:
-        _prepare_condition(path, name, settings, model, examples, plan, task, scoring, layers, overwrite=overwrite,
-                           processes=ranks.count)
+        _prepare_condition(
+            path,
+            name,
+            settings,
+            model,
+            examples,
+            plan,
+            task,
+            scoring,
+            layers,
+            overwrite=overwrite,
+            processes=ranks.count,
+        )
     ranks.barrier()
     complete, done, instance, accuracy = _condition_state(path, name)
     ranks.barrier()  # every rank has closed the file before the main rank opens it to write
@@ -78,12 +89,36 @@ def extract_condition(
     started = time.perf_counter()
     batching = Batching(batch_size, token_budget, task.n_choices if scoring.letter_ids is None else 1)
     work = _work_left(done, examples, tokenizer, task, by_id, prefix_text, batching, prefix_cache)
-    mine = ranks.share(work, costs=[len(batch) * (len(prefix) + max(len(ids) for _, ids in batch)) for prefix, batch in work])
-    _compute_rows(path, name, instance, model, tokenizer, mine, examples, by_id, task, scoring, layers, progress=progress,
-                  ranks=ranks)
+    mine = ranks.share(
+        work, costs=[len(batch) * (len(prefix) + max(len(ids) for _, ids in batch)) for prefix, batch in work]
+    )
+    _compute_rows(
+        path,
+        name,
+        instance,
+        model,
+        tokenizer,
+        mine,
+        examples,
+        by_id,
+        task,
+        scoring,
+        layers,
+        progress=progress,
+        ranks=ranks,
+    )
     if ranks.main:
-        _finish(path, name, examples, task, by_id, started=started, processes=ranks.count, batching=batching,
-                batches=len(mine))
+        _finish(
+            path,
+            name,
+            examples,
+            task,
+            by_id,
+            started=started,
+            processes=ranks.count,
+            batching=batching,
+            batches=len(mine),
+        )
     ranks.barrier()
     with h5py.File(path, "r") as f:
         accuracy = float(store.hidden.get_condition(f, name).attrs["accuracy"])
@@ -94,15 +129,35 @@ def extract_condition(
     return accuracy
 
 
-def _prepare_condition(path: Path, name: str, settings: dict, model, examples: store.hidden.Examples,
-                       plan: demos.DemoPlan | None, task: Task, scoring: forward.Scoring, layers: list[int], *,
-                       overwrite: bool, processes: int = 1) -> None:
+def _prepare_condition(
+    path: Path,
+    name: str,
+    settings: dict,
+    model,
+    examples: store.hidden.Examples,
+    plan: demos.DemoPlan | None,
+    task: Task,
+    scoring: forward.Scoring,
+    layers: list[int],
+    *,
+    overwrite: bool,
+    processes: int = 1,
+) -> None:
     """Open or create the condition's group (main rank) and store its readout parameters; check the
     head of a complete one, give an unfinished one its demo plan and the rows the ranks' shards hold,
     and refuse it when its states will not fit on the disk."""
     with h5py.File(path, "a") as f:
-        group = _open_condition(f, name, settings, forward.n_blocks(model), len(examples), forward.hidden_width(model),
-                                task.n_choices, layers, overwrite=overwrite)
+        group = _open_condition(
+            f,
+            name,
+            settings,
+            forward.n_blocks(model),
+            len(examples),
+            forward.hidden_width(model),
+            task.n_choices,
+            layers,
+            overwrite=overwrite,
+        )
         # Readout parameters; also added to a condition made before they were stored.
         store.readout.write_norms(group, _norms_or_reason(model))
         store.readout.write_head(group, _head_or_reason(model, scoring))
@@ -122,53 +177,93 @@ def _check_room(group: h5py.Group, name: str, path: Path, processes: int) -> Non
     layers, _, width = group["hidden"].shape
     left = int((~store.hidden.rows_done(group)).sum())
     need = left * layers * width * group["hidden"].dtype.itemsize * (1 if processes == 1 else 2)
-    disk.check_room(path.parent, need, f"the states of {name} ({left} rows x {layers} layers x {width}, "
-                                       f"{store.hidden.store_dtype(group.file, name)})")
+    disk.check_room(
+        path.parent,
+        need,
+        f"the states of {name} ({left} rows x {layers} layers x {width}, {store.hidden.store_dtype(group.file, name)})",
+    )
 
 
 def _condition_state(path: Path, name: str) -> tuple[bool, np.ndarray, str, float]:
     """(complete, rows done, the condition's instance, its accuracy) as hidden.h5 holds them."""
     with h5py.File(path, "r") as f:
         group = store.hidden.get_condition(f, name)
-        complete, done, instance = bool(group.attrs["complete"]), store.hidden.rows_done(group), store.hidden.condition_instance(group)
+        complete, done, instance = (
+            bool(group.attrs["complete"]),
+            store.hidden.rows_done(group),
+            store.hidden.condition_instance(group),
+        )
         accuracy = float(group.attrs.get("accuracy", np.nan))
     return complete, done, instance, accuracy
 
 
-def _work_left(done: np.ndarray, examples: store.hidden.Examples, tokenizer, task: Task, by_id, prefix_text,
-               batching: "Batching", prefix_cache: bool) -> list[tuple[list[int], list[tuple[int, list[int]]]]]:
+def _work_left(
+    done: np.ndarray,
+    examples: store.hidden.Examples,
+    tokenizer,
+    task: Task,
+    by_id,
+    prefix_text,
+    batching: Batching,
+    prefix_cache: bool,
+) -> list[tuple[list[int], list[tuple[int, list[int]]]]]:
     """[(shared prefix ids or [], batch)] of the batches with a row not done yet."""
     # Batches are planned over all rows, done or not, and a batch is redone whole unless every
     # row of it is done: a resumed run with the same batching computes each row in the very batch
     # it would have had, so its states are bit-identical to an uninterrupted run's (and so are
     # several ranks'). A token budget sized by free memory may differ on a restart: then equal
     # to float tolerance.
-    return [(prefix_ids, batch)
-            for prefix_ids, batches in _plan_batches(examples, tokenizer, task, by_id, prefix_text, batching, prefix_cache)
-            for batch in batches if not done[[row for row, _ in batch]].all()]
+    return [
+        (prefix_ids, batch)
+        for prefix_ids, batches in _plan_batches(examples, tokenizer, task, by_id, prefix_text, batching, prefix_cache)
+        for batch in batches
+        if not done[[row for row, _ in batch]].all()
+    ]
 
 
-def _compute_rows(path: Path, name: str, instance: str, model, tokenizer, mine: list, examples: store.hidden.Examples,
-                  by_id: dict[int | str, Item], task: Task, scoring: forward.Scoring, layers: list[int], *, progress: bool,
-                  ranks: Ranks) -> None:
+def _compute_rows(
+    path: Path,
+    name: str,
+    instance: str,
+    model,
+    tokenizer,
+    mine: list,
+    examples: store.hidden.Examples,
+    by_id: dict[int | str, Item],
+    task: Task,
+    scoring: forward.Scoring,
+    layers: list[int],
+    *,
+    progress: bool,
+    ranks: Ranks,
+) -> None:
     """Run this rank's batches; write their rows (the states of ``layers``) into the condition (one
     process) or the rank's shard."""
     keep = None if layers == list(range(forward.n_blocks(model) + 1)) else layers
-    bar = tqdm(total=sum(len(batch) for _, batch in mine), desc=name if ranks.count == 1 else f"{name} (rank 0 of {ranks.count})",
-               unit="q", disable=not progress or not ranks.main)
+    bar = tqdm(
+        total=sum(len(batch) for _, batch in mine),
+        desc=name if ranks.count == 1 else f"{name} (rank 0 of {ranks.count})",
+        unit="q",
+        disable=not progress or not ranks.main,
+    )
     if ranks.count == 1:
         with h5py.File(path, "a") as f:
             group = store.hidden.get_condition(f, name)
             batches = _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring))
-            _write_batches(f, batches, lambda *arrays: store.hidden.write_rows(group, *arrays), bar, keep, f"{name}'s states")
+            _write_batches(
+                f, batches, lambda *arrays: store.hidden.write_rows(group, *arrays), bar, keep, f"{name}'s states"
+            )
     else:
         shard = store.shards.shard_path(path.parent, name, ranks.index)
         shard.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(shard, "w") as f:
-            store.shards.create_shard(f, name, instance, n_states=len(layers), width=forward.hidden_width(model),
-                                      n_choices=task.n_choices)
+            store.shards.create_shard(
+                f, name, instance, n_states=len(layers), width=forward.hidden_width(model), n_choices=task.n_choices
+            )
             batches = _run_batches(model, mine, scoring, _continuations(task, tokenizer, examples, by_id, scoring))
-            _write_batches(f, batches, lambda *arrays: store.shards.append_shard(f, *arrays), bar, keep, f"{name}'s states")
+            _write_batches(
+                f, batches, lambda *arrays: store.shards.append_shard(f, *arrays), bar, keep, f"{name}'s states"
+            )
         ranks.barrier()
     bar.close()
 
@@ -187,14 +282,25 @@ def _write_batches(f: h5py.File, batches, write, bar, keep: list[int] | None, wh
         except (OSError, RuntimeError) as error:
             if not disk.is_full(error):
                 raise
-            raise disk.DiskFull(f"the disk is full (No space left on device) while writing {what} to {f.filename}; "
-                                f"{disk.RESUMES}") from error
+            raise disk.DiskFull(
+                f"the disk is full (No space left on device) while writing {what} to {f.filename}; {disk.RESUMES}"
+            ) from error
         faults.reached("extract.batch")
         bar.update(len(rows))
 
 
-def _finish(path: Path, name: str, examples: store.hidden.Examples, task: Task, by_id, *, started: float,
-            processes: int, batching: "Batching", batches: int) -> None:
+def _finish(
+    path: Path,
+    name: str,
+    examples: store.hidden.Examples,
+    task: Task,
+    by_id,
+    *,
+    started: float,
+    processes: int,
+    batching: Batching,
+    batches: int,
+) -> None:
     """Merge the ranks' shards, check every row is done, mark the condition complete (its accuracies), check its head."""
     with h5py.File(path, "a") as f:
         group = store.hidden.get_condition(f, name)
@@ -248,8 +354,11 @@ def _verify_head(group, name: str) -> None:
     lens = lens_logits(states, norms.layer(last), norms.kind, head)
     error = float(np.abs(lens - logits).max() / max(np.abs(logits).max(), 1e-6))
     if error > LENS_TOLERANCE:
-        store.readout.mark_head_unavailable(group, f"the final norm and head rows do not reproduce the model's logits "
-                                            f"(relative error {error:.1e}): its head does more than that")
+        store.readout.mark_head_unavailable(
+            group,
+            f"the final norm and head rows do not reproduce the model's logits "
+            f"(relative error {error:.1e}): its head does more than that",
+        )
     else:
         store.readout.set_head_verified(group, error)
 
@@ -262,7 +371,9 @@ def _norms_or_reason(model):
         return str(error)
 
 
-def _run_batches(model, work: list[tuple[list[int], list[tuple[int, list[int]]]]], scoring: forward.Scoring, continuations):
+def _run_batches(
+    model, work: list[tuple[list[int], list[tuple[int, list[int]]]]], scoring: forward.Scoring, continuations
+):
     """Yield (rows (B,), forward output) of each (shared prefix ids or [], batch); a prefix's
     key/value cache is computed once (on the device) for the consecutive batches that share it.
     ``continuations(row)``: the token ids of each choice's text (text scoring), else unused.
@@ -274,8 +385,13 @@ def _run_batches(model, work: list[tuple[list[int], list[tuple[int, list[int]]]]
         if prefix_ids is not cached_ids:
             cached_ids, prefix = prefix_ids, (forward.encode_prefix(model, prefix_ids) if prefix_ids else None)
         out = forward.last_token_states(
-            model, [ids for _, ids in batch], prefix=prefix, letter_ids=scoring.letter_ids, non_blocking=True,
-            continuations=None if scoring.letter_ids is not None else [continuations(row) for row, _ in batch])
+            model,
+            [ids for _, ids in batch],
+            prefix=prefix,
+            letter_ids=scoring.letter_ids,
+            non_blocking=True,
+            continuations=None if scoring.letter_ids is not None else [continuations(row) for row, _ in batch],
+        )
         if pending is not None:
             yield pending
         pending = np.array([row for row, _ in batch]), out
@@ -304,27 +420,42 @@ def _merge_shards(group: h5py.Group, run_dir: Path, name: str) -> None:
         folder.parent.rmdir()
 
 
-def _continuations(task: Task, tokenizer, examples: store.hidden.Examples, by_id: dict[int | str, Item], scoring: forward.Scoring):
+def _continuations(
+    task: Task, tokenizer, examples: store.hidden.Examples, by_id: dict[int | str, Item], scoring: forward.Scoring
+):
     """row -> token ids of each choice's continuation (text scoring; letters need none)."""
     if scoring.letter_ids is not None:
         return None
-    return lambda row: [tokenizer.encode(text, add_special_tokens=False)
-                        for text in tasks.continuations(task, by_id[tasks.id_key(examples.ids[row])])]
+    return lambda row: [
+        tokenizer.encode(text, add_special_tokens=False)
+        for text in tasks.continuations(task, by_id[tasks.id_key(examples.ids[row])])
+    ]
 
 
-def _normalised_accuracies(task: Task, scores: np.ndarray, examples: store.hidden.Examples, by_id: dict[int | str, Item]) -> dict:
+def _normalised_accuracies(
+    task: Task, scores: np.ndarray, examples: store.hidden.Examples, by_id: dict[int | str, Item]
+) -> dict:
     """Text scoring: accuracy of the length-normalised scores too (lm-eval's acc_norm: summed
     log-probability divided by the continuation's length in bytes)."""
     if task.score != "text":
         return {}
-    lengths = np.array([[max(1, len(text.encode())) for text in tasks.continuations(task, by_id[tasks.id_key(i)])]
-                        for i in examples.ids], dtype=np.float64)
+    lengths = np.array(
+        [
+            [max(1, len(text.encode())) for text in tasks.continuations(task, by_id[tasks.id_key(i)])]
+            for i in examples.ids
+        ],
+        dtype=np.float64,
+    )
     pred = (scores / lengths).argmax(axis=1)
-    return {"accuracy_norm": split_accuracy(pred, examples, "eval"), "accuracy_norm_train": split_accuracy(pred, examples, "train")}
+    return {
+        "accuracy_norm": split_accuracy(pred, examples, "eval"),
+        "accuracy_norm_train": split_accuracy(pred, examples, "train"),
+    }
 
 
-def _plan_batches(examples: store.hidden.Examples, tokenizer, task: Task, by_id, prefix_text, batching: "Batching",
-                  prefix_cache: bool) -> list[tuple[list[int], list[list[tuple[int, list[int]]]]]]:
+def _plan_batches(
+    examples: store.hidden.Examples, tokenizer, task: Task, by_id, prefix_text, batching: Batching, prefix_cache: bool
+) -> list[tuple[list[int], list[list[tuple[int, list[int]]]]]]:
     """[(shared prefix ids or [], batches of (row, token ids))]: rows sharing a prefix run on its
     cache; the others (a prefix of their own, or no cache) run whole, batched across prefixes.
     Batches are length-sorted (little padding) with ties kept in row order, cut by ``batching``."""
@@ -333,7 +464,9 @@ def _plan_batches(examples: store.hidden.Examples, tokenizer, task: Task, by_id,
         by_prefix.setdefault(prefix_text(row), []).append(row)
 
     def question_ids(row: int) -> list[int]:
-        return tokenizer.encode(tasks.render_question(task, by_id[tasks.id_key(examples.ids[row])]), add_special_tokens=False)
+        return tokenizer.encode(
+            tasks.render_question(task, by_id[tasks.id_key(examples.ids[row])]), add_special_tokens=False
+        )
 
     plans, alone = [], []
     for text, rows in by_prefix.items():
@@ -373,8 +506,10 @@ class Batching:
 
     def record(self, batches: int) -> dict:
         """What a finished condition records of its batching (provenance: a resumed run may differ)."""
-        return {**({"token_budget": self.token_budget} if self.token_budget else {"batch_size": self.rows}),
-                "batches_run": batches}
+        return {
+            **({"token_budget": self.token_budget} if self.token_budget else {"batch_size": self.rows}),
+            "batches_run": batches,
+        }
 
 
 def split_accuracy(pred: np.ndarray, examples: store.hidden.Examples, split: str) -> float:
@@ -383,16 +518,29 @@ def split_accuracy(pred: np.ndarray, examples: store.hidden.Examples, split: str
     return float(np.mean(pred[rows] == examples.answers[rows])) if rows.any() else float("nan")
 
 
-
-def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: int, width: int, n_choices: int,
-                    layers: list[int], *, overwrite: bool) -> h5py.Group:
+def _open_condition(
+    f: h5py.File,
+    name: str,
+    settings: dict,
+    blocks: int,
+    rows: int,
+    width: int,
+    n_choices: int,
+    layers: list[int],
+    *,
+    overwrite: bool,
+) -> h5py.Group:
     """The condition's group: resumed if it exists with the same settings, else (re)created."""
     if name in store.hidden.condition_names(f):
         group = store.hidden.get_condition(f, name)
         have = store.hidden.condition_attrs(group)
         have.setdefault("store_dtype", "float32")  # conditions written before the choice existed
         differing = [k for k in settings if k != "prefix_cache" and have.get(k) != settings[k]]
-        if not differing and group["hidden"].shape == (len(layers), rows, width) and store.hidden.stored_layers(f, name) == layers:
+        if (
+            not differing
+            and group["hidden"].shape == (len(layers), rows, width)
+            and store.hidden.stored_layers(f, name) == layers
+        ):
             return group
         if not overwrite:
             key = differing[0] if differing else "shape"
@@ -401,6 +549,14 @@ def _open_condition(f: h5py.File, name: str, settings: dict, blocks: int, rows: 
             )
         store.hidden.delete_condition(f, name)
     # Provenance beside the settings: only the settings are compared when a run resumes.
-    return store.hidden.create_condition(f, name, n_layers=blocks, n_rows=rows, width=width, n_choices=n_choices,
-                                         attrs={**settings, **provenance.stamp()}, store_dtype=settings.get("store_dtype", "float32"),
-                                         layers=layers)
+    return store.hidden.create_condition(
+        f,
+        name,
+        n_layers=blocks,
+        n_rows=rows,
+        width=width,
+        n_choices=n_choices,
+        attrs={**settings, **provenance.stamp()},
+        store_dtype=settings.get("store_dtype", "float32"),
+        layers=layers,
+    )

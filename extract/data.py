@@ -74,8 +74,9 @@ def select_values(items: list[Item], spec: str, group: str = "group") -> list[st
     for name in (part.strip() for part in spec.split(",")):
         value = name if name in counts else name.replace("_", " ")
         if value not in counts:
-            raise DataError(f"unknown {group} {name!r}; the task's {group} values are e.g. "
-                            f"{', '.join(sorted(counts)[:3])}, ...")
+            raise DataError(
+                f"unknown {group} {name!r}; the task's {group} values are e.g. {', '.join(sorted(counts)[:3])}, ..."
+            )
         chosen.append(value)
     if not chosen:
         raise DataError(f"no {group} selected")
@@ -108,7 +109,11 @@ def make_partition(
     """Seeded, disjoint partition per value of the first group: demos, then eval, then train
     (``train_first``: demos, then train, then eval); ``train_values`` (None: the evaluated
     values) the values whose rows are trained on."""
-    for name, value in (("demo_pool", demo_pool), ("per_subject", per_subject), ("train_per_subject", train_per_subject)):
+    for name, value in (
+        ("demo_pool", demo_pool),
+        ("per_subject", per_subject),
+        ("train_per_subject", train_per_subject),
+    ):
         if value < 0:
             raise DataError(f"{name} must be >= 0, got {value}")
     trained = set(values if train_values is None else train_values)
@@ -121,8 +126,10 @@ def make_partition(
         evaluated = value in values  # a value trained on only has a demo pool (its k-shot prompts), no eval rows
         ids = np.array(by_value[value])
         if len(ids) <= demo_pool:
-            raise DataError(f"{group} {value!r} has {len(ids)} rows, not more than the demo pool ({demo_pool}): "
-                            f"lower --demo-pool or choose other {'values' if evaluated else '--train-subjects'}")
+            raise DataError(
+                f"{group} {value!r} has {len(ids)} rows, not more than the demo pool ({demo_pool}): "
+                f"lower --demo-pool or choose other {'values' if evaluated else '--train-subjects'}"
+            )
         # One generator per value, so adding a value leaves the others' partitions unchanged.
         rng = np.random.default_rng([seed, zlib.crc32(value.encode())])
         ids = ids[rng.permutation(len(ids))].tolist()
@@ -142,7 +149,10 @@ def make_partition(
         train=train_ids,
         # train_first and train_values recorded only when set: runs made before them keep their settings
         settings=dict(
-            demo_pool=demo_pool, per_subject=per_subject, train_per_subject=train_per_subject, seed=seed,
+            demo_pool=demo_pool,
+            per_subject=per_subject,
+            train_per_subject=train_per_subject,
+            seed=seed,
             **({"train_first": True} if train_first else {}),
             **({"train_values": sorted(trained)} if train_values is not None else {}),
         ),

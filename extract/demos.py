@@ -65,8 +65,9 @@ def _id_seed(question_id: int | str) -> int:
     return int(question_id)
 
 
-def plan_demos(ids: np.ndarray, values: np.ndarray, pool: dict[str, list[int]], *, k: int, sampling: str,
-               seed: int) -> DemoPlan:
+def plan_demos(
+    ids: np.ndarray, values: np.ndarray, pool: dict[str, list[int]], *, k: int, sampling: str, seed: int
+) -> DemoPlan:
     """The header and demos of every row (``ids``, ``values``: (N,), the first grouping field),
     drawn from ``pool[value]``."""
     if sampling not in SAMPLINGS:

@@ -41,20 +41,29 @@ import torch
 
 from extract import budget, conditions, forward, models
 from extract.finetune_config import FinetuneConfig
-from extract.lora import TrainData, default_micro_tokens, load_adapter, lora_in_model_dtype, train_blockwise, train_data, train_lora
+from extract.lora import (
+    TrainData,
+    default_micro_tokens,
+    load_adapter,
+    lora_in_model_dtype,
+    train_blockwise,
+    train_data,
+    train_lora,
+)
 from extract.prequential import write_edl_record
 from extract.ranks import Ranks
 from landscape import reader, store, tasks
 from landscape.atomic import replace_atomically
-from landscape.names import ZERO_SHOT, is_checkpoint_of, step_condition
 from landscape.devices import pick_device, pick_dtype
+from landscape.names import ZERO_SHOT, is_checkpoint_of, step_condition
 
 ADAPTERS = "adapters"
 STATE_FILE = "train_state.pt"
 
 
-def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = False, progress: bool = True,
-                 ranks: Ranks = Ranks()) -> dict:
+def run_finetune(
+    run_dir: Path, config: FinetuneConfig, *, overwrite: bool = False, progress: bool = True, ranks: Ranks = Ranks()
+) -> dict:
     """Fine-tune the run's model on its train rows; write condition ``config.name`` and its EDL.
 
     Under ``accelerate launch`` every rank calls this: training is data parallel (``train_lora``),
@@ -65,17 +74,28 @@ def run_finetune(run_dir: Path, config: FinetuneConfig, *, overwrite: bool = Fal
     task, items, _ = tasks.from_run(run.header, config.task_data)
     by_id = {item.id: item for item in items}
     model, tokenizer, dtype = _load_model(run.header, config, ranks)
-    if config.micro_tokens is None:  # sized by the model (and a GPU's memory), recorded so (settings.json, resume states)
+    if (
+        config.micro_tokens is None
+    ):  # sized by the model (and a GPU's memory), recorded so (settings.json, resume states)
         config = replace(config, micro_tokens=_micro_tokens(model, run, config, ranks, overwrite=overwrite))
     scoring = forward.Scoring(letter_ids=run.letter_ids)
-    train = train_data(task, tokenizer, run.examples, run.train_rows, by_id, labels=config.labels, seed=config.seed,
-                       text_scoring=run.letter_ids is None)
+    train = train_data(
+        task,
+        tokenizer,
+        run.examples,
+        run.train_rows,
+        by_id,
+        labels=config.labels,
+        seed=config.seed,
+        text_scoring=run.letter_ids is None,
+    )
     _check_checkpoints(config, len(run.train_rows))
     folder = _prepare_folder(run, config, overwrite=overwrite, ranks=ranks)
     model, n_trainable = _add_lora(model, config)
     record = _train_or_reuse(model, train, config, folder, scoring=scoring, progress=progress, ranks=ranks)
-    accuracy = _extract_states(run, config, folder, model, tokenizer, task, by_id, dtype, scoring=scoring,
-                               progress=progress, ranks=ranks)
+    accuracy = _extract_states(
+        run, config, folder, model, tokenizer, task, by_id, dtype, scoring=scoring, progress=progress, ranks=ranks
+    )
     if not ranks.main:
         return {}
     return _summarise(run, config, train, record, task, n_trainable, accuracy)
@@ -101,13 +121,17 @@ def _read_run(hidden: Path) -> _Run:
         examples = store.hidden.read_examples(f)
         have = store.hidden.condition_names(f)
         if ZERO_SHOT not in have or not store.hidden.get_condition(f, ZERO_SHOT).attrs["complete"]:
-            raise ValueError(f"{hidden} has no complete {ZERO_SHOT} condition (the base model's code): extract SHOTS=0 first")
+            raise ValueError(
+                f"{hidden} has no complete {ZERO_SHOT} condition (the base model's code): extract SHOTS=0 first"
+            )
         base_logits, _, _ = store.hidden.read_outputs(f, ZERO_SHOT)
         zero_shot = store.hidden.condition_attrs(store.hidden.get_condition(f, ZERO_SHOT))
     train_rows = np.flatnonzero(examples.splits == "train")
     if len(train_rows) == 0:
         raise ValueError(f"{hidden} has no train rows: extract with --train-per-subject > 0")
-    return _Run(hidden, header, examples, train_rows, base_logits, zero_shot.get("letter_token_ids"), zero_shot.get("layers"))
+    return _Run(
+        hidden, header, examples, train_rows, base_logits, zero_shot.get("letter_token_ids"), zero_shot.get("layers")
+    )
 
 
 def _load_model(header: dict, config: FinetuneConfig, ranks: Ranks):
@@ -179,19 +203,32 @@ def _add_lora(model, config: FinetuneConfig):
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
-        r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-        target_modules=list(config.targets), task_type="CAUSAL_LM",
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.targets),
+        task_type="CAUSAL_LM",
     )
     torch.manual_seed(config.seed)  # LoRA's A matrices start random: the seed makes a fine-tune reproducible
     try:
         model = get_peft_model(model, lora)
     except ValueError as error:
-        raise ValueError(f"LoRA targets {','.join(config.targets)} do not fit this model: {models.first_line(error)}") from None
+        raise ValueError(
+            f"LoRA targets {','.join(config.targets)} do not fit this model: {models.first_line(error)}"
+        ) from None
     return model, sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _train_or_reuse(model, train: TrainData, config: FinetuneConfig, folder: Path, *, scoring: forward.Scoring,
-                    progress: bool, ranks: Ranks) -> dict:
+def _train_or_reuse(
+    model,
+    train: TrainData,
+    config: FinetuneConfig,
+    folder: Path,
+    *,
+    scoring: forward.Scoring,
+    progress: bool,
+    ranks: Ranks,
+) -> dict:
     """Train the adapter (a killed training resumes), or load the one already trained; returns the training record."""
     final_dir = folder / "final"
     record_path = folder / "training.npz"
@@ -206,8 +243,14 @@ def _train_or_reuse(model, train: TrainData, config: FinetuneConfig, folder: Pat
             record = train_blockwise(model, train, config, scoring=scoring, progress=progress, ranks=ranks)
         else:
             record = train_lora(
-                model, train, config, scoring=scoring,
-                state_path=folder / STATE_FILE, checkpoint_dir=folder, progress=progress, ranks=ranks,
+                model,
+                train,
+                config,
+                scoring=scoring,
+                state_path=folder / STATE_FILE,
+                checkpoint_dir=folder,
+                progress=progress,
+                ranks=ranks,
             )
         record["seconds"] = time.perf_counter() - started  # of this process (a resumed run: since resuming)
         record["processes"] = ranks.count
@@ -220,8 +263,20 @@ def _train_or_reuse(model, train: TrainData, config: FinetuneConfig, folder: Pat
     return record
 
 
-def _extract_states(run: _Run, config: FinetuneConfig, folder: Path, model, tokenizer, task: tasks.Task, by_id: dict,
-                    dtype: torch.dtype, *, scoring: forward.Scoring, progress: bool, ranks: Ranks) -> float:
+def _extract_states(
+    run: _Run,
+    config: FinetuneConfig,
+    folder: Path,
+    model,
+    tokenizer,
+    task: tasks.Task,
+    by_id: dict,
+    dtype: torch.dtype,
+    *,
+    scoring: forward.Scoring,
+    progress: bool,
+    ranks: Ranks,
+) -> float:
     """The fine-tuned states of every row as condition ``<name>`` (and ``<name>@step<k>`` per
     checkpoint); returns the accuracy of ``<name>``."""
     settings = {
@@ -239,9 +294,20 @@ def _extract_states(run: _Run, config: FinetuneConfig, folder: Path, model, toke
         """The model's states of every row, 0-shot prompts, as condition ``name`` (LoRA's branch in the model's dtype)."""
         with lora_in_model_dtype(model):
             return conditions.extract_condition(
-                run.hidden, name, {**settings, "adapter": str(adapter_dir.relative_to(run.hidden.parent))}, model, tokenizer,
-                run.examples, by_id, prefix_text=lambda row: tasks.render_prefix(task, by_id[tasks.id_key(run.examples.ids[row])], []),
-                task=task, scoring=scoring, batch_size=config.batch_extract, token_budget=tokens, progress=progress, ranks=ranks,
+                run.hidden,
+                name,
+                {**settings, "adapter": str(adapter_dir.relative_to(run.hidden.parent))},
+                model,
+                tokenizer,
+                run.examples,
+                by_id,
+                prefix_text=lambda row: tasks.render_prefix(task, by_id[tasks.id_key(run.examples.ids[row])], []),
+                task=task,
+                scoring=scoring,
+                batch_size=config.batch_extract,
+                token_budget=tokens,
+                progress=progress,
+                ranks=ranks,
             )
 
     tokens = ranks.least(budget.token_budget(config.token_budget, model, forward.input_device(model)))
@@ -253,17 +319,35 @@ def _extract_states(run: _Run, config: FinetuneConfig, folder: Path, model, toke
     return accuracy
 
 
-def _summarise(run: _Run, config: FinetuneConfig, train: TrainData, record: dict, task: tasks.Task, n_trainable: int,
-               accuracy: float) -> dict:
+def _summarise(
+    run: _Run,
+    config: FinetuneConfig,
+    train: TrainData,
+    record: dict,
+    task: tasks.Task,
+    n_trainable: int,
+    accuracy: float,
+) -> dict:
     """Write the EDL record (``extract.prequential``); returns the summary of the fine-tune."""
     with h5py.File(run.hidden, "r") as f:
         final_logits, _, _ = store.hidden.read_outputs(f, config.name)
-    summary = write_edl_record(run.hidden, config, train, record, run.base_logits, final_logits, run.examples, n_trainable,
-                               n_choices=task.n_choices)
+    summary = write_edl_record(
+        run.hidden,
+        config,
+        train,
+        record,
+        run.base_logits,
+        final_logits,
+        run.examples,
+        n_trainable,
+        n_choices=task.n_choices,
+    )
     if task.control:
         summary["control_task"] = task.name
     seconds = float(record.get("seconds", np.nan))
-    summary.update(accuracy=accuracy, train_seconds=round(seconds, 1), seconds_per_step=round(seconds / float(record["steps"]), 3))
+    summary.update(
+        accuracy=accuracy, train_seconds=round(seconds, 1), seconds_per_step=round(seconds / float(record["steps"]), 3)
+    )
     return summary
 
 

@@ -34,7 +34,9 @@ class FinetuneConfig:
     checkpoints: tuple[int, ...] = ()  # steps whose adapters are kept and extracted as <name>@step<k>
     schedule: str = "online"  # "online" (one pass) or "blockwise" (Voita & Titov 2020: retrain per block)
     save_every: int = 10  # steps between resume states
-    micro_tokens: int | None = None  # padded tokens per micro-batch (gradients accumulated over a batch); None: micro_tokens_for
+    micro_tokens: int | None = (
+        None  # padded tokens per micro-batch (gradients accumulated over a batch); None: micro_tokens_for
+    )
     batch_extract: int = 8  # rows a batch of the fine-tuned states' extraction without a token budget
     token_budget: int | str = "auto"  # that extraction's tokens a batch (extract.budget; not a training setting)
     device: str = "auto"
@@ -61,14 +63,28 @@ class FinetuneConfig:
             raise ValueError("checkpoint steps must be >= 1")
         check_token_budget(self.token_budget)
         if self.store_dtype not in store.encoding.STORE_DTYPES:
-            raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(store.encoding.STORE_DTYPES)})")
+            raise ValueError(
+                f"unknown store dtype {self.store_dtype!r} (known: {', '.join(store.encoding.STORE_DTYPES)})"
+            )
         if "@" in self.name or "/" in self.name or not self.name:
             raise ValueError(f"bad condition name {self.name!r}")
 
     def training_settings(self) -> dict:
         """What decides the training numbers (a resume state must match it)."""
-        keep = ("labels", "rank", "alpha", "dropout", "targets", "lr", "epochs", "batch_size", "warmup", "seed",
-                "schedule", "micro_tokens")
+        keep = (
+            "labels",
+            "rank",
+            "alpha",
+            "dropout",
+            "targets",
+            "lr",
+            "epochs",
+            "batch_size",
+            "warmup",
+            "seed",
+            "schedule",
+            "micro_tokens",
+        )
         settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k in keep}
         return {**settings, "lr_schedule": LR_SCHEDULE}
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ class LastTokenStates:
     logsumexp: torch.Tensor  # (B,) float32: log-sum-exp of the full-vocabulary logits (0 for text scores)
     copied: object = None  # a CUDA event: the host copies above are complete once it has passed (None: they are)
 
-    def wait(self) -> "LastTokenStates":
+    def wait(self) -> LastTokenStates:
         """These states, once their copy from the GPU is complete (``last_token_states(non_blocking=True)``)."""
         if self.copied is not None:
             self.copied.synchronize()
@@ -128,17 +128,26 @@ def _columns(logits: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
     return logits.index_select(1, to_device(torch.tensor(list(ids)), logits.device))
 
 
-def letter_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, letter_ids: Sequence[int]) -> torch.Tensor:
+def letter_log_probs(
+    model: nn.Module, sequences: Sequence[Sequence[int]], *, letter_ids: Sequence[int]
+) -> torch.Tensor:
     """(B, K) log-probabilities of the answer letters, renormalised over the K, at each prompt's
     last token; differentiable (used for training and for prequential code lengths)."""
     device = input_device(model)
     input_ids, mask, last = pad_right(sequences, device)
-    logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], use_cache=False), last)
+    logits = _last_logits(
+        model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], use_cache=False), last
+    )
     return torch.log_softmax(_columns(logits, letter_ids), dim=-1)
 
 
-def choice_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, scoring: Scoring,
-                     continuations: Sequence[Sequence[Sequence[int]]] | None = None) -> torch.Tensor:
+def choice_log_probs(
+    model: nn.Module,
+    sequences: Sequence[Sequence[int]],
+    *,
+    scoring: Scoring,
+    continuations: Sequence[Sequence[Sequence[int]]] | None = None,
+) -> torch.Tensor:
     """(B, K) log-probabilities of the K choices, renormalised over them; differentiable.
 
     Letter scoring: ``letter_log_probs``. Text scoring: each choice's continuation
@@ -151,8 +160,14 @@ def choice_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], *, sc
     return torch.log_softmax(continuation_scores(model, sequences, continuations)[1], dim=-1)
 
 
-def continuation_scores(model: nn.Module, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-                        *, prefix: "PrefixCache | None" = None, record: bool = False):
+def continuation_scores(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[Sequence[int]]],
+    *,
+    prefix: PrefixCache | None = None,
+    record: bool = False,
+):
     """Summed log-probability (nats) of each continuation after its prompt: (B, K), differentiable.
 
     Runs the B x K sequences prompt + continuation (on top of ``prefix``'s cache if given); logits
@@ -178,8 +193,11 @@ def continuation_scores(model: nn.Module, prompts: Sequence[Sequence[int]], cont
     start = input_ids.shape[1] - keep  # logits[:, j] predicts token start + j + 1
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     # every continuation token's (row, position, id) sent at once and gathered in one go, then summed per row
-    pairs = [(row, len(p) - 1 - start + j, token) for row, (p, c) in enumerate((p, t) for p, cs in zip(prompts, continuations) for t in cs)
-             for j, token in enumerate(c)]
+    pairs = [
+        (row, len(p) - 1 - start + j, token)
+        for row, (p, c) in enumerate((p, t) for p, cs in zip(prompts, continuations) for t in cs)
+        for j, token in enumerate(c)
+    ]
     rows, positions, targets = to_device(torch.tensor(pairs).T.contiguous(), device)
     per_row = log_probs[rows, positions, targets].split([len(t) for cs in continuations for t in cs])
     return states, torch.stack([tokens.sum() for tokens in per_row]).view(len(prompts), k)
@@ -319,16 +337,20 @@ def last_token_states(
         sequences = [list(q) for q in questions]
     if letter_ids is None:
         with torch.inference_mode():
-            states, scores = continuation_scores(model, sequences, continuations, record=True,
-                                                 prefix=prefix if isinstance(prefix, PrefixCache) else None)
+            states, scores = continuation_scores(
+                model, sequences, continuations, record=True, prefix=prefix if isinstance(prefix, PrefixCache) else None
+            )
         return LastTokenStates(hidden=states, letter_logits=scores.float().cpu(), logsumexp=torch.zeros(len(sequences)))
     input_ids, mask, last = pad_right(sequences, device)
 
     mask, kwargs = _on_prefix(prefix if isinstance(prefix, PrefixCache) else None, mask)
 
     with torch.inference_mode(), _record_last_token(model, last) as records:
-        logits = _last_logits(model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], **kwargs), last)
+        logits = _last_logits(
+            model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], **kwargs), last
+        )
         (hidden, letter_logits, logsumexp), copied = to_host(
-            torch.stack(records), _columns(logits, letter_ids), torch.logsumexp(logits, dim=-1))
+            torch.stack(records), _columns(logits, letter_ids), torch.logsumexp(logits, dim=-1)
+        )
     out = LastTokenStates(hidden=hidden, letter_logits=letter_logits, logsumexp=logsumexp, copied=copied)
     return out if non_blocking else out.wait()

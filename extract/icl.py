@@ -23,10 +23,10 @@ from extract import budget, data, demos, forward, models
 from extract.conditions import RunMismatch, extract_condition
 from extract.ranks import Ranks
 from landscape import names, provenance, store, tasks
-from landscape.tasks import Item, Task
 from landscape.atomic import replace_atomically
 from landscape.devices import pick_device, pick_dtype
 from landscape.layers import check_spec, select_layers
+from landscape.tasks import Item, Task
 
 REPRESENTATION = (
     "last prompt token (the end of the task's prompt, e.g. the ':' of 'Answer:'); layer 0 = input "
@@ -49,15 +49,21 @@ class ExtractConfig:
     demo_pool: int = 20
     train_per_subject: int = 50
     train_first: bool = False  # cut each value's training rows before its eval rows (extract.data)
-    train_subjects: str | None = None  # values trained on: None (the evaluated ones), others, all, largest:K, a comma list
+    train_subjects: str | None = (
+        None  # values trained on: None (the evaluated ones), others, all, largest:K, a comma list
+    )
     seed: int = 0
     batch_size: int = 8  # rows a batch without a token budget (the CPU's default)
-    token_budget: int | str = "auto"  # tokens a batch (extract.budget): auto (from a GPU's free memory; rows on CPU), off, or N
+    token_budget: int | str = (
+        "auto"  # tokens a batch (extract.budget): auto (from a GPU's free memory; rows on CPU), off, or N
+    )
     device: str = "auto"
     device_map: str | None = None  # split the model over GPUs / cpu / disk (models.parse_device_map)
     dtype: str = "auto"
     store_dtype: str = "float32"  # how hidden.h5 keeps the states (store.encoding.STORE_DTYPES); read back as float32
-    layers: str | None = None  # which layers' states are kept (landscape.layers): None = all, "every:4", "last:8", "0,4,8"
+    layers: str | None = (
+        None  # which layers' states are kept (landscape.layers): None = all, "every:4", "last:8", "0,4,8"
+    )
     prefix_cache: bool = True
 
     def validate(self) -> None:
@@ -72,9 +78,13 @@ class ExtractConfig:
             if k < 0:
                 raise ValueError(f"shots must be >= 0, got {k}")
             if k > self.demo_pool:
-                raise ValueError(f"{k} shots asked but the demo pool holds {self.demo_pool} per value of the first group")
+                raise ValueError(
+                    f"{k} shots asked but the demo pool holds {self.demo_pool} per value of the first group"
+                )
         if self.store_dtype not in store.encoding.STORE_DTYPES:
-            raise ValueError(f"unknown store dtype {self.store_dtype!r} (known: {', '.join(store.encoding.STORE_DTYPES)})")
+            raise ValueError(
+                f"unknown store dtype {self.store_dtype!r} (known: {', '.join(store.encoding.STORE_DTYPES)})"
+            )
         check_spec(self.layers)
         budget.check_token_budget(self.token_budget)
         if not self.demos:
@@ -84,8 +94,9 @@ class ExtractConfig:
                 raise ValueError(names.unknown("demo sampling", sampling, names.SAMPLINGS))
 
 
-def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True,
-                ranks: Ranks = Ranks()) -> dict[str, float]:
+def run_extract(
+    config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True, ranks: Ranks = Ranks()
+) -> dict[str, float]:
     """Extract every condition of ``config`` into ``run_dir/hidden.h5``; returns accuracy per condition.
 
     Under ``accelerate launch`` every rank calls this with its ``ranks`` (``extract.ranks.current()``):
@@ -101,7 +112,9 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     header = _run_header(config, resolved, task, data_path, partition)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / store.HIDDEN_FILE
-    model, tokenizer = models.load_model(resolved, device, dtype, device_map=config.device_map)  # a model that does not load leaves no file
+    model, tokenizer = models.load_model(
+        resolved, device, dtype, device_map=config.device_map
+    )  # a model that does not load leaves no file
     select_layers(config.layers, forward.n_blocks(model) + 1)  # a layer the model lacks leaves no file either
     if ranks.main:
         _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
@@ -112,13 +125,27 @@ def run_extract(config: ExtractConfig, run_dir: Path, *, overwrite: bool = False
     accuracies = {}
     for k, sampling in _conditions(config):
         name = names.icl_condition(k, sampling)
-        plan = demos.plan_demos(examples.ids, examples.first_group, partition.demos, k=k, sampling=sampling,
-                                seed=config.seed)
+        plan = demos.plan_demos(
+            examples.ids, examples.first_group, partition.demos, k=k, sampling=sampling, seed=config.seed
+        )
         accuracies[name] = extract_condition(
-            path, name, _icl_settings(config, k, sampling, task, partition, dtype, scoring), model, tokenizer,
-            examples, by_id, prefix_text=_prefix_texts(task, plan, by_id, examples), plan=plan,
-            task=task, scoring=scoring, batch_size=config.batch_size, token_budget=tokens, prefix_cache=config.prefix_cache,
-            overwrite=overwrite, progress=progress, ranks=ranks,
+            path,
+            name,
+            _icl_settings(config, k, sampling, task, partition, dtype, scoring),
+            model,
+            tokenizer,
+            examples,
+            by_id,
+            prefix_text=_prefix_texts(task, plan, by_id, examples),
+            plan=plan,
+            task=task,
+            scoring=scoring,
+            batch_size=config.batch_size,
+            token_budget=tokens,
+            prefix_cache=config.prefix_cache,
+            overwrite=overwrite,
+            progress=progress,
+            ranks=ranks,
         )
         if sampling == "fixed" and ranks.main:
             _record_demo_bits(path, name, model, tokenizer, task, partition, by_id, k)
@@ -132,8 +159,11 @@ def _load_rows(config: ExtractConfig) -> tuple[Task, Path, dict[int | str, Item]
     task, items = tasks.load_items(task, data_path)
     by_id = {item.id: item for item in items}
     values = data.select_values(items, config.subjects, task.first_group)
-    train_values = None if config.train_subjects is None else \
-        data.select_train_values(items, config.train_subjects, values, task.first_group)
+    train_values = (
+        None
+        if config.train_subjects is None
+        else data.select_train_values(items, config.train_subjects, values, task.first_group)
+    )
     partition = data.make_partition(
         items,
         values,
@@ -166,12 +196,17 @@ def _run_header(config: ExtractConfig, resolved, task: Task, data_path: Path, pa
 def _conditions(config: ExtractConfig) -> list[tuple[int, str]]:
     """(shots, demo sampling) of every condition to extract, in order."""
     # k = 0 has no demos to sample: a sampling other than these gives the same prompts as 0shot
-    return [(k, sampling) for k in config.shots for sampling in config.demos
-            if k != 0 or sampling in demos.ZERO_SHOT_SAMPLINGS]
+    return [
+        (k, sampling)
+        for k in config.shots
+        for sampling in config.demos
+        if k != 0 or sampling in demos.ZERO_SHOT_SAMPLINGS
+    ]
 
 
-def _icl_settings(config: ExtractConfig, k: int, sampling: str, task: Task, partition: data.Partition, dtype,
-                  scoring: forward.Scoring) -> dict:
+def _icl_settings(
+    config: ExtractConfig, k: int, sampling: str, task: Task, partition: data.Partition, dtype, scoring: forward.Scoring
+) -> dict:
     """The settings recorded with a k-shot condition (a resumed condition must match them)."""
     layers = check_spec(config.layers)  # None: every layer, and no key (files as before --layers existed)
     settings = {
@@ -186,7 +221,9 @@ def _icl_settings(config: ExtractConfig, k: int, sampling: str, task: Task, part
         **({"layers": layers} if layers else {}),
     }
     if sampling == "fixed":  # one demo list per value of the first group: readable in the attrs
-        settings["demo_ids"] = {s: partition.demos[s][:k] for s in sorted(partition.demos)}  # values trained on only too
+        settings["demo_ids"] = {
+            s: partition.demos[s][:k] for s in sorted(partition.demos)
+        }  # values trained on only too
     else:  # per-row demos are in the condition's demo_ids dataset
         settings["demo_seed"] = config.seed
     return settings
@@ -226,7 +263,9 @@ def demo_bits(model, tokenizer, task: Task, demo_items: list[Item]) -> tuple[flo
     return float(forward.token_bits(model, [prefix], [start])[0]), len(prefix) - start
 
 
-def _record_demo_bits(path: Path, name: str, model, tokenizer, task: Task, partition: data.Partition, by_id, k: int) -> None:
+def _record_demo_bits(
+    path: Path, name: str, model, tokenizer, task: Task, partition: data.Partition, by_id, k: int
+) -> None:
     """Add the demos' code length to a fixed-demo condition's attrs (once; older runs get it on a re-run)."""
     with h5py.File(path, "a") as f:
         group = store.hidden.get_condition(f, name)
@@ -236,14 +275,18 @@ def _record_demo_bits(path: Path, name: str, model, tokenizer, task: Task, parti
         for value in partition.values:
             demos_of = [by_id[i] for i in partition.demos[value][:k]]
             bits[value], tokens[value] = demo_bits(model, tokenizer, task, demos_of) if k else (0.0, 0)
-        store.hidden.update_condition_attrs(group, {"demo_bits": bits, "demo_tokens": tokens,
-                                              "demo_bits_total": float(sum(bits.values()))})
+        store.hidden.update_condition_attrs(
+            group, {"demo_bits": bits, "demo_tokens": tokens, "demo_bits_total": float(sum(bits.values()))}
+        )
 
 
 def _prefix_texts(task: Task, plan: demos.DemoPlan, by_id: dict[int | str, Item], examples: store.hidden.Examples):
     """row -> the text before its question: its own header (unless none) and the row's demos."""
-    return lambda row: tasks.render_prefix(task, by_id[tasks.id_key(examples.ids[row])] if plan.headers[row] else None,
-                                           [by_id[tasks.id_key(i)] for i in plan.demo_ids[row]])
+    return lambda row: tasks.render_prefix(
+        task,
+        by_id[tasks.id_key(examples.ids[row])] if plan.headers[row] else None,
+        [by_id[tasks.id_key(i)] for i in plan.demo_ids[row]],
+    )
 
 
 def run_examples(task: Task, partition: data.Partition, by_id: dict[int | str, Item]) -> store.hidden.Examples:
@@ -257,7 +300,9 @@ def run_examples(task: Task, partition: data.Partition, by_id: dict[int | str, I
     )
 
 
-def _open_or_create(path: Path, header: dict, examples: store.hidden.Examples, partition: data.Partition, by_id, *, overwrite: bool) -> None:
+def _open_or_create(
+    path: Path, header: dict, examples: store.hidden.Examples, partition: data.Partition, by_id, *, overwrite: bool
+) -> None:
     """Create ``path`` with its header (atomically), or check an existing one matches."""
     if path.exists() and not overwrite:
         with h5py.File(path, "r") as f:
@@ -265,7 +310,11 @@ def _open_or_create(path: Path, header: dict, examples: store.hidden.Examples, p
             have = store.hidden.read_attrs(f)
             for key in ("model", "model_hash", "task_hash", "dataset_hash", "split_seed", "partition", "group_values"):
                 if have.get(key) != header[key]:
-                    what = "another task file (its text differs)" if key == "task_hash" else f"{key}={have.get(key)!r}, not {header[key]!r}"
+                    what = (
+                        "another task file (its text differs)"
+                        if key == "task_hash"
+                        else f"{key}={have.get(key)!r}, not {header[key]!r}"
+                    )
                     raise RunMismatch(f"{path} was made with {what}: use another RUN folder or --overwrite")
             if not tasks.same_ids(store.hidden.read_examples(f).ids, examples.ids):
                 raise RunMismatch(f"{path} holds other examples: use another RUN folder or --overwrite")

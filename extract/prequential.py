@@ -59,19 +59,48 @@ def write_edl_record(
         "rows": train.rows,
         "id": examples.ids[train.rows],
         "label": train.labels.astype(np.int8),
-        **{k: codes[k] for k in ("online_bits", "final_bits", "base_bits", "marginal_online_bits", "format_online_bits",
-                                 "format_params", "order")},
+        **{
+            k: codes[k]
+            for k in (
+                "online_bits",
+                "final_bits",
+                "base_bits",
+                "marginal_online_bits",
+                "format_online_bits",
+                "format_params",
+                "order",
+            )
+        },
         "losses": np.asarray(record["losses"]),
-        **{k: codes[k] for k in ("eval_rows", "eval_base_bits", "eval_final_bits", "eval_gain_bits",
-                                 "heldout_final_bits", "heldout_format_bits")},
+        **{
+            k: codes[k]
+            for k in (
+                "eval_rows",
+                "eval_base_bits",
+                "eval_final_bits",
+                "eval_gain_bits",
+                "heldout_final_bits",
+                "heldout_format_bits",
+            )
+        },
     }
     with h5py.File(hidden, "a") as f:
         store.edl.write_edl(f, config.name, arrays, totals)
-    return {k: v for k, v in totals.items() if k not in ("settings", "online_code", "command", "created_at", "versions")}
+    return {
+        k: v for k, v in totals.items() if k not in ("settings", "online_code", "command", "created_at", "versions")
+    }
 
 
-def _code_lengths(config: FinetuneConfig, train: TrainData, record: dict, base_logits: np.ndarray,
-                  final_logits: np.ndarray, examples: store.hidden.Examples, *, n_choices: int) -> dict[str, np.ndarray]:
+def _code_lengths(
+    config: FinetuneConfig,
+    train: TrainData,
+    record: dict,
+    base_logits: np.ndarray,
+    final_logits: np.ndarray,
+    examples: store.hidden.Examples,
+    *,
+    n_choices: int,
+) -> dict[str, np.ndarray]:
     """Every per-example code length of the record, in bits, by its name in /edl (and the order, rows, params)."""
     online = np.asarray(record["online_bits"], dtype=np.float64)
     if not np.isfinite(online).all():
@@ -86,25 +115,47 @@ def _code_lengths(config: FinetuneConfig, train: TrainData, record: dict, base_l
     eval_final = bits_from_logits(final_logits[eval_rows], eval_answers)
     n = len(online)
     order = epoch_order(n, 0, config.seed)
-    bounds = (edl.batch_bounds(n, config.batch_size) if config.schedule == "online" else block_boundaries(n))
-    format_online, format_params = edl.format_only_prequential(base_logits[train.rows], train.labels, order, bounds=bounds)
+    bounds = edl.batch_bounds(n, config.batch_size) if config.schedule == "online" else block_boundaries(n)
+    format_online, format_params = edl.format_only_prequential(
+        base_logits[train.rows], train.labels, order, bounds=bounds
+    )
     format_scores = edl.recalibrate(base_logits[eval_rows], format_params)
     if config.labels == "true":
         heldout_final, heldout_format = eval_final, bits_from_logits(format_scores, eval_answers)
     else:  # held-out labels drawn as the training labels were: uniform; their expected code
-        heldout_final, heldout_format = edl.expected_uniform_bits(final_logits[eval_rows]), edl.expected_uniform_bits(format_scores)
+        heldout_final, heldout_format = (
+            edl.expected_uniform_bits(final_logits[eval_rows]),
+            edl.expected_uniform_bits(format_scores),
+        )
     marginal = marginal_prequential_bits(np.asarray(train.labels), order, n_classes=n_choices)
     return {
-        "online_bits": online, "final_bits": final, "base_bits": base, "marginal_online_bits": marginal,
-        "format_online_bits": format_online, "format_params": format_params, "order": order,
-        "eval_rows": eval_rows, "eval_base_bits": eval_base, "eval_final_bits": eval_final,
+        "online_bits": online,
+        "final_bits": final,
+        "base_bits": base,
+        "marginal_online_bits": marginal,
+        "format_online_bits": format_online,
+        "format_params": format_params,
+        "order": order,
+        "eval_rows": eval_rows,
+        "eval_base_bits": eval_base,
+        "eval_final_bits": eval_final,
         "eval_gain_bits": eval_base - eval_final,
-        "heldout_final_bits": heldout_final, "heldout_format_bits": heldout_format,
+        "heldout_final_bits": heldout_final,
+        "heldout_format_bits": heldout_format,
     }
 
 
-def _totals(config: FinetuneConfig, codes: dict[str, np.ndarray], base_logits: np.ndarray, final_logits: np.ndarray,
-            examples: store.hidden.Examples, train: TrainData, n_trainable: int, *, n_choices: int) -> dict:
+def _totals(
+    config: FinetuneConfig,
+    codes: dict[str, np.ndarray],
+    base_logits: np.ndarray,
+    final_logits: np.ndarray,
+    examples: store.hidden.Examples,
+    train: TrainData,
+    n_trainable: int,
+    *,
+    n_choices: int,
+) -> dict:
     """The record's totals (each EDL total with its bootstrap interval) and how they were made."""
     online, final, base = codes["online_bits"], codes["final_bits"], codes["base_bits"]
     marginal = codes["marginal_online_bits"]
@@ -112,7 +163,9 @@ def _totals(config: FinetuneConfig, codes: dict[str, np.ndarray], base_logits: n
     eval_rows = codes["eval_rows"]
     eval_answers = examples.answers[eval_rows]
     n = len(online)
-    intervals = edl.edl_totals(online, final, heldout_final, codes["format_online_bits"], heldout_format, seed=config.seed)
+    intervals = edl.edl_totals(
+        online, final, heldout_final, codes["format_online_bits"], heldout_format, seed=config.seed
+    )
     base_pred, final_pred = base_logits[eval_rows].argmax(1), final_logits[eval_rows].argmax(1)
     gain = edl.accuracy_gain(base_pred == eval_answers, final_pred == eval_answers, seed=config.seed)
     frequencies = np.bincount(train.labels, minlength=n_choices) / n
@@ -128,11 +181,15 @@ def _totals(config: FinetuneConfig, codes: dict[str, np.ndarray], base_logits: n
         "base_bits": float(base.sum()),
         "uniform_bits": float(n * np.log2(n_choices)),
         "marginal_mdl_bits": float(marginal.sum()),
-        "marginal_entropy_bits": float(-n * np.sum(frequencies[frequencies > 0] * np.log2(frequencies[frequencies > 0]))),
+        "marginal_entropy_bits": float(
+            -n * np.sum(frequencies[frequencies > 0] * np.log2(frequencies[frequencies > 0]))
+        ),
         "edl_per_example": float(intervals["edl_heldout_bits"] / n),
         "edl_per_parameter": float(intervals["edl_heldout_bits"] / n_trainable),
         "eval_gain_bits_mean": float(codes["eval_gain_bits"].mean()),
-        "accuracy_gain": gain.value, "accuracy_gain_low": gain.low, "accuracy_gain_high": gain.high,
+        "accuracy_gain": gain.value,
+        "accuracy_gain_low": gain.low,
+        "accuracy_gain_high": gain.high,
         "online_code": (
             f"{n_choices}-way choice code from each batch's training forward pass, before its update (seeded dropout)"
             if config.schedule == "online"

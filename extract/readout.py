@@ -16,8 +16,8 @@ Example (a tiny random Llama, see tests/conftest.py)::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -86,7 +86,9 @@ def _block_norm(block: nn.Module, index: int) -> nn.Module:
     for name in BLOCK_NORM_NAMES:
         if isinstance(getattr(block, name, None), nn.Module):
             return getattr(block, name)
-    raise ReadoutError(f"block {index} ({type(block).__name__}) has no input norm named {' or '.join(BLOCK_NORM_NAMES)}")
+    raise ReadoutError(
+        f"block {index} ({type(block).__name__}) has no input norm named {' or '.join(BLOCK_NORM_NAMES)}"
+    )
 
 
 def _final_norm(model: nn.Module, blocks: nn.ModuleList) -> nn.Module:

@@ -14,8 +14,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def find_chromium() -> str | None:
@@ -53,9 +60,11 @@ class PageCheck:
         return "; ".join(out)
 
     def summary(self) -> str:
-        return (f"browser check: {len(self.drawn)}/{self.figures} figures drawn, {len(self.console_errors)} console "
-                f"errors, {len(self.external_requests)} outside requests, {self.size_mib:.1f} MiB, loaded in "
-                f"{self.load_s:.2f} s; screenshot {self.screenshot}")
+        return (
+            f"browser check: {len(self.drawn)}/{self.figures} figures drawn, {len(self.console_errors)} console "
+            f"errors, {len(self.external_requests)} outside requests, {self.size_mib:.1f} MiB, loaded in "
+            f"{self.load_s:.2f} s; screenshot {self.screenshot}"
+        )
 
 
 def check_page(page: Path, screenshot: Path | None = None, *, timeout_s: float = 120.0) -> PageCheck:
@@ -71,8 +80,13 @@ def check_page(page: Path, screenshot: Path | None = None, *, timeout_s: float =
     errors: list[str] = []
     outside: list[str] = []
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(profile, executable_path=chromium, headless=True,
-                                                        args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 900})
+        context = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 900},
+        )
         try:
             tab = context.new_page()
             tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -91,19 +105,29 @@ def check_page(page: Path, screenshot: Path | None = None, *, timeout_s: float =
             try:
                 tab.wait_for_function(
                     "() => [...document.querySelectorAll('.ls-figure')].every(e => e.querySelector('.main-svg'))",
-                    timeout=timeout_s * 1000)
+                    timeout=timeout_s * 1000,
+                )
             except Exception:  # some figure never drew: reported below as missing
                 pass
             load_s = time.perf_counter() - start
             drawn = tab.eval_on_selector_all(
-                ".ls-figure", "els => els.filter(e => e.querySelector('.main-svg') && e.querySelector('.plot-container')).map(e => e.dataset.name)")
+                ".ls-figure",
+                "els => els.filter(e => e.querySelector('.main-svg') && e.querySelector('.plot-container')).map(e => e.dataset.name)",
+            )
             if screenshot is not None:
                 tab.screenshot(path=str(screenshot), full_page=True)
         finally:
             context.close()
-    return PageCheck(figures=len(names), drawn=drawn, missing=[n for n in names if n not in drawn],
-                     console_errors=errors, external_requests=outside, load_s=load_s,
-                     size_mib=page.stat().st_size / 2**20, screenshot=screenshot)
+    return PageCheck(
+        figures=len(names),
+        drawn=drawn,
+        missing=[n for n in names if n not in drawn],
+        console_errors=errors,
+        external_requests=outside,
+        load_s=load_s,
+        size_mib=page.stat().st_size / 2**20,
+        screenshot=screenshot,
+    )
 
 
 def check_or_refuse(page: Path) -> PageCheck:

@@ -146,10 +146,20 @@ def collect(run: Path) -> RunData:
     info = reader.info(run)
     with reader.open_run_file(run) as f:
         examples = store.hidden.read_examples(f)
-        predictions = {name: store.hidden.read_outputs(f, name)[2] for name in info["conditions"] if info["conditions"][name].get("complete")}
+        predictions = {
+            name: store.hidden.read_outputs(f, name)[2]
+            for name in info["conditions"]
+            if info["conditions"][name].get("complete")
+        }
         edl = {name: store.edl.read_edl(f, name) for name in store.edl.edl_names(f)}
-    data = RunData(run=run, info=info, examples=examples, eval_rows=np.flatnonzero(examples.splits == "eval"),
-                   predictions=predictions, edl=edl)
+    data = RunData(
+        run=run,
+        info=info,
+        examples=examples,
+        eval_rows=np.flatnonzero(examples.splits == "eval"),
+        predictions=predictions,
+        edl=edl,
+    )
     path = analysis_path(run)
     if not path.is_file():
         raise FileNotFoundError(f"no {store.ANALYSIS_FILE} in {run}: run `landscape analyze {run}` first")
@@ -164,7 +174,10 @@ def collect(run: Path) -> RunData:
         data.profiles[key] = {}
         for metric, points in metrics.items():
             points.sort()
-            data.profiles[key][metric] = (np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=float))
+            data.profiles[key][metric] = (
+                np.array([p[0] for p in points]),
+                np.array([p[1] for p in points], dtype=float),
+            )
     if not data.analysed("eval"):
         raise ValueError(f"{path} holds no eval-split results: run `landscape analyze {run}`")
     data.claims = evaluate_claims(read_run(run))
@@ -189,7 +202,9 @@ def _open_analysis(path: Path) -> h5py.File:
         raise store.SchemaError(f"{path} is not a readable HDF5 file ({error})") from None
 
 
-def layer_arrays(run: Path, condition: str, layers: list[int], names: tuple[str, ...], *, split: str = "eval") -> dict[int, dict[str, np.ndarray]]:
+def layer_arrays(
+    run: Path, condition: str, layers: list[int], names: tuple[str, ...], *, split: str = "eval"
+) -> dict[int, dict[str, np.ndarray]]:
     """Per-layer result arrays (e.g. ``cluster``, ``gride_ids``) of one condition; skipped layers are left out."""
     out = {}
     with _open_analysis(analysis_path(run)) as f:
@@ -218,8 +233,11 @@ def trees(run: Path, condition: str, layers: list[int], labels: np.ndarray) -> d
             names, counts = np.unique(members, return_counts=True)
             top = counts.argmax()
             leaf_labels.append(f"{names[top]} {100 * counts[top] / len(members):.0f}% (n={len(members)})")
-        out[layer] = TreeLayer(linkage=arrays["tree_linkage"], leaf_labels=leaf_labels,
-                               n_clusters=int(clusters.max()) + 1 if len(clusters) else 0)
+        out[layer] = TreeLayer(
+            linkage=arrays["tree_linkage"],
+            leaf_labels=leaf_labels,
+            n_clusters=int(clusters.max()) + 1 if len(clusters) else 0,
+        )
     return out
 
 

@@ -10,7 +10,11 @@ import plotly.graph_objects as go
 from figures.collect import Profile
 from figures.style import PALETTE, base_layout
 
-STRATEGY_NAMES = {"icl": "ICL: demonstrations' code", "lora": "LoRA: parameters x bits", "data": "data: prequential code"}
+STRATEGY_NAMES = {
+    "icl": "ICL: demonstrations' code",
+    "lora": "LoRA: parameters x bits",
+    "data": "data: prequential code",
+}
 
 
 def complexity_figure(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> go.Figure:
@@ -23,12 +27,18 @@ def complexity_figure(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> g
         mask = arrays["strategy"] == strategy
         if not mask.any():
             continue
-        fig.add_trace(go.Scatter(
-            x=bits[mask], y=arrays["accuracy"][mask], mode="markers", name=STRATEGY_NAMES[strategy],
-            marker=dict(size=10, color=PALETTE[i]), text=arrays["label"][mask],
-            customdata=arrays["bits"][mask],
-            hovertemplate="%{text}<br>%{customdata:.4g} bits<br>accuracy %{y:.3f}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=bits[mask],
+                y=arrays["accuracy"][mask],
+                mode="markers",
+                name=STRATEGY_NAMES[strategy],
+                marker=dict(size=10, color=PALETTE[i]),
+                text=arrays["label"][mask],
+                customdata=arrays["bits"][mask],
+                hovertemplate="%{text}<br>%{customdata:.4g} bits<br>accuracy %{y:.3f}<extra></extra>",
+            )
+        )
     front = np.flatnonzero(arrays["on_front"])
     front = front[np.argsort(bits[front])]
     if len(front):
@@ -36,8 +46,16 @@ def complexity_figure(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> g
         ys = np.repeat(arrays["accuracy"][front], 2)[:-1]
         xs = np.append(xs, bits.max() * 3)
         ys = np.append(ys, arrays["accuracy"][front][-1])
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="Pareto front (complexity bound)",
-                                 line=dict(color="#444", dash="dot", shape="hv"), hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name="Pareto front (complexity bound)",
+                line=dict(color="#444", dash="dot", shape="hv"),
+                hoverinfo="skip",
+            )
+        )
     baseline, target = attrs.get("baseline_accuracy"), attrs.get("target_accuracy")
     if baseline is not None and np.isfinite(baseline):
         fig.add_hline(y=baseline, line=dict(color="#999", width=1), annotation_text=f"0-shot {baseline:.3f}")
@@ -58,18 +76,38 @@ def seeds_figure(profile: Profile, base: str) -> go.Figure:
     _, id_range = profile["id_gride_range"]
     _, id_mean = profile["id_gride_mean"]
     n = int(profile["n_seeds"][1][0])
-    lines = (("1 - neighbourhood overlap (mean over pairs)", 1 - overlap, PALETTE[0]),
-             ("1 - ARI of the clusterings (mean over pairs)", 1 - ari, PALETTE[1]),
-             ("ID range / ID mean", id_range / id_mean, PALETTE[2]))
+    lines = (
+        ("1 - neighbourhood overlap (mean over pairs)", 1 - overlap, PALETTE[0]),
+        ("1 - ARI of the clusterings (mean over pairs)", 1 - ari, PALETTE[1]),
+        ("ID range / ID mean", id_range / id_mean, PALETTE[2]),
+    )
     for name, values, colour in lines:
-        fig.add_trace(go.Scatter(x=layers, y=values, mode="lines+markers", name=name, line=dict(color=colour),
-                                 hovertemplate=f"{name}<br>layer %{{x}}: %{{y:.3f}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=layers,
+                y=values,
+                mode="lines+markers",
+                name=name,
+                line=dict(color=colour),
+                hovertemplate=f"{name}<br>layer %{{x}}: %{{y:.3f}}<extra></extra>",
+            )
+        )
     loss = profile["eval_bits_range"][1][0] / profile["eval_bits_mean"][1][0]
     accuracy = profile["accuracy_range"][1][0]
-    for name, value, dash in ((f"eval loss range / mean ({loss:.3f})", loss, "dash"),
-                              (f"accuracy range ({accuracy:.3f})", accuracy, "dot")):
-        fig.add_trace(go.Scatter(x=[layers.min(), layers.max()], y=[value, value], mode="lines", name=name,
-                                 line=dict(color="#333", dash=dash), hoverinfo="name"))
+    for name, value, dash in (
+        (f"eval loss range / mean ({loss:.3f})", loss, "dash"),
+        (f"accuracy range ({accuracy:.3f})", accuracy, "dot"),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=[layers.min(), layers.max()],
+                y=[value, value],
+                mode="lines",
+                name=name,
+                line=dict(color="#333", dash=dash),
+                hoverinfo="name",
+            )
+        )
     fig.update_xaxes(title_text="layer")
     fig.update_yaxes(title_text="relative spread across seeds")
     return base_layout(fig, f"Same loss, different landscape? {n} seeds of {base}", height=450)

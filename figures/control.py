@@ -26,13 +26,21 @@ def edl_bars(records: dict[str, dict[str, Any]]) -> go.Figure:
     for name, attrs in records.items():
         present = [(key, label) for key, label in TOTALS if key in attrs]
         values = np.array([attrs[key] for key, _ in present], dtype=float)
-        fig.add_trace(go.Bar(
-            x=[label for _, label in present], y=values, name=f"{name} ({attrs.get('labels', '?')} labels)",
-            marker_color=colours[name],
-            error_y=dict(type="data", symmetric=False, array=[attrs[f"{k}_high"] - attrs[k] for k, _ in present],
-                         arrayminus=[attrs[k] - attrs[f"{k}_low"] for k, _ in present]),
-            hovertemplate=f"{name}<br>%{{x}}: %{{y:.1f}} bits<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Bar(
+                x=[label for _, label in present],
+                y=values,
+                name=f"{name} ({attrs.get('labels', '?')} labels)",
+                marker_color=colours[name],
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=[attrs[f"{k}_high"] - attrs[k] for k, _ in present],
+                    arrayminus=[attrs[k] - attrs[f"{k}_low"] for k, _ in present],
+                ),
+                hovertemplate=f"{name}<br>%{{x}}: %{{y:.1f}} bits<extra></extra>",
+            )
+        )
     fig.update_layout(barmode="group")
     fig.update_yaxes(title_text="bits (95 % bootstrap interval)")
     return base_layout(fig, "EDL with true and random labels: what the fine-tune learnt beyond the format", height=440)

@@ -26,17 +26,37 @@ if TYPE_CHECKING:
 COLOUR_LABELS = {"answer": "correct answer", "cluster": "ADP cluster of this layer", "correct": "answered right/wrong"}
 
 
-def map_section(data: RunData, run: Path, conditions: list[str], layers: dict, config: ReportConfig, method: str,
-                static: dict, progress: bool) -> tuple[Section, dict]:
+def map_section(
+    data: RunData,
+    run: Path,
+    conditions: list[str],
+    layers: dict,
+    config: ReportConfig,
+    method: str,
+    static: dict,
+    progress: bool,
+) -> tuple[Section, dict]:
     """The map section and its widget's data (the static figure of its first view goes to ``static``)."""
     map_layers = _map_layers(config, union_layers(layers))
     xy = _layer_maps(data, run, conditions, layers, map_layers, config, method, progress)
-    spec, static["map"] = _map_spec(data, run, conditions, map_layers, xy, pick_default_condition(conditions),
-                                    question_texts(data, config.task_data), method)
-    return Section("map", "Map of one layer",
-                   f"{method.upper()} of the eval questions' representations (seed {config.seed}), one "
-                   f"layer at a time; hover shows the question. Colour by {', '.join(data.examples.group_names)}, answer, ADP cluster, "
-                   "correctness or the bits the fine-tune saved on that question.", [map_div("map", spec)]), spec
+    spec, static["map"] = _map_spec(
+        data,
+        run,
+        conditions,
+        map_layers,
+        xy,
+        pick_default_condition(conditions),
+        question_texts(data, config.task_data),
+        method,
+    )
+    return Section(
+        "map",
+        "Map of one layer",
+        f"{method.upper()} of the eval questions' representations (seed {config.seed}), one "
+        f"layer at a time; hover shows the question. Colour by {', '.join(data.examples.group_names)}, answer, ADP cluster, "
+        "correctness or the bits the fine-tune saved on that question.",
+        [map_div("map", spec)],
+    ), spec
 
 
 def _map_layers(config: ReportConfig, layers: list[int]) -> list[int]:
@@ -51,36 +71,77 @@ def _map_layers(config: ReportConfig, layers: list[int]) -> list[int]:
     return [inner[i] for i in picks]
 
 
-def _layer_maps(data: RunData, run: Path, conditions: list[str], layers: dict, map_layers: list[int],
-                config: ReportConfig, method: str, progress: bool) -> dict:
+def _layer_maps(
+    data: RunData,
+    run: Path,
+    conditions: list[str],
+    layers: dict,
+    map_layers: list[int],
+    config: ReportConfig,
+    method: str,
+    progress: bool,
+) -> dict:
     """(condition, layer) -> the eval questions' 2-D coordinates, for each mapped layer a condition has."""
     keys = [(c, layer) for c in conditions for layer in map_layers if layer in layers[c]]
     bar = tqdm(total=len(keys), desc=f"maps ({method})", unit="layer", disable=not progress)
-    xy = maps.layer_maps(run, keys, data.eval_rows, method=method, seed=config.seed,
-                         n_neighbors=config.map_neighbors, states=data.analysis_settings.get("states", "residual"), progress=bar)
+    xy = maps.layer_maps(
+        run,
+        keys,
+        data.eval_rows,
+        method=method,
+        seed=config.seed,
+        n_neighbors=config.map_neighbors,
+        states=data.analysis_settings.get("states", "residual"),
+        progress=bar,
+    )
     bar.close()
     return xy
 
 
-def _map_spec(data: RunData, run: Path, conditions: list[str], map_layers: list[int], xy: dict,
-              default_condition: str, texts: list[str] | None, method: str):
+def _map_spec(
+    data: RunData,
+    run: Path,
+    conditions: list[str],
+    map_layers: list[int],
+    xy: dict,
+    default_condition: str,
+    texts: list[str] | None,
+    method: str,
+):
     """The map widget's data, and the static figure of its first view (for the PNG and figures/)."""
     rows = data.eval_rows
     first = f"group:{data.first_group}"
     markers = _markers(data, run, conditions, map_layers, xy)
     hover = _hover(data, texts)
     colour_names = list(markers)
-    colour_labels = [COLOUR_LABELS.get(n, n.replace("gain:", "bits saved by ").replace("group:", "")) for n in colour_names]
-    controls = [select_control("condition", "condition", conditions, default_condition),
-                range_control("layer", "layer", map_layers),
-                select_control("colour", "colour", colour_names, first, labels=colour_labels)]
-    trace = {"type": "scattergl" if len(rows) > 5000 else "scatter", "mode": "markers", "text": hover,
-             "hovertemplate": "%{text}<extra></extra>", "showlegend": False}
-    layout = {"template": "plotly_white", "height": 650, "margin": {"l": 40, "r": 20, "t": 60, "b": 40},
-              "xaxis": {"showticklabels": False, "zeroline": False, "title": {"text": f"{method} 1"}},
-              "yaxis": {"showticklabels": False, "zeroline": False, "title": {"text": f"{method} 2"}}, "hovermode": "closest"}
+    colour_labels = [
+        COLOUR_LABELS.get(n, n.replace("gain:", "bits saved by ").replace("group:", "")) for n in colour_names
+    ]
+    controls = [
+        select_control("condition", "condition", conditions, default_condition),
+        range_control("layer", "layer", map_layers),
+        select_control("colour", "colour", colour_names, first, labels=colour_labels),
+    ]
+    trace = {
+        "type": "scattergl" if len(rows) > 5000 else "scatter",
+        "mode": "markers",
+        "text": hover,
+        "hovertemplate": "%{text}<extra></extra>",
+        "showlegend": False,
+    }
+    layout = {
+        "template": "plotly_white",
+        "height": 650,
+        "margin": {"l": 40, "r": 20, "t": 60, "b": 40},
+        "xaxis": {"showticklabels": False, "zeroline": False, "title": {"text": f"{method} 1"}},
+        "yaxis": {"showticklabels": False, "zeroline": False, "title": {"text": f"{method} 2"}},
+        "hovermode": "closest",
+    }
     spec = {
-        "controls": controls, "markers": markers, "trace": trace, "layout": layout,
+        "controls": controls,
+        "markers": markers,
+        "trace": trace,
+        "layout": layout,
         "title": f"{method.upper()} of layer {{layer}}, {{condition}}",
         "xy": {f"{c}|{layer}": np.round(points.T, 3).tolist() for (c, layer), points in xy.items()},
     }
@@ -99,9 +160,19 @@ def _markers(data: RunData, run: Path, conditions: list[str], map_layers: list[i
     }
     markers["answer"] = maps.marker(maps.Colouring.categories("answer", letters[ex.answers[rows]], list(letters)))
     markers["cluster"] = {"by": "layer", "values": _cluster_markers(run, conditions, map_layers)}
-    markers["correct"] = {"by": "condition", "values": {
-        c: maps.marker(maps.Colouring.categories("answered", np.where(data.predictions[c][rows] == ex.answers[rows], "right", "wrong"), ["wrong", "right"]))
-        for c in conditions}}
+    markers["correct"] = {
+        "by": "condition",
+        "values": {
+            c: maps.marker(
+                maps.Colouring.categories(
+                    "answered",
+                    np.where(data.predictions[c][rows] == ex.answers[rows], "right", "wrong"),
+                    ["wrong", "right"],
+                )
+            )
+            for c in conditions
+        },
+    }
     for name, (arrays, _) in data.edl.items():
         gain = np.full(len(ex.ids), np.nan)
         gain[arrays["eval_rows"]] = arrays["eval_gain_bits"]
@@ -121,7 +192,8 @@ def _cluster_markers(run: Path, conditions: list[str], map_layers: list[int]) ->
             clusters = arrays["cluster"]
             cluster_names = [str(i) for i in range(int(clusters.max()) + 1)]
             out[f"{c}|{layer}"] = maps.marker(
-                maps.Colouring(f"ADP cluster ({len(cluster_names)})", clusters, tuple(cluster_names)))
+                maps.Colouring(f"ADP cluster ({len(cluster_names)})", clusters, tuple(cluster_names))
+            )
     return out
 
 
@@ -136,12 +208,23 @@ def _hover(data: RunData, texts: list[str] | None) -> list[str]:
     ]
 
 
-def _static_view(data: RunData, xy: dict, view: tuple[str, int], hover: list[str], marker: dict, layout: dict,
-                 method: str):
+def _static_view(
+    data: RunData, xy: dict, view: tuple[str, int], hover: list[str], marker: dict, layout: dict, method: str
+):
     """The plotly figure of one (condition, layer) view, coloured by the first group."""
     import plotly.graph_objects as go
 
-    static = go.Figure(go.Scatter(x=xy[view][:, 0], y=xy[view][:, 1], mode="markers", text=hover,
-                                  hovertemplate="%{text}<extra></extra>", marker=marker))
-    static.update_layout(**layout, title=f"{method.upper()} of layer {view[1]}, {view[0]}: coloured by {data.first_group}")
+    static = go.Figure(
+        go.Scatter(
+            x=xy[view][:, 0],
+            y=xy[view][:, 1],
+            mode="markers",
+            text=hover,
+            hovertemplate="%{text}<extra></extra>",
+            marker=marker,
+        )
+    )
+    static.update_layout(
+        **layout, title=f"{method.upper()} of layer {view[1]}, {view[0]}: coloured by {data.first_group}"
+    )
     return static

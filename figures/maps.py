@@ -35,8 +35,13 @@ def embed_2d(X: np.ndarray, *, method: str = "umap", seed: int = 0, n_neighbors:
             warnings.simplefilter("ignore")  # umap warns that a random_state disables parallelism
             import umap
 
-            reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(X) - 1), random_state=seed,
-                                n_jobs=1, init="spectral" if len(X) > n_neighbors + 2 else "random")
+            reducer = umap.UMAP(
+                n_components=2,
+                n_neighbors=min(n_neighbors, len(X) - 1),
+                random_state=seed,
+                n_jobs=1,
+                init="spectral" if len(X) > n_neighbors + 2 else "random",
+            )
             return reducer.fit_transform(X).astype(np.float32)
     if method == "pca":
         centred = X - X.mean(axis=0)
@@ -56,8 +61,17 @@ def umap_available() -> bool:
     return True
 
 
-def layer_maps(run: Path, keys: list[tuple[str, int]], rows: np.ndarray, *, method: str, seed: int,
-               n_neighbors: int, states: str = "residual", progress=None) -> dict[tuple[str, int], np.ndarray]:
+def layer_maps(
+    run: Path,
+    keys: list[tuple[str, int]],
+    rows: np.ndarray,
+    *,
+    method: str,
+    seed: int,
+    n_neighbors: int,
+    states: str = "residual",
+    progress=None,
+) -> dict[tuple[str, int], np.ndarray]:
     """Maps of ``rows`` for each (condition, layer) of the ``states`` the analysis measured, read
     from RUN/maps.h5 when made the same way."""
     run = Path(run)
@@ -67,9 +81,18 @@ def layer_maps(run: Path, keys: list[tuple[str, int]], rows: np.ndarray, *, meth
     out = {}
     with h5py.File(cache, "a") as f:
         for condition, layer in keys:
-            fingerprint = hashlib.sha256(json.dumps(info["conditions"][condition], sort_keys=True, default=str).encode()).hexdigest()
-            key = {"method": method, "seed": seed, "n_neighbors": n_neighbors, "rows": len(rows), "states": states,
-                   "condition": fingerprint[:16], "created_at": info.get("created_at", "")}
+            fingerprint = hashlib.sha256(
+                json.dumps(info["conditions"][condition], sort_keys=True, default=str).encode()
+            ).hexdigest()
+            key = {
+                "method": method,
+                "seed": seed,
+                "n_neighbors": n_neighbors,
+                "rows": len(rows),
+                "states": states,
+                "condition": fingerprint[:16],
+                "created_at": info.get("created_at", ""),
+            }
             path = store.maps.map_path(condition, layer, split="eval")
             xy = store.maps.read_map(f, path, key)
             if xy is None:
@@ -97,7 +120,7 @@ class Colouring:
     names: tuple[str, ...] = ()
 
     @staticmethod
-    def categories(label: str, labels: np.ndarray, order: list[str] | None = None) -> "Colouring":
+    def categories(label: str, labels: np.ndarray, order: list[str] | None = None) -> Colouring:
         names = list(order) if order is not None else sorted({str(v) for v in labels})
         index = {name: i for i, name in enumerate(names)}
         return Colouring(label, np.array([index[str(v)] for v in labels], dtype=np.int32), tuple(names))
@@ -110,11 +133,28 @@ def marker(colouring: Colouring) -> dict:
         n = len(colouring.names)
         tick_step = max(1, n // 25)  # colour bars stay legible with 100 clusters
         ticks = list(range(0, n, tick_step))
-        return {**base, "color": colouring.values.tolist(), "colorscale": discrete_colorscale(n), "cmin": -0.5,
-                "cmax": n - 0.5, "showscale": True,
-                "colorbar": {"title": {"text": colouring.label}, "tickvals": ticks,
-                             "ticktext": [colouring.names[i] for i in ticks], "len": 0.9}}
+        return {
+            **base,
+            "color": colouring.values.tolist(),
+            "colorscale": discrete_colorscale(n),
+            "cmin": -0.5,
+            "cmax": n - 0.5,
+            "showscale": True,
+            "colorbar": {
+                "title": {"text": colouring.label},
+                "tickvals": ticks,
+                "ticktext": [colouring.names[i] for i in ticks],
+                "len": 0.9,
+            },
+        }
     values = np.asarray(colouring.values, dtype=float)
     limit = float(np.nanpercentile(np.abs(values), 98)) or 1.0
-    return {**base, "color": np.round(values, 4).tolist(), "colorscale": "RdBu", "cmin": -limit, "cmax": limit,
-            "showscale": True, "colorbar": {"title": {"text": colouring.label}, "len": 0.9}}
+    return {
+        **base,
+        "color": np.round(values, 4).tolist(),
+        "colorscale": "RdBu",
+        "cmin": -limit,
+        "cmax": limit,
+        "showscale": True,
+        "colorbar": {"title": {"text": colouring.label}, "len": 0.9},
+    }

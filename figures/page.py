@@ -118,15 +118,22 @@ def _json(value) -> str:
 
 def switcher_div(div_id: str, controls: list[dict], figures: dict[str, go.Figure], fallback: str) -> str:
     """A figure chosen among ``figures`` (keyed 'v1|v2|...' by the controls' values)."""
-    spec = {"controls": controls, "fallback": fallback,
-            "figures": {key: fig.to_plotly_json() for key, fig in figures.items()}}
-    return (f'<div class="ls-figure" data-name="{div_id}"><div id="{div_id}"></div></div>'
-            f"<script>LS.switcher({json.dumps(div_id)}, {_json(spec)});</script>")
+    spec = {
+        "controls": controls,
+        "fallback": fallback,
+        "figures": {key: fig.to_plotly_json() for key, fig in figures.items()},
+    }
+    return (
+        f'<div class="ls-figure" data-name="{div_id}"><div id="{div_id}"></div></div>'
+        f"<script>LS.switcher({json.dumps(div_id)}, {_json(spec)});</script>"
+    )
 
 
 def map_div(div_id: str, spec: dict) -> str:
-    return (f'<div class="ls-figure" data-name="{div_id}"><div id="{div_id}"></div></div>'
-            f"<script>LS.map({json.dumps(div_id)}, {_json(spec)});</script>")
+    return (
+        f'<div class="ls-figure" data-name="{div_id}"><div id="{div_id}"></div></div>'
+        f"<script>LS.map({json.dumps(div_id)}, {_json(spec)});</script>"
+    )
 
 
 def table(rows: list[list], header: list[str]) -> str:

@@ -34,6 +34,8 @@ def control_metrics(group: str) -> list[tuple[str, str]]:
         (grouped("label_overlap", group), f"label overlap: {group}"),
         ("n_clusters", "ADP clusters"),
     ]
+
+
 PAIR_METRICS = (
     ("data_overlap", "neighbour overlap (same questions)"),
     ("ari_clusters", "ARI of the two clusterings"),
@@ -50,29 +52,54 @@ PAIR_METRICS = (
 def _grid(series: dict[str, Profile], metrics, colours: dict[str, str], title: str, cols: int) -> go.Figure:
     metrics = [(m, t) for m, t in metrics if any(m in profile for profile in series.values())]
     rows = -(-len(metrics) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for _, t in metrics], horizontal_spacing=0.07,
-                        vertical_spacing=0.12 if rows > 1 else 0.2)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=[t for _, t in metrics],
+        horizontal_spacing=0.07,
+        vertical_spacing=0.12 if rows > 1 else 0.2,
+    )
     chance_shown = False
     for i, (metric, label) in enumerate(metrics):
         row, col = divmod(i, cols)
         for name, profile in series.items():
             if metric not in profile:
                 continue
-            chance_shown |= add_chance(fig, profile, metric, name, label, colours[name], row=row + 1, col=col + 1,
-                                       legend=not chance_shown)
+            chance_shown |= add_chance(
+                fig, profile, metric, name, label, colours[name], row=row + 1, col=col + 1, legend=not chance_shown
+            )
             layers, values = profile[metric]
             fig.add_trace(
-                go.Scatter(x=layers, y=values, mode="lines+markers", name=name, legendgroup=name,
-                           showlegend=i == 0, line=dict(color=colours[name], width=2), marker=dict(size=4),
-                           hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.3f}}<extra></extra>"),
-                row=row + 1, col=col + 1,
+                go.Scatter(
+                    x=layers,
+                    y=values,
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=i == 0,
+                    line=dict(color=colours[name], width=2),
+                    marker=dict(size=4),
+                    hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.3f}}<extra></extra>",
+                ),
+                row=row + 1,
+                col=col + 1,
             )
         fig.update_xaxes(title_text="layer" if row == rows - 1 else None, row=row + 1, col=col + 1)
     return base_layout(fig, title, height=300 * rows + 80)
 
 
-def add_chance(fig: go.Figure, profile: Profile, metric: str, name: str, label: str, colour: str, *, row: int, col: int,
-               legend: bool) -> bool:
+def add_chance(
+    fig: go.Figure,
+    profile: Profile,
+    metric: str,
+    name: str,
+    label: str,
+    colour: str,
+    *,
+    row: int,
+    col: int,
+    legend: bool,
+) -> bool:
     """Draw ``metric``'s permutation null (band and dotted mean, ``figures.style.chance_traces``)
     under ``name``'s line when the analysis drew one; whether it did."""
     found = null_series(profile, metric)
@@ -93,15 +120,23 @@ def control_profiles(profiles: dict[str, Profile], group: str, *, split: str = "
     """Demo-sampling controls beside the fixed-demo condition: how much of the first grouping's
     structure survives."""
     colours = condition_colours(list(profiles))
-    return _grid(profiles, control_metrics(group), colours,
-                 f"{group.capitalize()} or shared prefix? Fixed demos vs the controls ({split})", cols=2)
+    return _grid(
+        profiles,
+        control_metrics(group),
+        colours,
+        f"{group.capitalize()} or shared prefix? Fixed demos vs the controls ({split})",
+        cols=2,
+    )
 
 
 def answer_profiles(profiles: dict[str, Profile], *, split: str = "eval") -> go.Figure:
     """The answer's ARI and label overlap across layers, one line per condition (the control's readout)."""
     colours = condition_colours(list(profiles))
-    metrics = [(grouped("ari", "answer"), "ARI ~ answer"), (grouped("label_overlap", "answer"), "label overlap: answer"),
-               ("n_clusters", "ADP clusters")]
+    metrics = [
+        (grouped("ari", "answer"), "ARI ~ answer"),
+        (grouped("label_overlap", "answer"), "label overlap: answer"),
+        ("n_clusters", "ADP clusters"),
+    ]
     return _grid(profiles, metrics, colours, f"Is the answer in the landscape? ({split})", cols=3)
 
 
@@ -119,11 +154,17 @@ def gride_curves(curves: dict[str, dict[int, dict[str, np.ndarray]]], layer: int
         if layer not in by_layer:
             continue
         arrays = by_layer[layer]
-        fig.add_trace(go.Scatter(
-            x=arrays["gride_scales"], y=arrays["gride_ids"], name=name, mode="lines+markers",
-            line=dict(color=colours[name]), error_y=dict(type="data", array=arrays["gride_errors"], visible=True),
-            hovertemplate=f"{name}<br>scale %{{x}} neighbours<br>ID %{{y:.2f}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=arrays["gride_scales"],
+                y=arrays["gride_ids"],
+                name=name,
+                mode="lines+markers",
+                line=dict(color=colours[name]),
+                error_y=dict(type="data", array=arrays["gride_errors"], visible=True),
+                hovertemplate=f"{name}<br>scale %{{x}} neighbours<br>ID %{{y:.2f}}<extra></extra>",
+            )
+        )
     fig.update_xaxes(type="log", title_text="scale (rank of the neighbour, GRIDE)")
     fig.update_yaxes(title_text="intrinsic dimension")
     return base_layout(fig, f"Intrinsic dimension across scales, layer {layer}", height=420)

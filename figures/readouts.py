@@ -26,8 +26,9 @@ def has_readouts(profiles: dict[str, Profile]) -> bool:
 def target_readouts(profiles: dict[str, Profile], target: str, *, split: str = "eval") -> go.Figure:
     """Probe (and, for the answer, lens) accuracy by layer beside the ARI of the same target."""
     colours = condition_colours(list(profiles))
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
-                        subplot_titles=(f"read out: {target}", f"ARI clusters ~ {target}"))
+    fig = make_subplots(
+        rows=1, cols=2, horizontal_spacing=0.14, subplot_titles=(f"read out: {target}", f"ARI clusters ~ {target}")
+    )
     shown = set()
     shown_chance = False
 
@@ -36,10 +37,20 @@ def target_readouts(profiles: dict[str, Profile], target: str, *, split: str = "
             return
         layers, values = profiles[name][metric]
         # one legend entry per condition: clicking it hides all of that condition's lines
-        fig.add_trace(go.Scatter(
-            x=layers, y=values, mode="lines", name=name, legendgroup=name, showlegend=name not in shown,
-            line=dict(color=colours[name], width=width, dash=dash),
-            hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.3f}}<extra></extra>"), row=1, col=col)
+        fig.add_trace(
+            go.Scatter(
+                x=layers,
+                y=values,
+                mode="lines",
+                name=name,
+                legendgroup=name,
+                showlegend=name not in shown,
+                line=dict(color=colours[name], width=width, dash=dash),
+                hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.3f}}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         shown.add(name)
 
     for name in profiles:
@@ -48,19 +59,44 @@ def target_readouts(profiles: dict[str, Profile], target: str, *, split: str = "
             line(name, "lens_accuracy", "dash", "lens", 1)
         line(name, grouped("probe_control", target), "dot", "control", 1, width=1)
         if grouped("ari", target) in profiles[name]:  # the ARI's chance level, when the analysis drew one
-            shown_chance = add_chance(fig, profiles[name], grouped("ari", target), name, "ARI", colours[name], row=1,
-                                      col=2, legend=not shown_chance) or shown_chance
+            shown_chance = (
+                add_chance(
+                    fig,
+                    profiles[name],
+                    grouped("ari", target),
+                    name,
+                    "ARI",
+                    colours[name],
+                    row=1,
+                    col=2,
+                    legend=not shown_chance,
+                )
+                or shown_chance
+            )
         line(name, grouped("ari", target), "solid", "ARI", 2)
-    majority = next((p[grouped("probe_majority", target)] for p in profiles.values() if grouped("probe_majority", target) in p), None)
+    majority = next(
+        (p[grouped("probe_majority", target)] for p in profiles.values() if grouped("probe_majority", target) in p),
+        None,
+    )
     if majority is not None:
-        fig.add_trace(go.Scatter(x=majority[0], y=majority[1], mode="lines", name="majority baseline",
-                                 line=dict(color="#888", width=1, dash="dot"),
-                                 hovertemplate="majority baseline: %{y:.3f}<extra></extra>"), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=majority[0],
+                y=majority[1],
+                mode="lines",
+                name="majority baseline",
+                line=dict(color="#888", width=1, dash="dot"),
+                hovertemplate="majority baseline: %{y:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
     fig.update_yaxes(title_text="accuracy (eval rows)", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="ARI", row=1, col=2)
     fig.update_xaxes(title_text="layer")
-    return base_layout(fig, f"Readouts vs clusters: {target} ({split}; solid probe, dashed lens, dotted shuffled control)",
-                       height=420)
+    return base_layout(
+        fig, f"Readouts vs clusters: {target} ({split}; solid probe, dashed lens, dotted shuffled control)", height=420
+    )
 
 
 LENS_METRICS = (
@@ -78,10 +114,22 @@ def lens_profiles(profiles: dict[str, Profile], *, split: str = "eval") -> go.Fi
         for name, profile in profiles.items():
             if metric in profile:
                 layers, values = profile[metric]
-                fig.add_trace(go.Scatter(x=layers, y=values, mode="lines+markers", name=name, legendgroup=name,
-                                         showlegend=col == 1, line=dict(color=colours[name], width=2), marker=dict(size=4),
-                                         hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.3f}}<extra></extra>"),
-                              row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=layers,
+                        y=values,
+                        mode="lines+markers",
+                        name=name,
+                        legendgroup=name,
+                        showlegend=col == 1,
+                        line=dict(color=colours[name], width=2),
+                        marker=dict(size=4),
+                        hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.3f}}<extra></extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
     fig.update_xaxes(title_text="layer")
-    return base_layout(fig, f"Logit lens, layer by layer ({split}; decided: the lens answer is final from this layer on)",
-                       height=380)
+    return base_layout(
+        fig, f"Logit lens, layer by layer ({split}; decided: the lens answer is final from this layer on)", height=380
+    )

@@ -21,9 +21,9 @@ import plotly.offline
 from figures import maps
 from figures.claims import claims_section
 from figures.collect import RunData, collect
-from figures.report_config import ReportConfig
 from figures.map_section import map_section
 from figures.page import Section, map_div, render_page
+from figures.report_config import ReportConfig
 from figures.sections import (
     complexity_section,
     control_section,
@@ -63,16 +63,19 @@ def _map_method(config: ReportConfig) -> str:
     return config.map_method if config.map_method == "pca" or maps.umap_available() else "pca"
 
 
-def _sections(data: RunData, run: Path, config: ReportConfig, method: str, static: dict,
-              progress: bool) -> tuple[list[Section], dict]:
+def _sections(
+    data: RunData, run: Path, config: ReportConfig, method: str, static: dict, progress: bool
+) -> tuple[list[Section], dict]:
     """The page's sections in page order (those the run has), and the map widget's data."""
     conditions = data.analysed("eval")
     layers = {c: data.profiles[("eval", c)]["n_distinct"][0].tolist() for c in conditions}
-    sections = [claims_section(data.claims, static),
-                profiles_section(data, run, conditions, layers, static),
-                readouts_section(data, conditions, static),
-                controls_section(data, conditions, static),
-                tree_section(data, run, conditions, layers, static)]
+    sections = [
+        claims_section(data.claims, static),
+        profiles_section(data, run, conditions, layers, static),
+        readouts_section(data, conditions, static),
+        controls_section(data, conditions, static),
+        tree_section(data, run, conditions, layers, static),
+    ]
     the_map, spec = map_section(data, run, conditions, layers, config, method, static, progress)
     sections += [the_map, edl_section(data, static), complexity_section(data, static)]
     sections.insert(0, control_section(data, conditions, static))  # drawn last (its figures saved last), shown first
@@ -107,7 +110,9 @@ def _write_figures(folder: Path, final: Path, title: str, spec: dict, static: di
         fig.write_html(folder / f"{name}.html", include_plotlyjs="plotly.min.js", config={"displaylogo": False})
         written.append(final / f"{name}.html")
     explorer = [Section("map", "Map of one layer", "", [map_div("map", spec)])]
-    (folder / "map_explorer.html").write_text(render_page(title, "", explorer, plotlyjs="plotly.min.js"), encoding="utf-8")
+    (folder / "map_explorer.html").write_text(
+        render_page(title, "", explorer, plotlyjs="plotly.min.js"), encoding="utf-8"
+    )
     written.append(final / "map_explorer.html")
     return written
 
@@ -119,8 +124,13 @@ def _write_pngs(figures: dict, folder: Path, *, required: bool) -> tuple[list[Pa
 
         paths = [folder / f"{name}.png" for name in figures]
         # each at the height it has on the page (kaleido's default, 500 px, squeezes tall grids)
-        pio.write_images(list(figures.values()), paths, scale=2, width=[1100] * len(paths),
-                         height=[getattr(f.layout, "height", None) or 500 for f in figures.values()])
+        pio.write_images(
+            list(figures.values()),
+            paths,
+            scale=2,
+            width=[1100] * len(paths),
+            height=[getattr(f.layout, "height", None) or 500 for f in figures.values()],
+        )
         return paths, ""
     except Exception as error:  # kaleido missing, or no Chromium for it to drive
         note = f"no PNGs: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"

@@ -38,18 +38,35 @@ def id_estimator_profiles(profiles: dict[str, Profile]) -> go.Figure:
     names = list(profiles)
     cols = _cols(len(names))
     rows = -(-len(names) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.05,
-                        vertical_spacing=0.12 if rows > 1 else 0.2)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=names,
+        shared_yaxes=True,
+        horizontal_spacing=0.05,
+        vertical_spacing=0.12 if rows > 1 else 0.2,
+    )
     for i, name in enumerate(names):
         row, col = divmod(i, cols)
         for j, (metric, label) in enumerate(ID_ESTIMATORS):
             if metric not in profiles[name]:
                 continue
             layers, values = profiles[name][metric]
-            fig.add_trace(go.Scatter(x=layers, y=values, mode="lines+markers", name=label, legendgroup=metric,
-                                     showlegend=i == 0, line=dict(color=PALETTE[j % len(PALETTE)], width=2), marker=dict(size=4),
-                                     hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.2f}}<extra></extra>"),
-                          row=row + 1, col=col + 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=layers,
+                    y=values,
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=metric,
+                    showlegend=i == 0,
+                    line=dict(color=PALETTE[j % len(PALETTE)], width=2),
+                    marker=dict(size=4),
+                    hovertemplate=f"{name}<br>layer %{{x}}<br>{label}: %{{y:.2f}}<extra></extra>",
+                ),
+                row=row + 1,
+                col=col + 1,
+            )
         fig.update_xaxes(title_text="layer" if row == rows - 1 else None, row=row + 1, col=col + 1)
     fig.update_yaxes(title_text="intrinsic dimension", col=1)
     return base_layout(fig, "Intrinsic dimension by six estimators (eval questions)", height=320 * rows + 100)
@@ -66,8 +83,7 @@ def _null_hover(similarity: LayerSimilarity, measure: str) -> np.ndarray | None:
 
 
 def _heatmap_hover(name: str, has_null: bool) -> str:
-    null = (f"<br>{CHANCE}: %{{customdata[0]:.3f}} [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}]"
-            if has_null else "")
+    null = f"<br>{CHANCE}: %{{customdata[0]:.3f}} [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}]" if has_null else ""
     return f"{name}<br>layer %{{y}} vs %{{x}}<br>%{{z:.3f}}{null}<extra></extra>"
 
 
@@ -77,8 +93,9 @@ def layer_similarity_heatmaps(matrices: dict[str, LayerSimilarity]) -> go.Figure
     names = list(matrices)
     cols = _cols(len(names))
     rows = -(-len(names) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.06,
-                        vertical_spacing=0.12 if rows > 1 else 0.2)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.2
+    )
     measures = [m for m in SIMILARITY_MEASURES if all(m[0] in s.matrices for s in matrices.values())]
     first, title, (low, high) = measures[0]
     nulls = {(n, m): _null_hover(matrices[n], m) for n in names for m, _, _ in measures}
@@ -87,22 +104,43 @@ def layer_similarity_heatmaps(matrices: dict[str, LayerSimilarity]) -> go.Figure
         row, col = divmod(i, cols)
         layers = matrices[name].layers
         null = nulls[(name, first)]
-        fig.add_trace(go.Heatmap(z=matrices[name].matrices[first], x=layers, y=layers, zmin=low, zmax=high,
-                                 colorscale="Viridis", showscale=i == 0, colorbar=dict(len=0.8), customdata=null,
-                                 hovertemplate=_heatmap_hover(name, null is not None)),
-                      row=row + 1, col=col + 1)
+        fig.add_trace(
+            go.Heatmap(
+                z=matrices[name].matrices[first],
+                x=layers,
+                y=layers,
+                zmin=low,
+                zmax=high,
+                colorscale="Viridis",
+                showscale=i == 0,
+                colorbar=dict(len=0.8),
+                customdata=null,
+                hovertemplate=_heatmap_hover(name, null is not None),
+            ),
+            row=row + 1,
+            col=col + 1,
+        )
         fig.update_xaxes(title_text="layer" if row == rows - 1 else None, row=row + 1, col=col + 1)
         fig.update_yaxes(title_text="layer" if col == 0 else None, autorange="reversed", row=row + 1, col=col + 1)
     buttons = []
     for m, label, (lo, hi) in measures:
-        restyle = {"z": [matrices[n].matrices[m] for n in names], "zmin": [lo] * len(names), "zmax": [hi] * len(names),
-                   "reversescale": [m == "imbalance"] * len(names)}
+        restyle = {
+            "z": [matrices[n].matrices[m] for n in names],
+            "zmin": [lo] * len(names),
+            "zmax": [hi] * len(names),
+            "reversescale": [m == "imbalance"] * len(names),
+        }
         if any_null:  # each measure's own null in the hover (none for a measure without one)
             restyle["customdata"] = [nulls[(n, m)] for n in names]
             restyle["hovertemplate"] = [_heatmap_hover(n, nulls[(n, m)] is not None) for n in names]
-        buttons.append(dict(label=label, method="update",
-                            args=[restyle, {"title.text": f"Layer x layer: {label} (eval questions)"}]))
-    fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.12, yanchor="bottom")])
+        buttons.append(
+            dict(
+                label=label, method="update", args=[restyle, {"title.text": f"Layer x layer: {label} (eval questions)"}]
+            )
+        )
+    fig.update_layout(
+        updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.12, yanchor="bottom")]
+    )
     return base_layout(fig, f"Layer x layer: {title} (eval questions)", height=380 * rows + 100)
 
 

@@ -27,15 +27,16 @@ def discrete_colorscale(n: int) -> list[list]:
 
 
 def base_layout(fig: go.Figure, title: str, *, height: int = 450) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, title=title, height=height, margin=dict(l=60, r=20, t=60, b=50),
-                      hovermode="closest")
+    fig.update_layout(
+        template=TEMPLATE, title=title, height=height, margin=dict(l=60, r=20, t=60, b=50), hovermode="closest"
+    )
     return fig
 
 
 def translucent(colour: str, alpha: float) -> str:
     """``#rrggbb`` (or ``rgb(r, g, b)``) as ``rgba(r, g, b, alpha)``: a fill in a line's colour."""
     if colour.startswith("#") and len(colour) == 7:
-        r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     elif colour.startswith("rgb(") and colour.endswith(")"):
         r, g, b = (int(float(v)) for v in colour[4:-1].split(","))
     else:
@@ -43,9 +44,19 @@ def translucent(colour: str, alpha: float) -> str:
     return f"rgba({r}, {g}, {b}, {alpha})"
 
 
-def chance_traces(x: np.ndarray, mean: np.ndarray, low: np.ndarray | None, high: np.ndarray | None, colour: str, *,
-                  name: str, label: str, legend: bool, customdata: np.ndarray | None = None,
-                  where: str = "layer %{x}") -> list[go.Scatter]:
+def chance_traces(
+    x: np.ndarray,
+    mean: np.ndarray,
+    low: np.ndarray | None,
+    high: np.ndarray | None,
+    colour: str,
+    *,
+    name: str,
+    label: str,
+    legend: bool,
+    customdata: np.ndarray | None = None,
+    where: str = "layer %{x}",
+) -> list[go.Scatter]:
     """A measure's chance level, its permutation null: the 95 % range of the draws as a light band
     in ``colour`` (none where ``low``/``high`` are missing), their mean as a thin dotted line.
 
@@ -61,17 +72,48 @@ def chance_traces(x: np.ndarray, mean: np.ndarray, low: np.ndarray | None, high:
     banded = np.isfinite(lo) & np.isfinite(hi)
     if banded.any():
         bx, blo, bhi = x[banded], lo[banded], hi[banded]
-        traces.append(go.Scatter(x=np.concatenate([bx, bx[::-1]]), y=np.concatenate([bhi, blo[::-1]]), fill="toself",
-                                 fillcolor=translucent(colour, 0.12), line=dict(width=0), mode="lines",
-                                 name=f"{name}: {CHANCE}", legendgroup=CHANCE, showlegend=False, hoverinfo="skip"))
+        traces.append(
+            go.Scatter(
+                x=np.concatenate([bx, bx[::-1]]),
+                y=np.concatenate([bhi, blo[::-1]]),
+                fill="toself",
+                fillcolor=translucent(colour, 0.12),
+                line=dict(width=0),
+                mode="lines",
+                name=f"{name}: {CHANCE}",
+                legendgroup=CHANCE,
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
     points = np.stack([lo, hi] if customdata is None else [lo, hi, np.asarray(customdata, dtype=float)], axis=-1)
-    traces.append(go.Scatter(
-        x=x, y=mean, customdata=points, mode="lines", name=CHANCE, legendgroup=CHANCE, showlegend=False,
-        line=dict(color=colour, width=1, dash="dot"),
-        hovertemplate=f"{name}: {CHANCE}<br>{where}<br>{label}: mean %{{y:.3f}}, 95 % of draws in "
-                      "[%{customdata[0]:.3f}, %{customdata[1]:.3f}]<extra></extra>"))
+    traces.append(
+        go.Scatter(
+            x=x,
+            y=mean,
+            customdata=points,
+            mode="lines",
+            name=CHANCE,
+            legendgroup=CHANCE,
+            showlegend=False,
+            line=dict(color=colour, width=1, dash="dot"),
+            hovertemplate=f"{name}: {CHANCE}<br>{where}<br>{label}: mean %{{y:.3f}}, 95 % of draws in "
+            "[%{customdata[0]:.3f}, %{customdata[1]:.3f}]<extra></extra>",
+        )
+    )
     if legend:  # the group's one legend entry, grey: it stands for every condition's band
-        traces.append(go.Scatter(x=[None], y=[None], mode="lines", name=CHANCE, legendgroup=CHANCE, showlegend=True,
-                                 line=dict(color="#888", width=1, dash="dot"), fill="toself",
-                                 fillcolor="rgba(136, 136, 136, 0.12)", hoverinfo="skip"))
+        traces.append(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="lines",
+                name=CHANCE,
+                legendgroup=CHANCE,
+                showlegend=True,
+                line=dict(color="#888", width=1, dash="dot"),
+                fill="toself",
+                fillcolor="rgba(136, 136, 136, 0.12)",
+                hoverinfo="skip",
+            )
+        )
     return traces

@@ -12,4 +12,4 @@ from landscape.reader import Layer, conditions, examples, info, load_layer
 from landscape.store import SCHEMA_VERSION, SchemaError
 
 __version__ = "0.1.0"
-__all__ = ["Layer", "conditions", "examples", "info", "load_layer", "SCHEMA_VERSION", "SchemaError"]
+__all__ = ["SCHEMA_VERSION", "Layer", "SchemaError", "conditions", "examples", "info", "load_layer"]

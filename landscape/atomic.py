@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def replace_atomically(target: Path, write: Callable[[Path], object], *, suffix: str = "") -> None:

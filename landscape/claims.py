@@ -128,7 +128,7 @@ def weighted_ari(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndarray
     def table(weights: np.ndarray) -> np.ndarray:
         return np.bincount(cell.ravel(), weights=weights.ravel(), minlength=n_draws * ka * kb).reshape(n_draws, ka, kb)
 
-    drawn, squares = table(counts), table(counts ** 2)
+    drawn, squares = table(counts), table(counts**2)
 
     def pairs(s: np.ndarray, q: np.ndarray) -> np.ndarray:  # sum over r < s of c_r c_s within a group
         return (s * s - q) / 2
@@ -136,7 +136,7 @@ def weighted_ari(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndarray
     index = pairs(drawn, squares).sum(axis=(1, 2))
     rows = pairs(drawn.sum(axis=2), squares.sum(axis=2)).sum(axis=1)
     cols = pairs(drawn.sum(axis=1), squares.sum(axis=1)).sum(axis=1)
-    total = pairs(counts.sum(axis=1), (counts ** 2).sum(axis=1))
+    total = pairs(counts.sum(axis=1), (counts**2).sum(axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
         expected = rows * cols / total
         best = (rows + cols) / 2
@@ -167,7 +167,9 @@ def fall_spans(depths: np.ndarray, window: float) -> np.ndarray:
     shortest first, so that of equal falls the most concentrated one is taken."""
     depths = np.asarray(depths, dtype=float)
     reach = max(window, float(np.diff(depths).min())) if len(depths) > 1 else window
-    spans = [(i, j) for i in range(len(depths)) for j in range(i + 1, len(depths)) if depths[j] - depths[i] <= reach + 1e-9]
+    spans = [
+        (i, j) for i in range(len(depths)) for j in range(i + 1, len(depths)) if depths[j] - depths[i] <= reach + 1e-9
+    ]
     spans.sort(key=lambda span: (span[1] - span[0], span[0]))
     return np.array(spans, dtype=int).reshape(-1, 2)
 

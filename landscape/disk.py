@@ -52,8 +52,10 @@ def check_room(folder: str | Path, need: int, what: str) -> None:
     """Refuse (``DiskFull``) when ``need`` bytes of ``what`` and ``RESERVE`` do not fit on ``folder``'s disk."""
     free = free_bytes(folder)
     if free is not None and need + RESERVE > free:
-        raise DiskFull(f"no room for {what} in {folder}: it needs {size(need)} (and {size(RESERVE)} to spare), "
-                       f"the disk has {size(free)} free; {RESUMES}")
+        raise DiskFull(
+            f"no room for {what} in {folder}: it needs {size(need)} (and {size(RESERVE)} to spare), "
+            f"the disk has {size(free)} free; {RESUMES}"
+        )
 
 
 def is_full(error: BaseException | None) -> bool:
@@ -70,7 +72,9 @@ def full_message(error: BaseException) -> str:
     for cause in _chain(error):
         if isinstance(cause, DiskFull):
             return str(cause)
-    where = next((match[1] for cause in _chain(error) if (match := re.search(r"filename = '([^']+)'", str(cause)))), None)
+    where = next(
+        (match[1] for cause in _chain(error) if (match := re.search(r"filename = '([^']+)'", str(cause)))), None
+    )
     where = where or next((cause.filename for cause in _chain(error) if getattr(cause, "filename", None)), None)
     return f"the disk is full (No space left on device){f' while writing {where}' if where else ''}; {RESUMES}"
 

@@ -72,8 +72,9 @@ def recalibrate(scores: np.ndarray, params: np.ndarray) -> np.ndarray:
     return np.asarray(scores, dtype=np.float64) * np.exp(-params[-1]) + params[:-1]
 
 
-def fit_recalibration(scores: np.ndarray, labels: np.ndarray, *, start: np.ndarray | None = None,
-                      prior: float = 1.0) -> np.ndarray:
+def fit_recalibration(
+    scores: np.ndarray, labels: np.ndarray, *, start: np.ndarray | None = None, prior: float = 1.0
+) -> np.ndarray:
     """MAP bias + temperature (K + 1 parameters) on (scores (n, K), labels (n,)); N(0, prior^2) prior."""
     scores = np.asarray(scores, dtype=np.float64)
     k = scores.shape[1]
@@ -98,8 +99,9 @@ def batch_bounds(n: int, batch_size: int) -> list[int]:
     return [min(n, end) for end in range(batch_size, n + batch_size, batch_size)]
 
 
-def format_only_prequential(scores: np.ndarray, labels: np.ndarray, order: np.ndarray, *,
-                            bounds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def format_only_prequential(
+    scores: np.ndarray, labels: np.ndarray, order: np.ndarray, *, bounds: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """(n,) prequential code of the format-only learner in ``order``, block by block (``bounds``:
     the end of each block in the order, the last = n), and the parameters fit on all n examples
     (its final model)."""
@@ -116,9 +118,16 @@ def format_only_prequential(scores: np.ndarray, labels: np.ndarray, order: np.nd
     return bits, params
 
 
-def edl_totals(online: np.ndarray, final_train: np.ndarray, final_heldout: np.ndarray,
-               format_online: np.ndarray, format_heldout: np.ndarray, *, n_boot: int = 1000,
-               seed: int = 0) -> dict[str, float]:
+def edl_totals(
+    online: np.ndarray,
+    final_train: np.ndarray,
+    final_heldout: np.ndarray,
+    format_online: np.ndarray,
+    format_heldout: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
     """Every EDL total with its interval (``<name>``, ``<name>_low``, ``<name>_high``).
 
     ``online``, ``final_train``, ``format_online``: (n,) bits of the train rows; ``final_heldout``,
@@ -139,6 +148,8 @@ def edl_totals(online: np.ndarray, final_train: np.ndarray, final_heldout: np.nd
     return out
 
 
-def accuracy_gain(base_correct: np.ndarray, tuned_correct: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> Interval:
+def accuracy_gain(
+    base_correct: np.ndarray, tuned_correct: np.ndarray, *, n_boot: int = 1000, seed: int = 0
+) -> Interval:
     """Held-out accuracy of the fine-tune minus the base model's, paired bootstrap over rows."""
     return mean_interval(np.asarray(tuned_correct, float) - np.asarray(base_correct, float), n_boot=n_boot, seed=seed)

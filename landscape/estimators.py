@@ -52,10 +52,10 @@ def estimate_ids(X: np.ndarray, graph: KnnGraph, *, k: int = 20, seed: int = 0) 
     if graph.maxk < k:
         raise ValueError(f"the graph has {graph.maxk} neighbours per point; the estimators need k={k}")
     points = np.asarray(X, dtype=np.float64)[graph.keep]
-    grams = neighbourhood_grams(points, graph.indices[:, :k + 1])  # shared by TLE and local PCA
+    grams = neighbourhood_grams(points, graph.indices[:, : k + 1])  # shared by TLE and local PCA
     return {
-        "id_mle": maximum_likelihood_id(graph.distances[:, 1:k + 1]),
-        "id_tle": float(tight_local_ids(grams, graph.distances[:, 1:k + 1]).mean()),
+        "id_mle": maximum_likelihood_id(graph.distances[:, 1 : k + 1]),
+        "id_tle": float(tight_local_ids(grams, graph.distances[:, 1 : k + 1]).mean()),
         "id_lpca": float(local_pca_ids(grams).mean()),
         "id_danco": danco_id(points, seed=seed),
     }
@@ -103,15 +103,15 @@ def tight_local_ids(grams: np.ndarray, distances: np.ndarray, *, epsilon: float 
         r = dist[:, -1][:, None, None]
         Di = np.repeat(dist[:, :, None], k, axis=2)
         Dj = np.swapaxes(Di, 1, 2)
-        Di2, Dj2 = Di ** 2, Dj ** 2
+        Di2, Dj2 = Di**2, Dj**2
         Z2 = 2 * Di2 + 2 * Dj2 - V2
         with np.errstate(divide="ignore", invalid="ignore"):
-            S = r * (np.sqrt((Di2 + V2 - Dj2) ** 2 + 4 * V2 * (r ** 2 - Di2)) - (Di2 + V2 - Dj2)) / (2 * (r ** 2 - Di2))
-            T = r * (np.sqrt((Di2 + Z2 - Dj2) ** 2 + 4 * Z2 * (r ** 2 - Di2)) - (Di2 + Z2 - Dj2)) / (2 * (r ** 2 - Di2))
+            S = r * (np.sqrt((Di2 + V2 - Dj2) ** 2 + 4 * V2 * (r**2 - Di2)) - (Di2 + V2 - Dj2)) / (2 * (r**2 - Di2))
+            T = r * (np.sqrt((Di2 + Z2 - Dj2) ** 2 + 4 * Z2 * (r**2 - Di2)) - (Di2 + Z2 - Dj2)) / (2 * (r**2 - Di2))
             at_r = np.broadcast_to(dist[:, :, None] == dist[:, -1][:, None, None], S.shape)  # neighbours at distance r
-            S = np.where(at_r, r * V2 / (r ** 2 + V2 - Dj2), S)
-            T = np.where(at_r, r * Z2 / (r ** 2 + Z2 - Dj2), T)
-            dropped = (T < epsilon) | (S < epsilon) | np.isnan(T) | np.isnan(S)
+            S = np.where(at_r, r * V2 / (r**2 + V2 - Dj2), S)
+            T = np.where(at_r, r * Z2 / (r**2 + Z2 - Dj2), T)
+            dropped = (epsilon > T) | (epsilon > S) | np.isnan(T) | np.isnan(S)
             diagonal = np.eye(k, dtype=bool)[None]
             dropped &= ~diagonal
             T = np.where(dropped | diagonal, 0.0, np.log(np.where(dropped, r, T) / r))
@@ -119,7 +119,7 @@ def tight_local_ids(grams: np.ndarray, distances: np.ndarray, *, epsilon: float 
             s1 = T.sum(axis=(1, 2)) + S.sum(axis=(1, 2))
             kept = dist >= epsilon
             s2 = np.where(kept, np.log(dist / dist[:, -1:]), 0.0).sum(axis=1)
-        measurements = k ** 2 - dropped.sum(axis=(1, 2)) - (~kept).sum(axis=1)
+        measurements = k**2 - dropped.sum(axis=(1, 2)) - (~kept).sum(axis=1)
         out[rows] = np.where(s1 > -epsilon, 0.0, -2 * measurements / (s1 + 2 * s2))
     return out
 

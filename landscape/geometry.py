@@ -62,7 +62,9 @@ def intrinsic_dimension_gride(graph: KnnGraph, range_max: int = 100) -> GrideCur
     data = _dadapy_data(graph)
     ids, errors, radii = data.return_id_scaling_gride(range_max=range_max)
     scales = 2 ** np.arange(len(ids))
-    return GrideCurve(scales=scales, ids=np.asarray(ids, float), errors=np.asarray(errors, float), radii=np.asarray(radii, float))
+    return GrideCurve(
+        scales=scales, ids=np.asarray(ids, float), errors=np.asarray(errors, float), radii=np.asarray(radii, float)
+    )
 
 
 def intrinsic_dimension_2nn(graph: KnnGraph, mu_fraction: float = 0.9) -> tuple[float, float]:
@@ -116,7 +118,9 @@ def density_peaks(graph: KnnGraph, intrinsic_dim: float, *, k: int = 16, Z: floa
     for name, assignment, low in (("labels", labels, 0), ("halo labels", labels_halo, -1)):
         # DADApy issue #165: assignments can hold garbage in rare cases.
         if assignment.shape != (graph.n_points,) or assignment.min() < low or assignment.max() >= n_clusters:
-            raise GeometryError(f"ADP returned invalid {name} (range {assignment.min()}..{assignment.max()}, {n_clusters} clusters)")
+            raise GeometryError(
+                f"ADP returned invalid {name} (range {assignment.min()}..{assignment.max()}, {n_clusters} clusters)"
+            )
     return DensityPeaks(
         labels=labels.astype(np.int64),
         core=labels_halo >= 0,
@@ -155,8 +159,9 @@ def label_overlap(
         return float(data.return_label_overlap(labels, k=k, class_fraction=class_fraction))
 
 
-def label_overlap_rows(neighbours: np.ndarray, labels: np.ndarray, *, class_fraction: float,
-                       rows: np.ndarray | None = None) -> np.ndarray:
+def label_overlap_rows(
+    neighbours: np.ndarray, labels: np.ndarray, *, class_fraction: float, rows: np.ndarray | None = None
+) -> np.ndarray:
     """(m,) each point's share of same-label neighbours among its k_i nearest (k_i =
     int(class_fraction x size of its class), at least 1: DADApy's rule), from ``neighbours``
     (m, >= k_max + 1) of the points ``rows`` (None: every point), column 0 the point itself.
@@ -175,7 +180,9 @@ def label_overlap_rows(neighbours: np.ndarray, labels: np.ndarray, *, class_frac
     k = k_of_class[labels[rows]]
     neighbours = np.asarray(neighbours)
     if neighbours.shape[0] != len(rows) or neighbours.shape[1] < k.max() + 1:
-        raise GeometryError(f"label overlap needs {k.max()} neighbours of each of {len(rows)} points, got {neighbours.shape}")
+        raise GeometryError(
+            f"label overlap needs {k.max()} neighbours of each of {len(rows)} points, got {neighbours.shape}"
+        )
     found = neighbours[:, 1 : k.max() + 1]
     same = (labels[found] == labels[rows][:, None]) & (np.arange(found.shape[1])[None, :] < k[:, None])
     return same.sum(axis=1) / k
@@ -192,8 +199,9 @@ def stratified_rows(labels: np.ndarray, size: int, *, seed: int = 0) -> np.ndarr
     return np.sort(np.concatenate(picked))
 
 
-def label_overlap_sampled(neighbours: np.ndarray, rows: np.ndarray, labels: np.ndarray, *,
-                          class_fraction: float) -> tuple[float, float]:
+def label_overlap_sampled(
+    neighbours: np.ndarray, rows: np.ndarray, labels: np.ndarray, *, class_fraction: float
+) -> tuple[float, float]:
     """(estimate, standard error) of ``label_overlap(graph, labels, class_fraction=...)`` from some
     points' neighbours: ``neighbours`` (m, >= k_max) of the points ``rows`` (``knn.neighbours_of``),
     nearest first, without the point itself. The overlap is the mean over classes of each class's
@@ -207,7 +215,9 @@ def label_overlap_sampled(neighbours: np.ndarray, rows: np.ndarray, labels: np.n
     k_of_class = np.maximum(1, (counts * class_fraction).astype(int))  # DADApy's int(count x fraction), at least 1
     k = k_of_class[labels[rows]]
     if neighbours.shape != (len(rows), neighbours.shape[1]) or neighbours.shape[1] < k.max():
-        raise GeometryError(f"label overlap needs {k.max()} neighbours of each of {len(rows)} points, got {neighbours.shape}")
+        raise GeometryError(
+            f"label overlap needs {k.max()} neighbours of each of {len(rows)} points, got {neighbours.shape}"
+        )
     same = (labels[neighbours] == labels[rows][:, None]) & (np.arange(neighbours.shape[1])[None, :] < k[:, None])
     share = same.sum(axis=1) / k
     classes = np.flatnonzero(counts)

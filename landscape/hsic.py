@@ -31,8 +31,9 @@ def unbiased_hsic(inner: torch.Tensor, diag_products: torch.Tensor, traces: torc
     return value / (n * (n - 3))
 
 
-def masked_hsic_pairs(pair: np.ndarray, rows: np.ndarray, cols: np.ndarray, K: np.ndarray, L: np.ndarray, *,
-                      n: int, n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+def masked_hsic_pairs(
+    pair: np.ndarray, rows: np.ndarray, cols: np.ndarray, K: np.ndarray, L: np.ndarray, *, n: int, n_pairs: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Unbiased HSIC (K~, L~) and (L~, K~) of ``n_pairs`` pairs of N x N kernels with the same
     support, from their entries: entry e of pair ``pair[e]`` is (rows[e], cols[e]) and holds K[e]
     and L[e] (no diagonal entries); (n_pairs,) forward and backward (Huh et al.'s hsic_unbiased,
@@ -44,8 +45,10 @@ def masked_hsic_pairs(pair: np.ndarray, rows: np.ndarray, cols: np.ndarray, K: n
     at = np.searchsorted(sorted_keys, transposed_keys)  # the transposed entry (j, i), where present
     found = sorted_keys[np.minimum(at, len(keys) - 1)] == transposed_keys if len(keys) else np.zeros(0, bool)
     transposed = np.bincount(pair[found], K[found] * L[order][at[found]], minlength=n_pairs)  # sum of K~_ij L~_ji
-    col_K, col_L, row_K, row_L = (np.bincount(pair * n + index, weights, minlength=n_pairs * n).reshape(n_pairs, n)
-                                  for index, weights in ((cols, K), (cols, L), (rows, K), (rows, L)))
+    col_K, col_L, row_K, row_L = (
+        np.bincount(pair * n + index, weights, minlength=n_pairs * n).reshape(n_pairs, n)
+        for index, weights in ((cols, K), (cols, L), (rows, K), (rows, L))
+    )
     middle = np.bincount(pair, K, minlength=n_pairs) * np.bincount(pair, L, minlength=n_pairs) / ((n - 1) * (n - 2))
     forward = (transposed + middle - 2.0 / (n - 2) * np.einsum("pi,pi->p", col_K, row_L)) / (n * (n - 3))
     backward = (transposed + middle - 2.0 / (n - 2) * np.einsum("pi,pi->p", col_L, row_K)) / (n * (n - 3))

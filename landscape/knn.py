@@ -80,8 +80,12 @@ def truncate(graph: KnnGraph, maxk: int) -> KnnGraph:
     ``knn_graph(X, maxk)`` builds (up to the order of exactly tied neighbours)."""
     if not 1 <= maxk <= graph.maxk:
         raise GeometryError(f"cannot truncate a graph of maxk={graph.maxk} to {maxk}")
-    return KnnGraph(distances=graph.distances[:, : maxk + 1], indices=graph.indices[:, : maxk + 1],
-                    keep=graph.keep, inverse=graph.inverse)
+    return KnnGraph(
+        distances=graph.distances[:, : maxk + 1],
+        indices=graph.indices[:, : maxk + 1],
+        keep=graph.keep,
+        inverse=graph.inverse,
+    )
 
 
 def distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +134,10 @@ def _fnv_rows(words, negative_zero, out):  # pragma: no cover - compiled
 
 def _rows_equal(X: np.ndarray, rows: np.ndarray) -> bool:
     """Whether every row ``i`` of ``X`` equals row ``rows[i]`` (by value)."""
-    return all(np.array_equal(X[start : start + _HASH_ROWS], X[rows[start : start + _HASH_ROWS]])
-               for start in range(0, len(X), _HASH_ROWS))
+    return all(
+        np.array_equal(X[start : start + _HASH_ROWS], X[rows[start : start + _HASH_ROWS]])
+        for start in range(0, len(X), _HASH_ROWS)
+    )
 
 
 def knn_graph(
@@ -152,9 +158,7 @@ def knn_graph(
         raise GeometryError(f"{int((~np.isfinite(X)).sum())} non-finite values (NaN or inf) in the data")
     keep, inverse = distinct_rows(X)
     if len(keep) < maxk + 1:
-        raise GeometryError(
-            f"{len(keep)} distinct points ({len(X)} rows) but maxk={maxk} needs at least {maxk + 1}"
-        )
+        raise GeometryError(f"{len(keep)} distinct points ({len(X)} rows) but maxk={maxk} needs at least {maxk + 1}")
     dev = pick_device(device)
     # Centred first: distances do not change, and the float32 GEMM loses less to cancellation
     # when the shared offset of hidden states (often larger than their spread) is gone. Any
@@ -186,8 +190,9 @@ def _centred_points(distinct: np.ndarray, mean: np.ndarray, dev: torch.device) -
     return torch.from_numpy(distinct).to(dev).float() - mean.float().to(dev)
 
 
-def neighbours_of(X: np.ndarray, rows: np.ndarray, k: int, *, device: str | torch.device | None = None,
-                  exact: bool = False) -> np.ndarray:
+def neighbours_of(
+    X: np.ndarray, rows: np.ndarray, k: int, *, device: str | torch.device | None = None, exact: bool = False
+) -> np.ndarray:
     """(len(rows), k) indices into ``X`` (N, d, distinct rows) of the k nearest other rows of each
     of ``rows``, nearest first: each of those rows against every row by the float32 GEMM, and, as
     in ``knn_graph``, the rows whose neighbours are too close for its error bound (every row with
@@ -209,18 +214,21 @@ def neighbours_of(X: np.ndarray, rows: np.ndarray, k: int, *, device: str | torc
     height = max(1, min(len(rows), (1 << 28) // (4 * len(X))))
     out = np.empty((len(rows), k), dtype=np.int64)
     for a in range(0, len(rows), height):
-        block = torch.as_tensor(np.asarray(rows[a:a + height]), device=dev)
+        block = torch.as_tensor(np.asarray(rows[a : a + height]), device=dev)
         d2 = torch.addmm(sq_norms[None, :], points[block], points.T, alpha=-2.0)  # |y|^2 - 2 x.y
         d2[torch.arange(len(block), device=dev), block] = float("inf")  # not its own neighbour
         top = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False)
         distances, candidates = top.values + sq_norms[block, None], top.indices
-        refine = torch.ones(len(block), dtype=torch.bool, device=dev) if exact else _imprecise_rows(points[block], distances,
-                                                                                                    sq_norms.max())
+        refine = (
+            torch.ones(len(block), dtype=torch.bool, device=dev)
+            if exact
+            else _imprecise_rows(points[block], distances, sq_norms.max())
+        )
         if refine.any():
             chosen = torch.nonzero(refine).flatten()
             distances[chosen] = _exact_distances(points, block[chosen], candidates[chosen]).square().float()
         order = torch.argsort(distances, dim=1, stable=True)[:, :k]
-        out[a:a + len(block)] = torch.gather(candidates, 1, order).cpu().numpy()
+        out[a : a + len(block)] = torch.gather(candidates, 1, order).cpu().numpy()
     return out
 
 
@@ -283,7 +291,9 @@ def _reservoir_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, to
                 reservoirs.offer_rows(d2, first=a, offset=b, row_terms=row_norms[rows])
                 reservoirs.offer_columns(d2, first=b, offset=a, row_terms=row_norms[rows])
     distances, neighbours = reservoirs.smallest()
-    return torch.from_numpy(np.ascontiguousarray(distances)).clamp_min_(0), torch.from_numpy(np.ascontiguousarray(neighbours))
+    return torch.from_numpy(np.ascontiguousarray(distances)).clamp_min_(0), torch.from_numpy(
+        np.ascontiguousarray(neighbours)
+    )
 
 
 def _rows_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -310,8 +320,9 @@ def _rows_topk(points: torch.Tensor, n_cand: int) -> tuple[torch.Tensor, torch.T
     return best_d.clamp_min_(0), best_i
 
 
-def _imprecise_rows(points: torch.Tensor, sq_dist: torch.Tensor, largest: torch.Tensor | None = None,
-                    tolerance: float = 1e-3) -> torch.Tensor:
+def _imprecise_rows(
+    points: torch.Tensor, sq_dist: torch.Tensor, largest: torch.Tensor | None = None, tolerance: float = 1e-3
+) -> torch.Tensor:
     """Rows whose nearest squared distance may be off by more than ``tolerance`` (relative).
 
     The GEMM's error on |x|^2 + |y|^2 - 2x.y is ~c eps32 (|x|^2 + |y|^2) with c of order one

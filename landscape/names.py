@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 ANSWER = "answer"  # the grouping every task has: the right choice
 
@@ -126,9 +126,9 @@ def parse_result(name: str) -> tuple[str, object]:
     """(kind, what) of a result name: ('condition', name), ('pair', (a, b)), ('correlation',
     target) or ('seeds', base)."""
     if name.startswith(_CORRELATION):
-        return "correlation", name[len(_CORRELATION):]
+        return "correlation", name[len(_CORRELATION) :]
     if name.startswith(_SEEDS):
-        return "seeds", name[len(_SEEDS):]
+        return "seeds", name[len(_SEEDS) :]
     pair = split_pair(name)
     return ("pair", pair) if pair else ("condition", name)
 

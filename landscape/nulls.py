@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 
 from landscape.geometry import _as_int_labels, data_overlap, label_overlap_rows
 from landscape.names import grouped, split_grouped
@@ -38,8 +37,10 @@ class Null:
     def scalars(self, metric: str) -> dict[str, float]:
         """``{<m>_null, <m>_null_low, <m>_null_high}`` for a metric name ``<m>`` or ``<m>[<grouping>]``."""
         base, grouping = split_grouped(metric)
-        return {grouped(f"{base}_null{suffix}", grouping) if grouping else f"{base}_null{suffix}": value
-                for suffix, value in (("", self.mean), ("_low", self.low), ("_high", self.high))}
+        return {
+            grouped(f"{base}_null{suffix}", grouping) if grouping else f"{base}_null{suffix}": value
+            for suffix, value in (("", self.mean), ("_low", self.low), ("_high", self.high))
+        }
 
 
 def summarise(draws: np.ndarray) -> Null:
@@ -70,6 +71,7 @@ def permuted_aris(clusters: np.ndarray, labels: np.ndarray, perms: np.ndarray) -
     tables' cells differ.
 
     >>> import numpy as np
+    >>> from sklearn.metrics import adjusted_rand_score
     >>> rng = np.random.default_rng(0)
     >>> a, b = rng.integers(0, 3, 50), rng.integers(0, 4, 50)
     >>> perms = np.stack([rng.permutation(50) for _ in range(3)])
@@ -94,8 +96,15 @@ def permuted_aris(clusters: np.ndarray, labels: np.ndarray, perms: np.ndarray) -
     return (index - expected) / (best - expected)
 
 
-def label_overlap_null(neighbours: np.ndarray, labels: np.ndarray, *, class_fraction: float, draws: int,
-                       seed: int, rows: np.ndarray | None = None) -> Null:
+def label_overlap_null(
+    neighbours: np.ndarray,
+    labels: np.ndarray,
+    *,
+    class_fraction: float,
+    draws: int,
+    seed: int,
+    rows: np.ndarray | None = None,
+) -> Null:
     """The class-weighted label overlap (``geometry.label_overlap_rows``) with the labels shuffled
     over the points: each draw keeps the neighbours and the class sizes, so it is the overlap that
     the class proportions alone give at these k_i. ``neighbours`` (m, >= k_max + 1) of the points
@@ -140,5 +149,9 @@ def shuffled_neighbours(indices: np.ndarray, permutation: np.ndarray) -> np.ndar
 def data_overlap_null(indices_a: np.ndarray, indices_b: np.ndarray, *, k: int, draws: int, seed: int) -> Null:
     """Mean data overlap of two conditions' neighbour lists (N, >= k+1) with b's rows shuffled:
     about k / (N - 1) for any two representations."""
-    return summarise([data_overlap(indices_a, shuffled_neighbours(indices_b, p), k=k).mean()
-                      for p in permutations(len(indices_a), draws, seed)])
+    return summarise(
+        [
+            data_overlap(indices_a, shuffled_neighbours(indices_b, p), k=k).mean()
+            for p in permutations(len(indices_a), draws, seed)
+        ]
+    )

@@ -25,6 +25,6 @@ def stamp() -> dict:
     """``command``, ``created_at`` (UTC, ISO 8601) and ``versions`` of this process."""
     return {
         "command": " ".join(["landscape", *sys.argv[1:]]),
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
     }

@@ -22,6 +22,7 @@ import numpy as np
 
 from landscape import names, store
 
+
 @dataclass(frozen=True)
 class Layer:
     """One layer of one condition: ``X`` (N, d) and per-row labels (N,)."""
@@ -56,7 +57,9 @@ def open_run_file(run: str | Path) -> h5py.File:
         try:
             f = h5py.File(path, "r", locking=False)
         except OSError as again:
-            raise store.SchemaError(f"{path} is being written by another process and cannot be read now ({again})") from None
+            raise store.SchemaError(
+                f"{path} is being written by another process and cannot be read now ({again})"
+            ) from None
     store.hidden.check_version(f)
     return f
 
@@ -71,8 +74,11 @@ def info(run: str | Path) -> dict:
     with open_run_file(run) as f:
         out = store.hidden.read_attrs(f)
         out["conditions"] = {
-            name: {**store.hidden.condition_attrs(store.hidden.get_condition(f, name)), "layers": store.hidden.n_layers(f, name),
-                   "layers_stored": store.hidden.stored_layers(f, name)}
+            name: {
+                **store.hidden.condition_attrs(store.hidden.get_condition(f, name)),
+                "layers": store.hidden.n_layers(f, name),
+                "layers_stored": store.hidden.stored_layers(f, name),
+            }
             for name in store.hidden.condition_names(f)
         }
         return out
@@ -117,8 +123,13 @@ def status(run: str | Path) -> dict:
             group = store.hidden.get_condition(f, name)
             done = store.hidden.rows_done(group)
             shards = sorted(store.shards.shard_path(hidden.parent, name, 0).parent.glob("rank-*.h5"))
-            out["extract"][name] = {"rows_done": int(done.sum()), "rows": len(done), "shards": len(shards),
-                                    "complete": bool(group.attrs["complete"]), "layers": store.hidden.n_layers(f, name)}
+            out["extract"][name] = {
+                "rows_done": int(done.sum()),
+                "rows": len(done),
+                "shards": len(shards),
+                "complete": bool(group.attrs["complete"]),
+                "layers": store.hidden.n_layers(f, name),
+            }
         for name in store.edl.edl_names(f):
             out["finetune"][name] = store.edl.read_edl(f, name)[1]
     analysis = hidden.with_name(store.ANALYSIS_FILE)
@@ -153,23 +164,35 @@ def describe_status(info_: dict, status_: dict) -> str:
     ]
     for name, s in status_["extract"].items():
         attrs = info_["conditions"][name]
-        state = "complete" if s["complete"] else f"INCOMPLETE ({s['rows_done']}/{s['rows']} rows): re-run the command to resume"
+        state = (
+            "complete"
+            if s["complete"]
+            else f"INCOMPLETE ({s['rows_done']}/{s['rows']} rows): re-run the command to resume"
+        )
         if s.get("shards"):
             state += f" (+ rows in {s['shards']} rank shards, merged on resume)"
         accuracy = f"accuracy {attrs['accuracy']:.4f}" if "accuracy" in attrs else ""
         stored = attrs.get("layers_stored", [])
-        layers = f"{s['layers']} layers" if len(stored) in (0, s["layers"]) else f"{len(stored)} of {s['layers']} layers ({','.join(map(str, stored))})"
-        lines.append(f"  {name:<22} {attrs.get('kind', '')} {attrs.get('shots', '')}-shot {attrs.get('demo_sampling', '')}"
-                     f"  {s['rows']} rows x {layers}  {state}  {accuracy}"
-                     + (f"  [{attrs['created_at']} `{attrs['command']}`]" if "command" in attrs else ""))
+        layers = (
+            f"{s['layers']} layers"
+            if len(stored) in (0, s["layers"])
+            else f"{len(stored)} of {s['layers']} layers ({','.join(map(str, stored))})"
+        )
+        lines.append(
+            f"  {name:<22} {attrs.get('kind', '')} {attrs.get('shots', '')}-shot {attrs.get('demo_sampling', '')}"
+            f"  {s['rows']} rows x {layers}  {state}  {accuracy}"
+            + (f"  [{attrs['created_at']} `{attrs['command']}`]" if "command" in attrs else "")
+        )
     lines.append("finetune:" + ("" if status_["finetune"] else " not run (landscape finetune RUN)"))
     for name, attrs in status_["finetune"].items():
         seed = attrs.get("settings", {}).get("seed")
-        lines.append(f"  {name:<22} {attrs.get('labels')} labels, n={attrs.get('n_train')}, EDL (held-out) "
-                     f"{attrs.get('edl_heldout_bits', float('nan')):.1f} bits [{attrs.get('edl_heldout_bits_low', float('nan')):.1f}, "
-                     f"{attrs.get('edl_heldout_bits_high', float('nan')):.1f}], training-row EDL {attrs.get('edl_train_bits', float('nan')):.1f}, "
-                     f"format-only EDL {attrs.get('edl_format_only_bits', float('nan')):.1f}, gain beyond format "
-                     f"{attrs.get('gain_beyond_format_bits', float('nan')):.1f} bits, seed {seed}")
+        lines.append(
+            f"  {name:<22} {attrs.get('labels')} labels, n={attrs.get('n_train')}, EDL (held-out) "
+            f"{attrs.get('edl_heldout_bits', float('nan')):.1f} bits [{attrs.get('edl_heldout_bits_low', float('nan')):.1f}, "
+            f"{attrs.get('edl_heldout_bits_high', float('nan')):.1f}], training-row EDL {attrs.get('edl_train_bits', float('nan')):.1f}, "
+            f"format-only EDL {attrs.get('edl_format_only_bits', float('nan')):.1f}, gain beyond format "
+            f"{attrs.get('gain_beyond_format_bits', float('nan')):.1f} bits, seed {seed}"
+        )
     analyze = status_["analyze"]
     if analyze is None:
         lines.append("analyze: not run (landscape analyze RUN)")
@@ -184,7 +207,9 @@ def describe_status(info_: dict, status_: dict) -> str:
         lines.append(f"analyze: {made}recipe {recipe}{changed}; states {settings.get('states', 'residual')}")
         lines.append(f"  settings {json.dumps(settings, sort_keys=True)}")
         for split, by_name in analyze["layers_complete"].items():
-            counts = ", ".join(f"{name} {n}" for name, n in sorted(by_name.items()) if names.parse_result(name)[0] == "condition")
+            counts = ", ".join(
+                f"{name} {n}" for name, n in sorted(by_name.items()) if names.parse_result(name)[0] == "condition"
+            )
             lines.append(f"  {split}: layers complete: {counts}")
     lines.append(f"report: {status_['report'] or 'not written (landscape report RUN)'}")
     return "\n".join(lines)

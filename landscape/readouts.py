@@ -42,8 +42,9 @@ class Unembedding:
     softcap: float | None = None  # final logit soft-capping: c * tanh(logits / c) (Gemma 2)
 
 
-def lens_logits(X: np.ndarray, norm: tuple[np.ndarray, np.ndarray | None, float], norm_kind: str,
-                head: Unembedding) -> np.ndarray:
+def lens_logits(
+    X: np.ndarray, norm: tuple[np.ndarray, np.ndarray | None, float], norm_kind: str, head: Unembedding
+) -> np.ndarray:
     """(N, K) choice logits of residual states ``X`` (N, d) through the final norm and the head."""
     logits = apply_norm(X, *norm, norm_kind).astype(np.float64) @ head.weight.astype(np.float64).T
     if head.bias is not None:
@@ -93,8 +94,6 @@ def decision_layers(predictions: np.ndarray) -> np.ndarray:
     return np.argmax(stays, axis=0).astype(np.int64)
 
 
-
-
 # ---------------------------------------------------------------- linear probes
 
 PROBE_CS = (1e-3, 1e-2, 1e-1, 1.0)  # inverse L2 strengths tried by cross-validation
@@ -118,8 +117,17 @@ class ProbeResult:
         return self.accuracy.value - self.control
 
 
-def linear_probe(X_fit: np.ndarray, y_fit: np.ndarray, X_score: np.ndarray, y_score: np.ndarray, *,
-                 Cs: tuple[float, ...] = PROBE_CS, folds: int = 3, seed: int = 0, max_iter: int = 100) -> ProbeResult:
+def linear_probe(
+    X_fit: np.ndarray,
+    y_fit: np.ndarray,
+    X_score: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    Cs: tuple[float, ...] = PROBE_CS,
+    folds: int = 3,
+    seed: int = 0,
+    max_iter: int = 100,
+) -> ProbeResult:
     """Multinomial logistic regression on standardised states (fit rows (n, d) -> scored rows (m, d)).
 
     The standardisation and C are fit on the fitting rows alone (``folds``-fold cross-validation,
@@ -135,16 +143,25 @@ def linear_probe(X_fit: np.ndarray, y_fit: np.ndarray, X_score: np.ndarray, y_sc
     return _result([_fit_probe(X_fit, y_fit, X_score, y_score, Cs=Cs, folds=folds, seed=seed, max_iter=max_iter)], seed)
 
 
-def linear_probe_halves(X: np.ndarray, y: np.ndarray, *, Cs: tuple[float, ...] = PROBE_CS, folds: int = 3, seed: int = 0,
-                        max_iter: int = 100) -> ProbeResult:
+def linear_probe_halves(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    Cs: tuple[float, ...] = PROBE_CS,
+    folds: int = 3,
+    seed: int = 0,
+    max_iter: int = 100,
+) -> ProbeResult:
     """``linear_probe`` cross-fit on two seeded halves of the same rows (each half fit, the other
     scored), for runs whose only rows are the scored ones: every row is scored once, by the probe
     that never saw it."""
     order = np.random.default_rng(seed).permutation(len(y))
-    a, b = order[: len(y) // 2], order[len(y) // 2:]
+    a, b = order[: len(y) // 2], order[len(y) // 2 :]
     y = np.asarray(y)
     settings = dict(Cs=Cs, folds=folds, seed=seed, max_iter=max_iter)
-    return _result([_fit_probe(X[a], y[a], X[b], y[b], **settings), _fit_probe(X[b], y[b], X[a], y[a], **settings)], seed)
+    return _result(
+        [_fit_probe(X[a], y[a], X[b], y[b], **settings), _fit_probe(X[b], y[b], X[a], y[a], **settings)], seed
+    )
 
 
 @dataclass(frozen=True)
@@ -170,21 +187,39 @@ def _fit_probe(X_fit, y_fit, X_score, y_score, *, Cs, folds, seed, max_iter) -> 
     labels, counts = np.unique(y_fit, return_counts=True)
     splitter = (StratifiedKFold if counts.min() >= folds else KFold)(folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # a weakly regularised fit may stop at max_iter; scored anyway
+        warnings.simplefilter(
+            "ignore", ConvergenceWarning
+        )  # a weakly regularised fit may stop at max_iter; scored anyway
         # separable rows at weak regularisation: Newton-CG's line search ends early, the fit stands
         for message in ("The line search algorithm did not converge", "Line Search failed"):
             warnings.filterwarnings("ignore", message=message)
-        C = float(LogisticRegressionCV(Cs=list(Cs), cv=splitter, max_iter=max_iter, tol=PROBE_CV_TOL, solver=PROBE_SOLVER,
-                                       l1_ratios=(0.0,), scoring="accuracy", use_legacy_attributes=False).fit(A, y_fit).C_)
+        C = float(
+            LogisticRegressionCV(
+                Cs=list(Cs),
+                cv=splitter,
+                max_iter=max_iter,
+                tol=PROBE_CV_TOL,
+                solver=PROBE_SOLVER,
+                l1_ratios=(0.0,),
+                scoring="accuracy",
+                use_legacy_attributes=False,
+            )
+            .fit(A, y_fit)
+            .C_
+        )
         probe = LogisticRegression(C=C, max_iter=max_iter, tol=PROBE_TOL, solver=PROBE_SOLVER).fit(A, y_fit)
         # The control task: the same probe on shuffled labels, scored on independently shuffled
         # labels of the scored rows (chance in expectation); its fit on its own labels is the capacity.
         rng = np.random.default_rng(seed)
         shuffled, shuffled_score = rng.permutation(y_fit), rng.permutation(y_score)
         control = LogisticRegression(C=C, max_iter=max_iter, tol=PROBE_TOL, solver=PROBE_SOLVER).fit(A, shuffled)
-    return _Fitted(correct=probe.predict(B) == y_score, control_correct=control.predict(B) == shuffled_score,
-                   majority_correct=y_score == labels[counts.argmax()],
-                   control_fit=float((control.predict(A) == shuffled).mean()), C=C)
+    return _Fitted(
+        correct=probe.predict(B) == y_score,
+        control_correct=control.predict(B) == shuffled_score,
+        majority_correct=y_score == labels[counts.argmax()],
+        control_fit=float((control.predict(A) == shuffled).mean()),
+        C=C,
+    )
 
 
 def _result(parts: list[_Fitted], seed: int) -> ProbeResult:

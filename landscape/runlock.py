@@ -22,9 +22,9 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 LOCK_FILE = ".landscape.lock"
 
@@ -74,18 +74,23 @@ def busy_message(run: str | Path, what: str = "this run") -> str:
     """One line: who writes the run (when known) and what to do."""
     who = holder(run)
     if who is None or who == (os.getpid(), socket.gethostname()):  # ours: the other process is not landscape
-        return (f"another process is writing {what} ({run}): wait for it to finish, or stop it, "
-                "then run this command again")
+        return (
+            f"another process is writing {what} ({run}): wait for it to finish, or stop it, then run this command again"
+        )
     pid, host = who
     where = "" if host == socket.gethostname() else f" on {host}"
-    return (f"another landscape process (pid {pid}{where}) is writing {what} ({run}): wait for it to finish, "
-            f"or stop it (kill {pid}), then run this command again")
+    return (
+        f"another landscape process (pid {pid}{where}) is writing {what} ({run}): wait for it to finish, "
+        f"or stop it (kill {pid}), then run this command again"
+    )
 
 
 def is_hdf5_lock(error: BaseException) -> bool:
     """Whether ``error`` is HDF5 refusing a file another process holds open ("unable to lock file")."""
-    return isinstance(error, OSError) and ("unable to lock file" in str(error)
-                                           or (error.errno in (errno.EAGAIN, errno.EWOULDBLOCK) and "lock" in str(error)))
+    return isinstance(error, OSError) and (
+        "unable to lock file" in str(error)
+        or (error.errno in (errno.EAGAIN, errno.EWOULDBLOCK) and "lock" in str(error))
+    )
 
 
 def _acquire(path: Path) -> int | None:

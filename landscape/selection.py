@@ -24,9 +24,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numba
 import numpy as np
@@ -58,10 +58,15 @@ class Reservoirs:
     k: int
 
     @classmethod
-    def empty(cls, n: int, k: int) -> "Reservoirs":
+    def empty(cls, n: int, k: int) -> Reservoirs:
         slots = _SLOTS_PER_K * k
-        return cls(np.empty((n, slots), dtype=np.float32), np.empty((n, slots), dtype=np.int64),
-                   np.zeros(n, dtype=np.int64), np.full(n, np.inf, dtype=np.float32), k)
+        return cls(
+            np.empty((n, slots), dtype=np.float32),
+            np.empty((n, slots), dtype=np.int64),
+            np.zeros(n, dtype=np.int64),
+            np.full(n, np.inf, dtype=np.float32),
+            k,
+        )
 
     def offer_rows(self, d2: np.ndarray, first: int, offset: int, row_terms: np.ndarray | None = None) -> None:
         """Offer ``d2[r, c] + row_terms[r]`` ((R, W) and (R,) float32; no terms: 0) to point
@@ -144,7 +149,9 @@ def _append(point, value, neighbour, distances, indices, counts, thresholds, k):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"nnan"})
-def _offer_rows(d2, row_terms, first, offset, distances, indices, counts, thresholds, k, chunk):  # pragma: no cover - compiled
+def _offer_rows(
+    d2, row_terms, first, offset, distances, indices, counts, thresholds, k, chunk
+):  # pragma: no cover - compiled
     rows, width = d2.shape
     for r in numba.prange(rows):
         point = first + r
@@ -161,7 +168,9 @@ def _offer_rows(d2, row_terms, first, offset, distances, indices, counts, thresh
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"nnan"})
-def _offer_columns(d2, row_terms, first, offset, distances, indices, counts, thresholds, k, chunk):  # pragma: no cover - compiled
+def _offer_columns(
+    d2, row_terms, first, offset, distances, indices, counts, thresholds, k, chunk
+):  # pragma: no cover - compiled
     rows, width = d2.shape
     for block in numba.prange((width + chunk - 1) // chunk):
         lo = block * chunk

@@ -42,8 +42,9 @@ Example:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,7 +94,7 @@ def hsic_unbiased(K: np.ndarray, L: np.ndarray) -> float:
     np.fill_diagonal(K, 0.0)
     np.fill_diagonal(L, 0.0)
     ones_K, ones_L = K.sum(axis=0), L.sum(axis=0)
-    value = (np.sum(K * L) + ones_K.sum() * ones_L.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * ones_K @ ones_L)
+    value = np.sum(K * L) + ones_K.sum() * ones_L.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * ones_K @ ones_L
     return float(value / (n * (n - 3)))
 
 
@@ -131,7 +132,7 @@ def information_imbalance(X_a: np.ndarray, X_b: np.ndarray, *, block: int = 1024
         raise ValueError(f"{len(A)} and {len(B)} rows: information imbalance compares the same examples")
     n = len(A)
     ranks_ab, ranks_ba = np.empty(n), np.empty(n)
-    sq_a, sq_b = (A ** 2).sum(axis=1), (B ** 2).sum(axis=1)
+    sq_a, sq_b = (A**2).sum(axis=1), (B**2).sum(axis=1)
     for start in range(0, n, block):
         rows = np.arange(start, min(n, start + block))
         d_a = sq_a[rows, None] + sq_a[None, :] - 2 * A[rows] @ A.T
@@ -183,9 +184,17 @@ class SimilarityMatrices:
         return {**{name: getattr(self, name) for name in MEASURES}, **self.nulls}
 
 
-def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, cknna_k: int = 10,
-                        device: str | None = None, memory_bytes: int = MEMORY_BYTES, null_draws: int = 0,
-                        null_seed: int = 0, cka_null: str = "moments") -> SimilarityMatrices:
+def similarity_matrices(
+    representations: Sequence[np.ndarray],
+    *,
+    k: int = 10,
+    cknna_k: int = 10,
+    device: str | None = None,
+    memory_bytes: int = MEMORY_BYTES,
+    null_draws: int = 0,
+    null_seed: int = 0,
+    cka_null: str = "moments",
+) -> SimilarityMatrices:
     """Every measure between every two of R representations (each (N, d_r), the same N rows,
     no duplicated rows within any: neighbours among copies are undefined).
 
@@ -219,7 +228,9 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
         raise ValueError(f"null_draws must be >= 0, got {null_draws}")
     if cka_null not in ("moments", "draws"):
         raise ValueError(f"cka_null must be moments or draws, got {cka_null!r}")
-    prepared = _Prepared(representations, dev, cache_bytes=memory_bytes // 2, hold_grams=null_draws > 0 and cka_null == "draws")
+    prepared = _Prepared(
+        representations, dev, cache_bytes=memory_bytes // 2, hold_grams=null_draws > 0 and cka_null == "draws"
+    )
     n = prepared.n
     if n < 4 or not 1 <= k < n or not 2 <= cknna_k < n:
         raise ValueError(f"{n} rows, k={k}, cknna_k={cknna_k}: need n >= 4, 1 <= k < n and 2 <= cknna_k < n")
@@ -246,7 +257,7 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
         flat = distances.reshape(R, -1)
         inner += flat @ flat.T
         if grams is not None:  # held for the CKA nulls' draws
-            grams[:, start:start + len(rows)] = distances
+            grams[:, start : start + len(rows)] = distances
         for r in range(R):  # the Gram rows become distances in place, one representation at a time
             distances[r] = sq[r, rows, None] + sq[r, None, :] - 2 * distances[r]
         distances[:, torch.arange(len(rows), device=dev), rows] = torch.inf  # a point is not its own neighbour
@@ -266,8 +277,19 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
     nulls, samples, null_attrs = {}, {}, {}
     if null_draws:
         nulls, samples, null_attrs = permutation_nulls(
-            null_permutations(n, null_draws, null_seed), knn=knn, huh_knn=huh_knn, huh_values=huh_values, own=own,
-            k=k, cknna_k=cknna_k, grams=grams, inner=inner, sq=sq, unbiased=unbiased, block_bytes=_BLOCK_BYTES)
+            null_permutations(n, null_draws, null_seed),
+            knn=knn,
+            huh_knn=huh_knn,
+            huh_values=huh_values,
+            own=own,
+            k=k,
+            cknna_k=cknna_k,
+            grams=grams,
+            inner=inner,
+            sq=sq,
+            unbiased=unbiased,
+            block_bytes=_BLOCK_BYTES,
+        )
         null_attrs.update(null_seed=int(null_seed))
         del grams
     return SimilarityMatrices(
@@ -277,7 +299,9 @@ def similarity_matrices(representations: Sequence[np.ndarray], *, k: int = 10, c
         mutual_knn_euclidean=_mutual_knn_matrix(knn.cpu().numpy(), k),
         cknna=_cknna_matrix(cknna_lists, cknna_values, own),
         imbalance=(2.0 / n * ranks / n).cpu().numpy(),
-        nulls=nulls, null_samples=samples, null_attrs=null_attrs,
+        nulls=nulls,
+        null_samples=samples,
+        null_attrs=null_attrs,
     )
 
 
@@ -298,8 +322,9 @@ class _Prepared:
     N x N Grams are to be held too (the nulls' CKA draws) where they fit in ``cache_bytes``
     (``grams_held``), leaving the rest of it to the copies."""
 
-    def __init__(self, representations: Sequence[np.ndarray], device: torch.device, *, cache_bytes: int,
-                 hold_grams: bool = False):
+    def __init__(
+        self, representations: Sequence[np.ndarray], device: torch.device, *, cache_bytes: int, hold_grams: bool = False
+    ):
         self._representations, self._device = representations, device
         self._means: list[np.ndarray] = []
         self._bounds: list[float] = []
@@ -318,7 +343,7 @@ class _Prepared:
             self._means.append(X.mean(axis=0))
             self._bounds.append(huh_bound(X))
             centred, huh = self._prepare(r, X)
-            norms.append((centred ** 2).sum(dim=1))
+            norms.append((centred**2).sum(dim=1))
             held += 2 * centred.numel() * centred.element_size()
             if held <= cache_bytes:
                 self._kept[r] = centred, huh
@@ -327,8 +352,10 @@ class _Prepared:
         self.all_kept = len(self._kept) == len(representations)
 
     def _prepare(self, r: int, X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.as_tensor(X - self._means[r], device=self._device),
-                torch.as_tensor(huh_features(X, bound=self._bounds[r]), device=self._device))
+        return (
+            torch.as_tensor(X - self._means[r], device=self._device),
+            torch.as_tensor(huh_features(X, bound=self._bounds[r]), device=self._device),
+        )
 
     def __getitem__(self, r: int) -> tuple[torch.Tensor, torch.Tensor]:
         if r in self._kept:
@@ -373,8 +400,9 @@ def _cknna_matrix(knn: np.ndarray, values: np.ndarray, own: np.ndarray | None = 
     out = np.eye(R)
     for a, b in itertools.combinations(range(R), 2):  # their 1e-6; not quite symmetric: the masked kernels are not
         shared = knn[a][:, :, None] == knn[b][:, None, :]  # (N, k, k): a's slot s holds b's slot t
-        forward, backward = _masked_hsic(np.where(shared.any(axis=2), knn[a], -1), values[a],
-                                         (shared * values[b][:, None, :]).sum(axis=2))
+        forward, backward = _masked_hsic(
+            np.where(shared.any(axis=2), knn[a], -1), values[a], (shared * values[b][:, None, :]).sum(axis=2)
+        )
         out[a, b] = forward / (np.sqrt(own[a] * own[b]) + 1e-6)
         out[b, a] = backward / (np.sqrt(own[a] * own[b]) + 1e-6)
     return out
@@ -386,8 +414,9 @@ def _masked_hsic(columns: np.ndarray, k_values: np.ndarray, l_values: np.ndarray
     n = len(columns)
     kept = columns >= 0
     rows = np.broadcast_to(np.arange(n)[:, None], columns.shape)[kept]
-    forward, backward = masked_hsic_pairs(np.zeros(len(rows), dtype=np.int64), rows, columns[kept], k_values[kept],
-                                           l_values[kept], n=n, n_pairs=1)
+    forward, backward = masked_hsic_pairs(
+        np.zeros(len(rows), dtype=np.int64), rows, columns[kept], k_values[kept], l_values[kept], n=n, n_pairs=1
+    )
     return float(forward[0]), float(backward[0])
 
 

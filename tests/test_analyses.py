@@ -27,8 +27,12 @@ def test_analysis_covers_every_condition_layer_and_pair(tiny_run):
     keys = {(r["condition"], int(r["layer"])) for r in rows}
     # layer 0 is one point repeated: its pair comparison is skipped and has no metrics
     assert keys == {(c, l) for c in ("0shot", "1shot") for l in range(4)} | {("0shot~1shot", l) for l in (1, 2, 3)}
-    value = {(r["condition"], int(r["layer"]), r["metric"] + (f"[{r['grouping']}]" if r["grouping"] else "")): float(r["value"])
-             for r in rows}
+    value = {
+        (r["condition"], int(r["layer"]), r["metric"] + (f"[{r['grouping']}]" if r["grouping"] else "")): float(
+            r["value"]
+        )
+        for r in rows
+    }
     for c in ("0shot", "1shot"):
         assert value[(c, 0, "n_distinct")] == 1.0  # the embedding of ':' is the same for every prompt
         assert (c, 0, "ari[subject]") not in value
@@ -85,7 +89,9 @@ def test_two_workers_give_the_same_numbers(tiny_run, tmp_path):
 
 def test_analyze_layer_on_a_mixture_and_compare():
     X, labels = mixture(n_per=120, centers=3, seed=7)
-    answers = np.random.default_rng(7).integers(0, 4, len(labels))  # no structure (arange % 4 would be balanced in every cluster)
+    answers = np.random.default_rng(7).integers(
+        0, 4, len(labels)
+    )  # no structure (arange % 4 would be balanced in every cluster)
     config = AnalysisConfig()
     a = analyze_layer(X, {"subject": labels.astype(str), "answer": answers}, config)
     assert a.skipped == "" and a.scalars["n_clusters"] == 3 and a.scalars["ari[subject]"] == 1.0
@@ -93,15 +99,28 @@ def test_analyze_layer_on_a_mixture_and_compare():
     assert a.arrays["tree_linkage"].shape == (2, 4)
     b = analyze_layer(X[:, ::-1].copy(), {"subject": labels.astype(str), "answer": answers}, config)  # same geometry
     pair = compare_layers(a, b, config)
-    assert {k: v for k, v in pair.scalars.items() if "_null" not in k} == {"data_overlap": 1.0, "ari_clusters": 1.0, "n_pair_dropped": 0.0}
+    assert {k: v for k, v in pair.scalars.items() if "_null" not in k} == {
+        "data_overlap": 1.0,
+        "ari_clusters": 1.0,
+        "n_pair_dropped": 0.0,
+    }
     # chance levels: planted structure lies far above its null, the structure-free answers within theirs
     assert pair.scalars["data_overlap_null_high"] < 0.2 and pair.scalars["ari_clusters_null_high"] < 0.1
     assert a.scalars["ari_null_high[subject]"] < 0.1 and a.scalars["label_overlap_null_high[subject]"] < 0.5
-    assert a.scalars["ari_null_low[answer]"] < 0 < a.scalars["ari_null_high[answer]"]  # coverage: tests/test_geometry.py
-    assert a.scalars["label_overlap_null_low[answer]"] <= a.scalars["label_overlap[answer]"] <= a.scalars["label_overlap_null_high[answer]"]
+    assert (
+        a.scalars["ari_null_low[answer]"] < 0 < a.scalars["ari_null_high[answer]"]
+    )  # coverage: tests/test_geometry.py
+    assert (
+        a.scalars["label_overlap_null_low[answer]"]
+        <= a.scalars["label_overlap[answer]"]
+        <= a.scalars["label_overlap_null_high[answer]"]
+    )
     # the per-row shares average (by class) to the layer's label overlap
     from landscape.nulls import class_weighted_mean
-    assert np.isclose(class_weighted_mean(a.arrays["label_overlap_rows[answer]"], answers), a.scalars["label_overlap[answer]"])
+
+    assert np.isclose(
+        class_weighted_mean(a.arrays["label_overlap_rows[answer]"], answers), a.scalars["label_overlap[answer]"]
+    )
 
 
 def test_one_longer_graph_serves_the_layer_and_its_label_overlap(monkeypatch):
@@ -144,13 +163,27 @@ def test_incomplete_conditions_are_left_out_unless_named(tiny_run, tmp_path):
 def test_a_train_split_too_small_for_maxk_is_skipped_and_said_so(tmp_path, tiny_model_dir, tiny_mmlu, capsys):
     from extract.icl import ExtractConfig, run_extract
 
-    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0,), subjects="all",
-                              per_subject=12, demo_pool=1, train_per_subject=4, batch_size=8), tmp_path, progress=False)
+    run_extract(
+        ExtractConfig(
+            model=str(tiny_model_dir),
+            task_data=str(tiny_mmlu),
+            shots=(0,),
+            subjects="all",
+            per_subject=12,
+            demo_pool=1,
+            train_per_subject=4,
+            batch_size=8,
+        ),
+        tmp_path,
+        progress=False,
+    )
     capsys.readouterr()
     run_analysis(tmp_path, SMALL, progress=False)
     said = [line for line in capsys.readouterr().err.splitlines() if "train split" in line]
-    assert said == ["the train split's 12 rows are fewer than maxk + 1 = 21: its layers are skipped "
-                    "(no train-row geometry, so no EDL correlations); lower --maxk to analyse them"]
+    assert said == [
+        "the train split's 12 rows are fewer than maxk + 1 = 21: its layers are skipped "
+        "(no train-row geometry, so no EDL correlations); lower --maxk to analyse them"
+    ]
     with h5py.File(tmp_path / "analysis.h5") as f:
         _, _, skipped = store.analysis.read_result(f, store.analysis.result_path("0shot", 2, split="train"))
         assert "maxk=20 needs at least 21" in skipped
@@ -162,7 +195,7 @@ def test_a_sampled_label_overlap_builds_no_longer_graph_and_estimates_the_exact_
     within its standard error's reach of it, and everything else is unchanged."""
     from analyses import layer
     from landscape import geometry
-    from landscape.knn import knn_graph, neighbours_of
+    from landscape.knn import neighbours_of
 
     rng = np.random.default_rng(3)
     X, labels = mixture(n_per=150, centers=4, dim=20, spread=0.5)
@@ -182,4 +215,7 @@ def test_a_sampled_label_overlap_builds_no_longer_graph_and_estimates_the_exact_
             assert sampled.scalars[name] == pytest.approx(exact.scalars[name], rel=1e-9, nan_ok=True), name
     every = np.arange(len(X))  # every point: the exact overlap, with no error
     full = geometry.label_overlap_sampled(neighbours_of(X, every, 45, exact=True), every, labels, class_fraction=0.3)
-    assert full == (pytest.approx(geometry.label_overlap(real(X, 45, exact=True), labels, class_fraction=0.3), rel=1e-12), 0.0)
+    assert full == (
+        pytest.approx(geometry.label_overlap(real(X, 45, exact=True), labels, class_fraction=0.3), rel=1e-12),
+        0.0,
+    )

@@ -43,9 +43,29 @@ def copy_run(tiny_run, tmp_path, *, analysis: bool = True):
 
 
 def extract_argv(run, tiny_model_dir, tiny_mmlu, *extra):
-    return ["extract", "--run", run, "--model", tiny_model_dir, "--task-data", tiny_mmlu, "--subjects", "all",
-            "--shots", "0,1", "--per-subject", 12, "--demo-pool", 2, "--train-per-subject", 0, "--batch-size", 8,
-            "--no-progress", *extra]
+    return [
+        "extract",
+        "--run",
+        run,
+        "--model",
+        tiny_model_dir,
+        "--task-data",
+        tiny_mmlu,
+        "--subjects",
+        "all",
+        "--shots",
+        "0,1",
+        "--per-subject",
+        12,
+        "--demo-pool",
+        2,
+        "--train-per-subject",
+        0,
+        "--batch-size",
+        8,
+        "--no-progress",
+        *extra,
+    ]
 
 
 SMALL_FLAGS = ["--maxk", 20, "--density-k", 8, "--overlap-k", 10, "--tree-min-size", 3, "--no-progress"]
@@ -101,7 +121,12 @@ def test_file_of_another_schema_version(tiny_run, tmp_path, capsys):
 def test_a_stage_before_the_one_it_needs(tiny_run, tmp_path, capsys, tiny_mmlu):
     empty = tmp_path / "empty"
     empty.mkdir()
-    for command in (["analyze", empty], ["finetune", empty, "--task-data", tiny_mmlu], ["report", empty], ["info", empty]):
+    for command in (
+        ["analyze", empty],
+        ["finetune", empty, "--task-data", tiny_mmlu],
+        ["report", empty],
+        ["info", empty],
+    ):
         fails(command, capsys, "run `landscape extract` first")
     run = copy_run(tiny_run, tmp_path, analysis=False)
     fails(["report", run, "--png", "no"], capsys, "run `landscape analyze")
@@ -123,32 +148,57 @@ def test_too_few_examples_and_identical_points(tiny_run, tmp_path, capsys):
     with h5py.File(run / "hidden.h5", "a") as f:
         hidden = store.hidden.get_condition(f, "1shot")["hidden"]
         hidden[...] = 1.0  # every point of every layer the same
-    fails(["analyze", run, *SMALL_FLAGS, "--conditions", "1shot"], capsys, "no layer of 1shot (eval rows) has a geometry")
+    fails(
+        ["analyze", run, *SMALL_FLAGS, "--conditions", "1shot"], capsys, "no layer of 1shot (eval rows) has a geometry"
+    )
 
 
 def test_unknown_subject_split_condition_and_too_many_shots(tiny_run, tmp_path, capsys, tiny_model_dir, tiny_mmlu):
-    fails(["extract", "--run", tmp_path / "r", "--task-data", tiny_mmlu, "--subjects", "astrology"], capsys,
-          "unknown subject 'astrology'")
-    fails(["extract", "--run", tmp_path / "r", "--task-data", tiny_mmlu, "--subjects", "all", "--shots", "3",
-           "--demo-pool", "2"], capsys, "3 shots asked but the demo pool holds 2")
+    fails(
+        ["extract", "--run", tmp_path / "r", "--task-data", tiny_mmlu, "--subjects", "astrology"],
+        capsys,
+        "unknown subject 'astrology'",
+    )
+    fails(
+        [
+            "extract",
+            "--run",
+            tmp_path / "r",
+            "--task-data",
+            tiny_mmlu,
+            "--subjects",
+            "all",
+            "--shots",
+            "3",
+            "--demo-pool",
+            "2",
+        ],
+        capsys,
+        "3 shots asked but the demo pool holds 2",
+    )
     run = copy_run(tiny_run, tmp_path)
     fails(["analyze", run, *SMALL_FLAGS, "--splits", "test"], capsys, "no 'test' rows")
     fails(["analyze", run, *SMALL_FLAGS, "--conditions", "7shot"], capsys, "no condition '7shot'")
-    fails(["extract", "--run", tmp_path / "r", "--demos", "shuffled"], capsys, "unknown demo sampling 'shuffled'", code=2)
+    fails(
+        ["extract", "--run", tmp_path / "r", "--demos", "shuffled"], capsys, "unknown demo sampling 'shuffled'", code=2
+    )
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["extract", "--per-subject", "abc"], "'abc' is not an integer"),
-    (["extract", "--per-subject", "-1"], "'-1' must be >= 1"),
-    (["extract", "--batch-size", "0"], "'0' must be >= 1"),
-    (["extract", "--shots", "0,x"], "bad shots '0,x'"),
-    (["finetune", "--lr=-1e-4"], "must be a positive finite number"),
-    (["finetune", "--dropout", "nan"], "must be in [0, 1)"),
-    (["analyze", "--maxk", "0"], "'0' must be >= 1"),
-    (["analyze", "--Z", "inf"], "must be a positive finite number"),
-    (["report", "--map-neighbors", "many"], "'many' is not an integer"),
-    (["analyze", "--layers", "1,a"], "bad layer list"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["extract", "--per-subject", "abc"], "'abc' is not an integer"),
+        (["extract", "--per-subject", "-1"], "'-1' must be >= 1"),
+        (["extract", "--batch-size", "0"], "'0' must be >= 1"),
+        (["extract", "--shots", "0,x"], "bad shots '0,x'"),
+        (["finetune", "--lr=-1e-4"], "must be a positive finite number"),
+        (["finetune", "--dropout", "nan"], "must be in [0, 1)"),
+        (["analyze", "--maxk", "0"], "'0' must be >= 1"),
+        (["analyze", "--Z", "inf"], "must be a positive finite number"),
+        (["report", "--map-neighbors", "many"], "'many' is not an integer"),
+        (["analyze", "--layers", "1,a"], "bad layer list"),
+    ],
+)
 def test_non_numeric_and_negative_options(argv, match, capsys):
     line = fails(argv, capsys, match, code=2)
     assert "--help" in line  # the usage is one command away, not printed
@@ -184,12 +234,15 @@ def test_a_disk_that_fills_mid_write(tiny_run, tmp_path, capsys, monkeypatch, ti
     assert cli.main([str(a) for a in extract_argv(run, tiny_model_dir, tiny_mmlu)]) == 0
     with h5py.File(run / "hidden.h5", "r") as a, h5py.File(tiny_run / "hidden.h5", "r") as b:
         for name in ("0shot", "1shot"):
-            np.testing.assert_array_equal(store.hidden.get_condition(a, name)["hidden"][:], store.hidden.get_condition(b, name)["hidden"][:])
+            np.testing.assert_array_equal(
+                store.hidden.get_condition(a, name)["hidden"][:], store.hidden.get_condition(b, name)["hidden"][:]
+            )
 
 
 @pytest.mark.parametrize("room_for", [0, 3])  # free_bytes calls that find room: none, or the condition's and 2 batches'
-def test_states_that_will_not_fit_are_refused_before_they_are_written(room_for, tiny_run, tmp_path, capsys, monkeypatch,
-                                                                      tiny_model_dir, tiny_mmlu):
+def test_states_that_will_not_fit_are_refused_before_they_are_written(
+    room_for, tiny_run, tmp_path, capsys, monkeypatch, tiny_model_dir, tiny_mmlu
+):
     """The room of the run's disk is checked before a condition (its rows x layers x width) and
     before each batch, not found out by HDF5 mid-write: one line, then the same command resumes."""
     run = tmp_path / "run"
@@ -201,7 +254,11 @@ def test_states_that_will_not_fit_are_refused_before_they_are_written(room_for, 
 
     monkeypatch.setattr(disk, "free_bytes", free)
     line = fails(extract_argv(run, tiny_model_dir, tiny_mmlu), capsys, "no room for")
-    assert ("the states of 0shot (36 rows x 4 layers x 32, float32)" if room_for == 0 else "the next batch of 0shot's states") in line
+    assert (
+        "the states of 0shot (36 rows x 4 layers x 32, float32)"
+        if room_for == 0
+        else "the next batch of 0shot's states"
+    ) in line
     assert "it needs 18.0 KiB" in line or room_for, line
     assert "run the same command again: it resumes" in line
     with h5py.File(run / "hidden.h5", "r") as f:
@@ -210,14 +267,18 @@ def test_states_that_will_not_fit_are_refused_before_they_are_written(room_for, 
     assert cli.main([str(a) for a in extract_argv(run, tiny_model_dir, tiny_mmlu)]) == 0
     with h5py.File(run / "hidden.h5", "r") as a, h5py.File(tiny_run / "hidden.h5", "r") as b:
         for name in ("0shot", "1shot"):
-            np.testing.assert_array_equal(store.hidden.get_condition(a, name)["hidden"][:], store.hidden.get_condition(b, name)["hidden"][:])
+            np.testing.assert_array_equal(
+                store.hidden.get_condition(a, name)["hidden"][:], store.hidden.get_condition(b, name)["hidden"][:]
+            )
 
 
 def test_full_disk_messages_name_the_file_and_the_way_on():
     """What h5py raises on a full disk (an OSError mid-write, a RuntimeError when it cannot flush
     what it closes) becomes one line naming the file; other errors are left alone."""
-    hdf5 = RuntimeError("Can't decrement id ref count (file write failed: time = Mon Dec  7 2026\n, filename = "
-                        "'runs/x/hidden.h5', file descriptor = 3, errno = 28, error message = 'No space left on device')")
+    hdf5 = RuntimeError(
+        "Can't decrement id ref count (file write failed: time = Mon Dec  7 2026\n, filename = "
+        "'runs/x/hidden.h5', file descriptor = 3, errno = 28, error message = 'No space left on device')"
+    )
     assert disk.is_full(hdf5) and disk.hdf5_failed(hdf5)
     line = disk.full_message(hdf5)
     assert "while writing runs/x/hidden.h5" in line and "run the same command again" in line and "\n" not in line
@@ -239,8 +300,10 @@ def test_a_full_disk_hdf5_can_only_report_is_one_line(capsys, monkeypatch):
 
     class Dataset:  # as h5py's, released while the disk is full
         def __del__(self):
-            raise RuntimeError("Can't decrement id ref count (file write failed: time = Mon Dec  7 19:26:51 2026\n, "
-                               "filename = 'runs/x/hidden.h5', errno = 28, error message = 'No space left on device')")
+            raise RuntimeError(
+                "Can't decrement id ref count (file write failed: time = Mon Dec  7 19:26:51 2026\n, "
+                "filename = 'runs/x/hidden.h5', errno = 28, error message = 'No space left on device')"
+            )
 
     def leave(code):
         raise SystemExit(code)
@@ -253,8 +316,12 @@ def test_a_full_disk_hdf5_can_only_report_is_one_line(capsys, monkeypatch):
 
 def _hold(code: str, tmp_path) -> subprocess.Popen:
     """A child process that runs ``code`` (it holds something) and says "held"; the caller stops it."""
-    child = subprocess.Popen([sys.executable, "-c", code + "\nprint('held', flush=True)\nimport time; time.sleep(120)"],
-                             stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code + "\nprint('held', flush=True)\nimport time; time.sleep(120)"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     assert child.stdout.readline().strip() == "held"
     return child
 
@@ -264,7 +331,9 @@ def test_a_run_another_landscape_process_writes_is_refused(tiny_run, tmp_path, c
     before = digest(run / "analysis.h5")
     child = _hold(f"from landscape import runlock\nlock = runlock.writing({str(run)!r})\nlock.__enter__()", tmp_path)
     try:
-        line = fails(["analyze", run, *SMALL_FLAGS], capsys, f"another landscape process (pid {child.pid}) is writing this run")
+        line = fails(
+            ["analyze", run, *SMALL_FLAGS], capsys, f"another landscape process (pid {child.pid}) is writing this run"
+        )
         assert "wait for it to finish, or stop it (kill" in line
         fails(["claims", run], capsys, f"(pid {child.pid})")
     finally:
@@ -298,12 +367,15 @@ def test_a_file_another_process_holds_open_is_one_line(tiny_run, tmp_path, capsy
         child.wait()
 
 
-@pytest.mark.parametrize("argv, module, extra", [
-    (["analyze", "RUN", "--ray"], "ray", "ray"),
-    (["report", "RUN", "--png", "yes"], "kaleido", "png"),
-    (["report", "RUN", "--check"], "playwright", "check"),
-    (["compare", "RUN", "RUN", "--out", "OUT", "--check"], "playwright", "check"),
-])
+@pytest.mark.parametrize(
+    "argv, module, extra",
+    [
+        (["analyze", "RUN", "--ray"], "ray", "ray"),
+        (["report", "RUN", "--png", "yes"], "kaleido", "png"),
+        (["report", "RUN", "--check"], "playwright", "check"),
+        (["compare", "RUN", "RUN", "--out", "OUT", "--check"], "playwright", "check"),
+    ],
+)
 def test_a_missing_optional_part_names_its_extra(argv, module, extra, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     argv = [{"RUN": tmp_path, "OUT": tmp_path / "out"}.get(a, a) for a in argv]
@@ -357,8 +429,17 @@ def test_a_disk_that_fills_while_replacing_a_file_keeps_the_old_one(tiny_run, tm
 def test_info_prints_provenance_and_stages(tiny_run, tmp_path, capsys):
     assert cli.main(["info", str(tiny_run)]) == 0
     out = capsys.readouterr().out
-    for expected in ("model", "sha256", "extract:", "0shot", "complete", "analyze:", "layers complete",
-                     "finetune: not run", "report: not written"):
+    for expected in (
+        "model",
+        "sha256",
+        "extract:",
+        "0shot",
+        "complete",
+        "analyze:",
+        "layers complete",
+        "finetune: not run",
+        "report: not written",
+    ):
         assert expected in out, expected
     assert cli.main(["info", str(tiny_run), "--json"]) == 0
     import json
@@ -366,7 +447,10 @@ def test_info_prints_provenance_and_stages(tiny_run, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     condition = info["conditions"]["1shot"]
     assert {"command", "created_at", "versions"} <= set(condition)  # each output says how it was made
-    assert info["stages"]["analyze"]["command"].startswith("landscape") or info["stages"]["analyze"]["command"] == "landscape"
+    assert (
+        info["stages"]["analyze"]["command"].startswith("landscape")
+        or info["stages"]["analyze"]["command"] == "landscape"
+    )
     assert info["versions"]["numpy"] == np.__version__
     run = copy_run(tiny_run, tmp_path)
     with h5py.File(run / "hidden.h5", "a") as f:

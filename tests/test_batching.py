@@ -67,16 +67,29 @@ def test_the_budget_settings():
 def test_batches_by_tokens_give_the_same_rows_and_states(tmp_path, tiny_model_dir, tiny_mmlu):
     """Same rows in the same places, the states equal to float tolerance (other batch shapes),
     the same predictions; the condition records how it was batched."""
-    common = dict(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 2), demos=("fixed", "resampled"),
-                  subjects="all", per_subject=10, demo_pool=3, train_per_subject=2, batch_size=4)
+    common = dict(
+        model=str(tiny_model_dir),
+        task_data=str(tiny_mmlu),
+        shots=(0, 2),
+        demos=("fixed", "resampled"),
+        subjects="all",
+        per_subject=10,
+        demo_pool=3,
+        train_per_subject=2,
+        batch_size=4,
+    )
     run_extract(ExtractConfig(**common), tmp_path / "rows", progress=False)
     run_extract(ExtractConfig(**common, token_budget=1500), tmp_path / "tokens", progress=False)
     with h5py.File(tmp_path / "rows" / "hidden.h5", "r") as a, h5py.File(tmp_path / "tokens" / "hidden.h5", "r") as b:
         np.testing.assert_array_equal(store.hidden.read_examples(a).ids, store.hidden.read_examples(b).ids)
         for name in store.hidden.condition_names(a):
             for layer in store.hidden.stored_layers(a, name):
-                np.testing.assert_allclose(store.hidden.read_layer(b, name, layer), store.hidden.read_layer(a, name, layer),
-                                           rtol=1e-4, atol=1e-5)
+                np.testing.assert_allclose(
+                    store.hidden.read_layer(b, name, layer),
+                    store.hidden.read_layer(a, name, layer),
+                    rtol=1e-4,
+                    atol=1e-5,
+                )
             np.testing.assert_array_equal(store.hidden.read_outputs(b, name)[2], store.hidden.read_outputs(a, name)[2])
             rows, tokens = (store.hidden.condition_attrs(store.hidden.get_condition(f, name)) for f in (a, b))
             assert rows["batch_size"] == 4 and "token_budget" not in rows
@@ -99,12 +112,15 @@ def test_a_fine_tune_resumes_with_the_micro_batch_it_recorded(tmp_path, tiny_mod
     settings.json recorded is kept (a resume state must match it), unless --overwrite."""
     from types import SimpleNamespace
 
-    from extract.finetune import _micro_tokens
-    from extract.ranks import Ranks
-    from extract.finetune_config import FinetuneConfig, micro_tokens_for
     from transformers import AutoConfig
 
-    model = SimpleNamespace(config=AutoConfig.from_pretrained(tiny_model_dir), get_input_embeddings=lambda: torch.nn.Embedding(2, 2))
+    from extract.finetune import _micro_tokens
+    from extract.finetune_config import FinetuneConfig, micro_tokens_for
+    from extract.ranks import Ranks
+
+    model = SimpleNamespace(
+        config=AutoConfig.from_pretrained(tiny_model_dir), get_input_embeddings=lambda: torch.nn.Embedding(2, 2)
+    )
     run = SimpleNamespace(hidden=tmp_path / "hidden.h5")
     assert _micro_tokens(model, run, FinetuneConfig(), Ranks(), overwrite=False) == micro_tokens_for(model.config)
     (tmp_path / "adapters" / "sft").mkdir(parents=True)
@@ -117,16 +133,28 @@ def test_a_fine_tune_resumes_with_the_micro_batch_it_recorded(tmp_path, tiny_mod
 def test_the_gpus_states_equal_the_cpus(tmp_path, tiny_model_dir, tiny_mmlu):
     """Float32 on cuda (batches by the free memory's token budget, copies without blocking) against
     the CPU (batches of rows): every layer's states to float tolerance, the same predictions."""
-    common = dict(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 2), subjects="all", per_subject=10,
-                  demo_pool=3, train_per_subject=2, dtype="float32")
+    common = dict(
+        model=str(tiny_model_dir),
+        task_data=str(tiny_mmlu),
+        shots=(0, 2),
+        subjects="all",
+        per_subject=10,
+        demo_pool=3,
+        train_per_subject=2,
+        dtype="float32",
+    )
     run_extract(ExtractConfig(**common, device="cpu"), tmp_path / "cpu", progress=False)
     run_extract(ExtractConfig(**common, device="cuda"), tmp_path / "cuda", progress=False)
     with h5py.File(tmp_path / "cpu" / "hidden.h5", "r") as a, h5py.File(tmp_path / "cuda" / "hidden.h5", "r") as b:
         for name in store.hidden.condition_names(a):
             assert "token_budget" in store.hidden.condition_attrs(store.hidden.get_condition(b, name))
             for layer in store.hidden.stored_layers(a, name):
-                np.testing.assert_allclose(store.hidden.read_layer(b, name, layer), store.hidden.read_layer(a, name, layer),
-                                           rtol=1e-3, atol=1e-4)
+                np.testing.assert_allclose(
+                    store.hidden.read_layer(b, name, layer),
+                    store.hidden.read_layer(a, name, layer),
+                    rtol=1e-3,
+                    atol=1e-4,
+                )
             np.testing.assert_array_equal(store.hidden.read_outputs(b, name)[2], store.hidden.read_outputs(a, name)[2])
 
 
@@ -138,9 +166,25 @@ def test_the_gpu_benchmark_runs_its_model_section_at_a_tiny_shape_on_the_cpu(tmp
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, str(root / "bench" / "bench_gpu.py"), "--smoke-cpu", "--skip-knn",
-                             "--subjects", "largest:2", "--per-subject", "4", "--train-per-subject", "4",
-                             "--json", str(tmp_path / "gpu.json")], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(root / "bench" / "bench_gpu.py"),
+            "--smoke-cpu",
+            "--skip-knn",
+            "--subjects",
+            "largest:2",
+            "--per-subject",
+            "4",
+            "--train-per-subject",
+            "4",
+            "--json",
+            str(tmp_path / "gpu.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads((tmp_path / "gpu.json").read_text())
     assert out["cpu_vs_gpu"]["predictions_agree"] == 1.0 and out["cpu_vs_gpu"]["max_rel_state_diff"] < 1e-3
@@ -189,8 +233,12 @@ def test_lora_runs_in_a_half_precision_models_dtype_with_float32_weights(tiny_mo
         lora_a = [m for name, m in model.named_modules() if name.endswith("lora_A.default")]
         assert lora_a and all(m.weight.dtype == torch.float32 for m in lora_a)  # peft keeps adapters in float32
         name = str(dtype).removeprefix("torch.")
-        handles = [m.register_forward_hook(lambda _m, inputs, output, name=name: seen[name].add((inputs[0].dtype, output.dtype)))
-                   for m in lora_a]
+        handles = [
+            m.register_forward_hook(
+                lambda _m, inputs, output, name=name: seen[name].add((inputs[0].dtype, output.dtype))
+            )
+            for m in lora_a
+        ]
         ids = tokenizer.encode("Which planet is largest?\nAnswer:")
         with lora_in_model_dtype(model):
             forward.letter_log_probs(model, [ids], letter_ids=[5, 6, 7, 8])
@@ -198,8 +246,13 @@ def test_lora_runs_in_a_half_precision_models_dtype_with_float32_weights(tiny_mo
             handle.remove()
         rng = np.random.default_rng(0)
         train = TrainData(rows=np.arange(8), tokens=[ids] * 8, labels=rng.integers(0, 4, 8), weights=np.ones(8))
-        record = train_lora(model, train, FinetuneConfig(epochs=1, batch_size=4, lr=1e-2, micro_tokens=64),
-                            scoring=forward.Scoring([5, 6, 7, 8]), progress=False)
+        record = train_lora(
+            model,
+            train,
+            FinetuneConfig(epochs=1, batch_size=4, lr=1e-2, micro_tokens=64),
+            scoring=forward.Scoring([5, 6, 7, 8]),
+            progress=False,
+        )
         assert np.isfinite(record["online_bits"]).all() and all(m.weight.dtype == torch.float32 for m in lora_a)
     assert seen["float32"] == {(torch.float32, torch.float32)}
     assert seen["bfloat16"] == {(torch.bfloat16, torch.bfloat16)}

@@ -22,16 +22,19 @@ def _by_key(claims):
 # ---------------------------------------------------------------- the pure parts
 
 
-@pytest.mark.parametrize("low,high,region,expected", [
-    (0.1, 0.3, cl.Region(above=0.05), cl.HOLDS),
-    (-0.2, 0.01, cl.Region(above=0.05), cl.FAILS),
-    (0.0, 0.2, cl.Region(above=0.05), cl.CANNOT_TELL),
-    (0.4, 0.6, cl.Region(1 / 3, 2 / 3), cl.HOLDS),
-    (0.7, 0.9, cl.Region(1 / 3, 2 / 3), cl.FAILS),
-    (0.1, 0.9, cl.Region(1 / 3, 2 / 3), cl.CANNOT_TELL),
-    (0.01, 0.1, cl.Region(below=0.15), cl.HOLDS),
-    (np.nan, 0.1, cl.Region(below=0.15), cl.CANNOT_TELL),
-])
+@pytest.mark.parametrize(
+    "low,high,region,expected",
+    [
+        (0.1, 0.3, cl.Region(above=0.05), cl.HOLDS),
+        (-0.2, 0.01, cl.Region(above=0.05), cl.FAILS),
+        (0.0, 0.2, cl.Region(above=0.05), cl.CANNOT_TELL),
+        (0.4, 0.6, cl.Region(1 / 3, 2 / 3), cl.HOLDS),
+        (0.7, 0.9, cl.Region(1 / 3, 2 / 3), cl.FAILS),
+        (0.1, 0.9, cl.Region(1 / 3, 2 / 3), cl.CANNOT_TELL),
+        (0.01, 0.1, cl.Region(below=0.15), cl.HOLDS),
+        (np.nan, 0.1, cl.Region(below=0.15), cl.CANNOT_TELL),
+    ],
+)
 def test_verdict_rule(low, high, region, expected):
     assert cl.verdict(low, high, region) == expected
 
@@ -65,6 +68,7 @@ def test_sharpest_fall_finds_a_gradual_fall_and_places_it_at_its_middle():
     best, _ = cl.sharpest_falls(profile[::-1][None, :], spans)  # a rise is no fall
     assert np.isnan(cl.fall_place(profile[::-1][None, :], depths, spans[best, 0], spans[best, 1])[0])
 
+
 def test_a_planted_transition_in_the_middle_holds():
     got = _by_key(ac.evaluate_claims(ac.planted_view(n_per_class=40, layers=16, transition=0.5), n_boot=300))
     for key in ("icl.subject_early", "transition.sharp", "transition.middle", "transition.id_peak"):
@@ -95,7 +99,9 @@ def test_missing_conditions_and_too_few_rows_cannot_tell():
         assert got[key].verdict == cl.CANNOT_TELL and "sft" in got[key].note
     assert got["edl.random_gain"].note == "no EDL record of sft-random"
     few = _by_key(ac.evaluate_claims(ac.planted_view(n_per_class=6, layers=12), n_boot=200))
-    assert few["icl.subject_early"].verdict == cl.CANNOT_TELL and few["icl.subject_early"].note.startswith("too few rows")
+    assert few["icl.subject_early"].verdict == cl.CANNOT_TELL and few["icl.subject_early"].note.startswith(
+        "too few rows"
+    )
     assert few["transition.sharp"].verdict == cl.CANNOT_TELL
 
 
@@ -114,18 +120,36 @@ def _finetuned_view(seed=0):
         view.overlaps[("0shot", "sft")] = view.overlaps.get(("0shot", "sft"), {})
         view.overlaps[("0shot", "sft")][layer] = np.clip(rng.normal(0.2 if late else 0.9, 0.05, n), 0, 1)
     view.correct["sft"] = view.correct["0shot"] | (rng.random(n) < 0.5)
-    view.edl = {"sft": dict(n_train=100, gain_beyond_format_bits=30.0, gain_beyond_format_bits_low=12.0,
-                            gain_beyond_format_bits_high=50.0),
-                "sft-random": dict(n_train=100, gain_beyond_format_bits=-1.0, gain_beyond_format_bits_low=-6.0,
-                                   gain_beyond_format_bits_high=1.0)}
+    view.edl = {
+        "sft": dict(
+            n_train=100,
+            gain_beyond_format_bits=30.0,
+            gain_beyond_format_bits_low=12.0,
+            gain_beyond_format_bits_high=50.0,
+        ),
+        "sft-random": dict(
+            n_train=100,
+            gain_beyond_format_bits=-1.0,
+            gain_beyond_format_bits_low=-6.0,
+            gain_beyond_format_bits_high=1.0,
+        ),
+    }
     return view
 
 
 def test_a_planted_finetune_holds_where_it_was_planted():
     got = _by_key(ac.evaluate_claims(_finetuned_view(), n_boot=300))
-    for key in ("accuracy.sft", "sft.answer_ari_vs_0shot", "sft.answer_ari_vs_icl", "sft.answer_overlap_vs_0shot",
-                "sft.answer_overlap_vs_icl", "sft.base_early_apart_late", "icl.vs_sft_early", "edl.true_gain",
-                "edl.random_gain"):
+    for key in (
+        "accuracy.sft",
+        "sft.answer_ari_vs_0shot",
+        "sft.answer_ari_vs_icl",
+        "sft.answer_overlap_vs_0shot",
+        "sft.answer_overlap_vs_icl",
+        "sft.base_early_apart_late",
+        "icl.vs_sft_early",
+        "edl.true_gain",
+        "edl.random_gain",
+    ):
         assert got[key].verdict == cl.HOLDS, got[key]
     assert np.isclose(got["edl.true_gain"].value, 0.3) and np.isclose(got["edl.random_gain"].high, 0.01)
     assert np.isclose(got["sft.base_early_apart_late"].value, 0.7, atol=0.03)
@@ -134,8 +158,9 @@ def test_a_planted_finetune_holds_where_it_was_planted():
 
 def test_random_labels_that_gain_fail_the_edl_claim():
     view = _finetuned_view()
-    view.edl["sft-random"] = dict(n_train=100, gain_beyond_format_bits=20.0, gain_beyond_format_bits_low=8.0,
-                                  gain_beyond_format_bits_high=30.0)
+    view.edl["sft-random"] = dict(
+        n_train=100, gain_beyond_format_bits=20.0, gain_beyond_format_bits_low=8.0, gain_beyond_format_bits_high=30.0
+    )
     assert _by_key(ac.evaluate_claims(view, n_boot=200))["edl.random_gain"].verdict == cl.FAILS
 
 
@@ -144,8 +169,9 @@ def test_random_labels_that_gain_fail_the_edl_claim():
 
 def test_claims_read_the_analysis_own_numbers(tiny_run):
     """At every layer, the ARI with the bootstrap's first draw (the data) is the analysis's ari[...]."""
-    from landscape import store
     import h5py
+
+    from landscape import store
 
     view = ac.read_run(tiny_run)
     ones = np.ones((1, view.n_rows))
@@ -156,8 +182,9 @@ def test_claims_read_the_analysis_own_numbers(tiny_run):
             for layer, clusters in layers.items():
                 scalars = store.analysis.read_result(f, store.analysis.result_path(condition, layer), ())[0]
                 for grouping in ("subject", "answer"):
-                    assert np.isclose(cl.weighted_ari(clusters, view.labels[grouping], ones)[0],
-                                      scalars[f"ari[{grouping}]"]), (condition, layer, grouping)
+                    assert np.isclose(
+                        cl.weighted_ari(clusters, view.labels[grouping], ones)[0], scalars[f"ari[{grouping}]"]
+                    ), (condition, layer, grouping)
 
 
 def test_landscape_claims_writes_a_verdict_for_every_claim(tiny_run, capsys):
@@ -200,7 +227,9 @@ def test_a_one_layer_cliff_is_placed_at_its_step_not_before_it():
     and the ID peak at layer 19 is 3.5 layers from it (0.125: holds), not 0.161."""
     ids = {layer: (5.0 + (10 if layer == 19 else 0), 0.01) for layer in range(1, 29)}
     got = _by_key(ac.evaluate_claims(_cliff_view(28, range(1, 29), 15, ids=ids), n_boot=200))
-    assert got["transition.sharp"].verdict == cl.HOLDS and got["transition.sharp"].note.startswith("from layer 15 to 16")
+    assert got["transition.sharp"].verdict == cl.HOLDS and got["transition.sharp"].note.startswith(
+        "from layer 15 to 16"
+    )
     assert np.isclose(got["transition.middle"].value, 15.5 / 28) and got["transition.middle"].verdict == cl.HOLDS
     assert "the same in every draw" in got["transition.middle"].note  # a point interval says why
     assert np.isclose(got["transition.id_peak"].value, 3.5 / 28) and got["transition.id_peak"].verdict == cl.HOLDS
@@ -232,7 +261,7 @@ def test_a_layer_subset_reads_the_fall_over_the_same_depth():
 
 
 def test_layer_zero_never_enters_the_transition():
-    view = _cliff_view(12, range(0, 13), 6)
+    view = _cliff_view(12, range(13), 6)
     view.clusters["5shot"][0] = view.labels["subject"].copy()
     view.ids["5shot"][0] = (1e3, 0.1)  # an ID peak at the embeddings would be absurd
     got = _by_key(ac.evaluate_claims(view, n_boot=100))
@@ -264,7 +293,9 @@ def test_every_draw_follows_the_seed():
     again = _by_key(ac.evaluate_claims(view, n_boot=30, seed=0))
     for key in ("transition.id_peak", "sft.answer_overlap_vs_0shot", "accuracy.sft"):
         assert (again[key].low, again[key].high) == (runs[0][key].low, runs[0][key].high)
-        assert any((runs[s][key].low, runs[s][key].high) != (runs[0][key].low, runs[0][key].high) for s in (1, 2, 3)), key
+        assert any((runs[s][key].low, runs[s][key].high) != (runs[0][key].low, runs[0][key].high) for s in (1, 2, 3)), (
+            key
+        )
 
 
 def test_label_overlap_claims_resample_questions():
@@ -274,7 +305,9 @@ def test_label_overlap_claims_resample_questions():
     rng = np.random.default_rng(5)
     for layer in view.overlap_rows["sft"]:
         for c in ("0shot", "5shot", "sft"):
-            view.overlap_rows[c][layer] = np.clip(rng.normal(0.3, 0.25, view.n_rows) + (0.06 if c == "sft" else 0), 0, 1)
+            view.overlap_rows[c][layer] = np.clip(
+                rng.normal(0.3, 0.25, view.n_rows) + (0.06 if c == "sft" else 0), 0, 1
+            )
     got = _by_key(ac.evaluate_claims(view, n_boot=300))["sft.answer_overlap_vs_0shot"]
     assert got.high - got.low > 0.02 and got.verdict == cl.CANNOT_TELL and "rows resampled" in got.statistic
 

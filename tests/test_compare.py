@@ -22,9 +22,20 @@ TUNE = dict(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=1, batch_size=4)
 
 
 def _extract(folder, model, mmlu, per_subject=12):
-    run_extract(ExtractConfig(model=str(model), task_data=str(mmlu), shots=(0, 1), subjects="all",
-                              per_subject=per_subject, demo_pool=2, train_per_subject=8, batch_size=8), folder,
-                progress=False)
+    run_extract(
+        ExtractConfig(
+            model=str(model),
+            task_data=str(mmlu),
+            shots=(0, 1),
+            subjects="all",
+            per_subject=per_subject,
+            demo_pool=2,
+            train_per_subject=8,
+            batch_size=8,
+        ),
+        folder,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +104,14 @@ def test_runs_sharing_rows_get_paired_differences_and_the_others_a_reason(runs, 
     same = [r for r in body if r[:2] == ["seed0", "recipe-normed"] and r[at["metric"]] == "accuracy"]
     assert {r[at["condition"]] for r in same} == {"0shot", "1shot", "sft"}
     assert all(float(r[at["difference"]]) == 0 == float(r[at["low"]]) == float(r[at["high"]]) for r in same)
+
     # each difference is the two runs' own ARIs (as their analyses wrote them) subtracted
     def ari(folder, condition, layer, grouping):
-        return next(float(r[5]) for r in _rows(folder / "metrics.csv")
-                    if r[:5] == ["eval", condition, str(layer), "ari", grouping])
+        return next(
+            float(r[5])
+            for r in _rows(folder / "metrics.csv")
+            if r[:5] == ["eval", condition, str(layer), "ari", grouping]
+        )
 
     aris = [r for r in body if r[:2] == ["seed0", "seed1"] and r[at["metric"]].startswith("ari")]
     assert {r[at["condition"]] for r in aris} == {"0shot", "1shot", "sft"}
@@ -113,8 +128,19 @@ def test_a_run_against_itself_differs_by_nothing(runs):
 
 def test_paired_differences_asked_for_runs_on_other_rows_are_refused(runs, tmp_path, capsys):
     out = tmp_path / "page"
-    code = cli.main(["compare", str(runs["seed0"]), str(runs["deep"]), "--out", str(out), "--paired", "seed0,deep",
-                     "--n-boot", "100"])
+    code = cli.main(
+        [
+            "compare",
+            str(runs["seed0"]),
+            str(runs["deep"]),
+            "--out",
+            str(out),
+            "--paired",
+            "seed0,deep",
+            "--n-boot",
+            "100",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in err and "different questions" in err
     assert not out.exists()
@@ -197,8 +223,10 @@ class _Rows:
 def _ari_rows(last_layer, null):
     rows = [("eval", "0shot", layer, "ari", "subject", 0.1 * layer, np.nan, np.nan) for layer in range(last_layer + 1)]
     if null:  # the permutation null: mean, 2.5 and 97.5 percentiles of the draws
-        rows += [("eval", "0shot", layer, "ari_null", "subject", 0.0, -0.02 - layer / 100, 0.03)
-                 for layer in range(last_layer + 1)]
+        rows += [
+            ("eval", "0shot", layer, "ari_null", "subject", 0.0, -0.02 - layer / 100, 0.03)
+            for layer in range(last_layer + 1)
+        ]
     return rows
 
 
@@ -213,6 +241,7 @@ def test_profiles_draw_each_runs_chance_band_where_its_metrics_hold_a_null():
     assert np.allclose(bands[0].y, [0.03] * 4 + [-0.05, -0.04, -0.03, -0.02])
     assert bands[0].fillcolor == "rgba(31, 119, 180, 0.12)"  # the run's colour, light
     assert sum(t.showlegend is True and t.legendgroup == CHANCE for t in fig.data) == 1
-    plain = profile_figures(profile_series([_Rows("a", 3, _ari_rows(3, null=False)), runs[1]]),
-                            {"a": "#1f77b4", "without": "#ff7f0e"})
+    plain = profile_figures(
+        profile_series([_Rows("a", 3, _ari_rows(3, null=False)), runs[1]]), {"a": "#1f77b4", "without": "#ff7f0e"}
+    )
     assert not [t for t in plain["ari[subject]|0shot"].data if t.legendgroup == CHANCE]

@@ -12,15 +12,16 @@ from analyses.complexity import Point, pareto_front, smallest_bits
 from analyses.identifiability import compare_seeds, seed_families
 from analyses.run import run_analysis
 from extract import forward
-from landscape import tasks
 from extract.icl import ExtractConfig, demo_bits, run_extract
-from landscape import cli, store
+from landscape import cli, store, tasks
 from tests.conftest import SMALL
 
 
 def test_token_bits_are_bits_and_do_not_depend_on_batching_or_padding(tiny):
     model, tok = tiny
-    sequences = [tok.encode(t) for t in ("The star of the planet", "Which bone is a cell in the heart of a temple?", "light")]
+    sequences = [
+        tok.encode(t) for t in ("The star of the planet", "Which bone is a cell in the heart of a temple?", "light")
+    ]
     starts = [2, 5, 1]
     batched = forward.token_bits(model, sequences, starts)
     alone = np.array([forward.token_bits(model, [s], [b])[0] for s, b in zip(sequences, starts)])
@@ -43,8 +44,13 @@ def test_k_shot_demo_bits_grow_with_k(tiny, tiny_mmlu):
 
 
 def test_pareto_front_and_smallest_bits():
-    points = [Point("icl", "0shot", 0, 0.25), Point("icl", "1shot", 100, 0.24), Point("icl", "5shot", 500, 0.31),
-              Point("lora", "sft", 1e6, 0.30), Point("data", "sft (n=600)", 1400, 0.33)]
+    points = [
+        Point("icl", "0shot", 0, 0.25),
+        Point("icl", "1shot", 100, 0.24),
+        Point("icl", "5shot", 500, 0.31),
+        Point("lora", "sft", 1e6, 0.30),
+        Point("data", "sft (n=600)", 1400, 0.33),
+    ]
     assert pareto_front(points).tolist() == [True, False, True, False, True]
     assert smallest_bits(points, 0.30) == 500
     assert smallest_bits(points, 0.32) == 1400
@@ -63,11 +69,46 @@ def test_seed_families_and_comparison():
 @pytest.fixture(scope="module")
 def seeded_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     folder = tmp_path_factory.mktemp("seeds")
-    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 1), subjects="all",
-                              per_subject=12, demo_pool=2, train_per_subject=8, batch_size=8), folder, progress=False)
-    assert cli.main(["finetune", str(folder), "--seeds", "0,1", "--rank", "4", "--alpha", "8", "--lr", "0.005",
-                     "--epochs", "2", "--batch-size", "4", "--checkpoints", "2,4", "--task-data", str(tiny_mmlu),
-                     "--no-progress"]) == 0
+    run_extract(
+        ExtractConfig(
+            model=str(tiny_model_dir),
+            task_data=str(tiny_mmlu),
+            shots=(0, 1),
+            subjects="all",
+            per_subject=12,
+            demo_pool=2,
+            train_per_subject=8,
+            batch_size=8,
+        ),
+        folder,
+        progress=False,
+    )
+    assert (
+        cli.main(
+            [
+                "finetune",
+                str(folder),
+                "--seeds",
+                "0,1",
+                "--rank",
+                "4",
+                "--alpha",
+                "8",
+                "--lr",
+                "0.005",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--checkpoints",
+                "2,4",
+                "--task-data",
+                str(tiny_mmlu),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     run_analysis(folder, SMALL, progress=False)
     return folder
 
@@ -76,7 +117,9 @@ def test_seeds_are_compared_layer_by_layer(seeded_run):
     with h5py.File(seeded_run / "hidden.h5", "r") as f:
         assert {"sft", "sft-seed1"} <= set(store.edl.edl_names(f))
         assert store.edl.read_edl(f, "sft-seed1")[1]["settings"]["seed"] == 1
-        assert not np.array_equal(store.edl.read_edl(f, "sft")[0]["online_bits"], store.edl.read_edl(f, "sft-seed1")[0]["online_bits"])
+        assert not np.array_equal(
+            store.edl.read_edl(f, "sft")[0]["online_bits"], store.edl.read_edl(f, "sft-seed1")[0]["online_bits"]
+        )
     with open(seeded_run / "metrics.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["condition"] == "seeds:sft"]
     overlap = [float(r["value"]) for r in rows if r["metric"] == "overlap_mean"]

@@ -42,8 +42,9 @@ def test_partition_is_seeded_and_eval_does_not_depend_on_train_size(tiny_mmlu):
     assert _partition(items, seed=1).eval != a.eval
     assert _partition(items, train_per_subject=3).eval == a.eval
     # adding a value leaves the others' partitions unchanged
-    wider = data.make_partition(items, ["anatomy", "astronomy", "world religions"], demo_pool=5,
-                                per_subject=10, train_per_subject=12, seed=0)
+    wider = data.make_partition(
+        items, ["anatomy", "astronomy", "world religions"], demo_pool=5, per_subject=10, train_per_subject=12, seed=0
+    )
     assert wider.demos["anatomy"] == a.demos["anatomy"]
 
 
@@ -96,15 +97,24 @@ def test_train_subjects_other_than_the_evaluated_ones(tiny_mmlu):
     assert others == ["world religions"]
     p = _partition(items, train_values=others)
     assert p.eval == plain.eval and p.values == plain.values
-    assert {v: p.demos[v] for v in plain.demos} == plain.demos and set(p.demos) == {"anatomy", "astronomy", "world religions"}
+    assert {v: p.demos[v] for v in plain.demos} == plain.demos and set(p.demos) == {
+        "anatomy",
+        "astronomy",
+        "world religions",
+    }
     assert len(p.train) == 12 and {value_of[i] for i in p.train} == {"world religions"}
     assert p.settings["train_values"] == ["world religions"] and "train_values" not in plain.settings
     every = _partition(items, train_values=data.select_train_values(items, "all", ["anatomy", "astronomy"]))
     assert every.eval == plain.eval and set(plain.train) < set(every.train) and len(every.train) == 36
-    assert not set(every.train) & set(every.eval) and not set(every.train) & {i for d in every.demos.values() for i in d}
+    assert not set(every.train) & set(every.eval) and not set(every.train) & {
+        i for d in every.demos.values() for i in d
+    }
     assert not set(p.train) & set(p.demos["world religions"])
     # with --train-first, an evaluated value not trained on sets no training rows apart before its eval rows
-    assert _partition(items, train_values=others, train_first=True).eval == _partition(items, train_per_subject=0, train_first=True).eval
+    assert (
+        _partition(items, train_values=others, train_first=True).eval
+        == _partition(items, train_per_subject=0, train_first=True).eval
+    )
     with pytest.raises(data.DataError, match="none is left to train on"):
         data.select_train_values(items, "others", ["anatomy", "astronomy", "world religions"])
     with pytest.raises(data.DataError, match="unknown subject 'nope'"):

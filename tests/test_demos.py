@@ -60,9 +60,17 @@ def test_fixed_and_no_header_share_the_subjects_first_demos():
 @pytest.fixture(scope="module")
 def control_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     folder = tmp_path_factory.mktemp("controls")
-    config = ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 2), subjects="all",
-                           per_subject=12, demo_pool=4, train_per_subject=2, batch_size=4,
-                           demos=("fixed", "resampled", "other-subject", "no-header"))
+    config = ExtractConfig(
+        model=str(tiny_model_dir),
+        task_data=str(tiny_mmlu),
+        shots=(0, 2),
+        subjects="all",
+        per_subject=12,
+        demo_pool=4,
+        train_per_subject=2,
+        batch_size=4,
+        demos=("fixed", "resampled", "other-subject", "no-header"),
+    )
     run_extract(config, folder, progress=False)
     run_analysis(folder, SMALL, progress=False)
     return folder, config
@@ -98,12 +106,17 @@ def test_cached_and_uncached_controls_give_the_same_states(control_run, tmp_path
     folder, config = control_run
     from dataclasses import replace
 
-    run_extract(replace(config, prefix_cache=False, demos=("other-subject", "no-header"), shots=(2,)), tmp_path,
-                progress=False)
+    run_extract(
+        replace(config, prefix_cache=False, demos=("other-subject", "no-header"), shots=(2,)), tmp_path, progress=False
+    )
     with h5py.File(folder / "hidden.h5", "r") as a, h5py.File(tmp_path / "hidden.h5", "r") as b:
         for name in ("2shot-othersubject", "2shot-noheader"):
-            np.testing.assert_allclose(store.hidden.get_condition(a, name)["hidden"][:], store.hidden.get_condition(b, name)["hidden"][:],
-                                       rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(
+                store.hidden.get_condition(a, name)["hidden"][:],
+                store.hidden.get_condition(b, name)["hidden"][:],
+                rtol=1e-4,
+                atol=1e-4,
+            )
 
 
 def test_analysis_reports_the_demo_set_ari_beside_the_subject_ari(control_run):
@@ -114,8 +127,14 @@ def test_analysis_reports_the_demo_set_ari_beside_the_subject_ari(control_run):
     for name in ("2shot", "2shot-resampled", "2shot-othersubject", "2shot-noheader"):
         assert (name, "ari_demo_set") in has and (name, "ari") in has
     assert ("0shot", "ari_demo_set") not in has
-    fixed = {int(r["layer"]): float(r["value"]) for r in rows if r["condition"] == "2shot" and r["metric"] == "ari_demo_set"}
-    subject = {int(r["layer"]): float(r["value"]) for r in rows if r["condition"] == "2shot" and r["metric"] == "ari" and r["grouping"] == "subject"}
+    fixed = {
+        int(r["layer"]): float(r["value"]) for r in rows if r["condition"] == "2shot" and r["metric"] == "ari_demo_set"
+    }
+    subject = {
+        int(r["layer"]): float(r["value"])
+        for r in rows
+        if r["condition"] == "2shot" and r["metric"] == "ari" and r["grouping"] == "subject"
+    }
     assert fixed == subject  # fixed demos: the demo set is the subject
 
 

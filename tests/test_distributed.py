@@ -24,8 +24,23 @@ from tests.test_interrupt import VOLATILE, extract_args, landscape
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 ACCELERATE = Path(sys.executable).with_name("accelerate")
-FINETUNE = ["--rank", 4, "--alpha", 8, "--lr", 0.005, "--epochs", 2, "--batch-size", 8, "--checkpoints", 2,
-            "--micro-tokens", 120, "--no-progress"]  # ~3 micro-batches a step: both ranks get some
+FINETUNE = [
+    "--rank",
+    4,
+    "--alpha",
+    8,
+    "--lr",
+    0.005,
+    "--epochs",
+    2,
+    "--batch-size",
+    8,
+    "--checkpoints",
+    2,
+    "--micro-tokens",
+    120,
+    "--no-progress",
+]  # ~3 micro-batches a step: both ranks get some
 
 
 def launch(n: int, *args, fault: str | None = None) -> subprocess.CompletedProcess:
@@ -34,9 +49,24 @@ def launch(n: int, *args, fault: str | None = None) -> subprocess.CompletedProce
     env.pop("LANDSCAPE_FAULT", None)
     if fault:
         env["LANDSCAPE_FAULT"] = fault
-    command = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", str(n), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(29500 + os.getpid() % 500),
-               "-m", "landscape", *map(str, args)]
+    command = [
+        str(ACCELERATE),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(n),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(29500 + os.getpid() % 500),
+        "-m",
+        "landscape",
+        *map(str, args),
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -109,12 +139,16 @@ def test_two_ranks_keep_the_layers_asked_for(one_process, tmp_path, tiny_model_d
         for name in store.hidden.condition_names(b):
             assert store.hidden.stored_layers(b, name) == [0, 2, 3]
             for layer in (0, 2, 3):
-                np.testing.assert_array_equal(store.hidden.read_layer(a, name, layer), store.hidden.read_layer(b, name, layer))
+                np.testing.assert_array_equal(
+                    store.hidden.read_layer(a, name, layer), store.hidden.read_layer(b, name, layer)
+                )
 
 
 def test_killed_ranks_leave_shards_that_one_process_merges(one_process, tmp_path, tiny_model_dir, tiny_mmlu):
     run = tmp_path / "killed"
-    killed = launch(2, *extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled", fault="extract.batch:2")
+    killed = launch(
+        2, *extract_args(run, tiny_model_dir, tiny_mmlu), "--demos", "fixed,resampled", fault="extract.batch:2"
+    )
     assert killed.returncode != 0
     shards = sorted((run / store.SHARDS_DIR / "0shot").glob("rank-*.h5"))
     assert len(shards) == 2  # each rank had written its first batches
@@ -130,13 +164,12 @@ def test_killed_ranks_leave_shards_that_one_process_merges(one_process, tmp_path
             assert_close_groups(store.hidden.get_condition(a, name), store.hidden.get_condition(b, name), name)
 
 
-def test_analysis_on_ray_gives_the_local_numbers(tiny_run, tmp_path):  # noqa: F811
+def test_analysis_on_ray_gives_the_local_numbers(tiny_run, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()
     shutil.copy(tiny_run / "hidden.h5", copy / "hidden.h5")
     run_analysis(copy, SMALL, ray="local", jobs=2, progress=False)  # ray.init(num_cpus=2), one task a layer
     assert _metrics(copy) == _metrics(tiny_run)
-
 
 
 def test_two_ranks_plan_the_batches_of_one_token_budget(tmp_path, tiny_model_dir, tiny_mmlu):

@@ -29,7 +29,13 @@ def test_docstring_examples(name):
 
 def test_the_modules_with_examples_are_found():
     finder = doctest.DocTestFinder()
-    for name in ("landscape.store.hidden", "landscape.store.analysis", "landscape.knn", "extract.ranks", "analyses.workers"):
+    for name in (
+        "landscape.store.hidden",
+        "landscape.store.analysis",
+        "landscape.knn",
+        "extract.ranks",
+        "analyses.workers",
+    ):
         assert name in MODULES
         assert any(test.examples for test in finder.find(importlib.import_module(name))), name
 
@@ -102,6 +108,7 @@ def test_usage_names_every_make_variable_and_every_option():
     for name, parser in commands.items():
         assert f"`{name}`" in usage or f"landscape {name}" in usage, name
         for action in parser._actions:
-            missing += [f"{name} {o}" for o in action.option_strings if o.startswith("--") and o != "--help"
-                        and o not in usage]
+            missing += [
+                f"{name} {o}" for o in action.option_strings if o.startswith("--") and o != "--help" and o not in usage
+            ]
     assert not missing, missing

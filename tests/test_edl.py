@@ -33,7 +33,10 @@ def test_format_only_learner_removes_a_letter_bias_and_knows_nothing_more():
     np.testing.assert_allclose(online[:16], edl.choice_bits(train[:16], labels[:16]))  # first batch: the base model
     assert online[200:].mean() < online[:16].mean() - 1.0  # the bias is learnt
     assert params[0] < -2.0  # ... as a negative bias on A
-    base, recalibrated = edl.choice_bits(test, heldout).mean(), edl.choice_bits(edl.recalibrate(test, params), heldout).mean()
+    base, recalibrated = (
+        edl.choice_bits(test, heldout).mean(),
+        edl.choice_bits(edl.recalibrate(test, params), heldout).mean(),
+    )
     assert recalibrated < base - 1.0 and recalibrated < 2.0
 
 

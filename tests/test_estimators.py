@@ -15,10 +15,13 @@ def _gaussian_in_100_dims(n: int = 2000, dim: int = 5) -> np.ndarray:
     return rng.normal(size=(n, dim)) @ np.linalg.qr(rng.normal(size=(100, dim)))[0].T
 
 
-@pytest.mark.parametrize("points, dim, tolerance", [
-    (_gaussian_in_100_dims(), 5, 1.0),  # a 5-dim Gaussian in 100 dims
-    (make_swiss_roll(2000, random_state=0)[0], 2, 0.3),  # a rolled-up 2-dim sheet in 3 dims
-])
+@pytest.mark.parametrize(
+    "points, dim, tolerance",
+    [
+        (_gaussian_in_100_dims(), 5, 1.0),  # a 5-dim Gaussian in 100 dims
+        (make_swiss_roll(2000, random_state=0)[0], 2, 0.3),  # a rolled-up 2-dim sheet in 3 dims
+    ],
+)
 def test_every_estimator_finds_the_planted_dimension(points, dim, tolerance):
     ids = estimators.estimate_ids(points, knn_graph(points, 30))
     assert set(ids) == set(estimators.ESTIMATORS)
@@ -33,13 +36,17 @@ def test_batched_tle_and_local_pca_equal_skdims_pointwise_loops():
     X = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 30)) + 0.05 * rng.normal(size=(300, 30))
     graph, k = knn_graph(X, 20), 12
     points = X[graph.keep]
-    grams = estimators.neighbourhood_grams(points, graph.indices[:, :k + 1])
+    grams = estimators.neighbourhood_grams(points, graph.indices[:, : k + 1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tle = skdim.id.TLE().fit(points, precomputed_knn_arrays=(graph.distances[:, 1:k + 1], graph.indices[:, 1:k + 1]))
-        lpca = skdim.id.lPCA().fit_pw(points, precomputed_knn=graph.indices[:, :k + 1])
+        tle = skdim.id.TLE().fit(
+            points, precomputed_knn_arrays=(graph.distances[:, 1 : k + 1], graph.indices[:, 1 : k + 1])
+        )
+        lpca = skdim.id.lPCA().fit_pw(points, precomputed_knn=graph.indices[:, : k + 1])
     # the neighbourhood Grams are float32 (relative error ~1e-7); the arithmetic after them is skdim's
-    np.testing.assert_allclose(estimators.tight_local_ids(grams, graph.distances[:, 1:k + 1]), tle.dimension_pw_, rtol=1e-5)
+    np.testing.assert_allclose(
+        estimators.tight_local_ids(grams, graph.distances[:, 1 : k + 1]), tle.dimension_pw_, rtol=1e-5
+    )
     np.testing.assert_array_equal(estimators.local_pca_ids(grams), lpca.dimension_pw_)
 
 

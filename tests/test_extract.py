@@ -14,8 +14,16 @@ from landscape import cli, store
 
 
 def _config(model_dir, mmlu, **kw):
-    args = dict(model=str(model_dir), task_data=str(mmlu), shots=(0, 2), subjects="all", per_subject=6,
-                demo_pool=4, train_per_subject=5, batch_size=4)
+    args = dict(
+        model=str(model_dir),
+        task_data=str(mmlu),
+        shots=(0, 2),
+        subjects="all",
+        per_subject=6,
+        demo_pool=4,
+        train_per_subject=5,
+        batch_size=4,
+    )
     args.update(kw)
     return ExtractConfig(**args)
 
@@ -83,8 +91,12 @@ def test_resume_redoes_only_rows_not_done(run, tmp_path, tiny_model_dir, tiny_mm
         group["hidden"][:, 5:] = 0.0
     run_extract(_config(tiny_model_dir, tiny_mmlu), copy, progress=False)
     for layer in range(4):
-        np.testing.assert_allclose(landscape.load_layer(copy, "2shot", layer).X,
-                                   landscape.load_layer(folder, "2shot", layer).X, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            landscape.load_layer(copy, "2shot", layer).X,
+            landscape.load_layer(folder, "2shot", layer).X,
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_other_settings_are_refused_unless_overwrite(run, tmp_path, tiny_model_dir, tiny_mmlu):
@@ -120,7 +132,8 @@ def test_cli_bad_input_is_one_line_and_nonzero(capsys, tmp_path, tiny_mmlu):
 
 @pytest.mark.parametrize("store_dtype, tolerance", [("float16", 1e-3), ("bfloat16", 8e-3)])
 def test_half_precision_storage_keeps_the_states_to_its_rounding_and_analyses_end_to_end(
-        run, tmp_path, tiny_model_dir, tiny_mmlu, store_dtype, tolerance):
+    run, tmp_path, tiny_model_dir, tiny_mmlu, store_dtype, tolerance
+):
     from analyses.layer import AnalysisConfig
     from analyses.run import run_analysis
 
@@ -128,7 +141,9 @@ def test_half_precision_storage_keeps_the_states_to_its_rounding_and_analyses_en
     half = tmp_path / store_dtype
     run_extract(_config(tiny_model_dir, tiny_mmlu, store_dtype=store_dtype), half, progress=False)
     with h5py.File(folder / "hidden.h5", "r") as full, h5py.File(half / "hidden.h5", "r") as f:
-        assert store.hidden.store_dtype(f, "2shot") == store_dtype and store.hidden.store_dtype(full, "2shot") == "float32"
+        assert (
+            store.hidden.store_dtype(f, "2shot") == store_dtype and store.hidden.store_dtype(full, "2shot") == "float32"
+        )
         assert f["conditions/2shot/hidden"].dtype.itemsize == 2
         for layer in range(store.hidden.n_layers(f, "2shot")):
             exact, stored = store.hidden.read_layer(full, "2shot", layer), store.hidden.read_layer(f, "2shot", layer)
@@ -145,7 +160,10 @@ def test_half_precision_storage_keeps_the_states_to_its_rounding_and_analyses_en
     for copy in (full, half):
         run_analysis(copy, config, progress=False)
         with open(copy / "metrics.csv", newline="") as handle:
-            keys[copy] = {(r["split"], r["condition"], r["layer"], r["metric"], r["grouping"]): r["value"] for r in csv.DictReader(handle)}
+            keys[copy] = {
+                (r["split"], r["condition"], r["layer"], r["metric"], r["grouping"]): r["value"]
+                for r in csv.DictReader(handle)
+            }
     lens = {key for key in keys[full] if key[3].startswith("lens_")}
     if store_dtype == "bfloat16":  # 8 mantissa bits cannot reproduce the stored logits to 1e-3: no lens, said why
         with h5py.File(half / "hidden.h5", "r") as f:
@@ -166,33 +184,68 @@ def test_a_device_map_that_offloads_blocks_to_disk_gives_the_same_states(run, tm
 
     folder, accuracies = run
     blocks = json.loads((tiny_model_dir / "config.json").read_text())["num_hidden_layers"]
-    placement = {"model.embed_tokens": "cpu", "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu",
-                 **{f"model.layers.{i}": "disk" if i % 2 == 0 else "cpu" for i in range(blocks)}}
+    placement = {
+        "model.embed_tokens": "cpu",
+        "model.norm": "cpu",
+        "model.rotary_emb": "cpu",
+        "lm_head": "cpu",
+        **{f"model.layers.{i}": "disk" if i % 2 == 0 else "cpu" for i in range(blocks)},
+    }
     device_map = tmp_path / "map.json"
     device_map.write_text(json.dumps(placement))
     split = tmp_path / "split"
-    assert run_extract(_config(tiny_model_dir, tiny_mmlu, device_map=str(device_map)), split, progress=False) == accuracies
+    assert (
+        run_extract(_config(tiny_model_dir, tiny_mmlu, device_map=str(device_map)), split, progress=False) == accuracies
+    )
     with h5py.File(folder / "hidden.h5", "r") as whole, h5py.File(split / "hidden.h5", "r") as f:
         for name in ("0shot", "2shot"):
             for layer in range(store.hidden.n_layers(f, name)):
-                np.testing.assert_allclose(store.hidden.read_layer(f, name, layer), store.hidden.read_layer(whole, name, layer), rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose(
+                    store.hidden.read_layer(f, name, layer),
+                    store.hidden.read_layer(whole, name, layer),
+                    rtol=1e-5,
+                    atol=1e-5,
+                )
             # the norms of offloaded blocks (on the meta device between forwards) are read all the same
             split_norms, whole_norms = store.readout.read_norms(f, name), store.readout.read_norms(whole, name)
             assert split_norms.kind == whole_norms.kind
             np.testing.assert_array_equal(split_norms.weight, whole_norms.weight)
-            np.testing.assert_array_equal(store.readout.read_head(f, name).weight, store.readout.read_head(whole, name).weight)
+            np.testing.assert_array_equal(
+                store.readout.read_head(f, name).weight, store.readout.read_head(whole, name).weight
+            )
     with pytest.raises(ModelError, match="both place the model"):
-        run_extract(_config(tiny_model_dir, tiny_mmlu, device_map="auto", device="cpu"), tmp_path / "no", progress=False)
+        run_extract(
+            _config(tiny_model_dir, tiny_mmlu, device_map="auto", device="cpu"), tmp_path / "no", progress=False
+        )
 
 
 def test_extract_says_at_once_when_the_analysis_needs_more_eval_rows(capsys, tmp_path, tiny_model_dir, tiny_mmlu):
     """Before the fine-tune and the analysis are run for nothing: `make all` with a few rows."""
-    args = ["extract", "--run", str(tmp_path / "small"), "--model", str(tiny_model_dir), "--task-data", str(tiny_mmlu),
-            "--shots", "0", "--subjects", "all", "--per-subject", "4", "--train-per-subject", "0", "--no-progress"]
+    args = [
+        "extract",
+        "--run",
+        str(tmp_path / "small"),
+        "--model",
+        str(tiny_model_dir),
+        "--task-data",
+        str(tiny_mmlu),
+        "--shots",
+        "0",
+        "--subjects",
+        "all",
+        "--per-subject",
+        "4",
+        "--train-per-subject",
+        "0",
+        "--no-progress",
+    ]
     assert cli.main(args) == 0
     err = capsys.readouterr().err
-    assert re.search(r"note: \d+ eval rows, but landscape analyze needs more than its maxk \(suite 100, doimo2024 1000\): "
-                     r"pass it --maxk below \d+", err), err[-500:]
+    assert re.search(
+        r"note: \d+ eval rows, but landscape analyze needs more than its maxk \(suite 100, doimo2024 1000\): "
+        r"pass it --maxk below \d+",
+        err,
+    ), err[-500:]
 
 
 def test_train_subjects_are_recorded_kept_on_resume_and_checked(tmp_path, tiny_model_dir, tiny_mmlu, capsys):
@@ -205,11 +258,34 @@ def test_train_subjects_are_recorded_kept_on_resume_and_checked(tmp_path, tiny_m
     assert landscape.info(folder)["partition"]["train_values"] == ["world religions"]
     run_extract(config, folder, progress=False)  # the same request resumes (nothing to do)
     with pytest.raises(RunMismatch, match="partition"):
-        run_extract(_config(tiny_model_dir, tiny_mmlu, shots=(0,), subjects="anatomy,astronomy", train_subjects="all"),
-                    folder, progress=False)
+        run_extract(
+            _config(tiny_model_dir, tiny_mmlu, shots=(0,), subjects="anatomy,astronomy", train_subjects="all"),
+            folder,
+            progress=False,
+        )
     capsys.readouterr()
-    assert cli.main(["extract", "--run", str(tmp_path / "bad"), "--model", str(tiny_model_dir), "--task-data", str(tiny_mmlu),
-                     "--subjects", "all", "--train-subjects", "others", "--demo-pool", "4", "--shots", "0"]) == 1
+    assert (
+        cli.main(
+            [
+                "extract",
+                "--run",
+                str(tmp_path / "bad"),
+                "--model",
+                str(tiny_model_dir),
+                "--task-data",
+                str(tiny_mmlu),
+                "--subjects",
+                "all",
+                "--train-subjects",
+                "others",
+                "--demo-pool",
+                "4",
+                "--shots",
+                "0",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none is left to train on" in err[0]
     assert not (tmp_path / "bad" / "hidden.h5").exists()

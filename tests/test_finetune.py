@@ -10,9 +10,9 @@ import torch
 import landscape
 from extract import forward, lora, prequential
 from extract.finetune import FinetuneConfig, run_finetune
+from extract.icl import ExtractConfig, run_extract
 from extract.lora import TrainData, train_lora
 from extract.prequential import bits_from_logits
-from extract.icl import ExtractConfig, run_extract
 from landscape import cli, store
 
 LETTERS = [" A", " B", " C", " D"]
@@ -21,10 +21,23 @@ LETTERS = [" A", " B", " C", " D"]
 @pytest.fixture(scope="module")
 def ft_run(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     folder = tmp_path_factory.mktemp("ftrun")
-    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0,), subjects="all",
-                              per_subject=6, demo_pool=2, train_per_subject=8, batch_size=8), folder, progress=False)
-    config = FinetuneConfig(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=2, batch_size=4, task_data=str(tiny_mmlu),
-                            checkpoints=(3,))
+    run_extract(
+        ExtractConfig(
+            model=str(tiny_model_dir),
+            task_data=str(tiny_mmlu),
+            shots=(0,),
+            subjects="all",
+            per_subject=6,
+            demo_pool=2,
+            train_per_subject=8,
+            batch_size=8,
+        ),
+        folder,
+        progress=False,
+    )
+    config = FinetuneConfig(
+        rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=2, batch_size=4, task_data=str(tiny_mmlu), checkpoints=(3,)
+    )
     summary = run_finetune(folder, config, progress=False)
     return folder, summary
 
@@ -35,7 +48,9 @@ def _tiny_peft(tiny_model_dir, dropout=0.0):
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["q_proj", "v_proj"]))
+    return get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["q_proj", "v_proj"])
+    )
 
 
 def _train_data(tok, n=12, seed=0):
@@ -58,21 +73,36 @@ def test_edl_record_adds_up_in_bits(ft_run):
     assert attrs["mdl_bits"] == pytest.approx(arrays["online_bits"].sum())
     assert attrs["final_bits"] == pytest.approx(arrays["final_bits"].sum())
     per_example = arrays["online_bits"] - arrays["final_bits"]
-    assert per_example.sum() == pytest.approx(attrs["edl_train_bits"]) == pytest.approx(attrs["mdl_bits"] - attrs["final_bits"])
+    assert (
+        per_example.sum()
+        == pytest.approx(attrs["edl_train_bits"])
+        == pytest.approx(attrs["mdl_bits"] - attrs["final_bits"])
+    )
     # the headline EDL: the residual is n x the final model's mean bits on held-out (eval) rows
     assert attrs["heldout_residual_bits"] == pytest.approx(24 * arrays["eval_final_bits"].mean())
     assert attrs["edl_heldout_bits"] == pytest.approx(attrs["mdl_bits"] - attrs["heldout_residual_bits"])
     assert attrs["edl_per_example"] == pytest.approx(attrs["edl_heldout_bits"] / 24)
     assert attrs["gain_beyond_format_bits"] == pytest.approx(
-        24 * (arrays["heldout_format_bits"].mean() - arrays["heldout_final_bits"].mean()))
-    assert attrs["edl_format_only_bits"] == pytest.approx(arrays["format_online_bits"].sum() - 24 * arrays["heldout_format_bits"].mean())
-    for name in ("edl_heldout_bits", "edl_train_bits", "edl_format_only_bits", "gain_beyond_format_bits", "accuracy_gain"):
+        24 * (arrays["heldout_format_bits"].mean() - arrays["heldout_final_bits"].mean())
+    )
+    assert attrs["edl_format_only_bits"] == pytest.approx(
+        arrays["format_online_bits"].sum() - 24 * arrays["heldout_format_bits"].mean()
+    )
+    for name in (
+        "edl_heldout_bits",
+        "edl_train_bits",
+        "edl_format_only_bits",
+        "gain_beyond_format_bits",
+        "accuracy_gain",
+    ):
         assert attrs[f"{name}_low"] <= attrs[name] <= attrs[f"{name}_high"], name
     assert attrs["marginal_mdl_bits"] == pytest.approx(arrays["marginal_online_bits"].sum())
     assert attrs["marginal_entropy_bits"] <= attrs["uniform_bits"] + 1e-9
     assert attrs["edl_per_parameter"] == pytest.approx(attrs["edl_heldout_bits"] / attrs["n_trainable"])
     # bits, not nats: -log2 of the renormalised letter probability
-    p = torch.softmax(torch.tensor(base_logits[train_rows], dtype=torch.float64), -1)[torch.arange(24), ex.answers[train_rows]]
+    p = torch.softmax(torch.tensor(base_logits[train_rows], dtype=torch.float64), -1)[
+        torch.arange(24), ex.answers[train_rows]
+    ]
     np.testing.assert_allclose(arrays["base_bits"], -torch.log2(p).numpy(), rtol=1e-9)
     np.testing.assert_allclose(arrays["final_bits"], bits_from_logits(sft_logits[train_rows], ex.answers[train_rows]))
     # the first batch is coded by the pretrained model (LoRA starts as the identity, no dropout)
@@ -106,7 +136,9 @@ def test_online_code_is_taken_before_the_update(tmp_path, tiny, tiny_model_dir):
     train = _train_data(tok)
     letter_ids = forward.letter_token_ids(tok, LETTERS)
     config = FinetuneConfig(lr=2e-2, epochs=1, batch_size=3, dropout=0.0, checkpoints=(1, 2, 3, 4), warmup=0.0)
-    record = train_lora(model, train, config, scoring=forward.Scoring(letter_ids), checkpoint_dir=tmp_path, progress=False)
+    record = train_lora(
+        model, train, config, scoring=forward.Scoring(letter_ids), checkpoint_dir=tmp_path, progress=False
+    )
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -129,7 +161,9 @@ def test_interrupted_training_resumes_to_the_same_numbers(tmp_path, tiny, tiny_m
     train = _train_data(tok)
     letter_ids = forward.letter_token_ids(tok, LETTERS)
     config = FinetuneConfig(lr=1e-2, epochs=2, batch_size=3, dropout=0.1, save_every=2)
-    full = train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, scoring=forward.Scoring(letter_ids), progress=False)
+    full = train_lora(
+        _tiny_peft(tiny_model_dir, 0.1), train, config, scoring=forward.Scoring(letter_ids), progress=False
+    )
 
     calls = {"n": 0}
     real = forward.letter_log_probs
@@ -143,17 +177,33 @@ def test_interrupted_training_resumes_to_the_same_numbers(tmp_path, tiny, tiny_m
     state = tmp_path / "state.pt"
     monkeypatch.setattr(forward, "letter_log_probs", dies_on_the_sixth_batch)
     with pytest.raises(KeyboardInterrupt):
-        train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, scoring=forward.Scoring(letter_ids), state_path=state, progress=False)
+        train_lora(
+            _tiny_peft(tiny_model_dir, 0.1),
+            train,
+            config,
+            scoring=forward.Scoring(letter_ids),
+            state_path=state,
+            progress=False,
+        )
     monkeypatch.setattr(forward, "letter_log_probs", real)
     assert torch.load(state, weights_only=False)["step"] == 4
-    resumed = train_lora(_tiny_peft(tiny_model_dir, 0.1), train, config, scoring=forward.Scoring(letter_ids), state_path=state, progress=False)
+    resumed = train_lora(
+        _tiny_peft(tiny_model_dir, 0.1),
+        train,
+        config,
+        scoring=forward.Scoring(letter_ids),
+        state_path=state,
+        progress=False,
+    )
     np.testing.assert_allclose(resumed["online_bits"], full["online_bits"], rtol=1e-6)
     np.testing.assert_allclose(resumed["losses"], full["losses"], rtol=1e-6)
 
 
 def test_random_labels_and_errors(ft_run, tmp_path, tiny_mmlu, capsys):
     folder, _ = ft_run
-    config = FinetuneConfig(name="sft-random", labels="random", rank=4, alpha=8, epochs=1, batch_size=8, task_data=str(tiny_mmlu))
+    config = FinetuneConfig(
+        name="sft-random", labels="random", rank=4, alpha=8, epochs=1, batch_size=8, task_data=str(tiny_mmlu)
+    )
     run_finetune(folder, config, progress=False)
     with h5py.File(folder / "hidden.h5") as f:
         arrays, attrs = store.edl.read_edl(f, "sft-random")
@@ -164,7 +214,11 @@ def test_random_labels_and_errors(ft_run, tmp_path, tiny_mmlu, capsys):
     assert cli.main(["finetune", str(tmp_path)]) == 1
     assert "no hidden.h5" in capsys.readouterr().err
     with pytest.raises(ValueError, match="checkpoint steps must be <= 3"):
-        run_finetune(folder, FinetuneConfig(name="x", epochs=1, batch_size=8, checkpoints=(9,), task_data=str(tiny_mmlu)), progress=False)
+        run_finetune(
+            folder,
+            FinetuneConfig(name="x", epochs=1, batch_size=8, checkpoints=(9,), task_data=str(tiny_mmlu)),
+            progress=False,
+        )
 
 
 def test_analysis_correlates_edl_with_the_landscape(ft_run):
@@ -183,7 +237,9 @@ def test_analysis_correlates_edl_with_the_landscape(ft_run):
     names = {r["metric"] for r in corr}
     assert {"sft:log_density_rho", "0shot:core_rho", "data_overlap_rho", "sft:purity_subject_rho"} <= names
     assert not any(name.endswith(("_low", "_high")) for name in names)  # the interval is in its own columns
-    value = {(int(r["layer"]), r["metric"]): tuple(float(r[k] or "nan") for k in ("value", "low", "high")) for r in corr}
+    value = {
+        (int(r["layer"]), r["metric"]): tuple(float(r[k] or "nan") for k in ("value", "low", "high")) for r in corr
+    }
     for layer in (1, 2, 3):
         rho, low, high = value[(layer, "sft:log_density_rho")]
         assert -1 <= low <= high <= 1 and -1 <= rho <= 1
@@ -206,7 +262,9 @@ def test_blockwise_code_first_block_by_the_base_model(tiny, tiny_model_dir):
     letter_ids = forward.letter_token_ids(tok, LETTERS)
     model = _tiny_peft(tiny_model_dir)
     with torch.no_grad():
-        base = -forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids)[torch.arange(10), torch.as_tensor(train.labels)] / math.log(2)
+        base = -forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids)[
+            torch.arange(10), torch.as_tensor(train.labels)
+        ] / math.log(2)
     config = FinetuneConfig(lr=2e-2, epochs=1, batch_size=4, dropout=0.0, schedule="blockwise")
     record = lora.train_blockwise(model, train, config, scoring=forward.Scoring(letter_ids), progress=False)
     order = lora.epoch_order(10, 0, 0)
@@ -237,8 +295,12 @@ def test_warm_up_starts_above_zero_the_second_batch_is_coded_by_an_updated_model
     config = FinetuneConfig(lr=2e-2, epochs=4, batch_size=4, dropout=0.0)
     assert int(config.warmup * 40) == 2 and lora.lr_multiplier(0, 2, 40) == pytest.approx(1 / 3)
     with torch.no_grad():
-        base = (-forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids)[
-            torch.arange(40), torch.as_tensor(train.labels)] / math.log(2)).numpy()
+        base = (
+            -forward.letter_log_probs(model, train.tokens, letter_ids=letter_ids)[
+                torch.arange(40), torch.as_tensor(train.labels)
+            ]
+            / math.log(2)
+        ).numpy()
     record = train_lora(model, train, config, scoring=forward.Scoring(letter_ids), progress=False)
     order = lora.epoch_order(40, 0, 0)
     first, second = order[:4], order[4:8]
@@ -250,8 +312,17 @@ def test_random_label_fine_tune_has_held_out_edl_near_its_expectation(ft_run, ti
     """Random labels: the held-out residual is the expected code of uniform labels, so a fine-tune
     that memorises them gains nothing on held-out rows."""
     folder, _ = ft_run
-    config = FinetuneConfig(name="sft-random2", labels="random", rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=2,
-                            batch_size=4, task_data=str(tiny_mmlu))
+    config = FinetuneConfig(
+        name="sft-random2",
+        labels="random",
+        rank=4,
+        alpha=8,
+        dropout=0.0,
+        lr=5e-3,
+        epochs=2,
+        batch_size=4,
+        task_data=str(tiny_mmlu),
+    )
     run_finetune(folder, config, progress=False)
     with h5py.File(folder / "hidden.h5") as f:
         arrays, attrs = store.edl.read_edl(f, "sft-random2")

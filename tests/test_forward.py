@@ -13,8 +13,12 @@ def _ids(tokenizer, text, special=False):
 @pytest.fixture(scope="module")
 def prompt_parts(tiny):
     _, tok = tiny
-    prefix = _ids(tok, "The following are multiple choice questions (with answers) about astronomy.\n\n"
-                       "What orbit star?\nA. x\nB. y\nC. z\nD. w\nAnswer: B\n\n", special=True)
+    prefix = _ids(
+        tok,
+        "The following are multiple choice questions (with answers) about astronomy.\n\n"
+        "What orbit star?\nA. x\nB. y\nC. z\nD. w\nAnswer: B\n\n",
+        special=True,
+    )
     questions = [
         _ids(tok, "Which planet?\nA. star\nB. the orbit\nC. z\nD. w\nAnswer:"),
         _ids(tok, "What is a light cell in the heart of a god temple?\nA. x\nB. y\nC. z\nD. bone\nAnswer:"),

@@ -165,7 +165,8 @@ def test_every_metric_equals_dadapy_from_coordinates():
     np.testing.assert_array_equal(peaks.centers, ref.cluster_centers)
     np.testing.assert_allclose(peaks.saddle_log_density, ref.log_den_bord, rtol=1e-5, atol=1e-5)
     assert geometry.label_overlap(ours, labels, class_fraction=0.3) == pytest.approx(
-        ref.return_label_overlap(labels, class_fraction=0.3), rel=1e-12)
+        ref.return_label_overlap(labels, class_fraction=0.3), rel=1e-12
+    )
 
     Y = X + np.random.default_rng(4).normal(scale=0.5, size=X.shape)
     ours_y = knn_graph(Y, maxk=maxk, exact=True)
@@ -216,7 +217,9 @@ def test_permutation_nulls_cover_structure_free_values_and_exclude_planted_ones(
         overlap_null = nulls.label_overlap_null(graph.indices, labels, class_fraction=0.1, draws=40, seed=t)
         observed = geometry.label_overlap(graph, labels, class_fraction=0.1)
         inside_overlap += overlap_null.low <= observed <= overlap_null.high
-        assert np.isclose(nulls.class_weighted_mean(label_overlap_rows(graph.indices, labels, class_fraction=0.1), labels), observed)
+        assert np.isclose(
+            nulls.class_weighted_mean(label_overlap_rows(graph.indices, labels, class_fraction=0.1), labels), observed
+        )
     assert inside_ari >= 0.85 * trials and inside_overlap >= 0.85 * trials
     planted = np.repeat(np.arange(4), 60)
     Y = X + 6 * np.eye(6)[planted]

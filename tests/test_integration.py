@@ -61,17 +61,56 @@ def test_your_own_task_end_to_end_on_smollm2(kind, tmp_path):
 
     task_file = (write_arith if kind == "arith" else write_exam)(tmp_path / "task")
     run = tmp_path / "run"
-    assert cli.main(["extract", "--run", str(run), "--task", str(task_file), "--subjects", "all", "--per-subject", "12",
-                     "--demo-pool", "2", "--train-per-subject", "4", "--shots", "0,1", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "extract",
+                "--run",
+                str(run),
+                "--task",
+                str(task_file),
+                "--subjects",
+                "all",
+                "--per-subject",
+                "12",
+                "--demo-pool",
+                "2",
+                "--train-per-subject",
+                "4",
+                "--shots",
+                "0,1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "8", "--no-progress"]) == 0
-    assert cli.main(["analyze", str(run), "--maxk", "10", "--density-k", "5", "--overlap-k", "5", "--tree-min-size", "2",
-                     "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "analyze",
+                str(run),
+                "--maxk",
+                "10",
+                "--density-k",
+                "5",
+                "--overlap-k",
+                "5",
+                "--tree-min-size",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["report", str(run), "--map-method", "pca", "--png", "no", "--no-progress"]) == 0
     page = (run / "report" / "index.html").read_text()
-    for grouping in (["op", "size"] if kind == "arith" else ["area"]):
+    for grouping in ["op", "size"] if kind == "arith" else ["area"]:
         assert f"ARI ~ {grouping}" in page
     info = landscape.info(run)
-    assert info["task"] == ("arith" if kind == "arith" else "exam5") and len(info["choice_labels"]) == (3 if kind == "arith" else 5)
+    assert info["task"] == ("arith" if kind == "arith" else "exam5") and len(info["choice_labels"]) == (
+        3 if kind == "arith" else 5
+    )
 
 
 @pytest.mark.parametrize("name,kind", [("smollm2-135m", "rms"), ("gemma3-270m", "rms_offset")])
@@ -82,7 +121,9 @@ def test_normed_states_equal_the_real_models_own_norms(name, kind):
 
     model, tokenizer = models.load_model(models.resolve_model(name), torch.device("cpu"), torch.float32)
     mmlu, items = tasks.load_items(tasks.load_task("mmlu"))
-    ids = tokenizer.encode(tasks.render_prefix(mmlu, items[0], []) + tasks.render_question(mmlu, items[0]), add_special_tokens=False)
+    ids = tokenizer.encode(
+        tasks.render_prefix(mmlu, items[0], []) + tasks.render_question(mmlu, items[0]), add_special_tokens=False
+    )
     assert_normed_equal_own(model, ids, kind)
 
 
@@ -91,8 +132,18 @@ def test_gemma_extraction_stores_a_lens_that_reproduces_its_logits(tmp_path):
     head rows must still give its own choice logits at the last layer."""
     from tests.test_readouts import assert_lens_is_the_models_logits
 
-    run_extract(ExtractConfig(model="gemma3-270m", shots=(0,), subjects="anatomy,astronomy", per_subject=3,
-                              train_per_subject=0, batch_size=3), tmp_path, progress=False)
+    run_extract(
+        ExtractConfig(
+            model="gemma3-270m",
+            shots=(0,),
+            subjects="anatomy,astronomy",
+            per_subject=3,
+            train_per_subject=0,
+            batch_size=3,
+        ),
+        tmp_path,
+        progress=False,
+    )
     assert_lens_is_the_models_logits(tmp_path)
 
 
@@ -100,12 +151,19 @@ def test_smollm2_split_over_cpu_and_disk_gives_the_same_states(tmp_path):
     """--device-map with every other block of SmolLM2 offloaded to disk (accelerate's big-model path)."""
     import json
 
-    placement = {"model.embed_tokens": "cpu", "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu",
-                 **{f"model.layers.{i}": "disk" if i % 2 == 0 else "cpu" for i in range(30)}}
+    placement = {
+        "model.embed_tokens": "cpu",
+        "model.norm": "cpu",
+        "model.rotary_emb": "cpu",
+        "lm_head": "cpu",
+        **{f"model.layers.{i}": "disk" if i % 2 == 0 else "cpu" for i in range(30)},
+    }
     (tmp_path / "map.json").write_text(json.dumps(placement))
     base = dict(shots=(0, 2), subjects="anatomy", per_subject=3, train_per_subject=0, batch_size=3)
     whole = run_extract(ExtractConfig(**base), tmp_path / "whole", progress=False)
-    split = run_extract(ExtractConfig(**base, device_map=str(tmp_path / "map.json")), tmp_path / "split", progress=False)
+    split = run_extract(
+        ExtractConfig(**base, device_map=str(tmp_path / "map.json")), tmp_path / "split", progress=False
+    )
     assert split == whole
     for name in ("0shot", "2shot"):
         for layer in (0, 1, 14, 15, 30):
@@ -123,8 +181,13 @@ def test_qwen_models_assemble_convert_and_extract(name, blocks, width, tmp_path)
     resolved = models.resolve_model(name)
     assert resolved.sha256 == models.EMBEDDED[name].sha256 and "part1.." in resolved.source
     assert models.resolve_model(name) == resolved  # the converted folder is reused
-    run_extract(ExtractConfig(model=name, shots=(0,), subjects="anatomy,astronomy", per_subject=2,
-                              train_per_subject=0, batch_size=4), tmp_path, progress=False)
+    run_extract(
+        ExtractConfig(
+            model=name, shots=(0,), subjects="anatomy,astronomy", per_subject=2, train_per_subject=0, batch_size=4
+        ),
+        tmp_path,
+        progress=False,
+    )
     info = landscape.info(tmp_path)
     assert info["model_hash"] == resolved.sha256
     layer = landscape.load_layer(tmp_path, "0shot", blocks)

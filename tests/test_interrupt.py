@@ -24,17 +24,37 @@ def landscape(*args, fault: str | None = None, check: bool = True) -> subprocess
     env.pop("LANDSCAPE_FAULT", None)
     if fault:
         env["LANDSCAPE_FAULT"] = fault
-    done = subprocess.run([sys.executable, "-m", "landscape", *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "landscape", *map(str, args)], env=env, capture_output=True, text=True, timeout=600
+    )
     if check and fault is None:
         assert done.returncode == 0, done.stderr[-2000:]
     return done
 
 
 def extract_args(run, tiny_model_dir, tiny_mmlu, shots="0,1"):
-    return ["extract", "--run", run, "--model", tiny_model_dir, "--task-data", tiny_mmlu, "--shots", shots,
-            "--subjects", "all", "--per-subject", 6, "--demo-pool", 2, "--train-per-subject", 8, "--batch-size", 4,
-            "--no-progress"]
+    return [
+        "extract",
+        "--run",
+        run,
+        "--model",
+        tiny_model_dir,
+        "--task-data",
+        tiny_mmlu,
+        "--shots",
+        shots,
+        "--subjects",
+        "all",
+        "--per-subject",
+        6,
+        "--demo-pool",
+        2,
+        "--train-per-subject",
+        8,
+        "--batch-size",
+        4,
+        "--no-progress",
+    ]
 
 
 def assert_same_groups(a: h5py.Group, b: h5py.Group, path: str = "") -> None:
@@ -58,12 +78,15 @@ def reference(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     return run
 
 
-@pytest.mark.parametrize("fault", [
-    "rows.before_done:1",  # killed inside the first batch: no row done yet
-    "extract.batch:2",  # some batches of the first condition
-    "rows.before_done:9",  # half-written batch (states written, not marked done) in the second condition
-    "extract.batch:15",  # all but the last batch
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "rows.before_done:1",  # killed inside the first batch: no row done yet
+        "extract.batch:2",  # some batches of the first condition
+        "rows.before_done:9",  # half-written batch (states written, not marked done) in the second condition
+        "extract.batch:15",  # all but the last batch
+    ],
+)
 def test_killed_extraction_resumes_to_the_same_file(fault, reference, tmp_path, tiny_model_dir, tiny_mmlu):
     run = tmp_path / "run"
     killed = landscape(*extract_args(run, tiny_model_dir, tiny_mmlu), fault=fault)
@@ -95,8 +118,23 @@ def test_killed_analysis_resumes_to_the_same_results(reference, tmp_path):
 
 
 def test_killed_finetune_resumes_to_the_same_adapter_and_code(reference, tmp_path, tiny_mmlu):
-    flags = ["--rank", 4, "--alpha", 8, "--dropout", 0.1, "--lr", 0.005, "--epochs", 2, "--batch-size", 4, "--task-data",
-             tiny_mmlu, "--no-progress"]
+    flags = [
+        "--rank",
+        4,
+        "--alpha",
+        8,
+        "--dropout",
+        0.1,
+        "--lr",
+        0.005,
+        "--epochs",
+        2,
+        "--batch-size",
+        4,
+        "--task-data",
+        tiny_mmlu,
+        "--no-progress",
+    ]
     runs = {}
     for label, fault in (("whole", None), ("killed", "finetune.step:12")):  # 24 rows / 4 = 6 steps a epoch
         run = tmp_path / label

@@ -17,10 +17,28 @@ from tests.conftest import SMALL
 
 
 def _run(folder, tiny_model_dir, tiny_mmlu, layers):
-    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 1), subjects="all",
-                              per_subject=12, demo_pool=2, train_per_subject=4, batch_size=8, layers=layers), folder, progress=False)
-    run_finetune(folder, FinetuneConfig(rank=4, alpha=8, dropout=0.0, epochs=1, batch_size=4, checkpoints=(2,),
-                                        task_data=str(tiny_mmlu)), progress=False)
+    run_extract(
+        ExtractConfig(
+            model=str(tiny_model_dir),
+            task_data=str(tiny_mmlu),
+            shots=(0, 1),
+            subjects="all",
+            per_subject=12,
+            demo_pool=2,
+            train_per_subject=4,
+            batch_size=8,
+            layers=layers,
+        ),
+        folder,
+        progress=False,
+    )
+    run_finetune(
+        folder,
+        FinetuneConfig(
+            rank=4, alpha=8, dropout=0.0, epochs=1, batch_size=4, checkpoints=(2,), task_data=str(tiny_mmlu)
+        ),
+        progress=False,
+    )
     run_analysis(folder, SMALL, progress=False)
     return folder
 
@@ -29,8 +47,10 @@ def _run(folder, tiny_model_dir, tiny_mmlu, layers):
 def runs(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     """The same tiny run twice: every layer, and every second layer (0, 2 and the last, 3)."""
     root = tmp_path_factory.mktemp("layers")
-    return (_run(root / "all", tiny_model_dir, tiny_mmlu, None),
-            _run(root / "every2", tiny_model_dir, tiny_mmlu, "every:2"))
+    return (
+        _run(root / "all", tiny_model_dir, tiny_mmlu, None),
+        _run(root / "every2", tiny_model_dir, tiny_mmlu, "every:2"),
+    )
 
 
 def test_a_subset_stores_those_layers_as_the_full_run_does(runs):
@@ -40,7 +60,9 @@ def test_a_subset_stores_those_layers_as_the_full_run_does(runs):
             assert store.hidden.stored_layers(b, name) == [0, 2, 3] and store.hidden.n_layers(b, name) == 4
             assert store.hidden.get_condition(b, name)["hidden"].shape[0] == 3
             for layer in (0, 2, 3, -1):
-                np.testing.assert_array_equal(store.hidden.read_layer(a, name, layer), store.hidden.read_layer(b, name, layer))
+                np.testing.assert_array_equal(
+                    store.hidden.read_layer(a, name, layer), store.hidden.read_layer(b, name, layer)
+                )
             np.testing.assert_array_equal(store.hidden.read_outputs(a, name)[0], store.hidden.read_outputs(b, name)[0])
             with pytest.raises(store.SchemaError, match="layer 1 of .* is not stored"):
                 store.hidden.read_layer(b, name, 1)
@@ -61,14 +83,19 @@ def test_the_analysis_of_a_subset_is_the_full_analysis_at_those_layers(runs):
         assert {l for _, _, l in rows_b} == {0, 2, 3} and len(rows_b) > 30
         for key, scalars in rows_b.items():
             assert key in rows_a, key
-            np.testing.assert_allclose([scalars[m] for m in scalars], [rows_a[key][m] for m in scalars], rtol=1e-6,
-                                       atol=1e-9, err_msg=str(key))
+            np.testing.assert_allclose(
+                [scalars[m] for m in scalars], [rows_a[key][m] for m in scalars], rtol=1e-6, atol=1e-9, err_msg=str(key)
+            )
         # the lens's decision layer: among the stored layers
         _, arrays, _ = store.analysis.read_result(b, store.analysis.decision_path("0shot", 3, split="eval"))
         assert set(np.unique(arrays["decision_layer"])) <= {0, 2, 3}
         # layer x layer similarity: the full matrices restricted to the stored layers (0 has no geometry)
-        layers_a, matrices_a, _ = store.analysis.read_similarity(a, store.analysis.similarity_path("eval", condition="sft"))
-        layers_b, matrices_b, _ = store.analysis.read_similarity(b, store.analysis.similarity_path("eval", condition="sft"))
+        layers_a, matrices_a, _ = store.analysis.read_similarity(
+            a, store.analysis.similarity_path("eval", condition="sft")
+        )
+        layers_b, matrices_b, _ = store.analysis.read_similarity(
+            b, store.analysis.similarity_path("eval", condition="sft")
+        )
         assert layers_b.tolist() == [2, 3]
         keep = [layers_a.tolist().index(l) for l in layers_b]
         for measure, matrix in matrices_b.items():
@@ -83,10 +110,40 @@ def test_the_report_of_a_subset_draws_its_layers(runs):
 
 def test_asking_for_a_layer_that_is_not_there(runs, capsys, tmp_path, tiny_model_dir, tiny_mmlu):
     _, part = runs
-    assert cli.main(["analyze", str(part), "--layers", "1", "--maxk", "20", "--overlap-k", "10", "--density-k", "8", "--no-progress"]) == 1
+    assert (
+        cli.main(
+            [
+                "analyze",
+                str(part),
+                "--layers",
+                "1",
+                "--maxk",
+                "20",
+                "--overlap-k",
+                "10",
+                "--density-k",
+                "8",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     assert "layer 1 of 0shot is not stored (it keeps 0, 2, 3" in capsys.readouterr().err
-    argv = ["extract", "--run", str(tmp_path / "r"), "--model", str(tiny_model_dir), "--task-data", str(tiny_mmlu),
-            "--subjects", "all", "--per-subject", "4", "--no-progress", "--layers"]
+    argv = [
+        "extract",
+        "--run",
+        str(tmp_path / "r"),
+        "--model",
+        str(tiny_model_dir),
+        "--task-data",
+        str(tiny_mmlu),
+        "--subjects",
+        "all",
+        "--per-subject",
+        "4",
+        "--no-progress",
+        "--layers",
+    ]
     with pytest.raises(SystemExit):
         cli.main([*argv, "every:0"])
     assert "bad layers 'every:0'" in capsys.readouterr().err

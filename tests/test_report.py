@@ -1,6 +1,5 @@
 """The report of a tiny run: files, figures true to the stored numbers, and the page in Chromium."""
 
-
 import numpy as np
 import pytest
 
@@ -27,10 +26,25 @@ FAST = ReportConfig(map_method="pca", png="no")
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     folder = tmp_path_factory.mktemp("report-run")
-    run_extract(ExtractConfig(model=str(tiny_model_dir), task_data=str(tiny_mmlu), shots=(0, 1), subjects="all",
-                              per_subject=12, demo_pool=2, train_per_subject=8, batch_size=8), folder, progress=False)
-    run_finetune(folder, FinetuneConfig(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=1, batch_size=4,
-                                        task_data=str(tiny_mmlu)), progress=False)
+    run_extract(
+        ExtractConfig(
+            model=str(tiny_model_dir),
+            task_data=str(tiny_mmlu),
+            shots=(0, 1),
+            subjects="all",
+            per_subject=12,
+            demo_pool=2,
+            train_per_subject=8,
+            batch_size=8,
+        ),
+        folder,
+        progress=False,
+    )
+    run_finetune(
+        folder,
+        FinetuneConfig(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=1, batch_size=4, task_data=str(tiny_mmlu)),
+        progress=False,
+    )
     run_analysis(folder, SMALL, progress=False)
     report = run_report(folder, ReportConfig(map_method="pca", png="no", task_data=str(tiny_mmlu)), progress=False)
     return folder, report
@@ -42,13 +56,32 @@ def test_report_is_one_offline_page_with_every_figure_beside_it(reported):
     assert report.index == folder / "report" / "index.html"
     assert page.count("plotly.js v") == 1  # plotly.js inlined once, no CDN
     assert '<script src="http' not in page  # (the browser test also blocks and counts any request)
-    for section in ("Profiles across layers", "What can be read from each layer", "Density-peak dendrogram",
-                    "Map of one layer", "Excess description length"):
+    for section in (
+        "Profiles across layers",
+        "What can be read from each layer",
+        "Density-peak dendrogram",
+        "Map of one layer",
+        "Excess description length",
+    ):
         assert section in page
     names = {p.stem for p in report.figures}
-    assert {"profiles", "pairs", "gride_curves", "dendrogram", "map", "code_length", "edl_distribution",
-            "edl_correlations", "complexity", "map_explorer", "readout_subject", "readout_answer", "lens",
-            "id_estimators", "layer_similarity"} <= names
+    assert {
+        "profiles",
+        "pairs",
+        "gride_curves",
+        "dendrogram",
+        "map",
+        "code_length",
+        "edl_distribution",
+        "edl_correlations",
+        "complexity",
+        "map_explorer",
+        "readout_subject",
+        "readout_answer",
+        "lens",
+        "id_estimators",
+        "layer_similarity",
+    } <= names
     assert all(p.is_file() for p in report.figures)
     assert (folder / "report" / "figures" / "plotly.min.js").is_file()
     for name in ("0shot", "1shot", "sft"):  # every condition's accuracy is in the header
@@ -121,7 +154,10 @@ def test_report_cli_errors_are_one_line(tmp_path, capsys, reported):
     folder, _ = reported
     assert cli.main(["report", str(tmp_path)]) == 1
     assert "run `landscape extract` first" in capsys.readouterr().err
-    assert cli.main(["report", str(folder), "--map-layers", "99", "--png", "no", "--map-method", "pca", "--no-progress"]) == 1
+    assert (
+        cli.main(["report", str(folder), "--map-layers", "99", "--png", "no", "--map-method", "pca", "--no-progress"])
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "map layer 99 was not analysed" in err
 
@@ -136,9 +172,23 @@ def test_the_page_renders_in_headless_chromium(reported, tmp_path):
     assert check.console_errors == []
     assert check.external_requests == []
     assert check.missing == [], check.summary()
-    assert set(check.drawn) == {"claims", "profiles", "pairs", "gride_curves", "dendrogram", "map", "code_length",
-                                "edl_distribution", "edl_correlations", "complexity", "readout_subject",
-                                "readout_answer", "lens", "id_estimators", "layer_similarity"}
+    assert set(check.drawn) == {
+        "claims",
+        "profiles",
+        "pairs",
+        "gride_curves",
+        "dendrogram",
+        "map",
+        "code_length",
+        "edl_distribution",
+        "edl_correlations",
+        "complexity",
+        "readout_subject",
+        "readout_answer",
+        "lens",
+        "id_estimators",
+        "layer_similarity",
+    }
     assert (tmp_path / "screenshot.png").stat().st_size > 10_000
     standalone = check_page(folder / "report" / "figures" / "map_explorer.html")
     assert standalone.ok, standalone.problems()
@@ -152,10 +202,12 @@ LAYERS = np.arange(4)
 def _with_null(metric, grouping=""):
     """A measure and its permutation null as analysis.h5 holds them ('<m>_null', '_null_low', '_null_high')."""
     name = (lambda m: f"{m}[{grouping}]") if grouping else (lambda m: m)
-    return {name(metric): (LAYERS, np.array([0.1, 0.5, 0.8, 0.6])),
-            name(f"{metric}_null"): (LAYERS, np.array([0.0, 0.01, -0.01, 0.02])),
-            name(f"{metric}_null_low"): (LAYERS, np.array([-0.05, -0.04, -0.06, -0.03])),
-            name(f"{metric}_null_high"): (LAYERS, np.array([0.05, 0.06, 0.04, 0.07]))}
+    return {
+        name(metric): (LAYERS, np.array([0.1, 0.5, 0.8, 0.6])),
+        name(f"{metric}_null"): (LAYERS, np.array([0.0, 0.01, -0.01, 0.02])),
+        name(f"{metric}_null_low"): (LAYERS, np.array([-0.05, -0.04, -0.06, -0.03])),
+        name(f"{metric}_null_high"): (LAYERS, np.array([0.05, 0.06, 0.04, 0.07])),
+    }
 
 
 def _bands(fig):
@@ -186,14 +238,20 @@ def test_a_measure_with_a_permutation_null_gets_a_chance_band_and_one_without_no
     assert [b.name for b in _bands(readout)] == [f"0shot: {CHANCE}"]
     # runs analysed before the nulls existed: nothing drawn, nothing in the legend
     plain = {c: {m: v for m, v in p.items() if "_null" not in m} for c, p in profiles.items()}
-    for fig in (layer_profiles(plain, ["subject", "answer"]), target_readouts(plain, "subject"),
-                pair_profiles({"0shot~1shot": {"cka": _with_null("cka")["cka"]}})):
+    for fig in (
+        layer_profiles(plain, ["subject", "answer"]),
+        target_readouts(plain, "subject"),
+        pair_profiles({"0shot~1shot": {"cka": _with_null("cka")["cka"]}}),
+    ):
         assert not [t for t in fig.data if t.legendgroup == CHANCE]
 
 
 def test_a_null_without_bounds_is_a_dotted_mean_and_bounds_follow_the_means_layers():
-    profile = {"ari[answer]": (LAYERS, np.zeros(4)), "ari_null[answer]": (LAYERS[1:], np.full(3, 0.01)),
-               "ari_null_low[answer]": (LAYERS, np.array([9.0, -0.1, -0.2, -0.3]))}
+    profile = {
+        "ari[answer]": (LAYERS, np.zeros(4)),
+        "ari_null[answer]": (LAYERS[1:], np.full(3, 0.01)),
+        "ari_null_low[answer]": (LAYERS, np.array([9.0, -0.1, -0.2, -0.3])),
+    }
     layers, mean, low, high = null_series(profile, "ari[answer]")
     assert list(layers) == [1, 2, 3] and list(low) == [-0.1, -0.2, -0.3] and high is None
     fig = layer_profiles({"0shot": profile}, ["answer"])
@@ -207,9 +265,16 @@ def test_layer_similarity_heatmap_hover_names_the_null_where_there_is_one():
     plain = LayerSimilarity(layers=np.arange(3), matrices={"cka": eye, "imbalance": eye})
     fig = layer_similarity_heatmaps({"0shot": plain})
     assert fig.data[0].customdata is None and CHANCE not in fig.data[0].hovertemplate
-    nulled = LayerSimilarity(layers=np.arange(3), matrices={
-        "cka": eye, "imbalance": eye, "cka_null": np.full((3, 3), 0.1), "cka_null_low": np.full((3, 3), 0.05),
-        "cka_null_high": np.full((3, 3), 0.2)})
+    nulled = LayerSimilarity(
+        layers=np.arange(3),
+        matrices={
+            "cka": eye,
+            "imbalance": eye,
+            "cka_null": np.full((3, 3), 0.1),
+            "cka_null_low": np.full((3, 3), 0.05),
+            "cka_null_high": np.full((3, 3), 0.2),
+        },
+    )
     fig = layer_similarity_heatmaps({"0shot": nulled, "1shot": plain})
     assert CHANCE in fig.data[0].hovertemplate and CHANCE not in fig.data[1].hovertemplate
     assert np.allclose(np.asarray(fig.data[0].customdata)[1, 2], [0.1, 0.05, 0.2])
@@ -221,12 +286,39 @@ def test_layer_similarity_heatmap_hover_names_the_null_where_there_is_one():
 def test_claims_figure_draws_an_interval_that_excludes_the_value_as_it_is():
     """A percentile interval of a maximum may lie below the point value: the segment runs low..high
     and the dot sits beside it; no error bar of negative length."""
-    claims = [Claim(key="peak", statement="", statistic="max", paper="", value=0.9, low=0.5, high=0.8,
-                    region=cl.Region(above=0.3), verdict=cl.HOLDS),
-              Claim(key="inside", statement="", statistic="mean", paper="", value=0.2, low=0.1, high=0.4,
-                    region=cl.Region(above=0.3), verdict=cl.CANNOT_TELL),
-              Claim(key="no interval", statement="", statistic="x", paper="", value=0.1,
-                    region=cl.Region(above=0.3), verdict=cl.FAILS)]
+    claims = [
+        Claim(
+            key="peak",
+            statement="",
+            statistic="max",
+            paper="",
+            value=0.9,
+            low=0.5,
+            high=0.8,
+            region=cl.Region(above=0.3),
+            verdict=cl.HOLDS,
+        ),
+        Claim(
+            key="inside",
+            statement="",
+            statistic="mean",
+            paper="",
+            value=0.2,
+            low=0.1,
+            high=0.4,
+            region=cl.Region(above=0.3),
+            verdict=cl.CANNOT_TELL,
+        ),
+        Claim(
+            key="no interval",
+            statement="",
+            statistic="x",
+            paper="",
+            value=0.1,
+            region=cl.Region(above=0.3),
+            verdict=cl.FAILS,
+        ),
+    ]
     fig = claims_figure(claims)
     spans = {}
     for t in fig.data:

@@ -7,17 +7,24 @@ from landscape import store
 
 def _examples(n=5):
     return store.hidden.Examples(
-        ids=np.arange(10, 10 + n), groups={"subject": np.array(["a", "b", "a", "b", "c"][:n]),
-                                           "size": np.array(["s", "l", "l", "s", "s"][:n])},
-        answers=np.arange(n) % 4, splits=np.array(["eval"] * n),
+        ids=np.arange(10, 10 + n),
+        groups={"subject": np.array(["a", "b", "a", "b", "c"][:n]), "size": np.array(["s", "l", "l", "s", "s"][:n])},
+        answers=np.arange(n) % 4,
+        splits=np.array(["eval"] * n),
     )
 
 
 def _new(path, n=5, layers=2, width=3):
     with h5py.File(path, "w") as f:
-        store.hidden.write_header(f, {"model": "m", "partition": {"seed": 0}}, _examples(n),
-                            {"demos": (np.array([1, 2]), np.array(["a", "b"]))})
-        store.hidden.create_condition(f, "0shot", n_layers=layers, n_rows=n, width=width, n_choices=4, attrs={"kind": "icl", "shots": 0})
+        store.hidden.write_header(
+            f,
+            {"model": "m", "partition": {"seed": 0}},
+            _examples(n),
+            {"demos": (np.array([1, 2]), np.array(["a", "b"]))},
+        )
+        store.hidden.create_condition(
+            f, "0shot", n_layers=layers, n_rows=n, width=width, n_choices=4, attrs={"kind": "icl", "shots": 0}
+        )
 
 
 def test_roundtrip_with_noncontiguous_rows(tmp_path):
@@ -56,12 +63,10 @@ def test_wrong_version_and_missing_condition(tmp_path):
         with pytest.raises(store.SchemaError, match="layer 7 out of range"):
             store.hidden.read_layer(f, "0shot", 7)
         f.attrs["schema_version"] = 99
-    with h5py.File(path, "r") as f:
-        with pytest.raises(store.SchemaError, match="schema version 99"):
-            store.hidden.read_examples(f)
+    with h5py.File(path, "r") as f, pytest.raises(store.SchemaError, match="schema version 99"):
+        store.hidden.read_examples(f)
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f["x"] = 1
-    with h5py.File(other, "r") as f:
-        with pytest.raises(store.SchemaError, match="not a landscape run"):
-            store.hidden.check_version(f)
+    with h5py.File(other, "r") as f, pytest.raises(store.SchemaError, match="not a landscape run"):
+        store.hidden.check_version(f)

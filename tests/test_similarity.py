@@ -112,8 +112,12 @@ def _huh_cknna(A: np.ndarray, B: np.ndarray, topk: int) -> float:
 def test_the_matrices_equal_the_pairwise_definitions():
     rng = np.random.default_rng(7)
     base = rng.normal(size=(150, 12))
-    reps = [base, base @ rng.normal(size=(12, 20)) + 0.5 * rng.normal(size=(150, 20)),
-            np.tanh(base[:, :6]) + rng.normal(size=(150, 6)), rng.normal(size=(150, 9))]
+    reps = [
+        base,
+        base @ rng.normal(size=(12, 20)) + 0.5 * rng.normal(size=(150, 20)),
+        np.tanh(base[:, :6]) + rng.normal(size=(150, 6)),
+        rng.normal(size=(150, 9)),
+    ]
     m = similarity.similarity_matrices(reps, k=8, cknna_k=8)
     for a in range(4):
         assert m.cka[a, a] == pytest.approx(1) and m.imbalance[a, a] < 0.1
@@ -122,10 +126,13 @@ def test_the_matrices_equal_the_pairwise_definitions():
                 continue
             A, B = reps[a], reps[b]
             assert m.cka[a, b] == pytest.approx(similarity.linear_cka(A, B), rel=1e-9)
-            assert m.cka_debiased[a, b] == pytest.approx(similarity.linear_cka(A, B, debiased=True), rel=1e-9, abs=1e-12)
+            assert m.cka_debiased[a, b] == pytest.approx(
+                similarity.linear_cka(A, B, debiased=True), rel=1e-9, abs=1e-12
+            )
             assert m.imbalance[a, b] == pytest.approx(similarity.information_imbalance(A, B)[0], rel=1e-12)
             assert m.mutual_knn_euclidean[a, b] == pytest.approx(
-                similarity.mutual_knn_euclidean(knn_graph(A, 8).indices, knn_graph(B, 8).indices, 8))
+                similarity.mutual_knn_euclidean(knn_graph(A, 8).indices, knn_graph(B, 8).indices, 8)
+            )
             assert m.mutual_knn[a, b] == pytest.approx(_huh_mutual_knn(A, B, 8), abs=1e-6)
             assert m.cknna[a, b] == pytest.approx(_huh_cknna(A, B, 8), rel=1e-9, abs=1e-12)
 
@@ -145,9 +152,13 @@ def test_the_analysis_writes_layer_by_layer_and_condition_by_condition_similarit
     from landscape import store
 
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
-        layers, by_layer, attrs = store.analysis.read_similarity(f, store.analysis.similarity_path("eval", condition="0shot"))
+        layers, by_layer, attrs = store.analysis.read_similarity(
+            f, store.analysis.similarity_path("eval", condition="0shot")
+        )
         conditions, at_3, _ = store.analysis.read_similarity(f, store.analysis.similarity_path("eval", layer=3))
-        assert store.analysis.read_similarity(f, store.analysis.similarity_path("eval", layer=0)) is None  # no geometry there
+        assert (
+            store.analysis.read_similarity(f, store.analysis.similarity_path("eval", layer=0)) is None
+        )  # no geometry there
     with h5py.File(tiny_run / "hidden.h5", "r") as f:
         rows = np.flatnonzero(store.hidden.read_examples(f).splits == "eval")
         states = {(c, l): store.hidden.read_layer(f, c, l)[rows] for c in ("0shot", "1shot") for l in (1, 2, 3)}
@@ -155,10 +166,14 @@ def test_the_analysis_writes_layer_by_layer_and_condition_by_condition_similarit
     assert layers.tolist() == [1, 2, 3] and conditions.tolist() == ["0shot", "1shot"]
     assert attrs["n_rows"] == len(rows) and attrs["n_dropped"] == 0 and attrs["k"] == 10
     assert by_layer["cka"][0, 2] == pytest.approx(similarity.linear_cka(states[("0shot", 1)], states[("0shot", 3)]))
-    assert at_3["imbalance"][0, 1] == pytest.approx(similarity.information_imbalance(states[("0shot", 3)], states[("1shot", 3)])[0])
+    assert at_3["imbalance"][0, 1] == pytest.approx(
+        similarity.information_imbalance(states[("0shot", 3)], states[("1shot", 3)])[0]
+    )
     assert by_layer["cknna"][0, 2] == pytest.approx(_huh_cknna(states[("0shot", 1)], states[("0shot", 3)], 10))
     with open(tiny_run / "metrics.csv", newline="") as handle:
-        metrics = {(r["condition"], r["layer"], r["metric"], r["grouping"]): float(r["value"]) for r in csv.DictReader(handle)}
+        metrics = {
+            (r["condition"], r["layer"], r["metric"], r["grouping"]): float(r["value"]) for r in csv.DictReader(handle)
+        }
     assert metrics[("0shot", "1", "cka", "layer:3")] == pytest.approx(by_layer["cka"][0, 2])
     assert metrics[("0shot", "3", "imbalance_a_to_b", "layer:1")] == pytest.approx(by_layer["imbalance"][2, 0])
     assert metrics[("0shot~1shot", "3", "imbalance_b_to_a", "")] == pytest.approx(at_3["imbalance"][1, 0])
@@ -223,21 +238,33 @@ def _related(n: int, seed: int) -> list[np.ndarray]:
 @pytest.mark.parametrize("memory", [similarity.MEMORY_BYTES, 0])  # CKA drawn from held Grams; from moments
 def test_a_null_draw_is_the_measure_of_the_permuted_rows(memory):
     reps = _related(90, 12)
-    m = similarity.similarity_matrices(reps, k=5, cknna_k=7, null_draws=4, null_seed=3, memory_bytes=memory, cka_null="draws")
+    m = similarity.similarity_matrices(
+        reps, k=5, cknna_k=7, null_draws=4, null_seed=3, memory_bytes=memory, cka_null="draws"
+    )
     drawn = ("cka", "cka_debiased") * (memory > 0) + ("mutual_knn", "mutual_knn_euclidean", "cknna")
     assert sorted(m.null_samples) == sorted(drawn)
-    assert m.null_attrs["null_route"] == {name: "draws" if name in drawn else "moments" for name in similarity_nulls.NULL_MEASURES}
+    assert m.null_attrs["null_route"] == {
+        name: "draws" if name in drawn else "moments" for name in similarity_nulls.NULL_MEASURES
+    }
     assert ("null_note" in m.null_attrs) == (memory == 0)
     for d, p in enumerate(similarity_nulls.null_permutations(90, 4, 3)):
         for a, b in itertools.combinations(range(3), 2):
             shuffled = similarity.similarity_matrices([reps[a], reps[b][p]], k=5, cknna_k=7)  # b's rows shuffled
             for name in drawn:
-                assert m.null_samples[name][d, a, b] == pytest.approx(getattr(shuffled, name)[0, 1], rel=1e-12, abs=1e-15)
-                assert m.null_samples[name][d, b, a] == pytest.approx(getattr(shuffled, name)[1, 0], rel=1e-12, abs=1e-15)
+                assert m.null_samples[name][d, a, b] == pytest.approx(
+                    getattr(shuffled, name)[0, 1], rel=1e-12, abs=1e-15
+                )
+                assert m.null_samples[name][d, b, a] == pytest.approx(
+                    getattr(shuffled, name)[1, 0], rel=1e-12, abs=1e-15
+                )
     for name in similarity_nulls.NULL_MEASURES:
         for end in ("", "_low", "_high"):
             matrix = m.nulls[f"{name}_null{end}"]
-            assert matrix.shape == (3, 3) and np.isnan(np.diag(matrix)).all() and np.isfinite(matrix[~np.eye(3, dtype=bool)]).all()
+            assert (
+                matrix.shape == (3, 3)
+                and np.isnan(np.diag(matrix)).all()
+                and np.isfinite(matrix[~np.eye(3, dtype=bool)]).all()
+            )
         if name in drawn:
             np.testing.assert_allclose(m.nulls[f"{name}_null"], m.null_samples[name].mean(axis=0))
     assert sorted(m.as_dict()) == sorted(similarity.measure_names(4))
@@ -248,11 +275,16 @@ def test_the_cka_null_moments_are_the_exact_permutation_moments():
     debiased CKA's (mean 0, variance 2 / (n (n - 3))) are exact, whatever the data."""
     rng = np.random.default_rng(13)
     A, B = rng.standard_t(3, size=(7, 3)), rng.standard_t(3, size=(7, 4)) * [4, 1, 0.5, 0.1]
-    every = np.array([(similarity.linear_cka(A, B[list(p)]), similarity.linear_cka(A, B[list(p)], debiased=True))
-                      for p in itertools.permutations(range(7))])
+    every = np.array(
+        [
+            (similarity.linear_cka(A, B[list(p)]), similarity.linear_cka(A, B[list(p)], debiased=True))
+            for p in itertools.permutations(range(7))
+        ]
+    )
     centred = [X - X.mean(axis=0) for X in (A, B)]
-    mean, variance = similarity_nulls.cka_null_moments(np.array([(X ** 2).sum(axis=1) for X in centred]),
-                                                 np.array([np.sum((X @ X.T) ** 2) for X in centred]), 7)
+    mean, variance = similarity_nulls.cka_null_moments(
+        np.array([(X**2).sum(axis=1) for X in centred]), np.array([np.sum((X @ X.T) ** 2) for X in centred]), 7
+    )
     assert every[:, 0].mean() == pytest.approx(mean[0, 1], rel=1e-12)
     assert every[:, 0].var() == pytest.approx(variance[0, 1], rel=1e-10)
     assert every[:, 1].mean() == pytest.approx(0, abs=1e-12)
@@ -261,7 +293,10 @@ def test_the_cka_null_moments_are_the_exact_permutation_moments():
 
 def test_the_cka_nulls_from_moments_match_monte_carlo_permutation_draws():
     rng = np.random.default_rng(14)  # heavy-tailed and anisotropic: the moments' beta and delta matter
-    reps = [rng.standard_t(3, size=(40, 8)) * np.geomspace(3, 0.3, 8), rng.standard_t(3, size=(40, 30)) * np.geomspace(2, 0.1, 30)]
+    reps = [
+        rng.standard_t(3, size=(40, 8)) * np.geomspace(3, 0.3, 8),
+        rng.standard_t(3, size=(40, 30)) * np.geomspace(2, 0.1, 30),
+    ]
     drawn = similarity.similarity_matrices(reps, k=5, cknna_k=5, null_draws=1500, null_seed=2, cka_null="draws")
     moments = similarity.similarity_matrices(reps, k=5, cknna_k=5, null_draws=2)  # the default: moments
     for name in ("cka", "cka_debiased"):
@@ -279,14 +314,17 @@ def test_independent_data_lie_within_their_nulls_and_a_rotation_far_above():
     rotated = independent[0] @ _rotation(20, 16) + 0.1 * rng.normal(size=(200, 20))
     pairs = list(itertools.permutations(range(5), 2))  # of independent ones (CKNNA differs with the order)
     for memory in (similarity.MEMORY_BYTES, 0):  # CKA: drawn; from its moments
-        m = similarity.similarity_matrices([*independent, rotated], k=10, cknna_k=10, null_draws=60, memory_bytes=memory,
-                                           cka_null="draws")
+        m = similarity.similarity_matrices(
+            [*independent, rotated], k=10, cknna_k=10, null_draws=60, memory_bytes=memory, cka_null="draws"
+        )
         within = []
         for name in similarity_nulls.NULL_MEASURES:
             observed, low, high = getattr(m, name), m.nulls[f"{name}_null_low"], m.nulls[f"{name}_null_high"]
             # independent: each observed value is itself one draw of its null, within the 95 % range ~95 % of the time
             within += [low[a, b] <= observed[a, b] <= high[a, b] for a, b in pairs]
-            assert np.all(low[0, 1:5] < m.nulls[f"{name}_null"][0, 1:5]) and np.all(m.nulls[f"{name}_null"][0, 1:5] < high[0, 1:5])
+            assert np.all(low[0, 1:5] < m.nulls[f"{name}_null"][0, 1:5]) and np.all(
+                m.nulls[f"{name}_null"][0, 1:5] < high[0, 1:5]
+            )
             assert observed[0, 5] > high[0, 5] + 10 * (high[0, 5] - low[0, 5]), name  # a rotation: far above chance
             assert observed[5, 0] > high[5, 0] + 10 * (high[5, 0] - low[5, 0]), name
         assert np.mean(within) > 0.85, np.mean(within)
@@ -294,8 +332,10 @@ def test_independent_data_lie_within_their_nulls_and_a_rotation_far_above():
 
 def test_the_nulls_are_seeded():
     reps = _related(60, 17)
-    first, again, other = (similarity.similarity_matrices(reps, k=5, cknna_k=5, null_draws=5, null_seed=seed, cka_null="draws")
-                           for seed in (4, 4, 5))
+    first, again, other = (
+        similarity.similarity_matrices(reps, k=5, cknna_k=5, null_draws=5, null_seed=seed, cka_null="draws")
+        for seed in (4, 4, 5)
+    )
     for name, matrix in first.nulls.items():
         np.testing.assert_array_equal(matrix, again.nulls[name], err_msg=name)
     assert not np.allclose(first.nulls["cka_null"][0, 1], other.nulls["cka_null"][0, 1])
@@ -315,16 +355,24 @@ def test_the_analysis_writes_the_nulls_into_metrics_csv_and_redoes_groups_withou
     from tests.conftest import SMALL
 
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
-        _, by_layer, attrs = store.analysis.read_similarity(f, store.analysis.similarity_path("eval", condition="0shot"))
+        _, by_layer, attrs = store.analysis.read_similarity(
+            f, store.analysis.similarity_path("eval", condition="0shot")
+        )
         _, at_3, at_3_attrs = store.analysis.read_similarity(f, store.analysis.similarity_path("eval", layer=3))
         stored = {c: [0, 1, 2, 3] for c in ("0shot", "1shot")}
-        tasks = lambda **nulls: [path for path, *_ in similarity_tasks(  # noqa: E731
-            f, "hidden", "eval", ["0shot", "1shot"], stored, states="residual", k=10, device="cpu", **nulls)]
+        tasks = lambda **nulls: [
+            path
+            for path, *_ in similarity_tasks(  # noqa: E731
+                f, "hidden", "eval", ["0shot", "1shot"], stored, states="residual", k=10, device="cpu", **nulls
+            )
+        ]
         assert tasks(null_draws=SMALL.null_draws, null_seed=SMALL.null_seed) == []  # done
         assert len(tasks(null_draws=SMALL.null_draws, null_seed=1)) == len(tasks()) == 5  # 2 conditions, 3 layers
     assert attrs["null_draws"] == SMALL.null_draws > 0 and attrs["null_seed"] == SMALL.null_seed
-    assert attrs["null_route"] == {name: "moments" if name.startswith("cka") else "draws"  # CKA's: exact moments
-                                   for name in similarity_nulls.NULL_MEASURES}
+    assert attrs["null_route"] == {
+        name: "moments" if name.startswith("cka") else "draws"  # CKA's: exact moments
+        for name in similarity_nulls.NULL_MEASURES
+    }
     assert attrs["measures"] == similarity.measure_names(SMALL.null_draws)
     with open(tiny_run / "metrics.csv", newline="") as handle:
         metrics = {(r["condition"], r["layer"], r["metric"], r["grouping"]): r for r in csv.DictReader(handle)}
@@ -336,6 +384,7 @@ def test_the_analysis_writes_the_nulls_into_metrics_csv_and_redoes_groups_withou
         assert float(row["low"]) <= float(row["value"]) <= float(row["high"])
         pair = metrics[("0shot~1shot", "3", f"{name}_null", "")]
         assert (float(pair["value"]), float(pair["low"]), float(pair["high"])) == pytest.approx(
-            tuple(at_3[f"{name}_null{end}"][0, 1] for end in ("", "_low", "_high")))
+            tuple(at_3[f"{name}_null{end}"][0, 1] for end in ("", "_low", "_high"))
+        )
         assert not any(key[2].startswith(f"{name}_null_") for key in metrics)  # low/high folded into the row
     assert at_3_attrs["n_rows"] == attrs["n_rows"]

@@ -4,6 +4,8 @@ command line is the only part of landscape/ that sits above the stages."""
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -48,13 +50,35 @@ def test_figures_read_runs_and_never_import_extract(path):
     assert "extract" not in _imports(path)
 
 
-@pytest.mark.parametrize("path", _modules("landscape") + _modules("extract") + _modules("analyses") + _modules("figures"),
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    _modules("landscape") + _modules("extract") + _modules("analyses") + _modules("figures"),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_modules_are_small_or_say_why(path):
-    """~400 lines at most, unless the module's docstring gives the reason ("Long because ...")."""
-    lines = len(path.read_text().splitlines())
+    """~400 written lines at most, unless the module's docstring gives the reason ("Long because ...").
+    Written lines: lines that do not continue a bracketed expression, so that the count is what an
+    author writes, not how ruff's formatter spreads a call one argument a line."""
+    lines = _written_lines(path.read_text())
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-    assert lines <= 420 or "Long because" in doc, f"{path.relative_to(ROOT)}: {lines} lines and no reason given"
+    assert lines <= 400 or "Long because" in doc, f"{path.relative_to(ROOT)}: {lines} lines and no reason given"
+
+
+def _written_lines(text: str) -> int:
+    """The number of lines of ``text`` whose first token is not inside brackets.
+
+    >>> _written_lines("f(\n    1,\n    2,\n)\nx = 1\n")
+    2
+    """
+    depth, depth_at_line = 0, {}
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+            depth_at_line.setdefault(token.start[0], depth)
+        if token.type == tokenize.OP and token.string in "([{":
+            depth += 1
+        elif token.type == tokenize.OP and token.string in ")]}":
+            depth -= 1
+    return len(text.splitlines()) - sum(1 for d in depth_at_line.values() if d > 0)
 
 
 def _module_name(path: Path) -> str:
@@ -71,7 +95,9 @@ def _module_imports(path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             out |= {alias.name for alias in node.names if alias.name in known}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in known:
-            out |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names}
+            out |= {
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names
+            }
     return out
 
 
@@ -79,7 +105,9 @@ def test_no_import_circles():
     """No two modules need each other, directly or through others (a package's __init__, which
     gathers its modules, is left out: importing a package is not needing all of it)."""
     paths = {_module_name(p): p for package in ("landscape", *STAGES) for p in _modules(package)}
-    graph = {name: _module_imports(path, set(paths)) - {name} for name, path in paths.items() if path.name != "__init__.py"}
+    graph = {
+        name: _module_imports(path, set(paths)) - {name} for name, path in paths.items() if path.name != "__init__.py"
+    }
     graph = {name: {m for m in targets if m in graph} for name, targets in graph.items()}
     circles = []
     for start in sorted(graph):  # a circle through start: a path from one of its imports back to it
@@ -109,7 +137,6 @@ def test_every_third_party_import_is_declared():
     """`pip install landscape[...]` brings what the code imports: every third-party package the four
     packages import (at any depth: optional ones inside functions too) is a dependency or in an extra."""
     import sys
-
     import tomllib  # the standard library's since 3.11, the oldest Python the project supports
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -119,5 +146,7 @@ def test_every_third_party_import_is_declared():
     imported = set().union(*(_imports(p) for package in ours for p in _modules(package)))
     third_party = {name for name in imported - ours if name not in sys.stdlib_module_names and name != "__future__"}
     assert {"numpy", "torch", "ray", "playwright"} <= third_party  # the scan sees them, inside functions too
-    missing = sorted(name for name in third_party if DISTRIBUTIONS.get(name, name).lower().replace("_", "-") not in declared)
+    missing = sorted(
+        name for name in third_party if DISTRIBUTIONS.get(name, name).lower().replace("_", "-") not in declared
+    )
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"

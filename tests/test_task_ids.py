@@ -27,7 +27,9 @@ def test_ids_are_integers_or_strings_as_given(string_id_task):
     assert _ids_of(string_id_task) == string_ids(60)  # "00001" stays "00001": the column is not all integers
     csv = string_id_task.parent / "questions.csv"
     lines = csv.read_text().splitlines()
-    csv.write_text("\n".join([lines[0]] + [f"{100 + i}" + line[line.index(","):] for i, line in enumerate(lines[1:])]) + "\n")
+    csv.write_text(
+        "\n".join([lines[0]] + [f"{100 + i}" + line[line.index(",") :] for i, line in enumerate(lines[1:])]) + "\n"
+    )
     ids = _ids_of(string_id_task)
     assert ids == list(range(100, 160)) and all(type(i) is int for i in ids)  # integer ids: ints, as ever
 
@@ -37,11 +39,15 @@ def test_string_ids_give_a_seeded_partition_and_demos(string_id_task):
     by_id = {item.id: item for item in items}
 
     def plan():
-        partition = data.make_partition(items, data.select_values(items, "all"), demo_pool=3, per_subject=8,
-                                        train_per_subject=4, seed=0)
+        partition = data.make_partition(
+            items, data.select_values(items, "all"), demo_pool=3, per_subject=8, train_per_subject=4, seed=0
+        )
         examples = icl.run_examples(task, partition, by_id)
-        return partition, examples, demos.plan_demos(examples.ids, examples.first_group, partition.demos, k=2,
-                                                     sampling="resampled", seed=0)
+        return (
+            partition,
+            examples,
+            demos.plan_demos(examples.ids, examples.first_group, partition.demos, k=2, sampling="resampled", seed=0),
+        )
 
     (partition, examples, resampled), (again, examples2, resampled2) = plan(), plan()
     assert partition == again and set(partition.eval) <= set(string_ids(60))
@@ -62,9 +68,35 @@ def test_a_string_id_task_end_to_end(string_id_task, tmp_path, tiny_model_dir):
 
     run = tmp_path / "run"
     quiet = ["--no-progress"]
-    assert cli.main(["extract", "--run", str(run), "--task", str(string_id_task), "--model", str(tiny_model_dir),
-                     "--subjects", "all", "--per-subject", "8", "--demo-pool", "2", "--train-per-subject", "4",
-                     "--shots", "0,1", "--demos", "fixed,resampled", "--batch-size", "8", *quiet]) == 0
+    assert (
+        cli.main(
+            [
+                "extract",
+                "--run",
+                str(run),
+                "--task",
+                str(string_id_task),
+                "--model",
+                str(tiny_model_dir),
+                "--subjects",
+                "all",
+                "--per-subject",
+                "8",
+                "--demo-pool",
+                "2",
+                "--train-per-subject",
+                "4",
+                "--shots",
+                "0,1",
+                "--demos",
+                "fixed,resampled",
+                "--batch-size",
+                "8",
+                *quiet,
+            ]
+        )
+        == 0
+    )
     assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "6", *quiet]) == 0
     task, items = tasks.load_items(tasks.load_task(string_id_task))
     given = {item.id: item for item in items}
@@ -92,7 +124,9 @@ def test_a_string_id_task_end_to_end(string_id_task, tmp_path, tiny_model_dir):
         edl = store.edl.read_edl(f, "sft")[0]
         assert edl["id"].tolist() == ex.ids[edl["rows"]].tolist()
 
-    run_analysis(run, replace(SMALL, id_estimators=False, null_draws=0, similarity=False, readouts=False), progress=False)
+    run_analysis(
+        run, replace(SMALL, id_estimators=False, null_draws=0, similarity=False, readouts=False), progress=False
+    )
     summary = summarize(run, "strings", n_boot=20)
     assert summary.ids.tolist() == ex.ids.tolist() and shared_rows(summary, summary) == ""
     assert cli.main(["report", str(run), "--map-method", "pca", "--png", "no", *quiet]) == 0
@@ -113,8 +147,12 @@ def test_runs_with_ids_of_either_kind_share_no_rows():
 
 
 def test_integer_ids_are_stored_as_int64_as_ever(tmp_path):
-    examples = store.hidden.Examples(ids=tasks.id_array([3, 7]), answers=np.array([0, 1]), splits=np.array(["eval"] * 2),
-                                     groups={"g": np.array(["a", "b"])})
+    examples = store.hidden.Examples(
+        ids=tasks.id_array([3, 7]),
+        answers=np.array([0, 1]),
+        splits=np.array(["eval"] * 2),
+        groups={"g": np.array(["a", "b"])},
+    )
     with h5py.File(tmp_path / "h.h5", "w") as f:
         store.hidden.write_header(f, {}, examples, {"train": (tasks.id_array([]), np.array([], dtype=str))})
     with h5py.File(tmp_path / "h.h5") as f:
@@ -122,17 +160,24 @@ def test_integer_ids_are_stored_as_int64_as_ever(tmp_path):
         assert store.hidden.read_examples(f).ids.tolist() == [3, 7]
 
 
-@pytest.mark.parametrize("case,key,needles", [
-    ("duplicate", "00001", ["row 5", "duplicate id '00001' (also row 1)"]),
-    ("empty", "", ["row 5", "id field 'key' is empty"]),
-    ("blank", "   ", ["row 5", "id field 'key' is empty"]),
-])
+@pytest.mark.parametrize(
+    "case,key,needles",
+    [
+        ("duplicate", "00001", ["row 5", "duplicate id '00001' (also row 1)"]),
+        ("empty", "", ["row 5", "id field 'key' is empty"]),
+        ("blank", "   ", ["row 5", "id field 'key' is empty"]),
+    ],
+)
 def test_a_duplicate_or_empty_string_id_is_one_line(case, key, needles, tmp_path, capsys, tiny_model_dir):
     task_file = write_string_id_task(tmp_path / "task")
     csv = task_file.parent / "questions.csv"
     lines = csv.read_text().splitlines()
-    lines[6] = f'"{key}"' + lines[6][lines[6].index(",", lines[6].index('"', 1)):]
+    lines[6] = f'"{key}"' + lines[6][lines[6].index(",", lines[6].index('"', 1)) :]
     csv.write_text("\n".join(lines) + "\n")
-    fails_in_one_line(["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"],
-           capsys, "questions.csv", *needles)
+    fails_in_one_line(
+        ["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"],
+        capsys,
+        "questions.csv",
+        *needles,
+    )
     assert not (tmp_path / "run" / "hidden.h5").exists()

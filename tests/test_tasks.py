@@ -21,8 +21,9 @@ def _digests(spec: str, per: int, train: int, pool: int, seed: int) -> dict:
     """sha256 of the partition and of every condition's prompts (prefix, question) and demo plan."""
     task, items = tasks.load_items(tasks.load_task("mmlu"))
     by_id = {item.id: item for item in items}
-    partition = data.make_partition(items, data.select_values(items, spec), demo_pool=pool, per_subject=per,
-                                    train_per_subject=train, seed=seed)
+    partition = data.make_partition(
+        items, data.select_values(items, spec), demo_pool=pool, per_subject=per, train_per_subject=train, seed=seed
+    )
     examples = icl.run_examples(task, partition, by_id)
     digest = hashlib.sha256()
     for array in (examples.ids, examples.answers):
@@ -35,7 +36,9 @@ def _digests(spec: str, per: int, train: int, pool: int, seed: int) -> dict:
         for sampling in names.SAMPLINGS:
             if k == 0 and sampling not in demos.ZERO_SHOT_SAMPLINGS:
                 continue
-            plan = demos.plan_demos(examples.ids, examples.first_group, partition.demos, k=k, sampling=sampling, seed=seed)
+            plan = demos.plan_demos(
+                examples.ids, examples.first_group, partition.demos, k=k, sampling=sampling, seed=seed
+            )
             prefix = icl._prefix_texts(task, plan, by_id, examples)
             digest = hashlib.sha256()
             for row in range(len(examples)):
@@ -89,9 +92,20 @@ def write_arith(folder: Path, rows_per_op: int = 24, seed: int = 0) -> Path:
             right = a + b if sym == "+" else a - b
             options = [right, right + 1, right - 2]
             rng.shuffle(options)
-            rows.append({"qid": 1000 + len(rows), "a": a, "b": b, "sym": sym, "op": op,
-                         "size": "small" if max(a, b) < 30 else "large",
-                         "c1": options[0], "c2": options[1], "c3": options[2], "gold": "ABC"[options.index(right)]})
+            rows.append(
+                {
+                    "qid": 1000 + len(rows),
+                    "a": a,
+                    "b": b,
+                    "sym": sym,
+                    "op": op,
+                    "size": "small" if max(a, b) < 30 else "large",
+                    "c1": options[0],
+                    "c2": options[1],
+                    "c3": options[2],
+                    "gold": "ABC"[options.index(right)],
+                }
+            )
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(folder / "questions.csv", index=False)
     (folder / "arith.yaml").write_text(ARITH_YAML)
@@ -112,13 +126,21 @@ groups: [area]
 def write_exam(folder: Path, per_area: int = 24, seed: int = 1) -> Path:
     """A 5-choice task whose choices are one list field and whose answer is the choice's text."""
     rng = np.random.default_rng(seed)
-    words = "star bone orbit cell temple light heart planet muscle god".split()
+    words = ["star", "bone", "orbit", "cell", "temple", "light", "heart", "planet", "muscle", "god"]
     lines = []
     for area in ("astronomy", "anatomy"):
         for _ in range(per_area):
             options = [" ".join(rng.choice(words, 2)) + f" {len(lines)}-{j}" for j in range(5)]
-            lines.append(json.dumps({"stem": f"Which {rng.choice(words)} in {area}?", "options": options,
-                                     "correct": options[int(rng.integers(5))], "area": area}))
+            lines.append(
+                json.dumps(
+                    {
+                        "stem": f"Which {rng.choice(words)} in {area}?",
+                        "options": options,
+                        "correct": options[int(rng.integers(5))],
+                        "area": area,
+                    }
+                )
+            )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "exam.jsonl").write_text("\n".join(lines) + "\n")
     (folder / "exam.yaml").write_text(EXAM_YAML)
@@ -134,8 +156,10 @@ def test_task_file_rows_and_prompts(tmp_path):
     assert tasks.render_question(task, first).endswith("C. " + first.choices[2] + "\nAnswer:")
     assert tasks.render_prefix(task, first, []) == "The following are questions about addition.\n\n"
     exam, rows = tasks.load_items(tasks.load_task(write_exam(tmp_path)))
-    assert exam.n_choices == 5 and all(r.choices[r.answer] == json.loads(
-        (tmp_path / "exam.jsonl").read_text().splitlines()[i])["correct"] for i, r in enumerate(rows))
+    assert exam.n_choices == 5 and all(
+        r.choices[r.answer] == json.loads((tmp_path / "exam.jsonl").read_text().splitlines()[i])["correct"]
+        for i, r in enumerate(rows)
+    )
 
 
 @pytest.mark.parametrize("writer,groups,k", [(write_arith, ["op", "size"], 3), (write_exam, ["area"], 5)])
@@ -150,18 +174,60 @@ def test_your_own_task_end_to_end(writer, groups, k, tmp_path, tiny_model_dir):
     task_file = writer(tmp_path / "task")
     run = tmp_path / "run"
     common = ["--no-progress"]
-    assert cli.main(["extract", "--run", str(run), "--task", str(task_file), "--model", str(tiny_model_dir),
-                     "--subjects", "all", "--per-subject", "12", "--demo-pool", "2", "--train-per-subject", "6",
-                     "--shots", "0,1", "--batch-size", "4", *common]) == 0
+    assert (
+        cli.main(
+            [
+                "extract",
+                "--run",
+                str(run),
+                "--task",
+                str(task_file),
+                "--model",
+                str(tiny_model_dir),
+                "--subjects",
+                "all",
+                "--per-subject",
+                "12",
+                "--demo-pool",
+                "2",
+                "--train-per-subject",
+                "6",
+                "--shots",
+                "0,1",
+                "--batch-size",
+                "4",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "4", *common]) == 0
-    assert cli.main(["analyze", str(run), "--maxk", "10", "--density-k", "5", "--overlap-k", "5",
-                     "--tree-min-size", "2", *common]) == 0
+    assert (
+        cli.main(
+            [
+                "analyze",
+                str(run),
+                "--maxk",
+                "10",
+                "--density-k",
+                "5",
+                "--overlap-k",
+                "5",
+                "--tree-min-size",
+                "2",
+                *common,
+            ]
+        )
+        == 0
+    )
     with h5py.File(run / "hidden.h5") as f:
         attrs = store.hidden.read_attrs(f)
         assert attrs["task_text"] == task_file.read_text() and attrs["groups"] == groups
         assert f["conditions/0shot/logits"].shape == (36, k) and store.hidden.read_examples(f).group_names == groups
         edl = store.edl.read_edl(f, "sft")[1]
-        assert edl["uniform_bits"] == pytest.approx(6 * len(set(store.hidden.read_examples(f).first_group)) * np.log2(k))
+        assert edl["uniform_bits"] == pytest.approx(
+            6 * len(set(store.hidden.read_examples(f).first_group)) * np.log2(k)
+        )
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     for grouping in [*groups, "answer"]:
         assert any(r["metric"] == "ari" and r["grouping"] == grouping and r["condition"] == "sft" for r in rows)
@@ -171,9 +237,33 @@ def test_your_own_task_end_to_end(writer, groups, k, tmp_path, tiny_model_dir):
         assert f"ARI ~ {grouping}" in page and f"label overlap: {grouping}" in page
     # the task is read from the run: a changed task file is refused on re-extraction, not used
     task_file.write_text(task_file.read_text().replace("question:", "description: changed\nquestion:"))
-    assert cli.main(["extract", "--run", str(run), "--task", str(task_file), "--model", str(tiny_model_dir),
-                     "--subjects", "all", "--per-subject", "12", "--demo-pool", "2", "--train-per-subject", "6",
-                     "--shots", "0,1", "--batch-size", "4", *common]) == 1
+    assert (
+        cli.main(
+            [
+                "extract",
+                "--run",
+                str(run),
+                "--task",
+                str(task_file),
+                "--model",
+                str(tiny_model_dir),
+                "--subjects",
+                "all",
+                "--per-subject",
+                "12",
+                "--demo-pool",
+                "2",
+                "--train-per-subject",
+                "6",
+                "--shots",
+                "0,1",
+                "--batch-size",
+                "4",
+                *common,
+            ]
+        )
+        == 1
+    )
 
 
 def test_text_scoring_equals_the_summed_log_probs_of_each_continuation(tiny, tmp_path):
@@ -210,11 +300,51 @@ def test_text_scored_task_runs_and_fine_tunes(tmp_path, tiny_model_dir, schedule
     write_exam(folder)
     (folder / "exam.yaml").write_text(EXAM_YAML + "score: text\n")
     run = tmp_path / "run"
-    assert cli.main(["extract", "--run", str(run), "--task", str(folder / "exam.yaml"), "--model", str(tiny_model_dir),
-                     "--subjects", "all", "--per-subject", "12", "--demo-pool", "2", "--train-per-subject", "6",
-                     "--shots", "0,1", "--batch-size", "4", "--no-progress"]) == 0
-    assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "4", "--schedule", schedule,
-                     "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "extract",
+                "--run",
+                str(run),
+                "--task",
+                str(folder / "exam.yaml"),
+                "--model",
+                str(tiny_model_dir),
+                "--subjects",
+                "all",
+                "--per-subject",
+                "12",
+                "--demo-pool",
+                "2",
+                "--train-per-subject",
+                "6",
+                "--shots",
+                "0,1",
+                "--batch-size",
+                "4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "finetune",
+                str(run),
+                "--rank",
+                "4",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--schedule",
+                schedule,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     with h5py.File(run / "hidden.h5") as f:
         attrs = store.hidden.condition_attrs(store.hidden.get_condition(f, "0shot"))
         logits, lse, _ = store.hidden.read_outputs(f, "0shot")
@@ -245,7 +375,9 @@ def test_bad_task_file_is_one_line_and_writes_nothing(case, tmp_path, capsys, ti
     edit, needles = BAD[case]
     task_file.write_text(edit(ARITH_YAML))
     run = tmp_path / "run"
-    fails_in_one_line(["extract", "--run", run, "--task", task_file, "--model", tiny_model_dir, "--no-progress"], capsys, *needles)
+    fails_in_one_line(
+        ["extract", "--run", run, "--task", task_file, "--model", tiny_model_dir, "--no-progress"], capsys, *needles
+    )
     assert not (run / "hidden.h5").exists()
 
 
@@ -258,9 +390,15 @@ def _edit_rows(folder: Path, edit) -> None:
 
 
 BAD_ROWS = {
-    "answer out of range": (lambda f: f.__setitem__("gold", ["D"] + list(f["gold"][1:])), ["row 0", "'D' is not one of the letters A..C"]),
+    "answer out of range": (
+        lambda f: f.__setitem__("gold", ["D"] + list(f["gold"][1:])),
+        ["row 0", "'D' is not one of the letters A..C"],
+    ),
     "duplicate ids": (lambda f: f.__setitem__("qid", ["1000"] + list(f["qid"][:-1])), ["row 1", "duplicate id 1000"]),
-    "empty group": (lambda f: f.__setitem__("size", [""] * 3 + list(f["size"][3:])), ["row 0", "group field 'size' is empty"]),
+    "empty group": (
+        lambda f: f.__setitem__("size", [""] * 3 + list(f["size"][3:])),
+        ["row 0", "group field 'size' is empty"],
+    ),
     "empty id": (lambda f: f.__setitem__("qid", [""] + list(f["qid"][1:])), ["row 0", "id field 'qid' is empty"]),
 }
 
@@ -270,8 +408,12 @@ def test_bad_rows_name_the_row(case, tmp_path, capsys, tiny_model_dir):
     task_file = write_arith(tmp_path / "task")
     edit, needles = BAD_ROWS[case]
     _edit_rows(task_file.parent, edit)
-    fails_in_one_line(["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"],
-           capsys, "questions.csv", *needles)
+    fails_in_one_line(
+        ["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"],
+        capsys,
+        "questions.csv",
+        *needles,
+    )
     assert not (tmp_path / "run" / "hidden.h5").exists()
 
 
@@ -290,9 +432,14 @@ def test_other_bad_sources(tmp_path, capsys, tiny_model_dir):
     fails_in_one_line(argv, capsys, "exam.jsonl")
     (tmp_path / "task" / "exam.jsonl").write_text("\n".join(lines) + "\n")
     # a value with too few rows for the demos asked
-    fails_in_one_line([*argv, "--subjects", "all", "--demo-pool", "30", "--shots", "0"], capsys, "not more than the demo pool")
-    fails_in_one_line(["extract", "--run", tmp_path / "run", "--task", "no-such-task", "--model", tiny_model_dir], capsys,
-           "unknown task 'no-such-task'")
+    fails_in_one_line(
+        [*argv, "--subjects", "all", "--demo-pool", "30", "--shots", "0"], capsys, "not more than the demo pool"
+    )
+    fails_in_one_line(
+        ["extract", "--run", tmp_path / "run", "--task", "no-such-task", "--model", tiny_model_dir],
+        capsys,
+        "unknown task 'no-such-task'",
+    )
     assert not (tmp_path / "run" / "hidden.h5").exists()
 
 
@@ -315,13 +462,53 @@ def test_a_control_task_gets_its_report_section(tmp_path, tiny_model_dir):
     task_file.write_text(ARITH_YAML + "control: true\n")
     run = tmp_path / "run"
     flags = ["--rank", "4", "--epochs", "1", "--batch-size", "4", "--no-progress"]
-    assert cli.main(["extract", "--run", str(run), "--task", str(task_file), "--model", str(tiny_model_dir),
-                     "--subjects", "all", "--per-subject", "12", "--demo-pool", "2", "--train-per-subject", "6",
-                     "--shots", "0", "--batch-size", "4", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "extract",
+                "--run",
+                str(run),
+                "--task",
+                str(task_file),
+                "--model",
+                str(tiny_model_dir),
+                "--subjects",
+                "all",
+                "--per-subject",
+                "12",
+                "--demo-pool",
+                "2",
+                "--train-per-subject",
+                "6",
+                "--shots",
+                "0",
+                "--batch-size",
+                "4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["finetune", str(run), *flags]) == 0
     assert cli.main(["finetune", str(run), "--labels", "random", *flags]) == 0
-    assert cli.main(["analyze", str(run), "--maxk", "10", "--density-k", "5", "--overlap-k", "5",
-                     "--tree-min-size", "2", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "analyze",
+                str(run),
+                "--maxk",
+                "10",
+                "--density-k",
+                "5",
+                "--overlap-k",
+                "5",
+                "--tree-min-size",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["report", str(run), "--map-method", "pca", "--png", "no", "--no-progress"]) == 0
     page = (run / "report" / "index.html").read_text()
     assert "Does the suite detect a real effect?" in page and "gain beyond format" in page

@@ -21,8 +21,18 @@ from landscape import disk, runlock
 from landscape.cli import ablation, analyze, claims, compare, extract, finetune, info, report, tasks
 from landscape.cli.arguments import Parser
 
-SUBCOMMANDS = {module.__name__.rsplit(".", 1)[-1]: module for module in (extract, finetune, analyze, claims, report, compare, ablation, tasks, info)}
-WRITERS = ("extract", "finetune", "analyze", "claims", "report", "ablation")  # write into their run folder: one at a time
+SUBCOMMANDS = {
+    module.__name__.rsplit(".", 1)[-1]: module
+    for module in (extract, finetune, analyze, claims, report, compare, ablation, tasks, info)
+}
+WRITERS = (
+    "extract",
+    "finetune",
+    "analyze",
+    "claims",
+    "report",
+    "ablation",
+)  # write into their run folder: one at a time
 OURS = r"(landscape|extract|analyses|figures)(\.|$)"  # the packages whose warnings are shown
 
 
@@ -42,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()  # its weight-loading bars too
     run = getattr(args, "run", None)
-    hooks, full = (sys.unraisablehook, sys.excepthook), []  # full: the full-disk errors h5py meets releasing its objects
+    hooks, full = (
+        (sys.unraisablehook, sys.excepthook),
+        [],
+    )  # full: the full-disk errors h5py meets releasing its objects
     try:
         with warnings.catch_warnings():
             if not args.debug:

@@ -15,7 +15,9 @@ HELP = "the paper's claims on an analysed run: statistic, 95 %% interval, verdic
 
 def add_parser(sub) -> None:
     cla = sub.add_parser("claims", help=HELP, description=HELP.replace("%%", "%"))
-    cla.add_argument("run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)")
+    cla.add_argument(
+        "run", type=Path, nargs="?", default=Path("runs/default"), help="run folder (default: runs/default)"
+    )
     cla.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap resamples (default: {N_BOOT})")
     cla.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
 

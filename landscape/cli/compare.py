@@ -32,15 +32,30 @@ def add_parser(sub) -> None:
     com = sub.add_parser("compare", help=HELP, description=HELP)
     com.add_argument("runs", type=Path, nargs="+", help="two or more analysed run folders")
     com.add_argument("--out", type=Path, required=True, help="folder for index.html, compare.csv and paired.csv")
-    com.add_argument("--label", type=label, action="append", default=[], metavar="RUN=LABEL",
-                     help="a run's name on the page (default: its folder's name); repeat for each run")
-    com.add_argument("--paired", type=pair, action="append", default=[], metavar="A,B",
-                     help="the pairs of runs (by label) to difference; refused when they do not share rows "
-                          "(default: every pair that does)")
+    com.add_argument(
+        "--label",
+        type=label,
+        action="append",
+        default=[],
+        metavar="RUN=LABEL",
+        help="a run's name on the page (default: its folder's name); repeat for each run",
+    )
+    com.add_argument(
+        "--paired",
+        type=pair,
+        action="append",
+        default=[],
+        metavar="A,B",
+        help="the pairs of runs (by label) to difference; refused when they do not share rows "
+        "(default: every pair that does)",
+    )
     com.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap resamples (default: {N_BOOT})")
     com.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    com.add_argument("--check", action="store_true",
-                     help="then open the page in headless Chromium: console errors, figures drawn, load time, screenshot")
+    com.add_argument(
+        "--check",
+        action="store_true",
+        help="then open the page in headless Chromium: console errors, figures drawn, load time, screenshot",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -48,8 +63,9 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--n-boot {args.n_boot}: at least 100 resamples for a 95 % interval")
     if args.check:
         require("playwright", "check", "--check")
-    result = run_compare(args.runs, args.out, labels=dict(args.label), paired=args.paired, n_boot=args.n_boot,
-                         seed=args.seed)
+    result = run_compare(
+        args.runs, args.out, labels=dict(args.label), paired=args.paired, n_boot=args.n_boot, seed=args.seed
+    )
     for note in result.notes:
         print(f"no paired differences: {note}")
     if args.check:

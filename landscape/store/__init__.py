@@ -27,5 +27,20 @@ from landscape.store.layout import (
     SchemaError,
 )
 
-__all__ = ["analysis", "edl", "encoding", "hidden", "layout", "maps", "readout", "shards", "ANALYSIS_FILE", "HIDDEN_FILE",
-           "MAPS_FILE", "REPORT_DIR", "SCHEMA_VERSION", "SHARDS_DIR", "SchemaError"]
+__all__ = [
+    "ANALYSIS_FILE",
+    "HIDDEN_FILE",
+    "MAPS_FILE",
+    "REPORT_DIR",
+    "SCHEMA_VERSION",
+    "SHARDS_DIR",
+    "SchemaError",
+    "analysis",
+    "edl",
+    "encoding",
+    "hidden",
+    "layout",
+    "maps",
+    "readout",
+    "shards",
+]

@@ -18,9 +18,11 @@ SECTIONS = (
 
 
 def markdown() -> str:
-    parts = [f"# The files of a run (schema version {SCHEMA_VERSION})\n",
-             "Generated from the docstrings of `landscape/store/` (`python -m landscape.store > docs/schema.md`);",
-             "`tests/test_docs.py` checks that it is current. Each module is the only code that spells paths in its file.\n"]
+    parts = [
+        f"# The files of a run (schema version {SCHEMA_VERSION})\n",
+        "Generated from the docstrings of `landscape/store/` (`python -m landscape.store > docs/schema.md`);",
+        "`tests/test_docs.py` checks that it is current. Each module is the only code that spells paths in its file.\n",
+    ]
     for title, module in SECTIONS:
         text = module.__doc__.split("\nExample:")[0].strip()  # not cleandoc: literal blocks keep their indent
         parts += [f"## {title} (`{module.__name__.replace('.', '/')}.py`)\n", _fenced(text) + "\n"]
@@ -53,6 +55,7 @@ def _trimmed(lines: list[str]) -> list[str]:
     while lines and not lines[-1].strip():
         lines = lines[:-1]
     return lines
+
 
 if __name__ == "__main__":
     print(markdown(), end="")

@@ -43,13 +43,32 @@ Example:
 from __future__ import annotations
 
 import itertools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import h5py
 import numpy as np
 
-from landscape.names import ZERO_SHOT, correlation_key, grouped, pair_name, seeds_key, split_pair, target_condition, versus_layer
-from landscape.store.layout import SCHEMA_VERSION, SchemaError, decode_attr, decoded_attrs, encode_attr, group_done, set_attrs, write_group
+from landscape.names import (
+    ZERO_SHOT,
+    correlation_key,
+    grouped,
+    pair_name,
+    seeds_key,
+    split_pair,
+    target_condition,
+    versus_layer,
+)
+from landscape.store.layout import (
+    SCHEMA_VERSION,
+    SchemaError,
+    decode_attr,
+    decoded_attrs,
+    encode_attr,
+    group_done,
+    set_attrs,
+    write_group,
+)
 
 _LAYERS = "layers"
 _PAIRS = "pairs"
@@ -58,6 +77,7 @@ _CORRELATIONS = "correlations"
 _DECISIONS = "decisions"
 _SEEDS = "seeds"
 _COMPLEXITY = "complexity"
+
 
 def write_analysis_header(f: h5py.File, settings: Mapping[str, Any], source: str, stamp: Mapping[str, Any]) -> None:
     f.attrs["schema_version"] = SCHEMA_VERSION
@@ -92,7 +112,6 @@ def result_path(condition: str, layer: int, other: str | None = None, *, split: 
     return f"{_PAIRS}/{split}/{pair_name(condition, other)}/{layer:03d}"
 
 
-
 def decision_path(condition: str, layer: int, *, split: str) -> str:
     """Group of the logit lens's decisions of a condition up to a layer (``lens_decided``)."""
     return f"{_DECISIONS}/{split}/{condition}/{layer:03d}"
@@ -113,12 +132,16 @@ def result_done(f: h5py.File, path: str) -> bool:
     return group_done(f, path)
 
 
-def write_result(f: h5py.File, path: str, scalars: Mapping[str, float], arrays: Mapping[str, np.ndarray], skipped: str) -> None:
+def write_result(
+    f: h5py.File, path: str, scalars: Mapping[str, float], arrays: Mapping[str, np.ndarray], skipped: str
+) -> None:
     """Write one result group: scalar metrics as attrs, arrays as datasets."""
     write_group(f, path, arrays, {**{k: float(v) for k, v in scalars.items()}, "skipped": skipped})
 
 
-def read_result(f: h5py.File, path: str, arrays: tuple[str, ...] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray], str]:
+def read_result(
+    f: h5py.File, path: str, arrays: tuple[str, ...] | None = None
+) -> tuple[dict[str, float], dict[str, np.ndarray], str]:
     """(scalars, arrays, skipped) of one result group; ``arrays`` names the ones to read (default: all)."""
     if path not in f:
         raise SchemaError(f"no result {path} in {f.filename}: run `landscape analyze` first")
@@ -149,7 +172,13 @@ def iter_results(f: h5py.File):
                 label = result_name.get(top, str)(name)
                 for layer_name, result in group.items():
                     if result.attrs.get("complete", False):
-                        yield split, label, int(layer_name), _result_scalars(result), str(result.attrs.get("skipped", ""))
+                        yield (
+                            split,
+                            label,
+                            int(layer_name),
+                            _result_scalars(result),
+                            str(result.attrs.get("skipped", "")),
+                        )
     for split in f.get(_SIMILARITY, {}):
         for label, layer, scalars in _similarity_rows(f, split):
             yield split, label, layer, scalars, ""
@@ -165,8 +194,13 @@ def delete_results_of(f: h5py.File, condition: str) -> int:
         # targets are edl:<fine-tune> / gain:<fine-tune>; their features come from 0shot too
         _CORRELATIONS: lambda name: target_condition(name) == condition or condition == ZERO_SHOT,
     }
-    doomed = [f"{top}/{split}/{name}" for top, used in uses.items() for split, by_split in f.get(top, {}).items()
-              for name in by_split if used(name)]
+    doomed = [
+        f"{top}/{split}/{name}"
+        for top, used in uses.items()
+        for split, by_split in f.get(top, {}).items()
+        for name in by_split
+        if used(name)
+    ]
     for split, by_split in f.get(_SIMILARITY, {}).items():
         if condition in by_split.get("layers", {}):
             doomed.append(f"{_SIMILARITY}/{split}/layers/{condition}")
@@ -182,7 +216,11 @@ def similarity_path(split: str, *, condition: str | None = None, layer: int | No
     """Group of the similarity of a condition's layers (``condition``) or of the conditions at a ``layer``."""
     if (condition is None) == (layer is None):
         raise ValueError("a similarity group is of one condition or of one layer")
-    return f"{_SIMILARITY}/{split}/layers/{condition}" if layer is None else f"{_SIMILARITY}/{split}/conditions/{layer:03d}"
+    return (
+        f"{_SIMILARITY}/{split}/layers/{condition}"
+        if layer is None
+        else f"{_SIMILARITY}/{split}/conditions/{layer:03d}"
+    )
 
 
 def write_similarity(f: h5py.File, path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
@@ -202,7 +240,6 @@ def read_similarity(f: h5py.File, path: str) -> tuple[np.ndarray, dict[str, np.n
     return over, {name: group[name][()] for name in group if name != key}, decoded_attrs(group)
 
 
-
 def _similarity_rows(f: h5py.File, split: str):
     """(label, layer, scalars) rows of a split's similarity groups (see the layout above); a
     null's ``<m>_null_low`` / ``_high`` beside ``<m>_null`` become that row's low and high in
@@ -212,16 +249,28 @@ def _similarity_rows(f: h5py.File, split: str):
         if found is not None:
             layers, matrices, _ = found
             for i, j in itertools.permutations(range(len(layers)), 2):
-                yield name, int(layers[i]), {
-                    grouped("imbalance_a_to_b" if m == "imbalance" else m, versus_layer(int(layers[j]))): float(v[i, j])
-                    for m, v in matrices.items()}
+                yield (
+                    name,
+                    int(layers[i]),
+                    {
+                        grouped("imbalance_a_to_b" if m == "imbalance" else m, versus_layer(int(layers[j]))): float(
+                            v[i, j]
+                        )
+                        for m, v in matrices.items()
+                    },
+                )
     for layer_name in f.get(f"{_SIMILARITY}/{split}/conditions", {}):
         found = read_similarity(f, similarity_path(split, layer=int(layer_name)))
         if found is not None:
             conditions, matrices, _ = found
-            for i, j in itertools.combinations(range(len(conditions)), 2):  # the analysed order: pairs named (earlier, later)
+            for i, j in itertools.combinations(
+                range(len(conditions)), 2
+            ):  # the analysed order: pairs named (earlier, later)
                 scalars = {m: float(v[i, j]) for m, v in matrices.items() if m != "imbalance"}
-                scalars.update(imbalance_a_to_b=float(matrices["imbalance"][i, j]), imbalance_b_to_a=float(matrices["imbalance"][j, i]))
+                scalars.update(
+                    imbalance_a_to_b=float(matrices["imbalance"][i, j]),
+                    imbalance_b_to_a=float(matrices["imbalance"][j, i]),
+                )
                 yield pair_name(conditions[i], conditions[j]), int(layer_name), scalars
 
 

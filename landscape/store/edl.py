@@ -18,7 +18,8 @@ per fine-tune; the numbers are ``landscape.edl``'s)::
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import h5py
 import numpy as np
@@ -27,6 +28,7 @@ from landscape.store.hidden import check_version
 from landscape.store.layout import SchemaError, decoded_attrs, read_array, write_group
 
 _EDL = "edl"
+
 
 def write_edl(f: h5py.File, condition: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
     """(Re)write the EDL record of a fine-tuned condition."""

@@ -16,6 +16,7 @@ import numpy as np
 
 STORE_DTYPES = ("float32", "float16", "bfloat16")
 
+
 def storage_dtype(encoding: str) -> np.dtype:
     """The HDF5 dtype of states stored as ``encoding`` (``STORE_DTYPES``; bfloat16: its uint16 bits)."""
     return np.dtype(np.uint16 if encoding == "bfloat16" else encoding)
@@ -26,7 +27,13 @@ def encode_states(values: np.ndarray, encoding: str) -> np.ndarray:
     if encoding == "bfloat16":  # round to nearest even, as torch does
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+        return (
+            torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+            .to(torch.bfloat16)
+            .view(torch.int16)
+            .numpy()
+            .view(np.uint16)
+        )
     return np.asarray(values, dtype=storage_dtype(encoding))
 
 

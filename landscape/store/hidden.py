@@ -62,8 +62,9 @@ Example:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -71,17 +72,32 @@ import numpy as np
 from landscape import faults
 from landscape.normed import STATES, apply_norm
 from landscape.store.encoding import STORE_DTYPES, decode_states, encode_states, storage_dtype
-from landscape.store.layout import (SCHEMA_VERSION, STR, SchemaError, decode_attr, decoded_attrs, encode_attr, read_array,
-                                    set_attrs, write_ids)
+from landscape.store.layout import (
+    SCHEMA_VERSION,
+    STR,
+    SchemaError,
+    decode_attr,
+    decoded_attrs,
+    encode_attr,
+    read_array,
+    set_attrs,
+    write_ids,
+)
 from landscape.store.readout import read_norms
-from landscape.store.run_file import _CONDITIONS, _EXAMPLES, check_version, get_condition
-from landscape.store.run_file import condition_names  # noqa: F401  (store.hidden.condition_names, as its readers call it)
+from landscape.store.run_file import (
+    _CONDITIONS,
+    _EXAMPLES,
+    check_version,
+    condition_names,  # noqa: F401  (store.hidden.condition_names, as its readers call it)
+    get_condition,
+)
 
 _PARTITION = "partition"
 _LAYERS = "layers"
 # Rows per chunk where states are chunked (a compressed copy, bench/bench_storage.py); a condition's
 # own `hidden` is contiguous (create_condition says why).
 _CHUNK_ROWS = 256
+
 
 @dataclass(frozen=True)
 class Examples:
@@ -156,14 +172,21 @@ def read_examples(f: h5py.File) -> Examples:
 def read_partition(f: h5py.File) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     check_version(f)
     return {
-        name: (read_array(part["id"]), part["group"].asstr()[:].astype(str))
-        for name, part in f[_PARTITION].items()
+        name: (read_array(part["id"]), part["group"].asstr()[:].astype(str)) for name, part in f[_PARTITION].items()
     }
 
 
 def create_condition(
-    f: h5py.File, name: str, *, n_layers: int, n_rows: int, width: int, n_choices: int, attrs: Mapping[str, Any],
-    store_dtype: str = "float32", layers: Sequence[int] | None = None,
+    f: h5py.File,
+    name: str,
+    *,
+    n_layers: int,
+    n_rows: int,
+    width: int,
+    n_choices: int,
+    attrs: Mapping[str, Any],
+    store_dtype: str = "float32",
+    layers: Sequence[int] | None = None,
 ) -> h5py.Group:
     """Create ``/conditions/<name>`` with empty datasets; ``n_layers`` counts blocks (layer 0 is
     extra); the states are stored as ``store_dtype`` (``STORE_DTYPES``), of every layer or of
@@ -184,7 +207,8 @@ def create_condition(
     # batch of 8 at the 8B shape (33 x 4,096), 15 ms contiguous (bench/bench_storage.py). HDF5
     # allocates the space at the first write without filling it (a sparse file until written).
     hidden = group.create_dataset(  # HDF5 has no bfloat16: its bits are kept as uint16
-        "hidden", shape=(len(layers), n_rows, width), dtype=storage_dtype(store_dtype), chunks=None)
+        "hidden", shape=(len(layers), n_rows, width), dtype=storage_dtype(store_dtype), chunks=None
+    )
     hidden.attrs["encoding"] = store_dtype
     if layers != every:  # a subset: which layer each stored row of states is (every layer: no dataset)
         group.create_dataset(_LAYERS, data=np.asarray(layers, dtype=np.int32)).attrs["model_layers"] = n_layers + 1
@@ -312,8 +336,10 @@ def read_layer(f: h5py.File, condition: str, layer: int, states: str = "residual
         raise SchemaError(f"layer {layer} out of range: {condition!r} has layers 0..{total - 1}")
     layer %= total
     if layer not in stored:
-        raise SchemaError(f"layer {layer} of {condition!r} is not stored (it keeps layers {', '.join(map(str, stored))}: "
-                          "extracted with --layers)")
+        raise SchemaError(
+            f"layer {layer} of {condition!r} is not stored (it keeps layers {', '.join(map(str, stored))}: "
+            "extracted with --layers)"
+        )
     hidden = group["hidden"]
     residual = decode_states(hidden[stored.index(layer)], _encoding(hidden))
     if states == "residual":

@@ -21,7 +21,8 @@ Example:
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import h5py
 import numpy as np

@@ -2,17 +2,21 @@
 
     /maps/<split>/<condition>/<layer:03d>/   attrs: complete, key (JSON of method, seed, source)
         xy (n, 2) float32   2-D map of the split's rows, in /examples order
+
+A map is used again only when its key (method, seed, the states it was made from) matches.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import h5py
 import numpy as np
 
 from landscape.store.layout import decode_attr, encode_attr, group_done, write_group
+
 
 def map_path(condition: str, layer: int, *, split: str) -> str:
     return f"maps/{split}/{condition}/{layer:03d}"

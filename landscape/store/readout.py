@@ -11,14 +11,14 @@ import numpy as np
 
 from landscape.normed import NormParameters
 from landscape.readouts import Unembedding
-from landscape.store.run_file import get_condition
 from landscape.store.layout import SchemaError, decode_attr
+from landscape.store.run_file import get_condition
 
 _NORM = "norm"
 _HEAD = "head"
 
 
-def write_norms(group: h5py.Group, params: "NormParameters | str") -> None:
+def write_norms(group: h5py.Group, params: NormParameters | str) -> None:
     """Record the norm that reads each layer of a condition (once), or why there is none."""
     node = _new_readout_node(group, _NORM, params)
     if node is not None:
@@ -29,7 +29,7 @@ def write_norms(group: h5py.Group, params: "NormParameters | str") -> None:
             node.create_dataset("bias", data=params.bias.astype(np.float32))
 
 
-def write_head(group: h5py.Group, head: "Unembedding | str") -> None:
+def write_head(group: h5py.Group, head: Unembedding | str) -> None:
     """Record (once) the choice tokens' unembedding rows of a condition's model, or why the
     logit lens is unavailable for it; ``mark_head_unavailable`` replaces them with a reason."""
     node = _new_readout_node(group, _HEAD, head)
@@ -72,23 +72,32 @@ def set_head_verified(group: h5py.Group, max_error: float) -> None:
 def read_head(f: h5py.File, condition: str) -> Unembedding:
     """The choice tokens' head of a condition (``landscape.readouts``); SchemaError says why there is none."""
     node = _readout_node(f, condition, _HEAD, "the logit lens is")
-    return Unembedding(weight=node["weight"][:], bias=node["bias"][:] if "bias" in node else None,
-                       softcap=float(node.attrs["softcap"]) if "softcap" in node.attrs else None)
+    return Unembedding(
+        weight=node["weight"][:],
+        bias=node["bias"][:] if "bias" in node else None,
+        softcap=float(node.attrs["softcap"]) if "softcap" in node.attrs else None,
+    )
 
 
 def read_norms(f: h5py.File, condition: str) -> NormParameters:
     """The norm parameters of a condition (``landscape.normed``); SchemaError says why there are none."""
     node = _readout_node(f, condition, _NORM, "normed states are")
-    return NormParameters(kind=decode_attr(node.attrs["kind"]), weight=node["weight"][:], eps=node["eps"][:],
-                          bias=node["bias"][:] if "bias" in node else None)
+    return NormParameters(
+        kind=decode_attr(node.attrs["kind"]),
+        weight=node["weight"][:],
+        eps=node["eps"][:],
+        bias=node["bias"][:] if "bias" in node else None,
+    )
 
 
 def _readout_node(f: h5py.File, condition: str, name: str, what: str) -> h5py.Group:
     """A condition's ``norm`` or ``head`` group, or a SchemaError saying why it cannot be used."""
     group = get_condition(f, condition)
     if name not in group:
-        raise SchemaError(f"condition {condition!r} of {f.filename} has no {name} parameters (extracted before they were "
-                          "stored): run its `landscape extract` / `landscape finetune` again to add them")
+        raise SchemaError(
+            f"condition {condition!r} of {f.filename} has no {name} parameters (extracted before they were "
+            "stored): run its `landscape extract` / `landscape finetune` again to add them"
+        )
     node = group[name]
     if "unavailable" in node.attrs:
         raise SchemaError(f"{what} unavailable for {condition!r}: {decode_attr(node.attrs['unavailable'])}")

@@ -22,6 +22,7 @@ from landscape import faults
 from landscape.store.hidden import condition_instance, write_rows
 from landscape.store.layout import SHARDS_DIR
 
+
 def shard_path(run_dir: Path, condition: str, rank: int) -> Path:
     """RUN/shards/<condition>/rank-<rank>.h5"""
     return Path(run_dir) / SHARDS_DIR / condition / f"rank-{rank}.h5"
@@ -33,8 +34,13 @@ def create_shard(f: h5py.File, condition: str, instance: str, *, n_states: int, 
     f.attrs["condition"] = condition
     f.attrs["instance"] = instance
     chunk_rows = 64
-    f.create_dataset("hidden", shape=(n_states, 0, width), maxshape=(n_states, None, width),
-                     dtype=np.float32, chunks=(1, chunk_rows, width))
+    f.create_dataset(
+        "hidden",
+        shape=(n_states, 0, width),
+        maxshape=(n_states, None, width),
+        dtype=np.float32,
+        chunks=(1, chunk_rows, width),
+    )
     f.create_dataset("logits", shape=(0, n_choices), maxshape=(None, n_choices), dtype=np.float32)
     f.create_dataset("logsumexp", shape=(0,), maxshape=(None,), dtype=np.float32)
     f.create_dataset("rows", shape=(0,), maxshape=(None,), dtype=np.int64)
@@ -61,7 +67,9 @@ def merge_shard(group: h5py.Group, f: h5py.File, *, block_rows: int = 256) -> in
     """Write a shard's rows into its condition (``write_rows``, a block at a time); returns how many.
 
     A shard of another instance of the condition contributes nothing."""
-    if f.attrs.get("condition") != group.name.rsplit("/", 1)[-1] or str(f.attrs.get("instance")) != condition_instance(group):
+    if f.attrs.get("condition") != group.name.rsplit("/", 1)[-1] or str(f.attrs.get("instance")) != condition_instance(
+        group
+    ):
         return 0
     rows = f["rows"][:]
     order = np.argsort(rows, kind="stable")

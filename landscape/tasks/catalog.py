@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from landscape.files import file_sha256
 from landscape.tasks.parse import builtin_tasks, load_task, parse_task
@@ -20,8 +21,13 @@ def describe_builtins() -> list[dict]:
     out = []
     for name in builtin_tasks():
         task = load_task(name)
-        row = {"name": name, "description": task.description, "source": task.source, "groups": list(task.groups),
-               "score": task.score}
+        row = {
+            "name": name,
+            "description": task.description,
+            "source": task.source,
+            "groups": list(task.groups),
+            "score": task.score,
+        }
         try:
             task, items = load_items(task)
             row.update(rows=len(items), choices=task.n_choices)
@@ -44,8 +50,10 @@ def from_run(attrs: Mapping[str, Any], data_path: str | Path | None = None) -> t
             task, items = load_items(task, path)
             return task, items, path
     tried = ", ".join(str(p) for p in candidates) or "nothing"
-    raise TaskError(f"the data file of task {task.name!r} this run was made from is not at hand (tried {tried}; "
-                    "sha256 must match): pass --task-data FILE")
+    raise TaskError(
+        f"the data file of task {task.name!r} this run was made from is not at hand (tried {tried}; "
+        "sha256 must match): pass --task-data FILE"
+    )
 
 
 def _data_candidates(task: Task, attrs: Mapping[str, Any], data_path: str | Path | None) -> list[Path]:

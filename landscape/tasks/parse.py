@@ -29,8 +29,20 @@ from landscape.tasks.task import (
 
 BUILTIN_DIR = Path(__file__).parent
 DEFAULT_TASK = "mmlu"
-STRING_KEYS = ("name", "source", "question", "answer", "header", "description", "filter", "prompt", "choice",
-               "demo_answer", "continuation", "id")
+STRING_KEYS = (
+    "name",
+    "source",
+    "question",
+    "answer",
+    "header",
+    "description",
+    "filter",
+    "prompt",
+    "choice",
+    "demo_answer",
+    "continuation",
+    "id",
+)
 
 
 def builtin_tasks() -> dict[str, Path]:
@@ -74,12 +86,23 @@ def parse_task(text: str, path: str | Path = "<task>") -> Task:
     name = _name(spec, where)
     defaults = FORMAT_DEFAULTS[score]
     return Task(
-        name=name, path=where, text=text, source=str(spec["source"]), question=str(spec["question"]),
-        choices=choices, answer=str(spec["answer"]), answer_as=answer_as, groups=groups,
-        header=str(spec.get("header") or ""), id=None if spec.get("id") is None else str(spec["id"]),
-        description=str(spec.get("description") or ""), control=_control(spec, where),
+        name=name,
+        path=where,
+        text=text,
+        source=str(spec["source"]),
+        question=str(spec["question"]),
+        choices=choices,
+        answer=str(spec["answer"]),
+        answer_as=answer_as,
+        groups=groups,
+        header=str(spec.get("header") or ""),
+        id=None if spec.get("id") is None else str(spec["id"]),
+        description=str(spec.get("description") or ""),
+        control=_control(spec, where),
         filter=spec.get("filter"),
-        rename={str(k): str(v) for k, v in rename.items()}, transform=transform, score=score,
+        rename={str(k): str(v) for k, v in rename.items()},
+        transform=transform,
+        score=score,
         **{key: str(spec.get(key, defaults[key])) for key in defaults},
     )
 
@@ -123,7 +146,9 @@ def _score(spec: dict, where: str) -> str:
     if score not in SCORES:
         raise TaskError(f"{where}: key 'score' must be one of {', '.join(SCORES)}, got {score!r}")
     if score == "letter" and "{text}" in str(spec.get("continuation", "")):
-        raise TaskError(f"{where}: key 'continuation' names {{text}}, which letter scoring cannot score: use score: text")
+        raise TaskError(
+            f"{where}: key 'continuation' names {{text}}, which letter scoring cannot score: use score: text"
+        )
     return score
 
 
@@ -153,8 +178,10 @@ def _groups(spec: dict, where: str) -> tuple[str, ...]:
     groups = tuple(str(g) for g in (groups if isinstance(groups, list) else [groups]))
     for g in groups:
         if g in RESERVED_GROUPS or not re.fullmatch(r"[A-Za-z0-9_ .-]+", g):
-            raise TaskError(f"{where}: key 'groups': {g!r} cannot name a grouping "
-                            "(letters, digits, space, _ . - only; 'answer' is reserved)")
+            raise TaskError(
+                f"{where}: key 'groups': {g!r} cannot name a grouping "
+                "(letters, digits, space, _ . - only; 'answer' is reserved)"
+            )
     if len(set(groups)) != len(groups):
         raise TaskError(f"{where}: key 'groups' names a field twice")
     return groups
@@ -178,8 +205,9 @@ def _transform(spec: dict, where: str) -> list | None:
     transform = transform if isinstance(transform, list) else [transform]
     for step in transform:
         if not isinstance(step, dict) or step.get("name") not in TRANSFORMS:
-            raise TaskError(f"{where}: key 'transform' is a mapping (or a list of them) with a name among "
-                            f"{', '.join(TRANSFORMS)}")
+            raise TaskError(
+                f"{where}: key 'transform' is a mapping (or a list of them) with a name among {', '.join(TRANSFORMS)}"
+            )
     return transform
 
 

@@ -28,7 +28,7 @@ def source_path(task: Task, override: str | Path | None = None) -> Path:
     if override is not None:
         return Path(override)
     if task.source.startswith(PACKAGE_PREFIX):
-        package, _, relpath = task.source[len(PACKAGE_PREFIX):].partition("/")
+        package, _, relpath = task.source[len(PACKAGE_PREFIX) :].partition("/")
         try:
             return package_file(package, relpath)
         except MissingFile as error:
@@ -136,8 +136,10 @@ def _check_fields(task: Task, columns: list[str], path: Path) -> None:
     def need(key: str, names) -> None:
         for name in names:
             if name not in known:
-                raise TaskError(f"{where}: key {key!r} names the field {name!r}, which {path.name} does not have "
-                                f"(fields: {', '.join(columns[:12])}{', ...' if len(columns) > 12 else ''})")
+                raise TaskError(
+                    f"{where}: key {key!r} names the field {name!r}, which {path.name} does not have "
+                    f"(fields: {', '.join(columns[:12])}{', ...' if len(columns) > 12 else ''})"
+                )
 
     need("question", _template_fields(task.question, where, "question"))
     need("header", _template_fields(task.header, where, "header"))
@@ -175,8 +177,19 @@ def _read_items(task: Task, frame, path: Path) -> tuple[list[Item], int | None]:
         n_choices = _same_count(choices, n_choices, at)
         answer = _answer_index(fields[task.answer], choices, task.answer_as, at, task.answer)
         groups = _row_groups(task, fields, at)
-        rows.append((row, _row_id(task, fields, row, at), dict(groups=groups, question=_row_question(task, fields, at),
-                                                               choices=choices, answer=answer, fields=fields)))
+        rows.append(
+            (
+                row,
+                _row_id(task, fields, row, at),
+                dict(
+                    groups=groups,
+                    question=_row_question(task, fields, at),
+                    choices=choices,
+                    answer=answer,
+                    fields=fields,
+                ),
+            )
+        )
     if not rows:
         raise TaskError(f"{task.path}: source {path} holds no rows")
     ids = _ids([cell for _, cell, _ in rows])
@@ -207,7 +220,9 @@ def _same_count(choices: tuple[str, ...], n_choices: int | None, at: str) -> int
     if n_choices is None:
         return len(choices)
     if len(choices) != n_choices:
-        raise TaskError(f"{at}: {len(choices)} choices, but earlier rows have {n_choices} (all rows need the same number)")
+        raise TaskError(
+            f"{at}: {len(choices)} choices, but earlier rows have {n_choices} (all rows need the same number)"
+        )
     return n_choices
 
 

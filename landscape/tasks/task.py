@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import string
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -23,15 +24,36 @@ ALPHABET = string.ascii_uppercase
 ANSWER_FORMS = ("index", "letter", "text")
 SCORES = ("letter", "text")
 REQUIRED = ("name", "source", "question", "choices", "answer", "groups")
-OPTIONAL = ("description", "control", "id", "answer_as", "header", "filter", "rename", "transform", "score", "prompt", "choice",
-            "demo_answer", "continuation")
+OPTIONAL = (
+    "description",
+    "control",
+    "id",
+    "answer_as",
+    "header",
+    "filter",
+    "rename",
+    "transform",
+    "score",
+    "prompt",
+    "choice",
+    "demo_answer",
+    "continuation",
+)
 # The prompt format: MMLU's (Doimo et al. 2024, lm-eval) for letters; lm-eval's plain
 # "question, then the answer's text" for text scoring, where the choices are not listed.
 FORMAT_DEFAULTS = {
-    "letter": {"prompt": "{question}\n{choices}Answer:", "choice": "{letter}. {text}\n",
-               "demo_answer": " {letter}\n\n", "continuation": " {letter}"},
-    "text": {"prompt": "{question}\nAnswer:", "choice": "{letter}. {text}\n",
-             "demo_answer": " {text}\n\n", "continuation": " {text}"},
+    "letter": {
+        "prompt": "{question}\n{choices}Answer:",
+        "choice": "{letter}. {text}\n",
+        "demo_answer": " {letter}\n\n",
+        "continuation": " {letter}",
+    },
+    "text": {
+        "prompt": "{question}\nAnswer:",
+        "choice": "{letter}. {text}\n",
+        "demo_answer": " {text}\n\n",
+        "continuation": " {text}",
+    },
 }
 RESERVED_GROUPS = ("answer",)  # the answer is analysed as a grouping of its own
 
@@ -132,5 +154,12 @@ class Task:
 
     def format_dict(self) -> dict:
         """The prompt format, as recorded with every condition."""
-        return {"name": self.name, "score": self.score, "header": self.header, "prompt": self.prompt,
-                "choice": self.choice, "demo_answer": self.demo_answer, "continuation": self.continuation}
+        return {
+            "name": self.name,
+            "score": self.score,
+            "header": self.header,
+            "prompt": self.prompt,
+            "choice": self.choice,
+            "demo_answer": self.demo_answer,
+            "continuation": self.continuation,
+        }

@@ -29,7 +29,8 @@ Example:
 from __future__ import annotations
 
 import string
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -39,10 +40,14 @@ def one_candidate(frame, params: Mapping[str, Any], where: str):
 
     choices, answer, seed = params.get("choices"), params.get("answer"), int(params.get("seed", 0))
     if not isinstance(choices, list) or len(choices) < 2 or not isinstance(answer, str):
-        raise TaskError(f"{where}: transform one_candidate needs choices (a list of fields) and answer (a letter field)")
+        raise TaskError(
+            f"{where}: transform one_candidate needs choices (a list of fields) and answer (a letter field)"
+        )
     for name in [*choices, answer]:
         if name not in frame.columns:
-            raise TaskError(f"{where}: transform one_candidate names the field {name!r}, which the source does not have")
+            raise TaskError(
+                f"{where}: transform one_candidate names the field {name!r}, which the source does not have"
+            )
     letters = string.ascii_uppercase[: len(choices)]
     candidates, verdicts = [], []
     for _, row in frame.iterrows():
@@ -77,8 +82,10 @@ def label_choices(frame, params: Mapping[str, Any], where: str):
         frame["label_answer"] = [values.index(str(v).strip()) for v in frame[name]]
         return frame
     if not 2 <= k <= min(26, len(values)):
-        raise TaskError(f"{where}: transform label_choices: k={k} needs 2..{min(26, len(values))} (the field has "
-                        f"{len(values)} values)")
+        raise TaskError(
+            f"{where}: transform label_choices: k={k} needs 2..{min(26, len(values))} (the field has "
+            f"{len(values)} values)"
+        )
     choices, answers = [], []
     for own, row in zip(frame[name], frame["__row__"]):
         own = str(own).strip()
