@@ -1,7 +1,8 @@
 """Everything measured on one layer of one condition: a pure function of (X, labels, settings).
 
-``analyze_layer`` builds the kNN graph once and hands it to every estimator; results are mapped
-back from distinct points to all N rows (duplicates take their representative's values).
+``analyze_layer`` computes the layer's float64 Gram once (``landscape.gram``), builds the kNN
+graph from it and hands both to every estimator; results are mapped back from distinct points to
+all N rows (duplicates take their representative's values).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numpy as np
 
 from landscape import geometry, nulls
 from landscape.estimators import estimate_ids
-from landscape.knn import GeometryError, KnnGraph, distinct_rows, knn_graph, neighbours_of, truncate
+from landscape.gram import LayerGram
+from landscape.knn import GeometryError, KnnGraph, distinct_gram, distinct_rows, knn_graph, neighbours_of, truncate
 from landscape.names import ANSWER, grouped
 from landscape.normed import STATES
 
@@ -170,12 +172,14 @@ def analyze_layer(
     result = LayerResult()
     more_ids = config.id_estimators if id_estimators is None else id_estimators
     try:
-        graph, overlap_graph = _graphs(X, groupings, config)
+        # The layer's one float64 Gram: every neighbour list and the ID estimators read it.
+        gram = None if config.exact_knn else distinct_gram(X, device=config.device)
+        graph, overlap_graph = _graphs(X, groupings, config, gram)
     except GeometryError as error:
         result.skipped = str(error)
         result.scalars = {"n_distinct": float(len(np.unique(X, axis=0)))}
         return result
-    gride, ids = _dimensions(X, graph, config, more_ids)
+    gride, ids = _dimensions(X, graph, config, more_ids, gram)
     peaks, compared, tree = _clusterings(graph, ids["id_gride"], config)
     clusters, core = peaks.labels[graph.inverse], peaks.core[graph.inverse]
     agreement, per_row = _agreement_with_labels(X, graph, overlap_graph, clusters, core, groupings, demo_sets, config)
@@ -209,7 +213,7 @@ def analyze_layer(
     return result
 
 
-def _dimensions(X: np.ndarray, graph: KnnGraph, config: AnalysisConfig, more_ids: bool):
+def _dimensions(X: np.ndarray, graph: KnnGraph, config: AnalysisConfig, more_ids: bool, gram: LayerGram | None):
     """GRIDE at every scale (and the ID the density uses), 2NN, and the other estimators if asked."""
     gride = geometry.intrinsic_dimension_gride(graph, config.gride_range)
     id_2nn, _ = geometry.intrinsic_dimension_2nn(graph)
@@ -217,7 +221,7 @@ def _dimensions(X: np.ndarray, graph: KnnGraph, config: AnalysisConfig, more_ids
         "id_2nn": id_2nn,
         "id_gride": gride.at(config.id_scale),
         **{f"id_gride_{int(s)}": float(v) for s, v in zip(gride.scales, gride.ids)},
-        **(estimate_ids(X, graph, k=min(config.id_k, graph.maxk)) if more_ids else {}),
+        **(estimate_ids(X, graph, k=min(config.id_k, graph.maxk), gram=gram) if more_ids else {}),
     }
     return gride, ids
 
@@ -318,15 +322,17 @@ def _overlap_neighbours(labels: np.ndarray, fraction: float) -> int:
     return int(fraction * np.unique(labels, return_counts=True)[1].max())
 
 
-def _graphs(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: AnalysisConfig) -> tuple[KnnGraph, KnnGraph]:
+def _graphs(
+    X: np.ndarray, groupings: Mapping[str, np.ndarray], config: AnalysisConfig, gram: LayerGram | None
+) -> tuple[KnnGraph, KnnGraph]:
     """(the layer's graph at ``maxk``, the label overlap's graph). When a labeling's class fraction
     reaches past maxk, one longer graph is built (capped at every other distinct point; a fraction
     needing more gets NaN) and the layer's graph is its first maxk neighbours (``truncate``: the
     same graph up to the order of exactly tied neighbours), instead of building both."""
     if config.label_overlap_sample is not None:  # longer neighbour lists only for a sample (_agreement_with_labels)
-        graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn)
+        graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn, gram=gram)
         return graph, graph
-    keep, _ = distinct_rows(X)
+    keep = gram.keep if gram is not None else distinct_rows(X)[0]
     needed = max(
         (
             _overlap_neighbours(np.asarray(labels)[keep], _class_fraction(name, config))
@@ -336,9 +342,9 @@ def _graphs(X: np.ndarray, groupings: Mapping[str, np.ndarray], config: Analysis
     )
     longest = min(needed, len(keep) - 1)
     if longest <= config.maxk:
-        graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn)
+        graph = knn_graph(X, config.maxk, device=config.device, exact=config.exact_knn, gram=gram)
         return graph, graph
-    overlap_graph = knn_graph(X, longest, device=config.device, exact=config.exact_knn)
+    overlap_graph = knn_graph(X, longest, device=config.device, exact=config.exact_knn, gram=gram)
     return truncate(overlap_graph, config.maxk), overlap_graph
 
 

@@ -20,7 +20,8 @@ instead of searching neighbours again:
   balls at every dimension up to d (95 s a layer at d=576). Larger sets are subsampled to 5,000
   points (seeded); an ID at the table's ceiling (100) means "100 or more".
 
-Every estimator works on the distinct points of the graph (``KnnGraph.keep``).
+Every estimator works on the distinct points of the graph (``KnnGraph.keep``); TLE and local PCA read
+the neighbourhoods' Grams, gathered from the layer's float64 Gram when it is given.
 
 Example:
     >>> import numpy as np
@@ -38,6 +39,8 @@ import warnings
 
 import numpy as np
 
+from landscape.gram import LayerGram
+from landscape.gram import neighbourhood_grams as gram_neighbourhoods
 from landscape.knn import KnnGraph
 
 ESTIMATORS = ("id_mle", "id_tle", "id_lpca", "id_danco")
@@ -46,25 +49,33 @@ DANCO_MAX_DIM = 100  # the largest dimension in that table
 DANCO_MAX_POINTS = 5000  # and the largest set size
 
 
-def estimate_ids(X: np.ndarray, graph: KnnGraph, *, k: int = 20, seed: int = 0) -> dict[str, float]:
+def estimate_ids(
+    X: np.ndarray, graph: KnnGraph, *, k: int = 20, seed: int = 0, gram: LayerGram | None = None
+) -> dict[str, float]:
     """MLE, TLE and local PCA at ``k`` neighbours, DANCo at its own 10, of the (N, d) points
-    ``X`` whose kNN graph is ``graph`` (at least ``k`` neighbours per point)."""
+    ``X`` whose kNN graph is ``graph`` (at least ``k`` neighbours per point). With the layer's
+    ``gram`` (``knn.distinct_gram``) the neighbourhoods' Grams are gathered from it (float64)
+    instead of computed from the points (float32)."""
     if graph.maxk < k:
         raise ValueError(f"the graph has {graph.maxk} neighbours per point; the estimators need k={k}")
-    points = np.asarray(X, dtype=np.float64)[graph.keep]
-    grams = neighbourhood_grams(points, graph.indices[:, : k + 1])  # shared by TLE and local PCA
+    hoods = graph.indices[:, : k + 1]
+    if gram is not None:
+        grams = gram_neighbourhoods(gram, hoods)
+    else:
+        grams = neighbourhood_grams(np.asarray(X)[graph.keep], hoods)  # shared by TLE and local PCA
     return {
         "id_mle": maximum_likelihood_id(graph.distances[:, 1 : k + 1]),
         "id_tle": float(tight_local_ids(grams, graph.distances[:, 1 : k + 1]).mean()),
         "id_lpca": float(local_pca_ids(grams).mean()),
-        "id_danco": danco_id(points, seed=seed),
+        "id_danco": danco_id(np.asarray(X), seed=seed, rows=graph.keep),
     }
 
 
 def neighbourhood_grams(points: np.ndarray, neighbourhoods: np.ndarray, *, block: int = 512) -> np.ndarray:
     """(N, k+1, k+1) Gram matrices of each neighbourhood (``neighbourhoods`` (N, k+1): the point,
     then its k neighbours), centred on the point (translation does not change either estimator),
-    computed in float32 (relative error ~1e-6 of the estimates against float64)."""
+    computed in float32 (relative error ~1e-6 of the estimates against float64); the layer's
+    float64 Gram gives them without the points (``landscape.gram.neighbourhood_grams``)."""
     n, size = neighbourhoods.shape
     out = np.empty((n, size, size))
     points = np.asarray(points, dtype=np.float32)  # centred on the point: no cancellation; 2x the float64 speed
@@ -135,16 +146,19 @@ def local_pca_ids(grams: np.ndarray, *, alpha: float = 0.05) -> np.ndarray:
     return (spectra > alpha * spectra[:, -1:]).sum(axis=1).astype(np.float64)
 
 
-def danco_id(points: np.ndarray, *, seed: int = 0) -> float:
+def danco_id(points: np.ndarray, *, seed: int = 0, rows: np.ndarray | None = None) -> float:
     """skdim's DANCo with the precomputed calibration (k = 10, ID <= 100, <= 5,000 points: a larger
-    set is subsampled, seeded; fewer than 20 points gives NaN)."""
+    set is subsampled, seeded; fewer than 20 points gives NaN). ``rows``: the points to use (default
+    all); only the sample is copied to float64, never the whole layer."""
     import skdim
 
-    if len(points) < 20:
+    rows = np.arange(len(points)) if rows is None else np.asarray(rows)
+    if len(rows) < 20:
         return float("nan")
-    if len(points) > DANCO_MAX_POINTS:
-        points = points[np.sort(np.random.default_rng(seed).choice(len(points), DANCO_MAX_POINTS, replace=False))]
+    if len(rows) > DANCO_MAX_POINTS:
+        rows = rows[np.sort(np.random.default_rng(seed).choice(len(rows), DANCO_MAX_POINTS, replace=False))]
+    sample = np.asarray(points[rows], dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        danco = skdim.id.DANCo(k=DANCO_K, D=min(DANCO_MAX_DIM, points.shape[1]), ver="DANCoFit", random_state=seed)
-        return float(danco.fit(points).dimension_)
+        danco = skdim.id.DANCo(k=DANCO_K, D=min(DANCO_MAX_DIM, sample.shape[1]), ver="DANCoFit", random_state=seed)
+        return float(danco.fit(sample).dimension_)

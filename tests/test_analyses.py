@@ -134,7 +134,7 @@ def test_one_longer_graph_serves_the_layer_and_its_label_overlap(monkeypatch):
     monkeypatch.setattr(layer, "knn_graph", lambda X, k, **kw: built.append(k) or real(X, k, **kw))
     shared = analyze_layer(X, {"topic": labels}, config)
     assert built == [45] and shared.scalars["label_overlap_maxk[topic]"] == 45
-    monkeypatch.setattr(layer, "_graphs", lambda X, groupings, config: (real(X, config.maxk), real(X, 45)))
+    monkeypatch.setattr(layer, "_graphs", lambda X, groupings, config, gram: (real(X, config.maxk), real(X, 45)))
     apart = analyze_layer(X, {"topic": labels}, config)
     assert shared.scalars == pytest.approx(apart.scalars, nan_ok=True, rel=1e-12)
     for name, array in apart.arrays.items():
