@@ -2,7 +2,10 @@
 Llama-3-70B's shape, stage by stage, its time and peak RSS on this machine.
 
     .venv/bin/python bench/bench_paper_shape.py [--shape 81x9181x8192] [--layers 0,40,80]
-        [--similarity-memory 6] [--workdir DIR] [--rewrite]
+        [--conditions 0shot,5shot] [--similarity-memory 6] [--workdir DIR] [--rewrite]
+
+    # Llama-3-8B's shape (issue 37): 33 layers, 0/1/2/5-shot and a fine-tune
+    .venv/bin/python bench/bench_paper_shape.py --shape 33x9181x4096 --conditions 0shot,1shot,2shot,5shot,sft --layers 1,16,32
 
 1. Writes WORKDIR/hidden.h5 once (``synthetic.write_synthetic_run``: 81 layers x 9,181 eval rows
    x 8,192, float16, conditions 0shot and 5shot, subject clusters early and answer clusters
@@ -15,6 +18,9 @@ Llama-3-70B's shape, stage by stage, its time and peak RSS on this machine.
 3. Prints the table and what the whole file (every layer) would take: the per-layer stages
    times the layers; the similarity from its measured parts (Gram work per representation and
    per read, the number of reads ``similarity_matrices`` makes for L layers at that memory).
+   Beside each stage, its bound measured in the same process on the same layer: the float64
+   Grams the stage's arithmetic needs (geometry one, readouts one, similarity one: issue 37),
+   each timed as torch's full ``X @ X.T`` of the layer (the fastest GEMM here), and the ratio.
 
 The whole 81 layers would take hours on 2 cores (each layer's Gram is 1.4 TFLOP in float64, and
 the kNN graph's another 0.7 in float32), so the default analyses three; the peak memory does not
@@ -48,6 +54,9 @@ def main() -> None:
     )
     parser.add_argument("--layers", default="0,40,80", help="layers analysed (default: %(default)s)")
     parser.add_argument(
+        "--conditions", default="0shot,5shot", help="conditions of the synthetic run (default: %(default)s)"
+    )
+    parser.add_argument(
         "--similarity-memory", type=float, default=6.0, help="GiB a similarity task may hold (default: %(default)s)"
     )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "landscape-bench-paper-shape")
@@ -58,19 +67,28 @@ def main() -> None:
     if args.child:
         print(
             "RESULT "
-            + json.dumps(analyse(args.workdir, [int(v) for v in args.layers.split(",")], args.similarity_memory))
+            + json.dumps(
+                analyse(
+                    args.workdir,
+                    [int(v) for v in args.layers.split(",")],
+                    args.similarity_memory,
+                    args.conditions.split(",")[0],
+                )
+            )
         )
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     hidden = args.workdir / "hidden.h5"
     shape_file = args.workdir / "shape.txt"
     write_s = None
-    if args.rewrite or not hidden.exists() or not shape_file.exists() or shape_file.read_text() != args.shape:
+    conditions = args.conditions.split(",")
+    written = f"{args.shape} {args.conditions}"
+    if args.rewrite or not hidden.exists() or not shape_file.exists() or shape_file.read_text() != written:
         from synthetic import write_synthetic_run
 
-        needed = 2 * layers * n * d * 2 * 1.05 - (
+        needed = len(conditions) * layers * n * d * 2 * 1.05 - (
             hidden.stat().st_size if hidden.exists() else 0
-        )  # float16, 2 conditions
+        )  # float16
         if shutil.disk_usage(args.workdir).free < needed:
             sys.exit(
                 f"{args.workdir} has {shutil.disk_usage(args.workdir).free / 1e9:.1f} GB free; the synthetic run needs "
@@ -78,9 +96,9 @@ def main() -> None:
             )
         shape_file.unlink(missing_ok=True)
         start = time.perf_counter()
-        write_synthetic_run(hidden, layers=layers, n=n, d=d)
+        write_synthetic_run(hidden, layers=layers, n=n, d=d, conditions=conditions)
         write_s = time.perf_counter() - start
-        shape_file.write_text(args.shape)
+        shape_file.write_text(written)
     for stale in ("analysis.h5", "metrics.csv"):
         (args.workdir / stale).unlink(missing_ok=True)
     command = [
@@ -95,9 +113,11 @@ def main() -> None:
         args.layers,
         "--similarity-memory",
         str(args.similarity_memory),
+        "--conditions",
+        args.conditions,
     ]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
@@ -109,7 +129,7 @@ def main() -> None:
     report(result, args, (layers, n, d), hidden, write_s, wall)
 
 
-def analyse(workdir: Path, layers: list[int], memory_gib: float) -> dict:
+def analyse(workdir: Path, layers: list[int], memory_gib: float, condition: str) -> dict:
     """Run the analysis here, every stage timed and its RSS sampled."""
     import analyses.run as run
     import analyses.similarity as similarity
@@ -180,6 +200,7 @@ def analyse(workdir: Path, layers: list[int], memory_gib: float) -> dict:
     seconds = time.perf_counter() - start
     sampler.stop()
     return {
+        "gram_s": gram_seconds(workdir / "hidden.h5", condition, layers[len(layers) // 2]),
         "seconds": seconds,
         "parts": parts,
         "high": sampler.high,
@@ -189,12 +210,36 @@ def analyse(workdir: Path, layers: list[int], memory_gib: float) -> dict:
     }
 
 
+def gram_seconds(hidden: Path, condition: str, layer: int, repeats: int = 2) -> float:
+    """The bound's unit: the fastest of ``repeats`` float64 Grams ``X @ X.T`` of one stored layer,
+    by torch (its BLAS is the fastest on these machines)."""
+    import h5py
+    import torch
+
+    from landscape import store
+
+    with h5py.File(hidden, "r") as f:
+        X = torch.from_numpy(store.hidden.read_layer(f, condition, layer)).double()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        X @ X.T
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# The float64 Grams each stage's arithmetic needs (issue 37): the layer's own (kNN graph, IDs,
+# clusters), about one more for the probes' products, one of Huh et al.'s prepared rows (similarity).
+GRAMS = {"geometry": 1, "readouts": 1, "similarity": 1}
+
+
 def report(
     r: dict, args: argparse.Namespace, shape: tuple[int, int, int], hidden: Path, write_s: float | None, wall: float
 ) -> None:
     L, n, d = shape
     analysed = len(args.layers.split(","))
-    conditions = 2
+    conditions = len(args.conditions.split(","))
+    gram = r["gram_s"]
     size = hidden.stat().st_size / 1e9
     print(
         f"synthetic run {L} layers x {n} rows x {d}, float16, {conditions} conditions: {size:.1f} GB on disk"
@@ -205,7 +250,11 @@ def report(
         f"{r['seconds'] / 60:.1f} min, peak RSS {r['peak'] / 1024:.2f} GiB (the process held {r['base'] / 1024:.2f} GiB before)\n"
     )
     per_layer = conditions * analysed
-    print(f"{'stage':28} {'seconds':>9} {'per unit':>16} {'highest RSS GiB':>16}   all {L} layers (extrapolated)")
+    print(f"one float64 Gram of a layer (torch, {n} x {d}): {gram:.1f} s: the bound's unit\n")
+    print(
+        f"{'stage':28} {'seconds':>9} {'per unit':>16} {'highest RSS GiB':>16}   all {L} layers (extrapolated)"
+        f"   {'bound s/layer':>13} {'x bound':>7}"
+    )
     inner = sorted(
         (k for k in r["parts"] if k not in ("layers", "geometry", "readouts", "pairs", "similarity", "edl")),
         key=lambda k: -r["parts"][k],
@@ -221,13 +270,26 @@ def report(
     for label, key, units, unit, total in rows:
         seconds = r["parts"].get(key, float("nan"))
         high = r["high"].get(key, float("nan")) / 1024
+        bound = GRAMS.get(key, 0) * gram
         print(
             f"{label:28} {seconds:9.1f} {seconds / units:8.1f} s/{unit:5} {high:16.2f}   {seconds / units * total / 3600:6.2f} h"
+            + (f"   {bound:13.1f} {seconds / units / bound:7.1f}" if bound else "")
         )
     similarity_s = r["parts"].get("similarity", float("nan"))
+    similarity_h = _similarity_hours(r["groups"], L, n, d, conditions, args.similarity_memory)
+    per_layer_s = similarity_h * 3600 / (conditions * L)  # a (condition, layer)'s share of the whole file's
     print(
-        f"{'similarity':28} {similarity_s:9.1f} {'':16} {r['high'].get('similarity', float('nan')) / 1024:16.2f}   "
-        f"{_similarity_hours(r['groups'], L, n, d, conditions, args.similarity_memory):6.2f} h"
+        f"{'similarity':28} {similarity_s:9.1f} {per_layer_s:8.1f} s/layer {r['high'].get('similarity', float('nan')) / 1024:16.2f}   "
+        f"{similarity_h:6.2f} h   {GRAMS['similarity'] * gram:13.1f} {per_layer_s / (GRAMS['similarity'] * gram):7.1f}"
+    )
+    whole = sum(r["parts"].get(k, 0.0) for k in ("layers",)) / per_layer + r["parts"].get("pairs", 0.0) / (
+        analysed * conditions
+    )
+    whole += per_layer_s
+    bound = sum(GRAMS.values()) * gram
+    print(
+        f"{'a (condition, layer) in all':28} {'':9} {whole:8.1f} s/layer {'':16}   "
+        f"{whole * conditions * L / 3600:6.2f} h   {bound:13.1f} {whole / bound:7.1f}"
     )
     for g in r["groups"]:
         print(

@@ -85,6 +85,8 @@ def instrument_layer(parts: dict[str, float], sampler: RssSampler, maxk: int = 1
     def knn_key(X, k=maxk, *args, **kwargs):
         return f"knn(maxk={k})"
 
+    if hasattr(layer, "distinct_gram"):  # the layer's float64 Gram (landscape.gram), before any graph
+        layer.distinct_gram = timed_part("gram", layer.distinct_gram)
     if hasattr(layer, "knn_graph"):
         layer.knn_graph = timed_part("knn", layer.knn_graph, knn_key)
     if hasattr(layer, "estimate_ids"):
