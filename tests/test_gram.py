@@ -86,3 +86,14 @@ def test_id_estimators_read_the_gram_as_they_read_the_points():
         rtol=1e-4,
         atol=1e-3,
     )
+
+
+def test_the_symmetric_blocks_equal_the_full_product_a_gpu_computes():
+    """On the CPU the Gram is built from the blocks on and above the diagonal; on a GPU it is one
+    product: the two agree (and the CPU's is exactly symmetric)."""
+    import torch
+
+    points = torch.from_numpy(np.random.default_rng(6).normal(size=(2500, 30)))  # three blocks of 1024 rows
+    blocks = gram._symmetric_gram(points)
+    assert torch.equal(blocks, blocks.T)
+    torch.testing.assert_close(blocks, points @ points.T, rtol=1e-12, atol=1e-12)
