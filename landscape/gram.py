@@ -106,6 +106,8 @@ def _symmetric_gram(points: torch.Tensor) -> torch.Tensor:
         block = points[a:b] @ points[a:].T
         gram[a:b, a:] = block
         gram[a:, a:b] = block.T
+        square = torch.triu(block[:, : b - a])  # the diagonal block, its upper half mirrored
+        gram[a:b, a:b] = square + torch.triu(square, 1).T
     return gram
 
 
