@@ -235,6 +235,17 @@ def test_a_one_layer_cliff_is_placed_at_its_step_not_before_it():
     assert np.isclose(got["transition.id_peak"].value, 3.5 / 28) and got["transition.id_peak"].verdict == cl.HOLDS
 
 
+def test_a_cliff_one_step_before_the_middle_third_cannot_be_told_from_one_in_it():
+    """30 blocks, a cliff from layer 9 to 10 (SmolLM2-135M's 5-shot subject ARI): the fall happened
+    somewhere between depth 0.300 and 0.333, the edge of the middle third; placing the step at its
+    middle (0.317) must not decide the verdict (it failed before the place's step was counted)."""
+    got = _by_key(ac.evaluate_claims(_cliff_view(30, range(1, 31), 9), n_boot=200))
+    middle = got["transition.middle"]
+    assert np.isclose(middle.value, 9.5 / 30) and middle.verdict == cl.CANNOT_TELL
+    assert middle.low <= 9 / 30 + 1e-12 and middle.high >= 10 / 30 - 1e-12
+    assert "placed to ±0.017 (half a step)" in middle.note
+
+
 @pytest.mark.parametrize("blocks,edge", [(24, 1 / 3), (36, 2 / 3)])
 def test_a_fall_exactly_on_the_middle_thirds_edge_lies_in_it(blocks, edge):
     """Odd layers analysed, a cliff from layer 7 to 9 of 24 (23 to 25 of 36): the place is 8 / 24
