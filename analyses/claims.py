@@ -380,7 +380,7 @@ def _transition(view: RunView, counts: np.ndarray, condition: str, grouping: str
     out = [sharp, _given(sharp, _decide(middle, place[0], place[1:], note=where + _point_note(place[1:])))]
     ids = np.array([view.ids[condition].get(int(layer), (np.nan, np.nan)) for layer in layers])
     if not np.isfinite(ids[:, 0]).any():
-        return out + [replace(peak, note=f"no ID profile of {condition}")]
+        return [*out, replace(peak, note=f"no ID profile of {condition}")]
     # The peak's uncertainty from the estimator's own errors: each draw perturbs every layer's ID.
     # A layer whose error is unknown takes the largest known one (not 0, which would narrow the interval).
     errors = ids[:, 1].copy()
@@ -392,14 +392,14 @@ def _transition(view: RunView, counts: np.ndarray, condition: str, grouping: str
     finite = np.isfinite(profiles_id)
     peaks = np.where(finite.any(axis=1), depths[np.argmax(np.where(finite, profiles_id, -np.inf), axis=1)], np.nan)
     distance = np.abs(peaks - place)
-    note = f"ID peak at layer {int(round(peaks[0] * view.last_layer))}"
+    note = f"ID peak at layer {round(peaks[0] * view.last_layer)}"
     if unknown.any():
         note += (
             f"; {int(unknown.sum())} layers without a GRIDE error take the largest ({known.max():.3g})"
             if len(known)
             else ""
         )
-    return out + [_given(sharp, _decide(peak, distance[0], distance[1:], note=note))]
+    return [*out, _given(sharp, _decide(peak, distance[0], distance[1:], note=note))]
 
 
 def _point_note(draws: np.ndarray) -> str:
@@ -570,4 +570,6 @@ def table(claims: list[Claim]) -> str:
         interval = "" if not np.isfinite(c.value) else f"{c.value:+.3f} [{c.low:+.3f}, {c.high:+.3f}]"
         rows.append((c.key, interval, c.region.describe(), c.verdict, c.note))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows
+    )

@@ -216,7 +216,7 @@ def _dimensions(X: np.ndarray, graph: KnnGraph, config: AnalysisConfig, more_ids
     ids = {
         "id_2nn": id_2nn,
         "id_gride": gride.at(config.id_scale),
-        **{f"id_gride_{int(s)}": float(v) for s, v in zip(gride.scales, gride.ids)},
+        **{f"id_gride_{int(s)}": float(v) for s, v in zip(gride.scales, gride.ids, strict=True)},
         **(estimate_ids(X, graph, k=min(config.id_k, graph.maxk)) if more_ids else {}),
     }
     return gride, ids
@@ -253,8 +253,8 @@ def _agreement_with_labels(
     row, and with ``null_draws`` the chance levels of the ARI and the overlap (labels shuffled);
     and the clusters' ARI with the demo sets."""
     scalars, per_row = {}, {}
-    for name, labels in groupings.items():
-        labels = np.asarray(labels)
+    for name, given in groupings.items():
+        labels = np.asarray(given)
         scalars[grouped("ari", name)] = geometry.ari(clusters, labels)
         scalars[grouped("ari_core", name)] = geometry.ari(clusters[core], labels[core])
         fraction = _class_fraction(name, config)

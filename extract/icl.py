@@ -21,7 +21,7 @@ import numpy as np
 
 from extract import budget, data, demos, forward, models
 from extract.conditions import RunMismatch, extract_condition
-from extract.ranks import Ranks
+from extract.ranks import SINGLE, Ranks
 from landscape import names, provenance, store, tasks
 from landscape.atomic import replace_atomically
 from landscape.devices import pick_device, pick_dtype
@@ -95,7 +95,7 @@ class ExtractConfig:
 
 
 def run_extract(
-    config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True, ranks: Ranks = Ranks()
+    config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True, ranks: Ranks = SINGLE
 ) -> dict[str, float]:
     """Extract every condition of ``config`` into ``run_dir/hidden.h5``; returns accuracy per condition.
 
@@ -258,7 +258,9 @@ def demo_bits(model, tokenizer, task: Task, demo_items: list[Item]) -> tuple[flo
     ICL "program" (task complexity, arXiv 2602.15829)."""
     header = tokenizer.encode(tasks.render_prefix(task, demo_items[0], []), add_special_tokens=True)
     prefix = tokenizer.encode(tasks.render_prefix(task, demo_items[0], demo_items), add_special_tokens=True)
-    start = next((i for i, (a, b) in enumerate(zip(header, prefix)) if a != b), min(len(header), len(prefix)))
+    start = next(
+        (i for i, (a, b) in enumerate(zip(header, prefix, strict=False)) if a != b), min(len(header), len(prefix))
+    )
     start = max(start, 1)
     return float(forward.token_bits(model, [prefix], [start])[0]), len(prefix) - start
 

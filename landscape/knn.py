@@ -184,10 +184,10 @@ def _centred_points(distinct: np.ndarray, mean: np.ndarray, dev: torch.device) -
     """The distinct rows less ``mean``, float32 on ``dev`` (float32 states: subtracted in float32,
     one rounding per coordinate, without an N x d float64 copy)."""
     distinct = np.ascontiguousarray(distinct)
-    mean = torch.from_numpy(mean)
+    centre = torch.from_numpy(mean)
     if distinct.dtype == np.float64:
-        return (torch.from_numpy(distinct) - mean).float().to(dev)
-    return torch.from_numpy(distinct).to(dev).float() - mean.float().to(dev)
+        return (torch.from_numpy(distinct) - centre).float().to(dev)
+    return torch.from_numpy(distinct).to(dev).float() - centre.float().to(dev)
 
 
 def neighbours_of(
