@@ -94,7 +94,7 @@ LANDSCAPE := $(if $(filter-out 1,$(NPROC)),$(BIN)/accelerate launch --multi_gpu 
 # PNGs and the browser test need a Chromium: Debian's is installed when make runs as root, never with sudo.
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: FORCE all setup chromium extract finetune analyze claims report compare control replicate ablation test test-fast bench clean-venv
+.PHONY: FORCE all setup chromium extract finetune analyze claims report compare control replicate ablation lint test test-fast bench clean-venv
 
 all: report
 	@echo "outputs: $(RUN)/hidden.h5 $(RUN)/analysis.h5 $(RUN)/metrics.csv $(RUN)/adapters/  (provenance: $(BIN)/landscape info $(RUN))"
@@ -229,7 +229,13 @@ compare: setup
 ablation: setup
 	$(BIN)/landscape ablation $(RUN) --jobs $(JOBS)
 
-test: setup $(VENV)/.model-gemma3-270m $(VENV)/.model-qwen2.5-coder-0.5b $(VENV)/.model-qwen2.5-coder-1.5b chromium
+# make lint: ruff's lint and format checks and mypy (their settings: pyproject.toml) find nothing; make test runs it first
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint $(VENV)/.model-gemma3-270m $(VENV)/.model-qwen2.5-coder-0.5b $(VENV)/.model-qwen2.5-coder-1.5b chromium
 	LANDSCAPE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 test-fast: setup

@@ -104,9 +104,8 @@ def run_ablation(
         link = folder / store.HIDDEN_FILE
         if not link.exists():
             os.symlink(os.path.relpath(hidden, folder), link)
-        config = replace(
-            variant.config, readouts=False, similarity=False, id_estimators=False, **(settings or {})
-        )  # the paper's geometry only
+        # the paper's geometry only
+        config = replace(variant.config, readouts=False, similarity=False, id_estimators=False, **(settings or {}))
         run_analysis(folder, config, conditions=list(conditions), splits=["eval"], jobs=jobs, progress=progress)
         profiles = read_profiles(folder / store.ANALYSIS_FILE, conditions, first, n_layers, stored)
         baseline = baseline or profiles
@@ -122,7 +121,7 @@ def read_profiles(
 ) -> dict[str, np.ndarray]:
     """Per-layer arrays (NaN where a layer has no geometry, or is not ``stored``: default all) of
     the metrics the headline uses."""
-    stored = set(range(n_layers) if stored is None else stored)
+    kept = set(range(n_layers) if stored is None else stored)
     zero = conditions[0]
     metrics = (
         grouped("ari", first),
@@ -138,7 +137,7 @@ def read_profiles(
             for metric in metrics:
                 out[feature_name(condition, metric)] = np.array(
                     [
-                        _scalar(f, store.analysis.result_path(condition, layer), metric) if layer in stored else np.nan
+                        _scalar(f, store.analysis.result_path(condition, layer), metric) if layer in kept else np.nan
                         for layer in range(n_layers)
                     ]
                 )
@@ -146,7 +145,7 @@ def read_profiles(
             out[metric] = np.array(
                 [
                     _scalar(f, store.analysis.result_path(zero, layer, other=conditions[1]), metric)
-                    if len(conditions) == 2 and layer in stored
+                    if len(conditions) == 2 and layer in kept
                     else np.nan
                     for layer in range(n_layers)
                 ]
@@ -237,8 +236,7 @@ def markdown(rows: list[dict]) -> str:
     """The table transposed (one column per variant), as docs/controls.md shows it."""
     keys = [k for k in rows[0] if k not in ("variant", "change")]
     lines = ["| | " + " | ".join(r["variant"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
-    for key in keys:
-        lines.append(f"| {key} | " + " | ".join(_cell(r[key]) for r in rows) + " |")
+    lines.extend(f"| {key} | " + " | ".join(_cell(r[key]) for r in rows) + " |" for key in keys)
     return "\n".join(lines)
 
 

@@ -47,9 +47,8 @@ MIDDLE_THIRD = (1 / 3, 2 / 3)
 ARI_MARGIN = 0.05  # an ARI or label-overlap difference smaller than this is no organisation worth the name
 ACCURACY_MARGIN = 0.02  # 5-shot may lose at most 2 points and still be "at least" 0-shot
 SHARP_DROP = 0.2  # the subject ARI must fall by at least this much ...
-DROP_WINDOW = (
-    0.1  # ... within this share of the depth (the paper: ~0.8 within ~3 of 32 layers; at least one analysed step)
-)
+# ... within this share of the depth (the paper: ~0.8 within ~3 of 32 layers; at least one analysed step)
+DROP_WINDOW = 0.1
 PEAK_DISTANCE = 0.15  # the ID peak "near" the transition: within this relative depth
 OVERLAP_FALL = 0.1  # "agree early, diverge late": the data overlap falls by at least this much
 RANDOM_GAIN_MARGIN = 0.02  # bits per training label that random labels may gain beyond format and "teach nothing"
@@ -369,9 +368,7 @@ def _transition(view: RunView, counts: np.ndarray, condition: str, grouping: str
     missing = _missing(view, condition) or _too_few_rows(view, grouping)
     if missing:
         return [replace(c, note=missing) for c in (sharp, middle, peak)]
-    layers = np.array(
-        sorted(layer for layer in view.clusters[condition] if layer > 0), dtype=int
-    )  # layer 0: no geometry
+    layers = np.array(sorted(layer for layer in view.clusters[condition] if layer > 0), dtype=int)  # 0: no geometry
     if len(layers) < 3:
         return [replace(c, note=f"{len(layers)} analysed layers") for c in (sharp, middle, peak)]
     depths = layers / view.last_layer
@@ -394,7 +391,7 @@ def _transition(view: RunView, counts: np.ndarray, condition: str, grouping: str
     out = [sharp, _given(sharp, placed)]
     ids = np.array([view.ids[condition].get(int(layer), (np.nan, np.nan)) for layer in layers])
     if not np.isfinite(ids[:, 0]).any():
-        return out + [replace(peak, note=f"no ID profile of {condition}")]
+        return [*out, replace(peak, note=f"no ID profile of {condition}")]
     # The peak's uncertainty from the estimator's own errors: each draw perturbs every layer's ID.
     # A layer whose error is unknown takes the largest known one (not 0, which would narrow the interval).
     errors = ids[:, 1].copy()
@@ -406,14 +403,14 @@ def _transition(view: RunView, counts: np.ndarray, condition: str, grouping: str
     finite = np.isfinite(profiles_id)
     peaks = np.where(finite.any(axis=1), depths[np.argmax(np.where(finite, profiles_id, -np.inf), axis=1)], np.nan)
     distance = np.abs(peaks - place)
-    note = f"ID peak at layer {int(round(peaks[0] * view.last_layer))}"
+    note = f"ID peak at layer {round(peaks[0] * view.last_layer)}"
     if unknown.any():
         note += (
             f"; {int(unknown.sum())} layers without a GRIDE error take the largest ({known.max():.3g})"
             if len(known)
             else ""
         )
-    return out + [_given(sharp, _decide(peak, distance[0], distance[1:], note=note, resolution=half_step))]
+    return [*out, _given(sharp, _decide(peak, distance[0], distance[1:], note=note, resolution=half_step))]
 
 
 def _point_note(draws: np.ndarray) -> str:
@@ -584,4 +581,6 @@ def table(claims: list[Claim]) -> str:
         interval = "" if not np.isfinite(c.value) else f"{c.value:+.3f} [{c.low:+.3f}, {c.high:+.3f}]"
         rows.append((c.key, interval, c.region.describe(), c.verdict, c.note))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows
+    )

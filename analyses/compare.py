@@ -79,14 +79,16 @@ class RunSummary:
         if not attrs or "gain_beyond_format_bits" not in attrs:
             return None
         n = float(attrs["n_train"])
-        return tuple(float(attrs[f"gain_beyond_format_bits{s}"]) / n for s in ("", "_low", "_high"))
+        value, low, high = (float(attrs[f"gain_beyond_format_bits{s}"]) / n for s in ("", "_low", "_high"))
+        return value, low, high
 
     def edl_total(self, condition: str) -> tuple[float, float, float] | None:
         """A fine-tune's EDL on held-out answers, in bits, and its interval (None: no record)."""
         attrs = self.view.edl.get(condition)
         if not attrs or "edl_heldout_bits" not in attrs:
             return None
-        return tuple(float(attrs[f"edl_heldout_bits{s}"]) for s in ("", "_low", "_high"))
+        value, low, high = (float(attrs[f"edl_heldout_bits{s}"]) for s in ("", "_low", "_high"))
+        return value, low, high
 
 
 def summarize(run: Path, label: str, *, n_boot: int = cl.N_BOOT, seed: int = 0) -> RunSummary:

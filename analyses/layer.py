@@ -43,16 +43,14 @@ class AnalysisConfig:
     tree_max_log_density: float | None = None  # and (when set) no denser peak than this
     exact_knn: bool = False  # recompute every neighbour distance from differences (see knn_graph)
     readouts: bool = True  # the logit lens and linear probes beside the geometry (analyses.readouts)
-    similarity: bool = (
-        True  # CKA, mutual kNN, CKNNA, information imbalance: layer x layer and condition x condition (eval rows)
-    )
+    # CKA, mutual kNN, CKNNA, information imbalance: layer x layer and condition x condition (eval rows)
+    similarity: bool = True
     similarity_k: int = 10  # neighbours of mutual kNN and CKNNA (Huh et al. 2024's)
     similarity_memory: float = 6.0  # GiB a similarity task may hold (landscape.similarity.similarity_matrices)
     id_estimators: bool = True  # MLE, TLE, local PCA and DANCo IDs beside GRIDE / 2NN (eval rows; landscape.estimators)
     id_k: int = 20  # neighbours of MLE, TLE and local PCA, at most maxk (DANCo: its calibration's 10)
-    null_draws: int = (
-        40  # permutation draws of each measure's chance level (labels or one side's rows shuffled; 0: none)
-    )
+    # permutation draws of each measure's chance level (labels or one side's rows shuffled; 0: none)
+    null_draws: int = 40
     null_seed: int = 0  # seeds those draws
     probe_fit: str = "auto"  # probes fit on: train rows, eval-halves (cross-fit), auto (train when the run has them)
     device: str = "auto"
@@ -220,7 +218,7 @@ def _dimensions(X: np.ndarray, graph: KnnGraph, config: AnalysisConfig, more_ids
     ids = {
         "id_2nn": id_2nn,
         "id_gride": gride.at(config.id_scale),
-        **{f"id_gride_{int(s)}": float(v) for s, v in zip(gride.scales, gride.ids)},
+        **{f"id_gride_{int(s)}": float(v) for s, v in zip(gride.scales, gride.ids, strict=True)},
         **(estimate_ids(X, graph, k=min(config.id_k, graph.maxk), gram=gram) if more_ids else {}),
     }
     return gride, ids
@@ -257,8 +255,8 @@ def _agreement_with_labels(
     row, and with ``null_draws`` the chance levels of the ARI and the overlap (labels shuffled);
     and the clusters' ARI with the demo sets."""
     scalars, per_row = {}, {}
-    for name, labels in groupings.items():
-        labels = np.asarray(labels)
+    for name, given in groupings.items():
+        labels = np.asarray(given)
         scalars[grouped("ari", name)] = geometry.ari(clusters, labels)
         scalars[grouped("ari_core", name)] = geometry.ari(clusters[core], labels[core])
         fraction = _class_fraction(name, config)

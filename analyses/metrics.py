@@ -26,8 +26,8 @@ def metrics_rows(analysis: Path) -> list[MetricRow]:
     rows = []
     with h5py.File(analysis, "r") as f:
         for split, condition, layer, scalars, _ in store.analysis.iter_results(f):
-            folded = set()
-            for metric, value in scalars.items():
+            folded: set[str] = set()
+            for metric in scalars:
                 interval = _interval_names(metric)
                 if interval and all(name in scalars for name in interval):
                     folded.update(interval)
@@ -84,4 +84,5 @@ def _interval_names(metric: str) -> tuple[str, str] | None:
     if base.endswith(("_low", "_high")):
         return None
     stem = base[: -len("_rho")] if base.endswith("_rho") else base
-    return tuple(grouped(stem + suffix, grouping) if grouping else stem + suffix for suffix in ("_low", "_high"))
+    low, high = (grouped(stem + suffix, grouping) if grouping else stem + suffix for suffix in ("_low", "_high"))
+    return low, high

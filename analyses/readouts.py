@@ -70,8 +70,8 @@ def layer_readouts(
         arrays["lens_pred"] = logits.argmax(axis=1).astype(np.int8)
     if fit_rows is None:
         return scalars, arrays
-    for name, labels in targets.items():
-        labels = np.asarray(labels).astype(str)
+    for name, given in targets.items():
+        labels = np.asarray(given).astype(str)
         if probe_fit == "train":
             if len(np.unique(labels[fit_rows])) < 2:
                 continue  # one label among the fitting rows: nothing to probe

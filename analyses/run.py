@@ -42,7 +42,9 @@ from analyses.workers import Workers
 from landscape import faults, provenance, reader, store
 from landscape.atomic import replace_atomically
 from landscape.names import ANSWER, ZERO_SHOT
-from landscape.normed import apply_norm
+from landscape.normed import NormParameters, apply_norm
+
+DEFAULT_CONFIG = AnalysisConfig()  # run_analysis's default: the suite's recipe
 
 
 class AnalysisMismatch(ValueError):
@@ -71,7 +73,7 @@ class Sweep:
 
 def run_analysis(
     run_dir: Path,
-    config: AnalysisConfig = AnalysisConfig(),
+    config: AnalysisConfig = DEFAULT_CONFIG,
     *,
     conditions: list[str] | None = None,
     layers: list[int] | None = None,
@@ -299,8 +301,8 @@ def _refuse_degenerate(f: h5py.File, splits, conditions, layers_of: dict[str, li
     for split in splits:
         for name in conditions:
             reasons = [
-                store.analysis.read_result(f, store.analysis.result_path(name, l, split=split))[2]
-                for l in layers_of[name]
+                store.analysis.read_result(f, store.analysis.result_path(name, layer, split=split))[2]
+                for layer in layers_of[name]
             ]
             if reasons and all(reasons):
                 raise ValueError(f"no layer of {name} ({split} rows) has a geometry: {reasons[-1]}")
@@ -362,7 +364,11 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
             f"{name} layer {layer} holds NaN or inf in {bad} of {len(rows)} {split} rows: the forward pass "
             "overflowed (try --dtype float32) or the file is damaged; re-extract it with --overwrite"
         )
-    states = residual if config.states == "residual" else apply_norm(residual, *norms.layer(layer), norms.kind)
+    if config.states == "residual":
+        states = residual
+    else:
+        assert norms is not None  # read_norms raises rather than return None
+        states = apply_norm(residual, *norms.layer(layer), norms.kind)
     labels = {**examples.groups, ANSWER: examples.answers}
     result = analyze_layer(
         states[rows],
@@ -392,7 +398,7 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
     return result
 
 
-def _optional_norms(f: h5py.File, name: str):
+def _optional_norms(f: h5py.File, name: str) -> NormParameters | None:
     try:
         return store.readout.read_norms(f, name)
     except store.SchemaError:  # a run extracted before norms were stored: no lens, the rest as before
@@ -445,8 +451,8 @@ def _pair_task(
         with h5py.File(hidden, "r") as f:
             rows = np.flatnonzero(store.hidden.read_examples(f).splits == split)
             X_a, X_b = (store.hidden.read_layer(f, c, layer, config.states)[rows] for c in (a, b))
-        clusters = [r.arrays.get("cluster_compared", r.arrays["cluster"]) for r in (result_a, result_b)]
-        return compare_states(X_a, X_b, *clusters, config)
+        clusters_a, clusters_b = (r.arrays.get("cluster_compared", r.arrays["cluster"]) for r in (result_a, result_b))
+        return compare_states(X_a, X_b, clusters_a, clusters_b, config)
     return compare_layers(result_a, result_b, config)
 
 

@@ -18,6 +18,7 @@ seed (``null_draws``, ``null_seed``: a group analysed before the nulls existed) 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import overload
 
 import h5py
 import numpy as np
@@ -46,24 +47,25 @@ def similarity_tasks(
     settings); ``f``: analysis.h5; ``stored``: each condition's stored layers (those with a
     geometry in ``f`` are compared); ``memory_bytes``: each task's budget; ``null_draws``,
     ``null_seed``: the chance levels' permutations (``similarity_matrices``)."""
-    usable = {c: [l for l in stored[c] if _has_geometry(f, c, l, split)] for c in conditions}
+    usable = {c: [layer for layer in stored[c] if _has_geometry(f, c, layer, split)] for c in conditions}
     groups = [
-        (store.analysis.similarity_path(split, condition=c), "layer", [(c, l) for l in usable[c]]) for c in conditions
+        (store.analysis.similarity_path(split, condition=c), "layer", [(c, layer) for layer in usable[c]])
+        for c in conditions
     ]
-    for layer in sorted({l for ls in usable.values() for l in ls}):
-        groups.append(
-            (
-                store.analysis.similarity_path(split, layer=layer),
-                "condition",
-                [(c, layer) for c in conditions if layer in usable[c]],
-            )
+    groups.extend(
+        (
+            store.analysis.similarity_path(split, layer=layer),
+            "condition",
+            [(c, layer) for c in conditions if layer in usable[c]],
         )
+        for layer in sorted({layer for ls in usable.values() for layer in ls})
+    )
     for path, compared, representations in groups:
         if len(representations) < 2:
             continue
-        over = [l if compared == "layer" else c for c, l in representations]
-        stored = store.analysis.read_similarity(f, path)
-        if stored is not None and stored[0].tolist() == over and _same_settings(stored[2], k, null_draws, null_seed):
+        over = [layer if compared == "layer" else c for c, layer in representations]
+        found = store.analysis.read_similarity(f, path)
+        if found is not None and found[0].tolist() == over and _same_settings(found[2], k, null_draws, null_seed):
             continue
         yield (
             path,
@@ -138,7 +140,7 @@ def similarity_task(
     }
 
 
-class StoredStates(Sequence):
+class StoredStates(Sequence[np.ndarray]):
     """(condition, layer) representations of some rows, each read from an open hidden.h5 when
     asked for, so that ``similarity_matrices`` holds no more of them than its memory allows."""
 
@@ -148,7 +150,15 @@ class StoredStates(Sequence):
     def __len__(self) -> int:
         return len(self._representations)
 
-    def __getitem__(self, r: int) -> np.ndarray:
+    @overload
+    def __getitem__(self, r: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, r: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, r: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(r, slice):  # (Sequence's contract; similarity_matrices reads one at a time)
+            return [self[i] for i in range(len(self))[r]]
         condition, layer = self._representations[r]
         return store.hidden.read_layer(self._f, condition, layer, self._states)[self._rows]
 

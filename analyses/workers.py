@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, TypeVar
 
-Task = tuple[Hashable, Callable[..., Any], tuple]
+K = TypeVar("K", bound=Hashable)
+Task = tuple[K, Callable[..., Any], tuple]  # (key, fn, args)
 
 
 def _one_thread() -> None:
@@ -42,7 +43,7 @@ class Workers:
     def __init__(self, jobs: int = 1, ray: str | None = None):
         self.jobs, self.ray_address = jobs, ray
         self._pool: ProcessPoolExecutor | None = None
-        self._ray = None
+        self._ray: Any = None  # the ray module, once entered with ray=
         self._started_ray = False
         self._gpus = 0
         self.window = 1
@@ -77,7 +78,7 @@ class Workers:
         if self._started_ray:
             self._ray.shutdown()
 
-    def map(self, tasks: Iterable[Task], *, gpu: bool = False) -> Iterator[tuple[Hashable, Any]]:
+    def map(self, tasks: Iterable[Task[K]], *, gpu: bool = False) -> Iterator[tuple[K, Any]]:
         """Yield (key, fn(*args)) of each (key, fn, args), in completion order. ``gpu``: on a Ray
         cluster with GPUs, each task asks for one (the kNN graph then runs there)."""
         tasks = iter(tasks)
@@ -85,8 +86,8 @@ class Workers:
             for key, fn, args in tasks:
                 yield key, fn(*args)
             return
-        submit = self._ray_submit(gpu) if self._ray is not None else (lambda fn, args: self._pool.submit(fn, *args))
-        pending: dict = {}
+        submit = self._ray_submit(gpu) if self._ray is not None else self._pool_submit
+        pending: dict[Any, K] = {}
 
         def refill() -> None:
             for key, fn, args in tasks:
@@ -102,9 +103,13 @@ class Workers:
                 refill()
                 yield key, result
 
+    def _pool_submit(self, fn: Callable, args: tuple):
+        assert self._pool is not None  # map's callers: entered with jobs > 1
+        return self._pool.submit(fn, *args)
+
     def _ray_submit(self, gpu: bool):
         remote = self._ray.remote(num_cpus=1, num_gpus=1 if gpu and self._gpus else 0, max_retries=2)(_call)
-        return lambda fn, args: remote.remote(fn, args)
+        return remote.remote
 
     def _ready(self, pending: dict) -> list:
         if self._ray is not None:

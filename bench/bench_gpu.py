@@ -85,7 +85,7 @@ def knn_rows(sizes: list[tuple[int, int, int]]) -> list[dict]:
         full = product_seconds(X)
         graph = None
 
-        def run():
+        def run(X=X, maxk=maxk):
             nonlocal graph
             graph = knn_graph(X, maxk, device=DEVICE)
 
@@ -104,7 +104,9 @@ def knn_rows(sizes: list[tuple[int, int, int]]) -> list[dict]:
             f"{seconds / (full / 2):6.2f}x  ({row['tflops']:.1f} TFLOP/s fp32)"
         )
         on_device = torch.from_numpy(X).to(DEVICE)  # the GEMMs and top-k's alone, without the host's part
-        row["selection_s"] = cuda_seconds(lambda: knn._rows_topk(on_device, maxk), repeat=2)
+        row["selection_s"] = cuda_seconds(
+            lambda on_device=on_device, maxk=maxk: knn._rows_topk(on_device, maxk), repeat=2
+        )
         line += f"\n{'':22s}GEMMs + top-k alone (points on the GPU) {row['selection_s']:.4f} s"
         if n * d <= 14000 * 4096:  # exactness against the CPU path on the same data, and its time on every core
             gpu_exact = knn_graph(X, maxk, device=DEVICE, exact=True)
@@ -114,7 +116,12 @@ def knn_rows(sizes: list[tuple[int, int, int]]) -> list[dict]:
             cpu_exact = knn_graph(X, maxk, device="cpu", exact=True)
             row["same_neighbours_exact"] = float((cpu_exact.indices == gpu_exact.indices).mean())
             row["same_neighbour_sets"] = float(
-                np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(cpu.indices.tolist(), graph.indices.tolist())])
+                np.mean(
+                    [
+                        len(set(a) & set(b)) / len(a)
+                        for a, b in zip(cpu.indices.tolist(), graph.indices.tolist(), strict=True)
+                    ]
+                )
             )
             row["distance_rel_diff"] = float(
                 np.max(np.abs(cpu_exact.distances[:, 1:] - gpu_exact.distances[:, 1:]) / gpu_exact.distances[:, 1:])
@@ -170,8 +177,8 @@ def device_map_row() -> dict:
         "model.layers.2": "disk",
         "model.layers.3": gpu,
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
         (tmp / "map.json").write_text(json.dumps(placement))
         compared = tiny_twice(
             dict(device=DEVICE),
@@ -253,8 +260,8 @@ def model_rows(args) -> dict:
     model = gpu_model.build_model(config, device, dtype)
     gpu_model.warm_up(model)
     out: dict = {"shape": args.model, "peak_tflops": peak}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
         folder = gpu_model.model_folder(tmp / "model", config, tokenizer_dir)
         out["extract_before"] = gpu_model.measure_extraction(
             model, tokenizer, folder, tmp / "rows", shots=(0, 5), batch_size=8, token_budget="off", **rows
@@ -365,7 +372,7 @@ def main() -> None:
         "--smoke-cpu", action="store_true", help="run everything on the CPU (checks the script, measures nothing)"
     )
     args = parser.parse_args()
-    global DEVICE
+    global DEVICE  # noqa: PLW0603 - the script's one device, set once from its arguments before anything runs
     DEVICE = "cpu" if args.smoke_cpu else "cuda"
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: nothing to measure")

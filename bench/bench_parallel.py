@@ -47,7 +47,7 @@ LAUNCH = [
 
 def timed(command: list[str], env: dict | None = None) -> float:
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
     if done.returncode != 0:
         sys.exit(f"failed: {' '.join(command)}\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
@@ -79,8 +79,8 @@ def main() -> None:
     parts = set(args.parts.split(","))
     landscape = [str(BIN / "landscape")]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
         if "extract" in parts:
             rows += extract_and_finetune(landscape, tmp, args)
         if "analyze" in parts:
@@ -129,7 +129,7 @@ def analyze(landscape: list[str], tmp: Path, run: Path) -> tuple:
         folder = tmp / label.replace(" ", "-")
         folder.mkdir()
         (folder / store.HIDDEN_FILE).symlink_to((run / store.HIDDEN_FILE).resolve())
-        analyses[label] = timed(landscape + ["analyze", str(folder), "--no-progress", *flags])
+        analyses[label] = timed([*landscape, "analyze", str(folder), "--no-progress", *flags])
     same = (
         (tmp / "jobs-1" / "metrics.csv").read_bytes()
         == (tmp / "ray-2" / "metrics.csv").read_bytes()

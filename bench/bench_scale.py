@@ -87,7 +87,7 @@ def _spawn(
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
         return {"status": "timeout", "wall": time.perf_counter() - start}
     for line in done.stdout.splitlines()[::-1]:
@@ -128,7 +128,7 @@ def _note(step: str, r: dict) -> str:
 
 
 def _fit(xs: list[float], ys: list[float]) -> str:
-    points = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if y > 0]
+    points = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if y > 0]
     if len(points) < 2:
         return "  -  "
     slope = np.polyfit([p[0] for p in points], [p[1] for p in points], 1)[0]
@@ -281,7 +281,7 @@ def benchmark(args: argparse.Namespace) -> None:
         f"{'data':7s} {'N':>7s} {'d':>5s} {'maxk':>5s} {'ADP s':>7s} {'ADP/kNN':>8s} {'ADP/layer':>9s} {'in layer':>9s} "
         f"{'ADP MiB':>8s} {'kNN MiB':>8s} {'layer MiB':>9s} {'ADP/layer MiB':>13s}"
     )
-    for kind, n, d, maxk, steps in plan:
+    for kind, n, d, maxk, _steps in plan:
         adp, knn, layer = (ok(n, d, maxk, step, kind) for step in ("adp", "knn", "layer"))
         if not adp:
             continue

@@ -144,7 +144,7 @@ def precision_table(run: Path) -> None:
             for dtype, values in per_dtype.items():
                 v = np.array(values)
                 worst = [v[:, 0].min(), *v[:, 1:4].max(axis=0), v[:, 4].min(), v[:, 5].max()]
-                cells = [f"{m:.4f} [{w:.4f}]" for m, w in zip(v.mean(axis=0), worst)]
+                cells = [f"{m:.4f} [{w:.4f}]" for m, w in zip(v.mean(axis=0), worst, strict=True)]
                 cells[3] = f"{v[:, 3].mean():.2f} [{worst[3]:.0f}]"
                 print(
                     f"{name:12} {dtype:9} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {cells[3]:>12} {cells[4]:>14} {cells[5]:>14}"
@@ -206,7 +206,7 @@ def main() -> None:
         if args.run.is_dir():
             with reader.open_run_file(args.run) as f:
                 states = np.stack(
-                    [store.hidden.read_layer(f, "0shot", l) for l in range(store.hidden.n_layers(f, "0shot"))]
+                    [store.hidden.read_layer(f, "0shot", layer) for layer in range(store.hidden.n_layers(f, "0shot"))]
                 )
             storage_table(states, f"{args.run} 0shot", Path(tmp))
         storage_table(synthetic_states(n, d, layers), "synthetic", Path(tmp))

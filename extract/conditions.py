@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from extract import demos, forward, readout
-from extract.ranks import Ranks
+from extract.ranks import SINGLE, Ranks
 from landscape import disk, faults, provenance, store, tasks
 from landscape.layers import select_layers
 from landscape.readouts import lens_logits
@@ -47,7 +47,7 @@ def extract_condition(
     prefix_cache: bool = True,
     overwrite: bool = False,
     progress: bool = True,
-    ranks: Ranks = Ranks(),
+    ranks: Ranks = SINGLE,
 ) -> float:
     """Write condition ``name`` of hidden.h5 (every row of ``examples``); returns its eval accuracy.
 
@@ -272,8 +272,8 @@ def _write_batches(f: h5py.File, batches, write, bar, keep: list[int] | None, wh
     """Write each batch's rows as it comes (``write(rows, hidden, logits, logsumexp)``; the states
     of the ``keep`` layers, or all), flushed: a kill keeps them. A batch the disk has no room for
     is refused before HDF5 meets the full disk (``landscape.disk``); rows written stay."""
-    for rows, out in batches:
-        out = out.wait()  # its copy from the GPU (queued behind its forward pass) is complete
+    for rows, pending in batches:
+        out = pending.wait()  # its copy from the GPU (queued behind its forward pass) is complete
         hidden = out.hidden.numpy() if keep is None else out.hidden.numpy()[keep]
         disk.check_room(Path(f.filename).parent, hidden.nbytes, f"the next batch of {what}")
         try:
@@ -352,15 +352,15 @@ def _verify_head(group, name: str) -> None:
     last = norms.weight.shape[0] - 1
     states, logits = store.hidden.read_layer(f, name, last), group["logits"][:]
     lens = lens_logits(states, norms.layer(last), norms.kind, head)
-    error = float(np.abs(lens - logits).max() / max(np.abs(logits).max(), 1e-6))
-    if error > LENS_TOLERANCE:
+    relative = float(np.abs(lens - logits).max() / max(np.abs(logits).max(), 1e-6))
+    if relative > LENS_TOLERANCE:
         store.readout.mark_head_unavailable(
             group,
             f"the final norm and head rows do not reproduce the model's logits "
-            f"(relative error {error:.1e}): its head does more than that",
+            f"(relative error {relative:.1e}): its head does more than that",
         )
     else:
-        store.readout.set_head_verified(group, error)
+        store.readout.set_head_verified(group, relative)
 
 
 def _norms_or_reason(model):

@@ -48,9 +48,9 @@ class Partition:
     """Disjoint parts per value of the first group, as item ids. ``demos`` keeps each pool in order."""
 
     values: tuple[str, ...]
-    demos: dict[str, list[int]]
-    eval: list[int]
-    train: list[int]
+    demos: dict[str, list[int | str]]
+    eval: list[int | str]
+    train: list[int | str]
     settings: dict = field(default_factory=dict)
 
 
@@ -87,7 +87,7 @@ def select_train_values(items: list[Item], spec: str, evaluated: list[str], grou
     """The values whose rows a run fine-tunes on: ``others`` (every value not evaluated), or any
     ``select_values`` spec (``all``, ``largest:K``, a comma list). Sorted; none is an error."""
     if spec.strip() == "others":
-        chosen = sorted(set(item.group for item in items) - set(evaluated))
+        chosen = sorted({item.group for item in items} - set(evaluated))
         if not chosen:
             raise DataError(f"--train-subjects others: every {group} is evaluated, none is left to train on")
         return chosen
@@ -109,19 +109,21 @@ def make_partition(
     """Seeded, disjoint partition per value of the first group: demos, then eval, then train
     (``train_first``: demos, then train, then eval); ``train_values`` (None: the evaluated
     values) the values whose rows are trained on."""
-    for name, value in (
+    for name, count in (
         ("demo_pool", demo_pool),
         ("per_subject", per_subject),
         ("train_per_subject", train_per_subject),
     ):
-        if value < 0:
-            raise DataError(f"{name} must be >= 0, got {value}")
+        if count < 0:
+            raise DataError(f"{name} must be >= 0, got {count}")
     trained = set(values if train_values is None else train_values)
-    by_value: dict[str, list[int]] = {v: [] for v in sorted(set(values) | trained)}
+    by_value: dict[str, list[int | str]] = {v: [] for v in sorted(set(values) | trained)}
     for item in items:
         if item.group in by_value:
             by_value[item.group].append(item.id)
-    demos, eval_ids, train_ids = {}, [], []
+    demos: dict[str, list[int | str]] = {}
+    eval_ids: list[int | str] = []
+    train_ids: list[int | str] = []
     for value in by_value:  # sorted
         evaluated = value in values  # a value trained on only has a demo pool (its k-shot prompts), no eval rows
         ids = np.array(by_value[value])

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,7 @@ def _id_seed(question_id: int | str) -> int:
 
 
 def plan_demos(
-    ids: np.ndarray, values: np.ndarray, pool: dict[str, list[int]], *, k: int, sampling: str, seed: int
+    ids: np.ndarray, values: np.ndarray, pool: Mapping[str, Sequence[int | str]], *, k: int, sampling: str, seed: int
 ) -> DemoPlan:
     """The header and demos of every row (``ids``, ``values``: (N,), the first grouping field),
     drawn from ``pool[value]``."""
@@ -80,7 +81,8 @@ def plan_demos(
         raise ValueError("other-subject demos need at least two values of the first grouping field")
     text = text_ids(ids)  # string ids: the demos' ids are strings too
     demo_ids = np.empty((len(ids), k), dtype=object) if text else np.zeros((len(ids), k), dtype=np.int64)
-    for row, (question, value) in enumerate(zip(ids, values)):
+    for row, (question, value) in enumerate(zip(ids, values, strict=True)):
+        chosen: Sequence[int | str] | np.ndarray
         if sampling in ("fixed", "no-header"):
             chosen = pool[value][:k]
         elif sampling == "resampled":

@@ -51,7 +51,7 @@ from extract.lora import (
     train_lora,
 )
 from extract.prequential import write_edl_record
-from extract.ranks import Ranks
+from extract.ranks import SINGLE, Ranks
 from landscape import reader, store, tasks
 from landscape.atomic import replace_atomically
 from landscape.devices import pick_device, pick_dtype
@@ -62,7 +62,7 @@ STATE_FILE = "train_state.pt"
 
 
 def run_finetune(
-    run_dir: Path, config: FinetuneConfig, *, overwrite: bool = False, progress: bool = True, ranks: Ranks = Ranks()
+    run_dir: Path, config: FinetuneConfig, *, overwrite: bool = False, progress: bool = True, ranks: Ranks = SINGLE
 ) -> dict:
     """Fine-tune the run's model on its train rows; write condition ``config.name`` and its EDL.
 

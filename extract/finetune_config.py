@@ -34,9 +34,8 @@ class FinetuneConfig:
     checkpoints: tuple[int, ...] = ()  # steps whose adapters are kept and extracted as <name>@step<k>
     schedule: str = "online"  # "online" (one pass) or "blockwise" (Voita & Titov 2020: retrain per block)
     save_every: int = 10  # steps between resume states
-    micro_tokens: int | None = (
-        None  # padded tokens per micro-batch (gradients accumulated over a batch); None: micro_tokens_for
-    )
+    # padded tokens per micro-batch (gradients accumulated over a batch); None: micro_tokens_for
+    micro_tokens: int | None = None
     batch_extract: int = 8  # rows a batch of the fine-tuned states' extraction without a token budget
     token_budget: int | str = "auto"  # that extraction's tokens a batch (extract.budget; not a training setting)
     device: str = "auto"

@@ -26,10 +26,14 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import Cache, PreTrainedModel  # (a model may be a peft model, which passes attributes through)
 
 
 class ForwardError(ValueError):
@@ -41,7 +45,7 @@ class PrefixCache:
     """A prefix's token ids and the key/value cache of running them (batch of one)."""
 
     ids: list[int]
-    cache: object  # transformers Cache
+    cache: Cache
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ class LastTokenStates:
     hidden: torch.Tensor  # (n_layers + 1, B, d) float32, on CPU
     letter_logits: torch.Tensor  # (B, K) float32: choice scores (letter logits, or summed log-probs of texts)
     logsumexp: torch.Tensor  # (B,) float32: log-sum-exp of the full-vocabulary logits (0 for text scores)
-    copied: object = None  # a CUDA event: the host copies above are complete once it has passed (None: they are)
+    # a CUDA event: the host copies above are complete once it has passed (None: they are)
+    copied: torch.cuda.Event | None = None
 
     def wait(self) -> LastTokenStates:
         """These states, once their copy from the GPU is complete (``last_token_states(non_blocking=True)``)."""
@@ -99,13 +104,13 @@ def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
-def to_host(*tensors: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], object]:
+def to_host(*tensors: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.cuda.Event | None]:
     """(host copies of ``tensors``, the event that marks them copied, or None): from a GPU into
     pinned memory without blocking (wait on the event before reading them); elsewhere ``.cpu()``."""
     if not tensors or tensors[0].device.type != "cuda":
         return tuple(t.cpu() for t in tensors), None
     host = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors)
-    for copy_, tensor in zip(host, tensors):
+    for copy_, tensor in zip(host, tensors, strict=True):
         copy_.copy_(tensor, non_blocking=True)
     copied = torch.cuda.Event()
     copied.record()
@@ -129,7 +134,7 @@ def _columns(logits: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
 
 
 def letter_log_probs(
-    model: nn.Module, sequences: Sequence[Sequence[int]], *, letter_ids: Sequence[int]
+    model: PreTrainedModel, sequences: Sequence[Sequence[int]], *, letter_ids: Sequence[int]
 ) -> torch.Tensor:
     """(B, K) log-probabilities of the answer letters, renormalised over the K, at each prompt's
     last token; differentiable (used for training and for prequential code lengths)."""
@@ -142,7 +147,7 @@ def letter_log_probs(
 
 
 def choice_log_probs(
-    model: nn.Module,
+    model: PreTrainedModel,
     sequences: Sequence[Sequence[int]],
     *,
     scoring: Scoring,
@@ -161,7 +166,7 @@ def choice_log_probs(
 
 
 def continuation_scores(
-    model: nn.Module,
+    model: PreTrainedModel,
     prompts: Sequence[Sequence[int]],
     continuations: Sequence[Sequence[Sequence[int]]],
     *,
@@ -178,7 +183,7 @@ def continuation_scores(
     k = len(continuations[0])
     if any(len(c) != k or any(len(t) == 0 for t in c) for c in continuations):
         raise ForwardError("every prompt needs the same number of non-empty continuations")
-    sequences = [list(p) + list(t) for p, c in zip(prompts, continuations) for t in c]
+    sequences = [list(p) + list(t) for p, c in zip(prompts, continuations, strict=True) for t in c]
     input_ids, mask, _ = pad_right(sequences, device)
     prompt_last = to_device(torch.tensor([len(p) - 1 for p in prompts for _ in range(k)]), device)
     keep = input_ids.shape[1] - int(prompt_last.min())  # positions from the earliest prompt end on
@@ -195,7 +200,7 @@ def continuation_scores(
     # every continuation token's (row, position, id) sent at once and gathered in one go, then summed per row
     pairs = [
         (row, len(p) - 1 - start + j, token)
-        for row, (p, c) in enumerate((p, t) for p, cs in zip(prompts, continuations) for t in cs)
+        for row, (p, c) in enumerate((p, t) for p, cs in zip(prompts, continuations, strict=True) for t in cs)
         for j, token in enumerate(c)
     ]
     rows, positions, targets = to_device(torch.tensor(pairs).T.contiguous(), device)
@@ -203,14 +208,14 @@ def continuation_scores(
     return states, torch.stack([tokens.sum() for tokens in per_row]).view(len(prompts), k)
 
 
-def token_bits(model: nn.Module, sequences: Sequence[Sequence[int]], starts: Sequence[int]) -> np.ndarray:
+def token_bits(model: PreTrainedModel, sequences: Sequence[Sequence[int]], starts: Sequence[int]) -> np.ndarray:
     """(B,) bits of each sequence's tokens from position ``starts[b]`` on, each coded by the model
     given every token before it: sum of -log2 p(token_t | tokens_<t), the arithmetic-code length.
 
     Right padding leaves every real token's context unchanged, so a sequence costs the same bits
     alone or in any batch. ``starts[b]`` >= 1 (the first token has no prediction).
     """
-    if any(start < 1 or start > len(seq) for seq, start in zip(sequences, starts)):
+    if any(start < 1 or start > len(seq) for seq, start in zip(sequences, starts, strict=True)):
         raise ForwardError("token_bits: each start must be in 1..len(sequence)")
     device = input_device(model)
     input_ids, mask, _ = pad_right(sequences, device)
@@ -234,16 +239,16 @@ def letter_token_ids(tokenizer, texts: Sequence[str]) -> list[int]:
     return ids
 
 
-def text_config(model: nn.Module):
+def text_config(model: PreTrainedModel):
     """The config of the language model (the text part of a multimodal config)."""
     return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
 
 
-def hidden_width(model: nn.Module) -> int:
+def hidden_width(model: PreTrainedModel) -> int:
     return int(text_config(model).hidden_size)
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
+def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
     """The model's list of transformer blocks (the ModuleList as long as num_hidden_layers)."""
     n_layers = text_config(model).num_hidden_layers
     for module in model.modules():
@@ -252,23 +257,25 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     raise ForwardError(f"cannot find the {n_layers} decoder blocks of {type(model).__name__}")
 
 
-def n_blocks(model: nn.Module) -> int:
+def n_blocks(model: PreTrainedModel) -> int:
     return len(decoder_layers(model))
 
 
-def input_device(model: nn.Module) -> torch.device:
+def input_device(model: PreTrainedModel) -> torch.device:
     """Where a batch's inputs go: the input embedding's device. A model split by a device map
     keeps its embedding where the map put it; an offloaded embedding (on the meta device) runs on
     its accelerate hook's execution device."""
     embedding = model.get_input_embeddings()
-    if embedding.weight.device.type != "meta":
-        return embedding.weight.device
+    weight = embedding.weight
+    assert isinstance(weight, torch.Tensor)  # (nn.Module types its attributes Tensor | Module)
+    if weight.device.type != "meta":
+        return weight.device
     hook = getattr(embedding, "_hf_hook", None)
     return torch.device(getattr(hook, "execution_device", None) or "cpu")
 
 
 @contextmanager
-def _record_last_token(model: nn.Module, positions: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+def _record_last_token(model: PreTrainedModel, positions: torch.Tensor) -> Iterator[list[torch.Tensor]]:
     """Hooks that append ``output[arange(B), positions]`` of the embedding and of each block.
 
     A module that ran twice (or not at all) would misalign the layers: checked on exit."""
@@ -303,7 +310,7 @@ def _on_prefix(prefix: PrefixCache | None, mask: torch.Tensor) -> tuple[torch.Te
     return torch.cat([past, mask], dim=1), dict(past_key_values=cache, use_cache=True)
 
 
-def encode_prefix(model: nn.Module, prefix_ids: list[int]) -> PrefixCache:
+def encode_prefix(model: PreTrainedModel, prefix_ids: list[int]) -> PrefixCache:
     """Run a prefix once and keep its key/value cache."""
     device = input_device(model)
     with torch.inference_mode():
@@ -312,7 +319,7 @@ def encode_prefix(model: nn.Module, prefix_ids: list[int]) -> PrefixCache:
 
 
 def last_token_states(
-    model: nn.Module,
+    model: PreTrainedModel,
     questions: Sequence[Sequence[int]],
     *,
     prefix: PrefixCache | list[int] | None,
@@ -336,6 +343,8 @@ def last_token_states(
     else:
         sequences = [list(q) for q in questions]
     if letter_ids is None:
+        if continuations is None:
+            raise ForwardError("text scoring (no letter_ids) needs each question's continuations")
         with torch.inference_mode():
             states, scores = continuation_scores(
                 model, sequences, continuations, record=True, prefix=prefix if isinstance(prefix, PrefixCache) else None

@@ -21,7 +21,7 @@ import numpy as np
 
 from extract import budget, data, demos, forward, models
 from extract.conditions import RunMismatch, extract_condition
-from extract.ranks import Ranks
+from extract.ranks import SINGLE, Ranks
 from landscape import names, provenance, store, tasks
 from landscape.atomic import replace_atomically
 from landscape.devices import pick_device, pick_dtype
@@ -49,21 +49,18 @@ class ExtractConfig:
     demo_pool: int = 20
     train_per_subject: int = 50
     train_first: bool = False  # cut each value's training rows before its eval rows (extract.data)
-    train_subjects: str | None = (
-        None  # values trained on: None (the evaluated ones), others, all, largest:K, a comma list
-    )
+    # values trained on: None (the evaluated ones), others, all, largest:K, a comma list
+    train_subjects: str | None = None
     seed: int = 0
     batch_size: int = 8  # rows a batch without a token budget (the CPU's default)
-    token_budget: int | str = (
-        "auto"  # tokens a batch (extract.budget): auto (from a GPU's free memory; rows on CPU), off, or N
-    )
+    # tokens a batch (extract.budget): auto (from a GPU's free memory; rows on CPU), off, or N
+    token_budget: int | str = "auto"
     device: str = "auto"
     device_map: str | None = None  # split the model over GPUs / cpu / disk (models.parse_device_map)
     dtype: str = "auto"
     store_dtype: str = "float32"  # how hidden.h5 keeps the states (store.encoding.STORE_DTYPES); read back as float32
-    layers: str | None = (
-        None  # which layers' states are kept (landscape.layers): None = all, "every:4", "last:8", "0,4,8"
-    )
+    # which layers' states are kept (landscape.layers): None = all, "every:4", "last:8", "0,4,8"
+    layers: str | None = None
     prefix_cache: bool = True
 
     def validate(self) -> None:
@@ -95,7 +92,7 @@ class ExtractConfig:
 
 
 def run_extract(
-    config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True, ranks: Ranks = Ranks()
+    config: ExtractConfig, run_dir: Path, *, overwrite: bool = False, progress: bool = True, ranks: Ranks = SINGLE
 ) -> dict[str, float]:
     """Extract every condition of ``config`` into ``run_dir/hidden.h5``; returns accuracy per condition.
 
@@ -112,9 +109,8 @@ def run_extract(
     header = _run_header(config, resolved, task, data_path, partition)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / store.HIDDEN_FILE
-    model, tokenizer = models.load_model(
-        resolved, device, dtype, device_map=config.device_map
-    )  # a model that does not load leaves no file
+    # a model that does not load leaves no file
+    model, tokenizer = models.load_model(resolved, device, dtype, device_map=config.device_map)
     select_layers(config.layers, forward.n_blocks(model) + 1)  # a layer the model lacks leaves no file either
     if ranks.main:
         _open_or_create(path, header, examples, partition, by_id, overwrite=overwrite)
@@ -258,7 +254,9 @@ def demo_bits(model, tokenizer, task: Task, demo_items: list[Item]) -> tuple[flo
     ICL "program" (task complexity, arXiv 2602.15829)."""
     header = tokenizer.encode(tasks.render_prefix(task, demo_items[0], []), add_special_tokens=True)
     prefix = tokenizer.encode(tasks.render_prefix(task, demo_items[0], demo_items), add_special_tokens=True)
-    start = next((i for i, (a, b) in enumerate(zip(header, prefix)) if a != b), min(len(header), len(prefix)))
+    start = next(
+        (i for i, (a, b) in enumerate(zip(header, prefix, strict=False)) if a != b), min(len(header), len(prefix))
+    )
     start = max(start, 1)
     return float(forward.token_bits(model, [prefix], [start])[0]), len(prefix) - start
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from extract import budget, forward
 from extract.finetune_config import micro_tokens_for
-from extract.ranks import Ranks
+from extract.ranks import SINGLE, Ranks
 from landscape import faults, store, tasks
 from landscape.atomic import replace_atomically
 
@@ -155,9 +155,13 @@ def label_nats(model, train: TrainData, indices: np.ndarray, scoring: forward.Sc
 def _by_length(train: TrainData, indices: np.ndarray, budget: int) -> list[np.ndarray]:
     """``micro_batches`` of some train examples, sized by the tokens their forward pass runs."""
     # text scoring runs every choice's continuation: K sequences an example
-    per = 1 if train.continuations is None else len(train.continuations[0])
-    extra = (lambda i: 0) if train.continuations is None else (lambda i: max(len(c) for c in train.continuations[i]))
-    return micro_batches(indices, [per * (len(train.tokens[i]) + extra(i)) for i in indices], budget)
+    continuations = train.continuations
+    if continuations is None:
+        return micro_batches(indices, [len(train.tokens[i]) for i in indices], budget)
+    per = len(continuations[0])
+    return micro_batches(
+        indices, [per * (len(train.tokens[i]) + max(len(c) for c in continuations[i])) for i in indices], budget
+    )
 
 
 @dataclass
@@ -182,7 +186,7 @@ class _Progress:
         self.pending.clear()
 
 
-def default_micro_tokens(model, ranks: Ranks = Ranks()) -> int:
+def default_micro_tokens(model, ranks: Ranks = SINGLE) -> int:
     """The micro-batch when none is given: sized by a GPU's free memory (the smallest over
     ``ranks``), else by the model (``micro_tokens_for``)."""
     on_device = ranks.least(budget.micro_tokens_on_device(model, forward.input_device(model)))
@@ -206,7 +210,7 @@ def train_lora(
     state_path: Path | None = None,
     checkpoint_dir: Path | None = None,
     progress: bool = True,
-    ranks: Ranks = Ranks(),
+    ranks: Ranks = SINGLE,
 ) -> dict:
     """Train the LoRA parameters of ``model`` (a peft model) in place; returns the training record.
 
@@ -313,6 +317,7 @@ def _backward(
     """Accumulate one batch's gradients (summed over ranks); returns (len(batch),) its examples' codes in nats."""
     # Micro-batches of similar length, gradients accumulated: one step per batch as if it
     # ran whole, without padding every prompt to the batch's longest (MMLU lengths vary 10x).
+    assert config.micro_tokens is not None  # sized by _sized
     micros = list(enumerate(_by_length(train, batch, config.micro_tokens)))
     mine = ranks.share(micros, costs=[len(m) * max(len(train.tokens[i]) for i in m) for _, m in micros])
     # each example's code, at its place in the batch (on the device: NCCL reduces only there)
@@ -404,7 +409,7 @@ def train_blockwise(
     *,
     scoring: forward.Scoring,
     progress: bool = True,
-    ranks: Ranks = Ranks(),
+    ranks: Ranks = SINGLE,
 ) -> dict:
     """Block-wise prequential code: block (t_k, t_k+1] of the seeded order is coded by a model
     trained from the base on the first t_k examples; the first block by the base model itself.
@@ -414,9 +419,10 @@ def train_blockwise(
 
     initial = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}
     order = epoch_order(len(train.labels), 0, config.seed)
-    bounds = [0] + block_boundaries(len(order))
+    bounds = [0, *block_boundaries(len(order))]
     online = np.full(len(order), np.nan)
     losses: list[float] = []
+    assert config.micro_tokens is not None  # sized by _sized
     for k in range(len(bounds) - 1):
         coded = order[bounds[k] : bounds[k + 1]]
         model.eval()

@@ -201,7 +201,10 @@ def load_model(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype
         model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, **placement)
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load model {resolved.name!r} from {resolved.path}: {first_line(error)}") from error
-    return (model if device_map is not None else model.to(device)).eval(), tokenizer
+    if device_map is None:
+        # transformers wraps PreTrainedModel.to in @wraps(nn.Module.to), which types it unbound (self first)
+        model = model.to(device)  # type: ignore[arg-type]
+    return model.eval(), tokenizer
 
 
 def folder_sha256(folder: Path) -> str:

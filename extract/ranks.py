@@ -56,7 +56,7 @@ class Ranks:
             rank = min(range(self.count), key=lambda r: (loads[r], r))
             owner[position] = rank
             loads[rank] += costs[position]
-        return [item for item, rank in zip(items, owner) if rank == self.index]
+        return [item for item, rank in zip(items, owner, strict=True) if rank == self.index]
 
     def barrier(self) -> None:
         if self.count > 1:
@@ -78,6 +78,9 @@ class Ranks:
         return tensor
 
 
+SINGLE = Ranks()  # the single process: the default of every function that takes ranks
+
+
 def launched() -> bool:
     """True when this process is one of several started by a launcher (WORLD_SIZE > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -86,7 +89,7 @@ def launched() -> bool:
 def current() -> Ranks:
     """The ranks of this launch: ``Ranks()`` unless started by ``accelerate launch``/torchrun."""
     if not launched():
-        return Ranks()
+        return SINGLE
     from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available(), timeout=BARRIER_TIMEOUT)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from torch import nn
 from extract import forward
 from landscape.normed import NORM_KINDS, NormParameters, apply_norm
 from landscape.readouts import Unembedding
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel  # (a model may be a peft model, which passes attributes through)
 
 # Where models keep the norm before attention (the block's "input_layernorm") and the final norm.
 BLOCK_NORM_NAMES = ("input_layernorm", "ln_1", "attention_norm", "ln_attn")
@@ -37,7 +41,7 @@ class ReadoutError(ValueError):
     """The model's norms or head cannot be reproduced from stored parameters."""
 
 
-def norm_parameters(model: nn.Module) -> NormParameters:
+def norm_parameters(model: PreTrainedModel) -> NormParameters:
     """Each stored layer's norm (L blocks' input norms, then the final norm), verified against
     the modules themselves."""
     blocks = forward.decoder_layers(model)
@@ -53,7 +57,8 @@ def norm_parameters(model: nn.Module) -> NormParameters:
         kind=kind,
         weight=np.stack([weight for _, weight, _, _ in norms]),
         eps=np.array([eps for *_, eps in norms], dtype=np.float64),
-        bias=np.stack([bias for _, _, bias, _ in norms]) if kind == "layer" else None,
+        # a LayerNorm's: every one has its bias (checked above)
+        bias=np.stack([bias for _, _, bias, _ in norms if bias is not None]) if kind == "layer" else None,
     )
 
 
@@ -91,7 +96,7 @@ def _block_norm(block: nn.Module, index: int) -> nn.Module:
     )
 
 
-def _final_norm(model: nn.Module, blocks: nn.ModuleList) -> nn.Module:
+def _final_norm(model: PreTrainedModel, blocks: nn.ModuleList) -> nn.Module:
     inside = {id(m) for m in blocks.modules()}
     for qualified, module in model.named_modules():
         if qualified.rsplit(".", 1)[-1] in FINAL_NORM_NAMES and id(module) not in inside and hasattr(module, "weight"):
@@ -109,9 +114,11 @@ def _eps(module: nn.Module) -> float:
     raise ReadoutError(f"{type(module).__name__} keeps its epsilon under none of {', '.join(EPS_NAMES)}")
 
 
-def _array(parameter: torch.Tensor | None) -> np.ndarray:
+def _array(parameter: torch.Tensor | nn.Module | None) -> np.ndarray:
     if parameter is None:
         raise ReadoutError("a LayerNorm without a bias is not supported")
+    if not isinstance(parameter, torch.Tensor):  # (nn.Module types its attributes Tensor | Module)
+        raise ReadoutError(f"a norm's parameter is a {type(parameter).__name__}, not a tensor")
     return parameter.detach().float().cpu().numpy().astype(np.float32)
 
 
@@ -139,7 +146,7 @@ def _kind_of(module: nn.Module) -> str:
     raise ReadoutError(f"{type(module).__name__} computes none of the norms {', '.join(NORM_KINDS)}")
 
 
-def choice_head(model: nn.Module, token_ids: list[int]) -> Unembedding:
+def choice_head(model: PreTrainedModel, token_ids: list[int]) -> Unembedding:
     """The unembedding rows (and bias) of the choice tokens, and the final logit soft-capping if
     the model has one. Whether these reproduce the model's logits is checked on its own outputs
     (``icl``: the lens at the last layer against the stored choice logits)."""

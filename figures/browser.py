@@ -7,6 +7,7 @@ driven by Playwright, which downloads no browser of its own. The network is cut 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -102,13 +103,11 @@ def check_page(page: Path, screenshot: Path | None = None, *, timeout_s: float =
             start = time.perf_counter()
             tab.goto(url, wait_until="load", timeout=timeout_s * 1000)
             names = tab.eval_on_selector_all(".ls-figure", "els => els.map(e => e.dataset.name)")
-            try:
+            with contextlib.suppress(Exception):  # some figure never drew: reported below as missing
                 tab.wait_for_function(
                     "() => [...document.querySelectorAll('.ls-figure')].every(e => e.querySelector('.main-svg'))",
                     timeout=timeout_s * 1000,
                 )
-            except Exception:  # some figure never drew: reported below as missing
-                pass
             load_s = time.perf_counter() - start
             drawn = tab.eval_on_selector_all(
                 ".ls-figure",

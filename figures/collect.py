@@ -51,13 +51,13 @@ def null_series(profile: Profile, metric: str) -> NullSeries | None:
     if found is None or not np.isfinite(found[1]).any():
         return None
     layers, mean = found
-    bounds = []
+    bounds: list[np.ndarray | None] = []
     for bound in ("_low", "_high"):
         stored = profile.get(null_metric(metric, bound))
         if stored is None:
             bounds.append(None)
             continue
-        by_layer = dict(zip(stored[0].tolist(), stored[1].tolist()))  # aligned to the mean's layers
+        by_layer = dict(zip(stored[0].tolist(), stored[1].tolist(), strict=True))  # aligned to the mean's layers
         bounds.append(np.array([by_layer.get(layer, np.nan) for layer in layers.tolist()], dtype=float))
     return layers, mean, bounds[0], bounds[1]
 
@@ -127,12 +127,17 @@ class RunData:
         return sorted(name for s, name in self.profiles if s == split and parse_result(name)[0] == "pair")
 
     def seed_families(self, split: str = "eval") -> list[str]:
-        return sorted(what for s, (kind, what) in self._kinds() if s == split and kind == "seeds")
+        return sorted(
+            what for s, (kind, what) in self._kinds() if s == split and kind == "seeds" and isinstance(what, str)
+        )
 
     def correlation_targets(self, split: str) -> list[str]:
-        return sorted(what for s, (kind, what) in self._kinds() if s == split and kind == "correlation")
+        return sorted(
+            what for s, (kind, what) in self._kinds() if s == split and kind == "correlation" and isinstance(what, str)
+        )
 
-    def _kinds(self) -> list[tuple[str, tuple[str, object]]]:
+    def _kinds(self) -> list[tuple[str, tuple[str, str | tuple[str, str]]]]:
+        """(split, parse_result) of every result: a seeds' or correlation's what is a str, a pair's two."""
         return [(s, parse_result(name)) for s, name in self.profiles]
 
 

@@ -71,7 +71,8 @@ def run_compare(
     refs = _labelled(runs, labels or {}, out)
     summaries = [summarize(path, label, n_boot=n_boot, seed=seed) for label, path in refs]
     by_label = {s.label: s for s in summaries}
-    notes, pairs = [], []
+    notes: list[str] = []
+    pairs: list[tuple[RunSummary, RunSummary]] = []
     for a, b in paired or []:
         unknown = [x for x in (a, b) if x not in by_label]
         if unknown:
@@ -80,9 +81,11 @@ def run_compare(
             raise ValueError(f"--paired {a},{b}: {reason}, so no paired differences")
         pairs.append((by_label[a], by_label[b]))
     if not paired:
-        for a, b in itertools.combinations(summaries, 2):
-            reason = shared_rows(a, b)
-            (notes.append(reason) if reason else pairs.append((a, b)))
+        for first, second in itertools.combinations(summaries, 2):
+            if reason := shared_rows(first, second):
+                notes.append(reason)
+            else:
+                pairs.append((first, second))
     diffs = {(a.label, b.label): paired_differences(a.view, b.view, n_boot=n_boot, seed=seed) for a, b in pairs}
     colours = {s.label: PALETTE[i % len(PALETTE)] for i, s in enumerate(summaries)}
     sections = [
@@ -316,7 +319,9 @@ def profile_series(runs: list[RunSummary], split: str = "eval") -> dict[tuple[st
                 (run.relative_depth(layer), layer, value, low, high)
             )
     return {
-        key: {label: tuple(np.array(col) for col in zip(*sorted(points))) for label, points in by_run.items()}
+        key: {
+            label: tuple(np.array(col) for col in zip(*sorted(points), strict=True)) for label, points in by_run.items()
+        }
         for key, by_run in out.items()
     }
 

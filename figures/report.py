@@ -37,6 +37,8 @@ from figures.sections import (
 from landscape import store
 from landscape.atomic import replace_atomically
 
+DEFAULT_CONFIG = ReportConfig()  # run_report's default: the report's defaults
+
 
 @dataclass
 class Report:
@@ -46,7 +48,7 @@ class Report:
     png_note: str
 
 
-def run_report(run: Path, config: ReportConfig = ReportConfig(), *, progress: bool = True) -> Report:
+def run_report(run: Path, config: ReportConfig = DEFAULT_CONFIG, *, progress: bool = True) -> Report:
     """Write RUN/report/: the page, each of its figures alone, and their PNGs (as ``config.png`` says)."""
     config.validate()
     run = Path(run)

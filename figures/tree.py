@@ -32,9 +32,9 @@ def dendrogram_figure(tree: TreeLayer | None, condition: str, layer: int, *, min
         return base_layout(fig, title, height=480)
     drawn = dendrogram(tree.linkage, no_plot=True)
     xs, ys = [], []
-    for icoord, dcoord in zip(drawn["icoord"], drawn["dcoord"]):
-        xs += list(icoord) + [None]
-        ys += list(dcoord) + [None]
+    for icoord, dcoord in zip(drawn["icoord"], drawn["dcoord"], strict=True):
+        xs += [*icoord, None]
+        ys += [*dcoord, None]
     fig.add_trace(
         go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#444", width=1.5), hoverinfo="skip", showlegend=False)
     )

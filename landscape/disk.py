@@ -32,7 +32,7 @@ class DiskFull(OSError):
         super().__init__(errno.ENOSPC, message)
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or ""  # (always the message: set in __init__)
 
 
 def free_bytes(folder: str | Path) -> int | None:

@@ -150,7 +150,12 @@ def label_overlap(
     labels = _as_int_labels(labels)
     if len(labels) != graph.n_points:
         raise GeometryError(f"{len(labels)} labels for {graph.n_points} points")
-    needed = k if class_fraction is None else int(class_fraction * np.bincount(labels).max())
+    if class_fraction is not None:
+        needed = int(class_fraction * np.bincount(labels).max())
+    elif k is not None:
+        needed = k
+    else:
+        raise GeometryError("label overlap needs k or class_fraction")
     if needed > graph.maxk:
         raise GeometryError(f"label overlap needs {needed} neighbours but the graph has maxk={graph.maxk}")
     data = _dadapy_data(graph)

@@ -166,19 +166,24 @@ def knn_graph(
     neighbour is closer than the Gram's error bound allows (never seen but for states that
     differ in their last bits) are recomputed from coordinate differences. ``exact=True`` is
     the reference path kept for tests: a float32 GEMM's candidates, every one re-ranked by
-    distances from coordinate differences (float32, relative error ~1e-7).
+    distances from float64 coordinate differences.
     """
     X = _checked(X)
-    if gram is None and not exact:
-        gram = distinct_gram(X, device=device)
-    keep, inverse = (gram.keep, gram.inverse) if gram is not None else distinct_rows(X)
-    if len(keep) < maxk + 1:
-        raise GeometryError(f"{len(keep)} distinct points ({len(X)} rows) but maxk={maxk} needs at least {maxk + 1}")
     if exact:
+        keep, inverse = distinct_rows(X)
+        _enough(keep, X, maxk)
         distances, indices = _reference_neighbours(X, keep, maxk, pick_device(device))
     else:
+        gram = distinct_gram(X, device=device) if gram is None else gram
+        keep, inverse = gram.keep, gram.inverse
+        _enough(keep, X, maxk)
         distances, indices = _gram_neighbours(gram, maxk)
     return KnnGraph(distances=distances, indices=indices, keep=keep, inverse=inverse)
+
+
+def _enough(keep: np.ndarray, X: np.ndarray, maxk: int) -> None:
+    if len(keep) < maxk + 1:
+        raise GeometryError(f"{len(keep)} distinct points ({len(X)} rows) but maxk={maxk} needs at least {maxk + 1}")
 
 
 def _checked(X: np.ndarray) -> np.ndarray:
@@ -240,10 +245,10 @@ def _centred_points(distinct: np.ndarray, mean: np.ndarray, dev: torch.device) -
     """The distinct rows less ``mean``, float32 on ``dev`` (float32 states: subtracted in float32,
     one rounding per coordinate, without an N x d float64 copy)."""
     distinct = np.ascontiguousarray(distinct)
-    mean = torch.from_numpy(mean)
+    centre = torch.from_numpy(mean)
     if distinct.dtype == np.float64:
-        return (torch.from_numpy(distinct) - mean).float().to(dev)
-    return torch.from_numpy(distinct).to(dev).float() - mean.float().to(dev)
+        return (torch.from_numpy(distinct) - centre).float().to(dev)
+    return torch.from_numpy(distinct).to(dev).float() - centre.float().to(dev)
 
 
 def neighbours_of(

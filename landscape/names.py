@@ -69,8 +69,9 @@ def parse_seed(name: str) -> tuple[str, int] | None:
     return (match[1], int(match[2])) if match else None
 
 
-def step_condition(name: str, step: int) -> str:
-    """The condition of fine-tune ``name``'s adapter kept at ``step``."""
+def step_condition(name: str, step: int | str) -> str:
+    """The condition of fine-tune ``name``'s adapter kept at ``step`` (a placeholder such as
+    ``"<k>"`` spells the pattern in help text)."""
     return f"{name}@step{step}"
 
 
@@ -122,7 +123,7 @@ def seeds_key(base: str) -> str:
     return _SEEDS + base
 
 
-def parse_result(name: str) -> tuple[str, object]:
+def parse_result(name: str) -> tuple[str, str | tuple[str, str]]:
     """(kind, what) of a result name: ('condition', name), ('pair', (a, b)), ('correlation',
     target) or ('seeds', base)."""
     if name.startswith(_CORRELATION):

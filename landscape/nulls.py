@@ -19,8 +19,10 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from landscape.geometry import _as_int_labels, data_overlap, label_overlap_rows
 from landscape.names import grouped, split_grouped
@@ -43,14 +45,14 @@ class Null:
         }
 
 
-def summarise(draws: np.ndarray) -> Null:
+def summarise(draws: ArrayLike) -> Null:
     """Mean and 95 % range of the finite draws (NaN everywhere when none is)."""
-    draws = np.asarray(draws, dtype=float)
-    draws = draws[np.isfinite(draws)]
-    if not len(draws):
+    values = np.asarray(draws, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
         return Null(np.nan, np.nan, np.nan)
-    low, high = np.quantile(draws, [0.025, 0.975])
-    return Null(float(draws.mean()), float(low), float(high))
+    low, high = np.quantile(values, [0.025, 0.975])
+    return Null(float(values.mean()), float(low), float(high))
 
 
 def permutations(n: int, draws: int, seed: int) -> np.ndarray:
@@ -84,7 +86,7 @@ def permuted_aris(clusters: np.ndarray, labels: np.ndarray, perms: np.ndarray) -
     cells = (a[None, :] * n_b + b[perms]) + (np.arange(draws) * n_a * n_b)[:, None]
     table = np.bincount(cells.ravel(), minlength=draws * n_a * n_b).reshape(draws, n_a * n_b).astype(float)
 
-    def pairs(x: np.ndarray) -> np.ndarray:
+    def pairs(x):  # an array of counts, or one count
         return x * (x - 1) / 2
 
     index = pairs(table).sum(axis=1)
@@ -118,7 +120,17 @@ def label_overlap_null(
     return summarise(values)
 
 
-def class_weighted_mean(shares: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+@overload
+def class_weighted_mean(shares: np.ndarray, labels: np.ndarray, weights: None = None) -> float: ...
+
+
+@overload
+def class_weighted_mean(shares: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray: ...
+
+
+def class_weighted_mean(
+    shares: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> float | np.ndarray:
     """The mean over classes of each class's mean share (DADApy's weighting: points by 1 / class
     size); with ``weights`` (B, n), one value a row of weights (a bootstrap of the points: (B,)).
     NaN shares (points without a value) are left out."""

@@ -187,9 +187,8 @@ def _fit_probe(X_fit, y_fit, X_score, y_score, *, Cs, folds, seed, max_iter) -> 
     labels, counts = np.unique(y_fit, return_counts=True)
     splitter = (StratifiedKFold if counts.min() >= folds else KFold)(folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", ConvergenceWarning
-        )  # a weakly regularised fit may stop at max_iter; scored anyway
+        # a weakly regularised fit may stop at max_iter; scored anyway
+        warnings.simplefilter("ignore", ConvergenceWarning)
         # separable rows at weak regularisation: Newton-CG's line search ends early, the fit stands
         for message in ("The line search algorithm did not converge", "Line Search failed"):
             warnings.filterwarnings("ignore", message=message)

@@ -23,7 +23,7 @@ import errno
 import os
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 LOCK_FILE = ".landscape.lock"
@@ -43,10 +43,8 @@ def writing(run: str | Path) -> Iterator[None]:
         yield
     finally:
         if fd is not None:
-            try:
+            with suppress(OSError):
                 path.unlink()
-            except OSError:
-                pass
             os.close(fd)
 
 

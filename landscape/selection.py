@@ -88,7 +88,7 @@ class Reservoirs:
             _cut_all(*self._arrays())
         return self.distances[:, : self.k], self.indices[:, : self.k]
 
-    def _arrays(self):
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         return self.distances, self.indices, self.counts, self.thresholds, self.k
 
 
@@ -101,7 +101,7 @@ def _float32(d2: np.ndarray, row_terms: np.ndarray | None) -> tuple[np.ndarray, 
 def numba_threads() -> Iterator[None]:
     """numba's threads for one call: as many as torch uses (never more than numba started)."""
     before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # numba.config sets it at import
     try:
         yield
     finally:

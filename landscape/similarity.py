@@ -274,7 +274,9 @@ def similarity_matrices(
     cka_debiased = unbiased / torch.sqrt(torch.outer(unbiased.diagonal(), unbiased.diagonal()))
     cknna_lists, cknna_values = huh_knn[:, :, :cknna_k].cpu().numpy(), huh_values[:, :, :cknna_k].cpu().numpy()
     own = _cknna_own(cknna_lists, cknna_values)
-    nulls, samples, null_attrs = {}, {}, {}
+    nulls: dict[str, np.ndarray] = {}
+    samples: dict[str, np.ndarray] = {}
+    null_attrs: dict = {}
     if null_draws:
         nulls, samples, null_attrs = permutation_nulls(
             null_permutations(n, null_draws, null_seed),
@@ -329,16 +331,16 @@ class _Prepared:
         self._means: list[np.ndarray] = []
         self._bounds: list[float] = []
         self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        norms, held, self.n, self.grams_held = [], 0, None, False
+        norms, held, n, self.grams_held = [], 0, None, False
         R = len(representations)
         for r in range(R):
             X = np.asarray(representations[r], dtype=np.float64)
-            if self.n is None:
-                self.n = len(X)
-                self.grams_held = hold_grams and R * self.n * self.n * 8 <= cache_bytes
+            if n is None:
+                n = len(X)
+                self.grams_held = hold_grams and R * n * n * 8 <= cache_bytes
                 if self.grams_held:
-                    cache_bytes -= R * self.n * self.n * 8
-            elif len(X) != self.n:
+                    cache_bytes -= R * n * n * 8
+            elif len(X) != n:
                 raise ValueError("similarity_matrices compares the same rows: representations differ in length")
             self._means.append(X.mean(axis=0))
             self._bounds.append(huh_bound(X))
@@ -348,7 +350,9 @@ class _Prepared:
             if held <= cache_bytes:
                 self._kept[r] = centred, huh
             del X, centred, huh
-        self.squared_norms = torch.stack(norms)
+        self.squared_norms = torch.stack(norms)  # none (R = 0): refused here
+        assert n is not None
+        self.n: int = n
         self.all_kept = len(self._kept) == len(representations)
 
     def _prepare(self, r: int, X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -395,7 +399,7 @@ def _cknna_matrix(knn: np.ndarray, values: np.ndarray, own: np.ndarray | None = 
     """(R, R) CKNNA (Huh et al.'s ``cknna(a, b)``, unbiased) from each representation's (N, k) inner-
     product neighbours and their inner products. Their kernels masked by the shared neighbours
     have <= k entries a row, so every term of the unbiased HSIC is a sum over those entries."""
-    R, n, k = knn.shape
+    R, _, _ = knn.shape
     own = _cknna_own(knn, values) if own is None else own
     out = np.eye(R)
     for a, b in itertools.combinations(range(R), 2):  # their 1e-6; not quite symmetric: the masked kernels are not

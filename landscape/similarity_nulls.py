@@ -32,6 +32,8 @@ Example:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -132,13 +134,21 @@ class NullDraws:
         R, n, huh_k = huh_knn.shape
         on_cpu = huh_knn.device.type == "cpu"
         dtype = np.uint8 if huh_k < 255 else np.int16
-        table = np.zeros((n, n), dtype=dtype)  # table[i, j]: 1 + j's slot among a's neighbours of i (0: none)
-        rows = np.arange(n)[:, None]
-        slots = {width: np.arange(1, width + 1, dtype=dtype) for width in {k, huh_k}}
+        # numpy arrays on the CPU (its indexing is faster there), tensors on a GPU: one code for both
+        euclid_lists: Any
+        huh_lists: Any
+        huh_inner: Any
+        table: Any = np.zeros((n, n), dtype=dtype)  # table[i, j]: 1 + j's slot among a's neighbours of i (0: none)
+        rows: Any = np.arange(n)[:, None]
+        slots: dict[int, Any] = {width: np.arange(1, width + 1, dtype=dtype) for width in {k, huh_k}}
+        host: Callable[[Any], np.ndarray]
+        nonzero: Callable[[Any], Any]
+        as_index: Callable[[Any], Any]
         if on_cpu:
-            knn, huh_knn, huh_values = knn.numpy(), huh_knn.numpy(), huh_values.numpy()
+            euclid_lists, huh_lists, huh_inner = knn.numpy(), huh_knn.numpy(), huh_values.numpy()
             host, nonzero, as_index = np.asarray, np.nonzero, lambda x: x.astype(np.int64)
         else:
+            euclid_lists, huh_lists, huh_inner = knn, huh_knn, huh_values
             host, as_index = lambda x: x.cpu().numpy(), lambda x: x.long()
             nonzero = lambda x: torch.nonzero(x, as_tuple=True)  # noqa: E731
             table, rows = torch.as_tensor(table, device=huh_knn.device), torch.as_tensor(rows, device=huh_knn.device)
@@ -147,13 +157,13 @@ class NullDraws:
         chunk = max(1, (1 << 25) // (n * huh_k))  # the pairs looked up at once
         for d in range(len(self.perms)):
             p, inverse = self._permutation(d, on_cpu)
-            lists, values, euclidean = inverse[huh_knn[:, p]], huh_values[:, p], inverse[knn[:, p]]
+            lists, values, euclidean = inverse[huh_lists[:, p]], huh_inner[:, p], inverse[euclid_lists[:, p]]
             for a in range(R - 1):
                 for start in range(a + 1, R, chunk):
                     others = slice(start, min(R, start + chunk))
-                    table[rows, huh_knn[a]] = slots[huh_k]
+                    table[rows, huh_lists[a]] = slots[huh_k]
                     found = table[rows, lists[others]]  # (B, N, huh_k): a's slot (1-based) of b's t-th neighbour
-                    table[rows, huh_knn[a]] = 0
+                    table[rows, huh_lists[a]] = 0
                     head = found[:, :, :k]
                     shared = (head > 0) & (head <= k)
                     out["mutual_knn"][d, a, others] = host(shared.reshape(len(shared), -1).sum(1)) / (n * k)
@@ -164,16 +174,16 @@ class NullDraws:
                         host(pair),
                         host(i),
                         host(lists[others][pair, i, t]),
-                        host(huh_values[a, i, s]),
+                        host(huh_inner[a, i, s]),
                         host(values[others][pair, i, t]),
                         n=n,
                         n_pairs=others.stop - others.start,
                     )
                     scale = np.sqrt(own[a] * own[others]) + 1e-6
                     out["cknna"][d, a, others], out["cknna"][d, others, a] = forward / scale, backward / scale
-                    table[rows, knn[a]] = slots[k]
+                    table[rows, euclid_lists[a]] = slots[k]
                     shared = table[rows, euclidean[others]] > 0
-                    table[rows, knn[a]] = 0
+                    table[rows, euclid_lists[a]] = 0
                     counts = host(shared.reshape(len(shared), -1).sum(1))
                     out["mutual_knn_euclidean"][d, a, others] = counts / (n * k)
         self._mirrored(out["mutual_knn"])
@@ -210,6 +220,9 @@ def _shuffled_inner(grams: torch.Tensor, p: torch.Tensor, *, block_bytes: int) -
     that stay in cache, on the GPU in blocks of the work arrays' size."""
     R, n, _ = grams.shape
     on_cpu = grams.device.type == "cpu"
+    G: Any  # numpy on the CPU, tensors on a GPU (as order and out)
+    order: Any
+    out: Any
     G, order = (grams.numpy(), p.numpy()) if on_cpu else (grams, p)
     out = np.zeros((R, R)) if on_cpu else torch.zeros(R, R, dtype=grams.dtype, device=grams.device)
     block = 32 if on_cpu else max(1, min(n, block_bytes // (8 * n * R)))

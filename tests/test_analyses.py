@@ -1,6 +1,5 @@
 """`landscape analyze` on a tiny extracted run, and analyze_layer on synthetic layers."""
 
-import csv
 import shutil
 from dataclasses import replace
 
@@ -11,22 +10,18 @@ import pytest
 from analyses.layer import AnalysisConfig, analyze_layer, compare_layers
 from analyses.run import AnalysisMismatch, run_analysis
 from landscape import cli, store
-from tests.conftest import SMALL
-from tests.test_geometry import mixture
-
-
-def _metrics(folder):
-    with open(folder / "metrics.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
+from tests.helpers import SMALL, mixture, read_metrics
 
 
 def test_analysis_covers_every_condition_layer_and_pair(tiny_run):
-    rows = _metrics(tiny_run)
+    rows = read_metrics(tiny_run)
     assert set(rows[0]) == {"split", "condition", "layer", "metric", "grouping", "value", "low", "high"}
     assert {r["split"] for r in rows} == {"eval"}  # this run has no train rows
     keys = {(r["condition"], int(r["layer"])) for r in rows}
     # layer 0 is one point repeated: its pair comparison is skipped and has no metrics
-    assert keys == {(c, l) for c in ("0shot", "1shot") for l in range(4)} | {("0shot~1shot", l) for l in (1, 2, 3)}
+    assert keys == {(c, layer) for c in ("0shot", "1shot") for layer in range(4)} | {
+        ("0shot~1shot", layer) for layer in (1, 2, 3)
+    }
     value = {
         (r["condition"], int(r["layer"]), r["metric"] + (f"[{r['grouping']}]" if r["grouping"] else "")): float(
             r["value"]
@@ -44,7 +39,7 @@ def test_analysis_covers_every_condition_layer_and_pair(tiny_run):
     for layer in (1, 2, 3):
         assert 0 <= value[("0shot~1shot", layer, "data_overlap")] <= 1
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
-        scalars, arrays, skipped = store.analysis.read_result(f, store.analysis.result_path("1shot", 2))
+        _, arrays, skipped = store.analysis.read_result(f, store.analysis.result_path("1shot", 2))
         assert skipped == "" and arrays["cluster"].shape == (36,) and arrays["knn"].shape == (36, 11)
         np.testing.assert_array_equal(arrays["rows"], np.arange(36))
         assert arrays["gride_ids"].shape == arrays["gride_scales"].shape == (4,)  # ranks 1, 2, 4, 8
@@ -54,9 +49,9 @@ def test_analysis_covers_every_condition_layer_and_pair(tiny_run):
 def test_rerun_skips_and_other_settings_are_refused(tiny_run):
     with h5py.File(tiny_run / "analysis.h5", "a") as f:  # as if killed while writing this layer
         del f[store.analysis.result_path("1shot", 3)]
-    before = _metrics(tiny_run)
+    before = read_metrics(tiny_run)
     run_analysis(tiny_run, SMALL, progress=False)
-    assert _metrics(tiny_run) == before
+    assert read_metrics(tiny_run) == before
     with pytest.raises(AnalysisMismatch, match="maxk=20, not 15"):
         run_analysis(tiny_run, AnalysisConfig(maxk=15, gride_range=15, density_k=8, overlap_k=10), progress=False)
 
@@ -75,8 +70,8 @@ def test_a_condition_extracted_again_is_analysed_again(tiny_run, tmp_path):
     shutil.copy(copy / "hidden.h5", fresh / "hidden.h5")
     run_analysis(fresh, SMALL, progress=False)
     run_analysis(copy, SMALL, progress=False)
-    assert _metrics(copy) == _metrics(fresh)
-    assert _metrics(copy) != _metrics(tiny_run)
+    assert read_metrics(copy) == read_metrics(fresh)
+    assert read_metrics(copy) != read_metrics(tiny_run)
 
 
 def test_two_workers_give_the_same_numbers(tiny_run, tmp_path):
@@ -84,7 +79,7 @@ def test_two_workers_give_the_same_numbers(tiny_run, tmp_path):
     copy.mkdir()
     (copy / "hidden.h5").write_bytes((tiny_run / "hidden.h5").read_bytes())
     run_analysis(copy, SMALL, jobs=2, progress=False)
-    assert _metrics(copy) == _metrics(tiny_run)
+    assert read_metrics(copy) == read_metrics(tiny_run)
 
 
 def test_analyze_layer_on_a_mixture_and_compare():
@@ -155,8 +150,8 @@ def test_incomplete_conditions_are_left_out_unless_named(tiny_run, tmp_path):
     with h5py.File(copy / "hidden.h5", "a") as f:  # as if 1shot were still being extracted
         store.hidden.get_condition(f, "1shot").attrs["complete"] = False
     run_analysis(copy, SMALL, progress=False)
-    assert {r["condition"] for r in _metrics(copy)} == {"0shot"}
-    with pytest.raises(ValueError, match="1shot .* is incomplete"):
+    assert {r["condition"] for r in read_metrics(copy)} == {"0shot"}
+    with pytest.raises(ValueError, match=r"1shot .* is incomplete"):
         run_analysis(copy, SMALL, conditions=["1shot"], progress=False)
 
 

@@ -403,7 +403,7 @@ def test_warnings_of_other_packages_only_with_debug(debug, tmp_path, capsys, mon
     shown = [str(w.message) for w in recwarn]
     assert ("`is_gradient_checkpointing` is deprecated" in shown) == debug
     assert "a warning of ours" in shown
-    warnings.warn("after the command", FutureWarning)  # the filters were the command's alone
+    warnings.warn("after the command", FutureWarning, stacklevel=1)  # the filters were the command's alone
     assert "after the command" in [str(w.message) for w in recwarn]
 
 

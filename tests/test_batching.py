@@ -33,7 +33,7 @@ def test_a_token_budget_fills_each_batch_and_keeps_every_row_once(prefix, per_ro
     rows = [row for batch in cut for row, _ in batch]
     assert sorted(rows) == list(range(200))
     assert [lengths[r] for r in rows] == sorted(lengths)  # one length order across the batches
-    for batch, following in zip(cut, cut[1:] + [None]):
+    for batch, following in zip(cut, [*cut[1:], None], strict=True):
         cost = len(batch) * (prefix + max(len(ids) for _, ids in batch)) * per_row
         assert cost <= 300 or len(batch) == 1  # a row alone over the budget is a batch of its own
         if following:  # filled: the next row would not have fit
@@ -183,6 +183,7 @@ def test_the_gpu_benchmark_runs_its_model_section_at_a_tiny_shape_on_the_cpu(tmp
         ],
         capture_output=True,
         text=True,
+        check=False,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -190,7 +190,8 @@ def test_claims_read_the_analysis_own_numbers(tiny_run):
 def test_landscape_claims_writes_a_verdict_for_every_claim(tiny_run, capsys):
     assert cli.main(["claims", str(tiny_run), "--n-boot", "200"]) == 0
     printed = capsys.readouterr().out
-    rows = list(csv.DictReader(open(tiny_run / ac.CLAIMS_FILE)))
+    with open(tiny_run / ac.CLAIMS_FILE) as handle:
+        rows = list(csv.DictReader(handle))
     assert [r["claim"] for r in rows] == [c.key for c in ac.evaluate_claims(ac.planted_view(layers=6), n_boot=100)]
     assert all(r["verdict"] in (cl.HOLDS, cl.FAILS, cl.CANNOT_TELL) for r in rows)
     assert all(r["note"] or r["value"] for r in rows)  # each has a number or says why not

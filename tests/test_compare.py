@@ -16,7 +16,7 @@ from extract.icl import ExtractConfig, run_extract
 from figures.compare import PAIRED_FILE, profile_figures, profile_series, run_compare
 from figures.style import CHANCE
 from landscape import cli
-from tests.conftest import SMALL, build_tiny_model, require_chromium
+from tests.helpers import SMALL, build_tiny_model, require_chromium
 
 TUNE = dict(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=1, batch_size=4)
 
@@ -201,7 +201,7 @@ def test_the_comparison_renders_in_headless_chromium(compared, tmp_path):
     from figures.browser import check_page
 
     require_chromium()
-    out, result = compared
+    _, result = compared
     check = check_page(result.index, tmp_path / "screenshot.png")
     assert check.ok, check.problems()
     assert set(check.drawn) == {"headline", "profiles", "paired"}

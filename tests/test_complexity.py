@@ -14,7 +14,7 @@ from analyses.run import run_analysis
 from extract import forward
 from extract.icl import ExtractConfig, demo_bits, run_extract
 from landscape import cli, store, tasks
-from tests.conftest import SMALL
+from tests.helpers import SMALL
 
 
 def test_token_bits_are_bits_and_do_not_depend_on_batching_or_padding(tiny):
@@ -24,7 +24,7 @@ def test_token_bits_are_bits_and_do_not_depend_on_batching_or_padding(tiny):
     ]
     starts = [2, 5, 1]
     batched = forward.token_bits(model, sequences, starts)
-    alone = np.array([forward.token_bits(model, [s], [b])[0] for s, b in zip(sequences, starts)])
+    alone = np.array([forward.token_bits(model, [s], [b])[0] for s, b in zip(sequences, starts, strict=True)])
     np.testing.assert_allclose(batched, alone, rtol=1e-5)
     with torch.inference_mode():  # an independent count: log2 of the softmax, token by token
         ids = torch.tensor([sequences[1]])
@@ -131,7 +131,13 @@ def test_seeds_are_compared_layer_by_layer(seeded_run):
 def test_complexity_points_and_front_are_stored(seeded_run):
     with h5py.File(seeded_run / "analysis.h5", "r") as f:
         arrays, attrs = store.analysis.read_complexity(f)
-    points = dict(zip(zip(arrays["strategy"], arrays["label"]), zip(arrays["bits"], arrays["accuracy"])))
+    points = dict(
+        zip(
+            zip(arrays["strategy"], arrays["label"], strict=True),
+            zip(arrays["bits"], arrays["accuracy"], strict=True),
+            strict=True,
+        )
+    )
     assert points[("icl", "0shot")][0] == 0.0 and points[("icl", "1shot")][0] > 0
     with h5py.File(seeded_run / "hidden.h5", "r") as f:
         n_trainable = store.edl.read_edl(f, "sft")[1]["n_trainable"]

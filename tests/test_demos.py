@@ -10,7 +10,7 @@ from analyses.run import run_analysis
 from extract import demos
 from extract.icl import ExtractConfig, run_extract
 from landscape import names, store
-from tests.conftest import SMALL
+from tests.helpers import SMALL
 
 POOL = {s: list(range(100 * i, 100 * i + 20)) for i, s in enumerate(["anatomy", "astronomy", "virology"])}
 IDS = np.arange(1000, 1060)
@@ -84,7 +84,7 @@ def test_controls_are_extracted_as_named_conditions_with_their_demos(control_run
         examples = store.hidden.read_examples(f)
         pool_ids, pool_subjects = store.hidden.read_partition(f)["demos"]
         train_ids = store.hidden.read_partition(f)["train"][0]
-        subject_of = dict(zip(pool_ids.tolist(), pool_subjects.tolist()))
+        subject_of = dict(zip(pool_ids.tolist(), pool_subjects.tolist(), strict=True))
         for name in ("2shot-resampled", "2shot-othersubject"):
             attrs = store.hidden.condition_attrs(store.hidden.get_condition(f, name))
             assert attrs["demo_sampling"] == name.split("-", 1)[1].replace("othersubject", "other-subject")

@@ -146,7 +146,7 @@ def test_online_code_is_taken_before_the_update(tmp_path, tiny, tiny_model_dir):
     for b in (1, 2, 3):  # batch b is the (b+1)-th: coded after b updates
         batch = order[3 * b : 3 * b + 3]
 
-        def bits_under(step):
+        def bits_under(step, batch=batch):
             set_peft_model_state_dict(model, load_file(tmp_path / f"step-{step}" / "adapter_model.safetensors"))
             with torch.no_grad():
                 log_p = forward.letter_log_probs(model, [train.tokens[i] for i in batch], letter_ids=letter_ids)
@@ -230,7 +230,8 @@ def test_analysis_correlates_edl_with_the_landscape(ft_run):
     metrics = run_analysis(folder, config, progress=False)
     import csv
 
-    rows = list(csv.DictReader(open(metrics)))
+    with open(metrics) as handle:
+        rows = list(csv.DictReader(handle))
     assert {r["split"] for r in rows} == {"eval", "train"}
     corr = [r for r in rows if r["condition"] == "corr:edl:sft" and r["split"] == "train"]
     assert {int(r["layer"]) for r in corr} == {1, 2, 3}  # layer 0 is one point repeated
@@ -279,7 +280,7 @@ def test_micro_batches_cover_the_batch_within_budget():
     lengths = [100, 900, 120, 50, 400]
     groups = lora.micro_batches(batch, lengths, budget=1000)
     assert sorted(np.concatenate(groups).tolist()) == sorted(batch.tolist())
-    length_of = dict(zip(batch.tolist(), lengths))
+    length_of = dict(zip(batch.tolist(), lengths, strict=True))
     for g in groups:
         assert len(g) * max(length_of[i] for i in g) <= 1000 or len(g) == 1
     assert lora.micro_batches(batch, lengths, budget=10**6)[0].tolist() == [1, 7, 9, 4, 3]

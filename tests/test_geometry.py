@@ -8,17 +8,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from landscape import geometry, knn
 from landscape.knn import GeometryError, knn_graph
-
-
-def mixture(n_per=150, centers=4, dim=50, sub=3, spread=8.0, seed=0):
-    """Gaussian clusters, each on its own random `sub`-dimensional subspace of R^dim."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(centers), n_per)
-    X = np.empty((len(labels), dim))
-    for c in range(centers):
-        basis = np.linalg.qr(rng.normal(size=(dim, sub)))[0]
-        X[labels == c] = rng.normal(size=dim) * spread + rng.normal(size=(n_per, sub)) @ basis.T
-    return X, labels
+from tests.helpers import mixture
 
 
 def hypercube(n=2000, dim=5, ambient=30, seed=0):
@@ -52,7 +42,7 @@ def small_blocks(request, monkeypatch):
 def test_knn_equals_sklearn_exact_neighbours(small_blocks):
     X = np.random.default_rng(1).normal(size=(400, 20)) * 30 + 100  # large norms: GEMM cancellation
     g = knn_graph(X, maxk=25, exact=True)
-    dist, ind = NearestNeighbors(n_neighbors=26).fit(X).kneighbors(X)
+    _, ind = NearestNeighbors(n_neighbors=26).fit(X).kneighbors(X)
     np.testing.assert_array_equal(g.indices, ind)
     exact = np.linalg.norm(X[:, None, :] - X[ind], axis=-1)
     np.testing.assert_allclose(g.distances, exact, rtol=1e-6)  # float32 differences

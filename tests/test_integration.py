@@ -44,7 +44,7 @@ def test_real_extraction_cached_equals_full_prompt(tmp_path):
             b = landscape.load_layer(tmp_path / "full", name, layer).X
             assert a.shape == (10, 576)
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
-    from tests.test_readouts import assert_lens_is_the_models_logits
+    from tests.helpers import assert_lens_is_the_models_logits
 
     assert_lens_is_the_models_logits(tmp_path / "cached")  # the logit lens at layer 30 = SmolLM2's own logits
     zero = landscape.load_layer(tmp_path / "cached", "0shot", 20).X
@@ -57,7 +57,7 @@ def test_your_own_task_end_to_end_on_smollm2(kind, tmp_path):
     """A 3-choice, two-group CSV task and a 5-choice list-field, text-answer jsonl task: extract,
     finetune, analyze, report on the embedded model, both groupings in the report."""
     from landscape import cli
-    from tests.test_tasks import write_arith, write_exam
+    from tests.helpers import write_arith, write_exam
 
     task_file = (write_arith if kind == "arith" else write_exam)(tmp_path / "task")
     run = tmp_path / "run"
@@ -117,7 +117,7 @@ def test_your_own_task_end_to_end_on_smollm2(kind, tmp_path):
 def test_normed_states_equal_the_real_models_own_norms(name, kind):
     """--states normed, computed from the stored residual, is the model's own input_layernorm output
     (Gemma's gain is 1 + w), at every layer, on a real MMLU prompt."""
-    from tests.test_recipe import assert_normed_equal_own
+    from tests.helpers import assert_normed_equal_own
 
     model, tokenizer = models.load_model(models.resolve_model(name), torch.device("cpu"), torch.float32)
     mmlu, items = tasks.load_items(tasks.load_task("mmlu"))
@@ -130,7 +130,7 @@ def test_normed_states_equal_the_real_models_own_norms(name, kind):
 def test_gemma_extraction_stores_a_lens_that_reproduces_its_logits(tmp_path):
     """Gemma-3-270M: its norm has the (1 + w) gain and its embedding is scaled; the stored norm and
     head rows must still give its own choice logits at the last layer."""
-    from tests.test_readouts import assert_lens_is_the_models_logits
+    from tests.helpers import assert_lens_is_the_models_logits
 
     run_extract(
         ExtractConfig(
@@ -176,7 +176,7 @@ def test_smollm2_split_over_cpu_and_disk_gives_the_same_states(tmp_path):
 def test_qwen_models_assemble_convert_and_extract(name, blocks, width, tmp_path):
     """The split Qwen2.5-Coder GGUFs: parts assembled and hash-checked, converted once, and a
     0-shot extraction whose stored lens gives the model's own choice logits (tied head on the 0.5B)."""
-    from tests.test_readouts import assert_lens_is_the_models_logits
+    from tests.helpers import assert_lens_is_the_models_logits
 
     resolved = models.resolve_model(name)
     assert resolved.sha256 == models.EMBEDDED[name].sha256 and "part1.." in resolved.source

@@ -1,60 +1,17 @@
 """Kill real `landscape` subprocesses with SIGKILL at several points; the resumed run equals an
 uninterrupted one bit for bit (hidden states, outputs, EDL record, analysis)."""
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
 
 from landscape import store
+from tests.helpers import VOLATILE, extract_args, run_landscape
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-
-# Timing and provenance attrs that legitimately differ between two runs.
-VOLATILE = {"seconds", "created_at", "command", "instance", "batches_run"}  # batches_run: of the last process
-
-
-def landscape(*args, fault: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("LANDSCAPE_FAULT", None)
-    if fault:
-        env["LANDSCAPE_FAULT"] = fault
-    done = subprocess.run(
-        [sys.executable, "-m", "landscape", *map(str, args)], env=env, capture_output=True, text=True, timeout=600
-    )
-    if check and fault is None:
-        assert done.returncode == 0, done.stderr[-2000:]
-    return done
-
-
-def extract_args(run, tiny_model_dir, tiny_mmlu, shots="0,1"):
-    return [
-        "extract",
-        "--run",
-        run,
-        "--model",
-        tiny_model_dir,
-        "--task-data",
-        tiny_mmlu,
-        "--shots",
-        shots,
-        "--subjects",
-        "all",
-        "--per-subject",
-        6,
-        "--demo-pool",
-        2,
-        "--train-per-subject",
-        8,
-        "--batch-size",
-        4,
-        "--no-progress",
-    ]
 
 
 def assert_same_groups(a: h5py.Group, b: h5py.Group, path: str = "") -> None:
@@ -74,7 +31,7 @@ def assert_same_groups(a: h5py.Group, b: h5py.Group, path: str = "") -> None:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     run = tmp_path_factory.mktemp("uninterrupted")
-    landscape(*extract_args(run, tiny_model_dir, tiny_mmlu))
+    run_landscape(*extract_args(run, tiny_model_dir, tiny_mmlu))
     return run
 
 
@@ -89,12 +46,12 @@ def reference(tmp_path_factory, tiny_model_dir, tiny_mmlu):
 )
 def test_killed_extraction_resumes_to_the_same_file(fault, reference, tmp_path, tiny_model_dir, tiny_mmlu):
     run = tmp_path / "run"
-    killed = landscape(*extract_args(run, tiny_model_dir, tiny_mmlu), fault=fault)
+    killed = run_landscape(*extract_args(run, tiny_model_dir, tiny_mmlu), fault=fault)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     with h5py.File(run / "hidden.h5", "r") as f:  # the file survives the kill and is readable
         names = store.hidden.condition_names(f)
         assert not all(store.hidden.get_condition(f, n).attrs["complete"] for n in names) or len(names) < 2
-    landscape(*extract_args(run, tiny_model_dir, tiny_mmlu))
+    run_landscape(*extract_args(run, tiny_model_dir, tiny_mmlu))
     with h5py.File(reference / "hidden.h5", "r") as a, h5py.File(run / "hidden.h5", "r") as b:
         assert_same_groups(a, b)
 
@@ -104,14 +61,14 @@ def test_killed_analysis_resumes_to_the_same_results(reference, tmp_path):
     whole = tmp_path / "whole"
     whole.mkdir()
     shutil.copy(reference / "hidden.h5", whole / "hidden.h5")
-    landscape("analyze", whole, *flags)
+    run_landscape("analyze", whole, *flags)
     for fault in ("analyze.result:3", "group.before_complete:6"):
         run = tmp_path / fault.replace(":", "-")
         run.mkdir()
         shutil.copy(reference / "hidden.h5", run / "hidden.h5")
-        killed = landscape("analyze", run, *flags, fault=fault)
+        killed = run_landscape("analyze", run, *flags, fault=fault)
         assert killed.returncode == -signal.SIGKILL
-        landscape("analyze", run, *flags)
+        run_landscape("analyze", run, *flags)
         with h5py.File(whole / "analysis.h5", "r") as a, h5py.File(run / "analysis.h5", "r") as b:
             assert_same_groups(a, b)
         assert (whole / "metrics.csv").read_text() == (run / "metrics.csv").read_text()
@@ -141,10 +98,10 @@ def test_killed_finetune_resumes_to_the_same_adapter_and_code(reference, tmp_pat
         run.mkdir()
         shutil.copy(reference / "hidden.h5", run / "hidden.h5")
         if fault:
-            killed = landscape("finetune", run, *flags, fault=fault)
+            killed = run_landscape("finetune", run, *flags, fault=fault)
             assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
             assert not (run / "adapters" / "sft" / "final").exists()
-        landscape("finetune", run, *flags)
+        run_landscape("finetune", run, *flags)
         runs[label] = run
     with h5py.File(runs["whole"] / "hidden.h5", "r") as a, h5py.File(runs["killed"] / "hidden.h5", "r") as b:
         assert_same_groups(a["edl"], b["edl"])

@@ -13,7 +13,7 @@ from extract.icl import ExtractConfig, run_extract
 from figures.report import ReportConfig, run_report
 from landscape import cli, reader, store
 from landscape.layers import select_layers
-from tests.conftest import SMALL
+from tests.helpers import SMALL
 
 
 def _run(folder, tiny_model_dir, tiny_mmlu, layers):
@@ -64,7 +64,7 @@ def test_a_subset_stores_those_layers_as_the_full_run_does(runs):
                     store.hidden.read_layer(a, name, layer), store.hidden.read_layer(b, name, layer)
                 )
             np.testing.assert_array_equal(store.hidden.read_outputs(a, name)[0], store.hidden.read_outputs(b, name)[0])
-            with pytest.raises(store.SchemaError, match="layer 1 of .* is not stored"):
+            with pytest.raises(store.SchemaError, match=r"layer 1 of .* is not stored"):
                 store.hidden.read_layer(b, name, 1)
     assert reader.info(part)["conditions"]["0shot"]["layers_stored"] == [0, 2, 3]
     assert "3 of 4 layers (0,2,3)" in reader.describe_status(reader.info(part), reader.status(part))
@@ -80,7 +80,7 @@ def test_the_analysis_of_a_subset_is_the_full_analysis_at_those_layers(runs):
                 rows.setdefault((split, name, layer), {}).update(scalars)
         # every number the subset has (layers, decisions, pairs, similarity, correlations) is the
         # full run's at the same layer; it has nothing at the other layers
-        assert {l for _, _, l in rows_b} == {0, 2, 3} and len(rows_b) > 30
+        assert {layer for _, _, layer in rows_b} == {0, 2, 3} and len(rows_b) > 30
         for key, scalars in rows_b.items():
             assert key in rows_a, key
             np.testing.assert_allclose(
@@ -97,7 +97,7 @@ def test_the_analysis_of_a_subset_is_the_full_analysis_at_those_layers(runs):
             b, store.analysis.similarity_path("eval", condition="sft")
         )
         assert layers_b.tolist() == [2, 3]
-        keep = [layers_a.tolist().index(l) for l in layers_b]
+        keep = [layers_a.tolist().index(layer) for layer in layers_b]
         for measure, matrix in matrices_b.items():
             np.testing.assert_allclose(matrix, matrices_a[measure][np.ix_(keep, keep)], rtol=1e-6, atol=1e-9)
 

@@ -39,7 +39,7 @@ def test_parts_assemble_into_the_cache_once(parted):
 def test_parts_that_do_not_hash_right_are_refused_and_leave_nothing(parted):
     spec, _, cache = parted
     wrong = models.EmbeddedModel(**{**spec.__dict__, "sha256": "0" * 64})
-    with pytest.raises(models.ModelError, match="assemble to sha256 .*expected 0000"):
+    with pytest.raises(models.ModelError, match=r"assemble to sha256 .*expected 0000"):
         models.locate_gguf(wrong)
     assert not list((cache / "gguf").iterdir())
 

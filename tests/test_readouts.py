@@ -13,19 +13,7 @@ from analyses.readouts import decisions
 from extract import conditions
 from landscape import readouts, store
 from landscape.readouts import Unembedding, lens_logits, linear_probe, linear_probe_halves
-from tests.conftest import SMALL
-
-
-def assert_lens_is_the_models_logits(run) -> None:
-    with h5py.File(run / "hidden.h5", "r") as f:
-        for name in store.hidden.condition_names(f):
-            group = store.hidden.get_condition(f, name)
-            assert store.readout.head_checked(group) and "unavailable" not in group["head"].attrs, name
-            norms, head = store.readout.read_norms(f, name), store.readout.read_head(f, name)
-            last = norms.weight.shape[0] - 1
-            lens = lens_logits(store.hidden.read_layer(f, name, last), norms.layer(last), norms.kind, head)
-            logits = group["logits"][:]
-            np.testing.assert_allclose(lens, logits, rtol=1e-4, atol=1e-4 * np.abs(logits).max())
+from tests.helpers import SMALL, assert_lens_is_the_models_logits
 
 
 def test_lens_at_the_last_layer_is_the_tiny_models_logits(tiny_run):

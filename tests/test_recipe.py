@@ -11,50 +11,11 @@ import torch
 
 from analyses.layer import RECIPES, AnalysisConfig, analyze_layer, compare_states, recipe_config
 from analyses.run import run_analysis
-from extract import forward
 from extract.readout import ReadoutError, norm_parameters
 from landscape import cli, geometry, store
 from landscape.knn import knn_graph
 from landscape.normed import apply_norm
-from tests.conftest import SMALL
-
-
-def own_norm_outputs(model, ids: list[int]) -> list[np.ndarray]:
-    """What the model's own norms output at the last token: block l's input norm, then the final norm."""
-    outputs = {}
-    blocks = forward.decoder_layers(model)
-    names = [("input_layernorm", "ln_1")]
-    handles = []
-    for index, block in enumerate(blocks):
-        norm = next(getattr(block, n) for n in names[0] if hasattr(block, n))
-        handles.append(
-            norm.register_forward_hook(
-                lambda m, i, out, index=index: outputs.__setitem__(index, out[0, -1].detach().float().numpy())
-            )
-        )
-    final = next(m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in ("norm", "ln_f"))
-    handles.append(
-        final.register_forward_hook(
-            lambda m, i, out: outputs.__setitem__(len(blocks), out[0, -1].detach().float().numpy())
-        )
-    )
-    with torch.no_grad():
-        model(input_ids=torch.tensor([ids]))
-    for handle in handles:
-        handle.remove()
-    return [outputs[l] for l in range(len(blocks) + 1)]
-
-
-def assert_normed_equal_own(model, ids: list[int], kind: str, first_layer: int = 0) -> None:
-    params = norm_parameters(model)
-    assert params.kind == kind
-    hidden = forward.last_token_states(model, [ids], prefix=None, letter_ids=[1, 2]).hidden.numpy()
-    own = own_norm_outputs(model, ids)
-    for layer in range(first_layer, len(own)):
-        ours = apply_norm(hidden[layer], *params.layer(layer), params.kind)[0]
-        np.testing.assert_allclose(
-            ours, own[layer], rtol=1e-4, atol=1e-5 * np.abs(own[layer]).max(), err_msg=f"layer {layer}"
-        )
+from tests.helpers import SMALL, assert_normed_equal_own
 
 
 def _randomise_norms(model, seed: int = 0) -> None:
@@ -267,7 +228,7 @@ def test_ablation_analyses_each_variant_through_run_analysis(tiny_run, tmp_path)
         run, ("0shot", "1shot"), only=["suite", "normed", "idscale8", "answer01"], settings=small, progress=False
     )
     assert [r["variant"] for r in rows] == ["suite", "normed", "idscale8", "answer01"]
-    suite, normed, idscale8, answer01 = rows
+    suite, normed, _, answer01 = rows
     assert suite["largest change of a layer's subject ARI"] == 0.0  # the baseline against itself
     # ...and a variant's is the largest per-layer difference of the two analyses' own numbers
     from analyses.ablation import read_profiles

@@ -18,7 +18,7 @@ from figures.similarity import layer_similarity_heatmaps
 from figures.style import CHANCE
 from landscape import claims as cl
 from landscape import cli
-from tests.conftest import SMALL, require_chromium
+from tests.helpers import SMALL, require_chromium
 
 FAST = ReportConfig(map_method="pca", png="no")
 
@@ -110,7 +110,7 @@ def test_code_length_curves_end_at_the_stored_totals(reported):
     folder, _ = reported
     data = collect(folder)
     fig = code_length_curves(data.edl)
-    arrays, attrs = data.edl["sft"]
+    _, attrs = data.edl["sft"]
     ends = {trace.name: trace.y[-1] for trace in fig.data}
     assert ends["sft: online (prequential)"] == pytest.approx(attrs["mdl_bits"])
     assert ends["sft: final model"] == pytest.approx(attrs["final_bits"])
@@ -122,7 +122,7 @@ def test_dendrogram_leaves_are_named_by_their_dominant_subject(reported):
     data = collect(folder)
     subjects = data.examples.first_group[data.eval_rows]
     layers = data.profiles[("eval", "1shot")]["n_distinct"][0].tolist()
-    for layer, tree in trees(folder, "1shot", layers, subjects).items():
+    for tree in trees(folder, "1shot", layers, subjects).values():
         assert len(tree.leaf_labels) == len(tree.linkage) + 1 or len(tree.leaf_labels) < 2
         for label in tree.leaf_labels:
             assert label.split(" ")[0] in {"astronomy", "anatomy", "world"}
@@ -252,7 +252,7 @@ def test_a_null_without_bounds_is_a_dotted_mean_and_bounds_follow_the_means_laye
         "ari_null[answer]": (LAYERS[1:], np.full(3, 0.01)),
         "ari_null_low[answer]": (LAYERS, np.array([9.0, -0.1, -0.2, -0.3])),
     }
-    layers, mean, low, high = null_series(profile, "ari[answer]")
+    layers, _, low, high = null_series(profile, "ari[answer]")
     assert list(layers) == [1, 2, 3] and list(low) == [-0.1, -0.2, -0.3] and high is None
     fig = layer_profiles({"0shot": profile}, ["answer"])
     assert not _bands(fig)  # no high: no band, the mean alone
@@ -326,7 +326,9 @@ def test_claims_figure_draws_an_interval_that_excludes_the_value_as_it_is():
             for i in range(0, len(t.x), 3):
                 spans[t.y[i]] = (t.x[i], t.x[i + 1])
     assert spans == {"peak": (0.5, 0.8), "inside": (0.1, 0.4)}  # the interval as it is; none without one
-    dots = {y: x for t in fig.data if t.mode == "markers" and t.name != "threshold" for x, y in zip(t.x, t.y)}
+    dots = {
+        y: x for t in fig.data if t.mode == "markers" and t.name != "threshold" for x, y in zip(t.x, t.y, strict=True)
+    }
     assert dots == {"peak": 0.9, "inside": 0.2, "no interval": 0.1}
     for t in fig.data:  # any error bar left is never negative
         if t.error_x is not None and t.error_x.array is not None:

@@ -58,7 +58,7 @@ def test_wrong_version_and_missing_condition(tmp_path):
     path = tmp_path / "h.h5"
     _new(path)
     with h5py.File(path, "a") as f:
-        with pytest.raises(store.SchemaError, match="no condition '5shot'.*0shot"):
+        with pytest.raises(store.SchemaError, match=r"no condition '5shot'.*0shot"):
             store.hidden.get_condition(f, "5shot")
         with pytest.raises(store.SchemaError, match="layer 7 out of range"):
             store.hidden.read_layer(f, "0shot", 7)

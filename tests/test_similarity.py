@@ -161,7 +161,9 @@ def test_the_analysis_writes_layer_by_layer_and_condition_by_condition_similarit
         )  # no geometry there
     with h5py.File(tiny_run / "hidden.h5", "r") as f:
         rows = np.flatnonzero(store.hidden.read_examples(f).splits == "eval")
-        states = {(c, l): store.hidden.read_layer(f, c, l)[rows] for c in ("0shot", "1shot") for l in (1, 2, 3)}
+        states = {
+            (c, layer): store.hidden.read_layer(f, c, layer)[rows] for c in ("0shot", "1shot") for layer in (1, 2, 3)
+        }
     # layer 0 (one point repeated) has no geometry and is left out
     assert layers.tolist() == [1, 2, 3] and conditions.tolist() == ["0shot", "1shot"]
     assert attrs["n_rows"] == len(rows) and attrs["n_dropped"] == 0 and attrs["k"] == 10
@@ -352,7 +354,7 @@ def test_the_analysis_writes_the_nulls_into_metrics_csv_and_redoes_groups_withou
 
     from analyses.similarity import similarity_tasks
     from landscape import store
-    from tests.conftest import SMALL
+    from tests.helpers import SMALL
 
     with h5py.File(tiny_run / "analysis.h5", "r") as f:
         _, by_layer, attrs = store.analysis.read_similarity(
@@ -360,12 +362,15 @@ def test_the_analysis_writes_the_nulls_into_metrics_csv_and_redoes_groups_withou
         )
         _, at_3, at_3_attrs = store.analysis.read_similarity(f, store.analysis.similarity_path("eval", layer=3))
         stored = {c: [0, 1, 2, 3] for c in ("0shot", "1shot")}
-        tasks = lambda **nulls: [
-            path
-            for path, *_ in similarity_tasks(  # noqa: E731
-                f, "hidden", "eval", ["0shot", "1shot"], stored, states="residual", k=10, device="cpu", **nulls
-            )
-        ]
+
+        def tasks(**nulls):
+            return [
+                path
+                for path, *_ in similarity_tasks(
+                    f, "hidden", "eval", ["0shot", "1shot"], stored, states="residual", k=10, device="cpu", **nulls
+                )
+            ]
+
         assert tasks(null_draws=SMALL.null_draws, null_seed=SMALL.null_seed) == []  # done
         assert len(tasks(null_draws=SMALL.null_draws, null_seed=1)) == len(tasks()) == 5  # 2 conditions, 3 layers
     assert attrs["null_draws"] == SMALL.null_draws > 0 and attrs["null_seed"] == SMALL.null_seed

@@ -116,10 +116,10 @@ def test_no_import_circles():
             node, trail = stack.pop()
             for nxt in sorted(graph[node]):
                 if nxt == start:
-                    circles.append(" -> ".join(trail + [start]))
+                    circles.append(" -> ".join([*trail, start]))
                 elif nxt not in seen and nxt > start:
                     seen.add(nxt)
-                    stack.append((nxt, trail + [nxt]))
+                    stack.append((nxt, [*trail, nxt]))
     assert not circles, "import circles:\n" + "\n".join(circles)
 
 
@@ -150,3 +150,38 @@ def test_every_third_party_import_is_declared():
         name for name in third_party if DISTRIBUTIONS.get(name, name).lower().replace("_", "-") not in declared
     )
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def _tests_imported(path: Path) -> set[str]:
+    """The modules of tests/ a file there imports, by name (``tests.x``, a sibling's bare ``x``,
+    ``from . import x``)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or "" if node.level == 0 else ".".join(filter(None, ("tests", node.module)))
+            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for name in names:
+            first, _, rest = name.partition(".")
+            local = rest.partition(".")[0] if first == "tests" else first
+            if (ROOT / "tests" / f"{local}.py").exists():
+                out.add(local)
+    return out
+
+
+def test_test_files_never_import_each_other_or_conftest():
+    """Helpers that several test files use live in tests/helpers.py, fixtures in conftest.py (which
+    pytest hands to the tests by name): a test file never imports another (that would run its
+    tests' module code twice and tie the two together) nor conftest.py."""
+    files = sorted((ROOT / "tests").glob("*.py"))
+    imported = {path.name: _tests_imported(path) for path in files}
+    assert "helpers" in imported["conftest.py"] and "helpers" in imported["test_tasks.py"]  # the scan sees them
+    wrong = {
+        name: sorted(m for m in modules if m == "conftest" or m.startswith("test_"))
+        for name, modules in imported.items()
+    }
+    wrong = {name: modules for name, modules in wrong.items() if modules}
+    assert not wrong, f"test modules imported: {wrong}"

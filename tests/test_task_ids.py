@@ -15,8 +15,7 @@ import pytest
 import landscape
 from extract import data, demos, icl
 from landscape import cli, names, store, tasks
-from tests.conftest import SMALL, string_ids, write_string_id_task
-from tests.helpers import fails_in_one_line
+from tests.helpers import SMALL, fails_in_one_line, string_ids, write_string_id_task
 
 
 def _ids_of(task_file):
@@ -49,7 +48,7 @@ def test_string_ids_give_a_seeded_partition_and_demos(string_id_task):
             demos.plan_demos(examples.ids, examples.first_group, partition.demos, k=2, sampling="resampled", seed=0),
         )
 
-    (partition, examples, resampled), (again, examples2, resampled2) = plan(), plan()
+    (partition, examples, resampled), (again, _, resampled2) = plan(), plan()
     assert partition == again and set(partition.eval) <= set(string_ids(60))
     assert examples.ids.dtype.kind == "U" and examples.ids.tolist() == partition.eval + partition.train
     np.testing.assert_array_equal(resampled.demo_ids, resampled2.demo_ids)
@@ -98,7 +97,7 @@ def test_a_string_id_task_end_to_end(string_id_task, tmp_path, tiny_model_dir):
         == 0
     )
     assert cli.main(["finetune", str(run), "--rank", "4", "--epochs", "1", "--batch-size", "6", *quiet]) == 0
-    task, items = tasks.load_items(tasks.load_task(string_id_task))
+    _, items = tasks.load_items(tasks.load_task(string_id_task))
     given = {item.id: item for item in items}
 
     ex = landscape.examples(run)
@@ -113,7 +112,7 @@ def test_a_string_id_task_end_to_end(string_id_task, tmp_path, tiny_model_dir):
         assert h5py.check_string_dtype(f["examples/id"].dtype) is not None  # UTF-8 strings, not int64
         parts = store.hidden.read_partition(f)
         pool = {value: [] for value in set(parts["demos"][1].tolist())}
-        for i, value in zip(*parts["demos"]):
+        for i, value in zip(*parts["demos"], strict=True):
             pool[value].append(i)
         assert set(parts["train"][0].tolist()) == set(ex.ids[ex.splits == "train"].tolist())
         fixed = store.hidden.condition_attrs(store.hidden.get_condition(f, "1shot"))["demo_ids"]
@@ -134,7 +133,7 @@ def test_a_string_id_task_end_to_end(string_id_task, tmp_path, tiny_model_dir):
     texts = question_texts(report)
     assert texts == [" ".join(given[i].question.split()) for i in ex.ids.tolist()]  # the questions found by id
     hover = _hover(report, texts)
-    shown = [r for r, i in enumerate(ex.ids[report.eval_rows].tolist()) if "<" in i][0]
+    shown = next(r for r, i in enumerate(ex.ids[report.eval_rows].tolist()) if "<" in i)
     assert f"id {html.escape(ex.ids[report.eval_rows][shown])} ·" in hover[shown]  # the id, escaped
 
 

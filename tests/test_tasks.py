@@ -12,7 +12,7 @@ import pytest
 
 from extract import data, demos, icl
 from landscape import cli, names, tasks
-from tests.helpers import fails_in_one_line
+from tests.helpers import ARITH_YAML, EXAM_YAML, fails_in_one_line, write_arith, write_exam
 
 REFERENCE = Path(__file__).parent / "data" / "mmlu_prompts_before_tasks.json"
 
@@ -65,86 +65,6 @@ def test_tasks_command_lists_the_builtins(capsys):
 
 
 # ---------------------------------------------------------------- your own task, end to end
-
-
-ARITH_YAML = """\
-name: arith
-source: questions.csv
-id: qid
-question: "What is {a} {sym} {b}?"
-choices: [c1, c2, c3]
-answer: gold
-answer_as: letter
-groups: [op, size]
-header: "The following are questions about {op}.\\n\\n"
-"""
-
-
-def write_arith(folder: Path, rows_per_op: int = 24, seed: int = 0) -> Path:
-    """A 3-choice task with two grouping fields (op, size) as a CSV and its task file."""
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    rows = []
-    for op, sym in (("addition", "+"), ("subtraction", "-")):
-        for _ in range(rows_per_op):
-            a, b = (int(x) for x in rng.integers(1, 60, 2))
-            right = a + b if sym == "+" else a - b
-            options = [right, right + 1, right - 2]
-            rng.shuffle(options)
-            rows.append(
-                {
-                    "qid": 1000 + len(rows),
-                    "a": a,
-                    "b": b,
-                    "sym": sym,
-                    "op": op,
-                    "size": "small" if max(a, b) < 30 else "large",
-                    "c1": options[0],
-                    "c2": options[1],
-                    "c3": options[2],
-                    "gold": "ABC"[options.index(right)],
-                }
-            )
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(folder / "questions.csv", index=False)
-    (folder / "arith.yaml").write_text(ARITH_YAML)
-    return folder / "arith.yaml"
-
-
-EXAM_YAML = """\
-name: exam5
-source: exam.jsonl
-question: "{stem}"
-choices: options
-answer: correct
-answer_as: text
-groups: [area]
-"""
-
-
-def write_exam(folder: Path, per_area: int = 24, seed: int = 1) -> Path:
-    """A 5-choice task whose choices are one list field and whose answer is the choice's text."""
-    rng = np.random.default_rng(seed)
-    words = ["star", "bone", "orbit", "cell", "temple", "light", "heart", "planet", "muscle", "god"]
-    lines = []
-    for area in ("astronomy", "anatomy"):
-        for _ in range(per_area):
-            options = [" ".join(rng.choice(words, 2)) + f" {len(lines)}-{j}" for j in range(5)]
-            lines.append(
-                json.dumps(
-                    {
-                        "stem": f"Which {rng.choice(words)} in {area}?",
-                        "options": options,
-                        "correct": options[int(rng.integers(5))],
-                        "area": area,
-                    }
-                )
-            )
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "exam.jsonl").write_text("\n".join(lines) + "\n")
-    (folder / "exam.yaml").write_text(EXAM_YAML)
-    return folder / "exam.yaml"
 
 
 def test_task_file_rows_and_prompts(tmp_path):
@@ -228,7 +148,8 @@ def test_your_own_task_end_to_end(writer, groups, k, tmp_path, tiny_model_dir):
         assert edl["uniform_bits"] == pytest.approx(
             6 * len(set(store.hidden.read_examples(f).first_group)) * np.log2(k)
         )
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
     for grouping in [*groups, "answer"]:
         assert any(r["metric"] == "ari" and r["grouping"] == grouping and r["condition"] == "sft" for r in rows)
     assert cli.main(["report", str(run), "--map-method", "pca", "--png", "no", *common]) == 0
@@ -391,15 +312,15 @@ def _edit_rows(folder: Path, edit) -> None:
 
 BAD_ROWS = {
     "answer out of range": (
-        lambda f: f.__setitem__("gold", ["D"] + list(f["gold"][1:])),
+        lambda f: f.__setitem__("gold", ["D", *f["gold"][1:]]),
         ["row 0", "'D' is not one of the letters A..C"],
     ),
-    "duplicate ids": (lambda f: f.__setitem__("qid", ["1000"] + list(f["qid"][:-1])), ["row 1", "duplicate id 1000"]),
+    "duplicate ids": (lambda f: f.__setitem__("qid", ["1000", *f["qid"][:-1]]), ["row 1", "duplicate id 1000"]),
     "empty group": (
         lambda f: f.__setitem__("size", [""] * 3 + list(f["size"][3:])),
         ["row 0", "group field 'size' is empty"],
     ),
-    "empty id": (lambda f: f.__setitem__("qid", [""] + list(f["qid"][1:])), ["row 0", "id field 'qid' is empty"]),
+    "empty id": (lambda f: f.__setitem__("qid", ["", *f["qid"][1:]]), ["row 0", "id field 'qid' is empty"]),
 }
 
 
@@ -422,11 +343,11 @@ def test_other_bad_sources(tmp_path, capsys, tiny_model_dir):
     lines = (tmp_path / "task" / "exam.jsonl").read_text().splitlines()
     row = json.loads(lines[3])
     row["options"] = row["options"][:4]  # 4 choices where the others have 5
-    (tmp_path / "task" / "exam.jsonl").write_text("\n".join(lines[:3] + [json.dumps(row)] + lines[4:]) + "\n")
+    (tmp_path / "task" / "exam.jsonl").write_text("\n".join([*lines[:3], json.dumps(row), *lines[4:]]) + "\n")
     argv = ["extract", "--run", tmp_path / "run", "--task", task_file, "--model", tiny_model_dir, "--no-progress"]
     fails_in_one_line(argv, capsys, "row 3", "4 choices, but earlier rows have 5")
     row["options"], row["correct"] = json.loads(lines[3])["options"], "not a choice"
-    (tmp_path / "task" / "exam.jsonl").write_text("\n".join(lines[:3] + [json.dumps(row)] + lines[4:]) + "\n")
+    (tmp_path / "task" / "exam.jsonl").write_text("\n".join([*lines[:3], json.dumps(row), *lines[4:]]) + "\n")
     fails_in_one_line(argv, capsys, "row 3", "is not one of the choices")
     (tmp_path / "task" / "exam.jsonl").write_text("")
     fails_in_one_line(argv, capsys, "exam.jsonl")
@@ -523,12 +444,12 @@ def test_transforms_plant_the_truth_and_are_seeded():
 
     frame = pd.DataFrame({"subject": ["a", "b", "c", "a", "d"] * 20, "__row__": range(100)})
     drawn = apply_transform(frame, {"name": "label_choices", "field": "subject", "k": 3, "seed": 0}, "t")
-    for own, choices, answer in zip(drawn["subject"], drawn["label_choices"], drawn["label_answer"]):
+    for own, choices, answer in zip(drawn["subject"], drawn["label_choices"], drawn["label_answer"], strict=True):
         assert len(choices) == 3 == len(set(choices)) and choices[answer] == own
     assert set(drawn["label_answer"]) == {0, 1, 2}  # the right one at every position
     fixed = apply_transform(frame, {"name": "label_choices", "field": "subject", "all": True}, "t")
     assert all(c == ["a", "b", "c", "d"] for c in fixed["label_choices"])
-    assert [c[i] for c, i in zip(fixed["label_choices"], fixed["label_answer"])] == list(frame["subject"])
+    assert [c[i] for c, i in zip(fixed["label_choices"], fixed["label_answer"], strict=True)] == list(frame["subject"])
     pools = apply_transform(frame, {"name": "buckets", "field": "pool", "n": 4, "seed": 0}, "t")
     again = apply_transform(frame, {"name": "buckets", "field": "pool", "n": 4, "seed": 0}, "t")
     assert list(pools["pool"]) == list(again["pool"]) and set(pools["pool"]) == {"pool-1", "pool-2", "pool-3", "pool-4"}

@@ -52,10 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()  # its weight-loading bars too
     run = getattr(args, "run", None)
-    hooks, full = (
-        (sys.unraisablehook, sys.excepthook),
-        [],
-    )  # full: the full-disk errors h5py meets releasing its objects
+    hooks = (sys.unraisablehook, sys.excepthook)
+    full: list = []  # the full-disk errors (any exception) h5py meets releasing its objects
     try:
         with warnings.catch_warnings():
             if not args.debug:

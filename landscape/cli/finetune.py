@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
         "--name",
         default=None,
         help="condition to write (default: "
-        + ", or ".join(f"{n} with --labels {l}" for l, n in names.FINETUNE_LABELS.items())
+        + ", or ".join(f"{name} with --labels {labels}" for labels, name in names.FINETUNE_LABELS.items())
         + ")",
     )
     ft.add_argument(

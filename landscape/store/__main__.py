@@ -24,7 +24,7 @@ def markdown() -> str:
         "`tests/test_docs.py` checks that it is current. Each module is the only code that spells paths in its file.\n",
     ]
     for title, module in SECTIONS:
-        text = module.__doc__.split("\nExample:")[0].strip()  # not cleandoc: literal blocks keep their indent
+        text = (module.__doc__ or "").split("\nExample:")[0].strip()  # not cleandoc: literal blocks keep their indent
         parts += [f"## {title} (`{module.__name__.replace('.', '/')}.py`)\n", _fenced(text) + "\n"]
     return "\n".join(parts)
 
@@ -33,7 +33,7 @@ def _fenced(text: str) -> str:
     """reST literal blocks (a line ending '::', then indented lines) as fenced Markdown blocks."""
     out: list[str] = []
     block: list[str] | None = None
-    for line in text.splitlines() + [""]:
+    for line in [*text.splitlines(), ""]:
         if block is not None and line.strip() and not line.startswith("    "):
             out += ["```text", *_trimmed(block), "```", ""]
             block = None

@@ -100,8 +100,8 @@ def write_group(f: h5py.File, path: str, arrays: Mapping[str, np.ndarray], attrs
     if path in f:
         del f[path]
     group = f.create_group(path)
-    for name, array in arrays.items():
-        array = np.asarray(array)
+    for name, given in arrays.items():
+        array = np.asarray(given)
         if array.dtype.kind in "UO":  # text: stored as UTF-8 strings
             group.create_dataset(name, data=array.astype(object), dtype=STR)
         else:

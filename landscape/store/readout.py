@@ -21,7 +21,7 @@ _HEAD = "head"
 def write_norms(group: h5py.Group, params: NormParameters | str) -> None:
     """Record the norm that reads each layer of a condition (once), or why there is none."""
     node = _new_readout_node(group, _NORM, params)
-    if node is not None:
+    if node is not None and not isinstance(params, str):  # (a reason leaves no node)
         node.attrs["kind"] = params.kind
         node.create_dataset("weight", data=params.weight.astype(np.float32))
         node.create_dataset("eps", data=params.eps.astype(np.float64))
@@ -33,7 +33,7 @@ def write_head(group: h5py.Group, head: Unembedding | str) -> None:
     """Record (once) the choice tokens' unembedding rows of a condition's model, or why the
     logit lens is unavailable for it; ``mark_head_unavailable`` replaces them with a reason."""
     node = _new_readout_node(group, _HEAD, head)
-    if node is not None:
+    if node is not None and not isinstance(head, str):  # (a reason leaves no node)
         node.create_dataset("weight", data=head.weight.astype(np.float32))
         if head.bias is not None:
             node.create_dataset("bias", data=head.bias.astype(np.float32))

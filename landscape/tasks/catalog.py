@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ def describe_builtins() -> list[dict]:
     out = []
     for name in builtin_tasks():
         task = load_task(name)
-        row = {
+        row: dict[str, Any] = {
             "name": name,
             "description": task.description,
             "source": task.source,
@@ -60,8 +61,6 @@ def _data_candidates(task: Task, attrs: Mapping[str, Any], data_path: str | Path
     """Where the run's data file may be, in order: ``data_path`` alone, else the run's record and the source."""
     candidates = [Path(data_path)] if data_path else [Path(p) for p in (attrs.get("dataset_path"),) if p]
     if not data_path:
-        try:
+        with suppress(TaskError):
             candidates.append(source_path(task))
-        except TaskError:
-            pass
     return candidates

@@ -103,7 +103,10 @@ def parse_task(text: str, path: str | Path = "<task>") -> Task:
         rename={str(k): str(v) for k, v in rename.items()},
         transform=transform,
         score=score,
-        **{key: str(spec.get(key, defaults[key])) for key in defaults},
+        prompt=str(spec.get("prompt", defaults["prompt"])),
+        choice=str(spec.get("choice", defaults["choice"])),
+        demo_answer=str(spec.get("demo_answer", defaults["demo_answer"])),
+        continuation=str(spec.get("continuation", defaults["continuation"])),
     )
 
 

@@ -24,7 +24,9 @@ def render_question(task: Task, item: Item) -> str:
         D. Rib
         Answer:
     """
-    choices = "".join(task.choice.format(letter=l, text=t) for l, t in zip(ALPHABET, item.choices))
+    choices = "".join(
+        task.choice.format(letter=letter, text=text) for letter, text in zip(ALPHABET, item.choices, strict=False)
+    )
     return task.prompt.format(**{**item.fields, "question": item.question, "choices": choices})
 
 
@@ -44,8 +46,9 @@ def render_prefix(task: Task, header_item: Item | None, demos: list[Item]) -> st
         'D. Rib\\nAnswer: A\\n\\n'
     """
     parts = [render_header(task, header_item)] if header_item is not None else []
-    for demo in demos:
-        parts.append(render_question(task, demo) + render_answer(task, task.demo_answer, demo.choices, demo.answer))
+    parts.extend(
+        render_question(task, demo) + render_answer(task, task.demo_answer, demo.choices, demo.answer) for demo in demos
+    )
     return "".join(parts)
 
 

@@ -12,7 +12,7 @@ import json
 import string
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -166,9 +166,20 @@ def _template_fields(template: str, where: str, key: str) -> set[str]:
 # ---------------------------------------------------------------- rows into items
 
 
-def _read_items(task: Task, frame, path: Path) -> tuple[list[Item], int | None]:
+class _ItemParts(TypedDict):
+    """An ``Item``'s parts but its id (set once every row's id cell is read: ``_ids``)."""
+
+    groups: tuple[str, ...]
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+    fields: dict[str, Any]
+
+
+def _read_items(task: Task, frame, path: Path) -> tuple[list[Item], int]:
     """Every row as an ``Item``, in source order, and the choice count they all share."""
-    rows, n_choices = [], None
+    rows: list[tuple[int, Any, _ItemParts]] = []
+    n_choices: int | None = None
     for record in frame.to_dict("records"):
         fields = {str(k): _cell(v) for k, v in record.items() if k != ROW}
         row = int(record[ROW])
@@ -181,7 +192,7 @@ def _read_items(task: Task, frame, path: Path) -> tuple[list[Item], int | None]:
             (
                 row,
                 _row_id(task, fields, row, at),
-                dict(
+                _ItemParts(
                     groups=groups,
                     question=_row_question(task, fields, at),
                     choices=choices,
@@ -190,26 +201,26 @@ def _read_items(task: Task, frame, path: Path) -> tuple[list[Item], int | None]:
                 ),
             )
         )
-    if not rows:
+    if not rows or n_choices is None:  # (a row sets n_choices)
         raise TaskError(f"{task.path}: source {path} holds no rows")
     ids = _ids([cell for _, cell, _ in rows])
     seen: dict = {}
-    for item_id, (row, _, _) in zip(ids, rows):
+    for item_id, (row, _, _) in zip(ids, rows, strict=True):
         if item_id in seen:
             raise TaskError(f"{task.path}: {path.name} row {row}: duplicate id {item_id!r} (also row {seen[item_id]})")
         seen[item_id] = row
-    return [Item(id=item_id, **parts) for item_id, (_, _, parts) in zip(ids, rows)], n_choices
+    return [Item(id=item_id, **parts) for item_id, (_, _, parts) in zip(ids, rows, strict=True)], n_choices
 
 
 def _row_choices(task: Task, record: dict, at: str) -> tuple[str, ...]:
     """The row's choices as text (several fields, or one field holding a list), 2 to 26 of them."""
     if isinstance(task.choices, str):
-        choices = _list_cell(record[task.choices])
-        if choices is None:
+        cells = _list_cell(record[task.choices])
+        if cells is None:
             raise TaskError(f"{at}: field {task.choices!r} does not hold a list of choices")
     else:
-        choices = [record[c] for c in task.choices]
-    choices = tuple("" if _missing(c) else str(_cell(c)) for c in choices)
+        cells = [record[c] for c in task.choices]
+    choices = tuple("" if _missing(c) else str(_cell(c)) for c in cells)
     if not 2 <= len(choices) <= len(ALPHABET):
         raise TaskError(f"{at}: {len(choices)} choices; a task has 2 to 26")
     return choices
@@ -248,8 +259,8 @@ def _row_id(task: Task, fields: dict, row: int, at: str) -> Any:
 def _ids(cells: list) -> list[int | str]:
     """The task's ids from its rows' id cells: integers where every cell is one (as text or a
     number), else every cell as text, as written (a table keys its rows by one kind of id)."""
-    numbers = [_integer(cell) for cell in cells]
-    if all(n is not None for n in numbers):
+    numbers: list[int | str] = [n for n in map(_integer, cells) if n is not None]
+    if len(numbers) == len(cells):
         return numbers
     return [str(cell) for cell in cells]
 

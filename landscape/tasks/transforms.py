@@ -87,13 +87,13 @@ def label_choices(frame, params: Mapping[str, Any], where: str):
             f"{len(values)} values)"
         )
     choices, answers = [], []
-    for own, row in zip(frame[name], frame["__row__"]):
-        own = str(own).strip()
+    for value, row in zip(frame[name], frame["__row__"], strict=True):
+        own = str(value).strip()
         rng = np.random.default_rng([seed, int(row)])
         others = [v for v in values if v != own]
         drawn = [others[i] for i in rng.choice(len(others), size=k - 1, replace=False)]
         position = int(rng.integers(k))
-        choices.append(drawn[:position] + [own] + drawn[position:])
+        choices.append([*drawn[:position], own, *drawn[position:]])
         answers.append(position)
     frame = frame.copy()
     frame["label_choices"] = choices
