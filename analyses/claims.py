@@ -241,15 +241,23 @@ def _too_few_rows(view: RunView, grouping: str) -> str:
     )
 
 
-def _decide(claim: Claim, value: float, draws: np.ndarray, note: str = "", resolution: float = 0.0) -> Claim:
+def _decide(
+    claim: Claim,
+    value: float,
+    draws: np.ndarray,
+    note: str = "",
+    resolution: float = 0.0,
+    within: tuple[float, float] = (-np.inf, np.inf),
+) -> Claim:
     """The claim's value, its percentile interval and verdict; the note says how many draws were
     undefined (NaN), and more than 5 % of them undefined cannot be told. ``resolution``: how
     finely the statistic can be known at all (a depth between two analysed layers), added to each
-    end of the interval."""
+    end of the interval, which stays ``within`` the statistic's range (a depth in [0, 1], a
+    distance at least 0)."""
     draws = np.asarray(draws, dtype=float)
     defined = int(np.isfinite(draws).sum())
     low, high = cl.percentile_interval(draws)
-    low, high = low - resolution, high + resolution
+    low, high = max(within[0], low - resolution), min(within[1], high + resolution)
     decided = cl.verdict(low, high, claim.region)
     if defined < len(draws):
         note = (
@@ -387,6 +395,7 @@ def _transition(view: RunView, counts: np.ndarray, condition: str, grouping: str
         place[1:],
         note=f"{where}; placed to ±{half_step:.3f} (half a step)" + _point_note(place[1:]),
         resolution=half_step,
+        within=(0.0, 1.0),
     )
     out = [sharp, _given(sharp, placed)]
     ids = np.array([view.ids[condition].get(int(layer), (np.nan, np.nan)) for layer in layers])
@@ -410,7 +419,10 @@ def _transition(view: RunView, counts: np.ndarray, condition: str, grouping: str
             if len(known)
             else ""
         )
-    return [*out, _given(sharp, _decide(peak, distance[0], distance[1:], note=note, resolution=half_step))]
+    return [
+        *out,
+        _given(sharp, _decide(peak, distance[0], distance[1:], note=note, resolution=half_step, within=(0.0, 1.0))),
+    ]
 
 
 def _point_note(draws: np.ndarray) -> str:
