@@ -9,9 +9,9 @@ Why float64 and why torch: a float32 GEMM's error on ``|x|^2 + |y|^2 - 2 x.y`` i
 norms, which is more than the distance between near neighbours of states with a large shared
 norm, so a float32 graph had to recompute its neighbours' distances from coordinate differences
 (N x k x d gathers: most of the analysis's time at d = 8,192). In float64 that error is ~1e-16 of
-the norms, below any distance the data hold but exact duplicates (removed first). torch's BLAS is
-the fastest on the machines we measured (numpy 1.26's OpenBLAS ran its generic kernels there:
-~3x slower), and the same code runs on a GPU (never TF32: float64 throughout).
+the norms, below any distance the data hold but exact duplicates (removed first). Why torch: the
+same code runs on a GPU (never TF32: float64 throughout), and its MKL knows current x86 CPUs
+(numpy 1.26's OpenBLAS ran generic kernels on these machines, ~3x slower; numpy 2.4's does not).
 
 Memory: the Gram is M x M float64 (0.67 GB at M = 9,181) and is kept only when it fits
 ``GRAM_BYTES``; larger layers get their distances in blocks of rows, each from a float64 GEMM of
