@@ -7,7 +7,8 @@
   K choices), ``lens_ece``; the per-row argmax ``lens_pred`` feeds ``decisions``.
 - **probes** (eval rows): one per grouping field of the task and the answer, fit on the
   fitting rows (``probe_fit``: ``train`` rows, or ``eval-halves``: two halves of the eval rows
-  cross-fit) and scored on eval rows only: ``probe_accuracy[G]`` with ``_low``/``_high``,
+  cross-fit; ``auto``: train rows when they hold every evaluated value of every target, see
+  ``targets_train_rows_lack``) and scored on eval rows only: ``probe_accuracy[G]`` with ``_low``/``_high``,
   ``probe_majority[G]``, ``probe_control[G]``, ``probe_control_fit[G]``, ``probe_selectivity[G]``,
   ``probe_C[G]``.
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from landscape import readouts
-from landscape.names import grouped
+from landscape.names import ANSWER, grouped
 from landscape.normed import NormParameters
 from landscape.readouts import Unembedding
 
@@ -73,8 +74,8 @@ def layer_readouts(
     for name, given in targets.items():
         labels = np.asarray(given).astype(str)
         if probe_fit == "train":
-            if len(np.unique(labels[fit_rows])) < 2:
-                continue  # one label among the fitting rows: nothing to probe
+            if len(np.unique(labels[fit_rows])) < 2 or not _names_every(labels[fit_rows], labels[score_rows]):
+                continue  # one label among the fitting rows, or an evaluated one they lack: no probe
             result = readouts.linear_probe(
                 states[fit_rows], labels[fit_rows], states[score_rows], labels[score_rows], seed=seed
             )
@@ -93,6 +94,29 @@ def layer_readouts(
             }
         )
     return scalars, arrays
+
+
+def targets_train_rows_lack(examples) -> list[str]:
+    """The probe targets (grouping fields, then ``answer``) with an evaluated value that no train
+    row holds: a run trained on other values than it evaluates (``extract --train-subjects``). A
+    probe fit on those rows cannot name such a value, so its accuracy would measure the shift
+    between the parts, not what the layer holds.
+
+    Example:
+        >>> from types import SimpleNamespace as Examples
+        >>> ex = Examples(splits=np.array(["eval", "eval", "train", "train"]), answers=np.array([0, 1, 1, 0]),
+        ...               groups={"subject": np.array(["law", "law", "art", "art"])})
+        >>> targets_train_rows_lack(ex)
+        ['subject']
+    """
+    fit, score = examples.splits == "train", examples.splits == "eval"
+    targets = {**examples.groups, ANSWER: examples.answers}
+    return [name for name, values in targets.items() if not _names_every(values[fit], values[score])]
+
+
+def _names_every(fit_labels: np.ndarray, score_labels: np.ndarray) -> bool:
+    """Whether every label scored is among the labels fit."""
+    return bool(np.isin(np.asarray(score_labels).astype(str), np.asarray(fit_labels).astype(str)).all())
 
 
 def decisions(predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

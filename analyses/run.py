@@ -36,7 +36,7 @@ from analyses.layer import (
     compare_states,
 )
 from analyses.metrics import write_metrics_csv
-from analyses.readouts import LensInputs, decisions, layer_readouts
+from analyses.readouts import LensInputs, decisions, layer_readouts, targets_train_rows_lack
 from analyses.similarity import similarity_tasks
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, store
@@ -144,10 +144,17 @@ def _plan(
     for split in splits:
         if split not in present:
             raise ValueError(f"no {split!r} rows in {hidden} (it has: {', '.join(present)})")
+    uncovered = targets_train_rows_lack(examples) if "train" in present else []
     if config.probe_fit == "auto":  # resolved here, so the settings record what the probes were fit on
-        config = replace(config, probe_fit="train" if "train" in present else "eval-halves")
+        config = replace(config, probe_fit="train" if "train" in present and not uncovered else "eval-halves")
     elif config.readouts and config.probe_fit == "train" and "train" not in present:
         raise ValueError(f"{hidden} has no train rows to fit probes on: use --probe-fit eval-halves")
+    elif config.readouts and config.probe_fit == "train" and uncovered:
+        print(
+            f"note: the train rows lack evaluated values of {', '.join(uncovered)} (trained on other values): "
+            "no probe of it; --probe-fit eval-halves probes every target",
+            file=sys.stderr,
+        )
     n_eval = int((examples.splits == "eval").sum())
     if "eval" in splits and n_eval < config.maxk + 1:
         raise ValueError(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pytest
 
-from analyses.compare import COMPARE_HEADER, paired_differences, summarize
+from analyses.compare import COMPARE_HEADER, paired_differences, shared_rows, summarize
 from analyses.run import run_analysis
 from extract.finetune import FinetuneConfig, run_finetune
 from extract.icl import ExtractConfig, run_extract
@@ -245,3 +245,19 @@ def test_profiles_draw_each_runs_chance_band_where_its_metrics_hold_a_null():
         profile_series([_Rows("a", 3, _ari_rows(3, null=False)), runs[1]]), {"a": "#1f77b4", "without": "#ff7f0e"}
     )
     assert not [t for t in plain["ari[subject]|0shot"].data if t.legendgroup == CHANCE]
+
+
+def test_runs_trained_on_other_rows_share_their_eval_rows():
+    """Paired differences read eval rows only: a run fine-tuned on other subjects pairs with one
+    fine-tuned on the evaluated ones (the same eval questions, other train rows)."""
+    from types import SimpleNamespace
+
+    own = SimpleNamespace(
+        label="own", info={}, ids=np.array([4, 9, 11, 12]), splits=np.array(["eval"] * 2 + ["train"] * 2)
+    )
+    others = SimpleNamespace(
+        label="others", info={}, ids=np.array([4, 9, 30, 31, 32]), splits=np.array(["eval"] * 2 + ["train"] * 3)
+    )
+    moved = SimpleNamespace(label="moved", info={}, ids=np.array([9, 4, 11]), splits=np.array(["eval"] * 2 + ["train"]))
+    assert shared_rows(own, others) == ""
+    assert "different questions (2 and 2 eval rows)" in shared_rows(own, moved)

@@ -9,7 +9,7 @@ import pytest
 
 from analyses import run as analysis_run
 from analyses.layer import AnalysisConfig
-from analyses.readouts import decisions
+from analyses.readouts import decisions, targets_train_rows_lack
 from extract import conditions
 from landscape import readouts, store
 from landscape.readouts import Unembedding, lens_logits, linear_probe, linear_probe_halves
@@ -130,3 +130,37 @@ def test_train_rows_fit_and_eval_rows_score(tiny_model_dir, tiny_mmlu, tmp_path,
     assert len(seen) == 2  # subject and answer
     for X_fit, X_score in seen:
         assert {r.tobytes() for r in X_fit} <= train and {r.tobytes() for r in X_score} <= evals
+
+
+def test_probes_are_not_fit_on_rows_of_other_subjects(tiny_model_dir, tiny_mmlu, tmp_path, capsys):
+    """A run trained on other subjects (--train-subjects others): a subject probe fit on its train
+    rows could not name an evaluated subject, so auto cross-fits halves of the eval rows, and an
+    explicit train fit probes the answer only, saying why."""
+    from extract.icl import ExtractConfig, run_extract
+
+    run_extract(
+        ExtractConfig(
+            model=str(tiny_model_dir),
+            task_data=str(tiny_mmlu),
+            shots=(0,),
+            subjects="anatomy,astronomy",
+            train_subjects="others",
+            per_subject=12,
+            demo_pool=2,
+            train_per_subject=8,
+            batch_size=8,
+        ),
+        tmp_path,
+        progress=False,
+    )
+    hidden = str(tmp_path / "hidden.h5")
+    with h5py.File(hidden, "r") as f:
+        assert targets_train_rows_lack(store.hidden.read_examples(f)) == ["subject"]
+    plan = analysis_run._plan(tmp_path, SMALL, None, None, None)
+    assert plan.config.probe_fit == "eval-halves"
+    capsys.readouterr()
+    config = AnalysisConfig(**{**SMALL.to_dict(), "probe_fit": "train"})
+    assert analysis_run._plan(tmp_path, config, None, None, None).config.probe_fit == "train"
+    assert "lack evaluated values of subject" in capsys.readouterr().err
+    result = analysis_run._task(hidden, "eval", "0shot", 2, config)
+    assert "probe_accuracy[answer]" in result.scalars and "probe_accuracy[subject]" not in result.scalars
