@@ -81,6 +81,7 @@ def similarity_tasks(
                 memory_bytes,
                 null_draws,
                 null_seed,
+                all(_known_distinct(f, c, layer, split) for c, layer in representations),
             ),
         )
 
@@ -107,16 +108,19 @@ def similarity_task(
     memory_bytes: int = MEMORY_BYTES,
     null_draws: int = 0,
     null_seed: int = 0,
+    known_distinct: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict] | None:
     """Compare every two of the representations' states of the split's rows (runs in a worker),
     reading them from ``hidden`` one layer at a time (``StoredStates``); ``over``: ``{"layer":
     ...}`` or ``{"condition": ...}``, what the group is indexed by; None when too few rows are
     left after dropping duplicates. ``null_draws`` > 0: each measure's permutation null too, on
-    the same rows (attrs ``null_draws``, ``null_seed``, ``null_route``, where needed ``null_note``)."""
+    the same rows (attrs ``null_draws``, ``null_seed``, ``null_route``, where needed ``null_note``).
+    ``known_distinct``: the layer tasks found no duplicated row in any representation, so they
+    are not read and hashed once more to look for them."""
     with h5py.File(hidden, "r") as f:
         rows = np.flatnonzero(store.hidden.read_examples(f).splits == split)
         duplicated = np.zeros(len(rows), dtype=bool)
-        for condition, layer in representations:
+        for condition, layer in [] if known_distinct else representations:
             _, inverse = distinct_rows(store.hidden.read_layer(f, condition, layer, states)[rows])
             duplicated |= np.bincount(inverse)[inverse] > 1
         kept = rows[~duplicated]
@@ -161,6 +165,13 @@ class StoredStates(Sequence[np.ndarray]):
             return [self[i] for i in range(len(self))[r]]
         condition, layer = self._representations[r]
         return store.hidden.read_layer(self._f, condition, layer, self._states)[self._rows]
+
+
+def _known_distinct(f: h5py.File, condition: str, layer: int, split: str) -> bool:
+    """Whether the layer's task counted its duplicated rows and found none (``n_duplicates``; an
+    analysis made before it was stored: not known)."""
+    scalars = store.analysis.read_result(f, store.analysis.result_path(condition, layer, split=split), arrays=())[0]
+    return scalars.get("n_duplicates") == 0
 
 
 def _has_geometry(f: h5py.File, condition: str, layer: int, split: str) -> bool:

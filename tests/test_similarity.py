@@ -9,6 +9,7 @@ import pytest
 
 from landscape import similarity, similarity_nulls
 from landscape.knn import knn_graph
+from landscape.similarity import huh_bound
 
 
 def _rotation(d: int, seed: int) -> np.ndarray:
@@ -221,9 +222,11 @@ def test_the_analysis_streams_a_condition_s_layers_to_the_same_matrices(tiny_run
     args = (str(tiny_run / "hidden.h5"), "eval", representations, {"layer": np.array([1, 2, 3])}, "residual", 10, "cpu")
     kept, meta = similarity_task(*args)
     streamed, streamed_meta = similarity_task(*args, memory_bytes=0)
-    assert meta == streamed_meta
+    unscanned, unscanned_meta = similarity_task(*args, known_distinct=True)  # no look for duplicates: none here
+    assert meta == streamed_meta == unscanned_meta and meta["n_dropped"] == 0
     for name in similarity.MEASURES:
         np.testing.assert_allclose(streamed[name], kept[name], rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_array_equal(unscanned[name], kept[name], err_msg=name)
     with h5py.File(tiny_run / "hidden.h5", "r") as f:
         rows = np.flatnonzero(store.hidden.read_examples(f).splits == "eval")
         states = StoredStates(f, representations, rows, "residual")
@@ -372,6 +375,18 @@ def test_the_analysis_writes_the_nulls_into_metrics_csv_and_redoes_groups_withou
             ]
 
         assert tasks(null_draws=SMALL.null_draws, null_seed=SMALL.null_seed) == []  # done
+        # the layer tasks counted no duplicated row: the groups do not look for them again
+        flags = [
+            args[-1]
+            for *_, args in similarity_tasks(
+                f, "hidden", "eval", ["0shot"], stored, states="residual", k=10, device="cpu"
+            )
+        ]
+        counts = [
+            store.analysis.read_result(f, store.analysis.result_path("0shot", layer), arrays=())[0]["n_duplicates"]
+            for layer in (1, 2, 3)
+        ]
+        assert flags == [True] and counts == [0, 0, 0]
         assert len(tasks(null_draws=SMALL.null_draws, null_seed=1)) == len(tasks()) == 5  # 2 conditions, 3 layers
     assert attrs["null_draws"] == SMALL.null_draws > 0 and attrs["null_seed"] == SMALL.null_seed
     assert attrs["null_route"] == {
@@ -393,3 +408,9 @@ def test_the_analysis_writes_the_nulls_into_metrics_csv_and_redoes_groups_withou
         )
         assert not any(key[2].startswith(f"{name}_null_") for key in metrics)  # low/high folded into the row
     assert at_3_attrs["n_rows"] == attrs["n_rows"]
+
+
+@pytest.mark.parametrize("d, q", [(4096, 0.95), (576, 0.95), (7, 0.95), (10, 0.5), (3, 0.9), (1, 0.95), (64, 1.0)])
+def test_huh_bound_is_numpys_quantile_bit_for_bit(d, q):
+    X = np.random.default_rng(d).standard_t(3, size=(40, d)).astype(np.float32)
+    assert huh_bound(X, q) == float(np.quantile(np.abs(X.astype(np.float64)), q, axis=1, method="linear").mean())
