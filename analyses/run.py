@@ -37,10 +37,11 @@ from analyses.layer import (
 )
 from analyses.metrics import write_metrics_csv
 from analyses.readouts import LensInputs, decisions, layer_readouts, targets_train_rows_lack
-from analyses.similarity import similarity_tasks
+from analyses.similarity import HUH_KNN, HUH_VALUES, similarity_tasks
 from analyses.workers import Workers
 from landscape import faults, provenance, reader, store
 from landscape.atomic import replace_atomically
+from landscape.huh import huh_neighbours
 from landscape.names import ANSWER, ZERO_SHOT
 from landscape.normed import NormParameters, apply_norm
 
@@ -385,6 +386,11 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
         id_estimators=config.id_estimators and split == "eval",
     )  # the landscape's; not EDL's features
     result.arrays["rows"] = rows  # row of each result row in /examples
+    if _feeds_similarity(result, split, len(rows), config):
+        # what mutual kNN and CKNNA read of this layer, computed once for both its similarity groups
+        result.arrays[HUH_KNN], result.arrays[HUH_VALUES] = huh_neighbours(
+            states[rows], config.similarity_k, device=config.device
+        )
     if config.readouts:
         fit_rows = None
         if split == "eval":
@@ -403,6 +409,18 @@ def _task(hidden: str, split: str, name: str, layer: int, config: AnalysisConfig
         result.scalars.update(scalars)
         result.arrays.update(arrays)
     return result
+
+
+def _feeds_similarity(result: LayerResult, split: str, n_rows: int, config: AnalysisConfig) -> bool:
+    """Whether the layer's similarity groups will read its Huh et al. neighbours: eval rows, a
+    geometry, no duplicated row (a group drops those, and then finds its own neighbours)."""
+    return (
+        config.similarity
+        and split == "eval"
+        and not result.skipped
+        and result.scalars.get("n_duplicates") == 0
+        and n_rows > config.similarity_k
+    )
 
 
 def _optional_norms(f: h5py.File, name: str) -> NormParameters | None:

@@ -5,9 +5,12 @@ mutual kNN (Huh et al.'s, and on Euclidean neighbours), CKNNA and information im
 
 One task per condition (its layers) and one per layer (its conditions), each one pass of blocked
 Gram matrices over its representations (``similarity_matrices``), read from hidden.h5 one layer
-at a time: memory is a task's budget (``--similarity-memory``, 6 GiB: a condition's layers are
-kept when their float64 copies fit, L x N x d x 16 bytes, and read again block by block when
-not) plus one layer's copies, not the whole run.
+at a time. Mutual kNN and CKNNA read each layer's Huh et al. neighbours as the layer's own task
+found them (``HUH_KNN``), so a layer's prepared features are multiplied once, not once a group;
+a group with a duplicated row, or an analysis made before they were kept, finds its own.
+Memory: a task's budget (``--similarity-memory``, 6 GiB: a condition's layers are kept when
+their float64 copies fit, L x N x d x 8 bytes, 16 where the group finds its own neighbours, and
+read again block by block when not) plus one layer's copies, not the whole run.
 Layers without a geometry (every point identical, e.g. layer 0) are left out; rows duplicated
 in any of a task's representations are dropped from all of them (neighbours among copies are
 undefined; ``n_dropped``). A group is redone when the layers or conditions it should cover, or
@@ -26,6 +29,10 @@ import numpy as np
 from landscape import store
 from landscape.knn import distinct_rows
 from landscape.similarity import MEMORY_BYTES, measure_names, similarity_matrices
+
+# A layer task's per-row arrays that a group reads instead of multiplying Huh et al.'s features
+# again (``analyses.run``: ``huh_neighbours`` of the layer's eval rows, when it has no duplicated row)
+HUH_KNN, HUH_VALUES = "huh_knn", "huh_values"
 
 
 def similarity_tasks(
@@ -67,6 +74,7 @@ def similarity_tasks(
         found = store.analysis.read_similarity(f, path)
         if found is not None and found[0].tolist() == over and _same_settings(found[2], k, null_draws, null_seed):
             continue
+        distinct = all(_known_distinct(f, c, layer, split) for c, layer in representations)
         yield (
             path,
             similarity_task,
@@ -81,7 +89,8 @@ def similarity_tasks(
                 memory_bytes,
                 null_draws,
                 null_seed,
-                all(_known_distinct(f, c, layer, split) for c, layer in representations),
+                distinct,
+                _stored_huh_lists(f, representations, split, k) if distinct else None,
             ),
         )
 
@@ -109,6 +118,7 @@ def similarity_task(
     null_draws: int = 0,
     null_seed: int = 0,
     known_distinct: bool = False,
+    huh_lists: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict] | None:
     """Compare every two of the representations' states of the split's rows (runs in a worker),
     reading them from ``hidden`` one layer at a time (``StoredStates``); ``over``: ``{"layer":
@@ -116,7 +126,9 @@ def similarity_task(
     left after dropping duplicates. ``null_draws`` > 0: each measure's permutation null too, on
     the same rows (attrs ``null_draws``, ``null_seed``, ``null_route``, where needed ``null_note``).
     ``known_distinct``: the layer tasks found no duplicated row in any representation, so they
-    are not read and hashed once more to look for them."""
+    are not read and hashed once more to look for them; ``huh_lists``: then, each
+    representation's Huh et al. neighbours as its layer task found them (``HUH_KNN``), so the pass
+    multiplies only the centred rows."""
     with h5py.File(hidden, "r") as f:
         rows = np.flatnonzero(store.hidden.read_examples(f).splits == split)
         duplicated = np.zeros(len(rows), dtype=bool)
@@ -134,6 +146,7 @@ def similarity_task(
             memory_bytes=memory_bytes,
             null_draws=null_draws,
             null_seed=null_seed,
+            huh_lists=huh_lists if known_distinct else None,
         )
     return {**over, **matrices.as_dict()}, {
         "k": k,
@@ -165,6 +178,21 @@ class StoredStates(Sequence[np.ndarray]):
             return [self[i] for i in range(len(self))[r]]
         condition, layer = self._representations[r]
         return store.hidden.read_layer(self._f, condition, layer, self._states)[self._rows]
+
+
+def _stored_huh_lists(
+    f: h5py.File, representations: list[tuple[str, int]], split: str, k: int
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Each representation's Huh et al. neighbours at ``k`` as its layer task stored them, or None
+    when one lacks them (an analysis made before they were stored, or at another k)."""
+    lists = []
+    for condition, layer in representations:
+        path = store.analysis.result_path(condition, layer, split=split)
+        arrays = store.analysis.read_result(f, path, arrays=(HUH_KNN, HUH_VALUES))[1]
+        if HUH_KNN not in arrays or arrays[HUH_KNN].shape[1:] != (k,):
+            return None
+        lists.append((arrays[HUH_KNN], arrays[HUH_VALUES]))
+    return lists
 
 
 def _known_distinct(f: h5py.File, condition: str, layer: int, split: str) -> bool:

@@ -51,10 +51,10 @@ import torch
 
 from landscape.devices import pick_device
 from landscape.hsic import masked_hsic_pairs, unbiased_hsic
+from landscape.huh import huh_bound, huh_features, huh_top
 from landscape.similarity_nulls import NULL_MEASURES, null_permutations, permutation_nulls
 
 MEASURES = ("cka", "cka_debiased", "mutual_knn", "mutual_knn_euclidean", "cknna", "imbalance")
-OUTLIER_QUANTILE = 0.95  # Huh et al.'s feature clamp before mutual kNN and CKNNA
 # Bytes of the per-block work arrays (Gram rows of every representation) when every
 # representation is kept in memory; a streamed pass takes half of MEMORY_BYTES for them instead.
 _BLOCK_BYTES = 1 << 27
@@ -146,38 +146,6 @@ def information_imbalance(X_a: np.ndarray, X_b: np.ndarray, *, block: int = 1024
     return float(2.0 / n * ranks_ab.mean()), float(2.0 / n * ranks_ba.mean())
 
 
-def huh_bound(X: np.ndarray, q: float = OUTLIER_QUANTILE) -> float:
-    """Huh et al.'s clamp of (N, d) features: the mean over rows of each row's ``q`` quantile of
-    |value| (their ``remove_outliers``, here per representation), interpolated linearly (torch.quantile's
-    default), bit for bit ``np.quantile(np.abs(X), q, axis=1).mean()`` in float64: the two order
-    statistics around it selected in place along each row (np.quantile moves the axis first).
-
-    >>> X = np.random.default_rng(0).standard_t(3, size=(50, 33))
-    >>> huh_bound(X) == float(np.quantile(np.abs(X), 0.95, axis=1).mean())
-    True
-    """
-    values = np.abs(np.asarray(X, dtype=np.float64))
-    d = values.shape[1]
-    position = (d - 1) * q  # numpy's virtual index of the linear method
-    below = int(np.floor(position))
-    above, weight = min(below + 1, d - 1), position - below
-    values.partition([below, above], axis=1)
-    low, high = values[:, below], values[:, above]
-    gap = high - low
-    # numpy's _lerp: from the nearer end, so that the result stays within [low, high]
-    at = high - gap * (1 - weight) if weight >= 0.5 else low + gap * weight
-    return float(at.mean())
-
-
-def huh_features(X: np.ndarray, q: float = OUTLIER_QUANTILE, *, bound: float | None = None) -> np.ndarray:
-    """Huh et al.'s preparation of (N, d) features for mutual kNN and CKNNA: values clamped at
-    ``huh_bound`` (given, or computed from ``X`` and ``q``), then each row L2-normalised."""
-    X = np.asarray(X, dtype=np.float64)
-    bound = huh_bound(X, q) if bound is None else bound
-    X = np.clip(X, -bound, bound)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-
-
 @dataclass(frozen=True)
 class SimilarityMatrices:
     """(R, R) matrices of R representations of the same rows; ``imbalance[a, b]`` = Delta(a -> b)
@@ -211,9 +179,14 @@ def similarity_matrices(
     null_draws: int = 0,
     null_seed: int = 0,
     cka_null: str = "moments",
+    huh_lists: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> SimilarityMatrices:
     """Every measure between every two of R representations (each (N, d_r), the same N rows,
     no duplicated rows within any: neighbours among copies are undefined).
+
+    ``huh_lists``: each representation's ``landscape.huh.huh_neighbours`` at ``max(k, cknna_k)``, computed where
+    its states were at hand (the layer's own task, ``analyses.run``): the pass then multiplies
+    only the centred rows, and keeps only their copies, instead of Huh et al.'s prepared ones too.
 
     ``null_draws`` > 0: each measure's chance level too (``nulls``: ``landscape.similarity_nulls``),
     from ``null_permutations(N, null_draws, null_seed)``; the route of each is in
@@ -226,7 +199,7 @@ def similarity_matrices(
 
     ``representations`` may read each item on access (``analyses.similarity`` reads them from
     hidden.h5): when their prepared copies (float64 centred and Huh et al.'s: R x N x d x 16
-    bytes) fit in ``memory_bytes`` each is read once and kept; otherwise each block of rows
+    bytes; 8 with ``huh_lists``) fit in ``memory_bytes`` each is read once and kept; otherwise each block of rows
     reads them again one at a time (``_Prepared``), so memory is ``memory_bytes`` (half for the
     R x block x N Gram rows, half for the copies that fit) plus one representation's working copies.
     With nulls, the R centred Grams (R x N^2 x 8 bytes) are held in the copies' half when they fit
@@ -245,8 +218,17 @@ def similarity_matrices(
         raise ValueError(f"null_draws must be >= 0, got {null_draws}")
     if cka_null not in ("moments", "draws"):
         raise ValueError(f"cka_null must be moments or draws, got {cka_null!r}")
+    huh_k = max(k, cknna_k)  # one top-k serves both: mutual kNN takes the first k, CKNNA the first cknna_k
+    if huh_lists is not None and (
+        len(huh_lists) != R or any(np.shape(indices)[1:] != (huh_k,) for indices, _ in huh_lists)
+    ):
+        raise ValueError(f"huh_lists: one (N, {huh_k}) neighbour list and its values per representation")
     prepared = _Prepared(
-        representations, dev, cache_bytes=memory_bytes // 2, hold_grams=null_draws > 0 and cka_null == "draws"
+        representations,
+        dev,
+        cache_bytes=memory_bytes // 2,
+        hold_grams=null_draws > 0 and cka_null == "draws",
+        huh=huh_lists is None,
     )
     n = prepared.n
     if n < 4 or not 1 <= k < n or not 2 <= cknna_k < n:
@@ -254,9 +236,14 @@ def similarity_matrices(
     sq = prepared.squared_norms  # (R, N): the centred Grams' diagonals
     inner = torch.zeros(R, R, dtype=torch.float64, device=dev)  # <K_a, K_b> = sum of K_a * K_b
     knn = torch.empty(R, n, k, dtype=torch.long, device=dev)
-    huh_k = max(k, cknna_k)  # one top-k serves both: mutual kNN takes the first k, CKNNA the first cknna_k
-    huh_knn = torch.empty(R, n, huh_k, dtype=torch.long, device=dev)
-    huh_values = torch.empty(R, n, huh_k, dtype=torch.float64, device=dev)
+    if huh_lists is None:
+        huh_knn = torch.empty(R, n, huh_k, dtype=torch.long, device=dev)
+        huh_values = torch.empty(R, n, huh_k, dtype=torch.float64, device=dev)
+    else:
+        huh_knn = torch.stack([torch.as_tensor(np.asarray(i, dtype=np.int64), device=dev) for i, _ in huh_lists])
+        huh_values = torch.stack([torch.as_tensor(np.asarray(v, dtype=np.float64), device=dev) for _, v in huh_lists])
+        if huh_knn.shape[1] != n:
+            raise ValueError(f"huh_lists hold {huh_knn.shape[1]} rows, the representations {n}")
     ranks = torch.zeros(R, R, dtype=torch.float64, device=dev)  # ranks[a, b]: sum over i of rank_b(nn_a(i))
     block = block_rows(n, R, all_kept=prepared.all_kept, memory_bytes=memory_bytes)
     grams = torch.empty(R, n, n, dtype=torch.float64, device=dev) if prepared.grams_held else None
@@ -266,11 +253,9 @@ def similarity_matrices(
         for r in range(R):
             centred, huh = prepared[r]
             distances[r] = centred[rows] @ centred.T
-            similarities = huh[rows] @ huh.T
-            similarities[torch.arange(len(rows), device=dev), rows] = -torch.inf
-            values, indices = torch.topk(similarities, huh_k, dim=1)
-            huh_knn[r, rows], huh_values[r, rows] = indices, values
-            del centred, huh, similarities
+            if huh is not None:
+                huh_knn[r, rows], huh_values[r, rows] = huh_top(huh, rows, huh_k)
+            del centred, huh
         flat = distances.reshape(R, -1)
         inner += flat @ flat.T
         if grams is not None:  # held for the CKA nulls' draws
@@ -334,7 +319,7 @@ def block_rows(n: int, R: int, *, all_kept: bool, memory_bytes: int = MEMORY_BYT
 
 class _Prepared:
     """The representations as the blocks use them: ``self[r]`` = (centred, Huh-prepared) float64
-    tensors of representation r. A first pass reads each once (its mean, clamp bound and the
+    tensors of representation r (``huh`` False: (centred, None), their neighbours given). A first pass reads each once (its mean, clamp bound and the
     centred rows' squared norms, which every block needs) and keeps the prepared copies while
     they fit in ``cache_bytes``; the others are read and prepared again on each access, with the
     same mean and bound, so every block sees the same numbers. ``hold_grams``: the R centred
@@ -342,12 +327,18 @@ class _Prepared:
     (``grams_held``), leaving the rest of it to the copies."""
 
     def __init__(
-        self, representations: Sequence[np.ndarray], device: torch.device, *, cache_bytes: int, hold_grams: bool = False
+        self,
+        representations: Sequence[np.ndarray],
+        device: torch.device,
+        *,
+        cache_bytes: int,
+        hold_grams: bool = False,
+        huh: bool = True,
     ):
-        self._representations, self._device = representations, device
+        self._representations, self._device, self._huh = representations, device, huh
         self._means: list[np.ndarray] = []
         self._bounds: list[float] = []
-        self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._kept: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
         norms, held, n, self.grams_held = [], 0, None, False
         R = len(representations)
         for r in range(R):
@@ -360,25 +351,23 @@ class _Prepared:
             elif len(X) != n:
                 raise ValueError("similarity_matrices compares the same rows: representations differ in length")
             self._means.append(X.mean(axis=0))
-            self._bounds.append(huh_bound(X))
-            centred, huh = self._prepare(r, X)
+            self._bounds.append(huh_bound(X) if huh else float("nan"))
+            centred, prepared = self._prepare(r, X)
             norms.append((centred**2).sum(dim=1))
-            held += 2 * centred.numel() * centred.element_size()
+            held += (2 if huh else 1) * centred.numel() * centred.element_size()
             if held <= cache_bytes:
-                self._kept[r] = centred, huh
-            del X, centred, huh
+                self._kept[r] = centred, prepared
+            del X, centred, prepared
         self.squared_norms = torch.stack(norms)  # none (R = 0): refused here
         assert n is not None
         self.n: int = n
         self.all_kept = len(self._kept) == len(representations)
 
-    def _prepare(self, r: int, X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            torch.as_tensor(X - self._means[r], device=self._device),
-            torch.as_tensor(huh_features(X, bound=self._bounds[r]), device=self._device),
-        )
+    def _prepare(self, r: int, X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        huh = torch.as_tensor(huh_features(X, bound=self._bounds[r]), device=self._device) if self._huh else None
+        return torch.as_tensor(X - self._means[r], device=self._device), huh
 
-    def __getitem__(self, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, r: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         if r in self._kept:
             return self._kept[r]
         return self._prepare(r, np.asarray(self._representations[r], dtype=np.float64))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from landscape import similarity, similarity_nulls
+from landscape.huh import huh_bound, huh_features, huh_neighbours
 from landscape.knn import knn_graph
-from landscape.similarity import huh_bound
 
 
 def _rotation(d: int, seed: int) -> np.ndarray:
@@ -51,7 +51,7 @@ def _huh_mutual_knn(A: np.ndarray, B: np.ndarray, topk: int) -> float:
     masks) transcribed, on their features (``remove_outliers`` q=0.95, then L2-normalised)."""
     import torch
 
-    A, B = (torch.as_tensor(similarity.huh_features(X)) for X in (A, B))
+    A, B = (torch.as_tensor(huh_features(X)) for X in (A, B))
     n = len(A)
     knn = [(F @ F.T).fill_diagonal_(-1e8).argsort(dim=1, descending=True)[:, :topk] for F in (A, B)]
     masks = [torch.zeros(n, n).scatter_(1, k, 1.0) for k in knn]
@@ -93,7 +93,7 @@ def _huh_cknna(A: np.ndarray, B: np.ndarray, topk: int) -> float:
     """Huh et al.'s ``cknna`` (platonic-rep metrics.py, unbiased) transcribed densely, on their features."""
     import torch
 
-    A, B = (torch.as_tensor(similarity.huh_features(X)) for X in (A, B))
+    A, B = (torch.as_tensor(huh_features(X)) for X in (A, B))
     n = len(A)
 
     def hsic(K, L):
@@ -224,9 +224,15 @@ def test_the_analysis_streams_a_condition_s_layers_to_the_same_matrices(tiny_run
     streamed, streamed_meta = similarity_task(*args, memory_bytes=0)
     unscanned, unscanned_meta = similarity_task(*args, known_distinct=True)  # no look for duplicates: none here
     assert meta == streamed_meta == unscanned_meta and meta["n_dropped"] == 0
+    with h5py.File(tiny_run / "hidden.h5", "r") as f:
+        rows = np.flatnonzero(store.hidden.read_examples(f).splits == "eval")
+        lists = [huh_neighbours(store.hidden.read_layer(f, c, layer)[rows], 10) for c, layer in representations]
+    given, given_meta = similarity_task(*args, known_distinct=True, huh_lists=lists)  # each layer's own task's lists
+    assert given_meta == meta
     for name in similarity.MEASURES:
         np.testing.assert_allclose(streamed[name], kept[name], rtol=1e-12, atol=1e-12, err_msg=name)
         np.testing.assert_array_equal(unscanned[name], kept[name], err_msg=name)
+        np.testing.assert_allclose(given[name], kept[name], rtol=1e-12, atol=1e-12, err_msg=name)
     with h5py.File(tiny_run / "hidden.h5", "r") as f:
         rows = np.flatnonzero(store.hidden.read_examples(f).splits == "eval")
         states = StoredStates(f, representations, rows, "residual")
@@ -376,8 +382,9 @@ def test_the_analysis_writes_the_nulls_into_metrics_csv_and_redoes_groups_withou
 
         assert tasks(null_draws=SMALL.null_draws, null_seed=SMALL.null_seed) == []  # done
         # the layer tasks counted no duplicated row: the groups do not look for them again
-        flags = [
-            args[-1]
+        # and read each layer's Huh et al. neighbours as its own task found them
+        (args,) = [
+            args
             for *_, args in similarity_tasks(
                 f, "hidden", "eval", ["0shot"], stored, states="residual", k=10, device="cpu"
             )
@@ -386,7 +393,13 @@ def test_the_analysis_writes_the_nulls_into_metrics_csv_and_redoes_groups_withou
             store.analysis.read_result(f, store.analysis.result_path("0shot", layer), arrays=())[0]["n_duplicates"]
             for layer in (1, 2, 3)
         ]
-        assert flags == [True] and counts == [0, 0, 0]
+        assert args[-2] is True and counts == [0, 0, 0]
+        with h5py.File(tiny_run / "hidden.h5", "r") as hidden:
+            rows = np.flatnonzero(store.hidden.read_examples(hidden).splits == "eval")
+            for layer, (indices, values) in zip((1, 2, 3), args[-1], strict=True):
+                again = huh_neighbours(store.hidden.read_layer(hidden, "0shot", layer)[rows], 10)
+                np.testing.assert_array_equal(indices, again[0])
+                np.testing.assert_allclose(values, again[1], rtol=1e-13)
         assert len(tasks(null_draws=SMALL.null_draws, null_seed=1)) == len(tasks()) == 5  # 2 conditions, 3 layers
     assert attrs["null_draws"] == SMALL.null_draws > 0 and attrs["null_seed"] == SMALL.null_seed
     assert attrs["null_route"] == {
@@ -414,3 +427,17 @@ def test_the_analysis_writes_the_nulls_into_metrics_csv_and_redoes_groups_withou
 def test_huh_bound_is_numpys_quantile_bit_for_bit(d, q):
     X = np.random.default_rng(d).standard_t(3, size=(40, d)).astype(np.float32)
     assert huh_bound(X, q) == float(np.quantile(np.abs(X.astype(np.float64)), q, axis=1, method="linear").mean())
+
+
+@pytest.mark.parametrize("memory_bytes", [similarity.MEMORY_BYTES, 0])  # kept, and streamed block by block
+def test_neighbours_found_once_give_every_measure_and_null_as_the_pass_finds_them(memory_bytes, monkeypatch):
+    reps = _related(90, seed=5)
+    monkeypatch.setattr(similarity, "_BLOCK_BYTES", 8 * 90 * 3 * 20)  # 20 rows a block
+    settings = dict(k=5, cknna_k=7, null_draws=6, null_seed=3, memory_bytes=memory_bytes)
+    found = similarity.similarity_matrices(reps, **settings)
+    lists = [huh_neighbours(X, 7) for X in reps]
+    given = similarity.similarity_matrices(reps, **settings, huh_lists=lists)
+    for name, matrix in found.as_dict().items():
+        np.testing.assert_allclose(given.as_dict()[name], matrix, rtol=1e-12, atol=1e-12, err_msg=name)
+    with pytest.raises(ValueError, match=r"one \(N, 7\) neighbour list"):
+        similarity.similarity_matrices(reps, **settings, huh_lists=[(i[:, :5], v[:, :5]) for i, v in lists])

@@ -9,6 +9,9 @@
          mean is the label overlap; NaN where not measured); attrs also <measure>_null, _null_low,
          _null_high[<grouping>]: the ARI's and label overlap's permutation nulls (landscape.nulls)
          lens_pred (the logit lens's argmax; analyses.readouts)
+         huh_knn (n, similarity_k) int32, huh_values (n, similarity_k) float64: each eval row's nearest
+         others by Huh et al.'s prepared features and their inner products (landscape.huh
+         huh_neighbours; layers without duplicated rows), which the similarity groups read
     /decisions/<split>/<condition>/<layer:03d>/  attrs: lens_decided (share of rows whose lens answer
          is final from this layer on); the last layer's group: decision_layer (n,)
     /pairs/<split>/<a>~<b>/<layer:03d>/        attrs: complete, skipped, data_overlap, ari_clusters,
