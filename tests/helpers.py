@@ -326,6 +326,16 @@ def run_landscape(*args, fault: str | None = None, check: bool = True) -> subpro
     return done
 
 
+def extract_tiny(folder: Path, model: Path, mmlu: Path, **changes) -> None:
+    """Extract a small run of the tiny model: 0- and 1-shot, every subject, 12 eval and 8 train rows a
+    subject, demo pool 2 (``changes``: other ``ExtractConfig`` settings)."""
+    from extract.icl import ExtractConfig, run_extract
+
+    settings = dict(shots=(0, 1), subjects="all", per_subject=12, demo_pool=2, train_per_subject=8, batch_size=8)
+    config = ExtractConfig(model=str(model), task_data=str(mmlu), **{**settings, **changes})
+    run_extract(config, folder, progress=False)
+
+
 def extract_args(run, tiny_model_dir, tiny_mmlu, shots="0,1") -> list:
     """The arguments of a small ``landscape extract`` of the tiny model (6 questions a subject)."""
     return [

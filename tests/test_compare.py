@@ -12,30 +12,12 @@ import pytest
 from analyses.compare import COMPARE_HEADER, paired_differences, shared_rows, summarize
 from analyses.run import run_analysis
 from extract.finetune import FinetuneConfig, run_finetune
-from extract.icl import ExtractConfig, run_extract
 from figures.compare import PAIRED_FILE, profile_figures, profile_series, run_compare
 from figures.style import CHANCE
 from landscape import cli
-from tests.helpers import SMALL, build_tiny_model, require_chromium
+from tests.helpers import SMALL, build_tiny_model, extract_tiny, require_chromium
 
 TUNE = dict(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=1, batch_size=4)
-
-
-def _extract(folder, model, mmlu, per_subject=12):
-    run_extract(
-        ExtractConfig(
-            model=str(model),
-            task_data=str(mmlu),
-            shots=(0, 1),
-            subjects="all",
-            per_subject=per_subject,
-            demo_pool=2,
-            train_per_subject=8,
-            batch_size=8,
-        ),
-        folder,
-        progress=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +26,7 @@ def runs(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     fine-tune analysed with another recipe; deep: a 5-block model on other rows."""
     root = tmp_path_factory.mktemp("compare")
     seed0, seed1, normed, deep = (root / n for n in ("seed0", "seed1", "normed", "deep"))
-    _extract(seed0, tiny_model_dir, tiny_mmlu)
+    extract_tiny(seed0, tiny_model_dir, tiny_mmlu)
     shutil.copytree(seed0, seed1)
     for folder, seed in ((seed0, 0), (seed1, 1)):
         run_finetune(folder, FinetuneConfig(**TUNE, seed=seed, task_data=str(tiny_mmlu)), progress=False)
@@ -53,7 +35,7 @@ def runs(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     for name in ("analysis.h5", "metrics.csv"):
         (normed / name).unlink()
     run_analysis(normed, replace(SMALL, states="normed"), progress=False)
-    _extract(deep, build_tiny_model(root / "deep-model", layers=5), tiny_mmlu, per_subject=10)
+    extract_tiny(deep, build_tiny_model(root / "deep-model", layers=5), tiny_mmlu, per_subject=10)
     run_analysis(deep, SMALL, progress=False)
     return {"seed0": seed0, "seed1": seed1, "normed": normed, "deep": deep}
 

@@ -11,10 +11,9 @@ from analyses.claims import evaluate_claims
 from analyses.run import run_analysis
 from analyses.run_view import read_run
 from extract.finetune import FinetuneConfig, run_finetune
-from extract.icl import ExtractConfig, run_extract
 from figures.compare import PAIRED_FILE, run_compare
 from landscape import reader, store
-from tests.helpers import SMALL
+from tests.helpers import SMALL, extract_tiny
 
 TUNE = dict(rank=4, alpha=8, dropout=0.0, lr=5e-3, epochs=1, batch_size=4)
 
@@ -25,18 +24,7 @@ def own_and_others(tmp_path_factory, tiny_model_dir, tiny_mmlu):
     folders = {}
     for name, train_subjects in (("own", None), ("others", "others")):
         folder = folders[name] = root / name
-        config = ExtractConfig(
-            model=str(tiny_model_dir),
-            task_data=str(tiny_mmlu),
-            shots=(0, 1),
-            subjects="anatomy,astronomy",
-            train_subjects=train_subjects,
-            per_subject=12,
-            demo_pool=2,
-            train_per_subject=8,
-            batch_size=8,
-        )
-        run_extract(config, folder, progress=False)
+        extract_tiny(folder, tiny_model_dir, tiny_mmlu, subjects="anatomy,astronomy", train_subjects=train_subjects)
         run_finetune(folder, FinetuneConfig(**TUNE, task_data=str(tiny_mmlu)), progress=False)
         run_analysis(folder, SMALL, progress=False)
     return folders

@@ -13,7 +13,7 @@ from analyses.readouts import decisions, targets_train_rows_lack
 from extract import conditions
 from landscape import readouts, store
 from landscape.readouts import Unembedding, lens_logits, linear_probe, linear_probe_halves
-from tests.helpers import SMALL, assert_lens_is_the_models_logits
+from tests.helpers import SMALL, assert_lens_is_the_models_logits, extract_tiny
 
 
 def test_lens_at_the_last_layer_is_the_tiny_models_logits(tiny_run):
@@ -94,7 +94,7 @@ def test_probes_never_see_a_row_they_score(tiny_run, monkeypatch):
 
 
 def test_train_rows_fit_and_eval_rows_score(tiny_model_dir, tiny_mmlu, tmp_path, monkeypatch):
-    _extract_with_train_rows(tmp_path, tiny_model_dir, tiny_mmlu, subjects="all")
+    extract_tiny(tmp_path, tiny_model_dir, tiny_mmlu, shots=(0,), subjects="all")
     seen = []
     real = readouts._fit_probe
     monkeypatch.setattr(
@@ -121,7 +121,7 @@ def test_probes_are_not_fit_on_rows_of_other_subjects(tiny_model_dir, tiny_mmlu,
     """A run trained on other subjects (--train-subjects others): a subject probe fit on its train
     rows could not name an evaluated subject, so auto cross-fits halves of the eval rows, and an
     explicit train fit probes the answer only, saying why."""
-    _extract_with_train_rows(tmp_path, tiny_model_dir, tiny_mmlu, subjects="anatomy,astronomy", train_subjects="others")
+    extract_tiny(tmp_path, tiny_model_dir, tiny_mmlu, shots=(0,), subjects="anatomy,astronomy", train_subjects="others")
     hidden = str(tmp_path / "hidden.h5")
     with h5py.File(hidden, "r") as f:
         assert targets_train_rows_lack(store.hidden.read_examples(f)) == ["subject"]
@@ -133,11 +133,3 @@ def test_probes_are_not_fit_on_rows_of_other_subjects(tiny_model_dir, tiny_mmlu,
     assert "lack evaluated values of subject" in capsys.readouterr().err
     result = analysis_run._task(hidden, "eval", "0shot", 2, config)
     assert "probe_accuracy[answer]" in result.scalars and "probe_accuracy[subject]" not in result.scalars
-
-
-def _extract_with_train_rows(folder, model, mmlu, **choices) -> None:
-    """A 0-shot run of the tiny model with 12 eval and 8 train rows a subject (``choices``: which)."""
-    from extract.icl import ExtractConfig, run_extract
-
-    settings = dict(shots=(0,), per_subject=12, demo_pool=2, train_per_subject=8, batch_size=8)
-    run_extract(ExtractConfig(model=str(model), task_data=str(mmlu), **settings, **choices), folder, progress=False)

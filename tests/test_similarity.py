@@ -441,3 +441,23 @@ def test_neighbours_found_once_give_every_measure_and_null_as_the_pass_finds_the
         np.testing.assert_allclose(given.as_dict()[name], matrix, rtol=1e-12, atol=1e-12, err_msg=name)
     with pytest.raises(ValueError, match=r"one \(N, 7\) neighbour list"):
         similarity.similarity_matrices(reps, **settings, huh_lists=[(i[:, :5], v[:, :5]) for i, v in lists])
+
+
+def test_a_group_with_a_duplicated_row_looks_for_duplicates_and_finds_its_own_neighbours(tiny_run, tmp_path):
+    import shutil
+
+    import h5py
+
+    from analyses.similarity import similarity_tasks
+    from landscape import store
+
+    shutil.copy(tiny_run / "analysis.h5", tmp_path / "analysis.h5")
+    stored = {"0shot": [0, 1, 2, 3]}
+    with h5py.File(tmp_path / "analysis.h5", "a") as f:
+        f[store.analysis.result_path("0shot", 2)].attrs["n_duplicates"] = 1.0  # as a layer task with a copy records it
+        del f[store.analysis.similarity_path("eval", condition="0shot")]
+        (args,) = [
+            a
+            for *_, a in similarity_tasks(f, "hidden", "eval", ["0shot"], stored, states="residual", k=10, device="cpu")
+        ]
+    assert args[-2] is False and args[-1] is None
